@@ -1,0 +1,146 @@
+//! The one error type of the crate.
+
+use std::io;
+
+/// What went wrong, in a form a caller can match on.
+///
+/// Every message names the object involved: a segment's name (or
+/// `anonymous segment` for one without a name), a view range, a key.
+///
+/// ```
+/// use memshare::{Error, Segment};
+///
+/// match Segment::open("memshare-doc-absent") {
+///     Err(Error::NotFound { name }) => assert_eq!(name, "memshare-doc-absent"),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No segment of that name exists (or its last holder is gone).
+    #[error("segment {name:?} not found")]
+    NotFound {
+        /// The name that was looked up.
+        name: String,
+    },
+
+    /// A live segment of that name already exists.
+    #[error("segment {name:?} already exists")]
+    AlreadyExists {
+        /// The name that was asked for.
+        name: String,
+    },
+
+    /// The name breaks the naming rules (see [`crate::validate_name`]).
+    #[error("invalid segment name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given (lossily printable).
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+
+    /// An offset, length or range falls outside the object it addresses,
+    /// or a size is zero or too large.
+    #[error("{object}: {detail}")]
+    OutOfRange {
+        /// The segment or view addressed.
+        object: String,
+        /// What was out of range, with the numbers.
+        detail: String,
+    },
+
+    /// An atomic access at an offset that is not a multiple of the word size.
+    #[error("{object}: offset {offset} is not aligned to {align} bytes")]
+    Misaligned {
+        /// The view addressed.
+        object: String,
+        /// The offset asked for, relative to the view.
+        offset: usize,
+        /// The alignment the access needs.
+        align: usize,
+    },
+
+    /// The operating system or the segment's own protection refuses the
+    /// operation (a read-only segment mapped writable, another user's
+    /// segment, a sealed segment).
+    #[error("{object}: permission denied: {op}")]
+    PermissionDenied {
+        /// The segment involved.
+        object: String,
+        /// What was attempted.
+        op: String,
+    },
+
+    /// The platform or the running kernel does not offer the feature.
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// The feature and why it is missing.
+        what: String,
+    },
+
+    /// Not enough memory or shared-memory space for the segment (a
+    /// reservation failed, huge pages are exhausted).
+    #[error("{object}: not enough memory for {len} bytes: {detail}")]
+    NoSpace {
+        /// The segment being created.
+        object: String,
+        /// How many bytes were asked for.
+        len: u64,
+        /// What the system said.
+        detail: String,
+    },
+
+    /// A handle, descriptor or value received from another process (an
+    /// inherited descriptor, an environment value, a descriptor sent over
+    /// a socket) is not what it claims to be.
+    #[error("{object}: invalid handle: {reason}")]
+    InvalidHandle {
+        /// The key, message or descriptor involved.
+        object: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// Any other error from the operating system.
+    #[error("{object}: {op} failed: {source}")]
+    Io {
+        /// The segment involved.
+        object: String,
+        /// The system call or step that failed.
+        op: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Turns an operating-system error into the variant a caller can match
+    /// on: not found, already exists and permission denied get their own
+    /// variants, anything else is [`Error::Io`].
+    pub(crate) fn from_io(name: Option<&str>, op: &'static str, source: io::Error) -> Error {
+        let object = || crate::sys::describe(name);
+        match (source.kind(), name) {
+            (io::ErrorKind::NotFound, Some(name)) => Error::NotFound {
+                name: name.to_owned(),
+            },
+            (io::ErrorKind::AlreadyExists, Some(name)) => Error::AlreadyExists {
+                name: name.to_owned(),
+            },
+            (io::ErrorKind::PermissionDenied, _) => Error::PermissionDenied {
+                object: object(),
+                op: format!("{op}: {source}"),
+            },
+            _ => Error::Io {
+                object: object(),
+                op,
+                source,
+            },
+        }
+    }
+}

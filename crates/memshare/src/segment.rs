@@ -1,0 +1,408 @@
+//! Segments: the shared-memory object, its name and its lifetime.
+
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use crate::sys::{self, CreateOptions, Object};
+use crate::view::{View, ViewMut};
+use crate::{validate_name, Error, Result};
+
+/// A shared-memory object: the Win32 file mapping made portable.
+///
+/// A segment is a handle. Cloning it is cheap and shares the handle (like
+/// `DuplicateHandle` into the same process); views made from it keep the
+/// object alive after every `Segment` is dropped, as `MapViewOfFile` views
+/// do after `CloseHandle`.
+///
+/// A segment is raw bytes: memshare puts no header in it, so a named
+/// segment is the same object Python's `multiprocessing.shared_memory`,
+/// Boost.Interprocess or C's `shm_open` see.
+///
+/// ```
+/// use memshare::Segment;
+///
+/// # fn main() -> memshare::Result<()> {
+/// let segment = Segment::create(4096)?;
+/// let view = segment.map(..)?;
+/// view.write_at(0, b"hello")?;
+/// drop(segment); // the view keeps the memory alive
+/// let mut buf = [0u8; 5];
+/// view.read_at(0, &mut buf)?;
+/// assert_eq!(&buf, b"hello");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Segment {
+    object: Arc<Object>,
+    populate: bool,
+}
+
+/// How a segment is created or opened: huge pages, reservation,
+/// prefaulting and persistence. Start from [`Segment::options`].
+///
+/// | option | Linux | other Unixes |
+/// |---|---|---|
+/// | [`huge_pages`](Self::huge_pages) | `memfd_create(MFD_HUGETLB)`, anonymous segments only; pages are reserved at creation | `Unsupported` |
+/// | [`reserve`](Self::reserve) | `fallocate` over the whole size | `Unsupported` |
+/// | [`populate`](Self::populate) | `MAP_POPULATE` on every view | no effect |
+/// | [`persist`](Self::persist) | the name stays until [`Segment::remove`] | the same |
+///
+/// **When to reserve.** Shared memory on Linux is sparse: creating a segment
+/// allocates nothing, and each page is allocated when first touched. If the
+/// memory (or the `/dev/shm` file system, 64 MiB in a default Docker
+/// container) is exhausted at that moment, the kernel kills the process
+/// that touched the page with `SIGBUS`. `reserve(true)` allocates every page
+/// at creation, so exhaustion is a clean [`Error::NoSpace`] then, at the cost
+/// of really using the memory from the start. Reserve when the segment will
+/// be filled anyway (ring buffers, frame pools) or when a crash later is
+/// unacceptable; don't for large, mostly empty segments.
+///
+/// **When to populate.** Reservation allocates pages; `populate(true)`
+/// also maps them into each view, so the first access to each page costs no
+/// page fault. Use it for latency-sensitive views of memory that is used at
+/// once; it makes `map` take time proportional to the view's size.
+///
+/// **Huge pages** cut TLB misses for large segments. They come from a pool
+/// the administrator sets up (`/proc/sys/vm/nr_hugepages`); where it is
+/// empty, creation fails with [`Error::NoSpace`], never later.
+///
+/// ```
+/// use memshare::Segment;
+///
+/// # fn main() -> memshare::Result<()> {
+/// let segment = Segment::options().reserve(true).populate(true).create(1 << 20)?;
+/// assert_eq!(segment.len(), 1 << 20);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SegmentOptions {
+    create: CreateOptions,
+    populate: bool,
+}
+
+impl SegmentOptions {
+    /// The defaults: base pages, sparse, no prefaulting, name removed with
+    /// its last holder.
+    pub fn new() -> SegmentOptions {
+        SegmentOptions::default()
+    }
+
+    /// Back the segment with huge pages (anonymous segments on Linux).
+    pub fn huge_pages(&mut self, yes: bool) -> &mut SegmentOptions {
+        self.create.huge_pages = yes;
+        self
+    }
+
+    /// Allocate all of the segment's memory at creation, so that running
+    /// out is an error then and not a `SIGBUS` later.
+    pub fn reserve(&mut self, yes: bool) -> &mut SegmentOptions {
+        self.create.reserve = yes;
+        self
+    }
+
+    /// Prefault every view of this segment (`MAP_POPULATE`).
+    pub fn populate(&mut self, yes: bool) -> &mut SegmentOptions {
+        self.populate = yes;
+        self
+    }
+
+    /// Keep the name after the last holder is gone, like a file, until
+    /// [`Segment::remove`].
+    pub fn persist(&mut self, yes: bool) -> &mut SegmentOptions {
+        self.create.persist = yes;
+        self
+    }
+
+    /// Creates an anonymous segment with these options (see [`Segment::create`]).
+    pub fn create(&self, len: u64) -> Result<Segment> {
+        check_len(None, len)?;
+        Ok(self.wrap(Object::create_anonymous(len, &self.create)?))
+    }
+
+    /// Creates a named segment with these options (see [`Segment::create_named`]).
+    pub fn create_named(&self, name: &str, len: u64) -> Result<Segment> {
+        validate_name(name)?;
+        check_len(Some(name), len)?;
+        Ok(self.wrap(Object::create_named(name, len, &self.create)?))
+    }
+
+    /// Opens a named segment with these options (see [`Segment::open`]).
+    pub fn open(&self, name: &str) -> Result<Segment> {
+        validate_name(name)?;
+        Ok(self.wrap(Object::open_named(name, true)?))
+    }
+
+    /// Opens a named segment read-only with these options (see
+    /// [`Segment::open_readonly`]).
+    pub fn open_readonly(&self, name: &str) -> Result<Segment> {
+        validate_name(name)?;
+        Ok(self.wrap(Object::open_named(name, false)?))
+    }
+
+    fn wrap(&self, object: Object) -> Segment {
+        Segment {
+            object: Arc::new(object),
+            populate: self.populate,
+        }
+    }
+}
+
+fn check_len(name: Option<&str>, len: u64) -> Result<()> {
+    if len == 0 {
+        return Err(Error::OutOfRange {
+            object: sys::describe(name),
+            detail: "size 0: a segment must be at least 1 byte long".into(),
+        });
+    }
+    if len > i64::MAX as u64 {
+        return Err(Error::OutOfRange {
+            object: sys::describe(name),
+            detail: format!(
+                "size {len} is larger than the largest file size ({})",
+                i64::MAX
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Segment {
+    /// Options for creating or opening a segment.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let segment = memshare::Segment::options().reserve(true).create(8192)?;
+    /// # drop(segment); Ok(())
+    /// # }
+    /// ```
+    pub fn options() -> SegmentOptions {
+        SegmentOptions::new()
+    }
+
+    /// Creates an anonymous segment of `len` zero bytes.
+    ///
+    /// It has no name: other processes get it by inheritance or handle
+    /// passing. On Linux it is a `memfd` sealed against shrinking and
+    /// growing, so no holder can truncate it under another holder's views.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let segment = memshare::Segment::create(1 << 16)?;
+    /// assert_eq!(segment.len(), 1 << 16);
+    /// assert_eq!(segment.name(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn create(len: u64) -> Result<Segment> {
+        SegmentOptions::new().create(len)
+    }
+
+    /// Creates a segment of `len` zero bytes that other processes can open
+    /// by `name`.
+    ///
+    /// Fails with [`Error::AlreadyExists`] if a live segment has that name.
+    /// The object is created exclusively with mode 0600 (this user only).
+    /// The name goes away when the last process holding the segment drops
+    /// it or dies, as on Windows; [`SegmentOptions::persist`] keeps it.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// use memshare::{Error, Segment};
+    /// let name = format!("doc-create-{}", std::process::id());
+    /// let segment = Segment::create_named(&name, 4096)?;
+    /// assert!(matches!(Segment::create_named(&name, 4096), Err(Error::AlreadyExists { .. })));
+    /// drop(segment);
+    /// assert!(matches!(Segment::open(&name), Err(Error::NotFound { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn create_named(name: &str, len: u64) -> Result<Segment> {
+        SegmentOptions::new().create_named(name, len)
+    }
+
+    /// Opens the live segment called `name` for reading and writing.
+    ///
+    /// Fails with [`Error::NotFound`] if there is none, and with
+    /// [`Error::PermissionDenied`] if it belongs to another user.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let name = format!("doc-open-{}", std::process::id());
+    /// let creator = memshare::Segment::create_named(&name, 4096)?;
+    /// let other = memshare::Segment::open(&name)?;
+    /// assert_eq!(other.len(), 4096);
+    /// # drop(creator); Ok(())
+    /// # }
+    /// ```
+    pub fn open(name: &str) -> Result<Segment> {
+        SegmentOptions::new().open(name)
+    }
+
+    /// Opens the live segment called `name` for reading only: views of it
+    /// are read-only, and [`Segment::map`] fails with
+    /// [`Error::PermissionDenied`].
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let name = format!("doc-open-ro-{}", std::process::id());
+    /// let creator = memshare::Segment::create_named(&name, 4096)?;
+    /// let reader = memshare::Segment::open_readonly(&name)?;
+    /// assert!(reader.is_readonly());
+    /// assert!(reader.map(..).is_err());
+    /// # drop(creator); Ok(())
+    /// # }
+    /// ```
+    pub fn open_readonly(name: &str) -> Result<Segment> {
+        SegmentOptions::new().open_readonly(name)
+    }
+
+    /// Removes the name now, like deleting a file: processes that hold the
+    /// segment keep it and its contents, but nobody can open it by name any
+    /// more. This is how a persistent name is removed.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let name = format!("doc-remove-{}", std::process::id());
+    /// let segment = memshare::Segment::options().persist(true).create_named(&name, 4096)?;
+    /// drop(segment); // persistent: the name stays
+    /// memshare::Segment::remove(&name)?;
+    /// assert!(memshare::Segment::open(&name).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn remove(name: &str) -> Result<()> {
+        validate_name(name)?;
+        sys::remove_named(name)
+    }
+
+    /// The size in bytes.
+    pub fn len(&self) -> u64 {
+        self.object.len()
+    }
+
+    /// Always false: a segment is at least one byte long. (Here for the
+    /// `len`/`is_empty` convention.)
+    pub fn is_empty(&self) -> bool {
+        self.object.len() == 0
+    }
+
+    /// The name, for a named segment.
+    pub fn name(&self) -> Option<&str> {
+        self.object.name()
+    }
+
+    /// Whether this handle is read-only: it can only make read-only views.
+    pub fn is_readonly(&self) -> bool {
+        !self.object.writable()
+    }
+
+    /// Maps `range` of the segment for reading and writing.
+    ///
+    /// `range` is any range of byte offsets (`..` is the whole segment); its
+    /// start need not be aligned. Fails with [`Error::OutOfRange`] if the
+    /// range is empty or goes past the end, and with
+    /// [`Error::PermissionDenied`] on a read-only segment.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let segment = memshare::Segment::create(1 << 20)?;
+    /// let view = segment.map(12345..12345 + 100)?;
+    /// assert_eq!((view.offset(), view.len()), (12345, 100));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn map(&self, range: impl RangeBounds<u64>) -> Result<ViewMut> {
+        if self.is_readonly() {
+            return Err(Error::PermissionDenied {
+                object: self.describe(),
+                op: "map writable: the segment is read-only".into(),
+            });
+        }
+        let (offset, len) = self.check_range(range)?;
+        View::map(&self.object, offset, len, true, self.populate).map(ViewMut::new)
+    }
+
+    /// Maps `range` of the segment for reading only.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let segment = memshare::Segment::create(4096)?;
+    /// segment.map(..)?.write_at(10, &[7])?;
+    /// let view = segment.map_readonly(10..)?;
+    /// let mut byte = [0];
+    /// view.read_at(0, &mut byte)?;
+    /// assert_eq!(byte, [7]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn map_readonly(&self, range: impl RangeBounds<u64>) -> Result<View> {
+        let (offset, len) = self.check_range(range)?;
+        View::map(&self.object, offset, len, false, self.populate)
+    }
+
+    /// Turns `range` into an offset and a length inside the segment.
+    fn check_range(&self, range: impl RangeBounds<u64>) -> Result<(u64, usize)> {
+        let seg_len = self.len();
+        let out_of_range = |detail: String| Error::OutOfRange {
+            object: self.describe(),
+            detail,
+        };
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s
+                .checked_add(1)
+                .ok_or_else(|| out_of_range("range start overflows".into()))?,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e
+                .checked_add(1)
+                .ok_or_else(|| out_of_range("range end overflows".into()))?,
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => seg_len,
+        };
+        if start > end || end > seg_len {
+            return Err(out_of_range(format!(
+                "range {start}..{end} is outside the segment's {seg_len} bytes"
+            )));
+        }
+        if start == end {
+            return Err(out_of_range(format!("range {start}..{end} is empty")));
+        }
+        let len = usize::try_from(end - start).map_err(|_| {
+            out_of_range(format!(
+                "a view of {} bytes does not fit in this address space",
+                end - start
+            ))
+        })?;
+        Ok((start, len))
+    }
+
+    /// The segment as it appears in error messages.
+    pub(crate) fn describe(&self) -> String {
+        sys::describe(self.name())
+    }
+}
+
+/// The descriptor, for calls memshare does not wrap (`fstat`, seals...).
+/// Changing the object through it (resizing, sealing) is the caller's
+/// responsibility.
+#[cfg(unix)]
+impl std::os::fd::AsFd for Segment {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.object.fd()
+    }
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name())
+            .field("len", &self.len())
+            .field("readonly", &self.is_readonly())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,266 @@
+//! Linux and the other Unixes: `memfd_create`/`shm_open`, `mmap`, `flock`.
+//!
+//! The Linux-only pieces (memfd, seals, the lifetime marker in an extended
+//! attribute) live in `platform`, with a fallback for the other Unixes.
+
+mod names;
+mod platform;
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::{self, NonNull};
+
+use rustix::fs;
+use rustix::io::Errno;
+use rustix::mm;
+
+use crate::{Error, Result};
+
+pub(crate) use names::remove_named;
+
+/// What a creator asks for beyond the size.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CreateOptions {
+    /// Back the segment with huge pages.
+    pub huge_pages: bool,
+    /// Allocate every page at creation (`fallocate`).
+    pub reserve: bool,
+    /// Keep the name after the last holder is gone.
+    pub persist: bool,
+}
+
+/// How this holder takes part in the name's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lifetime {
+    /// Anonymous, persistent or foreign: dropping never removes a name.
+    Unmanaged,
+    /// This holder keeps a shared `flock`; the last one removes the name.
+    Counted,
+    /// The system cannot count holders (no lifetime marker): the creator
+    /// removes the name when it drops, as most POSIX libraries do.
+    CreatorRemoves,
+}
+
+/// An open shared-memory object: one descriptor, the name it was opened by,
+/// and this process's part in the name's lifetime.
+#[derive(Debug)]
+pub(crate) struct Object {
+    fd: OwnedFd,
+    name: Option<String>,
+    writable: bool,
+    len: u64,
+    granularity: usize,
+    lifetime: Lifetime,
+}
+
+/// Converts a rustix error into the crate's error for the object `name`.
+pub(crate) fn os_error(name: Option<&str>, op: &'static str, errno: Errno) -> Error {
+    Error::from_io(name, op, std::io::Error::from(errno))
+}
+
+/// The page size: the granularity of mapping offsets on Unix.
+pub(crate) fn allocation_granularity() -> usize {
+    rustix::param::page_size()
+}
+
+impl Object {
+    fn new(
+        fd: OwnedFd,
+        name: Option<String>,
+        writable: bool,
+        lifetime: Lifetime,
+    ) -> Result<Object> {
+        let stat = fs::fstat(&fd).map_err(|e| os_error(name.as_deref(), "fstat", e))?;
+        let granularity = if platform::is_huge_page_object(&fd) {
+            // hugetlbfs reports its page size as the block size; views of it
+            // must be aligned to that, not to the base page size.
+            usize::try_from(stat.st_blksize).unwrap_or(usize::MAX)
+        } else {
+            allocation_granularity()
+        };
+        Ok(Object {
+            len: u64::try_from(stat.st_size).unwrap_or(0),
+            fd,
+            name,
+            writable,
+            granularity,
+            lifetime,
+        })
+    }
+
+    /// A new anonymous object of `len` zero bytes, fixed in size.
+    pub(crate) fn create_anonymous(len: u64, opts: &CreateOptions) -> Result<Object> {
+        let fail = |op, e| os_error(None, op, e);
+        let fd = platform::anonymous_fd(opts.huge_pages).map_err(|e| match e {
+            Errno::INVAL | Errno::NOSYS if opts.huge_pages => Error::Unsupported {
+                what: "huge pages for anonymous segments (memfd_create with MFD_HUGETLB)".into(),
+            },
+            e => fail("memfd_create", e),
+        })?;
+        size_object(&fd, None, len, opts)?;
+        platform::seal_fixed_size(&fd).map_err(|e| fail("fcntl(F_ADD_SEALS)", e))?;
+        Object::new(fd, None, true, Lifetime::Unmanaged)
+    }
+
+    /// A new named object, created exclusively with mode 0600.
+    pub(crate) fn create_named(name: &str, len: u64, opts: &CreateOptions) -> Result<Object> {
+        names::create(name, len, opts)
+    }
+
+    /// Opens the live object called `name`.
+    pub(crate) fn open_named(name: &str, writable: bool) -> Result<Object> {
+        names::open(name, writable)
+    }
+
+    /// The name, if the object has one.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The size in bytes, as the system reported it when the object was opened.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether this handle may map the object writable.
+    pub(crate) fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Offsets of views are aligned down to this.
+    pub(crate) fn granularity(&self) -> usize {
+        self.granularity
+    }
+
+    /// The descriptor.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Maps `len` bytes from `offset`, which must be a multiple of
+    /// [`Object::granularity`].
+    pub(crate) fn map(
+        &self,
+        offset: u64,
+        len: usize,
+        writable: bool,
+        populate: bool,
+    ) -> Result<Mapping> {
+        let mut prot = mm::ProtFlags::READ;
+        if writable {
+            prot |= mm::ProtFlags::WRITE;
+        }
+        let mut flags = mm::MapFlags::SHARED;
+        if populate {
+            flags |= platform::populate_flag();
+        }
+        // SAFETY: a new shared mapping at an address the kernel chooses
+        // aliases no Rust object; `Mapping` owns it and unmaps it on drop.
+        let ptr = unsafe { mm::mmap(ptr::null_mut(), len, prot, flags, &self.fd, offset) }
+            .map_err(|e| match e {
+                Errno::ACCESS | Errno::PERM => Error::PermissionDenied {
+                    object: describe(self.name()),
+                    op: format!(
+                        "map {} bytes at offset {offset} {}: the object does not allow it ({e})",
+                        len,
+                        if writable { "writable" } else { "read-only" }
+                    ),
+                },
+                Errno::NOMEM => Error::NoSpace {
+                    object: describe(self.name()),
+                    len: len as u64,
+                    detail: format!("mmap: {}", std::io::Error::from(e)),
+                },
+                e => os_error(self.name(), "mmap", e),
+            })?;
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::Io {
+            object: describe(self.name()),
+            op: "mmap",
+            source: std::io::Error::other("the kernel returned a null mapping"),
+        })?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        if let Some(name) = &self.name {
+            names::release(name, &self.fd, self.lifetime);
+        }
+    }
+}
+
+/// How an object is described in error messages.
+pub(crate) fn describe(name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("segment {name:?}"),
+        None => "anonymous segment".to_owned(),
+    }
+}
+
+/// Gives a new object its size, and its pages if asked to reserve them.
+fn size_object(fd: &OwnedFd, name: Option<&str>, len: u64, opts: &CreateOptions) -> Result<()> {
+    fs::ftruncate(fd, len).map_err(|e| match e {
+        Errno::INVAL | Errno::FBIG => Error::OutOfRange {
+            object: describe(name),
+            detail: format!("size {len} is larger than the system allows"),
+        },
+        e => os_error(name, "ftruncate", e),
+    })?;
+    // Huge pages are always reserved: a hugetlb page that cannot be found
+    // at fault time kills the process with SIGBUS, and there is no
+    // overcommit for them, so finding out at creation is the only sane way.
+    if opts.reserve || opts.huge_pages {
+        platform::reserve(fd, len).map_err(|e| match e {
+            Errno::NOSPC | Errno::NOMEM => Error::NoSpace {
+                object: describe(name),
+                len,
+                detail: if opts.huge_pages {
+                    format!(
+                        "{} (huge pages: see /proc/sys/vm/nr_hugepages)",
+                        std::io::Error::from(e)
+                    )
+                } else {
+                    format!(
+                        "{} (the shared-memory file system is full)",
+                        std::io::Error::from(e)
+                    )
+                },
+            },
+            Errno::NOTSUP | Errno::NOSYS => Error::Unsupported {
+                what: format!("reserving memory for {} (fallocate)", describe(name)),
+            },
+            e => os_error(name, "fallocate", e),
+        })?;
+    }
+    Ok(())
+}
+
+/// One mapped window of an object. Unmapped when dropped.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// The first byte of the window.
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+}
+
+// SAFETY: a mapping is plain memory addresses owned by this value; nothing
+// in it is tied to the thread that created it.
+unsafe impl Send for Mapping {}
+// SAFETY: `Mapping` offers no access of its own through `&self`; the views
+// that use it synchronize their accesses.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what `mmap` returned and nothing
+        // refers to the window any more: the view that owned it is gone.
+        let result = unsafe { mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        debug_assert!(result.is_ok(), "munmap failed: {result:?}");
+    }
+}

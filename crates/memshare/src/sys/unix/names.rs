@@ -1,0 +1,227 @@
+//! Named objects with Windows lifetimes on POSIX shared memory.
+//!
+//! A POSIX name outlives every process that used it; a Windows name goes
+//! away with its last handle. memshare gives the Windows behaviour:
+//!
+//! - Every holder keeps a shared `flock` on its descriptor. The kernel drops
+//!   the lock when the process dies, however it dies.
+//! - A holder that drops its last handle converts its lock to exclusive
+//!   without blocking. Only the last holder can; it removes the name (after
+//!   checking that the name still refers to its object).
+//! - Creating or opening a name whose object nobody holds finds it *stale*
+//!   (every holder died) and removes it first.
+//! - An opener locks after it opened, so between the two the last holder
+//!   may have removed the name: after locking, the opener checks that the
+//!   name still refers to the object it locked, and starts again if not.
+//! - Only objects memshare created with a shared lifetime take part: the
+//!   lifetime is recorded on the object (an extended attribute, see
+//!   `platform::Marker`). Objects made by other programs (Python, C) and
+//!   persistent ones are never removed behind anyone's back.
+//!
+//! The creator sets the marker *after* taking its lock, so no other process
+//! can ever see a marked object that nobody holds while it is being made.
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use rustix::fs::{self, FlockOperation, Mode};
+use rustix::io::Errno;
+use rustix::shm;
+
+use super::platform::{self, Marker};
+use super::{describe, os_error, size_object, CreateOptions, Lifetime, Object};
+use crate::{Error, Result};
+
+/// How long an opener waits for a name that is being created or removed.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn path(name: &str) -> String {
+    format!("/{name}")
+}
+
+pub(super) fn create(name: &str, len: u64, opts: &CreateOptions) -> Result<Object> {
+    if opts.huge_pages {
+        return Err(Error::Unsupported {
+            what: format!(
+                "huge pages for named segment {name:?}: POSIX shared memory lives on tmpfs; use an anonymous segment and share it"
+            ),
+        });
+    }
+    let path = path(name);
+    let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
+    let mode = Mode::RUSR | Mode::WUSR;
+    let mut attempts = 0;
+    let fd = loop {
+        match shm::open(path.as_str(), flags, mode) {
+            Ok(fd) => break fd,
+            Err(Errno::EXIST) => {
+                attempts += 1;
+                // A stale name is reclaimed once; a name that turns up
+                // again and again is someone else's live object.
+                if attempts > 16 || !reclaim_if_stale(name)? {
+                    return Err(Error::AlreadyExists {
+                        name: name.to_owned(),
+                    });
+                }
+            }
+            Err(e) => return Err(os_error(Some(name), "shm_open", e)),
+        }
+    };
+    // From here on, a failure must not leave the name behind.
+    let undo = |err: Error| {
+        let _ = shm::unlink(path.as_str());
+        err
+    };
+    // A new object: nobody else can hold a lock on it yet.
+    fs::flock(&fd, FlockOperation::NonBlockingLockShared)
+        .map_err(|e| undo(os_error(Some(name), "flock", e)))?;
+    // shm_open's mode is filtered through the umask; make it exactly 0600.
+    fs::fchmod(&fd, mode).map_err(|e| undo(os_error(Some(name), "fchmod", e)))?;
+    let marker = if opts.persist {
+        Marker::Persist
+    } else {
+        Marker::Shared
+    };
+    let recorded = platform::set_marker(&fd, marker)
+        .map_err(|e| undo(os_error(Some(name), "fsetxattr", e)))?;
+    size_object(&fd, Some(name), len, opts).map_err(undo)?;
+    let lifetime = match (opts.persist, recorded) {
+        (true, _) => Lifetime::Unmanaged,
+        (false, true) => Lifetime::Counted,
+        (false, false) => Lifetime::CreatorRemoves,
+    };
+    Object::new(fd, Some(name.to_owned()), true, lifetime).map_err(undo)
+}
+
+pub(super) fn open(name: &str, writable: bool) -> Result<Object> {
+    let path = path(name);
+    let flags = if writable {
+        shm::OFlags::RDWR
+    } else {
+        shm::OFlags::RDONLY
+    };
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let fd = shm::open(path.as_str(), flags, Mode::empty())
+            .map_err(|e| os_error(Some(name), "shm_open", e))?;
+        match platform::get_marker(&fd) {
+            Marker::Shared => {}
+            // Foreign and persistent objects live like files: no counting.
+            Marker::Foreign | Marker::Persist => {
+                if fs::fstat(&fd).is_ok_and(|st| st.st_size == 0) && Instant::now() < deadline {
+                    // A creator between shm_open and ftruncate.
+                    settle();
+                    continue;
+                }
+                return Object::new(fd, Some(name.to_owned()), writable, Lifetime::Unmanaged);
+            }
+        }
+        // Nobody holds it: every holder died. Remove the stale name.
+        if fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            if same_object(&path, &fd) {
+                let _ = shm::unlink(path.as_str());
+            }
+            return Err(Error::NotFound {
+                name: name.to_owned(),
+            });
+        }
+        match fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
+            // Someone holds it exclusively: a last holder removing the name,
+            // or another process reclaiming it. Wait for the outcome.
+            Err(Errno::WOULDBLOCK) => {}
+            Err(e) => return Err(os_error(Some(name), "flock", e)),
+            Ok(()) => {
+                // The name may have been removed (and even created anew)
+                // between our shm_open and our lock.
+                if same_object(&path, &fd) {
+                    if fs::fstat(&fd).is_ok_and(|st| st.st_size == 0) && Instant::now() < deadline {
+                        // Marked and locked, not yet sized: a creator at work.
+                        drop(fd);
+                        settle();
+                        continue;
+                    }
+                    return Object::new(fd, Some(name.to_owned()), writable, Lifetime::Counted);
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Io {
+                object: describe(Some(name)),
+                op: "open",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the name kept changing hands: another process holds an exclusive lock on it",
+                ),
+            });
+        }
+        settle();
+    }
+}
+
+fn settle() {
+    std::thread::sleep(Duration::from_millis(1));
+}
+
+/// Removes `name` if its object is marked shared and nobody holds it.
+/// `Ok(true)` when the name is free now.
+fn reclaim_if_stale(name: &str) -> Result<bool> {
+    let path = path(name);
+    let fd = match shm::open(path.as_str(), shm::OFlags::RDONLY, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(true),
+        Err(e) => return Err(os_error(Some(name), "shm_open", e)),
+    };
+    if platform::get_marker(&fd) != Marker::Shared {
+        return Ok(false);
+    }
+    if fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Ok(false);
+    }
+    if same_object(&path, &fd) {
+        match shm::unlink(path.as_str()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(os_error(Some(name), "shm_unlink", e)),
+        }
+    }
+    Ok(true)
+}
+
+/// Whether `path` still names the object open as `fd`.
+fn same_object(path: &str, fd: &OwnedFd) -> bool {
+    let Ok(current) = shm::open(path, shm::OFlags::RDONLY, Mode::empty()) else {
+        return false;
+    };
+    match (fs::fstat(fd), fs::fstat(&current)) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
+/// Called when the last handle of an object in this process drops.
+pub(super) fn release(name: &str, fd: &OwnedFd, lifetime: Lifetime) {
+    let path = path(name);
+    match lifetime {
+        Lifetime::Unmanaged => {}
+        Lifetime::CreatorRemoves => {
+            if same_object(&path, fd) {
+                let _ = shm::unlink(path.as_str());
+            }
+        }
+        Lifetime::Counted => {
+            // Converting to exclusive succeeds only if no other holder is
+            // left. (A failed conversion drops our shared lock, which is
+            // fine: the descriptor is about to be closed.)
+            if fs::flock(fd, FlockOperation::NonBlockingLockExclusive).is_ok()
+                && same_object(&path, fd)
+            {
+                let _ = shm::unlink(path.as_str());
+            }
+        }
+    }
+}
+
+/// Removes the name now, whoever holds the object (they keep their
+/// mappings), like deleting a file.
+pub(crate) fn remove_named(name: &str) -> Result<()> {
+    shm::unlink(path(name).as_str()).map_err(|e| os_error(Some(name), "shm_unlink", e))
+}

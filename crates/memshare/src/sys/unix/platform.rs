@@ -1,0 +1,151 @@
+//! What differs between Linux and the other Unixes.
+//!
+//! Linux (and Android) have `memfd_create`, file seals, `MAP_POPULATE`,
+//! `fallocate` and extended attributes on tmpfs; the other Unixes get an
+//! anonymous object from `shm_open` of a random name unlinked at once, and
+//! no seals, reservation or lifetime marker.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::io::Errno;
+use rustix::mm;
+
+/// The lifetime a named object was created with, recorded on the object
+/// itself so that every process that opens it knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// Not created by memshare, or the system cannot record it.
+    Foreign,
+    /// The name goes away when the last holder drops it.
+    Shared,
+    /// The name stays until removed explicitly.
+    Persist,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod imp {
+    use super::*;
+    use rustix::fs::{self, MemfdFlags, SealFlags, XattrFlags};
+
+    /// The extended attribute that carries the [`Marker`].
+    const MARKER_XATTR: &str = "user.memshare.lifetime";
+
+    pub(crate) fn anonymous_fd(huge_pages: bool) -> Result<OwnedFd, Errno> {
+        let mut flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+        if huge_pages {
+            flags |= MemfdFlags::HUGETLB;
+        }
+        // MFD_NOEXEC_SEAL (Linux 6.3) makes the object non-executable for
+        // good; older kernels reject the flag with EINVAL, so fall back.
+        match fs::memfd_create("memshare", flags | MemfdFlags::NOEXEC_SEAL) {
+            Err(Errno::INVAL) => fs::memfd_create("memshare", flags),
+            other => other,
+        }
+    }
+
+    pub(crate) fn seal_fixed_size(fd: &OwnedFd) -> Result<(), Errno> {
+        fs::fcntl_add_seals(fd, SealFlags::SHRINK | SealFlags::GROW)
+    }
+
+    pub(crate) fn reserve(fd: &OwnedFd, len: u64) -> Result<(), Errno> {
+        fs::fallocate(fd, fs::FallocateFlags::empty(), 0, len)
+    }
+
+    pub(crate) fn populate_flag() -> mm::MapFlags {
+        mm::MapFlags::POPULATE
+    }
+
+    pub(crate) fn is_huge_page_object(fd: &OwnedFd) -> bool {
+        fs::fstatfs(fd).is_ok_and(|st| st.f_type as u64 == HUGETLBFS_MAGIC)
+    }
+
+    const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
+
+    pub(crate) fn get_marker(fd: impl AsFd) -> Marker {
+        let mut buf = [0u8; 16];
+        match fs::fgetxattr(fd, MARKER_XATTR, &mut buf[..]) {
+            Ok(n) if &buf[..n] == b"shared" => Marker::Shared,
+            Ok(n) if &buf[..n] == b"persist" => Marker::Persist,
+            _ => Marker::Foreign,
+        }
+    }
+
+    /// Records the marker; `Ok(false)` where the file system cannot hold it
+    /// (tmpfs before Linux 6.6 has no `user.` attributes).
+    pub(crate) fn set_marker(fd: impl AsFd, marker: Marker) -> Result<bool, Errno> {
+        let value: &[u8] = match marker {
+            Marker::Shared => b"shared",
+            Marker::Persist => b"persist",
+            Marker::Foreign => return Ok(true),
+        };
+        match fs::fsetxattr(fd, MARKER_XATTR, value, XattrFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOTSUP | Errno::PERM) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod imp {
+    use super::*;
+    use rustix::fs::Mode;
+    use rustix::shm;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub(crate) fn anonymous_fd(huge_pages: bool) -> Result<OwnedFd, Errno> {
+        if huge_pages {
+            return Err(Errno::INVAL);
+        }
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        loop {
+            // Short enough for macOS's 31-byte limit.
+            let name = format!(
+                "/msa{:x}.{:x}.{:x}",
+                std::process::id(),
+                nanos,
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
+            match shm::open(name.as_str(), flags, Mode::RUSR | Mode::WUSR) {
+                Ok(fd) => {
+                    // The name existed for an instant only; nobody else
+                    // can reach the object now.
+                    shm::unlink(name.as_str())?;
+                    return Ok(fd);
+                }
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub(crate) fn seal_fixed_size(_fd: &OwnedFd) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    pub(crate) fn reserve(_fd: &OwnedFd, _len: u64) -> Result<(), Errno> {
+        Err(Errno::NOTSUP)
+    }
+
+    pub(crate) fn populate_flag() -> mm::MapFlags {
+        mm::MapFlags::empty()
+    }
+
+    pub(crate) fn is_huge_page_object(_fd: &OwnedFd) -> bool {
+        false
+    }
+
+    pub(crate) fn get_marker(_fd: impl AsFd) -> Marker {
+        Marker::Foreign
+    }
+
+    pub(crate) fn set_marker(_fd: impl AsFd, _marker: Marker) -> Result<bool, Errno> {
+        Ok(false)
+    }
+}
+
+pub(crate) use imp::*;

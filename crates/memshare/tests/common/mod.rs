@@ -1,0 +1,113 @@
+//! Helpers for tests that use real processes: the test binary re-runs
+//! itself as the child, running only the test that spawned it, with
+//! `MEMSHARE_TEST_CHILD` telling it which role to play.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const ROLE_VAR: &str = "MEMSHARE_TEST_CHILD";
+
+/// The role this process plays if it is a child spawned by `child`.
+pub fn role() -> Option<String> {
+    std::env::var(ROLE_VAR).ok()
+}
+
+/// A command that re-runs this test binary as a child playing `role` in the
+/// test `test` (the test's name, as libtest knows it).
+pub fn child(test: &str, role: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE_VAR, role)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// A child process that is killed and reaped when dropped, so that no test
+/// leaves a process behind, whatever happens.
+pub struct Reaped(pub Option<Child>);
+
+impl Reaped {
+    pub fn spawn(mut cmd: Command) -> Reaped {
+        Reaped(Some(cmd.spawn().expect("spawn child")))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    /// Waits for the child to exit (at most `timeout`) and asserts success.
+    pub fn wait_success(mut self, timeout: Duration) {
+        let mut child = self.0.take().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "child failed: {status}");
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("child did not finish within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Kills the child with SIGKILL and reaps it.
+    pub fn kill(mut self) {
+        let mut child = self.0.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A name no other test or run uses: `tag` plus this process's id and a counter.
+pub fn unique_name(tag: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "mst-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    assert!(
+        name.len() <= memshare::MAX_NAME_LEN,
+        "test name too long: {name}"
+    );
+    name
+}
+
+/// Whether `/dev/shm` holds an object called `name`.
+pub fn in_dev_shm(name: &str) -> bool {
+    Path::new("/dev/shm").join(name).exists()
+}
+
+/// Polls `f` until it returns `Some`, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+pub const TIMEOUT: Duration = Duration::from_secs(30);
