@@ -368,7 +368,8 @@ impl ViewMut {
     /// let segment = memshare::Segment::create(4096)?;
     /// let mut view = segment.map(..)?;
     /// // SAFETY: nobody else holds this anonymous segment.
-    /// unsafe { view.as_mut_slice() }[..3].copy_from_slice(b"abc");
+    /// let bytes = unsafe { view.as_mut_slice() };
+    /// bytes[..3].copy_from_slice(b"abc");
     /// # Ok(())
     /// # }
     /// ```
