@@ -53,12 +53,19 @@
 mod error;
 mod name;
 mod segment;
+#[cfg(unix)]
+pub mod share;
 mod sys;
 mod view;
 
 pub use error::{Error, Result};
 pub use name::{validate_name, MAX_NAME_LEN};
 pub use segment::{Segment, SegmentOptions};
+#[cfg(unix)]
+pub use share::{
+    decode_message, encode_message, inherit_env_var, recv_segments, send_segments, CommandExt,
+    MessageEntry,
+};
 pub use view::{ReadOnlyU32, ReadOnlyU64, View, ViewMut};
 
 /// The alignment of view windows on this system: the page size on Unix,

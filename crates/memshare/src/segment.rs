@@ -381,6 +381,19 @@ impl Segment {
         Ok((start, len))
     }
 
+    /// A segment handle for an object opened by the layers below.
+    pub(crate) fn from_object(object: Object) -> Segment {
+        Segment {
+            object: Arc::new(object),
+            populate: false,
+        }
+    }
+
+    /// The shared object behind this handle.
+    pub(crate) fn object(&self) -> &Object {
+        &self.object
+    }
+
     /// The segment as it appears in error messages.
     pub(crate) fn describe(&self) -> String {
         sys::describe(self.name())

@@ -5,6 +5,7 @@
 
 mod names;
 mod platform;
+mod share;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::{self, NonNull};
@@ -16,6 +17,10 @@ use rustix::mm;
 use crate::{Error, Result};
 
 pub(crate) use names::remove_named;
+pub(crate) use share::{
+    adopt_inherited, clear_cloexec, parent_pid, recv_with_fds, send_with_fds, Claim,
+    MAX_FDS_PER_MESSAGE,
+};
 
 /// What a creator asks for beyond the size.
 #[derive(Clone, Copy, Debug, Default)]

@@ -21,7 +21,7 @@
 //! The creator sets the marker *after* taking its lock, so no other process
 //! can ever see a marked object that nobody holds while it is being made.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{self, FlockOperation, Mode};
@@ -187,11 +187,11 @@ fn reclaim_if_stale(name: &str) -> Result<bool> {
 }
 
 /// Whether `path` still names the object open as `fd`.
-fn same_object(path: &str, fd: &OwnedFd) -> bool {
+pub(super) fn same_object(path: &str, fd: impl AsFd) -> bool {
     let Ok(current) = shm::open(path, shm::OFlags::RDONLY, Mode::empty()) else {
         return false;
     };
-    match (fs::fstat(fd), fs::fstat(&current)) {
+    match (fs::fstat(fd.as_fd()), fs::fstat(&current)) {
         (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
         _ => false,
     }

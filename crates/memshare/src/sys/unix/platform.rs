@@ -10,6 +10,15 @@ use std::os::fd::{AsFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::mm;
 
+/// The seals on an object that matter to a receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Seals {
+    /// Sealed against shrinking (and so against the SIGBUS attack).
+    pub fixed_size: bool,
+    /// Sealed against writes (`F_SEAL_WRITE` or `F_SEAL_FUTURE_WRITE`).
+    pub no_writes: bool,
+}
+
 /// The lifetime a named object was created with, recorded on the object
 /// itself so that every process that opens it knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +69,52 @@ mod imp {
     }
 
     const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+    /// tmpfs (memfd, /dev/shm) or hugetlbfs: where shared memory lives.
+    pub(crate) fn is_shared_memory_fs(fd: impl AsFd) -> bool {
+        fs::fstatfs(fd).is_ok_and(|st| {
+            let t = st.f_type as u64;
+            t == TMPFS_MAGIC || t == HUGETLBFS_MAGIC
+        })
+    }
+
+    /// The object's seals, as the kernel reports them (`F_GET_SEALS`).
+    pub(crate) fn seals(fd: impl AsFd) -> Option<Seals> {
+        let seals = fs::fcntl_get_seals(fd).ok()?;
+        Some(Seals {
+            fixed_size: seals.contains(SealFlags::SHRINK),
+            no_writes: seals.intersects(SealFlags::WRITE | SealFlags::FUTURE_WRITE),
+        })
+    }
+
+    /// Forbids every future write and writable mapping, through any
+    /// descriptor, while existing writable mappings keep working.
+    pub(crate) fn seal_future_writes(fd: &OwnedFd) -> Result<(), Errno> {
+        let seals = fs::fcntl_get_seals(fd)?;
+        if seals.contains(SealFlags::FUTURE_WRITE) {
+            return Ok(());
+        }
+        fs::fcntl_add_seals(fd, SealFlags::FUTURE_WRITE)
+    }
+
+    /// A new read-only open file description of the same object.
+    pub(crate) fn reopen_readonly(fd: &OwnedFd) -> Result<OwnedFd, Errno> {
+        use std::os::fd::AsRawFd;
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        fs::open(
+            path.as_str(),
+            fs::OFlags::RDONLY | fs::OFlags::CLOEXEC,
+            fs::Mode::empty(),
+        )
+    }
+
+    /// `pidfd_getfd`: a copy of descriptor `fd` of process `pid`.
+    pub(crate) fn take_fd(pid: u32, fd: i32) -> Result<OwnedFd, Errno> {
+        let pid = rustix::process::Pid::from_raw(pid as i32).ok_or(Errno::SRCH)?;
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+        rustix::process::pidfd_getfd(pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+    }
 
     pub(crate) fn get_marker(fd: impl AsFd) -> Marker {
         let mut buf = [0u8; 16];
@@ -141,6 +196,26 @@ mod imp {
 
     pub(crate) fn get_marker(_fd: impl AsFd) -> Marker {
         Marker::Foreign
+    }
+
+    pub(crate) fn is_shared_memory_fs(_fd: impl AsFd) -> bool {
+        true
+    }
+
+    pub(crate) fn seals(_fd: impl AsFd) -> Option<Seals> {
+        None
+    }
+
+    pub(crate) fn seal_future_writes(_fd: &OwnedFd) -> Result<(), Errno> {
+        Err(Errno::NOTSUP)
+    }
+
+    pub(crate) fn reopen_readonly(_fd: &OwnedFd) -> Result<OwnedFd, Errno> {
+        Err(Errno::NOTSUP)
+    }
+
+    pub(crate) fn take_fd(_pid: u32, _fd: i32) -> Result<OwnedFd, Errno> {
+        Err(Errno::NOSYS)
     }
 
     pub(crate) fn set_marker(_fd: impl AsFd, _marker: Marker) -> Result<bool, Errno> {

@@ -1,0 +1,403 @@
+//! Handing objects to other processes on Unix: inheritance across
+//! fork+exec, `SCM_RIGHTS` over a Unix socket, `pidfd_getfd`, and
+//! read-only handles sealed by the kernel.
+
+use std::collections::BTreeSet;
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+
+use rustix::fs::{self, Mode, OFlags};
+use rustix::io::{self as rio, Errno, FdFlags};
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+use rustix::shm;
+
+use super::platform::{self, Marker};
+use super::{names, os_error, Lifetime, Object};
+use crate::{Error, Result};
+
+/// The most descriptors one message may carry (Linux's `SCM_MAX_FD` is 253).
+pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// What the sender or parent says about an object; the receiver checks
+/// every word of it against the descriptor itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Claim {
+    pub name: Option<String>,
+    pub len: u64,
+    pub readonly: bool,
+    /// Device and inode, where the sender knows them (inheritance).
+    pub identity: Option<(u64, u64)>,
+}
+
+impl Object {
+    /// The object's identity: device and inode numbers.
+    pub(crate) fn identity(&self) -> Result<(u64, u64)> {
+        let st = fs::fstat(&self.fd).map_err(|e| os_error(self.name(), "fstat", e))?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
+    /// Whether the kernel forbids new writes and writable mappings of the
+    /// object, through any descriptor (seals).
+    pub(crate) fn write_sealed(&self) -> bool {
+        platform::seals(&self.fd).is_some_and(|s| s.no_writes)
+    }
+
+    /// The descriptor's number in this process.
+    pub(crate) fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// A new close-on-exec descriptor of the same object, to give away.
+    ///
+    /// For a named object whose holders are counted, it is a new open file
+    /// description with a shared lock of its own: the receiver becomes a
+    /// holder by itself, independent of this process (a `dup` would share
+    /// this process's lock, and whichever side dropped first would think it
+    /// was the last). Dropping the returned object never removes a name:
+    /// its lock belongs to the receiver.
+    pub(crate) fn handover(&self) -> Result<Object> {
+        let name = self.name.clone();
+        let fd = match (&name, self.lifetime) {
+            (Some(n), Lifetime::Counted) => {
+                let flags = if self.writable {
+                    shm::OFlags::RDWR
+                } else {
+                    shm::OFlags::RDONLY
+                };
+                let path = format!("/{n}");
+                let fd = shm::open(path.as_str(), flags, Mode::empty())
+                    .map_err(|e| os_error(Some(n), "shm_open", e))?;
+                if !names::same_object(&path, &self.fd) || !names::same_object(&path, &fd) {
+                    return Err(Error::NotFound { name: n.clone() });
+                }
+                fs::flock(&fd, fs::FlockOperation::NonBlockingLockShared)
+                    .map_err(|e| os_error(Some(n), "flock", e))?;
+                fd
+            }
+            _ => rio::fcntl_dupfd_cloexec(&self.fd, 3)
+                .map_err(|e| os_error(name.as_deref(), "fcntl(F_DUPFD_CLOEXEC)", e))?,
+        };
+        Ok(Object {
+            fd,
+            name,
+            writable: self.writable,
+            len: self.len,
+            granularity: self.granularity,
+            lifetime: Lifetime::Unmanaged,
+        })
+    }
+
+    /// A read-only handle that no process can ever write through, sealed
+    /// by the kernel (`F_SEAL_FUTURE_WRITE`). Writable views that exist keep
+    /// working; no new writable view can be made, through any handle.
+    pub(crate) fn to_readonly(&self) -> Result<Object> {
+        if let Some(name) = &self.name {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "a kernel-enforced read-only handle of named segment {name:?}: anyone who knows the name can open it writable; share an anonymous segment instead"
+                ),
+            });
+        }
+        let reopened = platform::reopen_readonly(&self.fd).map_err(|e| match e {
+            Errno::NOSYS | Errno::NOTSUP => Error::Unsupported {
+                what: "read-only anonymous segments (memfd seals)".into(),
+            },
+            e => os_error(None, "open(/proc/self/fd)", e),
+        })?;
+        platform::seal_future_writes(&self.fd).map_err(|e| match e {
+            Errno::NOSYS | Errno::NOTSUP | Errno::INVAL => Error::Unsupported {
+                what: "read-only anonymous segments (F_SEAL_FUTURE_WRITE needs Linux 5.1)".into(),
+            },
+            e => os_error(None, "fcntl(F_ADD_SEALS)", e),
+        })?;
+        Object::new(reopened, None, false, Lifetime::Unmanaged)
+    }
+
+    /// Checks a descriptor received from another process against what that
+    /// process claims about it, and makes an object of it.
+    pub(crate) fn from_received(fd: OwnedFd, claim: &Claim, origin: &str) -> Result<Object> {
+        let (writable, lifetime) = check_claim(fd.as_fd(), claim, origin)?;
+        Object::new(fd, claim.name.clone(), writable, lifetime)
+    }
+
+    /// Takes the descriptor `fd` of process `pid` (`pidfd_getfd`), which
+    /// needs the right to ptrace it. The object has no name (a taken
+    /// descriptor shares the target's open file, so it never removes a name).
+    pub(crate) fn take_from_process(pid: u32, fd: i32) -> Result<Object> {
+        let origin = format!("descriptor {fd} of process {pid}");
+        let taken = platform::take_fd(pid, fd).map_err(|e| match e {
+            Errno::PERM | Errno::ACCESS => Error::PermissionDenied {
+                object: origin.clone(),
+                op: format!("pidfd_getfd: not allowed to ptrace the process ({e})"),
+            },
+            Errno::SRCH => Error::NotFound {
+                name: format!("process {pid}"),
+            },
+            Errno::BADF => Error::InvalidHandle {
+                object: origin.clone(),
+                reason: "the process has no such descriptor".into(),
+            },
+            Errno::NOSYS | Errno::NOTSUP => Error::Unsupported {
+                what: "pidfd_getfd (Linux 5.6)".into(),
+            },
+            e => Error::Io {
+                object: origin.clone(),
+                op: "pidfd_getfd",
+                source: e.into(),
+            },
+        })?;
+        check_is_shared_memory(taken.as_fd()).map_err(|reason| Error::InvalidHandle {
+            object: origin.clone(),
+            reason,
+        })?;
+        let access = fs::fcntl_getfl(&taken).map_err(|e| os_error(None, "fcntl(F_GETFL)", e))?
+            & OFlags::RWMODE;
+        Object::new(taken, None, access == OFlags::RDWR, Lifetime::Unmanaged)
+    }
+}
+
+/// Checks a descriptor from another process against what that process
+/// claims about it: a shared-memory object, of that identity, size, access
+/// and name, sealed as an anonymous segment must be. Returns whether it may
+/// be mapped writable and how it takes part in the name's lifetime.
+fn check_claim(fd: BorrowedFd<'_>, claim: &Claim, origin: &str) -> Result<(bool, Lifetime)> {
+    let bad = |reason: String| Error::InvalidHandle {
+        object: origin.to_owned(),
+        reason,
+    };
+    check_is_shared_memory(fd).map_err(bad)?;
+    let st = fs::fstat(fd).map_err(|e| bad(format!("fstat: {e}")))?;
+    if let Some((dev, ino)) = claim.identity {
+        if (st.st_dev, st.st_ino) != (dev, ino) {
+            return Err(bad(format!(
+                "descriptor refers to object {}:{}, not the {dev}:{ino} that was shared",
+                st.st_dev, st.st_ino
+            )));
+        }
+    }
+    let real_len = u64::try_from(st.st_size).unwrap_or(0);
+    if real_len != claim.len {
+        return Err(bad(format!(
+            "the object is {real_len} bytes long, not the {} that was claimed",
+            claim.len
+        )));
+    }
+    let access =
+        fs::fcntl_getfl(fd).map_err(|e| bad(format!("fcntl(F_GETFL): {e}")))? & OFlags::RWMODE;
+    let writable = access == OFlags::RDWR;
+    if !claim.readonly && !writable {
+        return Err(bad(
+            "claimed writable, but the descriptor is read-only".into()
+        ));
+    }
+    let seals = platform::seals(fd);
+    if claim.name.is_none() {
+        // An anonymous object must be fixed in size, or the sender
+        // could truncate it under our views (SIGBUS).
+        if let Some(seals) = seals {
+            if !seals.fixed_size {
+                return Err(bad(
+                    "anonymous segment is not sealed against shrinking: the sender could truncate it under our views".into(),
+                ));
+            }
+            if claim.readonly && writable && !seals.no_writes {
+                return Err(bad(
+                    "claimed read-only, but it is neither a read-only descriptor nor sealed against writes".into(),
+                ));
+            }
+        }
+    }
+    if let Some(name) = &claim.name {
+        crate::validate_name(name)?;
+        // The name must lead to this very object: otherwise a sender
+        // could pass off any tmpfs file as a named segment.
+        if !names::same_object(&format!("/{name}"), fd) {
+            return Err(bad(format!(
+                "the name {name:?} does not refer to the object that was sent"
+            )));
+        }
+    }
+    let lifetime = match (&claim.name, platform::get_marker(fd)) {
+        (Some(_), Marker::Shared) => Lifetime::Counted,
+        _ => Lifetime::Unmanaged,
+    };
+    Ok((writable && !claim.readonly, lifetime))
+}
+
+/// Refuses anything that is not a shared-memory object: pipes, sockets,
+/// directories, files on disk.
+fn check_is_shared_memory(fd: BorrowedFd<'_>) -> Result<(), String> {
+    let st = fs::fstat(fd).map_err(|e| format!("not an open descriptor ({e})"))?;
+    let file_type = fs::FileType::from_raw_mode(st.st_mode);
+    if file_type != fs::FileType::RegularFile {
+        return Err(format!(
+            "not a shared-memory object: the descriptor is a {file_type:?}"
+        ));
+    }
+    if !platform::is_shared_memory_fs(fd) {
+        return Err(
+            "not a shared-memory object: a regular file outside the shared-memory file systems"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Descriptors adopted from the environment, so that none is adopted twice
+/// (which would close it twice).
+static ADOPTED: Mutex<BTreeSet<RawFd>> = Mutex::new(BTreeSet::new());
+
+/// Adopts the inherited descriptor `raw` after checking it against `claim`,
+/// and makes it close-on-exec again.
+pub(crate) fn adopt_inherited(raw: u64, claim: &Claim, origin: &str) -> Result<Object> {
+    let bad = |reason: String| Error::InvalidHandle {
+        object: origin.to_owned(),
+        reason,
+    };
+    let raw = RawFd::try_from(raw).map_err(|_| bad(format!("{raw} is not a descriptor number")))?;
+    if raw <= 2 {
+        return Err(bad(format!(
+            "descriptor {raw} is standard input, output or error"
+        )));
+    }
+    let mut adopted = ADOPTED.lock().unwrap_or_else(|e| e.into_inner());
+    if adopted.contains(&raw) {
+        return Err(bad(format!("descriptor {raw} was already taken")));
+    }
+    // SAFETY: borrowed only for the checks below, which leave it exactly as
+    // it was if they fail; fstat tells whether it is open at all.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    // Check everything before taking ownership: a wrong descriptor must be
+    // left exactly as it was.
+    check_claim(borrowed, claim, origin)?;
+    rio::fcntl_setfd(borrowed, FdFlags::CLOEXEC)
+        .map_err(|e| bad(format!("fcntl(F_SETFD): {e}")))?;
+    // SAFETY: the parent put this descriptor here for us (the value names
+    // our parent, and the object's identity, size and access match what it
+    // said); it is open, and no other memshare object owns it (the ADOPTED
+    // set). From now on the object owns it and closes it on drop.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    adopted.insert(raw);
+    Object::from_received(fd, claim, origin)
+}
+
+/// Makes `fd` inheritable. Runs in the child between fork and exec, so it
+/// must be async-signal-safe: one `fcntl` system call, no allocation.
+pub(crate) fn clear_cloexec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: the descriptor is kept open by the `Command` that runs this.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    rio::fcntl_setfd(fd, FdFlags::empty()).map_err(std::io::Error::from)
+}
+
+/// The id of this process's parent, as the inheritance value records it.
+pub(crate) fn parent_pid() -> u32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+}
+
+/// Sends `payload` with `objects`' descriptors in one message.
+pub(crate) fn send_with_fds(stream: &UnixStream, payload: &[u8], objects: &[Object]) -> Result<()> {
+    let fds: Vec<BorrowedFd<'_>> = objects.iter().map(|o| o.fd.as_fd()).collect();
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(Error::OutOfRange {
+            object: "segment message".into(),
+            detail: format!("{} descriptors do not fit in one message", fds.len()),
+        });
+    }
+    let mut sent = rustix::net::sendmsg(
+        stream,
+        &[IoSlice::new(payload)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )
+    .map_err(|e| socket_error("sendmsg", e))?;
+    // The descriptors went with the first byte; send the rest plainly.
+    while sent < payload.len() {
+        sent += rustix::net::send(stream, &payload[sent..], SendFlags::NOSIGNAL)
+            .map_err(|e| socket_error("send", e))?;
+    }
+    Ok(())
+}
+
+/// Receives one message: its payload (read until `wanted` says it is
+/// complete) and the descriptors that came with it, all close-on-exec.
+pub(crate) fn recv_with_fds(
+    stream: &UnixStream,
+    buf: &mut Vec<u8>,
+    wanted: impl Fn(&[u8]) -> Result<usize>,
+) -> Result<Vec<OwnedFd>> {
+    let mut space =
+        vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    buf.clear();
+    buf.resize(64 * 1024, 0);
+    let msg = rustix::net::recvmsg(
+        stream,
+        &mut [IoSliceMut::new(buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(|e| socket_error("recvmsg", e))?;
+    // Take the descriptors first, so that they are closed whatever happens.
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(Error::InvalidHandle {
+            object: "segment message".into(),
+            reason: format!(
+                "the control data was truncated (more than {MAX_FDS_PER_MESSAGE} descriptors?): refused"
+            ),
+        });
+    }
+    if msg.bytes == 0 {
+        return Err(Error::Io {
+            object: "segment message".into(),
+            op: "recvmsg",
+            source: std::io::ErrorKind::UnexpectedEof.into(),
+        });
+    }
+    let mut have = msg.bytes;
+    buf.truncate(have);
+    // Read the rest of a payload that arrived in pieces: `wanted` says how
+    // long the message is (bounded) once it has seen the header.
+    loop {
+        let want = wanted(buf)?;
+        if have >= want {
+            buf.truncate(want);
+            break;
+        }
+        buf.resize(want, 0);
+        let n = rustix::net::recv(stream, &mut buf[have..want], RecvFlags::empty())
+            .map_err(|e| socket_error("recv", e))?
+            .0;
+        if n == 0 {
+            return Err(Error::Io {
+                object: "segment message".into(),
+                op: "recv",
+                source: std::io::ErrorKind::UnexpectedEof.into(),
+            });
+        }
+        have += n;
+        buf.truncate(have);
+    }
+    Ok(fds)
+}
+
+fn socket_error(op: &'static str, e: Errno) -> Error {
+    Error::Io {
+        object: "segment message".into(),
+        op,
+        source: e.into(),
+    }
+}
