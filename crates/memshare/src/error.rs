@@ -103,6 +103,58 @@ pub enum Error {
         reason: String,
     },
 
+    /// A channel endpoint of that side is already attached (each side may be
+    /// attached once at a time).
+    #[error("{object}: a {side} is already attached")]
+    AlreadyAttached {
+        /// The channel's segment.
+        object: String,
+        /// `"sender"` or `"receiver"`.
+        side: &'static str,
+    },
+
+    /// The other side of a channel is gone: it dropped its endpoint or its
+    /// process died, and everything it committed has been received.
+    #[error("{object}: the {peer} is gone")]
+    Disconnected {
+        /// The channel's segment.
+        object: String,
+        /// `"sender"` or `"receiver"`.
+        peer: &'static str,
+    },
+
+    /// Shared state contradicts itself: the other process is buggy or
+    /// hostile, or the segment is not what it claims to be.
+    #[error("{object}: corrupted: {detail}")]
+    Corrupted {
+        /// The channel's segment.
+        object: String,
+        /// What contradiction was found, with the numbers.
+        detail: String,
+    },
+
+    /// A wait with a deadline ran out.
+    #[error("{object}: timed out waiting to {op}")]
+    TimedOut {
+        /// The channel's segment.
+        object: String,
+        /// What the wait was for.
+        op: &'static str,
+    },
+
+    /// A message larger than the channel can ever hold.
+    #[error(
+        "{object}: a message of {len} bytes is larger than the {max} bytes this channel can hold"
+    )]
+    TooLarge {
+        /// The channel's segment.
+        object: String,
+        /// The message's length.
+        len: usize,
+        /// The largest message the channel takes.
+        max: usize,
+    },
+
     /// Any other error from the operating system.
     #[error("{object}: {op} failed: {source}")]
     Io {

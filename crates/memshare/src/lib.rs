@@ -50,6 +50,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(unix)]
+pub mod channel;
 mod error;
 mod name;
 mod segment;

@@ -6,6 +6,7 @@
 mod names;
 mod platform;
 mod share;
+mod sync;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::{self, NonNull};
@@ -21,6 +22,7 @@ pub(crate) use share::{
     adopt_inherited, clear_cloexec, parent_pid, recv_with_fds, send_with_fds, Claim,
     MAX_FDS_PER_MESSAGE,
 };
+pub(crate) use sync::{wait, wake, EndpointLock};
 
 /// What a creator asks for beyond the size.
 #[derive(Clone, Copy, Debug, Default)]

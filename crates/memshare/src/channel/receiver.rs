@@ -1,0 +1,313 @@
+//! The receiving end.
+
+use std::ops::Deref;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::endpoint::{segment_len_for, Endpoint, Side, WaitStrategy};
+use super::layout::{self, frame_len, max_message, Header};
+use crate::{Result, Segment};
+
+/// The receiving end of a channel. See the [module docs](super).
+///
+/// ```
+/// use memshare::channel::{Receiver, Sender};
+/// # fn main() -> memshare::Result<()> {
+/// let mut rx = Receiver::create(1 << 16)?;
+/// let mut tx = Sender::attach(rx.segment())?; // in another process, usually
+/// tx.send(b"one")?;
+/// tx.send(b"two")?;
+/// let mut buf = Vec::new();
+/// rx.recv_into(&mut buf)?;
+/// assert_eq!(buf, b"one");
+/// assert_eq!(&*rx.recv()?, b"two");
+/// assert!(rx.try_recv()?.is_none());
+/// # Ok(()) }
+/// ```
+pub struct Receiver {
+    ep: Endpoint,
+    /// Where the next frame starts; the truth, kept here and only published.
+    read: u64,
+    /// The sender's position as last read (validated).
+    write: u64,
+}
+
+/// A received message, in place in the ring (zero-copy). Its space is
+/// given back to the sender when the guard is dropped.
+///
+/// The protocol gives these bytes to the receiver until then; a sender
+/// that breaks the protocol could still change them under the guard, so
+/// treat the contents as input to validate, like any message.
+pub struct RecvGuard<'a> {
+    rx: &'a mut Receiver,
+    /// Ring offset of the payload.
+    offset: u64,
+    len: usize,
+    /// Position after this frame.
+    next: u64,
+}
+
+/// Where a validated frame lies.
+struct Frame {
+    offset: u64,
+    len: usize,
+    next: u64,
+}
+
+impl Receiver {
+    /// Creates a channel in a new anonymous segment whose ring holds at
+    /// least `capacity` bytes (rounded up to a power of two, 64 at least),
+    /// and attaches as its receiver.
+    pub fn create(capacity: usize) -> Result<Receiver> {
+        let segment = Segment::create(segment_len_for(capacity)?)?;
+        Endpoint::format(&segment)?;
+        Receiver::attach(&segment)
+    }
+
+    /// Creates a channel in a new named segment, and attaches as its receiver.
+    pub fn create_named(name: &str, capacity: usize) -> Result<Receiver> {
+        let segment = Segment::create_named(name, segment_len_for(capacity)?)?;
+        Endpoint::format(&segment)?;
+        Receiver::attach(&segment)
+    }
+
+    /// Attaches as the receiver of the channel in `segment`. Fails with
+    /// [`Error::AlreadyAttached`](crate::Error::AlreadyAttached) if a
+    /// receiver is attached.
+    pub fn attach(segment: &Segment) -> Result<Receiver> {
+        let ep = Endpoint::attach(segment, Side::Receiver)?;
+        let h = ep.header;
+        let read = h.read_pos().load(Ordering::Acquire);
+        let write = h.write_pos().load(Ordering::Acquire);
+        if read % layout::FRAME_ALIGN != 0 || read > write || write - read > ep.capacity {
+            return Err(ep.corrupted(format!(
+                "positions read {read} and write {write} are inconsistent"
+            )));
+        }
+        Ok(Receiver { ep, read, write })
+    }
+
+    /// Opens the named segment `name` and attaches as its receiver.
+    pub fn open(name: &str) -> Result<Receiver> {
+        Receiver::attach(&Segment::open(name)?)
+    }
+
+    /// The segment the channel lives in, to share with the sender.
+    pub fn segment(&self) -> &Segment {
+        self.ep.segment()
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ep.capacity as usize
+    }
+
+    /// How this receiver waits while the ring is empty.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.ep.strategy
+    }
+
+    /// Sets how this receiver waits while the ring is empty.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.ep.strategy = strategy;
+    }
+
+    /// Receives the next message, waiting while there is none. After the
+    /// sender is gone (dropped, or its process died), the messages it
+    /// committed are still received, then [`Error::Disconnected`](crate::Error::Disconnected).
+    pub fn recv(&mut self) -> Result<RecvGuard<'_>> {
+        self.recv_until(None)
+    }
+
+    /// Like [`Receiver::recv`], giving up with
+    /// [`Error::TimedOut`](crate::Error::TimedOut) after `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn main() -> memshare::Result<()> {
+    /// let mut rx = memshare::channel::Receiver::create(4096)?;
+    /// let _tx = memshare::channel::Sender::attach(rx.segment())?;
+    /// let err = rx.recv_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(err, memshare::Error::TimedOut { .. }));
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<RecvGuard<'_>> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// Receives the next message if there is one now.
+    pub fn try_recv(&mut self) -> Result<Option<RecvGuard<'_>>> {
+        match self.poll()? {
+            Some(frame) => Ok(Some(self.guard(frame))),
+            None => match self.check_disconnected(false)? {
+                Some(frame) => Ok(Some(self.guard(frame))),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Receives the next message into `buf` (replacing its contents),
+    /// waiting while there is none; returns its length.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        let msg = self.recv()?;
+        buf.clear();
+        buf.extend_from_slice(&msg);
+        Ok(buf.len())
+    }
+
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<RecvGuard<'_>> {
+        let mut round = 0;
+        let mut parked = false;
+        let frame = loop {
+            if let Some(frame) = self.poll()? {
+                break frame;
+            }
+            if parked || round % 256 == 0 {
+                if let Some(frame) = self.check_disconnected(false)? {
+                    break frame;
+                }
+            }
+            let read = self.read;
+            parked = self
+                .ep
+                .idle(&mut round, deadline, "receive", |h: &Header| {
+                    h.write_pos().load(Ordering::Relaxed) == read
+                })?;
+        };
+        Ok(self.guard(frame))
+    }
+
+    /// The ring is empty: if the sender is gone, the last messages it
+    /// committed may still be on their way; look once more, then report
+    /// [`Error::Disconnected`](crate::Error::Disconnected).
+    fn check_disconnected(&mut self, thorough: bool) -> Result<Option<Frame>> {
+        if !self.ep.peer_gone(thorough)? {
+            return Ok(None);
+        }
+        // The sender's death (or detach) was observed after its last
+        // commit, so this load sees every position it published.
+        match self.poll()? {
+            Some(frame) => Ok(Some(frame)),
+            None => Err(self.ep.disconnected()),
+        }
+    }
+
+    fn guard(&mut self, frame: Frame) -> RecvGuard<'_> {
+        RecvGuard {
+            rx: self,
+            offset: frame.offset,
+            len: frame.len,
+            next: frame.next,
+        }
+    }
+
+    /// The next complete frame, validated, or `None` if the ring is empty.
+    ///
+    /// Every value read from shared memory is read once into a local and
+    /// checked before it is used: the sender's position must move forward
+    /// by at most a ring; a frame must lie inside the ring and inside what
+    /// was published; a padding frame must reach the end of the ring.
+    fn poll(&mut self) -> Result<Option<Frame>> {
+        let capacity = self.ep.capacity;
+        // At most two rounds: a padding frame, then the frame at offset 0.
+        for _ in 0..2 {
+            if self.read == self.write {
+                // Acquire: the frames up to this position are visible.
+                let write = self.ep.header.write_pos().load(Ordering::Acquire);
+                if write < self.write
+                    || write - self.read > capacity
+                    || write % layout::FRAME_ALIGN != 0
+                {
+                    return Err(self.ep.corrupted(format!(
+                        "the sender's position {write} is outside {}..={}",
+                        self.write,
+                        self.read + capacity
+                    )));
+                }
+                self.write = write;
+                if write == self.read {
+                    return Ok(None);
+                }
+            }
+            let offset = self.read % capacity;
+            // SAFETY: `offset` is a multiple of 8 below `capacity`, so the
+            // 4-byte length is inside the ring. Read once, volatile: the
+            // value is checked below and never read again.
+            let len = unsafe {
+                std::ptr::read_volatile(self.ep.header.ring().add(offset as usize).cast::<u32>())
+            };
+            let available = self.write - self.read;
+            if len == layout::PAD {
+                let pad = capacity - offset;
+                if offset == 0 || pad > available {
+                    return Err(self.ep.corrupted(format!(
+                        "padding frame at ring offset {offset} with {available} bytes published"
+                    )));
+                }
+                self.read += pad;
+                // Give the padding back now: the sender may be waiting for
+                // the space at the start of the ring.
+                self.ep
+                    .header
+                    .read_pos()
+                    .store(self.read, Ordering::Release);
+                self.ep.wake_peer();
+                continue;
+            }
+            let frame = frame_len(u64::from(len)).unwrap_or(u64::MAX);
+            if u64::from(len) > max_message(capacity)
+                || frame > available
+                || offset + frame > capacity
+            {
+                return Err(self.ep.corrupted(format!(
+                    "frame of {len} bytes at ring offset {offset} does not fit in the {available} bytes published"
+                )));
+            }
+            return Ok(Some(Frame {
+                offset: offset + layout::FRAME_HEADER,
+                len: len as usize,
+                next: self.read + frame,
+            }));
+        }
+        Err(self.ep.corrupted("two padding frames in a row".to_string()))
+    }
+}
+
+impl Deref for RecvGuard<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the payload lies inside the ring (validated by `poll`),
+        // and the protocol gives it to the receiver until the guard drops:
+        // the sender does not write below the published read position.
+        unsafe {
+            std::slice::from_raw_parts(self.rx.ep.header.ring().add(self.offset as usize), self.len)
+        }
+    }
+}
+
+impl Drop for RecvGuard<'_> {
+    fn drop(&mut self) {
+        let rx = &mut *self.rx;
+        rx.read = self.next;
+        // Release: our reads of the frame happen before the sender reuses it.
+        rx.ep.header.read_pos().store(rx.read, Ordering::Release);
+        rx.ep.wake_peer();
+    }
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("segment", self.segment())
+            .field("capacity", &self.capacity())
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for RecvGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvGuard").field("len", &self.len).finish()
+    }
+}

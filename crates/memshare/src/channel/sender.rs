@@ -1,0 +1,358 @@
+//! The sending end.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::endpoint::{segment_len_for, Endpoint, Side, WaitStrategy};
+use super::layout::{self, frame_len, max_message, Header};
+use crate::{Error, Result, Segment};
+
+/// The sending end of a channel. See the [module docs](super).
+///
+/// ```
+/// use memshare::channel::{Receiver, Sender};
+/// # fn main() -> memshare::Result<()> {
+/// let mut tx = Sender::create(1 << 16)?;
+/// let mut rx = Receiver::attach(tx.segment())?; // in another process, usually
+/// tx.send(b"hello")?;
+/// assert_eq!(&*rx.recv()?, b"hello");
+/// # Ok(()) }
+/// ```
+pub struct Sender {
+    ep: Endpoint,
+    /// Where the next frame goes; the truth, kept here and only published.
+    write: u64,
+    /// The receiver's position as last read (validated).
+    read: u64,
+}
+
+/// Space reserved in the ring for one message; write into it through
+/// `Deref<Target = [u8]>`, then [`SendGuard::commit`]. Dropped without
+/// commit, nothing is sent.
+pub struct SendGuard<'a> {
+    tx: &'a mut Sender,
+    /// Ring offset of the frame header.
+    offset: u64,
+    len: usize,
+    /// Position of the frame (after any padding).
+    position: u64,
+}
+
+impl Sender {
+    /// Creates a channel in a new anonymous segment whose ring holds at
+    /// least `capacity` bytes (rounded up to a power of two, 64 at least),
+    /// and attaches as its sender. Give [`Sender::segment`] to the other
+    /// process (inheritance or handle passing).
+    pub fn create(capacity: usize) -> Result<Sender> {
+        let segment = Segment::create(segment_len_for(capacity)?)?;
+        Endpoint::format(&segment)?;
+        Sender::attach(&segment)
+    }
+
+    /// Creates a channel in a new named segment, and attaches as its sender.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let name = format!("doc-chan-{}", std::process::id());
+    /// let tx = memshare::channel::Sender::create_named(&name, 4096)?;
+    /// let rx = memshare::channel::Receiver::open(&name)?;
+    /// # drop((tx, rx)); Ok(()) }
+    /// ```
+    pub fn create_named(name: &str, capacity: usize) -> Result<Sender> {
+        let segment = Segment::create_named(name, segment_len_for(capacity)?)?;
+        Endpoint::format(&segment)?;
+        Sender::attach(&segment)
+    }
+
+    /// Attaches as the sender of the channel in `segment`. Fails with
+    /// [`Error::AlreadyAttached`] if a sender is attached, and with
+    /// [`Error::Corrupted`] if the segment is not a channel.
+    pub fn attach(segment: &Segment) -> Result<Sender> {
+        let ep = Endpoint::attach(segment, Side::Sender)?;
+        let h = ep.header;
+        let write = h.write_pos().load(Ordering::Acquire);
+        let read = h.read_pos().load(Ordering::Acquire);
+        if write % layout::FRAME_ALIGN != 0 || read > write || write - read > ep.capacity {
+            return Err(ep.corrupted(format!(
+                "positions read {read} and write {write} are inconsistent"
+            )));
+        }
+        Ok(Sender { ep, write, read })
+    }
+
+    /// Opens the named segment `name` and attaches as its sender.
+    pub fn open(name: &str) -> Result<Sender> {
+        Sender::attach(&Segment::open(name)?)
+    }
+
+    /// The segment the channel lives in, to share with the receiver.
+    pub fn segment(&self) -> &Segment {
+        self.ep.segment()
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ep.capacity as usize
+    }
+
+    /// The largest message this channel can carry.
+    pub fn max_message_len(&self) -> usize {
+        max_message(self.ep.capacity) as usize
+    }
+
+    /// How this sender waits while the ring is full.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.ep.strategy
+    }
+
+    /// Sets how this sender waits while the ring is full.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.ep.strategy = strategy;
+    }
+
+    /// Sends a copy of `msg`, waiting while the ring is full.
+    /// [`Error::Disconnected`] if the receiver is gone, [`Error::TooLarge`]
+    /// at once if the message can never fit.
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_until(msg, None)
+    }
+
+    /// Sends a copy of `msg` if there is room now: `Ok(false)` if the ring
+    /// is full.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let mut tx = memshare::channel::Sender::create(64)?;
+    /// let _rx = memshare::channel::Receiver::attach(tx.segment())?;
+    /// assert!(tx.try_send(&[1; 40])?);
+    /// assert!(!tx.try_send(&[2; 40])?); // full until the receiver reads
+    /// # Ok(()) }
+    /// ```
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<bool> {
+        match self.try_reserve(msg.len())? {
+            Some(mut guard) => {
+                guard.copy_from_slice(msg);
+                guard.commit();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Like [`Sender::send`], giving up with [`Error::TimedOut`] after `timeout`.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_until(msg, Some(Instant::now() + timeout))
+    }
+
+    fn send_until(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<()> {
+        let mut guard = self.reserve_until(msg.len(), deadline)?;
+        guard.copy_from_slice(msg);
+        guard.commit();
+        Ok(())
+    }
+
+    /// Reserves `len` bytes in the ring, waiting while it is full: write the
+    /// message in place (zero-copy), then [`SendGuard::commit`].
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let mut tx = memshare::channel::Sender::create(4096)?;
+    /// let mut rx = memshare::channel::Receiver::attach(tx.segment())?;
+    /// let mut slot = tx.reserve(3)?;
+    /// slot.copy_from_slice(b"abc");
+    /// slot.commit();
+    /// assert_eq!(&*rx.recv()?, b"abc");
+    /// # Ok(()) }
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<SendGuard<'_>> {
+        self.reserve_until(len, None)
+    }
+
+    /// Like [`Sender::reserve`], giving up with [`Error::TimedOut`] after `timeout`.
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<SendGuard<'_>> {
+        self.reserve_until(len, Some(Instant::now() + timeout))
+    }
+
+    /// Reserves `len` bytes if there is room now.
+    pub fn try_reserve(&mut self, len: usize) -> Result<Option<SendGuard<'_>>> {
+        match self.poll_space(len)? {
+            Some(slot) => Ok(Some(self.guard(slot, len))),
+            None => {
+                if self.ep.peer_gone(false)? {
+                    return Err(self.ep.disconnected());
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn reserve_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<SendGuard<'_>> {
+        let mut round = 0;
+        let mut parked = false;
+        let slot = loop {
+            if let Some(slot) = self.poll_space(len)? {
+                break slot;
+            }
+            // Full. Is anyone going to empty it? (A system call at most
+            // every LIVENESS_INTERVAL, and only while waiting.)
+            if (parked || round % 256 == 0) && self.ep.peer_gone(false)? {
+                return Err(self.ep.disconnected());
+            }
+            let (write, capacity) = (self.write, self.ep.capacity);
+            let frame = frame_len(len as u64).unwrap_or(u64::MAX);
+            parked = self.ep.idle(&mut round, deadline, "send", |h: &Header| {
+                // Still full while the receiver has not freed what we need.
+                let read = h.read_pos().load(Ordering::Relaxed);
+                capacity.saturating_sub(write.wrapping_sub(read)) < needed(capacity, write, frame)
+            })?;
+        };
+        Ok(self.guard(slot, len))
+    }
+
+    fn guard(&mut self, (offset, position): (u64, u64), len: usize) -> SendGuard<'_> {
+        SendGuard {
+            tx: self,
+            offset,
+            len,
+            position,
+        }
+    }
+
+    /// Finds room for a frame of `len` payload bytes: `(ring offset,
+    /// position)`, writing a padding frame first if the frame does not fit
+    /// before the end of the ring. `None` if the ring is too full.
+    fn poll_space(&mut self, len: usize) -> Result<Option<(u64, u64)>> {
+        let capacity = self.ep.capacity;
+        let frame = frame_len(len as u64)
+            .filter(|&f| f <= capacity && len as u64 <= max_message(capacity))
+            .ok_or_else(|| Error::TooLarge {
+                object: self.ep.describe(),
+                len,
+                max: max_message(capacity) as usize,
+            })?;
+        if self.ep.peer_gone_cheap() {
+            return Err(self.ep.disconnected());
+        }
+        // At most two rounds: a padding frame to the end of the ring, then
+        // the frame at offset 0.
+        loop {
+            let offset = self.write % capacity;
+            let need = needed(capacity, self.write, frame);
+            if capacity - (self.write - self.read) < need {
+                self.refresh_read()?;
+                if capacity - (self.write - self.read) < need {
+                    return Ok(None);
+                }
+            }
+            if need == frame {
+                return Ok(Some((offset, self.write)));
+            }
+            // The frame does not fit before the end of the ring: publish a
+            // padding frame to the end, and the frame goes to offset 0 once
+            // the receiver has freed enough there.
+            self.write_frame_header(offset, layout::PAD);
+            self.write += need;
+            self.ep
+                .header
+                .write_pos()
+                .store(self.write, Ordering::Release);
+            self.ep.wake_peer();
+        }
+    }
+
+    /// Reads the receiver's position and checks it: it only moves forward,
+    /// never past what was written, and never more than a ring behind.
+    fn refresh_read(&mut self) -> Result<()> {
+        // Acquire: the receiver's reads of the frames it freed happen
+        // before we overwrite them.
+        let read = self.ep.header.read_pos().load(Ordering::Acquire);
+        if read < self.read || read > self.write || read % layout::FRAME_ALIGN != 0 {
+            return Err(self.ep.corrupted(format!(
+                "the receiver's position {read} is outside {}..={}",
+                self.read, self.write
+            )));
+        }
+        self.read = read;
+        Ok(())
+    }
+
+    fn write_frame_header(&self, offset: u64, len: u32) {
+        // SAFETY: `offset` is a multiple of 8 below `capacity`, so 8 bytes
+        // fit; this frame is owned by the sender until published.
+        unsafe {
+            let p = self.ep.header.ring().add(offset as usize);
+            std::ptr::write_volatile(p.cast::<u32>(), len);
+            std::ptr::write_volatile(p.add(4).cast::<u32>(), 0);
+        }
+    }
+}
+
+/// The free ring bytes needed at position `write` to make progress with a
+/// frame of `frame` bytes: the frame itself if it fits before the end of
+/// the ring, else the padding frame that fills the end.
+fn needed(capacity: u64, write: u64, frame: u64) -> u64 {
+    let contiguous = capacity - write % capacity;
+    if frame <= contiguous {
+        frame
+    } else {
+        contiguous
+    }
+}
+
+impl SendGuard<'_> {
+    /// Publishes the message: the receiver may see it from now on.
+    pub fn commit(self) {
+        let tx = &mut *self.tx;
+        tx.write_frame_header(self.offset, self.len as u32);
+        tx.write = self.position + frame_len(self.len as u64).unwrap_or(0);
+        // Release: the frame's bytes are visible to whoever acquires this
+        // position.
+        tx.ep.header.write_pos().store(tx.write, Ordering::Release);
+        tx.ep.wake_peer();
+    }
+}
+
+impl Deref for SendGuard<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the payload range lies inside the ring (checked by
+        // `poll_space`) and is owned by the sender until committed: the
+        // receiver does not read past the published position.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.tx.ep.header.ring().add(self.offset as usize + 8),
+                self.len,
+            )
+        }
+    }
+}
+
+impl DerefMut for SendGuard<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `deref`; `&mut self` makes the borrow exclusive.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.tx.ep.header.ring().add(self.offset as usize + 8),
+                self.len,
+            )
+        }
+    }
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("segment", self.segment())
+            .field("capacity", &self.capacity())
+            .field("write", &self.write)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SendGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendGuard").field("len", &self.len).finish()
+    }
+}

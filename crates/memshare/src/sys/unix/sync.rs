@@ -1,0 +1,169 @@
+//! Cross-process waiting and liveness on Unix.
+//!
+//! - Wait/wake on a 32-bit word in shared memory: a *shared* (not
+//!   `FUTEX_PRIVATE_FLAG`) futex on Linux, keyed by the physical page, so it
+//!   works between processes that map the page at different addresses.
+//!   Elsewhere a short sleep stands in for the wait (correct, slower).
+//! - Liveness of a channel endpoint: each endpoint holds a write lock on one
+//!   byte of the segment through an open file description of its own
+//!   (`F_OFD_SETLK` on Linux). The kernel drops the lock when that
+//!   description is closed, which happens when the endpoint is dropped or
+//!   its process dies, however it dies; the peer asks with `F_OFD_GETLK`.
+//!   Unlike a pid in shared memory, this cannot be fooled by pid reuse.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use super::{os_error, Object};
+use crate::Result;
+
+/// Waits while `*word == expected`, for at most `timeout`. Returns on a
+/// wake, a timeout, a signal, or at once if the word differs: callers
+/// re-check their condition after every return.
+pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    imp::wait(word, expected, timeout)
+}
+
+/// Wakes up to `n` waiters on `word`.
+pub(crate) fn wake(word: &AtomicU32, n: u32) {
+    imp::wake(word, n)
+}
+
+/// Where the endpoint locks live: far beyond any data, so they never
+/// overlap a byte range someone else might lock for their own reasons.
+const LOCK_BASE: i64 = 1 << 62;
+
+/// An endpoint's hold on its slot of a segment. Dropping it releases the
+/// lock.
+#[derive(Debug)]
+pub(crate) struct EndpointLock {
+    _fd: OwnedFd,
+}
+
+impl Object {
+    /// Takes slot `slot` (0: sender, 1: receiver). `Ok(None)` if another
+    /// endpoint holds it.
+    pub(crate) fn lock_endpoint(&self, slot: u8) -> Result<Option<EndpointLock>> {
+        let fd = imp::reopen(self.fd()).map_err(|e| os_error(self.name(), "reopen", e))?;
+        match imp::set_lock(fd.as_fd(), LOCK_BASE + i64::from(slot)) {
+            Ok(true) => Ok(Some(EndpointLock { _fd: fd })),
+            Ok(false) => Ok(None),
+            Err(e) => Err(os_error(self.name(), "fcntl(F_OFD_SETLK)", e)),
+        }
+    }
+
+    /// Whether some endpoint other than this process's own holds slot `slot`.
+    pub(crate) fn endpoint_held(&self, slot: u8) -> Result<bool> {
+        imp::lock_held(self.fd(), LOCK_BASE + i64::from(slot))
+            .map_err(|e| os_error(self.name(), "fcntl(F_OFD_GETLK)", e))
+    }
+}
+
+fn flock_for(byte: i64, kind: libc::c_int) -> libc::flock {
+    // SAFETY: `flock` is a plain C struct for which all-zero is valid.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    lock.l_start = byte as _;
+    lock.l_len = 1;
+    lock
+}
+
+fn fcntl_lock(
+    fd: BorrowedFd<'_>,
+    cmd: libc::c_int,
+    lock: &mut libc::flock,
+) -> rustix::io::Result<()> {
+    // SAFETY: `fd` is open for the duration of the call and `lock` is a
+    // valid, exclusively borrowed `struct flock`.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, lock as *mut libc::flock) };
+    if r == -1 {
+        Err(
+            rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
+                .unwrap_or(rustix::io::Errno::IO),
+        )
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod imp {
+    use super::*;
+    use rustix::io::Errno;
+    use rustix::thread::futex;
+
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+        let ts = futex::Timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        // EAGAIN (the word changed), ETIMEDOUT, EINTR: all mean "re-check".
+        let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
+    }
+
+    pub(super) fn wake(word: &AtomicU32, n: u32) {
+        let _ = futex::wake(word, futex::Flags::empty(), n);
+    }
+
+    /// A new open file description of the same object: the lock must be
+    /// this endpoint's own, not shared with every `dup` of the segment.
+    pub(super) fn reopen(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        rustix::fs::open(
+            path.as_str(),
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+    }
+
+    pub(super) fn set_lock(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
+        let mut lock = flock_for(byte, libc::F_WRLCK);
+        match fcntl_lock(fd, libc::F_OFD_SETLK, &mut lock) {
+            Ok(()) => Ok(true),
+            Err(Errno::AGAIN | Errno::ACCESS) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) fn lock_held(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
+        let mut lock = flock_for(byte, libc::F_WRLCK);
+        fcntl_lock(fd, libc::F_OFD_GETLK, &mut lock)?;
+        Ok(i32::from(lock.l_type) != libc::F_UNLCK)
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod imp {
+    //! No shared futex and no OFD locks: sleep briefly instead of waiting,
+    //! and use process-associated record locks (which a process's own
+    //! endpoints do not see, so liveness works between processes only).
+    use super::*;
+    use rustix::io::Errno;
+
+    pub(super) fn wait(_word: &AtomicU32, _expected: u32, timeout: Duration) {
+        std::thread::sleep(timeout.min(Duration::from_micros(200)));
+    }
+
+    pub(super) fn wake(_word: &AtomicU32, _n: u32) {}
+
+    pub(super) fn reopen(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+        rustix::io::fcntl_dupfd_cloexec(fd, 3)
+    }
+
+    pub(super) fn set_lock(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
+        let mut lock = flock_for(byte, libc::F_WRLCK);
+        match fcntl_lock(fd, libc::F_SETLK, &mut lock) {
+            Ok(()) => Ok(true),
+            Err(Errno::AGAIN | Errno::ACCESS) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) fn lock_held(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
+        let mut lock = flock_for(byte, libc::F_WRLCK);
+        fcntl_lock(fd, libc::F_GETLK, &mut lock)?;
+        Ok(i32::from(lock.l_type) != libc::F_UNLCK)
+    }
+}
