@@ -9,6 +9,7 @@ use super::platform::Marker;
 /// What the system tells about one named object, without taking part in
 /// its lifetime (no lock is taken, nothing is removed).
 #[derive(Clone, Debug)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only Linux makes them
 pub(crate) struct NamedStat {
     pub name: String,
     pub len: u64,
