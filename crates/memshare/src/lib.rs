@@ -47,12 +47,20 @@
 //!   other Unixes), the creator removes the name when it drops its segment.
 //! - [`SegmentOptions::persist`] makes the name live like a file, until
 //!   [`Segment::remove`].
+//!
+//! # Inspection
+//!
+//! [`list_named`] and [`named_info`] describe the machine's named segments
+//! (size, owner, holders, lifetime, kind) without taking part in their
+//! lifetimes; [`reclaim_stale`] removes a name whose holders all died. The
+//! `memshare` command-line tool (`memshare ls`, `memshare gc`) is built on them.
 
 #![warn(missing_docs)]
 
 #[cfg(unix)]
 pub mod channel;
 mod error;
+mod inspect;
 mod name;
 mod segment;
 #[cfg(unix)]
@@ -61,6 +69,10 @@ mod sys;
 mod view;
 
 pub use error::{Error, Result};
+pub use inspect::{
+    holder_pids, list_named, named_capacity, named_info, reclaim_stale, NamedInfo, NamedLifetime,
+    SegmentKind, CHANNEL_MAGIC,
+};
 pub use name::{validate_name, MAX_NAME_LEN};
 pub use segment::{Segment, SegmentOptions};
 #[cfg(unix)]

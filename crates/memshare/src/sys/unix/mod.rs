@@ -3,6 +3,7 @@
 //! The Linux-only pieces (memfd, seals, the lifetime marker in an extended
 //! attribute) live in `platform`, with a fallback for the other Unixes.
 
+mod inspect;
 mod names;
 mod platform;
 mod share;
@@ -17,7 +18,9 @@ use rustix::mm;
 
 use crate::{Error, Result};
 
-pub(crate) use names::remove_named;
+pub(crate) use inspect::{holder_pids, list_named, named_capacity, stat_named, NamedStat};
+pub(crate) use names::{reclaim_if_stale, remove_named, Reclaim};
+pub(crate) use platform::Marker;
 pub(crate) use share::{
     adopt_inherited, clear_cloexec, parent_pid, recv_with_fds, send_with_fds, Claim,
     MAX_FDS_PER_MESSAGE,

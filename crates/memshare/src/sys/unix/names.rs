@@ -58,7 +58,7 @@ pub(super) fn create(name: &str, len: u64, opts: &CreateOptions) -> Result<Objec
                 attempts += 1;
                 // A stale name is reclaimed once; a name that turns up
                 // again and again is someone else's live object.
-                if attempts > 16 || !reclaim_if_stale(name)? {
+                if attempts > 16 || reclaim_if_stale(name)? == Reclaim::Live {
                     return Err(Error::AlreadyExists {
                         name: name.to_owned(),
                     });
@@ -162,28 +162,40 @@ fn settle() {
     std::thread::sleep(Duration::from_millis(1));
 }
 
+/// What [`reclaim_if_stale`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reclaim {
+    /// The object was stale and this call removed its name.
+    Removed,
+    /// There is no such name (any more): someone else removed it, or it
+    /// now names another object.
+    Gone,
+    /// The name is someone's: a live holder, a persistent or foreign object.
+    Live,
+}
+
 /// Removes `name` if its object is marked shared and nobody holds it.
-/// `Ok(true)` when the name is free now.
-fn reclaim_if_stale(name: &str) -> Result<bool> {
+pub(crate) fn reclaim_if_stale(name: &str) -> Result<Reclaim> {
     let path = path(name);
     let fd = match shm::open(path.as_str(), shm::OFlags::RDONLY, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(true),
+        Err(Errno::NOENT) => return Ok(Reclaim::Gone),
         Err(e) => return Err(os_error(Some(name), "shm_open", e)),
     };
     if platform::get_marker(&fd) != Marker::Shared {
-        return Ok(false);
+        return Ok(Reclaim::Live);
     }
     if fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
-        return Ok(false);
+        return Ok(Reclaim::Live);
     }
-    if same_object(&path, &fd) {
-        match shm::unlink(path.as_str()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(os_error(Some(name), "shm_unlink", e)),
-        }
+    if !same_object(&path, &fd) {
+        return Ok(Reclaim::Gone);
     }
-    Ok(true)
+    match shm::unlink(path.as_str()) {
+        Ok(()) => Ok(Reclaim::Removed),
+        Err(Errno::NOENT) => Ok(Reclaim::Gone),
+        Err(e) => Err(os_error(Some(name), "shm_unlink", e)),
+    }
 }
 
 /// Whether `path` still names the object open as `fd`.

@@ -1,0 +1,76 @@
+//! `memshare cat NAME`: a segment's bytes to standard output.
+
+use std::io::Write;
+
+use memshare::Segment;
+
+use crate::fail::Failure;
+use crate::size::{parse_offset, parse_size};
+use crate::window::windows;
+
+/// Write a segment's bytes to standard output
+///
+/// Opens the segment read-only and copies its bytes, a window at a time
+/// (any size works). With --offset and --len, only that range.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The segment's name
+    name: String,
+    /// Start at this byte (units as for sizes: 4K, 1M…)
+    #[arg(long, value_parser = parse_offset, default_value = "0")]
+    offset: u64,
+    /// Copy this many bytes (default: up to the end)
+    #[arg(long, value_parser = parse_size)]
+    len: Option<u64>,
+}
+
+/// How many bytes are copied through the buffer at a time.
+const PIECE: usize = 1 << 20;
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let segment = Segment::open_readonly(&args.name)?;
+    let len = checked_range(&segment, args.offset, args.len)?;
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; PIECE.min(usize::try_from(len).unwrap_or(PIECE))];
+    for (start, window_len) in windows(args.offset, len) {
+        let view = segment.map_readonly(start..start + window_len)?;
+        let mut done = 0;
+        while done < view.len() {
+            let n = buf.len().min(view.len() - done);
+            view.read_at(done, &mut buf[..n])?;
+            match out.write_all(&buf[..n]) {
+                Ok(()) => {}
+                // The reader went away (`| head`): nothing more to do.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(Failure::other(format!("writing to standard output: {e}"))),
+            }
+            done += n;
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::other(format!("writing to standard output: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The number of bytes to copy from `offset`, checked against the segment.
+fn checked_range(segment: &Segment, offset: u64, len: Option<u64>) -> Result<u64, Failure> {
+    let size = segment.len();
+    let name = segment.name().unwrap_or_default();
+    if offset > size {
+        return Err(Failure::usage(format!(
+            "segment {name:?}: offset {offset} is past the end (the segment has {size} bytes)"
+        )));
+    }
+    let available = size - offset;
+    match len {
+        None => Ok(available),
+        Some(len) if len <= available => Ok(len),
+        Some(len) => Err(Failure::usage(format!(
+            "segment {name:?}: {len} bytes from offset {offset} go past the end \
+             (the segment has {size} bytes, {available} from that offset)"
+        ))),
+    }
+}

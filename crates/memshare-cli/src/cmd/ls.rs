@@ -1,0 +1,60 @@
+//! `memshare ls`: the named segments on this machine.
+
+use crate::entry::{or_unknown, Entry};
+use crate::fail::Failure;
+use crate::owner::Users;
+use crate::table::{Align, Table};
+
+/// List the named segments on this machine
+///
+/// One line per segment: its size, owner, mode, holders (processes that
+/// have it open with memshare's lock; other programs' objects usually have
+/// none), lifetime (shared: removed with its last holder; persist: stays
+/// until `memshare rm`; foreign: made by another program, lives like a file),
+/// whether it is stale (shared, and every holder died: `memshare gc`
+/// removes it) and what it holds (channel or bytes). `?` marks what cannot
+/// be known without opening the segment (another user's).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print a JSON array of objects (name, size, owner, uid, gid, mode,
+    /// holders, lifetime, stale, kind) instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let users = Users::load();
+    let entries: Vec<Entry> = memshare::list_named()?
+        .iter()
+        .map(|info| Entry::new(info, &users))
+        .collect();
+    if args.json {
+        return super::print_json(&entries);
+    }
+    if entries.is_empty() {
+        return super::print_stdout("no named segments\n");
+    }
+    let mut table = Table::new(&[
+        ("NAME", Align::Left),
+        ("SIZE", Align::Right),
+        ("OWNER", Align::Left),
+        ("MODE", Align::Left),
+        ("HOLDERS", Align::Right),
+        ("LIFETIME", Align::Left),
+        ("STALE", Align::Left),
+        ("KIND", Align::Left),
+    ]);
+    for entry in &entries {
+        table.push(vec![
+            entry.name.clone(),
+            entry.size_text(),
+            entry.owner.clone(),
+            entry.mode.clone(),
+            entry.holders.to_string(),
+            or_unknown(&entry.lifetime),
+            entry.stale_text().to_owned(),
+            or_unknown(&entry.kind),
+        ]);
+    }
+    super::print_stdout(&table.render())
+}

@@ -1,0 +1,56 @@
+//! `memshare write NAME`: standard input into a segment.
+
+use std::io::Read;
+
+use memshare::Segment;
+
+use crate::fail::Failure;
+use crate::size::parse_offset;
+use crate::window::windows;
+
+/// Copy standard input into a segment
+///
+/// Reads all of standard input first (holding it in memory) and writes
+/// nothing if it does not fit between --offset and the end of the segment.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The segment's name
+    name: String,
+    /// Write from this byte on (units as for sizes: 4K, 1M…)
+    #[arg(long, value_parser = parse_offset, default_value = "0")]
+    offset: u64,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let segment = Segment::open(&args.name)?;
+    let size = segment.len();
+    let name = &args.name;
+    let offset = args.offset;
+    if offset > size {
+        return Err(Failure::usage(format!(
+            "segment {name:?}: offset {offset} is past the end (the segment has {size} bytes)"
+        )));
+    }
+    let room = size - offset;
+    // One byte more than fits tells that the input is too long.
+    let mut data = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(room.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(|e| Failure::other(format!("reading standard input: {e}")))?;
+    if data.len() as u64 > room {
+        return Err(Failure::usage(format!(
+            "segment {name:?}: the input does not fit: there are {room} bytes from offset \
+             {offset} to the end (the segment has {size} bytes); nothing was written"
+        )));
+    }
+    let mut written = 0;
+    for (start, window_len) in windows(offset, data.len() as u64) {
+        let view = segment.map(start..start + window_len)?;
+        let piece = &data[written..written + view.len()];
+        view.write_at(0, piece)?;
+        written += piece.len();
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! How the tool fails: one line on standard error and an exit status that
+//! says what kind of failure it was.
+
+use std::fmt;
+
+/// The exit statuses, as `memshare --help` lists them.
+pub mod status {
+    /// Any other failure: a system error, not enough memory, unsupported.
+    pub const OTHER: u8 = 1;
+    /// A bad command line (clap uses 2 as well): invalid name, size,
+    /// offset or length, input that does not fit.
+    pub const USAGE: u8 = 2;
+    /// No segment of that name.
+    pub const NOT_FOUND: u8 = 3;
+    /// A segment of that name already exists.
+    pub const ALREADY_EXISTS: u8 = 4;
+    /// Permission denied.
+    pub const PERMISSION_DENIED: u8 = 5;
+}
+
+/// The exit statuses, for `--help`.
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  success
+  1  any other failure (a system error, not enough memory, unsupported here)
+  2  bad command line: unknown option, invalid name, size, offset or length,
+     input that does not fit
+  3  no segment of that name
+  4  a segment of that name already exists
+  5  permission denied (for example another user's segment)";
+
+/// A failed command: what to print, and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit status, one of [`status`].
+    pub status: u8,
+    /// The message; empty when it was already printed (see [`Failure::reported`]).
+    pub message: String,
+}
+
+impl Failure {
+    /// A bad command line.
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            status: status::USAGE,
+            message: message.into(),
+        }
+    }
+
+    /// Any other failure.
+    pub fn other(message: impl Into<String>) -> Failure {
+        Failure {
+            status: status::OTHER,
+            message: message.into(),
+        }
+    }
+
+    /// A failure whose messages were printed already (commands that go on
+    /// after a failure, like `rm` with several names).
+    pub fn reported(status: u8) -> Failure {
+        Failure {
+            status,
+            message: String::new(),
+        }
+    }
+
+    /// Prints the message, if there is one, as `memshare: error: ...`.
+    pub fn print(&self) {
+        if !self.message.is_empty() {
+            eprintln!("memshare: error: {}", self.message);
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<memshare::Error> for Failure {
+    fn from(err: memshare::Error) -> Failure {
+        use memshare::Error;
+        let status = match &err {
+            Error::NotFound { .. } => status::NOT_FOUND,
+            Error::AlreadyExists { .. } => status::ALREADY_EXISTS,
+            Error::PermissionDenied { .. } => status::PERMISSION_DENIED,
+            Error::InvalidName { .. } | Error::OutOfRange { .. } => status::USAGE,
+            _ => status::OTHER,
+        };
+        Failure {
+            status,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Remembers the failures of a command that goes on after each one, and
+/// gives the exit status of the whole: the common status if they all agree,
+/// [`status::OTHER`] if they differ.
+#[derive(Debug, Default)]
+pub struct Failures {
+    status: Option<u8>,
+}
+
+impl Failures {
+    /// Prints `failure` and remembers its status.
+    pub fn add(&mut self, failure: Failure) {
+        failure.print();
+        self.status = Some(match self.status {
+            None => failure.status,
+            Some(s) if s == failure.status => s,
+            Some(_) => status::OTHER,
+        });
+    }
+
+    /// Whether nothing failed so far.
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none()
+    }
+
+    /// `Ok` if nothing failed.
+    pub fn finish(self) -> Result<(), Failure> {
+        match self.status {
+            None => Ok(()),
+            Some(status) => Err(Failure::reported(status)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_errors_get_their_status() {
+        let not_found = memshare::Error::NotFound { name: "x".into() };
+        assert_eq!(Failure::from(not_found).status, status::NOT_FOUND);
+        let invalid = memshare::validate_name("a/b").unwrap_err();
+        assert_eq!(Failure::from(invalid).status, status::USAGE);
+    }
+
+    #[test]
+    fn mixed_failures_are_other() {
+        let mut all = Failures::default();
+        all.add(Failure::reported(status::NOT_FOUND));
+        all.add(Failure::reported(status::NOT_FOUND));
+        assert_eq!(all.finish().unwrap_err().status, status::NOT_FOUND);
+        let mut all = Failures::default();
+        all.add(Failure::reported(status::NOT_FOUND));
+        all.add(Failure::reported(status::PERMISSION_DENIED));
+        assert_eq!(all.finish().unwrap_err().status, status::OTHER);
+        assert!(Failures::default().finish().is_ok());
+    }
+}
