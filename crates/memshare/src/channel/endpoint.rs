@@ -276,17 +276,19 @@ impl Endpoint {
     /// if it parked. `Err(TimedOut)` once `deadline` has passed.
     pub(crate) fn idle(
         &mut self,
-        round: &mut u32,
+        round: &mut u64,
         deadline: Option<Instant>,
         op: &'static str,
         blocked: impl Fn(&Header) -> bool,
     ) -> Result<bool> {
         let spins = match self.strategy {
-            WaitStrategy::Spin => u32::MAX,
-            WaitStrategy::SpinThenPark { spins } => spins,
+            WaitStrategy::Spin => u64::MAX,
+            WaitStrategy::SpinThenPark { spins } => u64::from(spins),
             WaitStrategy::Park => 0,
         };
-        *round = round.saturating_add(1);
+        // A u64 count of rounds never wraps in practice (a round is at
+        // least a spin-loop hint).
+        *round += 1;
         // Look at the clock only now and then while spinning.
         let check_clock = *round > spins || *round % 256 == 0;
         if check_clock {

@@ -156,7 +156,7 @@ impl Receiver {
     }
 
     fn recv_until(&mut self, deadline: Option<Instant>) -> Result<RecvGuard<'_>> {
-        let mut round = 0;
+        let mut round = 0u64;
         let mut parked = false;
         let frame = loop {
             if let Some(frame) = self.poll()? {

@@ -188,7 +188,7 @@ impl Sender {
     }
 
     fn reserve_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<SendGuard<'_>> {
-        let mut round = 0;
+        let mut round = 0u64;
         let mut parked = false;
         let slot = loop {
             if let Some(slot) = self.poll_space(len)? {
