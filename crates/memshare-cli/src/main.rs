@@ -1,8 +1,10 @@
 //! The `memshare` command-line tool.
 
+mod bench;
 mod cmd;
 mod entry;
 mod fail;
+mod os;
 mod owner;
 mod size;
 mod table;
@@ -32,6 +34,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    Bench(bench::Args),
+    #[command(hide = true)]
+    BenchPeer(bench::PeerArgs),
     Ls(cmd::ls::Args),
     Info(cmd::info::Args),
     Create(cmd::create::Args),
@@ -47,6 +52,8 @@ fn main() -> ExitCode {
         Err(err) => return parse_failure(err),
     };
     let result = match cli.command {
+        Command::Bench(args) => bench::run(args),
+        Command::BenchPeer(args) => bench::peer(args),
         Command::Ls(args) => cmd::ls::run(args),
         Command::Info(args) => cmd::info::run(args),
         Command::Create(args) => cmd::create::run(args),

@@ -65,6 +65,7 @@ mod name;
 mod segment;
 #[cfg(unix)]
 pub mod share;
+pub mod sync;
 mod sys;
 mod view;
 

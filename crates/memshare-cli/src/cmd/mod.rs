@@ -21,7 +21,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
 
 /// Writes `text` to standard output. A reader that went away (`| head`)
 /// is not an error.
-fn print_stdout(text: &str) -> Result<(), Failure> {
+pub fn print_stdout(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

@@ -171,7 +171,7 @@ impl Receiver {
             parked = self
                 .ep
                 .idle(&mut round, deadline, "receive", |h: &Header| {
-                    h.write_pos().load(Ordering::Relaxed) == read
+                    h.write_pos().load(Ordering::SeqCst) == read
                 })?;
         };
         Ok(self.guard(frame))
@@ -247,11 +247,7 @@ impl Receiver {
                 self.read += pad;
                 // Give the padding back now: the sender may be waiting for
                 // the space at the start of the ring.
-                self.ep
-                    .header
-                    .read_pos()
-                    .store(self.read, Ordering::Release);
-                self.ep.wake_peer();
+                self.ep.publish(self.ep.header.read_pos(), self.read);
                 continue;
             }
             let frame = frame_len(u64::from(len)).unwrap_or(u64::MAX);
@@ -291,8 +287,7 @@ impl Drop for RecvGuard<'_> {
         let rx = &mut *self.rx;
         rx.read = self.next;
         // Release: our reads of the frame happen before the sender reuses it.
-        rx.ep.header.read_pos().store(rx.read, Ordering::Release);
-        rx.ep.wake_peer();
+        rx.ep.publish(rx.ep.header.read_pos(), rx.read);
     }
 }
 

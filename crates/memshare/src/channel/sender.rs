@@ -203,7 +203,7 @@ impl Sender {
             let frame = frame_len(len as u64).unwrap_or(u64::MAX);
             parked = self.ep.idle(&mut round, deadline, "send", |h: &Header| {
                 // Still full while the receiver has not freed what we need.
-                let read = h.read_pos().load(Ordering::Relaxed);
+                let read = h.read_pos().load(Ordering::SeqCst);
                 capacity.saturating_sub(write.wrapping_sub(read)) < needed(capacity, write, frame)
             })?;
         };
@@ -253,11 +253,7 @@ impl Sender {
             // the receiver has freed enough there.
             self.write_frame_header(offset, layout::PAD);
             self.write += need;
-            self.ep
-                .header
-                .write_pos()
-                .store(self.write, Ordering::Release);
-            self.ep.wake_peer();
+            self.ep.publish(self.ep.header.write_pos(), self.write);
         }
     }
 
@@ -308,8 +304,7 @@ impl SendGuard<'_> {
         tx.write = self.position + frame_len(self.len as u64).unwrap_or(0);
         // Release: the frame's bytes are visible to whoever acquires this
         // position.
-        tx.ep.header.write_pos().store(tx.write, Ordering::Release);
-        tx.ep.wake_peer();
+        tx.ep.publish(tx.ep.header.write_pos(), tx.write);
     }
 }
 

@@ -1,0 +1,376 @@
+//! The two ends of each transport: what the benchmark (parent) holds, what
+//! the peer (the same binary, re-run) holds, and how each side moves one
+//! message.
+
+use std::io::{PipeReader, PipeWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use memshare::channel::{Receiver, Sender, WaitStrategy};
+use memshare::{CommandExt, Segment, ViewMut};
+
+use super::case::{Case, Kind, Transport};
+use crate::fail::Failure;
+
+/// Offsets of the words of the raw ping-pongs, each on its own cache line
+/// pair: the ping word, the pong word, and each side's "waiting" flag.
+const PING: usize = 0;
+const PONG: usize = 128;
+const PING_WAITING: usize = 256;
+const PONG_WAITING: usize = 384;
+
+/// How long a raw spin-then-futex waiter spins before it sleeps, the same
+/// as the channel's default.
+const RAW_SPINS: u32 = memshare::channel::DEFAULT_SPINS;
+
+/// Makes an I/O error a failure naming what failed.
+pub fn io(what: &'static str) -> impl Fn(std::io::Error) -> Failure {
+    move |e| Failure::other(format!("bench: {what}: {e}"))
+}
+
+/// A message stream: pipe, Unix socket or TCP.
+pub enum Stream {
+    Pipe(Option<PipeWriter>, PipeReader),
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    pub fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Pipe(Some(w), _) => w.write_all(buf),
+            Stream::Pipe(None, _) => Err(std::io::ErrorKind::BrokenPipe.into()),
+            Stream::Unix(s) => s.write_all(buf),
+            Stream::Tcp(s) => s.write_all(buf),
+        }
+    }
+
+    pub fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Pipe(_, r) => r.read(buf),
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+
+    pub fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Pipe(_, r) => r.read_exact(buf),
+            Stream::Unix(s) => s.read_exact(buf),
+            Stream::Tcp(s) => s.read_exact(buf),
+        }
+    }
+
+    /// Closes the writing direction: the other side reads end-of-file.
+    pub fn close_write(&mut self) {
+        match self {
+            Stream::Pipe(w, _) => drop(w.take()),
+            Stream::Unix(s) => drop(s.shutdown(std::net::Shutdown::Write)),
+            Stream::Tcp(s) => drop(s.shutdown(std::net::Shutdown::Write)),
+        }
+    }
+}
+
+/// What one side holds for a case.
+pub enum Link {
+    /// The raw ping-pongs: words in a shared segment.
+    Words(ViewMut),
+    /// Latency over channels: one each way.
+    Channels(Sender, Receiver),
+    /// Throughput over a channel, receiving end (the benchmark).
+    ChannelIn(Receiver),
+    /// Throughput over a channel, sending end (the peer).
+    ChannelOut(Sender),
+    Stream(Stream),
+    /// memcpy: nothing crosses a process boundary.
+    None,
+}
+
+/// The ring size for a case: room for a few messages of its size.
+fn ring_for(case: &Case) -> usize {
+    (case.size * 4).max(1 << 20)
+}
+
+fn wait_strategy(t: Transport) -> WaitStrategy {
+    match t {
+        Transport::ChannelSpin => WaitStrategy::Spin,
+        Transport::ChannelPark => WaitStrategy::Park,
+        _ => WaitStrategy::default(),
+    }
+}
+
+/// Sets up the benchmark's end of `case` and configures `cmd` (the peer)
+/// with the other end: shared segments, standard input/output, arguments.
+/// Returns the link and, for TCP, the listener to accept on after spawning.
+pub fn parent_side(case: &Case, cmd: &mut Command) -> Result<(Link, Option<TcpListener>), Failure> {
+    use Transport::*;
+    Ok(match case.transport {
+        RawSpin | RawFutex | RawSpinFutex => {
+            let segment = Segment::create(4096)?;
+            cmd.try_share("words", &segment)?;
+            (Link::Words(segment.map(..)?), None)
+        }
+        ChannelSpin | ChannelSpinPark | ChannelPark => {
+            let mut tx = Sender::create(4096)?;
+            let mut rx = Receiver::create(4096)?;
+            tx.set_wait_strategy(wait_strategy(case.transport));
+            rx.set_wait_strategy(wait_strategy(case.transport));
+            cmd.try_share("ping", tx.segment())?;
+            cmd.try_share("pong", rx.segment())?;
+            (Link::Channels(tx, rx), None)
+        }
+        ChannelSend | ChannelReserve => {
+            let rx = Receiver::create(ring_for(case))?;
+            cmd.try_share("data", rx.segment())?;
+            (Link::ChannelIn(rx), None)
+        }
+        Pipe => {
+            let (child_in, to_child) = std::io::pipe().map_err(io("pipe"))?;
+            let (from_child, child_out) = std::io::pipe().map_err(io("pipe"))?;
+            cmd.stdin(Stdio::from(OwnedFd::from(child_in)))
+                .stdout(Stdio::from(OwnedFd::from(child_out)));
+            let to_child = (case.kind == Kind::Latency).then_some(to_child);
+            (Link::Stream(Stream::Pipe(to_child, from_child)), None)
+        }
+        UnixSocket => {
+            let (mine, theirs) = UnixStream::pair().map_err(io("socketpair"))?;
+            cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
+            (Link::Stream(Stream::Unix(mine)), None)
+        }
+        Tcp => {
+            let listener = TcpListener::bind("127.0.0.1:0").map_err(io("bind 127.0.0.1"))?;
+            let port = listener.local_addr().map_err(io("local_addr"))?.port();
+            cmd.arg("--port").arg(port.to_string());
+            // The link is made when the peer connects (after spawning).
+            (Link::None, Some(listener))
+        }
+        Memcpy => (Link::None, None),
+    })
+}
+
+/// Sets up the peer's end of `case` from what the benchmark gave it.
+pub fn peer_side(case: &Case, port: Option<u16>) -> Result<Link, Failure> {
+    use Transport::*;
+    Ok(match case.transport {
+        RawSpin | RawFutex | RawSpinFutex => Link::Words(Segment::inherited("words")?.map(..)?),
+        ChannelSpin | ChannelSpinPark | ChannelPark => {
+            let mut rx = Receiver::attach(&Segment::inherited("ping")?)?;
+            let mut tx = Sender::attach(&Segment::inherited("pong")?)?;
+            rx.set_wait_strategy(wait_strategy(case.transport));
+            tx.set_wait_strategy(wait_strategy(case.transport));
+            Link::Channels(tx, rx)
+        }
+        ChannelSend | ChannelReserve => {
+            Link::ChannelOut(Sender::attach(&Segment::inherited("data")?)?)
+        }
+        Pipe => {
+            let stdin = std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(io("dup"))?;
+            let stdout = std::io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(io("dup"))?;
+            Link::Stream(Stream::Pipe(
+                Some(PipeWriter::from(stdout)),
+                PipeReader::from(stdin),
+            ))
+        }
+        UnixSocket => {
+            let fd = std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(io("dup"))?;
+            Link::Stream(Stream::Unix(UnixStream::from(fd)))
+        }
+        Tcp => {
+            let port = port.ok_or_else(|| Failure::usage("bench-peer: tcp needs --port"))?;
+            let stream = TcpStream::connect(("127.0.0.1", port)).map_err(io("connect"))?;
+            stream.set_nodelay(true).map_err(io("TCP_NODELAY"))?;
+            Link::Stream(Stream::Tcp(stream))
+        }
+        Memcpy => Link::None,
+    })
+}
+
+/// Waits until `accept(word)`: spins `spins` times, then sleeps on a futex
+/// with `waiting` set (the channel's handshake, in raw form). Returns the
+/// accepted value; gives up after `deadline`.
+pub fn wait_for(
+    word: &AtomicU32,
+    waiting: &AtomicU32,
+    accept: impl Fn(u32) -> bool,
+    spins: u32,
+    deadline: Instant,
+) -> Result<u32, Failure> {
+    let gone = || Failure::other("bench: the other side stopped answering");
+    let mut n = 0u32;
+    while n < spins {
+        let v = word.load(Ordering::Acquire);
+        if accept(v) {
+            return Ok(v);
+        }
+        std::hint::spin_loop();
+        n += 1;
+        if n % 65_536 == 0 && Instant::now() > deadline {
+            return Err(gone());
+        }
+    }
+    loop {
+        let current = word.load(Ordering::Acquire);
+        if accept(current) {
+            return Ok(current);
+        }
+        waiting.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if word.load(Ordering::Acquire) == current {
+            memshare::sync::wait(word, current, Duration::from_millis(50));
+        }
+        waiting.store(0, Ordering::Relaxed);
+        if Instant::now() > deadline {
+            return Err(gone());
+        }
+    }
+}
+
+/// How long each raw transport spins before it sleeps.
+fn raw_spins(t: Transport) -> u32 {
+    match t {
+        Transport::RawSpin => u32::MAX,
+        Transport::RawFutex => 0,
+        _ => RAW_SPINS,
+    }
+}
+
+/// Stores `value` and wakes the other side if it is (or may be) asleep.
+fn publish(word: &AtomicU32, waiting: &AtomicU32, value: u32, always_wake: bool) {
+    word.store(value, Ordering::Release);
+    if always_wake {
+        memshare::sync::wake(word, 1);
+        return;
+    }
+    fence(Ordering::SeqCst);
+    if waiting.load(Ordering::Relaxed) != 0 {
+        memshare::sync::wake(word, 1);
+    }
+}
+
+/// Publishes `value` the way raw transport `t` does: a plain store for the
+/// spin ping-pong, always a wake for the futex one, a wake only if the
+/// other side is asleep for spin-then-futex.
+fn raw_publish(t: Transport, word: &AtomicU32, waiting: &AtomicU32, value: u32) {
+    match t {
+        Transport::RawSpin => word.store(value, Ordering::Release),
+        Transport::RawFutex => publish(word, waiting, value, true),
+        _ => publish(word, waiting, value, false),
+    }
+}
+
+/// Raw ping-pong words of a view.
+fn words(view: &ViewMut) -> Result<[&AtomicU32; 4], Failure> {
+    Ok([
+        view.atomic_u32(PING)?,
+        view.atomic_u32(PONG)?,
+        view.atomic_u32(PING_WAITING)?,
+        view.atomic_u32(PONG_WAITING)?,
+    ])
+}
+
+/// The value that tells a raw ponger to stop.
+const STOP: u32 = u32::MAX;
+
+impl Link {
+    /// One round trip from the benchmark's side, message number `seq`
+    /// (never `u32::MAX`).
+    pub fn round_trip(&mut self, t: Transport, seq: u32, deadline: Instant) -> Result<(), Failure> {
+        match self {
+            Link::Words(view) => {
+                let [ping, pong, ping_waiting, pong_waiting] = words(view)?;
+                raw_publish(t, ping, ping_waiting, seq);
+                wait_for(pong, pong_waiting, |v| v == seq, raw_spins(t), deadline)?;
+                Ok(())
+            }
+            Link::Channels(tx, rx) => {
+                let msg = u64::from(seq).to_le_bytes();
+                tx.send(&msg)?;
+                let reply = rx.recv()?;
+                if *reply != msg {
+                    return Err(Failure::other("bench: the peer answered the wrong message"));
+                }
+                Ok(())
+            }
+            Link::Stream(s) => {
+                s.write_all(&u64::from(seq).to_le_bytes())
+                    .map_err(io("write"))?;
+                let mut reply = [0u8; 8];
+                s.read_exact(&mut reply).map_err(io("read"))?;
+                Ok(())
+            }
+            _ => Err(Failure::other("bench: not a latency link")),
+        }
+    }
+
+    /// Tells the peer's ponger to stop.
+    pub fn stop_pong(&mut self, t: Transport) -> Result<(), Failure> {
+        match self {
+            Link::Words(view) => {
+                let [ping, _, ping_waiting, _] = words(view)?;
+                raw_publish(t, ping, ping_waiting, STOP);
+                memshare::sync::wake(ping, 1);
+                Ok(())
+            }
+            Link::Channels(tx, _) => Ok(tx.send(&[])?),
+            Link::Stream(s) => {
+                s.close_write();
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The peer's side of the ping-pong: answers until told to stop.
+    pub fn pong(&mut self, t: Transport, deadline: Instant) -> Result<(), Failure> {
+        match self {
+            Link::Words(view) => {
+                let [ping, pong, ping_waiting, pong_waiting] = words(view)?;
+                let mut last = 0;
+                loop {
+                    let seq = wait_for(ping, ping_waiting, |v| v != last, raw_spins(t), deadline)?;
+                    if seq == STOP {
+                        return Ok(());
+                    }
+                    last = seq;
+                    raw_publish(t, pong, pong_waiting, seq);
+                }
+            }
+            Link::Channels(tx, rx) => loop {
+                let mut msg = [0u8; 8];
+                {
+                    let got = rx.recv()?;
+                    if got.is_empty() {
+                        return Ok(());
+                    }
+                    let n = got.len().min(8);
+                    msg[..n].copy_from_slice(&got[..n]);
+                }
+                tx.send(&msg)?;
+            },
+            Link::Stream(s) => {
+                let mut msg = [0u8; 8];
+                loop {
+                    match s.read_exact(&mut msg) {
+                        Ok(()) => s.write_all(&msg).map_err(io("write"))?,
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                        Err(e) => return Err(io("read")(e)),
+                    }
+                }
+            }
+            _ => Err(Failure::other("bench-peer: not a latency link")),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `memshare bench`: memshare's channels against the operating system's
+//! own IPC and the raw limits of the machine, two real processes per case.
+//!
+//! Every case runs in a fresh peer process (this binary, re-run as
+//! `memshare bench-peer`), the two pinned to different CPUs where the
+//! machine allows. Before each case both sides idle (the host may move
+//! virtual CPUs around; idling lets it settle), then a short raw spin
+//! ping-pong — the probe — records where the CPUs are, so that figures are
+//! compared in like conditions. Every memshare figure is reported as a
+//! ratio to its baseline measured in the same run.
+
+mod case;
+mod link;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::fail::Failure;
+use crate::os;
+use case::{Case, Kind, Transport};
+use report::Report;
+use run::Timing;
+
+/// Measure memshare against pipes, sockets, TCP, and the raw limits.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Latency: ping-pong between two processes, one-way = round trip / 2, \
+median/p99/p99.9 from a histogram. Throughput: one way, the receiver reads every byte. \
+Each case runs in a new peer process; the table compares every memshare figure with its \
+baseline from the same run."
+)]
+pub struct Args {
+    /// A few seconds in all: short idles and measurements.
+    #[arg(long)]
+    quick: bool,
+    /// Only latency or only throughput.
+    #[arg(long, value_enum)]
+    only: Option<Kind>,
+    /// Only these transports (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    transports: Vec<Transport>,
+    /// Throughput message sizes (comma-separated, suffixes allowed:
+    /// 64,4K,64K,1M).
+    #[arg(long, value_delimiter = ',', value_parser = crate::size::parse_size)]
+    sizes: Vec<u64>,
+    /// Seconds to measure each case (default 1, or 0.1 with --quick).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Seconds to idle before each case (default 1, or 0.05 with --quick).
+    #[arg(long)]
+    idle: Option<f64>,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also draw the results as an SVG plot in this file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+}
+
+/// The hidden peer side of one case.
+#[derive(clap::Args, Debug)]
+pub struct PeerArgs {
+    /// kind:transport:size
+    case: Case,
+    #[arg(long)]
+    seconds: f64,
+    #[arg(long)]
+    port: Option<u16>,
+    /// The CPU to pin the peer to.
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
+fn seconds(v: Option<f64>, default: f64, what: &str) -> Result<Duration, Failure> {
+    let v = v.unwrap_or(default);
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| *d <= Duration::from_secs(3600))
+        .ok_or_else(|| Failure::usage(format!("invalid --{what}: {v} is not 0 to 3600 seconds")))
+}
+
+/// The cases the arguments ask for, in the order they run.
+fn plan(args: &Args) -> Result<Vec<Case>, Failure> {
+    let sizes: Vec<usize> = if args.sizes.is_empty() {
+        vec![64, 4096, 65536, 1 << 20]
+    } else {
+        args.sizes
+            .iter()
+            .map(|&s| {
+                usize::try_from(s)
+                    .ok()
+                    .filter(|&s| (1..=64 << 20).contains(&s))
+                    .ok_or_else(|| {
+                        Failure::usage(format!("invalid --sizes: {s} is not 1 byte to 64 MiB"))
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let wanted = |t: &Transport| args.transports.is_empty() || args.transports.contains(t);
+    let mut cases = Vec::new();
+    if args.only != Some(Kind::Throughput) {
+        for t in Transport::LATENCY.iter().filter(|t| wanted(t)) {
+            cases.push(Case {
+                kind: Kind::Latency,
+                transport: *t,
+                size: 8,
+            });
+        }
+    }
+    if args.only != Some(Kind::Latency) {
+        for &size in &sizes {
+            for t in Transport::THROUGHPUT.iter().filter(|t| wanted(t)) {
+                cases.push(Case {
+                    kind: Kind::Throughput,
+                    transport: *t,
+                    size,
+                });
+            }
+        }
+    }
+    if cases.is_empty() {
+        return Err(Failure::usage(
+            "no case left to run: check --only and --transports",
+        ));
+    }
+    Ok(cases)
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let timing = Timing {
+        measure: seconds(
+            args.duration,
+            if args.quick { 0.1 } else { 1.0 },
+            "duration",
+        )?,
+        idle: seconds(args.idle, if args.quick { 0.05 } else { 1.0 }, "idle")?,
+    };
+    let cases = plan(&args)?;
+    let machine = os::machine();
+    // The benchmark on one CPU, each peer on another.
+    let cpus = os::cpu_ids();
+    let pinning = match cpus.as_slice() {
+        [mine, theirs, ..] if os::pin_to_cpu(*mine) => Some(*theirs),
+        _ => {
+            eprintln!(
+                "memshare: warning: fewer than two CPUs to pin to: spinning cases will be slow and their figures meaningless"
+            );
+            None
+        }
+    };
+    let bar = ProgressBar::new(cases.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .map_err(|e| Failure::other(format!("progress bar: {e}")))?,
+    );
+    let mut results = Vec::with_capacity(cases.len());
+    for case in cases {
+        bar.set_message(case.to_string());
+        results.push(run::measure(case, timing, pinning)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let report = Report {
+        machine,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        comparisons: report::compare(&results),
+        results,
+    };
+    super::cmd::print_stdout(&report::table(&report))?;
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::other(format!("encoding JSON: {e}")))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| Failure::other(format!("writing {}: {e}", path.display())))?;
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, report::svg(&report))
+            .map_err(|e| Failure::other(format!("writing {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+pub fn peer(args: PeerArgs) -> Result<(), Failure> {
+    run::peer(args.case, args.seconds, args.port, args.cpu)
+}

@@ -1,0 +1,395 @@
+//! Presenting results: the table with ratios to the baselines, JSON, and an
+//! SVG plot.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::case::{Kind, Measured, Transport};
+
+/// A memshare figure set against the baseline it is compared with.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    pub what: String,
+    pub memshare: String,
+    pub baseline: String,
+    /// memshare / baseline for throughput, baseline-relative cost for
+    /// latency (memshare / baseline: lower is better).
+    pub ratio: f64,
+    /// The target ratio and its direction.
+    pub target: String,
+    pub met: bool,
+}
+
+/// Everything one run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub machine: String,
+    pub command: String,
+    pub results: Vec<Measured>,
+    pub comparisons: Vec<Comparison>,
+}
+
+fn find(results: &[Measured], kind: Kind, t: Transport, size: usize) -> Option<&Measured> {
+    results
+        .iter()
+        .find(|m| m.case.kind == kind && m.case.transport == t && m.case.size == size)
+}
+
+/// The comparisons the project's targets are stated in.
+pub fn compare(results: &[Measured]) -> Vec<Comparison> {
+    let mut out = Vec::new();
+    let lat = |t| find(results, Kind::Latency, t, 8).and_then(|m| m.median_ns);
+    for (ours, base, target) in [
+        (Transport::ChannelSpin, Transport::RawSpin, 2.0),
+        (Transport::ChannelSpinPark, Transport::RawSpinFutex, 1.5),
+        (Transport::ChannelPark, Transport::RawFutex, 1.2),
+    ] {
+        if let (Some(a), Some(b)) = (lat(ours), lat(base)) {
+            let ratio = a / b;
+            out.push(Comparison {
+                what: "one-way latency, median".into(),
+                memshare: ours.name().into(),
+                baseline: base.name().into(),
+                ratio,
+                target: format!("<= {target}x"),
+                met: ratio <= target,
+            });
+        }
+    }
+    let rate = |t, size| find(results, Kind::Throughput, t, size).and_then(|m| m.msgs_per_sec);
+    if let (Some(a), Some(b)) = (rate(Transport::ChannelSend, 64), rate(Transport::Pipe, 64)) {
+        out.push(Comparison {
+            what: "64 B messages/s".into(),
+            memshare: Transport::ChannelSend.name().into(),
+            baseline: "pipe".into(),
+            ratio: a / b,
+            target: ">= 10x".into(),
+            met: a / b >= 10.0,
+        });
+    }
+    for size in [4096, 65536, 1 << 20] {
+        let best = [Transport::Pipe, Transport::UnixSocket, Transport::Tcp]
+            .into_iter()
+            .filter_map(|t| rate(t, size).map(|r| (t, r)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let Some((base, b)) = best else { continue };
+        for (ours, target) in [
+            (Transport::ChannelReserve, 5.0),
+            (Transport::ChannelSend, 3.0),
+        ] {
+            if let Some(a) = rate(ours, size) {
+                out.push(Comparison {
+                    what: format!("{} messages/s", size_label(size)),
+                    memshare: ours.name().into(),
+                    baseline: format!("best of pipe/unix/tcp ({})", base.name()),
+                    ratio: a / b,
+                    target: format!(">= {target}x"),
+                    met: a / b >= target,
+                });
+            }
+        }
+    }
+    out
+}
+
+pub fn size_label(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{} MiB", s >> 20),
+        s if s >= 1024 && s % 1024 == 0 => format!("{} KiB", s >> 10),
+        s => format!("{s} B"),
+    }
+}
+
+fn ns(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 1e6 => format!("{:.2} ms", v / 1e6),
+        Some(v) if v >= 1e3 => format!("{:.2} us", v / 1e3),
+        Some(v) => format!("{v:.0} ns"),
+        None => "-".into(),
+    }
+}
+
+fn rate_label(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
+        Some(v) if v >= 1e3 => format!("{:.1} K/s", v / 1e3),
+        Some(v) => format!("{v:.0} /s"),
+        None => "-".into(),
+    }
+}
+
+fn bytes_label(v: Option<f64>) -> String {
+    match v {
+        Some(v) => format!("{:.2} GB/s", v / 1e9),
+        None => "-".into(),
+    }
+}
+
+/// The report as text tables for people.
+pub fn table(report: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "machine: {}", report.machine);
+    let lat: Vec<_> = report
+        .results
+        .iter()
+        .filter(|m| m.case.kind == Kind::Latency)
+        .collect();
+    if !lat.is_empty() {
+        let _ = writeln!(s, "\nLatency (one way = round trip / 2)");
+        let _ = writeln!(
+            s,
+            "  {:<18} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            "transport", "median", "p99", "p99.9", "probe", "samples"
+        );
+        for m in lat {
+            let _ = writeln!(
+                s,
+                "  {:<18} {:>10} {:>10} {:>10} {:>10} {:>9}",
+                m.case.transport.name(),
+                ns(m.median_ns),
+                ns(m.p99_ns),
+                ns(m.p999_ns),
+                ns(Some(m.probe_ns)),
+                m.samples
+            );
+        }
+    }
+    let thr: Vec<_> = report
+        .results
+        .iter()
+        .filter(|m| m.case.kind == Kind::Throughput)
+        .collect();
+    if !thr.is_empty() {
+        let _ = writeln!(s, "\nThroughput (one way, receiver reads every byte)");
+        let _ = writeln!(
+            s,
+            "  {:<18} {:>8} {:>12} {:>11} {:>10}",
+            "transport", "size", "messages", "bytes", "probe"
+        );
+        for m in thr {
+            let probe = if m.case.transport == Transport::Memcpy {
+                "-".to_owned()
+            } else {
+                ns(Some(m.probe_ns))
+            };
+            let _ = writeln!(
+                s,
+                "  {:<18} {:>8} {:>12} {:>11} {:>10}",
+                m.case.transport.name(),
+                size_label(m.case.size),
+                rate_label(m.msgs_per_sec),
+                bytes_label(m.bytes_per_sec),
+                probe
+            );
+        }
+    }
+    if !report.comparisons.is_empty() {
+        let _ = writeln!(s, "\nmemshare against its baselines (measured in this run)");
+        for c in &report.comparisons {
+            let _ = writeln!(
+                s,
+                "  {:<26} {:<18} vs {:<34} {:>7.2}x  target {:<7} {}",
+                c.what,
+                c.memshare,
+                c.baseline,
+                c.ratio,
+                c.target,
+                if c.met { "met" } else { "MISSED" }
+            );
+        }
+    }
+    s
+}
+
+/// An SVG with two charts: median one-way latency per transport (log
+/// scale) and throughput against message size per transport (log-log).
+pub fn svg(report: &Report) -> String {
+    let (w, h) = (960.0, 900.0);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="20" y="24" font-size="16">memshare bench — {}</text>"#,
+        escape(&report.machine)
+    );
+    latency_chart(&mut s, report, 20.0, 50.0, 920.0, 380.0);
+    throughput_chart(&mut s, report, 20.0, 480.0, 920.0, 400.0);
+    s.push_str("</svg>\n");
+    s
+}
+
+fn escape(t: &str) -> String {
+    t.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+const COLORS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+];
+
+fn latency_chart(s: &mut String, report: &Report, x: f64, y: f64, w: f64, h: f64) {
+    let bars: Vec<_> = report
+        .results
+        .iter()
+        .filter(|m| m.case.kind == Kind::Latency)
+        .filter_map(|m| {
+            m.median_ns
+                .map(|v| (m.case.transport, v, m.p99_ns.unwrap_or(v)))
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        r#"<text x="{x}" y="{}" font-size="14">One-way latency, median (bar) and p99 (tick), log scale</text>"#,
+        y - 8.0
+    );
+    if bars.is_empty() {
+        return;
+    }
+    let label_w = 150.0;
+    let (lo, hi) = (10f64, bars.iter().map(|b| b.2).fold(100.0, f64::max) * 2.0);
+    let scale = |v: f64| {
+        label_w
+            + (v.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10()) * (w - label_w - 20.0)
+    };
+    let row = (h - 30.0) / bars.len() as f64;
+    for decade in 1..=10 {
+        let v = 10f64.powi(decade);
+        if v > hi {
+            break;
+        }
+        let gx = x + scale(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{gx:.1}" y1="{y}" x2="{gx:.1}" y2="{:.1}" stroke="#ddd"/><text x="{gx:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            y + h - 25.0,
+            y + h - 10.0,
+            ns(Some(v))
+        );
+    }
+    for (i, (t, median, p99)) in bars.iter().enumerate() {
+        let by = y + i as f64 * row;
+        let color = if t.is_memshare() { "#1f77b4" } else { "#999" };
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}">{}</text><rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{color}"/><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            x,
+            by + row * 0.6,
+            t.name(),
+            x + label_w,
+            by + row * 0.15,
+            (scale(*median) - label_w).max(1.0),
+            row * 0.7,
+            x + scale(*p99),
+            by + row * 0.1,
+            x + scale(*p99),
+            by + row * 0.9,
+            x + scale(*p99) + 4.0,
+            by + row * 0.6,
+            ns(Some(*median))
+        );
+    }
+}
+
+fn throughput_chart(s: &mut String, report: &Report, x: f64, y: f64, w: f64, h: f64) {
+    let points: Vec<_> = report
+        .results
+        .iter()
+        .filter(|m| m.case.kind == Kind::Throughput)
+        .filter_map(|m| {
+            m.bytes_per_sec
+                .map(|b| (m.case.transport, m.case.size as f64, b))
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        r#"<text x="{x}" y="{}" font-size="14">Throughput (bytes/s) against message size, log-log</text>"#,
+        y - 8.0
+    );
+    if points.is_empty() {
+        return;
+    }
+    let (plot_x, plot_w, plot_h) = (x + 70.0, w - 260.0, h - 40.0);
+    let (smin, smax) = points
+        .iter()
+        .fold((f64::MAX, 0f64), |a, p| (a.0.min(p.1), a.1.max(p.1)));
+    let (bmin, bmax) = points
+        .iter()
+        .fold((f64::MAX, 0f64), |a, p| (a.0.min(p.2), a.1.max(p.2)));
+    let (smin, smax) = (smin / 2.0, smax * 2.0);
+    let (bmin, bmax) = (bmin / 2.0, bmax * 2.0);
+    let sx = |v: f64| plot_x + (v.log10() - smin.log10()) / (smax.log10() - smin.log10()) * plot_w;
+    let sy =
+        |v: f64| y + plot_h - (v.log10() - bmin.log10()) / (bmax.log10() - bmin.log10()) * plot_h;
+    let _ = writeln!(
+        s,
+        r#"<rect x="{plot_x}" y="{y}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
+    );
+    let mut e = bmin.log10().ceil() as i32;
+    while 10f64.powi(e) <= bmax {
+        let v = 10f64.powi(e);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{plot_x}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            sy(v),
+            plot_x + plot_w,
+            sy(v),
+            plot_x - 4.0,
+            sy(v) + 4.0,
+            bytes_label(Some(v))
+        );
+        e += 1;
+    }
+    let mut sizes: Vec<f64> = points.iter().map(|p| p.1).collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    for size in sizes {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            sx(size),
+            y + plot_h + 16.0,
+            size_label(size as usize)
+        );
+    }
+    for (i, t) in Transport::THROUGHPUT.iter().enumerate() {
+        let mut line: Vec<_> = points.iter().filter(|p| p.0 == *t).collect();
+        if line.is_empty() {
+            continue;
+        }
+        line.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let color = COLORS[i % COLORS.len()];
+        let path: Vec<String> = line
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", sx(p.1), sy(p.2)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+            path.join(" ")
+        );
+        for p in &line {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
+                sx(p.1),
+                sy(p.2)
+            );
+        }
+        let ly = y + 20.0 + i as f64 * 18.0;
+        let lx = plot_x + plot_w + 20.0;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            lx + 20.0,
+            lx + 26.0,
+            ly + 4.0,
+            t.name()
+        );
+    }
+}

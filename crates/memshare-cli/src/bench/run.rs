@@ -1,0 +1,373 @@
+//! Running one case: the benchmark's side (spawn the peer, idle, probe,
+//! measure) and the peer's side (`memshare bench-peer`).
+
+use std::hint::black_box;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use memshare::{CommandExt, Segment, ViewMut};
+
+use super::case::{Case, Kind, Measured, Transport};
+use super::link::{self, io, wait_for, Link};
+use crate::fail::Failure;
+use crate::os;
+
+/// Control words in the "ctl" segment, each on its own cache-line pair.
+const READY: usize = 0;
+const GO: usize = 128;
+const PROBE_PING: usize = 256;
+const PROBE_PONG: usize = 384;
+const SPARE: usize = 512;
+
+/// Round trips of the spin probe taken before each case.
+const PROBE_ROUNDS: u32 = 2000;
+/// Round trips before latency is recorded.
+const WARMUP_ROUNDS: u32 = 1000;
+/// How long a peer waits for anything before it gives up.
+const PEER_PATIENCE: Duration = Duration::from_secs(120);
+
+/// How long to idle and to measure.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub idle: Duration,
+    pub measure: Duration,
+}
+
+/// A peer process that is killed and reaped if the benchmark stops early.
+struct Peer(Option<Child>);
+
+impl Peer {
+    fn finish(mut self, patience: Duration) -> Result<(), Failure> {
+        let Some(mut child) = self.0.take() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = child.try_wait().map_err(io("wait"))? {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(Failure::other(format!("bench: the peer failed ({status})")))
+                };
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Failure::other("bench: the peer did not finish"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn ctl_words(view: &ViewMut) -> Result<[&AtomicU32; 5], Failure> {
+    Ok([
+        view.atomic_u32(READY)?,
+        view.atomic_u32(GO)?,
+        view.atomic_u32(PROBE_PING)?,
+        view.atomic_u32(PROBE_PONG)?,
+        view.atomic_u32(SPARE)?,
+    ])
+}
+
+/// Measures `case`: in this process for `memcpy`, else with a peer.
+pub fn measure(case: Case, timing: Timing, peer_cpu: Option<usize>) -> Result<Measured, Failure> {
+    if case.transport == Transport::Memcpy {
+        std::thread::sleep(timing.idle);
+        let rate = memcpy_rate(case.size, timing.measure);
+        return Ok(throughput_result(case, 0.0, rate));
+    }
+    let ctl = Segment::create(4096)?;
+    let ctl_view = ctl.map(..)?;
+    let [ready, go, probe_ping, probe_pong, spare] = ctl_words(&ctl_view)?;
+    let exe = std::env::current_exe().map_err(io("current_exe"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("bench-peer")
+        .arg(case.to_string())
+        .arg("--seconds")
+        .arg(timing.measure.as_secs_f64().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    if let Some(cpu) = peer_cpu {
+        cmd.arg("--cpu").arg(cpu.to_string());
+    }
+    cmd.try_share("ctl", &ctl)?;
+    let (mut link, listener) = link::parent_side(&case, &mut cmd)?;
+    let peer = Peer(Some(cmd.spawn().map_err(io("spawn the peer"))?));
+    // The peer's ends of pipes and sockets are in `cmd`: close ours.
+    drop(cmd);
+    if let Some(listener) = listener {
+        link = accept_within(listener, Duration::from_secs(10))?;
+    }
+    let start_deadline = Instant::now() + Duration::from_secs(30);
+    wait_for(ready, spare, |v| v == 1, 0, start_deadline)?;
+
+    // Let the vCPUs settle, then see where they are.
+    std::thread::sleep(timing.idle);
+    go.store(1, Ordering::Release);
+    memshare::sync::wake(go, 1);
+    let deadline = Instant::now() + timing.measure + Duration::from_secs(30);
+    let probe_ns = probe([probe_ping, probe_pong, spare], deadline)?;
+
+    let result = match case.kind {
+        Kind::Latency => {
+            let hist = ping_pong(&mut link, case.transport, timing.measure, deadline)?;
+            link.stop_pong(case.transport)?;
+            latency_result(case, probe_ns, &hist)
+        }
+        Kind::Throughput => {
+            let (bytes, secs) = receive_all(&mut link, case.size)?;
+            throughput_result(case, probe_ns, bytes as f64 / secs)
+        }
+    };
+    drop(link);
+    peer.finish(Duration::from_secs(30))?;
+    Ok(result)
+}
+
+fn accept_within(listener: TcpListener, patience: Duration) -> Result<Link, Failure> {
+    listener.set_nonblocking(true).map_err(io("listen"))?;
+    let deadline = Instant::now() + patience;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).map_err(io("accept"))?;
+                stream.set_nodelay(true).map_err(io("TCP_NODELAY"))?;
+                return Ok(Link::Stream(link::Stream::Tcp(stream)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() > deadline {
+                    return Err(Failure::other("bench: the peer never connected"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(io("accept")(e)),
+        }
+    }
+}
+
+/// A raw spin ping-pong on the control segment: the one-way latency
+/// (median) that says where the two vCPUs are right now.
+fn probe([ping, pong, spare]: [&AtomicU32; 3], deadline: Instant) -> Result<f64, Failure> {
+    let mut rtts = Vec::with_capacity(PROBE_ROUNDS as usize);
+    for i in 1..=PROBE_ROUNDS {
+        let t0 = Instant::now();
+        ping.store(i, Ordering::Release);
+        wait_for(pong, spare, |v| v == i, u32::MAX, deadline)?;
+        rtts.push(t0.elapsed().as_nanos() as u64);
+    }
+    rtts.sort_unstable();
+    Ok(rtts[rtts.len() / 2] as f64 / 2.0)
+}
+
+fn probe_answer([ping, pong, spare]: [&AtomicU32; 3], deadline: Instant) -> Result<(), Failure> {
+    for i in 1..=PROBE_ROUNDS {
+        wait_for(ping, spare, |v| v == i, u32::MAX, deadline)?;
+        pong.store(i, Ordering::Release);
+    }
+    Ok(())
+}
+
+fn ping_pong(
+    link: &mut Link,
+    t: Transport,
+    duration: Duration,
+    deadline: Instant,
+) -> Result<Histogram<u64>, Failure> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|e| Failure::other(format!("bench: histogram: {e}")))?;
+    let mut seq = 1;
+    for _ in 0..WARMUP_ROUNDS {
+        link.round_trip(t, seq, deadline)?;
+        seq += 1;
+    }
+    let end = Instant::now() + duration;
+    loop {
+        let t0 = Instant::now();
+        link.round_trip(t, seq, deadline)?;
+        let rtt = t0.elapsed();
+        hist.saturating_record((rtt.as_nanos() as u64 / 2).max(1));
+        seq += 1;
+        if t0 > end {
+            break;
+        }
+    }
+    Ok(hist)
+}
+
+/// Folds every 8-byte word of `bytes` (and the tail) into one value, so
+/// that the receiver really reads every byte it counts.
+fn touch(bytes: &[u8]) -> u64 {
+    let mut acc = 0u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        acc ^= u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    }
+    for &b in chunks.remainder() {
+        acc = acc.rotate_left(8) ^ u64::from(b);
+    }
+    acc
+}
+
+/// Receives until the peer says it is done; returns bytes and seconds.
+fn receive_all(link: &mut Link, size: usize) -> Result<(u64, f64), Failure> {
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    let mut acc = 0u64;
+    match link {
+        Link::ChannelIn(rx) => loop {
+            let msg = rx.recv()?;
+            if msg.is_empty() {
+                break;
+            }
+            acc ^= touch(&msg);
+            bytes += msg.len() as u64;
+        },
+        Link::Stream(s) => {
+            let mut buf = vec![0u8; size.max(64 * 1024)];
+            loop {
+                let n = s.read(&mut buf).map_err(io("read"))?;
+                if n == 0 {
+                    break;
+                }
+                acc ^= touch(&buf[..n]);
+                bytes += n as u64;
+            }
+        }
+        _ => return Err(Failure::other("bench: not a throughput link")),
+    }
+    black_box(acc);
+    Ok((bytes, start.elapsed().as_secs_f64()))
+}
+
+/// Sends messages of `size` bytes for `duration`, then the end marker.
+fn send_all(link: &mut Link, t: Transport, size: usize, duration: Duration) -> Result<(), Failure> {
+    let buf: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let end = Instant::now() + duration;
+    let check_every = if size >= 65_536 { 1 } else { 64 };
+    let mut seq = 0u64;
+    match link {
+        Link::ChannelOut(tx) => {
+            loop {
+                if t == Transport::ChannelReserve {
+                    // Zero-copy: the producer writes every byte of the
+                    // message in place (no source buffer to copy from).
+                    let mut slot = tx.reserve(size)?;
+                    slot.fill(seq as u8);
+                    slot.commit();
+                } else {
+                    tx.send(&buf)?;
+                }
+                seq += 1;
+                if seq % check_every == 0 && Instant::now() > end {
+                    break;
+                }
+            }
+            tx.send(&[])?;
+        }
+        Link::Stream(s) => {
+            loop {
+                s.write_all(&buf).map_err(io("write"))?;
+                seq += 1;
+                if seq % check_every == 0 && Instant::now() > end {
+                    break;
+                }
+            }
+            s.close_write();
+        }
+        _ => return Err(Failure::other("bench-peer: not a throughput link")),
+    }
+    Ok(())
+}
+
+/// Single-core memcpy bandwidth copying `size`-byte blocks through a
+/// working set as large as the channel's ring for that size.
+fn memcpy_rate(size: usize, duration: Duration) -> f64 {
+    let working = (size * 4).max(1 << 20);
+    let src: Vec<u8> = (0..working).map(|i| i as u8).collect();
+    let mut dst = vec![0u8; working];
+    let blocks = working / size;
+    let start = Instant::now();
+    let mut copied = 0u64;
+    let mut i = 0;
+    loop {
+        let at = (i % blocks) * size;
+        dst[at..at + size].copy_from_slice(&src[at..at + size]);
+        black_box(&mut dst);
+        copied += size as u64;
+        i += 1;
+        if i % 64 == 0 && start.elapsed() > duration {
+            break;
+        }
+    }
+    copied as f64 / start.elapsed().as_secs_f64()
+}
+
+fn latency_result(case: Case, probe_ns: f64, hist: &Histogram<u64>) -> Measured {
+    Measured {
+        case,
+        probe_ns,
+        median_ns: Some(hist.value_at_quantile(0.5) as f64),
+        p99_ns: Some(hist.value_at_quantile(0.99) as f64),
+        p999_ns: Some(hist.value_at_quantile(0.999) as f64),
+        samples: hist.len(),
+        msgs_per_sec: None,
+        bytes_per_sec: None,
+    }
+}
+
+fn throughput_result(case: Case, probe_ns: f64, bytes_per_sec: f64) -> Measured {
+    Measured {
+        case,
+        probe_ns,
+        median_ns: None,
+        p99_ns: None,
+        p999_ns: None,
+        samples: 0,
+        msgs_per_sec: Some(bytes_per_sec / case.size as f64),
+        bytes_per_sec: Some(bytes_per_sec),
+    }
+}
+
+/// `memshare bench-peer`: the other process of one case.
+pub fn peer(
+    case: Case,
+    seconds: f64,
+    port: Option<u16>,
+    cpu: Option<usize>,
+) -> Result<(), Failure> {
+    os::die_with_parent();
+    if let Some(cpu) = cpu {
+        os::pin_to_cpu(cpu);
+    }
+    let deadline = Instant::now() + PEER_PATIENCE;
+    let ctl = Segment::inherited("ctl")?;
+    let view = ctl.map(..)?;
+    let [ready, go, probe_ping, probe_pong, spare] = ctl_words(&view)?;
+    let mut link = link::peer_side(&case, port)?;
+    ready.store(1, Ordering::Release);
+    memshare::sync::wake(ready, 1);
+    // Idle while the benchmark idles: sleep, don't spin.
+    wait_for(go, spare, |v| v == 1, 0, deadline)?;
+    probe_answer([probe_ping, probe_pong, spare], deadline)?;
+    match case.kind {
+        Kind::Latency => link.pong(case.transport, deadline),
+        Kind::Throughput => {
+            let duration = Duration::try_from_secs_f64(seconds)
+                .map_err(|_| Failure::usage("bench-peer: bad --seconds"))?;
+            send_all(&mut link, case.transport, case.size, duration)
+        }
+    }
+}

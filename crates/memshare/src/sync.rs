@@ -1,0 +1,49 @@
+//! Cross-process wait and wake on a 32-bit word in shared memory.
+//!
+//! The building block of blocking wake-ups between processes: a *shared*
+//! futex on Linux (keyed by the physical page, so it works between
+//! processes that map the page at different addresses); elsewhere a short
+//! sleep stands in for the wait. Process-local primitives (`std`'s
+//! `Mutex`/`Condvar`, `WaitOnAddress`, private futexes) do not work across
+//! processes.
+//!
+//! [`wait`] returns on a wake, on a timeout, on a signal, at once if the word
+//! no longer holds `expected`, and possibly spuriously: always re-check your
+//! condition in a loop. To never lose a wake-up, change the word *before*
+//! calling [`wake`], and have the waiter read the word *before* it checks
+//! its condition (the channel module shows the full handshake).
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//! # fn main() -> memshare::Result<()> {
+//! let segment = memshare::Segment::create(4096)?;
+//! let view = segment.map(..)?;
+//! let word: &AtomicU32 = view.atomic_u32(0)?;
+//! std::thread::scope(|s| {
+//!     s.spawn(|| {
+//!         while word.load(Ordering::Acquire) == 0 {
+//!             memshare::sync::wait(word, 0, Duration::from_millis(100));
+//!         }
+//!     });
+//!     word.store(1, Ordering::Release);
+//!     memshare::sync::wake(word, u32::MAX);
+//! });
+//! # Ok(()) }
+//! ```
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use crate::sys;
+
+/// Waits while `*word == expected`, for at most `timeout` (see the module
+/// docs for when it returns).
+pub fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    sys::wait(word, expected, timeout)
+}
+
+/// Wakes up to `n` processes or threads waiting on `word`.
+pub fn wake(word: &AtomicU32, n: u32) {
+    sys::wake(word, n)
+}
