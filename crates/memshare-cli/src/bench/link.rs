@@ -217,7 +217,7 @@ pub fn wait_for(
         }
         std::hint::spin_loop();
         n += 1;
-        if n % 65_536 == 0 && Instant::now() > deadline {
+        if n.is_multiple_of(65_536) && Instant::now() > deadline {
             return Err(gone());
         }
     }

@@ -162,7 +162,7 @@ impl Receiver {
             if let Some(frame) = self.poll()? {
                 break frame;
             }
-            if parked || round % 256 == 0 {
+            if parked || round.is_multiple_of(256) {
                 if let Some(frame) = self.check_disconnected(false)? {
                     break frame;
                 }
@@ -216,7 +216,7 @@ impl Receiver {
                 let write = self.ep.header.write_pos().load(Ordering::Acquire);
                 if write < self.write
                     || write - self.read > capacity
-                    || write % layout::FRAME_ALIGN != 0
+                    || !write.is_multiple_of(layout::FRAME_ALIGN)
                 {
                     return Err(self.ep.corrupted(format!(
                         "the sender's position {write} is outside {}..={}",

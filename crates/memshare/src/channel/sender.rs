@@ -196,7 +196,7 @@ impl Sender {
             }
             // Full. Is anyone going to empty it? (A system call at most
             // every LIVENESS_INTERVAL, and only while waiting.)
-            if (parked || round % 256 == 0) && self.ep.peer_gone(false)? {
+            if (parked || round.is_multiple_of(256)) && self.ep.peer_gone(false)? {
                 return Err(self.ep.disconnected());
             }
             let (write, capacity) = (self.write, self.ep.capacity);
@@ -263,7 +263,7 @@ impl Sender {
         // Acquire: the receiver's reads of the frames it freed happen
         // before we overwrite them.
         let read = self.ep.header.read_pos().load(Ordering::Acquire);
-        if read < self.read || read > self.write || read % layout::FRAME_ALIGN != 0 {
+        if read < self.read || read > self.write || !read.is_multiple_of(layout::FRAME_ALIGN) {
             return Err(self.ep.corrupted(format!(
                 "the receiver's position {read} is outside {}..={}",
                 self.read, self.write
