@@ -159,7 +159,7 @@ impl Endpoint {
             )));
         }
         let capacity = h.capacity().load(Ordering::Relaxed);
-        let expected = ring_capacity(segment)?;
+        let expected = ring_capacity(segment).map_err(|e| corrupt(e.to_string()))?;
         if capacity != expected {
             return Err(corrupt(format!(
                 "capacity {capacity} does not match the segment's ring of {expected} bytes"

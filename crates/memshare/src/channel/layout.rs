@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 pub const MAGIC: [u8; 8] = *b"MSCHAN01";
 /// The layout version this library writes and reads.
 pub const VERSION: u32 = 1;
-/// Bytes before the ring: the header, one 128-byte block per writer so that
-/// the two sides never write the same cache line (or adjacent-line pair).
+/// Bytes before the ring: the header. The two positions, written on every
+/// message, each have a 128-byte block (a cache line and its
+/// adjacent-line-prefetch partner) of their own; the rarely written words
+/// (states, parking flags and futex words) share the other blocks.
 pub const HEADER_LEN: usize = 1024;
 /// The smallest ring, in bytes.
 pub const MIN_CAPACITY: u64 = 64;

@@ -79,7 +79,11 @@ impl Receiver {
         let h = ep.header;
         let read = h.read_pos().load(Ordering::Acquire);
         let write = h.write_pos().load(Ordering::Acquire);
-        if read % layout::FRAME_ALIGN != 0 || read > write || write - read > ep.capacity {
+        if !write.is_multiple_of(layout::FRAME_ALIGN)
+            || !read.is_multiple_of(layout::FRAME_ALIGN)
+            || read > write
+            || write - read > ep.capacity
+        {
             return Err(ep.corrupted(format!(
                 "positions read {read} and write {write} are inconsistent"
             )));
