@@ -19,7 +19,7 @@
 //! | `needed` | `sender::needed` |
 //! | `Futex::wait`, `Futex::wake` | `sys::wait`, `sys::wake` (the kernel's futex: the word is compared under the waiters' lock) |
 //! | `Channel::park` | `Endpoint::park` |
-//! | `Channel::wake_peer` | `Endpoint::wake_peer` |
+//! | `Channel::publish` | `Endpoint::publish` |
 //! | `Sender::reserve` | `Sender::reserve_until` with `WaitStrategy::Park` (and its "still full" closure) |
 //! | `Sender::poll_space` | `Sender::poll_space` |
 //! | `Sender::refresh_read` | `Sender::refresh_read` |
@@ -157,8 +157,10 @@ impl Channel {
         waiting.store(0, Ordering::Relaxed);
     }
 
-    /// `Endpoint::wake_peer`, called by `side` after it published.
-    fn wake_peer(&self, side: Side) {
+    /// `Endpoint::publish`: `side` publishes `value` in its `position`
+    /// (Release), then wakes the peer if it is parked.
+    fn publish(&self, side: Side, position: &AtomicU64, value: u64) {
+        position.store(value, Ordering::Release);
         fence(Ordering::SeqCst);
         let (futex, waiting) = match side {
             Side::Sender => (&self.recv_futex, &self.recv_waiting),
@@ -185,8 +187,8 @@ impl Sender {
         // SendGuard::commit.
         self.write_frame_header(offset, msg.len() as u32);
         self.write = position + frame_len(msg.len() as u64);
-        self.ch.write_pos.store(self.write, Ordering::Release);
-        self.ch.wake_peer(Side::Sender);
+        self.ch
+            .publish(Side::Sender, &self.ch.write_pos, self.write);
     }
 
     fn reserve(&mut self, len: usize) -> (u64, u64) {
@@ -221,8 +223,8 @@ impl Sender {
             }
             self.write_frame_header(offset, PAD);
             self.write += need;
-            self.ch.write_pos.store(self.write, Ordering::Release);
-            self.ch.wake_peer(Side::Sender);
+            self.ch
+                .publish(Side::Sender, &self.ch.write_pos, self.write);
         }
     }
 
@@ -271,8 +273,8 @@ impl Receiver {
         let msg = self.ch.read_bytes(frame.offset, frame.len);
         // ...and dropping it.
         self.read = frame.next;
-        self.ch.read_pos.store(self.read, Ordering::Release);
-        self.ch.wake_peer(Side::Receiver);
+        self.ch
+            .publish(Side::Receiver, &self.ch.read_pos, self.read);
         msg
     }
 
@@ -305,8 +307,8 @@ impl Receiver {
                     "padding frame at ring offset {offset} with {available} bytes published"
                 );
                 self.read += pad;
-                self.ch.read_pos.store(self.read, Ordering::Release);
-                self.ch.wake_peer(Side::Receiver);
+                self.ch
+                    .publish(Side::Receiver, &self.ch.read_pos, self.read);
                 continue;
             }
             let frame = frame_len(u64::from(len));

@@ -92,7 +92,7 @@ pub enum Link {
 
 /// The ring size for a case: room for a few messages of its size.
 fn ring_for(case: &Case) -> usize {
-    (case.size * 4).max(1 << 20)
+    (case.size * 2).max(1 << 20)
 }
 
 fn wait_strategy(t: Transport) -> WaitStrategy {

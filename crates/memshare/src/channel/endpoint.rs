@@ -1,7 +1,7 @@
 //! What both ends of a channel share: attaching to a segment, liveness of
 //! the peer, and waiting (spin, then park on a futex word).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::layout::{self, Header};
@@ -253,22 +253,22 @@ impl Endpoint {
     /// Publishes `value` in `position` (this side's `write_pos` or
     /// `read_pos`) and wakes the peer if it is parked.
     ///
-    /// The publishing store is a `SeqCst` swap (on x86 one `xchg`, cheaper
-    /// than a store plus `mfence`) followed by a `SeqCst` load of the
-    /// peer's "waiting" flag; the parker in [`Endpoint::park`] sets that flag
-    /// with a `SeqCst` store and then loads the position with `SeqCst`. All
-    /// four are in the single total order of `SeqCst` operations, so either
-    /// this side sees the flag, or the parker sees the new position and
-    /// does not sleep: no wake-up is lost. The swap also has `Release`
-    /// semantics, which publishes the frame (or the freed space).
+    /// The `Release` store publishes the frame (or the freed space). The
+    /// SeqCst fence here and the one in [`Endpoint::park`] make a
+    /// store-buffering pair: either this side sees the peer's "waiting"
+    /// flag, or the peer, after setting it, sees the new position and does
+    /// not sleep. So no wake-up is lost (checked by the loom model in
+    /// `tests/loom_protocol.rs`; SeqCst read-modify-writes instead of the
+    /// fences would be cheaper on x86, but loom cannot check those).
     #[inline]
     pub(crate) fn publish(&self, position: &AtomicU64, value: u64) {
-        position.swap(value, Ordering::SeqCst);
+        position.store(value, Ordering::Release);
+        fence(Ordering::SeqCst);
         let (futex, waiting) = match self.side {
             Side::Sender => (self.header.recv_futex(), self.header.recv_waiting()),
             Side::Receiver => (self.header.send_futex(), self.header.send_waiting()),
         };
-        if waiting.load(Ordering::SeqCst) != 0 {
+        if waiting.load(Ordering::Relaxed) != 0 {
             futex.fetch_add(1, Ordering::Release);
             sys::wake(futex, 1);
         }
@@ -320,9 +320,9 @@ impl Endpoint {
         // Snapshot the word first: a wake after this point changes it, and
         // the futex wait below then returns at once.
         let seq = futex.load(Ordering::Acquire);
-        // SeqCst store, then `blocked` loads the position with SeqCst: the
-        // other half of the handshake in `Endpoint::publish`.
-        waiting.store(1, Ordering::SeqCst);
+        waiting.store(1, Ordering::Relaxed);
+        // The other half of the store-buffering pair in `Endpoint::publish`.
+        fence(Ordering::SeqCst);
         if blocked(&self.header) {
             let slice = deadline.map_or(LIVENESS_INTERVAL, |d| {
                 d.saturating_duration_since(Instant::now())

@@ -175,7 +175,7 @@ impl Receiver {
             parked = self
                 .ep
                 .idle(&mut round, deadline, "receive", |h: &Header| {
-                    h.write_pos().load(Ordering::SeqCst) == read
+                    h.write_pos().load(Ordering::Relaxed) == read
                 })?;
         };
         Ok(self.guard(frame))

@@ -207,7 +207,7 @@ impl Sender {
             let frame = frame_len(len as u64).unwrap_or(u64::MAX);
             parked = self.ep.idle(&mut round, deadline, "send", |h: &Header| {
                 // Still full while the receiver has not freed what we need.
-                let read = h.read_pos().load(Ordering::SeqCst);
+                let read = h.read_pos().load(Ordering::Relaxed);
                 capacity.saturating_sub(write.wrapping_sub(read)) < needed(capacity, write, frame)
             })?;
         };
