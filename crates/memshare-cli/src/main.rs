@@ -44,6 +44,9 @@ enum Command {
     Gc(cmd::gc::Args),
     Cat(cmd::cat::Args),
     Write(cmd::write::Args),
+    Demo(cmd::demo::Args),
+    #[command(hide = true)]
+    DemoPeer(cmd::demo::PeerArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,8 @@ fn main() -> ExitCode {
         Command::Gc(args) => cmd::gc::run(args),
         Command::Cat(args) => cmd::cat::run(args),
         Command::Write(args) => cmd::write::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::DemoPeer(args) => cmd::demo::run_peer(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

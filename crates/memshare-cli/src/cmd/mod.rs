@@ -2,6 +2,7 @@
 
 pub mod cat;
 pub mod create;
+pub mod demo;
 pub mod gc;
 pub mod info;
 pub mod ls;

@@ -1,0 +1,150 @@
+//! `memshare demo`: the Win32 file-mapping model, narrated step by step with
+//! real processes.
+//!
+//! The parent is `memshare demo`; every other process is this same binary
+//! run again as `memshare demo-peer STEP` (a hidden subcommand). Each step
+//! lives in its own module, with the parent's side and the peer's side next
+//! to each other:
+//!
+//! | step | module | what |
+//! |---|---|---|
+//! | 1 | `inherit` | an anonymous segment given to one child (`CommandExt::share`) |
+//! | 2 | `named` | a named segment, opened by name, gone with its last holder |
+//! | 3 | `passing` | handles sent to a running process (`SCM_RIGHTS`), one read-only |
+//! | 4 | `channel` | a channel between the two, and a timed ping-pong |
+//!
+//! Turn-taking keeps the narration in order: parent and peer write to the
+//! same standard output, and each side only prints while the other is
+//! waiting for it (for the child's exit, a flag in the segment, a line on
+//! the socket, a channel message). Peers exit on their own if the parent
+//! goes away, and the parent kills and reaps any peer it leaves behind.
+
+mod channel;
+mod inherit;
+mod named;
+mod out;
+mod passing;
+mod peer;
+
+use std::path::PathBuf;
+
+use crate::fail::Failure;
+use out::{Out, Who};
+
+/// Show how memshare works, step by step, with real processes
+///
+/// Four steps, each printing what happened and which system calls were
+/// behind it: (1) an anonymous segment inherited by one child, (2) a named
+/// segment opened by name and gone with its last holder, (3) handles sent
+/// to a process that was already running, one of them read-only, (4) a
+/// channel between two processes, with a small timed ping-pong. Takes a
+/// second or two and leaves nothing behind: no names, no processes, no
+/// files.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Run only this step (1 to 4)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=4))]
+    step: Option<u8>,
+}
+
+/// The other side of a step; run by `memshare demo`, not by hand.
+#[derive(clap::Args, Debug)]
+pub struct PeerArgs {
+    /// The step to play the peer of
+    step: u8,
+    /// Step 2: the segment's name
+    #[arg(long)]
+    name: Option<String>,
+    /// Step 3: the socket to listen on
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+/// A step: its number, its title, the Win32 calls it mirrors, and the
+/// parent's side.
+struct Step {
+    number: u8,
+    title: &'static str,
+    win32: &'static str,
+    run: fn(&Out) -> Result<(), Failure>,
+}
+
+const STEPS: [Step; 4] = [
+    Step {
+        number: 1,
+        title: "An anonymous segment, inherited by one child",
+        win32: "CreateFileMapping(INVALID_HANDLE_VALUE, ...), MapViewOfFile, \
+                an inheritable handle, CreateProcess(bInheritHandles)",
+        run: inherit::parent,
+    },
+    Step {
+        number: 2,
+        title: "A named segment, opened by name, gone with its last holder",
+        win32: "CreateFileMapping(..., name), OpenFileMapping(name), CloseHandle",
+        run: named::parent,
+    },
+    Step {
+        number: 3,
+        title: "Handles sent to a process that was already running",
+        win32: "DuplicateHandle into the other process, with FILE_MAP_READ for the read-only one",
+        run: passing::parent,
+    },
+    Step {
+        number: 4,
+        title: "A channel between two processes",
+        win32: "a ring buffer in a file mapping, with events to wake the other side",
+        run: channel::parent,
+    },
+];
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let out = Out::new(Who::Parent);
+    out.title(&format!(
+        "memshare demo: shared memory the Win32 way, with real processes. \
+         This is the parent (pid {}); its peers run `memshare demo-peer`.",
+        std::process::id()
+    ));
+    for step in STEPS
+        .iter()
+        .filter(|s| args.step.is_none_or(|n| n == s.number))
+    {
+        out.heading(step.number, step.title, step.win32);
+        (step.run)(&out).map_err(|failure| Failure {
+            status: failure.status,
+            message: format!("step {} ({}): {}", step.number, step.title, failure.message),
+        })?;
+    }
+    nothing_left()?;
+    out.blank();
+    out.title(match args.step {
+        None => "Done: every step worked; no segment name, process or file of the demo is left.",
+        Some(_) => "Done: no segment name, process or file of the demo is left.",
+    });
+    Ok(())
+}
+
+/// Checks that the demo's segment name is not left in the shared-memory
+/// file system (every step cleans up after itself; this is the proof).
+fn nothing_left() -> Result<(), Failure> {
+    let name = named::segment_name();
+    match memshare::named_info(&name) {
+        // Where named segments cannot be inspected, step 2's own check stands.
+        Err(memshare::Error::NotFound { .. } | memshare::Error::Unsupported { .. }) => Ok(()),
+        Ok(_) => Err(Failure::other(format!(
+            "the demo left segment {name:?} behind"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `memshare demo-peer STEP`: the other process of a step.
+pub fn run_peer(args: PeerArgs) -> Result<(), Failure> {
+    let out = Out::new(Who::Child);
+    match args.step {
+        1 => inherit::child(&out),
+        2 => named::child(&out, args.name.as_deref()),
+        3 => passing::child(&out, args.socket.as_deref()),
+        4 => channel::child(&out),
+        n => Err(Failure::usage(format!("demo-peer: no step {n}"))),
+    }
+}

@@ -1,0 +1,135 @@
+//! Step 1: an anonymous segment, given to exactly one child
+//! (`CommandExt::share` in the parent, `Segment::inherited` in the child).
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use memshare::{CommandExt, Segment};
+
+use super::out::{fd_target, is_cloexec, open_descriptors, read_text, Out, LINUX};
+use super::peer::{self, Peer};
+use crate::fail::Failure;
+
+/// The key the segment is shared under.
+const KEY: &str = "greeting";
+/// The segment's size.
+const LEN: u64 = 4096;
+/// Where the child writes its reply.
+const REPLY_AT: usize = 1024;
+
+pub(super) fn parent(out: &Out) -> Result<(), Failure> {
+    let segment = Segment::create(LEN)?;
+    let fd = segment.as_fd().as_raw_fd();
+    out.say(format!(
+        "Segment::create({LEN}): an anonymous segment, no name anywhere; our descriptor {fd}{}",
+        target_suffix(fd)
+    ));
+    if LINUX {
+        out.os(format!(
+            "memfd_create(\"memshare\", MFD_CLOEXEC|MFD_ALLOW_SEALING), ftruncate({LEN}), \
+             fcntl(F_ADD_SEALS, F_SEAL_SHRINK|F_SEAL_GROW)"
+        ));
+        out.note("sealed: nobody can shrink it under someone else's view (SIGBUS) or grow it");
+    } else {
+        out.os(format!(
+            "shm_open of a random name, shm_unlink at once, ftruncate({LEN})"
+        ));
+    }
+
+    let view = segment.map(..)?;
+    let message = format!("Hello from the parent, pid {}", std::process::id());
+    view.write_at(0, message.as_bytes())?;
+    out.say(format!("map(..), then write {message:?} at offset 0"));
+    out.os(format!(
+        "mmap(NULL, {LEN}, PROT_READ|PROT_WRITE, MAP_SHARED, {fd}, 0)"
+    ));
+
+    let mut cmd = peer::command(1)?;
+    cmd.share(KEY, &segment);
+    let var = memshare::inherit_env_var(KEY)?;
+    let value = cmd
+        .get_envs()
+        .find(|(k, _)| *k == var.as_str())
+        .and_then(|(_, v)| v)
+        .map(|v| v.to_string_lossy().into_owned())
+        .ok_or_else(|| Failure::other(format!("cmd.share did not set {var}")))?;
+    out.say(format!(
+        "start `memshare demo-peer 1` with cmd.share({KEY:?}, &segment); its environment gets"
+    ));
+    out.say(format!("    {var}={value}"));
+    out.os(
+        "fcntl(F_DUPFD_CLOEXEC): a copy for the child; fork; in the child only: \
+         fcntl(copy, F_SETFD, 0), execve",
+    );
+    let child = Peer::spawn(&mut cmd)?;
+    // The command kept the copy open for the child; the child has it now.
+    drop(cmd);
+    child.wait()?;
+
+    let reply = read_text(&view, REPLY_AT)?;
+    if reply.is_empty() {
+        return Err(Failure::other("the child exited without writing its reply"));
+    }
+    out.say(format!(
+        "the child exited; read its reply at offset {REPLY_AT}: {reply:?}"
+    ));
+    if let Some(true) = is_cloexec(fd) {
+        out.say(format!(
+            "our own descriptor {fd} is close-on-exec (O_CLOEXEC in /proc/self/fdinfo/{fd}): \
+             any other child, even one started by another thread at the same moment, gets nothing"
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn child(out: &Out) -> Result<(), Failure> {
+    let segment = Segment::inherited(KEY)?;
+    let fd = segment.as_fd().as_raw_fd();
+    out.say(format!(
+        "pid {}: Segment::inherited({KEY:?}) took descriptor {fd}{}",
+        std::process::id(),
+        target_suffix(fd)
+    ));
+    out.os(format!(
+        "getenv({}), getppid (the value names our parent), fstat + fstatfs (a shared-memory \
+         object of that identity and size){}, fcntl(F_SETFD, FD_CLOEXEC)",
+        memshare::inherit_env_var(KEY)?,
+        if LINUX { ", fcntl(F_GET_SEALS)" } else { "" }
+    ));
+
+    let view = segment.map(..)?;
+    let message = read_text(&view, 0)?;
+    out.say(format!("map(..), read {message:?}"));
+    let reply = format!("Hello back from the child, pid {}", std::process::id());
+    view.write_at(REPLY_AT, reply.as_bytes())?;
+    out.say(format!("wrote the reply {reply:?} at offset {REPLY_AT}"));
+
+    if let Some(fds) = open_descriptors() {
+        let others: Vec<String> = fds
+            .iter()
+            .filter(|(n, _)| *n > 2)
+            .map(|(n, target)| {
+                let what = if *n == fd { ", the segment" } else { "" };
+                format!("{n} ({target}{what})")
+            })
+            .collect();
+        out.say(format!(
+            "descriptors open in this process: 0 1 2 (standard streams), {}",
+            others.join(", ")
+        ));
+        if others.len() == 1 {
+            out.note("apart from the standard streams, the segment is all the parent passed on");
+        } else {
+            out.note(
+                "the others came from whatever started `memshare demo`: \
+                 it left them open without close-on-exec",
+            );
+        }
+    }
+    out.say("exit: the kernel closes the descriptor and unmaps the view");
+    Ok(())
+}
+
+/// ` (/memfd:memshare (deleted))`: what the descriptor is, where `/proc` says.
+fn target_suffix(fd: i32) -> String {
+    fd_target(fd).map_or_else(String::new, |t| format!(" → {t}"))
+}
