@@ -333,8 +333,10 @@ impl Segment {
     /// Views that exist keep working, writable ones included; but from now
     /// on no writable view can be made of this segment, through any handle,
     /// in any process. So map what you will write first, then make the
-    /// read-only handle to share. A receiver that tries to map it writable,
-    /// to `mprotect` a view writable or to reopen it writable is refused.
+    /// read-only handle to share. A receiver that tries to map it writable
+    /// or to `mprotect` a view writable is refused; reopening it through
+    /// `/proc/self/fd` with `O_RDWR` succeeds, but every write and writable
+    /// mapping through that descriptor is refused (`EPERM`).
     /// Named segments: [`Error::Unsupported`] (anyone who knows the name
     /// may open it writable).
     ///

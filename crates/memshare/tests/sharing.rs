@@ -735,3 +735,44 @@ fn pidfd_getfd_takes_a_segment_from_a_child_or_says_why_not() {
         Err(Error::NotFound { .. } | Error::PermissionDenied { .. })
     ));
 }
+
+#[test]
+fn children_of_one_command_spawned_twice_are_holders_each() {
+    if role().is_some() {
+        let segment = Segment::inherited("named").unwrap();
+        let view = segment.map(..).unwrap();
+        view.atomic_u32(0).unwrap().fetch_add(1, Ordering::AcqRel);
+        // Hold on until standard input closes.
+        let mut byte = [0u8; 1];
+        let _ = std::io::stdin().read(&mut byte);
+        return;
+    }
+    let name = unique_name("twice");
+    let segment = Segment::create_named(&name, 4096).unwrap();
+    let view = segment.map(..).unwrap();
+    let mut cmd = child(
+        "children_of_one_command_spawned_twice_are_holders_each",
+        "holder",
+    );
+    cmd.share("named", &segment)
+        .stdin(std::process::Stdio::piped());
+    let mut first = Reaped(Some(cmd.spawn().unwrap()));
+    let mut second = Reaped(Some(cmd.spawn().unwrap()));
+    drop(cmd);
+    wait_for(TIMEOUT, || {
+        (view.atomic_u32(0).unwrap().load(Ordering::Acquire) == 2).then_some(())
+    });
+    // The first child lets go, then the parent: the second still holds it.
+    drop(first.0.as_mut().unwrap().stdin.take());
+    first.wait_success(TIMEOUT);
+    drop((view, segment));
+    assert!(
+        in_dev_shm(&name),
+        "the name went while a child still held it"
+    );
+    let probe = Segment::open(&name).unwrap();
+    drop(probe);
+    drop(second.0.as_mut().unwrap().stdin.take());
+    second.wait_success(TIMEOUT);
+    assert!(!in_dev_shm(&name), "{name} left behind");
+}

@@ -62,6 +62,9 @@
 //!   A frame is published only after it is complete, so a sender killed
 //!   mid-message never shows a partial message; everything it committed is
 //!   still received, then [`Error::Disconnected`](crate::Error::Disconnected).
+//!   A peer that has never attached cannot be watched: an endpoint waiting
+//!   for a peer that may die before it attaches should use the `_timeout`
+//!   forms (or watch that process itself).
 //! - Every position, length and flag read from the segment is read once,
 //!   checked (positions only move forward, by at most a ring; frames lie
 //!   inside the ring and inside what was published; lengths are within the

@@ -209,6 +209,39 @@ pub(super) fn same_object(path: &str, fd: impl AsFd) -> bool {
     }
 }
 
+/// A holder of its own for the object called `name` that `like` is open
+/// on: a new open file description (same access) with a shared lock.
+///
+/// A descriptor received from another process (inherited, sent over a
+/// socket) shares its open file description, and so its `flock`, with
+/// every other copy of it: with the sender's, and with every child a
+/// `Command` spawned. Counting holders needs one description per holder.
+pub(super) fn reopen_as_holder(name: &str, writable: bool, like: impl AsFd) -> Result<OwnedFd> {
+    let path = path(name);
+    let flags = if writable {
+        shm::OFlags::RDWR
+    } else {
+        shm::OFlags::RDONLY
+    };
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let fd = shm::open(path.as_str(), flags, Mode::empty())
+            .map_err(|e| os_error(Some(name), "shm_open", e))?;
+        if !same_object(&path, like.as_fd()) || !same_object(&path, &fd) {
+            return Err(Error::NotFound {
+                name: name.to_owned(),
+            });
+        }
+        match fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
+            Ok(()) => return Ok(fd),
+            // A holder is converting its lock to drop the object: wait for
+            // the outcome (the name survives if we hold the received copy).
+            Err(Errno::WOULDBLOCK) if Instant::now() < deadline => settle(),
+            Err(e) => return Err(os_error(Some(name), "flock", e)),
+        }
+    }
+}
+
 /// Called when the last handle of an object in this process drops.
 pub(super) fn release(name: &str, fd: &OwnedFd, lifetime: Lifetime) {
     let path = path(name);

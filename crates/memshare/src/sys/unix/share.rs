@@ -123,6 +123,23 @@ impl Object {
     /// process claims about it, and makes an object of it.
     pub(crate) fn from_received(fd: OwnedFd, claim: &Claim, origin: &str) -> Result<Object> {
         let (writable, lifetime) = check_claim(fd.as_fd(), claim, origin)?;
+        let fd = match (&claim.name, lifetime) {
+            // Become a holder of our own; the received copy (shared with
+            // the sender and its other receivers) is closed.
+            (Some(name), Lifetime::Counted) => {
+                match names::reopen_as_holder(name, writable, &fd) {
+                    Ok(own) => own,
+                    // Another user's segment handed to us: we may use the
+                    // descriptor but not open the name, so we cannot count
+                    // as a holder of our own; the sender's count stands.
+                    Err(Error::PermissionDenied { .. }) => {
+                        return Object::new(fd, claim.name.clone(), writable, Lifetime::Unmanaged)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => fd,
+        };
         Object::new(fd, claim.name.clone(), writable, lifetime)
     }
 
