@@ -1,6 +1,7 @@
 //! `memshare info NAME`: everything `ls` knows about one segment, and the
 //! processes that have it open.
 
+use memshare::channel::{ChannelState, EndpointState};
 use memshare::{NamedInfo, SegmentKind};
 use serde::Serialize;
 
@@ -27,6 +28,60 @@ struct Report {
     #[serde(flatten)]
     entry: Entry,
     pids: Option<Vec<u32>>,
+    /// For a channel: its header, decoded.
+    channel: Option<ChannelJson>,
+}
+
+/// A channel's state as JSON.
+#[derive(Serialize)]
+struct ChannelJson {
+    capacity: u64,
+    write_pos: u64,
+    read_pos: u64,
+    bytes_pending: Option<u64>,
+    messages_pending: Option<u64>,
+    sender: String,
+    receiver: String,
+    sender_parked: bool,
+    receiver_parked: bool,
+}
+
+fn endpoint_text(state: EndpointState) -> String {
+    match state {
+        EndpointState::New => "never attached".into(),
+        EndpointState::Attached => "attached".into(),
+        EndpointState::Dead => "dead (marked attached, its process is gone)".into(),
+        EndpointState::Detached => "detached".into(),
+        EndpointState::Invalid(v) => format!("invalid state word {v}"),
+    }
+}
+
+impl From<&ChannelState> for ChannelJson {
+    fn from(c: &ChannelState) -> ChannelJson {
+        ChannelJson {
+            capacity: c.capacity,
+            write_pos: c.write_pos,
+            read_pos: c.read_pos,
+            bytes_pending: c.bytes_pending,
+            messages_pending: c.messages_pending,
+            sender: endpoint_text(c.sender),
+            receiver: endpoint_text(c.receiver),
+            sender_parked: c.sender_parked,
+            receiver_parked: c.receiver_parked,
+        }
+    }
+}
+
+/// Decodes the channel header of `name`, if it is a channel we can open.
+fn channel_state(name: &str, info: &NamedInfo) -> Option<Result<ChannelState, String>> {
+    if info.kind != Some(SegmentKind::Channel) {
+        return None;
+    }
+    Some(
+        memshare::Segment::open_readonly(name)
+            .and_then(|segment| memshare::channel::inspect(&segment))
+            .map_err(|e| e.to_string()),
+    )
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -34,8 +89,17 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // Best effort: the segment may vanish, /proc may be hidden.
     let pids = memshare::holder_pids(&args.name).ok();
     let entry = Entry::new(&info, &Users::load());
+    let channel = channel_state(&args.name, &info);
     if args.json {
-        return super::print_json(&Report { entry, pids });
+        let channel = channel
+            .as_ref()
+            .and_then(|c| c.as_ref().ok())
+            .map(ChannelJson::from);
+        return super::print_json(&Report {
+            entry,
+            pids,
+            channel,
+        });
     }
     let pids_text = match &pids {
         None => "? (could not search /proc)".to_owned(),
@@ -62,7 +126,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         ("lifetime", or_unknown(&entry.lifetime)),
         ("stale", entry.stale_text().to_owned()),
     ];
-    fields.extend(contents_fields(&info));
+    fields.extend(contents_fields(&info, channel.as_ref()));
     let width = fields
         .iter()
         .map(|(label, _)| label.len())
@@ -76,16 +140,49 @@ pub fn run(args: Args) -> Result<(), Failure> {
     super::print_stdout(&text)
 }
 
-/// The lines that say what the segment holds: its kind, for now.
-///
-/// This is where a channel's header will be decoded and shown (capacity,
-/// positions, peers…) when `kind` is [`SegmentKind::Channel`]; everything
-/// `info` prints about a segment's contents goes through here.
-fn contents_fields(info: &NamedInfo) -> Vec<(&'static str, String)> {
-    match info.kind {
-        // A channel: decode its header here, after the kind.
-        Some(SegmentKind::Channel) => vec![("kind", "channel".to_owned())],
-        Some(kind) => vec![("kind", kind.to_string())],
-        None => vec![("kind", "? (cannot open it)".to_owned())],
+/// The lines that say what the segment holds: its kind and, for a
+/// channel, its header decoded.
+fn contents_fields(
+    info: &NamedInfo,
+    channel: Option<&Result<ChannelState, String>>,
+) -> Vec<(&'static str, String)> {
+    let opt = |v: Option<u64>| {
+        v.map_or("? (the positions contradict each other)".to_owned(), |v| {
+            v.to_string()
+        })
+    };
+    match (info.kind, channel) {
+        (Some(SegmentKind::Channel), Some(Ok(c))) => vec![
+            ("kind", "channel".to_owned()),
+            ("capacity", format!("{} bytes", c.capacity)),
+            (
+                "positions",
+                format!("write {} / read {}", c.write_pos, c.read_pos),
+            ),
+            ("pending bytes", opt(c.bytes_pending)),
+            ("pending msgs", opt(c.messages_pending)),
+            (
+                "sender",
+                format!(
+                    "{}{}",
+                    endpoint_text(c.sender),
+                    if c.sender_parked { ", parked" } else { "" }
+                ),
+            ),
+            (
+                "receiver",
+                format!(
+                    "{}{}",
+                    endpoint_text(c.receiver),
+                    if c.receiver_parked { ", parked" } else { "" }
+                ),
+            ),
+        ],
+        (Some(SegmentKind::Channel), Some(Err(e))) => vec![
+            ("kind", "channel".to_owned()),
+            ("header", format!("? ({e})")),
+        ],
+        (Some(kind), _) => vec![("kind", kind.to_string())],
+        (None, _) => vec![("kind", "? (cannot open it)".to_owned())],
     }
 }

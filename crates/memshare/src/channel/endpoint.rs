@@ -352,7 +352,7 @@ impl Drop for Endpoint {
 
 /// The ring capacity a segment gives: everything after the header, which
 /// must be a power of two within the limits.
-fn ring_capacity(segment: &Segment) -> Result<u64> {
+pub(crate) fn ring_capacity(segment: &Segment) -> Result<u64> {
     let ring = segment.len().saturating_sub(layout::HEADER_LEN as u64);
     if !(layout::MIN_CAPACITY..=layout::MAX_CAPACITY).contains(&ring) || !ring.is_power_of_two() {
         return Err(Error::OutOfRange {

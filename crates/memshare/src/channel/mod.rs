@@ -72,12 +72,14 @@
 //!   Loops are bounded and waits have deadlines or liveness checks.
 
 mod endpoint;
+mod inspect;
 pub mod layout;
 mod receiver;
 mod sender;
 mod typed;
 
 pub use endpoint::{WaitStrategy, DEFAULT_SPINS, LIVENESS_INTERVAL};
+pub use inspect::{inspect, ChannelState, EndpointState};
 pub use receiver::{Receiver, RecvGuard};
 pub use sender::{SendGuard, Sender};
 pub use typed::{TypedReceiver, TypedSender};
