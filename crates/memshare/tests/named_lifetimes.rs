@@ -183,3 +183,53 @@ fn concurrent_create_open_and_drop_leave_nothing_behind() {
     }
     assert!(!in_dev_shm(&name), "{name} left in /dev/shm");
 }
+
+#[test]
+fn another_user_cannot_open_map_or_remove_a_named_segment() {
+    if role().is_some() {
+        let name = env_name();
+        for (what, result) in [
+            ("open", Segment::open(&name).map(drop)),
+            ("open_readonly", Segment::open_readonly(&name).map(drop)),
+            ("remove", Segment::remove(&name)),
+        ] {
+            match result {
+                Err(e @ Error::PermissionDenied { .. }) => {
+                    assert!(e.to_string().contains(&name), "{what}: {e}")
+                }
+                other => panic!("{what}: expected PermissionDenied, got {other:?}"),
+            }
+        }
+        // Its name is taken, whoever holds it.
+        assert!(matches!(
+            Segment::create_named(&name, 4096),
+            Err(Error::AlreadyExists { .. })
+        ));
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: cannot run a process as another user; nothing to test");
+        return;
+    }
+    use std::os::unix::process::CommandExt as _;
+    let name = unique_name("access");
+    let segment = Segment::create_named(&name, 4096).unwrap();
+    segment.map(..).unwrap().write_at(0, b"private").unwrap();
+    let mut cmd = child(
+        "another_user_cannot_open_map_or_remove_a_named_segment",
+        "intruder",
+    );
+    cmd.env("MST_NAME", &name).uid(65534).gid(65534);
+    Reaped::spawn(cmd).wait_success(TIMEOUT);
+    // Untouched.
+    let mut buf = [0u8; 7];
+    Segment::open(&name)
+        .unwrap()
+        .map_readonly(..)
+        .unwrap()
+        .read_at(0, &mut buf)
+        .unwrap();
+    assert_eq!(&buf, b"private");
+    drop(segment);
+    assert!(!in_dev_shm(&name));
+}

@@ -180,6 +180,8 @@ pub(crate) fn reclaim_if_stale(name: &str) -> Result<Reclaim> {
     let fd = match shm::open(path.as_str(), shm::OFlags::RDONLY, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(Reclaim::Gone),
+        // Another user's object: not ours to judge, and it exists.
+        Err(Errno::ACCESS) => return Ok(Reclaim::Live),
         Err(e) => return Err(os_error(Some(name), "shm_open", e)),
     };
     if platform::get_marker(&fd) != Marker::Shared {
