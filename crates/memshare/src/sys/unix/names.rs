@@ -39,6 +39,15 @@ fn path(name: &str) -> String {
     format!("/{name}")
 }
 
+/// The `shm_open` access flags for a writable or read-only handle.
+fn access(writable: bool) -> shm::OFlags {
+    if writable {
+        shm::OFlags::RDWR
+    } else {
+        shm::OFlags::RDONLY
+    }
+}
+
 pub(super) fn create(name: &str, len: u64, opts: &CreateOptions) -> Result<Object> {
     if opts.huge_pages {
         return Err(Error::Unsupported {
@@ -95,11 +104,7 @@ pub(super) fn create(name: &str, len: u64, opts: &CreateOptions) -> Result<Objec
 
 pub(super) fn open(name: &str, writable: bool) -> Result<Object> {
     let path = path(name);
-    let flags = if writable {
-        shm::OFlags::RDWR
-    } else {
-        shm::OFlags::RDONLY
-    };
+    let flags = access(writable);
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         let fd = shm::open(path.as_str(), flags, Mode::empty())
@@ -220,11 +225,7 @@ pub(super) fn same_object(path: &str, fd: impl AsFd) -> bool {
 /// `Command` spawned. Counting holders needs one description per holder.
 pub(super) fn reopen_as_holder(name: &str, writable: bool, like: impl AsFd) -> Result<OwnedFd> {
     let path = path(name);
-    let flags = if writable {
-        shm::OFlags::RDWR
-    } else {
-        shm::OFlags::RDONLY
-    };
+    let flags = access(writable);
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         let fd = shm::open(path.as_str(), flags, Mode::empty())

@@ -9,13 +9,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
-use rustix::fs::{self, Mode, OFlags};
+use rustix::fs::{self, OFlags};
 use rustix::io::{self as rio, Errno, FdFlags};
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
-use rustix::shm;
 
 use super::platform::{self, Marker};
 use super::{names, os_error, Lifetime, Object};
@@ -64,22 +63,7 @@ impl Object {
     pub(crate) fn handover(&self) -> Result<Object> {
         let name = self.name.clone();
         let fd = match (&name, self.lifetime) {
-            (Some(n), Lifetime::Counted) => {
-                let flags = if self.writable {
-                    shm::OFlags::RDWR
-                } else {
-                    shm::OFlags::RDONLY
-                };
-                let path = format!("/{n}");
-                let fd = shm::open(path.as_str(), flags, Mode::empty())
-                    .map_err(|e| os_error(Some(n), "shm_open", e))?;
-                if !names::same_object(&path, &self.fd) || !names::same_object(&path, &fd) {
-                    return Err(Error::NotFound { name: n.clone() });
-                }
-                fs::flock(&fd, fs::FlockOperation::NonBlockingLockShared)
-                    .map_err(|e| os_error(Some(n), "flock", e))?;
-                fd
-            }
+            (Some(n), Lifetime::Counted) => names::reopen_as_holder(n, self.writable, &self.fd)?,
             _ => rio::fcntl_dupfd_cloexec(&self.fd, 3)
                 .map_err(|e| os_error(name.as_deref(), "fcntl(F_DUPFD_CLOEXEC)", e))?,
         };
