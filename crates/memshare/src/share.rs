@@ -176,6 +176,29 @@ pub(crate) fn parse_inherit_value(origin: &str, value: &str) -> Result<InheritVa
     })
 }
 
+/// Fuzzing seam (the `names_and_values` target in `fuzz/`), not part of the
+/// API: parses an inheritance value with the parser [`Segment::inherited`]
+/// uses, without adopting any descriptor. Returns the value's canonical
+/// form (fields in the documented order) if it parses, `None` if it is
+/// refused.
+#[doc(hidden)]
+pub fn __fuzz_parse_inherit_value(value: &str) -> Option<String> {
+    let parsed = parse_inherit_value("fuzz", value).ok()?;
+    let (dev, ino) = parsed.claim.identity.expect("the parser always sets id");
+    let mut canonical = format!(
+        "v1;handle={};id={dev}:{ino};len={};access={};parent={}",
+        parsed.handle,
+        parsed.claim.len,
+        if parsed.claim.readonly { "ro" } else { "rw" },
+        parsed.parent
+    );
+    if let Some(name) = &parsed.claim.name {
+        canonical.push_str(";name=");
+        canonical.push_str(name);
+    }
+    Some(canonical)
+}
+
 fn format_inherit_value(object: &Object) -> Result<String> {
     let (dev, ino) = object.identity()?;
     let mut value = format!(

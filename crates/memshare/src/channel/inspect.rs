@@ -157,7 +157,7 @@ fn count_frames(view: &crate::View, capacity: u64, mut read: u64, write: u64) ->
             count += 1;
             frame
         };
-        if frame == 0 || read + frame > write {
+        if frame == 0 || read.checked_add(frame)? > write {
             return None;
         }
         read += frame;

@@ -24,6 +24,11 @@ pub const FRAME_HEADER: u64 = 8;
 pub const FRAME_ALIGN: u64 = 8;
 /// A frame length that means "padding: the next frame starts at ring offset 0".
 pub const PAD: u32 = u32::MAX;
+/// Positions found at attach must be below this (2^63). A channel cannot
+/// have carried that much (about 2.9 years at 100 GB/s), and it leaves
+/// 2^63 bytes of headroom, so a position a hostile peer left near
+/// `u64::MAX` cannot make the arithmetic on positions overflow.
+pub const MAX_POSITION: u64 = 1 << 63;
 
 // Static block (written once, before the magic is published).
 pub(crate) const OFF_MAGIC: usize = 0;

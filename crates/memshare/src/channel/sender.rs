@@ -77,6 +77,7 @@ impl Sender {
             || !read.is_multiple_of(layout::FRAME_ALIGN)
             || read > write
             || write - read > ep.capacity
+            || write >= layout::MAX_POSITION
         {
             return Err(ep.corrupted(format!(
                 "positions read {read} and write {write} are inconsistent"
