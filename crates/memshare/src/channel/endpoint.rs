@@ -109,6 +109,18 @@ pub(crate) struct Endpoint {
 unsafe impl Send for Endpoint {}
 
 impl Endpoint {
+    /// A new segment (anonymous, or called `name`) formatted as an empty
+    /// channel whose ring holds at least `capacity` bytes.
+    pub(crate) fn new_segment(name: Option<&str>, capacity: usize) -> Result<Segment> {
+        let len = segment_len_for(capacity)?;
+        let segment = match name {
+            Some(name) => Segment::create_named(name, len)?,
+            None => Segment::create(len)?,
+        };
+        Endpoint::format(&segment)?;
+        Ok(segment)
+    }
+
     /// Formats `segment` as an empty channel whose ring fills the rest of it.
     pub(crate) fn format(segment: &Segment) -> Result<()> {
         let view = segment.map(..)?;
@@ -370,7 +382,7 @@ pub(crate) fn ring_capacity(segment: &Segment) -> Result<u64> {
 
 /// The segment size for a channel whose ring holds at least `capacity`
 /// bytes (rounded up to a power of two, at least the minimum).
-pub(crate) fn segment_len_for(capacity: usize) -> Result<u64> {
+fn segment_len_for(capacity: usize) -> Result<u64> {
     let ring = (capacity as u64)
         .max(layout::MIN_CAPACITY)
         .checked_next_power_of_two()

@@ -4,7 +4,7 @@ use std::ops::Deref;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::endpoint::{segment_len_for, Endpoint, Side, WaitStrategy};
+use super::endpoint::{Endpoint, Side, WaitStrategy};
 use super::layout::{self, frame_len, max_message, Header};
 use crate::{Result, Segment};
 
@@ -59,15 +59,13 @@ impl Receiver {
     /// least `capacity` bytes (rounded up to a power of two, 64 at least),
     /// and attaches as its receiver.
     pub fn create(capacity: usize) -> Result<Receiver> {
-        let segment = Segment::create(segment_len_for(capacity)?)?;
-        Endpoint::format(&segment)?;
+        let segment = Endpoint::new_segment(None, capacity)?;
         Receiver::attach(&segment)
     }
 
     /// Creates a channel in a new named segment, and attaches as its receiver.
     pub fn create_named(name: &str, capacity: usize) -> Result<Receiver> {
-        let segment = Segment::create_named(name, segment_len_for(capacity)?)?;
-        Endpoint::format(&segment)?;
+        let segment = Endpoint::new_segment(Some(name), capacity)?;
         Receiver::attach(&segment)
     }
 

@@ -4,7 +4,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::endpoint::{segment_len_for, Endpoint, Side, WaitStrategy};
+use super::endpoint::{Endpoint, Side, WaitStrategy};
 use super::layout::{self, frame_len, max_message, Header};
 use crate::{Error, Result, Segment};
 
@@ -45,8 +45,7 @@ impl Sender {
     /// and attaches as its sender. Give [`Sender::segment`] to the other
     /// process (inheritance or handle passing).
     pub fn create(capacity: usize) -> Result<Sender> {
-        let segment = Segment::create(segment_len_for(capacity)?)?;
-        Endpoint::format(&segment)?;
+        let segment = Endpoint::new_segment(None, capacity)?;
         Sender::attach(&segment)
     }
 
@@ -60,8 +59,7 @@ impl Sender {
     /// # drop((tx, rx)); Ok(()) }
     /// ```
     pub fn create_named(name: &str, capacity: usize) -> Result<Sender> {
-        let segment = Segment::create_named(name, segment_len_for(capacity)?)?;
-        Endpoint::format(&segment)?;
+        let segment = Endpoint::new_segment(Some(name), capacity)?;
         Sender::attach(&segment)
     }
 
