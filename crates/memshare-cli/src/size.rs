@@ -73,7 +73,7 @@ fn unit_multiplier(text: &str, digits: &str, unit: &str) -> Result<u64, String> 
 pub fn format_size(n: u64) -> String {
     for &(unit, power) in UNITS.iter().rev() {
         let scale = 1u64 << (10 * power);
-        if n >= scale && n.is_multiple_of(scale) {
+        if n >= scale && n % scale == 0 {
             return format!("{}{unit}", n / scale);
         }
     }

@@ -259,7 +259,7 @@ impl View {
         self.check(offset, size)?;
         // SAFETY: in range, by `check`.
         let addr = unsafe { self.ptr.add(offset) };
-        if !(addr as usize).is_multiple_of(std::mem::align_of::<A>()) {
+        if (addr as usize) % std::mem::align_of::<A>() != 0 {
             return Err(Error::Misaligned {
                 object: self.describe(),
                 offset,

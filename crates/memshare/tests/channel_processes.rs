@@ -148,7 +148,7 @@ fn scribble() {
     loop {
         let r = next();
         // Mostly the header's live words, sometimes anywhere.
-        let offset = if r.is_multiple_of(2) {
+        let offset = if r % 2 == 0 {
             [64, 68, 128, 256, 260, 384, 512, 516][(r >> 8) as usize % 8]
         } else {
             ((r >> 8) as usize % len) & !7
@@ -162,7 +162,7 @@ fn scribble() {
         if offset + 8 <= len {
             view.write_at(offset, &value.to_le_bytes()).unwrap();
         }
-        if r.is_multiple_of(64) {
+        if r % 64 == 0 {
             std::thread::sleep(Duration::from_micros(100));
         }
     }

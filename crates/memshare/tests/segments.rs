@@ -273,6 +273,7 @@ fn a_readonly_segment_cannot_be_mapped_writable() {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn an_anonymous_segment_cannot_be_shrunk_or_grown() {
     let segment = Segment::create(1 << 20).unwrap();
     let fd = segment.as_fd();

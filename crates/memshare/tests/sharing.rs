@@ -1,6 +1,7 @@
 //! Sharing segments with real processes: inheritance scoped to one child,
 //! handle passing over a Unix socket, pidfd_getfd, and read-only handles
 //! enforced by the kernel.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -2,7 +2,8 @@
 //! the peer (the same binary, re-run) holds, and how each side moves one
 //! message.
 
-use std::io::{PipeReader, PipeWriter, Read, Write};
+use std::fs::File;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -34,7 +35,7 @@ pub fn io(what: &'static str) -> impl Fn(std::io::Error) -> Failure {
 
 /// A message stream: pipe, Unix socket or TCP.
 pub enum Stream {
-    Pipe(Option<PipeWriter>, PipeReader),
+    Pipe(Option<File>, File),
     Unix(UnixStream),
     Tcp(TcpStream),
 }
@@ -129,8 +130,8 @@ pub fn parent_side(case: &Case, cmd: &mut Command) -> Result<(Link, Option<TcpLi
             (Link::ChannelIn(rx), None)
         }
         Pipe => {
-            let (child_in, to_child) = std::io::pipe().map_err(io("pipe"))?;
-            let (from_child, child_out) = std::io::pipe().map_err(io("pipe"))?;
+            let (child_in, to_child) = cloexec_pipe().map_err(io("pipe"))?;
+            let (from_child, child_out) = cloexec_pipe().map_err(io("pipe"))?;
             cmd.stdin(Stdio::from(OwnedFd::from(child_in)))
                 .stdout(Stdio::from(OwnedFd::from(child_out)));
             let to_child = (case.kind == Kind::Latency).then_some(to_child);
@@ -150,6 +151,16 @@ pub fn parent_side(case: &Case, cmd: &mut Command) -> Result<(Link, Option<TcpLi
         }
         Memcpy => (Link::None, None),
     })
+}
+
+/// A pipe (read end, write end) whose ends children do not inherit.
+/// (`pipe2(O_CLOEXEC)` is not on every Unix: the flag is set after.)
+fn cloexec_pipe() -> std::io::Result<(File, File)> {
+    let (reader, writer) = rustix::pipe::pipe()?;
+    for end in [&reader, &writer] {
+        rustix::io::fcntl_setfd(end, rustix::io::FdFlags::CLOEXEC)?;
+    }
+    Ok((File::from(reader), File::from(writer)))
 }
 
 /// Sets up the peer's end of `case` from what the benchmark gave it.
@@ -176,10 +187,7 @@ pub fn peer_side(case: &Case, port: Option<u16>) -> Result<Link, Failure> {
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(io("dup"))?;
-            Link::Stream(Stream::Pipe(
-                Some(PipeWriter::from(stdout)),
-                PipeReader::from(stdin),
-            ))
+            Link::Stream(Stream::Pipe(Some(File::from(stdout)), File::from(stdin)))
         }
         UnixSocket => {
             let fd = std::io::stdin()
@@ -217,7 +225,7 @@ pub fn wait_for(
         }
         std::hint::spin_loop();
         n += 1;
-        if n.is_multiple_of(65_536) && Instant::now() > deadline {
+        if n % 65_536 == 0 && Instant::now() > deadline {
             return Err(gone());
         }
     }

@@ -271,7 +271,7 @@ fn send_all(link: &mut Link, t: Transport, size: usize, duration: Duration) -> R
                     tx.send(&buf)?;
                 }
                 seq += 1;
-                if seq.is_multiple_of(check_every) && Instant::now() > end {
+                if seq % check_every == 0 && Instant::now() > end {
                     break;
                 }
             }
@@ -281,7 +281,7 @@ fn send_all(link: &mut Link, t: Transport, size: usize, duration: Duration) -> R
             loop {
                 s.write_all(&buf).map_err(io("write"))?;
                 seq += 1;
-                if seq.is_multiple_of(check_every) && Instant::now() > end {
+                if seq % check_every == 0 && Instant::now() > end {
                     break;
                 }
             }

@@ -306,7 +306,7 @@ impl Endpoint {
         // least a spin-loop hint).
         *round += 1;
         // Look at the clock only now and then while spinning.
-        let check_clock = *round > spins || (*round).is_multiple_of(256);
+        let check_clock = *round > spins || *round % 256 == 0;
         if check_clock {
             if let Some(deadline) = deadline {
                 if Instant::now() >= deadline {

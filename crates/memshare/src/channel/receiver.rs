@@ -77,8 +77,8 @@ impl Receiver {
         let h = ep.header;
         let read = h.read_pos().load(Ordering::Acquire);
         let write = h.write_pos().load(Ordering::Acquire);
-        if !write.is_multiple_of(layout::FRAME_ALIGN)
-            || !read.is_multiple_of(layout::FRAME_ALIGN)
+        if write % layout::FRAME_ALIGN != 0
+            || read % layout::FRAME_ALIGN != 0
             || read > write
             || write - read > ep.capacity
             || write >= layout::MAX_POSITION
@@ -165,7 +165,7 @@ impl Receiver {
             if let Some(frame) = self.poll()? {
                 break frame;
             }
-            if parked || round.is_multiple_of(256) {
+            if parked || round % 256 == 0 {
                 if let Some(frame) = self.check_disconnected(false)? {
                     break frame;
                 }
@@ -219,7 +219,7 @@ impl Receiver {
                 let write = self.ep.header.write_pos().load(Ordering::Acquire);
                 if write < self.write
                     || write - self.read > capacity
-                    || !write.is_multiple_of(layout::FRAME_ALIGN)
+                    || write % layout::FRAME_ALIGN != 0
                 {
                     return Err(self.ep.corrupted(format!(
                         "the sender's position {write} is outside {}..={}",

@@ -71,8 +71,8 @@ impl Sender {
         let h = ep.header;
         let write = h.write_pos().load(Ordering::Acquire);
         let read = h.read_pos().load(Ordering::Acquire);
-        if !write.is_multiple_of(layout::FRAME_ALIGN)
-            || !read.is_multiple_of(layout::FRAME_ALIGN)
+        if write % layout::FRAME_ALIGN != 0
+            || read % layout::FRAME_ALIGN != 0
             || read > write
             || write - read > ep.capacity
             || write >= layout::MAX_POSITION
@@ -199,7 +199,7 @@ impl Sender {
             }
             // Full. Is anyone going to empty it? (A system call at most
             // every LIVENESS_INTERVAL, and only while waiting.)
-            if (parked || round.is_multiple_of(256)) && self.ep.peer_gone(false)? {
+            if (parked || round % 256 == 0) && self.ep.peer_gone(false)? {
                 return Err(self.ep.disconnected());
             }
             let (write, capacity) = (self.write, self.ep.capacity);
@@ -266,7 +266,7 @@ impl Sender {
         // Acquire: the receiver's reads of the frames it freed happen
         // before we overwrite them.
         let read = self.ep.header.read_pos().load(Ordering::Acquire);
-        if read < self.read || read > self.write || !read.is_multiple_of(layout::FRAME_ALIGN) {
+        if read < self.read || read > self.write || read % layout::FRAME_ALIGN != 0 {
             return Err(self.ep.corrupted(format!(
                 "the receiver's position {read} is outside {}..={}",
                 self.read, self.write

@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::io::Errno;
 use rustix::mm;
+use rustix::net::{RecvFlags, SendFlags};
 
 /// The seals on an object that matter to a receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,17 @@ mod imp {
 
     /// The extended attribute that carries the [`Marker`].
     const MARKER_XATTR: &str = "user.memshare.lifetime";
+
+    /// A peer that closed its end is an error, not a `SIGPIPE`.
+    pub(crate) const SEND_FLAGS: SendFlags = SendFlags::NOSIGNAL;
+    /// Received descriptors are close-on-exec from the first instant.
+    pub(crate) const RECV_FLAGS: RecvFlags = RecvFlags::CMSG_CLOEXEC;
+
+    /// Makes a received descriptor close-on-exec: already done by
+    /// [`RECV_FLAGS`].
+    pub(crate) fn received_cloexec(_fd: &OwnedFd) -> Result<(), Errno> {
+        Ok(())
+    }
 
     pub(crate) fn anonymous_fd(huge_pages: bool) -> Result<OwnedFd, Errno> {
         let mut flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
@@ -147,6 +159,18 @@ mod imp {
     use rustix::fs::Mode;
     use rustix::shm;
     use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// No `MSG_NOSIGNAL` on Apple: a closed peer raises `SIGPIPE`, which
+    /// Rust programs ignore from startup, so `send` fails with `EPIPE`.
+    pub(crate) const SEND_FLAGS: SendFlags = SendFlags::empty();
+    /// No `MSG_CMSG_CLOEXEC` everywhere: see [`received_cloexec`].
+    pub(crate) const RECV_FLAGS: RecvFlags = RecvFlags::empty();
+
+    /// Makes a received descriptor close-on-exec. Between `recvmsg` and
+    /// this call, a child spawned by another thread could inherit it.
+    pub(crate) fn received_cloexec(fd: &OwnedFd) -> Result<(), Errno> {
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)
+    }
 
     pub(crate) fn anonymous_fd(huge_pages: bool) -> Result<OwnedFd, Errno> {
         if huge_pages {

@@ -13,7 +13,7 @@ use rustix::fs::{self, OFlags};
 use rustix::io::{self as rio, Errno, FdFlags};
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
+    SendAncillaryMessage,
 };
 
 use super::platform::{self, Marker};
@@ -38,7 +38,7 @@ impl Object {
     /// The object's identity: device and inode numbers.
     pub(crate) fn identity(&self) -> Result<(u64, u64)> {
         let st = fs::fstat(&self.fd).map_err(|e| os_error(self.name(), "fstat", e))?;
-        Ok((st.st_dev, st.st_ino))
+        Ok(identity_of(&st))
     }
 
     /// Whether the kernel forbids new writes and writable mappings of the
@@ -163,6 +163,13 @@ impl Object {
     }
 }
 
+/// An object's device and inode numbers, as the inheritance value spells
+/// them (`dev_t` is signed on Apple, `ino_t` 32-bit on some systems).
+#[allow(clippy::unnecessary_cast)]
+fn identity_of(st: &fs::Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
 /// Checks a descriptor from another process against what that process
 /// claims about it: a shared-memory object, of that identity, size, access
 /// and name, sealed as an anonymous segment must be. Returns whether it may
@@ -175,10 +182,10 @@ fn check_claim(fd: BorrowedFd<'_>, claim: &Claim, origin: &str) -> Result<(bool,
     check_is_shared_memory(fd).map_err(bad)?;
     let st = fs::fstat(fd).map_err(|e| bad(format!("fstat: {e}")))?;
     if let Some((dev, ino)) = claim.identity {
-        if (st.st_dev, st.st_ino) != (dev, ino) {
+        let (real_dev, real_ino) = identity_of(&st);
+        if (real_dev, real_ino) != (dev, ino) {
             return Err(bad(format!(
-                "descriptor refers to object {}:{}, not the {dev}:{ino} that was shared",
-                st.st_dev, st.st_ino
+                "descriptor refers to object {real_dev}:{real_ino}, not the {dev}:{ino} that was shared"
             )));
         }
     }
@@ -316,12 +323,12 @@ pub(crate) fn send_with_fds(stream: &UnixStream, payload: &[u8], objects: &[Obje
         stream,
         &[IoSlice::new(payload)],
         &mut control,
-        SendFlags::NOSIGNAL,
+        platform::SEND_FLAGS,
     )
     .map_err(|e| socket_error("sendmsg", e))?;
     // The descriptors went with the first byte; send the rest plainly.
     while sent < payload.len() {
-        sent += rustix::net::send(stream, &payload[sent..], SendFlags::NOSIGNAL)
+        sent += rustix::net::send(stream, &payload[sent..], platform::SEND_FLAGS)
             .map_err(|e| socket_error("send", e))?;
     }
     Ok(())
@@ -343,7 +350,7 @@ pub(crate) fn recv_with_fds(
         stream,
         &mut [IoSliceMut::new(buf)],
         &mut control,
-        RecvFlags::CMSG_CLOEXEC,
+        platform::RECV_FLAGS,
     )
     .map_err(|e| socket_error("recvmsg", e))?;
     // Take the descriptors first, so that they are closed whatever happens.
@@ -352,6 +359,9 @@ pub(crate) fn recv_with_fds(
         if let RecvAncillaryMessage::ScmRights(received) = message {
             fds.extend(received);
         }
+    }
+    for fd in &fds {
+        platform::received_cloexec(fd).map_err(|e| socket_error("fcntl(F_SETFD)", e))?;
     }
     if msg.flags.contains(ReturnFlags::CTRUNC) {
         return Err(Error::InvalidHandle {

@@ -153,7 +153,7 @@ mod imp {
     }
 
     pub(super) fn set_lock(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
-        let mut lock = flock_for(byte, libc::F_WRLCK);
+        let mut lock = flock_for(byte, libc::F_WRLCK.into());
         match fcntl_lock(fd, libc::F_SETLK, &mut lock) {
             Ok(()) => Ok(true),
             Err(Errno::AGAIN | Errno::ACCESS) => Ok(false),
@@ -162,8 +162,8 @@ mod imp {
     }
 
     pub(super) fn lock_held(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
-        let mut lock = flock_for(byte, libc::F_WRLCK);
+        let mut lock = flock_for(byte, libc::F_WRLCK.into());
         fcntl_lock(fd, libc::F_GETLK, &mut lock)?;
-        Ok(i32::from(lock.l_type) != libc::F_UNLCK)
+        Ok(i32::from(lock.l_type) != i32::from(libc::F_UNLCK))
     }
 }
