@@ -60,27 +60,26 @@
 #[cfg(unix)]
 pub mod channel;
 mod error;
+#[cfg(unix)]
 mod inspect;
 mod name;
 mod segment;
-#[cfg(unix)]
 pub mod share;
 pub mod sync;
 mod sys;
 mod view;
 
 pub use error::{Error, Result};
+#[cfg(unix)]
 pub use inspect::{
     holder_pids, list_named, named_capacity, named_info, reclaim_stale, NamedInfo, NamedLifetime,
     SegmentKind, CHANNEL_MAGIC,
 };
 pub use name::{validate_name, MAX_NAME_LEN};
 pub use segment::{Segment, SegmentOptions};
+pub use share::{decode_message, encode_message, inherit_env_var, CommandExt, MessageEntry};
 #[cfg(unix)]
-pub use share::{
-    decode_message, encode_message, inherit_env_var, recv_segments, send_segments, CommandExt,
-    MessageEntry,
-};
+pub use share::{recv_segments, send_segments};
 pub use view::{ReadOnlyU32, ReadOnlyU64, View, ViewMut};
 
 /// The alignment of view windows on this system: the page size on Unix,

@@ -110,9 +110,19 @@ impl SegmentOptions {
     }
 
     /// Keep the name after the last holder is gone, like a file, until
-    /// [`Segment::remove`].
+    /// [`Segment::remove`]. Unix only: on Windows a name lives exactly as
+    /// long as its holders, and creating fails with [`Error::Unsupported`].
     pub fn persist(&mut self, yes: bool) -> &mut SegmentOptions {
         self.create.persist = yes;
+        self
+    }
+
+    /// Windows: create the name in the `Global\` namespace, visible from
+    /// every session (needs `SeCreateGlobalPrivilege`), instead of the
+    /// session's `Local\` one. [`Segment::open`] looks in `Local\`, then
+    /// `Global\`. Unix has one namespace: no effect there.
+    pub fn global_namespace(&mut self, yes: bool) -> &mut SegmentOptions {
+        self.create.global = yes;
         self
     }
 
@@ -263,13 +273,18 @@ impl Segment {
     /// segment keep it and its contents, but nobody can open it by name any
     /// more. This is how a persistent name is removed.
     ///
+    /// On Windows a name cannot be removed (it goes with its last handle):
+    /// [`Error::Unsupported`].
+    ///
     /// ```
     /// # fn main() -> memshare::Result<()> {
+    /// # #[cfg(unix)] {
     /// let name = format!("doc-remove-{}", std::process::id());
     /// let segment = memshare::Segment::options().persist(true).create_named(&name, 4096)?;
     /// drop(segment); // persistent: the name stays
     /// memshare::Segment::remove(&name)?;
     /// assert!(memshare::Segment::open(&name).is_err());
+    /// # }
     /// # Ok(())
     /// # }
     /// ```
@@ -407,6 +422,16 @@ impl Segment {
 impl std::os::fd::AsFd for Segment {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.object.fd()
+    }
+}
+
+/// The section handle, for calls memshare does not wrap. Duplicating it
+/// with more access than it has is refused by the section's security
+/// descriptor (see [`Segment::to_readonly`]).
+#[cfg(windows)]
+impl std::os::windows::io::AsHandle for Segment {
+    fn as_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        self.object.borrowed_handle()
     }
 }
 

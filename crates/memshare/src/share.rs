@@ -55,6 +55,7 @@
 //! not yet spawned) until it drops the segment or dies, so the name stays
 //! valid if the sender goes away first, and goes once every holder is gone.
 
+#[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 
@@ -100,6 +101,9 @@ fn validate_key(key: &str) -> Result<()> {
 pub(crate) struct InheritValue {
     pub handle: u64,
     pub parent: u32,
+    /// Set for a handle duplicated straight into one process (Windows'
+    /// [`Segment::duplicate_into`]): that process's id.
+    pub to: Option<u32>,
     pub claim: Claim,
 }
 
@@ -115,14 +119,17 @@ pub(crate) fn parse_inherit_value(origin: &str, value: &str) -> Result<InheritVa
             value.len()
         )));
     }
+    if let Some(reason) = value.strip_prefix("error;") {
+        return Err(bad(format!("the parent could not share it: {reason}")));
+    }
     let mut fields = value.split(';');
     if fields.next() != Some("v1") {
         return Err(bad(format!(
             "{value:?} does not start with the version \"v1\""
         )));
     }
-    let (mut handle, mut id, mut len, mut access, mut parent, mut name) =
-        (None, None, None, None, None, None);
+    let (mut handle, mut id, mut len, mut access, mut parent, mut to, mut name) =
+        (None, None, None, None, None, None, None);
     for field in fields {
         let (k, v) = field
             .split_once('=')
@@ -133,6 +140,7 @@ pub(crate) fn parse_inherit_value(origin: &str, value: &str) -> Result<InheritVa
             "len" => &mut len,
             "access" => &mut access,
             "parent" => &mut parent,
+            "to" => &mut to,
             "name" => &mut name,
             _ => return Err(bad(format!("unknown field {k:?}"))),
         };
@@ -167,6 +175,13 @@ pub(crate) fn parse_inherit_value(origin: &str, value: &str) -> Result<InheritVa
         handle: number("handle", handle)?,
         parent: u32::try_from(number("parent", parent)?)
             .map_err(|_| bad("field \"parent\" is out of range".into()))?,
+        to: match to {
+            Some(to) => Some(
+                u32::try_from(number("to", Some(to))?)
+                    .map_err(|_| bad("field \"to\" is out of range".into()))?,
+            ),
+            None => None,
+        },
         claim: Claim {
             name: name.map(str::to_owned),
             len: number("len", len)?,
@@ -192,6 +207,9 @@ pub fn __fuzz_parse_inherit_value(value: &str) -> Option<String> {
         if parsed.claim.readonly { "ro" } else { "rw" },
         parsed.parent
     );
+    if let Some(to) = parsed.to {
+        canonical.push_str(&format!(";to={to}"));
+    }
     if let Some(name) = &parsed.claim.name {
         canonical.push_str(";name=");
         canonical.push_str(name);
@@ -199,20 +217,22 @@ pub fn __fuzz_parse_inherit_value(value: &str) -> Option<String> {
     Some(canonical)
 }
 
-fn format_inherit_value(object: &Object) -> Result<String> {
-    let (dev, ino) = object.identity()?;
+fn format_inherit_value(handle: u64, id: (u64, u64), object: &Object, to: Option<u32>) -> String {
+    let (dev, ino) = id;
     let mut value = format!(
-        "v1;handle={};id={dev}:{ino};len={};access={};parent={}",
-        object.raw(),
+        "v1;handle={handle};id={dev}:{ino};len={};access={};parent={}",
         object.len(),
         if object.writable() { "rw" } else { "ro" },
         std::process::id()
     );
+    if let Some(to) = to {
+        value.push_str(&format!(";to={to}"));
+    }
     if let Some(name) = object.name() {
         value.push_str(";name=");
         value.push_str(name);
     }
-    Ok(value)
+    value
 }
 
 /// Shares segments with the child a [`Command`] spawns.
@@ -224,24 +244,29 @@ fn format_inherit_value(object: &Object) -> Result<String> {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let segment = Segment::create(4096)?;
 /// segment.map(..)?.write_at(0, b"hi")?;
-/// // The child (here a shell) sees the variable; a Rust child would call
-/// // `Segment::inherited("frames")`.
-/// let out = Command::new("sh")
-///     .args(["-c", "echo $MEMSHARE_SEGMENT_FRAMES"])
-///     .share("frames", &segment)
-///     .output()?;
-/// assert!(String::from_utf8(out.stdout)?.starts_with("v1;handle="));
+/// // A Rust child calls `Segment::inherited("frames")`; here we only
+/// // look at the variable the child gets.
+/// let mut cmd = Command::new("some-child");
+/// cmd.try_share("frames", &segment)?;
+/// let value = cmd.get_envs().find(|(k, _)| *k == "MEMSHARE_SEGMENT_FRAMES");
+/// assert!(value.unwrap().1.unwrap().to_str().unwrap().starts_with("v1;handle="));
 /// # Ok(())
 /// # }
 /// ```
 pub trait CommandExt {
-    /// Gives `segment` to the child under `key`: the descriptor is made
-    /// inheritable in that child only, and its value is put in the
-    /// environment variable [`inherit_env_var(key)`](inherit_env_var).
+    /// Gives `segment` to the child under `key`, and puts the value the
+    /// child needs in the environment variable
+    /// [`inherit_env_var(key)`](inherit_env_var).
+    ///
+    /// Unix: the descriptor is made inheritable in that child only.
+    /// Windows: the child asks this process for the section, which is
+    /// duplicated into exactly that child (see the module docs).
     ///
     /// If sharing cannot be prepared (an invalid or repeated key, no
-    /// descriptors left), spawning fails with `InvalidInput`; use
-    /// [`CommandExt::try_share`] to get the reason at once.
+    /// descriptors left), spawning fails with `InvalidInput` on Unix; on
+    /// Windows, where `Command` has no hook to fail the spawn, the child's
+    /// [`Segment::inherited`] reports the reason. Use
+    /// [`CommandExt::try_share`] to get it at once.
     fn share(&mut self, key: &str, segment: &Segment) -> &mut Command;
 
     /// Like [`CommandExt::share`], with the error at once.
@@ -257,11 +282,9 @@ pub trait CommandExt {
 
 impl CommandExt for Command {
     fn share(&mut self, key: &str, segment: &Segment) -> &mut Command {
-        if self.try_share(key, segment).is_err() {
-            let fail = || Err(std::io::ErrorKind::InvalidInput.into());
-            // SAFETY: the closure only returns an error (no allocation, no
-            // lock), which is async-signal-safe.
-            unsafe { std::os::unix::process::CommandExt::pre_exec(self, fail) };
+        if let Err(e) = self.try_share(key, segment) {
+            let var = inherit_env_var(key).unwrap_or_default();
+            sys::fail_share(self, &var, &e.to_string());
         }
         self
     }
@@ -274,20 +297,9 @@ impl CommandExt for Command {
                 reason: "this command already shares a segment under that key".into(),
             });
         }
-        let given = segment.object().handover()?;
-        let value = format_inherit_value(&given)?;
-        let raw = given.raw();
+        let (handle, id) = sys::offer_to_child(self, segment.object())?;
+        let value = format_inherit_value(handle, id, segment.object(), None);
         self.env(var, value);
-        let clear = move || {
-            // `given` lives in the closure, so the descriptor stays open
-            // for as long as the command can spawn children.
-            let _ = &given;
-            sys::clear_cloexec(raw)
-        };
-        // SAFETY: `clear_cloexec` is one `fcntl` system call on a
-        // descriptor the closure keeps open: async-signal-safe, no
-        // allocation, no lock.
-        unsafe { std::os::unix::process::CommandExt::pre_exec(self, clear) };
         Ok(self)
     }
 }
@@ -332,6 +344,22 @@ impl Segment {
 
     fn take_inherited(origin: &str, value: &str) -> Result<Segment> {
         let parsed = parse_inherit_value(origin, value)?;
+        if let Some(to) = parsed.to {
+            let me = std::process::id();
+            if to != me {
+                return Err(Error::InvalidHandle {
+                    object: origin.to_owned(),
+                    reason: format!(
+                        "it was duplicated into process {to}, and this is process {me}"
+                    ),
+                });
+            }
+            return Ok(Segment::from_object(sys::adopt_duplicated(
+                parsed.handle,
+                &parsed.claim,
+                origin,
+            )?));
+        }
         let parent = sys::parent_pid();
         if parsed.parent != parent {
             return Err(Error::InvalidHandle {
@@ -344,6 +372,7 @@ impl Segment {
         }
         Ok(Segment::from_object(sys::adopt_inherited(
             parsed.handle,
+            parsed.parent,
             &parsed.claim,
             origin,
         )?))
@@ -411,8 +440,44 @@ impl Segment {
     /// # }
     /// # Ok(()) }
     /// ```
+    #[cfg(unix)]
     pub fn take_from_process(pid: u32, fd: i32) -> Result<Segment> {
         Ok(Segment::from_object(Object::take_from_process(pid, fd)?))
+    }
+}
+
+#[cfg(windows)]
+impl Segment {
+    /// Gives this segment to the running process `process` (any process
+    /// handle with `PROCESS_DUP_HANDLE` access, such as a
+    /// [`std::process::Child`]): `DuplicateHandle` makes a handle in that
+    /// process, with this handle's access, not inheritable. Returns the
+    /// value to deliver to it by any means (a pipe, a socket, a file); the
+    /// receiver calls [`Segment::inherited_from`] with it, which checks that
+    /// the value was made for it and that the handle is the section
+    /// described.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let segment = memshare::Segment::create(4096)?;
+    /// // Into this very process, for the example; normally a child or a
+    /// // process opened with OpenProcess(PROCESS_DUP_HANDLE).
+    /// let me = unsafe { std::os::windows::io::BorrowedHandle::borrow_raw(-1isize as _) };
+    /// let value = segment.duplicate_into(&me)?;
+    /// let copy = memshare::Segment::inherited_from("example", &value)?;
+    /// assert_eq!(copy.len(), 4096);
+    /// # Ok(()) }
+    /// ```
+    pub fn duplicate_into(&self, process: &impl std::os::windows::io::AsHandle) -> Result<String> {
+        use std::os::windows::io::AsRawHandle;
+        let raw = process.as_handle().as_raw_handle();
+        let (handle, pid) = self.object().duplicate_into(raw)?;
+        Ok(format_inherit_value(
+            handle,
+            (0, 0),
+            self.object(),
+            Some(pid),
+        ))
     }
 }
 
@@ -605,6 +670,7 @@ pub fn decode_message(buf: &[u8]) -> Result<Vec<MessageEntry>> {
 /// assert_eq!(&buf, b"over the socket");
 /// # Ok(()) }
 /// ```
+#[cfg(unix)]
 pub fn send_segments(stream: &UnixStream, segments: &[(&str, &Segment)]) -> Result<()> {
     let entries: Vec<MessageEntry> = segments
         .iter()
@@ -626,6 +692,7 @@ pub fn send_segments(stream: &UnixStream, segments: &[(&str, &Segment)]) -> Resu
 /// Receives the segments one [`send_segments`] call sent, with their keys,
 /// in the order they were sent. Every descriptor is checked (see the module
 /// docs); on any error, all received descriptors are closed.
+#[cfg(unix)]
 pub fn recv_segments(stream: &UnixStream) -> Result<Vec<(String, Segment)>> {
     let mut buf = Vec::new();
     let fds = sys::recv_with_fds(stream, &mut buf, message_len)?;

@@ -1,4 +1,5 @@
 //! Channels within one process: the API, the framing, the errors.
+#![cfg(unix)]
 
 mod common;
 

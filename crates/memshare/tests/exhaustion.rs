@@ -1,6 +1,7 @@
 //! Running out of resources gives clear errors and leaves nothing behind:
 //! a full /dev/shm (a small tmpfs mounted over it in a private mount
 //! namespace) and the descriptor limit.
+#![cfg(unix)]
 
 mod common;
 

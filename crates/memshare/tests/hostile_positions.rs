@@ -4,6 +4,7 @@
 //! first send overflowed the sender's position (a panic in debug builds,
 //! a wrapped position in release builds).
 #![cfg(unix)]
+#![cfg(unix)]
 
 use std::sync::atomic::Ordering;
 

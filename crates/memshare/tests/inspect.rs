@@ -1,5 +1,6 @@
 //! Inspection across real processes: holders counted from the kernel's lock
 //! table, and a name whose holders were all killed found stale and reclaimed.
+#![cfg(unix)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Named segments across real processes: the test binary re-runs itself as
 //! the child. Windows lifetimes: a name lives while any process holds it
 //! and is gone when the last holder drops it or dies.
+#![cfg(unix)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! A named segment is plain bytes: Python's `multiprocessing.shared_memory`
 //! sees what Rust wrote, and the other way round.
+#![cfg(unix)]
 
 mod common;
 

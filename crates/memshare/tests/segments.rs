@@ -2,6 +2,7 @@
 
 mod common;
 
+#[cfg(unix)]
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 
@@ -126,6 +127,7 @@ fn open_of_a_missing_name_is_not_found() {
             other => panic!("expected NotFound, got {other:?}"),
         }
     }
+    #[cfg(unix)]
     assert!(matches!(
         Segment::remove(&name),
         Err(Error::NotFound { .. })
@@ -226,6 +228,7 @@ fn misaligned_atomics_are_refused() {
 }
 
 #[test]
+#[cfg(unix)]
 fn named_objects_are_created_with_mode_0600() {
     use std::os::unix::fs::PermissionsExt;
     let name = unique_name("mode");
@@ -257,7 +260,9 @@ fn a_readonly_segment_cannot_be_mapped_writable() {
         .unwrap();
     assert_eq!(&buf, b"data");
     // The descriptor itself is read-only: the kernel refuses a writable
-    // mapping even if the library's own check were bypassed.
+    // mapping even if the library's own check were bypassed (Windows: in
+    // tests/windows.rs).
+    #[cfg(unix)]
     // SAFETY: a new mapping the kernel refuses; nothing is aliased.
     let raw = unsafe {
         rustix::mm::mmap(
@@ -269,6 +274,7 @@ fn a_readonly_segment_cannot_be_mapped_writable() {
             0,
         )
     };
+    #[cfg(unix)]
     assert_eq!(raw.unwrap_err(), rustix::io::Errno::ACCESS);
 }
 
@@ -294,6 +300,7 @@ fn an_anonymous_segment_cannot_be_shrunk_or_grown() {
 }
 
 #[test]
+#[cfg(unix)]
 fn persistent_names_stay_until_removed() {
     let name = unique_name("persist");
     let segment = Segment::options()
@@ -322,6 +329,7 @@ fn persistent_names_stay_until_removed() {
 }
 
 #[test]
+#[cfg(unix)]
 fn remove_takes_the_name_but_not_the_memory() {
     let name = unique_name("remove");
     let segment = Segment::create_named(&name, 4096).unwrap();
@@ -339,6 +347,7 @@ fn remove_takes_the_name_but_not_the_memory() {
 }
 
 #[test]
+#[cfg(unix)]
 fn reserve_fails_cleanly_when_the_file_system_is_too_small() {
     let stat = rustix::fs::statvfs("/dev/shm").unwrap();
     let capacity = stat.f_blocks * stat.f_frsize;
@@ -366,6 +375,7 @@ fn reserve_fails_cleanly_when_the_file_system_is_too_small() {
 }
 
 #[test]
+#[cfg(unix)]
 fn huge_pages_succeed_or_fail_at_creation() {
     let pool: u64 = std::fs::read_to_string("/proc/sys/vm/nr_hugepages")
         .map(|s| s.trim().parse().unwrap_or(0))

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 /// The first 8 bytes of every channel segment.
-pub const MAGIC: [u8; 8] = *b"MSCHAN01";
+pub const MAGIC: [u8; 8] = crate::CHANNEL_MAGIC;
 /// The layout version this library writes and reads.
 pub const VERSION: u32 = 1;
 /// Bytes before the ring: the header. The two positions, written on every

@@ -4,9 +4,9 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+#[cfg(unix)]
 pub mod chan;
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -93,8 +93,16 @@ pub fn unique_name(tag: &str) -> String {
 }
 
 /// Whether `/dev/shm` holds an object called `name`.
+#[cfg(unix)]
 pub fn in_dev_shm(name: &str) -> bool {
-    Path::new("/dev/shm").join(name).exists()
+    std::path::Path::new("/dev/shm").join(name).exists()
+}
+
+/// Whether a section called `name` exists (Windows has no directory to
+/// look in: opening it, briefly, is the test).
+#[cfg(windows)]
+pub fn in_dev_shm(name: &str) -> bool {
+    memshare::Segment::open_readonly(name).is_ok()
 }
 
 /// Polls `f` until it returns `Some`, for at most `timeout`.

@@ -22,8 +22,8 @@ pub(crate) use inspect::{holder_pids, list_named, named_capacity, stat_named, Na
 pub(crate) use names::{reclaim_if_stale, remove_named, Reclaim};
 pub(crate) use platform::Marker;
 pub(crate) use share::{
-    adopt_inherited, clear_cloexec, parent_pid, recv_with_fds, send_with_fds, Claim,
-    MAX_FDS_PER_MESSAGE,
+    adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid, recv_with_fds,
+    send_with_fds, Claim, MAX_FDS_PER_MESSAGE,
 };
 pub(crate) use sync::{wait, wake, EndpointLock};
 
@@ -36,6 +36,8 @@ pub(crate) struct CreateOptions {
     pub reserve: bool,
     /// Keep the name after the last holder is gone.
     pub persist: bool,
+    /// Windows' `Global\` namespace: Unix has one namespace.
+    pub global: bool,
 }
 
 /// How this holder takes part in the name's lifetime.
@@ -113,6 +115,7 @@ impl Object {
 
     /// A new named object, created exclusively with mode 0600.
     pub(crate) fn create_named(name: &str, len: u64, opts: &CreateOptions) -> Result<Object> {
+        let _one_namespace = opts.global;
         names::create(name, len, opts)
     }
 

@@ -7,6 +7,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::process::Command;
 use std::sync::Mutex;
 
 use rustix::fs::{self, OFlags};
@@ -263,7 +264,12 @@ static ADOPTED: Mutex<BTreeSet<RawFd>> = Mutex::new(BTreeSet::new());
 
 /// Adopts the inherited descriptor `raw` after checking it against `claim`,
 /// and makes it close-on-exec again.
-pub(crate) fn adopt_inherited(raw: u64, claim: &Claim, origin: &str) -> Result<Object> {
+pub(crate) fn adopt_inherited(
+    raw: u64,
+    _parent: u32,
+    claim: &Claim,
+    origin: &str,
+) -> Result<Object> {
     let bad = |reason: String| Error::InvalidHandle {
         object: origin.to_owned(),
         reason,
@@ -295,9 +301,49 @@ pub(crate) fn adopt_inherited(raw: u64, claim: &Claim, origin: &str) -> Result<O
     Object::from_received(fd, claim, origin)
 }
 
+/// Values made for one process (Windows' `Segment::duplicate_into`) do
+/// not exist on Unix, where descriptors travel over a socket.
+pub(crate) fn adopt_duplicated(_raw: u64, _claim: &Claim, origin: &str) -> Result<Object> {
+    Err(Error::InvalidHandle {
+        object: origin.to_owned(),
+        reason: "a value duplicated into a process (field \"to\") is a Windows handle; \
+                 on Unix segments reach a running process with send_segments"
+            .into(),
+    })
+}
+
+/// Gives `object` to the child `cmd` spawns: a new close-on-exec
+/// descriptor (see [`Object::handover`]) that only the forked child makes
+/// inheritable, between `fork` and `exec`. Returns the descriptor's number
+/// and the object's identity (`device:inode`).
+pub(crate) fn offer_to_child(cmd: &mut Command, object: &Object) -> Result<(u64, (u64, u64))> {
+    let given = object.handover()?;
+    let identity = given.identity()?;
+    let raw = given.raw();
+    let clear = move || {
+        // `given` lives in the closure, so the descriptor stays open for as
+        // long as the command can spawn children.
+        let _ = &given;
+        clear_cloexec(raw)
+    };
+    // SAFETY: `clear_cloexec` is one `fcntl` system call on a descriptor
+    // the closure keeps open: async-signal-safe, no allocation, no lock.
+    unsafe { std::os::unix::process::CommandExt::pre_exec(cmd, clear) };
+    Ok((raw as u64, identity))
+}
+
+/// Makes spawning `cmd` fail with `InvalidInput`: sharing could not be
+/// prepared.
+pub(crate) fn fail_share(cmd: &mut Command, _var: &str, _reason: &str) {
+    let fail = || Err(std::io::ErrorKind::InvalidInput.into());
+    // SAFETY: the closure only returns an error (no allocation, no lock),
+    // which is async-signal-safe.
+    unsafe { std::os::unix::process::CommandExt::pre_exec(cmd, fail) };
+}
+
 /// Makes `fd` inheritable. Runs in the child between fork and exec, so it
 /// must be async-signal-safe: one `fcntl` system call, no allocation.
-pub(crate) fn clear_cloexec(fd: RawFd) -> std::io::Result<()> {
+fn clear_cloexec(fd: RawFd) -> std::io::Result<()> {
     // SAFETY: the descriptor is kept open by the `Command` that runs this.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     rio::fcntl_setfd(fd, FdFlags::empty()).map_err(std::io::Error::from)

@@ -1,0 +1,401 @@
+//! Windows: pagefile-backed sections (`CreateFileMappingW` with no file),
+//! `MapViewOfFile`, names in the `Local\` (or `Global\`) namespace, and the
+//! kernel's own reference counting for lifetimes.
+//!
+//! memshare's model *is* the Win32 file mapping, so this backend is thin:
+//! a segment is a section handle, a view is a mapped view, a name lives
+//! while any handle or view of the section exists.
+
+mod broker;
+mod handle;
+mod security;
+mod share;
+
+use std::ffi::c_void;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use windows_sys::Win32::Foundation::{
+    GetLastError, ERROR_ALREADY_EXISTS, ERROR_COMMITMENT_LIMIT, ERROR_INVALID_HANDLE,
+    ERROR_NOT_ENOUGH_MEMORY, ERROR_NO_SYSTEM_RESOURCES, ERROR_PRIVILEGE_NOT_HELD,
+    INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::System::Memory::{
+    CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, FILE_MAP_READ,
+    FILE_MAP_WRITE, MEMORY_MAPPED_VIEW_ADDRESS, PAGE_READWRITE, SECTION_MAP_READ,
+    SECTION_MAP_WRITE, SECTION_QUERY, SEC_COMMIT, SEC_LARGE_PAGES,
+};
+use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
+
+use crate::{Error, Result};
+
+pub(crate) use handle::Handle;
+pub(crate) use share::{
+    adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid, Claim,
+};
+
+/// The most segments one message may describe: the limit of the message
+/// format (Linux's `SCM_MAX_FD`), the same on every platform.
+pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// What a creator asks for beyond the size.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CreateOptions {
+    /// Back the segment with large pages (`SEC_LARGE_PAGES`).
+    pub huge_pages: bool,
+    /// Commit every page at creation: sections are always created with
+    /// `SEC_COMMIT`, so this changes nothing on Windows.
+    pub reserve: bool,
+    /// Keep the name after the last holder is gone: impossible on Windows.
+    pub persist: bool,
+    /// Create the name in the `Global\` namespace instead of `Local\`.
+    pub global: bool,
+}
+
+/// The access a holder of a writable section handle keeps: map for reading
+/// and writing, and query the size. Never `WRITE_DAC`/`WRITE_OWNER`, so
+/// the handle cannot be used to grant itself more.
+const RW_ACCESS: u32 = SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_QUERY;
+/// The access of a read-only handle.
+const RO_ACCESS: u32 = SECTION_MAP_READ | SECTION_QUERY;
+
+/// An open section: its handle, the name it was opened by, and its size.
+#[derive(Debug)]
+pub(crate) struct Object {
+    handle: Handle,
+    name: Option<String>,
+    writable: bool,
+    len: u64,
+    /// The size the system reports for the section (a whole number of
+    /// pages): views may reach up to here.
+    section_len: u64,
+}
+
+/// A Win32 error for the object `name`, as the crate's error.
+pub(crate) fn win_error(name: Option<&str>, op: &'static str, code: u32) -> Error {
+    Error::from_io(name, op, std::io::Error::from_raw_os_error(code as i32))
+}
+
+/// The last Win32 error of this thread.
+pub(crate) fn last_error() -> u32 {
+    // SAFETY: reads the calling thread's last-error value; no arguments.
+    unsafe { GetLastError() }
+}
+
+/// The allocation granularity: view offsets are multiples of it (64 KiB).
+pub(crate) fn allocation_granularity() -> usize {
+    // SAFETY: all-zero is a valid SYSTEM_INFO, which GetSystemInfo fills.
+    let mut info: SYSTEM_INFO = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable SYSTEM_INFO.
+    unsafe { GetSystemInfo(&mut info) };
+    usize::try_from(info.dwAllocationGranularity)
+        .ok()
+        .filter(|g| g.is_power_of_two())
+        .unwrap_or(65536)
+}
+
+/// The page size: section sizes are reported rounded up to it.
+fn page_size() -> u64 {
+    // SAFETY: as in `allocation_granularity`.
+    let mut info: SYSTEM_INFO = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable SYSTEM_INFO.
+    unsafe { GetSystemInfo(&mut info) };
+    u64::from(info.dwPageSize).max(4096)
+}
+
+/// The kernel object name for `name`: `Local\name` or `Global\name`.
+fn kernel_name(name: &str, global: bool) -> Vec<u16> {
+    let prefix = if global { "Global\\" } else { "Local\\" };
+    format!("{prefix}memshare.{name}")
+        .encode_utf16()
+        .chain(Some(0))
+        .collect()
+}
+
+impl Object {
+    fn from_handle(
+        handle: Handle,
+        name: Option<String>,
+        writable: bool,
+        len: Option<u64>,
+    ) -> Result<Object> {
+        let section_len = handle::section_size(&handle)
+            .map_err(|code| win_error(name.as_deref(), "NtQuerySection", code))?;
+        Ok(Object {
+            len: len.unwrap_or(section_len),
+            handle,
+            name,
+            writable,
+            section_len,
+        })
+    }
+
+    /// A new anonymous section of `len` zero bytes.
+    pub(crate) fn create_anonymous(len: u64, opts: &CreateOptions) -> Result<Object> {
+        let handle = create_section(None, len, opts)?;
+        Object::from_handle(handle, None, true, Some(len))
+    }
+
+    /// A new named section, `Local\memshare.<name>` (or `Global\`), that
+    /// only this user can open.
+    pub(crate) fn create_named(name: &str, len: u64, opts: &CreateOptions) -> Result<Object> {
+        if opts.persist {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "a persistent name for segment {name:?}: on Windows a section's name \
+                     lives exactly as long as some handle or view of it"
+                ),
+            });
+        }
+        let handle = create_section(Some((name, opts.global)), len, opts)?;
+        Object::from_handle(handle, Some(name.to_owned()), true, Some(len))
+    }
+
+    /// Opens the section called `name` (in `Local\`, then `Global\`).
+    pub(crate) fn open_named(name: &str, writable: bool) -> Result<Object> {
+        let access = if writable { RW_ACCESS } else { RO_ACCESS };
+        let mut errors = Vec::new();
+        for global in [false, true] {
+            let wide = kernel_name(name, global);
+            // SAFETY: `wide` is a NUL-terminated UTF-16 string that lives
+            // across the call.
+            let raw = unsafe { OpenFileMappingW(access, 0, wide.as_ptr()) };
+            match Handle::from_raw(raw) {
+                Some(handle) => {
+                    return Object::from_handle(handle, Some(name.to_owned()), writable, None)
+                }
+                None => errors.push(last_error()),
+            }
+        }
+        // Windows says ERROR_FILE_NOT_FOUND for a missing name and
+        // ERROR_INVALID_HANDLE for a name held by another kind of object
+        // (an event, a mutex); Wine says ERROR_INVALID_HANDLE for both.
+        // Either way there is no section by that name.
+        Err(match errors[0] {
+            ERROR_INVALID_HANDLE => Error::NotFound {
+                name: name.to_owned(),
+            },
+            code => win_error(Some(name), "OpenFileMappingW", code),
+        })
+    }
+
+    /// The name, if the object has one.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The size in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether this handle may map the object writable.
+    pub(crate) fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Offsets of views are aligned down to this.
+    pub(crate) fn granularity(&self) -> usize {
+        allocation_granularity()
+    }
+
+    /// The section handle, borrowed.
+    pub(crate) fn borrowed_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        // SAFETY: the handle is open for as long as `self` lives, which the
+        // borrow's lifetime ties it to.
+        unsafe { std::os::windows::io::BorrowedHandle::borrow_raw(self.handle.raw()) }
+    }
+
+    /// Maps `len` bytes from `offset`, a multiple of the granularity. A
+    /// window that would reach past the section's end is cut there
+    /// (Windows refuses views beyond the end; Unix maps them).
+    pub(crate) fn map(
+        &self,
+        offset: u64,
+        len: usize,
+        writable: bool,
+        _populate: bool,
+    ) -> Result<Mapping> {
+        let available = self.section_len.saturating_sub(offset);
+        let len = len.min(usize::try_from(available).unwrap_or(usize::MAX));
+        let access = if writable {
+            FILE_MAP_READ | FILE_MAP_WRITE
+        } else {
+            FILE_MAP_READ
+        };
+        // SAFETY: maps a view of a section handle this object owns, at an
+        // address the system chooses: it aliases no Rust object. `Mapping`
+        // owns the view and unmaps it on drop.
+        let view = unsafe {
+            MapViewOfFile(
+                self.handle.raw(),
+                access,
+                (offset >> 32) as u32,
+                offset as u32,
+                len,
+            )
+        };
+        let Some(ptr) = NonNull::new(view.Value.cast::<u8>()) else {
+            let code = last_error();
+            return Err(match code {
+                windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED => Error::PermissionDenied {
+                    object: describe(self.name()),
+                    op: format!(
+                        "map {len} bytes at offset {offset} {}: the handle does not allow it",
+                        if writable { "writable" } else { "read-only" }
+                    ),
+                },
+                ERROR_NOT_ENOUGH_MEMORY | ERROR_NO_SYSTEM_RESOURCES => Error::NoSpace {
+                    object: describe(self.name()),
+                    len: len as u64,
+                    detail: format!(
+                        "MapViewOfFile: {}",
+                        std::io::Error::from_raw_os_error(code as i32)
+                    ),
+                },
+                code => win_error(self.name(), "MapViewOfFile", code),
+            });
+        };
+        Ok(Mapping { ptr })
+    }
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        // The handle is closed right after this: its value may be adopted
+        // again once the system reuses it.
+        share::ADOPTED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.handle.value());
+    }
+}
+
+/// Creates a pagefile-backed section; `named` is the name and namespace.
+fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -> Result<Handle> {
+    let name = named.map(|(n, _)| n);
+    let descriptor = if named.is_some() {
+        security::Descriptor::current_user_only()
+    } else {
+        security::Descriptor::nobody_may_add_access()
+    }
+    .map_err(|code| win_error(name, "security descriptor", code))?;
+    let wide = named.map(|(n, global)| kernel_name(n, global));
+    let mut protect = PAGE_READWRITE | SEC_COMMIT;
+    if opts.huge_pages {
+        protect |= SEC_LARGE_PAGES;
+    }
+    // SAFETY: no file handle (a pagefile-backed section); the security
+    // attributes and the name outlive the call.
+    let raw = unsafe {
+        CreateFileMappingW(
+            INVALID_HANDLE_VALUE,
+            descriptor.attributes(),
+            protect,
+            (len >> 32) as u32,
+            len as u32,
+            wide.as_ref().map_or(std::ptr::null(), |w| w.as_ptr()),
+        )
+    };
+    let code = last_error();
+    let Some(created) = Handle::from_raw(raw) else {
+        return Err(match code {
+            // A name taken by an event, a mutex...: CreateFileMapping says
+            // "invalid handle".
+            ERROR_INVALID_HANDLE if name.is_some() => Error::AlreadyExists {
+                name: name.unwrap_or_default().to_owned(),
+            },
+            ERROR_NOT_ENOUGH_MEMORY | ERROR_COMMITMENT_LIMIT | ERROR_NO_SYSTEM_RESOURCES => {
+                Error::NoSpace {
+                    object: describe(name),
+                    len,
+                    detail: format!(
+                        "CreateFileMappingW: {} (the system's commit limit)",
+                        std::io::Error::from_raw_os_error(code as i32)
+                    ),
+                }
+            }
+            ERROR_PRIVILEGE_NOT_HELD if opts.huge_pages => Error::PermissionDenied {
+                object: describe(name),
+                op: "create with large pages: the SeLockMemoryPrivilege is not held".into(),
+            },
+            windows_sys::Win32::Foundation::ERROR_INVALID_PARAMETER if opts.huge_pages => {
+                Error::Unsupported {
+                    what: "large pages for sections (SEC_LARGE_PAGES)".into(),
+                }
+            }
+            code => win_error(name, "CreateFileMappingW", code),
+        });
+    };
+    if code == ERROR_ALREADY_EXISTS && name.is_some() {
+        // The call opened the existing section instead: not ours.
+        return Err(Error::AlreadyExists {
+            name: name.unwrap_or_default().to_owned(),
+        });
+    }
+    // Keep only the access memshare needs: without WRITE_DAC/WRITE_OWNER,
+    // no handle derived from this one can rewrite the security descriptor.
+    created
+        .duplicate_here(RW_ACCESS)
+        .map_err(|code| win_error(name, "DuplicateHandle", code))
+}
+
+/// How an object is described in error messages.
+pub(crate) fn describe(name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("segment {name:?}"),
+        None => "anonymous segment".to_owned(),
+    }
+}
+
+/// Names cannot be removed on Windows: they go with their last handle.
+pub(crate) fn remove_named(name: &str) -> Result<()> {
+    Err(Error::Unsupported {
+        what: format!(
+            "removing the name of segment {name:?}: on Windows a name goes away with the \
+             last handle or view of its section, and cannot be removed before"
+        ),
+    })
+}
+
+/// One mapped view. Unmapped when dropped.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+}
+
+impl Mapping {
+    /// The first byte of the view.
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+}
+
+// SAFETY: a view is plain memory owned by this value, not tied to a thread.
+unsafe impl Send for Mapping {}
+// SAFETY: `Mapping` offers no access of its own through `&self`; the views
+// that use it synchronize their accesses.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        let view = MEMORY_MAPPED_VIEW_ADDRESS {
+            Value: self.ptr.as_ptr().cast::<c_void>(),
+        };
+        // SAFETY: `ptr` is the base address MapViewOfFile returned, and the
+        // view that used it is gone.
+        let ok = unsafe { UnmapViewOfFile(view) };
+        debug_assert!(ok != 0, "UnmapViewOfFile failed: {}", last_error());
+    }
+}
+
+/// Waits while `*word == expected`: Windows has no cross-process wait on
+/// an address (`WaitOnAddress` is per process), so this sleeps briefly and
+/// the caller re-checks, as on the Unixes without a shared futex.
+pub(crate) fn wait(_word: &AtomicU32, _expected: u32, timeout: Duration) {
+    std::thread::sleep(timeout.min(Duration::from_micros(200)));
+}
+
+/// Wakes waiters on `word`: nothing to do, waiters poll (see [`wait`]).
+pub(crate) fn wake(_word: &AtomicU32, _n: u32) {}

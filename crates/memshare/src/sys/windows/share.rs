@@ -1,0 +1,241 @@
+//! Handing sections to other processes on Windows: `DuplicateHandle` into
+//! exactly the process that is meant to have the section, and validation of
+//! every handle value another process hands this one.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Mutex;
+
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+    CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
+};
+use windows_sys::Win32::System::Memory::{SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY};
+use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessId};
+
+use super::handle::{self, Handle};
+use super::{broker, describe, page_size, win_error, Object, RO_ACCESS, RW_ACCESS};
+use crate::{Error, Result};
+
+/// What the sender or parent says about a section; the receiver checks it
+/// against the handle itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Claim {
+    pub name: Option<String>,
+    pub len: u64,
+    pub readonly: bool,
+    /// For inheritance: the parent's one-time token for this offer, as two
+    /// numbers (see `broker`).
+    pub identity: Option<(u64, u64)>,
+}
+
+impl Object {
+    /// The access a handle given away carries: this handle's own.
+    fn access(&self) -> u32 {
+        if self.writable {
+            RW_ACCESS
+        } else {
+            RO_ACCESS
+        }
+    }
+
+    /// A read-only handle of an anonymous section: `SECTION_MAP_READ |
+    /// SECTION_QUERY` only. The section's security descriptor grants no
+    /// access (see `security`), so nobody can duplicate it back to more.
+    pub(crate) fn to_readonly(&self) -> Result<Object> {
+        if let Some(name) = self.name() {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "a read-only handle of named segment {name:?}: anyone who knows the name \
+                     may open it writable"
+                ),
+            });
+        }
+        let handle = self
+            .handle
+            .duplicate_here(RO_ACCESS)
+            .map_err(|code| win_error(None, "DuplicateHandle", code))?;
+        Ok(Object {
+            handle,
+            name: None,
+            writable: false,
+            len: self.len,
+            section_len: self.section_len,
+        })
+    }
+
+    /// Windows has no seals: a writable handle elsewhere can always write.
+    pub(crate) fn write_sealed(&self) -> bool {
+        false
+    }
+
+    /// Duplicates this handle into `process` (a process handle with
+    /// `PROCESS_DUP_HANDLE`), with this handle's access and not
+    /// inheritable. Returns the handle's value there and the process id.
+    pub(crate) fn duplicate_into(&self, process: HANDLE) -> Result<(u64, u32)> {
+        // SAFETY: reads the id of a process handle the caller lent us.
+        let pid = unsafe { GetProcessId(process) };
+        if pid == 0 {
+            return Err(Error::InvalidHandle {
+                object: describe(self.name()),
+                reason: "the target is not a process handle".into(),
+            });
+        }
+        // SAFETY: the current-process pseudo-handle.
+        let me = unsafe { GetCurrentProcess() };
+        let value = handle::duplicate_raw(me, self.handle.raw(), process, self.access())
+            .map_err(|code| win_error(self.name(), "DuplicateHandle into the process", code))?;
+        Ok((value as usize as u64, pid))
+    }
+}
+
+/// Registers `object` with this process's broker for the child `cmd` will
+/// spawn: returns the value of this process's handle (for the record) and
+/// the one-time token the child presents.
+pub(crate) fn offer_to_child(_cmd: &mut Command, object: &Object) -> Result<(u64, (u64, u64))> {
+    let given = object
+        .handle
+        .duplicate_here(object.access())
+        .map_err(|code| win_error(object.name(), "DuplicateHandle", code))?;
+    let raw = given.value();
+    let token = broker::offer(given, object.access()).map_err(|reason| Error::InvalidHandle {
+        object: describe(object.name()),
+        reason,
+    })?;
+    Ok((raw, ((token >> 64) as u64, token as u64)))
+}
+
+/// Makes `cmd`'s child fail to take the segment under `var`, with `reason`
+/// (std's `Command` on Windows has no hook that can fail the spawn).
+pub(crate) fn fail_share(cmd: &mut Command, var: &str, reason: &str) {
+    cmd.env(var, format!("error;{reason}"));
+}
+
+/// Takes the section the parent process offered under `claim`'s token: the
+/// parent's broker duplicates it into this process.
+pub(crate) fn adopt_inherited(
+    _raw: u64,
+    parent: u32,
+    claim: &Claim,
+    origin: &str,
+) -> Result<Object> {
+    let (hi, lo) = claim.identity.ok_or_else(|| Error::InvalidHandle {
+        object: origin.to_owned(),
+        reason: "the value carries no token".into(),
+    })?;
+    let token = (u128::from(hi) << 64) | u128::from(lo);
+    let value = broker::claim(parent, token).map_err(|reason| Error::InvalidHandle {
+        object: origin.to_owned(),
+        reason,
+    })?;
+    adopt_duplicated(value, claim, origin).inspect_err(|_| {
+        // The broker made this handle for us: close it, it is of no use.
+        // SAFETY: the handle was just duplicated into this process for this
+        // call and nothing else knows its value.
+        unsafe { CloseHandle(value as usize as HANDLE) };
+    })
+}
+
+/// Handle values adopted so far, so that none is owned twice (which would
+/// close it twice). A closed value can be reused by the system, so the set
+/// only guards against the same value being adopted while it is owned:
+/// entries are removed when the object is dropped.
+pub(crate) static ADOPTED: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+
+/// Takes ownership of the section handle `raw` that another process
+/// duplicated into this one, after checking it is what `claim` says: an
+/// open section handle (not a pseudo-handle, not an event or a file), with
+/// the claimed access, of the claimed size. A refused handle is left open.
+pub(crate) fn adopt_duplicated(raw: u64, claim: &Claim, origin: &str) -> Result<Object> {
+    let bad = |reason: String| Error::InvalidHandle {
+        object: origin.to_owned(),
+        reason,
+    };
+    // Handle values are small multiples of 4; negative ones are the
+    // pseudo-handles (-1 is this process, -2 this thread...).
+    if raw == 0 || raw > u64::from(u32::MAX) || raw % 4 != 0 {
+        return Err(bad(format!(
+            "{} is not a handle value (pseudo-handles such as -1, this process, are refused)",
+            raw as i64
+        )));
+    }
+    let h = raw as usize as HANDLE;
+    if !handle::is_open(h) {
+        return Err(bad(format!("handle {raw} is not open in this process")));
+    }
+    let kind = handle::type_name(h)
+        .map_err(|code| bad(format!("handle {raw}: NtQueryObject failed ({code})")))?;
+    if kind != "Section" {
+        return Err(bad(format!(
+            "handle {raw} is a {kind} handle, not a section"
+        )));
+    }
+    let access = handle::granted_access(h)
+        .map_err(|code| bad(format!("handle {raw}: NtQueryObject failed ({code})")))?;
+    if access & (SECTION_MAP_READ | SECTION_QUERY) != SECTION_MAP_READ | SECTION_QUERY {
+        return Err(bad(format!(
+            "handle {raw} grants access {access:#x}: it cannot be mapped and measured"
+        )));
+    }
+    let can_write = access & SECTION_MAP_WRITE != 0;
+    if claim.readonly && can_write {
+        return Err(bad(format!(
+            "handle {raw} was claimed read-only but grants writing ({access:#x})"
+        )));
+    }
+    if !claim.readonly && !can_write {
+        return Err(bad(format!(
+            "handle {raw} was claimed writable but is read-only"
+        )));
+    }
+    let size = handle::section_size_raw(h)
+        .map_err(|code| bad(format!("handle {raw}: NtQuerySection failed ({code})")))?;
+    if claim.len == 0 || claim.len > size || size - claim.len >= page_size() {
+        return Err(bad(format!(
+            "the section is {size} bytes (whole pages), not the {} that was claimed",
+            claim.len
+        )));
+    }
+    let mut adopted = ADOPTED.lock().unwrap_or_else(|e| e.into_inner());
+    if !adopted.insert(raw) {
+        return Err(bad(format!("handle {raw} was already taken")));
+    }
+    // Owned from here: the checks above say it is the section that was
+    // given to this process, and the ADOPTED set that no other object owns
+    // it.
+    let handle = Handle::from_raw(h).ok_or_else(|| bad(format!("handle {raw} is not valid")))?;
+    Ok(Object {
+        handle,
+        name: claim.name.clone(),
+        writable: !claim.readonly,
+        len: claim.len,
+        section_len: size,
+    })
+}
+
+/// The id of the process that created `pid` (0 if unknown).
+pub(crate) fn parent_of(pid: u32) -> u32 {
+    // SAFETY: a snapshot of the process list; closed below.
+    let snapshot = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
+    let Some(snapshot) = Handle::from_raw(snapshot) else {
+        return 0;
+    };
+    // SAFETY: all-zero is a valid PROCESSENTRY32W; dwSize is set below.
+    let mut entry: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
+    entry.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
+    // SAFETY: `entry` is a valid PROCESSENTRY32W with its size set.
+    let mut more = unsafe { Process32FirstW(snapshot.raw(), &mut entry) } != 0;
+    while more {
+        if entry.th32ProcessID == pid {
+            return entry.th32ParentProcessID;
+        }
+        // SAFETY: as above.
+        more = unsafe { Process32NextW(snapshot.raw(), &mut entry) } != 0;
+    }
+    0
+}
+
+/// This process's parent.
+pub(crate) fn parent_pid() -> u32 {
+    parent_of(std::process::id())
+}
