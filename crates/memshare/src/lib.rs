@@ -6,12 +6,16 @@
 //! counted: a view keeps its segment alive, and a named segment's name lives
 //! as long as some process holds it, even when holders crash.
 //!
-//! | Win32 | memshare | Linux |
+//! | Win32 (what memshare calls on Windows) | memshare | Linux |
 //! |---|---|---|
 //! | `CreateFileMapping(INVALID_HANDLE_VALUE, …)` | [`Segment::create`] | `memfd_create` + seals |
 //! | `CreateFileMapping(…, name)` / `OpenFileMapping` | [`Segment::create_named`] / [`Segment::open`] | `shm_open(O_CREAT\|O_EXCL, 0600)` / `shm_open` |
 //! | `MapViewOfFile` / `UnmapViewOfFile` | [`Segment::map`] / dropping the view | `mmap` / `munmap` |
 //! | `CloseHandle` | dropping the [`Segment`] | `close` |
+//!
+//! Linux and Windows are tested (Windows under Wine), macOS and FreeBSD
+//! compile; channels and inspection are Unix-only. The platform
+//! differences are listed in the repository's `docs/platforms.md`.
 //!
 //! ```
 //! use memshare::Segment;

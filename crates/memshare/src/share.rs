@@ -35,6 +35,16 @@
 //! naming the key, never a crash. The same value can be passed any other
 //! way (a command-line argument) and taken with [`Segment::inherited_from`].
 //!
+//! ## On Windows
+//!
+//! The same `share`/`inherited` pair works, without inheritable handles:
+//! `share` registers a duplicate of the handle with this process's broker
+//! under a random one-time token (the `id` field of the value), and the
+//! child's [`Segment::inherited`] asks the broker over a named pipe; the
+//! broker checks that the asker is its direct child and `DuplicateHandle`s
+//! the section into exactly that process. Why, and the limits:
+//! `docs/platforms.md`.
+//!
 //! # Handle passing to a running process
 //!
 //! [`send_segments`] sends several segments in one message over a connected
@@ -45,6 +55,12 @@
 //! control data is refused, descriptors beyond those the payload describes
 //! are closed and refused, and each descriptor must be a shared-memory
 //! object of the claimed size and access.
+//!
+//! On Windows, `Segment::duplicate_into` duplicates the handle into a
+//! process (any process handle, a [`std::process::Child`] for one) and
+//! returns a value with `to=<pid>` for the caller to deliver by any means;
+//! the receiver's [`Segment::inherited_from`] checks it was made for it and
+//! that the handle is an open section of the claimed size and access.
 //!
 //! # Lifetimes
 //!

@@ -1,31 +1,5 @@
-//! Views: mapped windows of a segment.
-//!
-//! # Access, and why it is safe
-//!
-//! The bytes of a view may be written at any moment by another process
-//! (or by another view of the same segment in this process). Rust's
-//! reference rules cannot describe that: a `&[u8]` promises that nobody
-//! changes the bytes while it lives, a `&mut [u8]` that nobody else even
-//! reads them. So memshare draws the line where rust-vmm's `vm-memory`
-//! (guest memory shared with a hypervisor) draws it:
-//!
-//! - **Safe**: copies in and out ([`View::read_at`], [`ViewMut::write_at`])
-//!   and atomics ([`ViewMut::atomic_u32`], [`View::atomic_u64`]...). A copy
-//!   goes through raw pointers with one `memcpy` and never creates a
-//!   reference to the shared bytes; a racing writer can make the bytes you
-//!   read a mix of old and new (a torn read), which you must validate as you
-//!   would any input, but never undefined behaviour in your process. Atomic
-//!   types are made for concurrent access by definition.
-//! - **`unsafe`**: slices ([`View::as_slice`], [`ViewMut::as_mut_slice`]).
-//!   Borrowing the bytes as a slice is only sound while nobody else writes
-//!   them (for `&mut`: nor reads them) for as long as the slice lives: a
-//!   region your protocol gives to one side alone, or a segment nobody else
-//!   can write (a sealed read-only segment). The caller states that by
-//!   writing `unsafe`.
-//!
-//! A view holds the segment's object alive: it works after every
-//! [`Segment`](crate::Segment) handle was dropped, and a named segment's name
-//! stays valid while a view of it exists, as on Windows.
+//! Views: mapped windows of a segment. The rules for accessing them are on
+//! [`View`].
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +10,33 @@ use crate::{Error, Result};
 
 /// A read-only view of part of a segment. Made by
 /// [`Segment::map_readonly`](crate::Segment::map_readonly).
+///
+/// # Access, and why it is safe (every view)
+///
+/// The bytes of a view may be written at any moment by another process
+/// (or by another view of the same segment in this process). Rust's
+/// reference rules cannot describe that: a `&[u8]` promises that nobody
+/// changes the bytes while it lives, a `&mut [u8]` that nobody else even
+/// reads them. So memshare draws the line where rust-vmm's `vm-memory`
+/// (guest memory shared with a hypervisor) draws it:
+///
+/// - **Safe**: copies in and out ([`View::read_at`], [`ViewMut::write_at`])
+///   and atomics ([`ViewMut::atomic_u32`], [`View::atomic_u64`]...). A copy
+///   goes through raw pointers with one `memcpy` and never creates a
+///   reference to the shared bytes; a racing writer can make the bytes you
+///   read a mix of old and new (a torn read), which you must validate as you
+///   would any input, but never undefined behaviour in your process. Atomic
+///   types are made for concurrent access by definition.
+/// - **`unsafe`**: slices ([`View::as_slice`], [`ViewMut::as_mut_slice`]).
+///   Borrowing the bytes as a slice is only sound while nobody else writes
+///   them (for `&mut`: nor reads them) for as long as the slice lives: a
+///   region your protocol gives to one side alone, or a segment nobody else
+///   can write (a sealed read-only segment). The caller states that by
+///   writing `unsafe`.
+///
+/// A view holds the segment's object alive: it works after every
+/// [`Segment`](crate::Segment) handle was dropped, and a named segment's name
+/// stays valid while a view of it exists, as on Windows.
 ///
 /// ```
 /// # fn main() -> memshare::Result<()> {
@@ -170,8 +171,8 @@ impl View {
 
     /// The address of the view's first byte in this process.
     ///
-    /// Reading through it is subject to the rules in the [module
-    /// docs](self); the pointer is valid as long as the view.
+    /// Reading through it is subject to the rules in the [`View`]
+    /// docs; the pointer is valid as long as the view.
     pub fn as_ptr(&self) -> *const u8 {
         self.ptr
     }
@@ -303,8 +304,8 @@ impl ViewMut {
         ViewMut { view }
     }
 
-    /// The address of the view's first byte, for writing (see the [module
-    /// docs](self) for the rules).
+    /// The address of the view's first byte, for writing (see the [`View`]
+    /// docs for the rules).
     pub fn as_mut_ptr(&self) -> *mut u8 {
         self.view.ptr
     }

@@ -324,3 +324,39 @@ fn names_live_with_their_holders_and_cannot_persist_or_be_removed() {
     assert!(matches!(Segment::open(&name), Err(Error::NotFound { .. })));
     assert_eq!(memshare::allocation_granularity(), 65536);
 }
+
+#[test]
+fn a_named_segment_is_opened_by_name_in_another_process_and_outlives_its_creator_handle() {
+    const TEST: &str =
+        "a_named_segment_is_opened_by_name_in_another_process_and_outlives_its_creator_handle";
+    if let Some(name) = role().as_deref().and_then(|r| r.strip_prefix("opener:")) {
+        let segment = Segment::open(name).unwrap();
+        // Sizes of opened sections are whole pages on Windows.
+        assert_eq!(segment.len(), 8192);
+        let mut buf = [0u8; 7];
+        segment
+            .map_readonly(..)
+            .unwrap()
+            .read_at(5000, &mut buf)
+            .unwrap();
+        assert_eq!(&buf, b"creator");
+        segment.map(..).unwrap().write_at(6000, b"opener").unwrap();
+        assert!(matches!(
+            Segment::create_named(name, 4096),
+            Err(Error::AlreadyExists { .. })
+        ));
+        return;
+    }
+    let name = unique_name("byname");
+    let creator = Segment::create_named(&name, 5000 + 3000).unwrap();
+    let view = creator.map(..).unwrap();
+    view.write_at(5000, b"creator").unwrap();
+    // The creator's handle goes; its view keeps the section and the name.
+    drop(creator);
+    Reaped::spawn(child(TEST, &format!("opener:{name}"))).wait_success(TIMEOUT);
+    let mut buf = [0u8; 6];
+    view.read_at(6000, &mut buf).unwrap();
+    assert_eq!(&buf, b"opener");
+    drop(view);
+    assert!(matches!(Segment::open(&name), Err(Error::NotFound { .. })));
+}
