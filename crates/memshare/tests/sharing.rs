@@ -11,7 +11,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 
-use common::{child, in_dev_shm, role, unique_name, wait_for, Reaped, TIMEOUT};
+use common::{child, in_dev_shm, invalid_handle, role, unique_name, wait_for, Reaped, TIMEOUT};
 use memshare::{recv_segments, send_segments, CommandExt, Error, Segment};
 
 /// The shared-memory descriptors this process holds: (fd, link target).
@@ -37,13 +37,6 @@ fn handle_in(value: &str) -> i32 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-fn invalid_handle(result: memshare::Result<Segment>) -> String {
-    match result {
-        Err(e @ Error::InvalidHandle { .. }) => e.to_string(),
-        other => panic!("expected InvalidHandle, got {other:?}"),
-    }
 }
 
 #[test]

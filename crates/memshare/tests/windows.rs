@@ -10,7 +10,7 @@ use std::io::{BufRead, Write};
 use std::os::windows::io::{AsHandle, AsRawHandle};
 use std::process::Stdio;
 
-use common::{child, role, unique_name, Reaped, TIMEOUT};
+use common::{child, invalid_handle, role, unique_name, Reaped, TIMEOUT};
 use memshare::{CommandExt, Error, Segment};
 use windows_sys::Win32::Foundation::{GetLastError, ERROR_ACCESS_DENIED, HANDLE};
 use windows_sys::Win32::System::Memory::{MapViewOfFile, FILE_MAP_READ, FILE_MAP_WRITE};
@@ -42,13 +42,6 @@ fn value_for_handle(raw: usize, len: u64, access: &str, to: u32) -> String {
         "v1;handle={raw};id=0:0;len={len};access={access};parent={};to={to}",
         std::process::id()
     )
-}
-
-fn invalid_handle(result: memshare::Result<Segment>) -> String {
-    match result {
-        Err(e @ Error::InvalidHandle { .. }) => e.to_string(),
-        other => panic!("expected InvalidHandle, got {other:?}"),
-    }
 }
 
 #[test]

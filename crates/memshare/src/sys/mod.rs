@@ -14,3 +14,23 @@ pub(crate) use unix::*;
 mod windows;
 #[cfg(windows)]
 pub(crate) use windows::*;
+
+/// How an object is described in error messages.
+pub(crate) fn describe(name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("segment {name:?}"),
+        None => "anonymous segment".to_owned(),
+    }
+}
+
+/// What the sender or parent says about an object it hands over; the
+/// receiver checks every word of it against the handle itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Claim {
+    pub name: Option<String>,
+    pub len: u64,
+    pub readonly: bool,
+    /// Unix: the object's device and inode, where the sender knows them
+    /// (inheritance). Windows: the broker's one-time token for the offer.
+    pub identity: Option<(u64, u64)>,
+}

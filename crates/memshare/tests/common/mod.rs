@@ -121,3 +121,11 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The message of an `InvalidHandle` error; panics on anything else.
+pub fn invalid_handle(result: memshare::Result<memshare::Segment>) -> String {
+    match result {
+        Err(e @ memshare::Error::InvalidHandle { .. }) => e.to_string(),
+        other => panic!("expected InvalidHandle, got {other:?}"),
+    }
+}

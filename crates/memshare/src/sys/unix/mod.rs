@@ -16,6 +16,7 @@ use rustix::fs;
 use rustix::io::Errno;
 use rustix::mm;
 
+use super::describe;
 use crate::{Error, Result};
 
 pub(crate) use inspect::{holder_pids, list_named, named_capacity, stat_named, NamedStat};
@@ -23,7 +24,7 @@ pub(crate) use names::{reclaim_if_stale, remove_named, Reclaim};
 pub(crate) use platform::Marker;
 pub(crate) use share::{
     adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid, recv_with_fds,
-    send_with_fds, Claim, MAX_FDS_PER_MESSAGE,
+    send_with_fds, MAX_FDS_PER_MESSAGE,
 };
 pub(crate) use sync::{wait, wake, EndpointLock};
 
@@ -199,14 +200,6 @@ impl Drop for Object {
         if let Some(name) = &self.name {
             names::release(name, &self.fd, self.lifetime);
         }
-    }
-}
-
-/// How an object is described in error messages.
-pub(crate) fn describe(name: Option<&str>) -> String {
-    match name {
-        Some(name) => format!("segment {name:?}"),
-        None => "anonymous segment".to_owned(),
     }
 }
 

@@ -19,21 +19,11 @@ use rustix::net::{
 
 use super::platform::{self, Marker};
 use super::{names, os_error, Lifetime, Object};
+use crate::sys::Claim;
 use crate::{Error, Result};
 
 /// The most descriptors one message may carry (Linux's `SCM_MAX_FD` is 253).
 pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
-
-/// What the sender or parent says about an object; the receiver checks
-/// every word of it against the descriptor itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Claim {
-    pub name: Option<String>,
-    pub len: u64,
-    pub readonly: bool,
-    /// Device and inode, where the sender knows them (inheritance).
-    pub identity: Option<(u64, u64)>,
-}
 
 impl Object {
     /// The object's identity: device and inode numbers.

@@ -30,10 +30,9 @@ use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
 use crate::{Error, Result};
 
+use super::describe;
 pub(crate) use handle::Handle;
-pub(crate) use share::{
-    adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid, Claim,
-};
+pub(crate) use share::{adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid};
 
 /// The most segments one message may describe: the limit of the message
 /// format (Linux's `SCM_MAX_FD`), the same on every platform.
@@ -339,14 +338,6 @@ fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -
     created
         .duplicate_here(RW_ACCESS)
         .map_err(|code| win_error(name, "DuplicateHandle", code))
-}
-
-/// How an object is described in error messages.
-pub(crate) fn describe(name: Option<&str>) -> String {
-    match name {
-        Some(name) => format!("segment {name:?}"),
-        None => "anonymous segment".to_owned(),
-    }
 }
 
 /// Names cannot be removed on Windows: they go with their last handle.

@@ -14,20 +14,9 @@ use windows_sys::Win32::System::Memory::{SECTION_MAP_READ, SECTION_MAP_WRITE, SE
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessId};
 
 use super::handle::{self, Handle};
-use super::{broker, describe, page_size, win_error, Object, RO_ACCESS, RW_ACCESS};
+use super::{broker, page_size, win_error, Object, RO_ACCESS, RW_ACCESS};
+use crate::sys::{describe, Claim};
 use crate::{Error, Result};
-
-/// What the sender or parent says about a section; the receiver checks it
-/// against the handle itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Claim {
-    pub name: Option<String>,
-    pub len: u64,
-    pub readonly: bool,
-    /// For inheritance: the parent's one-time token for this offer, as two
-    /// numbers (see `broker`).
-    pub identity: Option<(u64, u64)>,
-}
 
 impl Object {
     /// The access a handle given away carries: this handle's own.
