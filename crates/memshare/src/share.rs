@@ -442,21 +442,28 @@ impl Segment {
     }
 
     /// Takes descriptor `fd` of process `pid` (Linux: `pidfd_open` +
-    /// `pidfd_getfd`). This needs the right to ptrace that process (usually:
-    /// it is your child, or you are privileged); otherwise
-    /// [`Error::PermissionDenied`]. The segment has no name.
+    /// `pidfd_getfd`; Windows: handle value `fd`, with
+    /// `OpenProcess(PROCESS_DUP_HANDLE)` + `DuplicateHandle`). This needs
+    /// the right to ptrace that process (Linux; usually: it is your child,
+    /// or you are privileged) or to duplicate its handles (Windows: a
+    /// process of the same user, or privileged); otherwise
+    /// [`Error::PermissionDenied`]. What is taken must be a shared-memory
+    /// object; the segment has no name, and on Windows its size is the
+    /// section's, in whole pages. Other Unixes: [`Error::Unsupported`].
     ///
     /// ```
-    /// use std::os::fd::AsRawFd;
     /// # fn main() -> memshare::Result<()> {
     /// # let segment = memshare::Segment::create(4096)?;
-    /// # let fd = std::os::fd::AsFd::as_fd(&segment).as_raw_fd();
-    /// # if let Ok(taken) = memshare::Segment::take_from_process(std::process::id(), fd) {
-    /// #     assert_eq!(taken.len(), 4096);
-    /// # }
+    /// # #[cfg(unix)]
+    /// # let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&segment));
+    /// # #[cfg(windows)]
+    /// # let fd = std::os::windows::io::AsRawHandle::as_raw_handle(
+    /// #     &std::os::windows::io::AsHandle::as_handle(&segment)) as i32;
+    /// if let Ok(taken) = memshare::Segment::take_from_process(std::process::id(), fd) {
+    ///     assert_eq!(taken.len(), 4096);
+    /// }
     /// # Ok(()) }
     /// ```
-    #[cfg(unix)]
     pub fn take_from_process(pid: u32, fd: i32) -> Result<Segment> {
         Ok(Segment::from_object(Object::take_from_process(pid, fd)?))
     }

@@ -353,3 +353,74 @@ fn a_named_segment_is_opened_by_name_in_another_process_and_outlives_its_creator
     drop(view);
     assert!(matches!(Segment::open(&name), Err(Error::NotFound { .. })));
 }
+
+#[test]
+fn a_segment_is_taken_from_a_process_that_did_not_offer_it() {
+    const TEST: &str = "a_segment_is_taken_from_a_process_that_did_not_offer_it";
+    if role().as_deref() == Some("holder") {
+        let segment = Segment::create(3 * 4096).unwrap();
+        segment
+            .map(..)
+            .unwrap()
+            .write_at(0, b"from the child")
+            .unwrap();
+        let raw = segment.as_handle().as_raw_handle() as usize;
+        let stdin = std::io::stdin();
+        let other = stdin.as_handle().as_raw_handle() as usize;
+        println!("HANDLES {raw} {other}");
+        std::io::stdout().flush().unwrap();
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).unwrap();
+        let mut buf = [0u8; 6];
+        segment
+            .map_readonly(..)
+            .unwrap()
+            .read_at(100, &mut buf)
+            .unwrap();
+        assert_eq!(&buf, b"parent");
+        return;
+    }
+    let mut cmd = child(TEST, "holder");
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut holder = Reaped::spawn(cmd);
+    let process = holder.0.as_mut().unwrap();
+    let pid = process.id();
+    let mut out = std::io::BufReader::new(process.stdout.take().unwrap());
+    let mut line = String::new();
+    // libtest's own output comes first and around ("test name ... " on the
+    // same line): the values follow the marker.
+    let (raw, other) = loop {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the child said nothing"
+        );
+        let Some((_, values)) = line.split_once("HANDLES ") else {
+            continue;
+        };
+        let mut words = values.split_whitespace().map(str::parse::<i32>);
+        if let (Some(Ok(a)), Some(Ok(b)), None) = (words.next(), words.next(), words.next()) {
+            break (a, b);
+        }
+    };
+    let taken = Segment::take_from_process(pid, raw).unwrap();
+    assert_eq!(taken.len(), 3 * 4096);
+    assert!(!taken.is_readonly());
+    let mut buf = [0u8; 14];
+    taken
+        .map_readonly(..)
+        .unwrap()
+        .read_at(0, &mut buf)
+        .unwrap();
+    assert_eq!(&buf, b"from the child");
+    taken.map(..).unwrap().write_at(100, b"parent").unwrap();
+    // Its stdin is a pipe, not a section; a made-up value is not a handle.
+    let err = invalid_handle(Segment::take_from_process(pid, other));
+    assert!(err.contains("not a section"), "{err}");
+    assert!(matches!(
+        Segment::take_from_process(pid, -1),
+        Err(Error::InvalidHandle { .. })
+    ));
+    writeln!(process.stdin.take().unwrap()).unwrap();
+    holder.wait_success(TIMEOUT);
+}

@@ -6,8 +6,8 @@ use std::os::windows::io::{AsRawHandle, RawHandle};
 
 use windows_sys::Wdk::Foundation::{NtQueryObject, ObjectBasicInformation, ObjectTypeInformation};
 use windows_sys::Win32::Foundation::{
-    CloseHandle, DuplicateHandle, GetHandleInformation, ERROR_INVALID_HANDLE, HANDLE,
-    INVALID_HANDLE_VALUE, NTSTATUS, UNICODE_STRING,
+    CloseHandle, DuplicateHandle, GetHandleInformation, DUPLICATE_SAME_ACCESS,
+    ERROR_INVALID_HANDLE, HANDLE, INVALID_HANDLE_VALUE, NTSTATUS, UNICODE_STRING,
 };
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
@@ -132,6 +132,29 @@ pub(crate) fn duplicate(
 ) -> Result<Handle, u32> {
     let raw = duplicate_raw(source_process, source, this_process, access)?;
     Handle::from_raw(raw).ok_or(ERROR_INVALID_HANDLE)
+}
+
+/// Takes handle `source` of `source_process` into this process, with the
+/// access it has there (`DUPLICATE_SAME_ACCESS`), not inheritable.
+pub(crate) fn take_same_access(source_process: HANDLE, source: HANDLE) -> Result<Handle, u32> {
+    let mut out: HANDLE = std::ptr::null_mut();
+    // SAFETY: the process handles and `source` are valid for the call, and
+    // `out` is a valid place for the result, which `Handle` then owns.
+    let ok = unsafe {
+        DuplicateHandle(
+            source_process,
+            source,
+            GetCurrentProcess(),
+            &mut out,
+            0,
+            0,
+            DUPLICATE_SAME_ACCESS,
+        )
+    };
+    if ok == 0 {
+        return Err(last_error());
+    }
+    Handle::from_raw(out).ok_or(ERROR_INVALID_HANDLE)
 }
 
 /// Whether `raw` is an open handle of this process.

@@ -6,12 +6,16 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::Mutex;
 
-use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+use windows_sys::Win32::Foundation::{
+    CloseHandle, ERROR_ACCESS_DENIED, ERROR_INVALID_HANDLE, ERROR_INVALID_PARAMETER, HANDLE,
+};
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
 };
 use windows_sys::Win32::System::Memory::{SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY};
-use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessId};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, GetProcessId, OpenProcess, PROCESS_DUP_HANDLE,
+};
 
 use super::handle::{self, Handle};
 use super::{broker, page_size, win_error, Object, RO_ACCESS, RW_ACCESS};
@@ -76,6 +80,71 @@ impl Object {
             .map_err(|code| win_error(self.name(), "DuplicateHandle into the process", code))?;
         Ok((value as usize as u64, pid))
     }
+}
+
+impl Object {
+    /// Takes handle `raw` of process `pid` (`OpenProcess(PROCESS_DUP_HANDLE)`
+    /// + `DuplicateHandle` with the same access). It must be a section
+    /// handle; the segment's size is the section's (whole pages), and it is
+    /// writable if the handle allows writing.
+    pub(crate) fn take_from_process(pid: u32, raw: i32) -> Result<Object> {
+        let origin = format!("handle {raw} of process {pid}");
+        let bad = |reason: String| Error::InvalidHandle {
+            object: origin.clone(),
+            reason,
+        };
+        if raw <= 0 || raw % 4 != 0 {
+            return Err(bad(format!("{raw} is not a handle value")));
+        }
+        // SAFETY: opens the process for taking handles; `Handle` closes it.
+        let process = unsafe { OpenProcess(PROCESS_DUP_HANDLE, 0, pid) };
+        let process = Handle::from_raw(process).ok_or_else(|| match super::last_error() {
+            ERROR_ACCESS_DENIED => Error::PermissionDenied {
+                object: origin.clone(),
+                op: "OpenProcess(PROCESS_DUP_HANDLE): not allowed".into(),
+            },
+            ERROR_INVALID_PARAMETER => Error::NotFound {
+                name: format!("process {pid}"),
+            },
+            code => win_error(None, "OpenProcess", code),
+        })?;
+        let taken =
+            handle::take_same_access(process.raw(), raw as isize as HANDLE).map_err(|code| {
+                match code {
+                    ERROR_INVALID_HANDLE => bad("the process has no such handle".into()),
+                    code => win_error(None, "DuplicateHandle from the process", code),
+                }
+            })?;
+        // `taken` is ours: it is closed if any check below fails.
+        let (access, size) = check_section(taken.raw(), raw as u64).map_err(bad)?;
+        Ok(Object {
+            handle: taken,
+            name: None,
+            writable: access & SECTION_MAP_WRITE != 0,
+            len: size,
+            section_len: size,
+        })
+    }
+}
+
+/// Checks that `h` is a section handle that can be mapped and measured;
+/// returns its access and the section's size.
+fn check_section(h: HANDLE, raw: u64) -> std::result::Result<(u32, u64), String> {
+    let kind = handle::type_name(h)
+        .map_err(|code| format!("handle {raw}: NtQueryObject failed ({code})"))?;
+    if kind != "Section" {
+        return Err(format!("handle {raw} is a {kind} handle, not a section"));
+    }
+    let access = handle::granted_access(h)
+        .map_err(|code| format!("handle {raw}: NtQueryObject failed ({code})"))?;
+    if access & (SECTION_MAP_READ | SECTION_QUERY) != SECTION_MAP_READ | SECTION_QUERY {
+        return Err(format!(
+            "handle {raw} grants access {access:#x}: it cannot be mapped and measured"
+        ));
+    }
+    let size = handle::section_size_raw(h)
+        .map_err(|code| format!("handle {raw}: NtQuerySection failed ({code})"))?;
+    Ok((access, size))
 }
 
 /// Registers `object` with this process's broker for the child `cmd` will
