@@ -58,10 +58,6 @@ fn huge_pool() -> Option<HugePool> {
 
 const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
 
-/// Serializes the tests of this file that read or change the huge page
-/// pool (a machine-wide setting).
-static POOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// A huge page pool of our own: sets `/proc/sys/vm/nr_hugepages` and
 /// restores the old value when dropped, also when the test fails. (A
 /// SIGKILL of the test process would leave the pool set: it is small.)
@@ -227,12 +223,13 @@ fn huge_pages_beyond_the_pool_are_no_space_at_creation_and_leave_nothing_behind(
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
-    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    // The pool is the machine's: no other test may read or change it now.
+    let _pool = common::huge_page_pool_lock();
     Reaped::spawn(child(TEST, "as-it-is")).wait_success(TIMEOUT);
     // With a pool of our own, the failure is NoSpace although the pool has
     // pages, and what fits really is reserved. 4 pages, of which the child
-    // holds at most 2: another test elsewhere that sees a pool still finds
-    // 2 free pages.
+    // holds at most 2: a program outside this suite that uses huge pages
+    // meanwhile still finds 2.
     if let Some(_pool_size) = PoolSize::set(4) {
         Reaped::spawn(child(TEST, "own-pool")).wait_success(TIMEOUT);
     }
@@ -322,7 +319,8 @@ fn rlimit_memlock_does_not_limit_memshare_which_locks_no_memory() {
         before.assert_unchanged("at the end");
         return;
     }
-    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    // The pool is the machine's: no other test may read or change it now.
+    let _pool = common::huge_page_pool_lock();
     // A huge page to show that hugetlb memfds are not charged either: from
     // a pool of our own if we may make one (kept while the child runs).
     let _pool_size = PoolSize::set(4);

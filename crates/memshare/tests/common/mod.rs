@@ -177,3 +177,25 @@ pub fn read_after(
         }
     }
 }
+
+/// Serializes, across every test process on this machine, the tests that
+/// read or change the huge page pool (a machine-wide setting): an exclusive
+/// `flock` on `/proc/sys/vm/nr_hugepages` itself, held until the returned
+/// file is dropped. (A test that sets up a pool of its own would otherwise
+/// surprise one that reads the pool, in a suite running at the same time.)
+#[cfg(target_os = "linux")]
+pub fn huge_page_pool_lock() -> std::fs::File {
+    use rustix::fs::{flock, FlockOperation};
+    const POOL: &str = "/proc/sys/vm/nr_hugepages";
+    let file = std::fs::File::open(POOL).expect(POOL);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return file,
+            Err(rustix::io::Errno::WOULDBLOCK) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("flock {POOL}: {e}"),
+        }
+    }
+}
