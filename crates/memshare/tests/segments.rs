@@ -377,6 +377,9 @@ fn reserve_fails_cleanly_when_the_file_system_is_too_small() {
 #[test]
 #[cfg(unix)]
 fn huge_pages_succeed_or_fail_at_creation() {
+    // Not while another test (memory_limits) has a pool of its own set up.
+    #[cfg(target_os = "linux")]
+    let _pool = common::huge_page_pool_lock();
     let pool: u64 = std::fs::read_to_string("/proc/sys/vm/nr_hugepages")
         .map(|s| s.trim().parse().unwrap_or(0))
         .unwrap_or(0);

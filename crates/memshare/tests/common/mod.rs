@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+#[cfg(target_os = "linux")]
+pub mod census;
 #[cfg(unix)]
 pub mod chan;
 
@@ -127,5 +129,73 @@ pub fn invalid_handle(result: memshare::Result<memshare::Segment>) -> String {
     match result {
         Err(e @ memshare::Error::InvalidHandle { .. }) => e.to_string(),
         other => panic!("expected InvalidHandle, got {other:?}"),
+    }
+}
+
+/// Whether `fd` has something to read (or was closed) within `timeout`.
+#[cfg(unix)]
+pub fn readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid `pollfd` that outlives the call; the descriptor is
+    // open (it is borrowed) and poll only reports on it.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    n > 0
+}
+
+/// Reads what `out` says until it contains `needle` and then a newline,
+/// for at most `timeout`; returns the text after `needle` on that line.
+/// Panics at the end of the output or of the time.
+#[cfg(unix)]
+pub fn read_after(
+    out: &mut (impl std::io::Read + std::os::fd::AsFd),
+    needle: &str,
+    timeout: Duration,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut said = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&said);
+        if let Some(at) = text.find(needle) {
+            let rest = &text[at + needle.len()..];
+            if let Some(end) = rest.find('\n') {
+                return rest[..end].to_owned();
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "{needle:?} not said within {timeout:?}");
+        if readable(out.as_fd(), left) {
+            let mut buf = [0u8; 256];
+            let n = out.read(&mut buf).expect("read");
+            assert!(n > 0, "the output ended before {needle:?}");
+            said.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+/// Serializes, across every test process on this machine, the tests that
+/// read or change the huge page pool (a machine-wide setting): an exclusive
+/// `flock` on `/proc/sys/vm/nr_hugepages` itself, held until the returned
+/// file is dropped. (A test that sets up a pool of its own would otherwise
+/// surprise one that reads the pool, in a suite running at the same time.)
+#[cfg(target_os = "linux")]
+pub fn huge_page_pool_lock() -> std::fs::File {
+    use rustix::fs::{flock, FlockOperation};
+    const POOL: &str = "/proc/sys/vm/nr_hugepages";
+    let file = std::fs::File::open(POOL).expect(POOL);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return file,
+            Err(rustix::io::Errno::WOULDBLOCK) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("flock {POOL}: {e}"),
+        }
     }
 }

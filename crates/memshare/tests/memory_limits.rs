@@ -1,0 +1,337 @@
+//! Memory limits: huge pages beyond the pool, and `RLIMIT_MEMLOCK`.
+//!
+//! Huge-page segments (`SegmentOptions::huge_pages`, `MFD_HUGETLB`) get
+//! their pages at creation, so an exhausted pool is a clean `NoSpace` then,
+//! with nothing left behind. `RLIMIT_MEMLOCK` limits memory a process
+//! *locks* (`mlock`, `MAP_LOCKED`, SysV `SHM_HUGETLB`); memshare locks none,
+//! so the limit does not affect it, which the second test shows in a child
+//! where the limit is 0 and in force. Linux only: the pool, `/proc/meminfo`
+//! and hugetlb memfds are Linux's.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::{child, in_dev_shm, role, unique_name, Reaped, TIMEOUT};
+use memshare::{Error, Segment};
+
+/// The huge page pool as `/proc/meminfo` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HugePool {
+    total: u64,
+    free: u64,
+    /// The default huge page size, in bytes (what `MFD_HUGETLB` uses).
+    page: u64,
+    /// How many more pages the kernel would make beyond the pool ("surplus"
+    /// pages, `/proc/sys/vm/nr_overcommit_hugepages`): usually none.
+    overcommit: u64,
+}
+
+impl HugePool {
+    /// How many pages a new segment can get at most.
+    fn available(&self) -> u64 {
+        self.free + self.overcommit
+    }
+}
+
+fn huge_pool() -> Option<HugePool> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |key: &str| -> Option<u64> {
+        let line = info.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    let overcommit_max: u64 = std::fs::read_to_string("/proc/sys/vm/nr_overcommit_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    Some(HugePool {
+        total: field("HugePages_Total:")?,
+        free: field("HugePages_Free:")?,
+        page: field("Hugepagesize:")? * 1024,
+        overcommit: overcommit_max.saturating_sub(field("HugePages_Surp:")?),
+    })
+}
+
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+/// A huge page pool of our own: sets `/proc/sys/vm/nr_hugepages` and
+/// restores the old value when dropped, also when the test fails. (A
+/// SIGKILL of the test process would leave the pool set: it is small.)
+struct PoolSize {
+    old: String,
+}
+
+impl PoolSize {
+    /// Sets the pool to exactly `pages` if it is empty now and this process
+    /// may change it; otherwise says why not and returns `None`.
+    fn set(pages: u64) -> Option<PoolSize> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("not root: cannot set up a huge page pool; that part is not tested");
+            return None;
+        }
+        let old = match std::fs::read_to_string(NR_HUGEPAGES) {
+            Ok(old) => old,
+            Err(e) => {
+                eprintln!("cannot read {NR_HUGEPAGES} ({e}); that part is not tested");
+                return None;
+            }
+        };
+        if huge_pool().is_none_or(|p| p.overcommit > 0) {
+            eprintln!(
+                "surplus huge pages are allowed (nr_overcommit_hugepages): a pool of our own would not be exact; that part is not tested"
+            );
+            return None;
+        }
+        if old.trim() != "0" {
+            eprintln!(
+                "the huge page pool is already set up ({} pages): leaving it alone; that part is not tested",
+                old.trim()
+            );
+            return None;
+        }
+        if let Err(e) = std::fs::write(NR_HUGEPAGES, pages.to_string()) {
+            eprintln!("{NR_HUGEPAGES} is not writable ({e}); that part is not tested");
+            return None;
+        }
+        let guard = PoolSize { old };
+        let got = huge_pool().map(|p| (p.total, p.free));
+        if got != Some((pages, pages)) {
+            eprintln!(
+                "asked for a pool of {pages} huge pages, got (total, free) = {got:?} (memory too fragmented?); that part is not tested"
+            );
+            return None; // restores the old value
+        }
+        Some(guard)
+    }
+}
+
+impl Drop for PoolSize {
+    fn drop(&mut self) {
+        let restored = std::fs::write(NR_HUGEPAGES, self.old.trim())
+            .and_then(|()| std::fs::read_to_string(NR_HUGEPAGES));
+        if restored.as_deref().ok().map(str::trim) != Some(self.old.trim()) {
+            eprintln!(
+                "COULD NOT RESTORE {NR_HUGEPAGES} to {}: {restored:?}; set it back by hand",
+                self.old.trim()
+            );
+        }
+    }
+}
+
+/// The shared-memory descriptors this process holds.
+fn shm_descriptors() -> Vec<(i32, String)> {
+    common::census::descriptors()
+        .into_iter()
+        .filter(|(_, target)| common::census::is_shared_memory(target))
+        .collect()
+}
+
+/// A huge-page creation beyond what `pool` can give: `NoSpace` at creation
+/// (or `Unsupported` where the kernel has no hugetlb memfd), with no
+/// descriptor, no page and no name left.
+fn assert_beyond_the_pool_fails_cleanly(pool: HugePool) {
+    let before = common::census::Descriptors::take();
+    let len = (pool.available() + 1) * pool.page;
+    match Segment::options().huge_pages(true).create(len) {
+        Err(e @ Error::NoSpace { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("huge") && text.contains(&len.to_string()),
+                "{text}"
+            );
+        }
+        Err(e @ Error::Unsupported { .. }) => {
+            eprintln!("no hugetlb memfd on this kernel: {e}");
+        }
+        other => panic!(
+            "{} huge pages from a pool of {pool:?}: expected NoSpace, got {other:?}",
+            pool.available() + 1
+        ),
+    }
+    before.assert_unchanged("after a failed huge-page creation");
+    assert_eq!(
+        huge_pool().map(|p| p.free),
+        Some(pool.free),
+        "a failed creation kept huge pages"
+    );
+}
+
+#[test]
+fn huge_pages_beyond_the_pool_are_no_space_at_creation_and_leave_nothing_behind() {
+    const TEST: &str =
+        "huge_pages_beyond_the_pool_are_no_space_at_creation_and_leave_nothing_behind";
+    // The checks run in a child, where no other test opens descriptors.
+    match role().as_deref() {
+        Some("as-it-is") => {
+            let pool = huge_pool().expect("/proc/meminfo has no huge page fields");
+            assert_beyond_the_pool_fails_cleanly(pool);
+            // A size that is not a whole number of huge pages is refused at
+            // creation too.
+            let before = common::census::Descriptors::take();
+            assert!(matches!(
+                Segment::options().huge_pages(true).create(pool.page + 4096),
+                Err(Error::OutOfRange { .. } | Error::NoSpace { .. } | Error::Unsupported { .. })
+            ));
+            before.assert_unchanged("after an odd-sized huge-page creation");
+            assert_eq!(shm_descriptors(), vec![]);
+            return;
+        }
+        Some("own-pool") => {
+            // The parent made a pool of 4 huge pages for us.
+            let pool = huge_pool().unwrap();
+            assert_eq!(
+                (pool.total, pool.free),
+                (4, 4),
+                "someone else uses huge pages"
+            );
+            let before = common::census::Descriptors::take();
+            // 5 pages: fallocate takes the 4 there are, then fails; they
+            // go back to the pool with the descriptor.
+            assert_beyond_the_pool_fails_cleanly(pool);
+            // 2 pages fit, and are allocated at creation, not at first touch.
+            let segment = Segment::options()
+                .huge_pages(true)
+                .create(2 * pool.page)
+                .unwrap();
+            assert_eq!(
+                huge_pool().unwrap().free,
+                2,
+                "pages not reserved at creation"
+            );
+            let view = segment.map(..).unwrap();
+            for i in 0..2 {
+                view.write_at((i * pool.page) as usize + 100, b"huge")
+                    .unwrap();
+            }
+            let window = segment
+                .map_readonly(pool.page + 12345..pool.page + 12349)
+                .unwrap();
+            let mut buf = [0u8; 4];
+            view.read_at(pool.page as usize + 100, &mut buf).unwrap();
+            assert_eq!(&buf, b"huge");
+            // Beyond what is left now: the same clean error.
+            assert_beyond_the_pool_fails_cleanly(huge_pool().unwrap());
+            drop((window, view, segment));
+            assert_eq!(huge_pool().unwrap().free, 4, "pages not returned on drop");
+            before.assert_unchanged("at the end");
+            return;
+        }
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
+    }
+    // The pool is the machine's: no other test may read or change it now.
+    let _pool = common::huge_page_pool_lock();
+    Reaped::spawn(child(TEST, "as-it-is")).wait_success(TIMEOUT);
+    // With a pool of our own, the failure is NoSpace although the pool has
+    // pages, and what fits really is reserved. 4 pages, of which the child
+    // holds at most 2: a program outside this suite that uses huge pages
+    // meanwhile still finds 2.
+    if let Some(_pool_size) = PoolSize::set(4) {
+        Reaped::spawn(child(TEST, "own-pool")).wait_success(TIMEOUT);
+    }
+}
+
+#[test]
+fn rlimit_memlock_does_not_limit_memshare_which_locks_no_memory() {
+    const TEST: &str = "rlimit_memlock_does_not_limit_memshare_which_locks_no_memory";
+    if role().is_some() {
+        use rustix::process::{setrlimit, Resource, Rlimit};
+        setrlimit(
+            Resource::Memlock,
+            Rlimit {
+                current: Some(0),
+                maximum: Some(0),
+            },
+        )
+        .unwrap();
+        let before = common::census::Descriptors::take();
+        let page = rustix::param::page_size();
+
+        // Control: the limit is in force here. Locking one page of a view
+        // is refused (EPERM with a limit of 0, or ENOMEM).
+        let probe = Segment::create(page as u64).unwrap();
+        let view = probe.map(..).unwrap();
+        // SAFETY: mlock changes no memory; the range is one page of a live
+        // view, and it is refused anyway (or unlocked with the view).
+        let locked = unsafe { rustix::mm::mlock(view.as_ptr() as *mut _, page) };
+        match locked {
+            Err(rustix::io::Errno::PERM | rustix::io::Errno::NOMEM) => {}
+            other => panic!(
+                "mlock under RLIMIT_MEMLOCK=0 gave {other:?}: this process may lock memory anyway (CAP_IPC_LOCK), so it proves nothing"
+            ),
+        }
+        drop((view, probe));
+
+        // Everything memshare does with memory works under that limit:
+        // reserved (fallocate) and prefaulted (MAP_POPULATE) anonymous and
+        // named segments, opening, read-only handles, a channel.
+        let anon = Segment::options()
+            .reserve(true)
+            .populate(true)
+            .create(8 << 20)
+            .unwrap();
+        let view = anon.map(..).unwrap();
+        for offset in (0..8 << 20).step_by(page) {
+            view.write_at(offset, b"x").unwrap();
+        }
+        let readonly = anon.to_readonly().unwrap();
+        drop(readonly.map_readonly(..).unwrap());
+        let name = unique_name("memlock");
+        let named = Segment::options()
+            .reserve(true)
+            .populate(true)
+            .create_named(&name, 4 << 20)
+            .unwrap();
+        named.map(..).unwrap().write_at(0, b"named").unwrap();
+        let opened = Segment::options()
+            .populate(true)
+            .open_readonly(&name)
+            .unwrap();
+        drop(opened.map_readonly(..).unwrap());
+        let mut rx = memshare::channel::Receiver::create(1 << 16).unwrap();
+        let mut tx = memshare::channel::Sender::attach(rx.segment()).unwrap();
+        tx.send(b"under RLIMIT_MEMLOCK=0").unwrap();
+        assert_eq!(&*rx.recv().unwrap(), b"under RLIMIT_MEMLOCK=0");
+
+        // Huge pages (a hugetlb memfd is not charged to RLIMIT_MEMLOCK; only
+        // SysV SHM_HUGETLB is): the same result as without the limit.
+        let pool = huge_pool().unwrap();
+        let huge = Segment::options()
+            .huge_pages(true)
+            .populate(true)
+            .create(pool.page);
+        match std::env::var("MST_HUGE").unwrap().as_str() {
+            "fits" => {
+                let huge = huge.unwrap();
+                huge.map(..).unwrap().write_at(0, b"huge").unwrap();
+            }
+            _ => assert!(
+                matches!(huge, Err(Error::NoSpace { .. } | Error::Unsupported { .. })),
+                "{huge:?}"
+            ),
+        }
+        drop((view, readonly, anon, named, opened, tx, rx));
+        assert!(!in_dev_shm(&name));
+        before.assert_unchanged("at the end");
+        return;
+    }
+    // The pool is the machine's: no other test may read or change it now.
+    let _pool = common::huge_page_pool_lock();
+    // A huge page to show that hugetlb memfds are not charged either: from
+    // a pool of our own if we may make one (kept while the child runs).
+    let _pool_size = PoolSize::set(4);
+    let fits = huge_pool().is_some_and(|p| p.available() >= 1);
+    let mut cmd = child(TEST, "limited");
+    cmd.env("MST_HUGE", if fits { "fits" } else { "no-pool" });
+    if rustix::process::geteuid().is_root() {
+        // Root has CAP_IPC_LOCK, which ignores the limit: run the child as
+        // nobody, with no capabilities.
+        use std::os::unix::process::CommandExt as _;
+        cmd.uid(65534).gid(65534);
+    }
+    Reaped::spawn(cmd).wait_success(TIMEOUT);
+}
