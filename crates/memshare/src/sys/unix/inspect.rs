@@ -213,7 +213,7 @@ mod imp {
             else {
                 continue;
             };
-            if process_has_open(pid, &path, &target) {
+            if process_has_open(pid, &target) {
                 pids.push(pid);
             }
         }
@@ -221,20 +221,26 @@ mod imp {
         Ok(pids)
     }
 
-    /// Whether process `pid` has a descriptor for the object `target`,
-    /// known as `path`. Processes that cannot be looked at count as no.
-    fn process_has_open(pid: u32, path: &str, target: &Stat) -> bool {
+    /// Whether process `pid` has a descriptor for the object `target`.
+    /// Processes that cannot be looked at count as no.
+    fn process_has_open(pid: u32, target: &Stat) -> bool {
         let fd_dir = format!("/proc/{pid}/fd");
         let Ok(fds) = std::fs::read_dir(&fd_dir) else {
             return false;
         };
+        let prefix = format!("{SHM_DIR}/");
         fds.flatten().any(|fd| {
             let link = fd.path();
-            let points_at_name = std::fs::read_link(&link)
-                .is_ok_and(|dest| dest.as_os_str().as_encoded_bytes() == path.as_bytes());
-            // Same name is not enough: it may be an older object that was
-            // removed and replaced.
-            points_at_name
+            // Only descriptors of the shared-memory file system; the path
+            // shown is not always the name (an object created unnamed and
+            // named afterwards shows as `/dev/shm/#<inode> (deleted)`), so
+            // the object itself decides: same device and inode.
+            let in_shm = std::fs::read_link(&link).is_ok_and(|dest| {
+                dest.as_os_str()
+                    .as_encoded_bytes()
+                    .starts_with(prefix.as_bytes())
+            });
+            in_shm
                 && fs::stat(link.as_path())
                     .is_ok_and(|st| st.st_dev == target.st_dev && st.st_ino == target.st_ino)
         })

@@ -206,6 +206,14 @@ impl Drop for Object {
 /// Gives a new object its size, and its pages if asked to reserve them.
 fn size_object(fd: &OwnedFd, name: Option<&str>, len: u64, opts: &CreateOptions) -> Result<()> {
     fs::ftruncate(fd, len).map_err(|e| match e {
+        // hugetlbfs takes whole huge pages only.
+        Errno::INVAL if opts.huge_pages => Error::OutOfRange {
+            object: describe(name),
+            detail: format!(
+                "size {len} is not a whole number of huge pages ({} bytes each)",
+                fs::fstat(fd).map_or(0, |st| st.st_blksize)
+            ),
+        },
         Errno::INVAL | Errno::FBIG => Error::OutOfRange {
             object: describe(name),
             detail: format!("size {len} is larger than the system allows"),

@@ -56,6 +56,46 @@ pub(super) fn create(name: &str, len: u64, opts: &CreateOptions) -> Result<Objec
             ),
         });
     }
+    let mode = Mode::RUSR | Mode::WUSR;
+    match platform::unnamed_shm_object(mode) {
+        Ok(fd) => create_then_name(name, fd, len, opts),
+        Err(Errno::NOTSUP) => create_by_name(name, len, opts),
+        Err(e) => Err(os_error(Some(name), "open(O_TMPFILE)", e)),
+    }
+}
+
+/// Makes the object ready (locked, 0600, marked, sized) while it has no
+/// name, then names it in one step (`linkat`): no process, not even one
+/// killed half-way, can leave a half-made object under the name.
+fn create_then_name(name: &str, fd: OwnedFd, len: u64, opts: &CreateOptions) -> Result<Object> {
+    let (fd, lifetime) = prepare(name, fd, len, opts, &|err| err)?;
+    let mut attempts = 0;
+    loop {
+        match platform::publish_shm_object(&fd, name) {
+            Ok(()) => break,
+            Err(Errno::EXIST) => {
+                attempts += 1;
+                // A stale name is reclaimed once; a name that turns up
+                // again and again is someone else's live object.
+                if attempts > 16 || reclaim_if_stale(name)? == Reclaim::Live {
+                    return Err(Error::AlreadyExists {
+                        name: name.to_owned(),
+                    });
+                }
+            }
+            // No /proc: the unnamed object is dropped, and made by name.
+            Err(Errno::NOTSUP) => return create_by_name(name, len, opts),
+            Err(e) => return Err(os_error(Some(name), "linkat", e)),
+        }
+    }
+    Object::new(fd, Some(name.to_owned()), true, lifetime)
+}
+
+/// Where an object cannot be made unnamed first: `shm_open(O_EXCL)`, then
+/// lock, mark and size it under its name, removing the name on failure.
+/// A creator killed in between leaves an empty, unmarked object (which
+/// [`open`] refuses and the other Unixes' users know from `shm_open`).
+fn create_by_name(name: &str, len: u64, opts: &CreateOptions) -> Result<Object> {
     let path = path(name);
     let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
     let mode = Mode::RUSR | Mode::WUSR;
@@ -65,8 +105,6 @@ pub(super) fn create(name: &str, len: u64, opts: &CreateOptions) -> Result<Objec
             Ok(fd) => break fd,
             Err(Errno::EXIST) => {
                 attempts += 1;
-                // A stale name is reclaimed once; a name that turns up
-                // again and again is someone else's live object.
                 if attempts > 16 || reclaim_if_stale(name)? == Reclaim::Live {
                     return Err(Error::AlreadyExists {
                         name: name.to_owned(),
@@ -81,11 +119,25 @@ pub(super) fn create(name: &str, len: u64, opts: &CreateOptions) -> Result<Objec
         let _ = shm::unlink(path.as_str());
         err
     };
+    let (fd, lifetime) = prepare(name, fd, len, opts, &undo)?;
+    Object::new(fd, Some(name.to_owned()), true, lifetime).map_err(undo)
+}
+
+/// Locks a new object shared, makes its mode exactly 0600, records its
+/// lifetime and sizes it. `undo` runs on every error.
+fn prepare(
+    name: &str,
+    fd: OwnedFd,
+    len: u64,
+    opts: &CreateOptions,
+    undo: &dyn Fn(Error) -> Error,
+) -> Result<(OwnedFd, Lifetime)> {
     // A new object: nobody else can hold a lock on it yet.
     fs::flock(&fd, FlockOperation::NonBlockingLockShared)
         .map_err(|e| undo(os_error(Some(name), "flock", e)))?;
-    // shm_open's mode is filtered through the umask; make it exactly 0600.
-    fs::fchmod(&fd, mode).map_err(|e| undo(os_error(Some(name), "fchmod", e)))?;
+    // The creation mode is filtered through the umask; make it exactly 0600.
+    fs::fchmod(&fd, Mode::RUSR | Mode::WUSR)
+        .map_err(|e| undo(os_error(Some(name), "fchmod", e)))?;
     let marker = if opts.persist {
         Marker::Persist
     } else {
@@ -99,7 +151,7 @@ pub(super) fn create(name: &str, len: u64, opts: &CreateOptions) -> Result<Objec
         (false, true) => Lifetime::Counted,
         (false, false) => Lifetime::CreatorRemoves,
     };
-    Object::new(fd, Some(name.to_owned()), true, lifetime).map_err(undo)
+    Ok((fd, lifetime))
 }
 
 pub(super) fn open(name: &str, writable: bool) -> Result<Object> {
@@ -113,10 +165,13 @@ pub(super) fn open(name: &str, writable: bool) -> Result<Object> {
             Marker::Shared => {}
             // Foreign and persistent objects live like files: no counting.
             Marker::Foreign | Marker::Persist => {
-                if fs::fstat(&fd).is_ok_and(|st| st.st_size == 0) && Instant::now() < deadline {
-                    // A creator between shm_open and ftruncate.
-                    settle();
-                    continue;
+                if is_empty(&fd) {
+                    if Instant::now() < deadline {
+                        // A creator between shm_open and ftruncate.
+                        settle();
+                        continue;
+                    }
+                    return Err(never_sized(name));
                 }
                 return Object::new(fd, Some(name.to_owned()), writable, Lifetime::Unmanaged);
             }
@@ -139,11 +194,15 @@ pub(super) fn open(name: &str, writable: bool) -> Result<Object> {
                 // The name may have been removed (and even created anew)
                 // between our shm_open and our lock.
                 if same_object(&path, &fd) {
-                    if fs::fstat(&fd).is_ok_and(|st| st.st_size == 0) && Instant::now() < deadline {
-                        // Marked and locked, not yet sized: a creator at work.
-                        drop(fd);
-                        settle();
-                        continue;
+                    if is_empty(&fd) {
+                        if Instant::now() < deadline {
+                            // Marked and locked, not yet sized: a creator
+                            // at work (only where objects are made by name).
+                            drop(fd);
+                            settle();
+                            continue;
+                        }
+                        return Err(never_sized(name));
                     }
                     return Object::new(fd, Some(name.to_owned()), writable, Lifetime::Counted);
                 }
@@ -160,6 +219,22 @@ pub(super) fn open(name: &str, writable: bool) -> Result<Object> {
             });
         }
         settle();
+    }
+}
+
+fn is_empty(fd: &OwnedFd) -> bool {
+    fs::fstat(fd).is_ok_and(|st| st.st_size == 0)
+}
+
+/// An object that stayed empty: its creator died before sizing it, or a
+/// program made it and never gave it a size. A segment is at least 1 byte.
+fn never_sized(name: &str) -> Error {
+    Error::InvalidHandle {
+        object: describe(Some(name)),
+        reason: format!(
+            "the object is empty: its creator never gave it a size (it may have died while \
+             creating it); remove it with Segment::remove or `memshare rm {name}`"
+        ),
     }
 }
 

@@ -68,6 +68,45 @@ mod imp {
         fs::fcntl_add_seals(fd, SealFlags::SHRINK | SealFlags::GROW)
     }
 
+    /// Where `shm_open` keeps its objects on Linux (glibc, musl, rustix).
+    const SHM_DIR: &str = "/dev/shm";
+
+    /// A new object in the shared-memory directory with no name yet
+    /// (`O_TMPFILE`), so that it can be locked, marked and sized before
+    /// anyone can see it. `NOTSUP` where the system cannot do that.
+    pub(crate) fn unnamed_shm_object(mode: fs::Mode) -> Result<OwnedFd, Errno> {
+        let flags = fs::OFlags::TMPFILE | fs::OFlags::RDWR | fs::OFlags::CLOEXEC;
+        match fs::open(SHM_DIR, flags, mode) {
+            // No O_TMPFILE support (old kernel or file system), or no
+            // /dev/shm: the caller creates the object by name instead.
+            Err(Errno::ISDIR | Errno::OPNOTSUPP | Errno::NOENT | Errno::INVAL) => {
+                Err(Errno::NOTSUP)
+            }
+            other => other,
+        }
+    }
+
+    /// Gives the unnamed object `fd` its name, atomically: `EXIST` if the
+    /// name is taken. `NOTSUP` where `/proc` is missing (the object is then
+    /// made by name instead).
+    pub(crate) fn publish_shm_object(fd: &OwnedFd, name: &str) -> Result<(), Errno> {
+        use std::os::fd::AsRawFd;
+        let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let target = format!("{SHM_DIR}/{name}");
+        match fs::linkat(
+            fs::CWD,
+            source.as_str(),
+            fs::CWD,
+            target.as_str(),
+            fs::AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Err(Errno::NOENT) if !std::path::Path::new("/proc/self/fd").exists() => {
+                Err(Errno::NOTSUP)
+            }
+            other => other,
+        }
+    }
+
     pub(crate) fn reserve(fd: &OwnedFd, len: u64) -> Result<(), Errno> {
         fs::fallocate(fd, fs::FallocateFlags::empty(), 0, len)
     }
@@ -204,6 +243,16 @@ mod imp {
 
     pub(crate) fn seal_fixed_size(_fd: &OwnedFd) -> Result<(), Errno> {
         Ok(())
+    }
+
+    /// No unnamed objects in the shared-memory name space here.
+    pub(crate) fn unnamed_shm_object(_mode: Mode) -> Result<OwnedFd, Errno> {
+        Err(Errno::NOTSUP)
+    }
+
+    /// See [`unnamed_shm_object`].
+    pub(crate) fn publish_shm_object(_fd: &OwnedFd, _name: &str) -> Result<(), Errno> {
+        Err(Errno::NOTSUP)
     }
 
     pub(crate) fn reserve(_fd: &OwnedFd, _len: u64) -> Result<(), Errno> {
