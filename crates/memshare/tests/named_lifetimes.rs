@@ -234,3 +234,23 @@ fn another_user_cannot_open_map_or_remove_a_named_segment() {
     drop(segment);
     assert!(!in_dev_shm(&name));
 }
+
+#[test]
+fn an_object_that_stays_empty_is_refused_not_opened_as_zero_bytes() {
+    // What a program that creates by name and dies before sizing leaves
+    // (memshare itself names objects only once they are sized).
+    let name = unique_name("empty");
+    let fd = rustix::shm::open(
+        format!("/{name}").as_str(),
+        rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL | rustix::shm::OFlags::RDWR,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+    )
+    .unwrap();
+    drop(fd);
+    let err = Segment::open(&name).unwrap_err();
+    Segment::remove(&name).unwrap();
+    match err {
+        Error::InvalidHandle { reason, .. } => assert!(reason.contains("empty"), "{reason}"),
+        other => panic!("expected InvalidHandle, got {other:?}"),
+    }
+}

@@ -19,7 +19,9 @@
 //!   persistent ones are never removed behind anyone's back.
 //!
 //! The creator sets the marker *after* taking its lock, so no other process
-//! can ever see a marked object that nobody holds while it is being made.
+//! can ever see a marked object that nobody holds while it is being made;
+//! on Linux it names the object only after that (`O_TMPFILE` + `linkat`),
+//! so nobody sees a half-made object at all.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
