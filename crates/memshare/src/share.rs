@@ -56,11 +56,13 @@
 //! are closed and refused, and each descriptor must be a shared-memory
 //! object of the claimed size and access.
 //!
-//! On Windows, `Segment::duplicate_into` duplicates the handle into a
+//! On Windows, `Segment::duplicate_into` offers the segment to one running
 //! process (any process handle, a [`std::process::Child`] for one) and
 //! returns a value with `to=<pid>` for the caller to deliver by any means;
-//! the receiver's [`Segment::inherited_from`] checks it was made for it and
-//! that the handle is an open section of the claimed size and access.
+//! the receiver's [`Segment::inherited_from`] claims it from the sender's
+//! broker, which duplicates the section into exactly that process, and
+//! checks that the handle is an open section of the claimed size and
+//! access.
 //!
 //! # Lifetimes
 //!
@@ -372,6 +374,7 @@ impl Segment {
             }
             return Ok(Segment::from_object(sys::adopt_duplicated(
                 parsed.handle,
+                parsed.parent,
                 &parsed.claim,
                 origin,
             )?));
@@ -472,19 +475,22 @@ impl Segment {
 #[cfg(windows)]
 impl Segment {
     /// Gives this segment to the running process `process` (any process
-    /// handle with `PROCESS_DUP_HANDLE` access, such as a
-    /// [`std::process::Child`]): `DuplicateHandle` makes a handle in that
-    /// process, with this handle's access, not inheritable. Returns the
-    /// value to deliver to it by any means (a pipe, a socket, a file); the
-    /// receiver calls [`Segment::inherited_from`] with it, which checks that
-    /// the value was made for it and that the handle is the section
-    /// described.
+    /// handle with query access, such as a [`std::process::Child`]).
+    /// Returns the value to deliver to it by any means (a pipe, a socket, a
+    /// file); the receiver calls [`Segment::inherited_from`] with it. Then
+    /// this process's broker `DuplicateHandle`s the section into exactly
+    /// that process (checked by process id *and* creation time, so a
+    /// process that reuses the id gets nothing), with this handle's access,
+    /// not inheritable, and the receiver checks the handle it got.
+    ///
+    /// The value is a one-time token: once taken, it is spent; a value that
+    /// is never taken keeps one handle in this process until it exits.
     ///
     /// ```
     /// # fn main() -> memshare::Result<()> {
     /// let segment = memshare::Segment::create(4096)?;
-    /// // Into this very process, for the example; normally a child or a
-    /// // process opened with OpenProcess(PROCESS_DUP_HANDLE).
+    /// // To this very process, for the example; normally a child or a
+    /// // process opened with OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION).
     /// let me = unsafe { std::os::windows::io::BorrowedHandle::borrow_raw(-1isize as _) };
     /// let value = segment.duplicate_into(&me)?;
     /// let copy = memshare::Segment::inherited_from("example", &value)?;
@@ -494,10 +500,10 @@ impl Segment {
     pub fn duplicate_into(&self, process: &impl std::os::windows::io::AsHandle) -> Result<String> {
         use std::os::windows::io::AsRawHandle;
         let raw = process.as_handle().as_raw_handle();
-        let (handle, pid) = self.object().duplicate_into(raw)?;
+        let (handle, token, pid) = self.object().duplicate_into(raw)?;
         Ok(format_inherit_value(
             handle,
-            (0, 0),
+            token,
             self.object(),
             Some(pid),
         ))

@@ -105,13 +105,14 @@ fn inheritance_is_scoped_to_one_child() {
             // The first child's handle value, as made for it: refused.
             let err = invalid_handle(Segment::inherited_from("stolen", first_value));
             assert!(err.contains("duplicated into process"), "{err}");
-            // The same value re-addressed to this process: that handle
-            // value is not a section here (handles were never inherited).
+            // The same value re-addressed to this process: its token (the
+            // first child's value carries none) gets nothing from the
+            // parent, and the handle number is never taken as such.
             let (front, _) = first_value.rsplit_once(";to=").unwrap();
             let forged = format!("{front};to={}", std::process::id());
             let err = invalid_handle(Segment::inherited_from("stolen", &forged));
             assert!(
-                err.contains("not open in this process") || err.contains("not a section"),
+                err.contains("offers no segments") || err.contains("no segment under this token"),
                 "{err}"
             );
             println!("sibling refused all three");
@@ -262,19 +263,13 @@ fn handle_values_that_are_not_the_claimed_section_are_refused() {
     let me = std::process::id();
     let segment = Segment::create(8192).unwrap();
     let raw = segment.as_handle().as_raw_handle() as usize;
+    // Values are claims on a broker's offer, never raw handles to take:
+    // a value naming a handle this process already owns gets nothing.
     for (value, expect) in [
-        // The current-process pseudo-handle.
         (
-            value_for_handle(usize::MAX, 8192, "rw", me),
-            "pseudo-handles",
+            value_for_handle(raw, 8192, "rw", me),
+            "has no segment under this token",
         ),
-        (value_for_handle(0, 8192, "rw", me), "not a handle value"),
-        (
-            value_for_handle(0x7ff0, 8192, "rw", me),
-            "not open in this process",
-        ),
-        (value_for_handle(raw, 4096, "rw", me), "not the 4096"),
-        (value_for_handle(raw, 8192, "ro", me), "claimed read-only"),
         (
             value_for_handle(raw, 8192, "rw", me + 1),
             "duplicated into process",
@@ -291,14 +286,39 @@ fn handle_values_that_are_not_the_claimed_section_are_refused() {
         let err = invalid_handle(Segment::inherited_from("test", &value));
         assert!(err.contains(expect), "{value}: {err}");
     }
-    // A handle to something else: a file.
+    // A real offer with a lying claim: the handle the broker made is
+    // checked against it, refused, and closed.
+    // SAFETY: the current-process pseudo-handle, valid for the call.
+    let here = unsafe { std::os::windows::io::BorrowedHandle::borrow_raw(-1isize as _) };
+    for (from, to, expect) in [
+        ("access=rw", "access=ro", "claimed read-only"),
+        ("len=8192", "len=4096", "not the 4096"),
+    ] {
+        let value = segment.duplicate_into(&here).unwrap().replace(from, to);
+        let err = invalid_handle(Segment::inherited_from("test", &value));
+        assert!(err.contains(expect), "{value}: {err}");
+    }
+    // Taking a handle from a process: pseudo-handles, closed values and
+    // handles to other kinds of objects are refused, and left alone.
     let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
-    let value = value_for_handle(file.as_raw_handle() as usize, 8192, "rw", me);
-    let err = invalid_handle(Segment::inherited_from("test", &value));
-    assert!(err.contains("File handle, not a section"), "{err}");
-    // Refused handles are left alone: the file and the segment still work.
+    for (value, expect) in [
+        (-1, "not a handle value"),
+        (0, "not a handle value"),
+        (0x7ff0, "no such handle"),
+        (file.as_raw_handle() as i32, "File handle, not a section"),
+    ] {
+        let err = invalid_handle(Segment::take_from_process(me, value));
+        assert!(err.contains(expect), "{value}: {err}");
+    }
     assert!(file.metadata().is_ok());
     segment.map(..).unwrap().write_at(0, b"ok").unwrap();
+    // What is taken carries memshare's access only, and a section that was
+    // not made here gets no read-only handle (its DACL is not memshare's).
+    let taken = Segment::take_from_process(me, raw as i32).unwrap();
+    assert!(matches!(
+        taken.to_readonly(),
+        Err(Error::Unsupported { .. })
+    ));
 }
 
 #[test]

@@ -293,7 +293,12 @@ pub(crate) fn adopt_inherited(
 
 /// Values made for one process (Windows' `Segment::duplicate_into`) do
 /// not exist on Unix, where descriptors travel over a socket.
-pub(crate) fn adopt_duplicated(_raw: u64, _claim: &Claim, origin: &str) -> Result<Object> {
+pub(crate) fn adopt_duplicated(
+    _raw: u64,
+    _parent: u32,
+    _claim: &Claim,
+    origin: &str,
+) -> Result<Object> {
     Err(Error::InvalidHandle {
         object: origin.to_owned(),
         reason: "a value duplicated into a process (field \"to\") is a Windows handle; \

@@ -167,11 +167,11 @@ pub(crate) fn is_open(raw: HANDLE) -> bool {
 
 /// The section's size, as the system reports it (a whole number of pages).
 pub(crate) fn section_size(handle: &Handle) -> Result<u64, u32> {
-    section_size_raw(handle.raw())
+    section_size_raw(handle.raw()).map(|(size, _)| size)
 }
 
-/// [`section_size`] for a handle value not yet owned.
-pub(crate) fn section_size_raw(raw: HANDLE) -> Result<u64, u32> {
+/// The section's size and its `SEC_*` attributes.
+pub(crate) fn section_size_raw(raw: HANDLE) -> Result<(u64, u32), u32> {
     let mut info = SectionBasicInformation {
         base_address: std::ptr::null_mut(),
         attributes: 0,
@@ -192,7 +192,8 @@ pub(crate) fn section_size_raw(raw: HANDLE) -> Result<u64, u32> {
     if status < 0 {
         return Err(nt_error(status));
     }
-    u64::try_from(info.maximum_size).map_err(|_| ERROR_INVALID_HANDLE)
+    let size = u64::try_from(info.maximum_size).map_err(|_| ERROR_INVALID_HANDLE)?;
+    Ok((size, info.attributes))
 }
 
 /// The access `raw` grants.
@@ -244,8 +245,14 @@ pub(crate) fn type_name(raw: HANDLE) -> Result<String, u32> {
     if name.Buffer.is_null() || text < start || text + chars * 2 > end || text % 2 != 0 {
         return Err(ERROR_INVALID_HANDLE);
     }
-    // SAFETY: checked just above: `chars` UTF-16 units inside `buf`.
-    let units = unsafe { std::slice::from_raw_parts(name.Buffer, chars) };
+    // SAFETY: checked just above: `chars` UTF-16 units inside `buf`, at an
+    // even offset; the pointer is derived from `buf` itself.
+    let units = unsafe {
+        std::slice::from_raw_parts(
+            buf.as_ptr().cast::<u8>().add(text - start).cast::<u16>(),
+            chars,
+        )
+    };
     Ok(String::from_utf16_lossy(units))
 }
 

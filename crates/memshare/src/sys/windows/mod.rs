@@ -18,13 +18,12 @@ use std::time::Duration;
 
 use windows_sys::Win32::Foundation::{
     GetLastError, ERROR_ALREADY_EXISTS, ERROR_COMMITMENT_LIMIT, ERROR_INVALID_HANDLE,
-    ERROR_NOT_ENOUGH_MEMORY, ERROR_NO_SYSTEM_RESOURCES, ERROR_PRIVILEGE_NOT_HELD,
-    INVALID_HANDLE_VALUE,
+    ERROR_NOT_ENOUGH_MEMORY, ERROR_NO_SYSTEM_RESOURCES, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, FILE_MAP_READ,
     FILE_MAP_WRITE, MEMORY_MAPPED_VIEW_ADDRESS, PAGE_READWRITE, SECTION_MAP_READ,
-    SECTION_MAP_WRITE, SECTION_QUERY, SEC_COMMIT, SEC_LARGE_PAGES,
+    SECTION_MAP_WRITE, SECTION_QUERY, SEC_COMMIT,
 };
 use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
@@ -41,7 +40,7 @@ pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
 /// What a creator asks for beyond the size.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct CreateOptions {
-    /// Back the segment with large pages (`SEC_LARGE_PAGES`).
+    /// Large pages: not offered on Windows yet (`Unsupported`).
     pub huge_pages: bool,
     /// Commit every page at creation: sections are always created with
     /// `SEC_COMMIT`, so this changes nothing on Windows.
@@ -69,6 +68,9 @@ pub(crate) struct Object {
     /// The size the system reports for the section (a whole number of
     /// pages): views may reach up to here.
     section_len: u64,
+    /// Made by this process's memshare, with memshare's security
+    /// descriptor (which `to_readonly` relies on).
+    created_here: bool,
 }
 
 /// A Win32 error for the object `name`, as the crate's error.
@@ -127,13 +129,16 @@ impl Object {
             name,
             writable,
             section_len,
+            created_here: false,
         })
     }
 
     /// A new anonymous section of `len` zero bytes.
     pub(crate) fn create_anonymous(len: u64, opts: &CreateOptions) -> Result<Object> {
         let handle = create_section(None, len, opts)?;
-        Object::from_handle(handle, None, true, Some(len))
+        let mut object = Object::from_handle(handle, None, true, Some(len))?;
+        object.created_here = true;
+        Ok(object)
     }
 
     /// A new named section, `Local\memshare.<name>` (or `Global\`), that
@@ -260,17 +265,6 @@ impl Object {
     }
 }
 
-impl Drop for Object {
-    fn drop(&mut self) {
-        // The handle is closed right after this: its value may be adopted
-        // again once the system reuses it.
-        share::ADOPTED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.handle.value());
-    }
-}
-
 /// Creates a pagefile-backed section; `named` is the name and namespace.
 fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -> Result<Handle> {
     let name = named.map(|(n, _)| n);
@@ -281,10 +275,16 @@ fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -
     }
     .map_err(|code| win_error(name, "security descriptor", code))?;
     let wide = named.map(|(n, global)| kernel_name(n, global));
-    let mut protect = PAGE_READWRITE | SEC_COMMIT;
     if opts.huge_pages {
-        protect |= SEC_LARGE_PAGES;
+        // SEC_LARGE_PAGES needs the SeLockMemoryPrivilege *enabled*, sizes
+        // in multiples of GetLargePageMinimum(), and (Windows 10 1703 on)
+        // FILE_MAP_LARGE_PAGES on every view with that granularity: not
+        // offered yet rather than offered half-way.
+        return Err(Error::Unsupported {
+            what: format!("large pages for {} on Windows", describe(name)),
+        });
     }
+    let protect = PAGE_READWRITE | SEC_COMMIT;
     // SAFETY: no file handle (a pagefile-backed section); the security
     // attributes and the name outlive the call.
     let raw = unsafe {
@@ -313,15 +313,6 @@ fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -
                         "CreateFileMappingW: {} (the system's commit limit)",
                         std::io::Error::from_raw_os_error(code as i32)
                     ),
-                }
-            }
-            ERROR_PRIVILEGE_NOT_HELD if opts.huge_pages => Error::PermissionDenied {
-                object: describe(name),
-                op: "create with large pages: the SeLockMemoryPrivilege is not held".into(),
-            },
-            windows_sys::Win32::Foundation::ERROR_INVALID_PARAMETER if opts.huge_pages => {
-                Error::Unsupported {
-                    what: "large pages for sections (SEC_LARGE_PAGES)".into(),
                 }
             }
             code => win_error(name, "CreateFileMappingW", code),

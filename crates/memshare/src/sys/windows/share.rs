@@ -2,20 +2,18 @@
 //! exactly the process that is meant to have the section, and validation of
 //! every handle value another process hands this one.
 
-use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::Mutex;
 
 use windows_sys::Win32::Foundation::{
-    CloseHandle, ERROR_ACCESS_DENIED, ERROR_INVALID_HANDLE, ERROR_INVALID_PARAMETER, HANDLE,
+    ERROR_ACCESS_DENIED, ERROR_INVALID_HANDLE, ERROR_INVALID_PARAMETER, HANDLE,
 };
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
 };
-use windows_sys::Win32::System::Memory::{SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY};
-use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, GetProcessId, OpenProcess, PROCESS_DUP_HANDLE,
+use windows_sys::Win32::System::Memory::{
+    SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY, SEC_FILE, SEC_IMAGE, SEC_RESERVE,
 };
+use windows_sys::Win32::System::Threading::{GetProcessId, OpenProcess, PROCESS_DUP_HANDLE};
 
 use super::handle::{self, Handle};
 use super::{broker, page_size, win_error, Object, RO_ACCESS, RW_ACCESS};
@@ -44,6 +42,14 @@ impl Object {
                 ),
             });
         }
+        if !self.created_here {
+            return Err(Error::Unsupported {
+                what: "a read-only handle of a section this process received: only a section \
+                       memshare created here has the security descriptor that keeps a read-only \
+                       handle from being duplicated back to write access"
+                    .into(),
+            });
+        }
         let handle = self
             .handle
             .duplicate_here(RO_ACCESS)
@@ -54,6 +60,7 @@ impl Object {
             writable: false,
             len: self.len,
             section_len: self.section_len,
+            created_here: true,
         })
     }
 
@@ -62,10 +69,12 @@ impl Object {
         false
     }
 
-    /// Duplicates this handle into `process` (a process handle with
-    /// `PROCESS_DUP_HANDLE`), with this handle's access and not
-    /// inheritable. Returns the handle's value there and the process id.
-    pub(crate) fn duplicate_into(&self, process: HANDLE) -> Result<(u64, u32)> {
+    /// Offers this section to the running process `process` (a process
+    /// handle with query access): the broker duplicates it into exactly
+    /// that process (same id and creation time) when it claims it. Returns
+    /// this process's handle value (for the record), the token and the
+    /// process id.
+    pub(crate) fn duplicate_into(&self, process: HANDLE) -> Result<(u64, (u64, u64), u32)> {
         // SAFETY: reads the id of a process handle the caller lent us.
         let pid = unsafe { GetProcessId(process) };
         if pid == 0 {
@@ -74,11 +83,25 @@ impl Object {
                 reason: "the target is not a process handle".into(),
             });
         }
-        // SAFETY: the current-process pseudo-handle.
-        let me = unsafe { GetCurrentProcess() };
-        let value = handle::duplicate_raw(me, self.handle.raw(), process, self.access())
-            .map_err(|code| win_error(self.name(), "DuplicateHandle into the process", code))?;
-        Ok((value as usize as u64, pid))
+        let created = broker::creation_time(process)
+            .map_err(|code| win_error(self.name(), "GetProcessTimes of the target", code))?;
+        let (raw, token) = self.offer(broker::Recipient::Process { pid, created })?;
+        Ok((raw, token, pid))
+    }
+
+    /// Registers a duplicate of this handle with the broker for `to`.
+    fn offer(&self, to: broker::Recipient) -> Result<(u64, (u64, u64))> {
+        let given = self
+            .handle
+            .duplicate_here(self.access())
+            .map_err(|code| win_error(self.name(), "DuplicateHandle", code))?;
+        let raw = given.value();
+        let token =
+            broker::offer(given, self.access(), to).map_err(|reason| Error::InvalidHandle {
+                object: describe(self.name()),
+                reason,
+            })?;
+        Ok((raw, ((token >> 64) as u64, token as u64)))
     }
 }
 
@@ -117,12 +140,19 @@ impl Object {
             })?;
         // `taken` is ours: it is closed if any check below fails.
         let (access, size) = check_section(taken.raw(), raw as u64).map_err(bad)?;
+        let writable = access & SECTION_MAP_WRITE != 0;
+        // Keep only what memshare's own handles carry (never WRITE_DAC or
+        // WRITE_OWNER), whatever the source handle had.
+        let handle = taken
+            .duplicate_here(if writable { RW_ACCESS } else { RO_ACCESS })
+            .map_err(|code| win_error(None, "DuplicateHandle", code))?;
         Ok(Object {
-            handle: taken,
+            handle,
             name: None,
-            writable: access & SECTION_MAP_WRITE != 0,
+            writable,
             len: size,
             section_len: size,
+            created_here: false,
         })
     }
 }
@@ -142,8 +172,17 @@ fn check_section(h: HANDLE, raw: u64) -> std::result::Result<(u32, u64), String>
             "handle {raw} grants access {access:#x}: it cannot be mapped and measured"
         ));
     }
-    let size = handle::section_size_raw(h)
+    let (size, attributes) = handle::section_size_raw(h)
         .map_err(|code| format!("handle {raw}: NtQuerySection failed ({code})"))?;
+    // Only committed, pagefile-backed sections: pages of a SEC_RESERVE
+    // section fault until committed, a file's can fail to page in, an
+    // image is code. Any of those could crash this process on access.
+    if attributes & (SEC_RESERVE | SEC_FILE | SEC_IMAGE) != 0 {
+        return Err(format!(
+            "handle {raw} is a section with attributes {attributes:#x} (reserved, file- or \
+             image-backed): only committed, pagefile-backed sections are taken"
+        ));
+    }
     Ok((access, size))
 }
 
@@ -151,16 +190,9 @@ fn check_section(h: HANDLE, raw: u64) -> std::result::Result<(u32, u64), String>
 /// spawn: returns the value of this process's handle (for the record) and
 /// the one-time token the child presents.
 pub(crate) fn offer_to_child(_cmd: &mut Command, object: &Object) -> Result<(u64, (u64, u64))> {
-    let given = object
-        .handle
-        .duplicate_here(object.access())
-        .map_err(|code| win_error(object.name(), "DuplicateHandle", code))?;
-    let raw = given.value();
-    let token = broker::offer(given, object.access()).map_err(|reason| Error::InvalidHandle {
-        object: describe(object.name()),
-        reason,
-    })?;
-    Ok((raw, ((token >> 64) as u64, token as u64)))
+    object.offer(broker::Recipient::Child {
+        offered_at: broker::now(),
+    })
 }
 
 /// Makes `cmd`'s child fail to take the segment under `var`, with `reason`
@@ -169,8 +201,9 @@ pub(crate) fn fail_share(cmd: &mut Command, var: &str, reason: &str) {
     cmd.env(var, format!("error;{reason}"));
 }
 
-/// Takes the section the parent process offered under `claim`'s token: the
-/// parent's broker duplicates it into this process.
+/// Takes the section process `parent` offered to this process under
+/// `claim`'s token (`CommandExt::share` to a child): its broker duplicates
+/// it into this process now.
 pub(crate) fn adopt_inherited(
     _raw: u64,
     parent: u32,
@@ -186,25 +219,28 @@ pub(crate) fn adopt_inherited(
         object: origin.to_owned(),
         reason,
     })?;
-    adopt_duplicated(value, claim, origin).inspect_err(|_| {
-        // The broker made this handle for us: close it, it is of no use.
-        // SAFETY: the handle was just duplicated into this process for this
-        // call and nothing else knows its value.
-        unsafe { CloseHandle(value as usize as HANDLE) };
-    })
+    adopt_fresh(value, claim, origin)
 }
 
-/// Handle values adopted so far, so that none is owned twice (which would
-/// close it twice). A closed value can be reused by the system, so the set
-/// only guards against the same value being adopted while it is owned:
-/// entries are removed when the object is dropped.
-pub(crate) static ADOPTED: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+/// Takes the section process `parent` offered to this very process with
+/// `duplicate_into`: the same claim, which the broker checks against this
+/// process's id and creation time.
+pub(crate) fn adopt_duplicated(
+    raw: u64,
+    parent: u32,
+    claim: &Claim,
+    origin: &str,
+) -> Result<Object> {
+    adopt_inherited(raw, parent, claim, origin)
+}
 
-/// Takes ownership of the section handle `raw` that another process
-/// duplicated into this one, after checking it is what `claim` says: an
-/// open section handle (not a pseudo-handle, not an event or a file), with
-/// the claimed access, of the claimed size. A refused handle is left open.
-pub(crate) fn adopt_duplicated(raw: u64, claim: &Claim, origin: &str) -> Result<Object> {
+/// Owns the handle `raw` that the offering process's broker has just made
+/// in this process for this claim (so nothing else here owns it), after
+/// checking it is what `claim` says: an open section handle (not a
+/// pseudo-handle, not an event or a file), committed and pagefile-backed,
+/// with the claimed access, of the claimed size. A refused handle is
+/// closed: it was made for this call and nobody else knows it.
+fn adopt_fresh(raw: u64, claim: &Claim, origin: &str) -> Result<Object> {
     let bad = |reason: String| Error::InvalidHandle {
         object: origin.to_owned(),
         reason,
@@ -213,7 +249,7 @@ pub(crate) fn adopt_duplicated(raw: u64, claim: &Claim, origin: &str) -> Result<
     // pseudo-handles (-1 is this process, -2 this thread...).
     if raw == 0 || raw > u64::from(u32::MAX) || raw % 4 != 0 {
         return Err(bad(format!(
-            "{} is not a handle value (pseudo-handles such as -1, this process, are refused)",
+            "the broker answered {}, which is not a handle value",
             raw as i64
         )));
     }
@@ -221,20 +257,9 @@ pub(crate) fn adopt_duplicated(raw: u64, claim: &Claim, origin: &str) -> Result<
     if !handle::is_open(h) {
         return Err(bad(format!("handle {raw} is not open in this process")));
     }
-    let kind = handle::type_name(h)
-        .map_err(|code| bad(format!("handle {raw}: NtQueryObject failed ({code})")))?;
-    if kind != "Section" {
-        return Err(bad(format!(
-            "handle {raw} is a {kind} handle, not a section"
-        )));
-    }
-    let access = handle::granted_access(h)
-        .map_err(|code| bad(format!("handle {raw}: NtQueryObject failed ({code})")))?;
-    if access & (SECTION_MAP_READ | SECTION_QUERY) != SECTION_MAP_READ | SECTION_QUERY {
-        return Err(bad(format!(
-            "handle {raw} grants access {access:#x}: it cannot be mapped and measured"
-        )));
-    }
+    // Owned from here on (closed on every error below).
+    let handle = Handle::from_raw(h).ok_or_else(|| bad(format!("handle {raw} is not valid")))?;
+    let (access, size) = check_section(handle.raw(), raw).map_err(bad)?;
     let can_write = access & SECTION_MAP_WRITE != 0;
     if claim.readonly && can_write {
         return Err(bad(format!(
@@ -246,28 +271,19 @@ pub(crate) fn adopt_duplicated(raw: u64, claim: &Claim, origin: &str) -> Result<
             "handle {raw} was claimed writable but is read-only"
         )));
     }
-    let size = handle::section_size_raw(h)
-        .map_err(|code| bad(format!("handle {raw}: NtQuerySection failed ({code})")))?;
     if claim.len == 0 || claim.len > size || size - claim.len >= page_size() {
         return Err(bad(format!(
             "the section is {size} bytes (whole pages), not the {} that was claimed",
             claim.len
         )));
     }
-    let mut adopted = ADOPTED.lock().unwrap_or_else(|e| e.into_inner());
-    if !adopted.insert(raw) {
-        return Err(bad(format!("handle {raw} was already taken")));
-    }
-    // Owned from here: the checks above say it is the section that was
-    // given to this process, and the ADOPTED set that no other object owns
-    // it.
-    let handle = Handle::from_raw(h).ok_or_else(|| bad(format!("handle {raw} is not valid")))?;
     Ok(Object {
         handle,
         name: claim.name.clone(),
         writable: !claim.readonly,
         len: claim.len,
         section_len: size,
+        created_here: false,
     })
 }
 
