@@ -425,9 +425,11 @@ impl std::os::fd::AsFd for Segment {
     }
 }
 
-/// The section handle, for calls memshare does not wrap. Duplicating it
-/// with more access than it has is refused by the section's security
-/// descriptor (see [`Segment::to_readonly`]).
+/// The section handle, for calls memshare does not wrap. For an anonymous
+/// section created in this process, duplicating it with more access than
+/// it has is refused by the section's security descriptor (see
+/// [`Segment::to_readonly`]); a section received from elsewhere has the
+/// creator's descriptor.
 #[cfg(windows)]
 impl std::os::windows::io::AsHandle for Segment {
     fn as_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {

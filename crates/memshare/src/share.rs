@@ -411,6 +411,13 @@ impl Segment {
     /// Named segments: [`Error::Unsupported`] (anyone who knows the name
     /// may open it writable).
     ///
+    /// Windows: a handle with `SECTION_MAP_READ | SECTION_QUERY` only, for
+    /// anonymous sections created in this process, whose security
+    /// descriptor refuses every duplication to more access. Holders of
+    /// writable handles can still write (Windows has no seals: see
+    /// [`Segment::is_write_sealed`]); a section received from elsewhere
+    /// gives [`Error::Unsupported`].
+    ///
     /// ```
     /// # fn main() -> memshare::Result<()> {
     /// let segment = memshare::Segment::create(4096)?;
