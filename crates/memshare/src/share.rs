@@ -498,6 +498,7 @@ impl Segment {
     /// let segment = memshare::Segment::create(4096)?;
     /// // To this very process, for the example; normally a child or a
     /// // process opened with OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION).
+    /// // SAFETY: -1 is the current-process pseudo-handle, always valid.
     /// let me = unsafe { std::os::windows::io::BorrowedHandle::borrow_raw(-1isize as _) };
     /// let value = segment.duplicate_into(&me)?;
     /// let copy = memshare::Segment::inherited_from("example", &value)?;

@@ -267,9 +267,9 @@ impl View {
                 align: std::mem::align_of::<A>(),
             });
         }
-        // SAFETY: the address is inside the mapping (checked), aligned for
-        // `A` (checked), and `A` is an atomic integer type, which may be
-        // read and written concurrently by other threads and processes; the
+        // `A` is an atomic integer type: other threads and processes may
+        // read and write it concurrently.
+        // SAFETY: in the mapping and aligned for `A` (both checked); the
         // mapping lives as long as `&self`.
         Ok(unsafe { &*addr.cast::<A>() })
     }
@@ -314,10 +314,9 @@ impl ViewMut {
     /// Fails with [`Error::OutOfRange`] if it does not fit.
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.view.check(offset, data.len())?;
-        // SAFETY: in range by `check`, mapped writable (a `ViewMut` is only
-        // made from a writable mapping); `data` is a private buffer that
-        // does not overlap the mapping; no reference to the shared bytes is
-        // created.
+        // A `ViewMut` is only made from a writable mapping.
+        // SAFETY: in range by `check`, writable; `data` is private and does
+        // not overlap the mapping; no reference to the shared bytes is made.
         unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.view.ptr.add(offset), data.len()) };
         Ok(())
     }

@@ -362,6 +362,27 @@ fn assert_pattern(segment: &Segment, what: &str) {
     assert_eq!(buf, PATTERN, "{what}: the parent's bytes are not there");
 }
 
+/// Child: opens `name` and drops it again and again until killed.
+fn reopen_until_killed(name: &str) -> ! {
+    loop {
+        let again = Segment::open(name).unwrap();
+        assert_eq!(again.len(), LEN);
+        drop(again);
+    }
+}
+
+/// `held` is the last holder of `name`: another open still sees the
+/// parent's bytes, and dropping both removes the name.
+fn drop_last_holder(name: &str, what: &str, held: Segment) {
+    let again = Segment::open(name).unwrap();
+    assert_pattern(&again, what);
+    drop((again, held));
+    assert!(
+        !in_dev_shm(name),
+        "{what}: the last holder's drop left {name}"
+    );
+}
+
 /// `name` must be gone: `open` says `NotFound` (reclaiming it if every
 /// holder died) and nothing is left in `/dev/shm`.
 fn assert_gone(name: &str, what: &str) {
@@ -450,13 +471,7 @@ fn creators_and_openers_killed_anywhere_leave_a_working_name_or_none() {
         match held {
             Some(segment) => {
                 assert_pattern(&segment, &what);
-                let again = Segment::open(&name).unwrap();
-                assert_pattern(&again, &what);
-                drop((again, segment));
-                assert!(
-                    !in_dev_shm(&name),
-                    "{what}: the last holder's drop left {name}"
-                );
+                drop_last_holder(&name, &what, segment);
             }
             None => {
                 settle_leftover(&name, round, &mut tally);
@@ -495,11 +510,7 @@ fn holder() -> ! {
     let segment = Segment::open(&name).unwrap();
     assert_pattern(&segment, "holder");
     say_ready_and_wait_for_go();
-    loop {
-        let again = Segment::open(&name).unwrap();
-        assert_eq!(again.len(), LEN);
-        drop(again);
-    }
+    reopen_until_killed(&name)
 }
 
 #[test]
@@ -616,11 +627,7 @@ fn inheritor() -> ! {
         .unwrap()
         .fetch_add(1, Ordering::Relaxed);
     say_ready();
-    loop {
-        let again = Segment::open(&name).unwrap();
-        assert_eq!(again.len(), LEN);
-        drop(again);
-    }
+    reopen_until_killed(&name)
 }
 
 #[test]
@@ -689,13 +696,7 @@ fn a_child_killed_anywhere_in_inheriting_leaves_nothing_behind() {
             .or_default() += 1;
         match named {
             Some(named) => {
-                let again = Segment::open(&name).unwrap();
-                assert_pattern(&again, &what);
-                drop((again, named));
-                assert!(
-                    !in_dev_shm(&name),
-                    "{what}: the last holder's drop left {name}"
-                );
+                drop_last_holder(&name, &what, named);
             }
             None => assert_gone(&name, &what),
         }

@@ -84,11 +84,10 @@ pub(crate) struct Header {
 macro_rules! field {
     ($name:ident, $off:expr, $ty:ty) => {
         pub(crate) fn $name(&self) -> &$ty {
-            // SAFETY: `base` points at a mapping of at least HEADER_LEN
-            // bytes that lives as long as `self` (the endpoint owns both);
-            // the offset is a constant inside the header, aligned for the
-            // type (the mapping is page-aligned); atomics may be accessed
-            // concurrently by other processes.
+            // The endpoint owns both the mapping and `self`; atomics may be
+            // accessed concurrently by other processes.
+            // SAFETY: `base` maps at least HEADER_LEN bytes for as long as
+            // `self` lives; the constant offset is aligned (page-aligned base).
             unsafe { &*self.base.add($off).cast::<$ty>() }
         }
     };

@@ -282,10 +282,10 @@ pub(crate) fn adopt_inherited(
     check_claim(borrowed, claim, origin)?;
     rio::fcntl_setfd(borrowed, FdFlags::CLOEXEC)
         .map_err(|e| bad(format!("fcntl(F_SETFD): {e}")))?;
-    // SAFETY: the parent put this descriptor here for us (the value names
-    // our parent, and the object's identity, size and access match what it
-    // said); it is open, and no other memshare object owns it (the ADOPTED
-    // set). From now on the object owns it and closes it on drop.
+    // The parent put this descriptor here for us: the value names our
+    // parent, and the object's identity, size and access match its claim.
+    // SAFETY: open, and owned by no other memshare object (the ADOPTED
+    // set); from now on the object owns it and closes it on drop.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     adopted.insert(raw);
     Object::from_received(fd, claim, origin)

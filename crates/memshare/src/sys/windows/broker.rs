@@ -330,27 +330,30 @@ fn grant(pipe: HANDLE, token: u128) -> Result<u64, String> {
 
 /// When process `process` started, as a FILETIME.
 pub(crate) fn creation_time(process: HANDLE) -> Result<u64, u32> {
-    let zero = FILETIME {
-        dwLowDateTime: 0,
-        dwHighDateTime: 0,
-    };
-    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    let (mut created, mut exited, mut kernel, mut user) =
+        (ZERO_TIME, ZERO_TIME, ZERO_TIME, ZERO_TIME);
     // SAFETY: a process handle with query access; four valid FILETIMEs.
     let ok = unsafe { GetProcessTimes(process, &mut created, &mut exited, &mut kernel, &mut user) };
     if ok == 0 {
         return Err(last_error());
     }
-    Ok((u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime))
+    Ok(ticks(created))
 }
 
 /// Now, as a FILETIME.
 pub(crate) fn now() -> u64 {
-    let mut t = FILETIME {
-        dwLowDateTime: 0,
-        dwHighDateTime: 0,
-    };
+    let mut t = ZERO_TIME;
     // SAFETY: `t` is a valid FILETIME.
     unsafe { GetSystemTimeAsFileTime(&mut t) };
+    ticks(t)
+}
+
+const ZERO_TIME: FILETIME = FILETIME {
+    dwLowDateTime: 0,
+    dwHighDateTime: 0,
+};
+
+fn ticks(t: FILETIME) -> u64 {
     (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)
 }
 

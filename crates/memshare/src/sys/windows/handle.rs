@@ -76,7 +76,8 @@ impl Handle {
     pub(crate) fn duplicate_here(&self, access: u32) -> Result<Handle, u32> {
         // SAFETY: the pseudo-handle of the current process needs no closing.
         let me = unsafe { GetCurrentProcess() };
-        duplicate(me, self.0, me, access)
+        let raw = duplicate_raw(me, self.0, me, access)?;
+        Handle::from_raw(raw).ok_or(ERROR_INVALID_HANDLE)
     }
 }
 
@@ -121,17 +122,6 @@ pub(crate) fn duplicate_raw(
     } else {
         Ok(out)
     }
-}
-
-/// [`duplicate_raw`] into this process: the result is owned.
-pub(crate) fn duplicate(
-    source_process: HANDLE,
-    source: HANDLE,
-    this_process: HANDLE,
-    access: u32,
-) -> Result<Handle, u32> {
-    let raw = duplicate_raw(source_process, source, this_process, access)?;
-    Handle::from_raw(raw).ok_or(ERROR_INVALID_HANDLE)
 }
 
 /// Takes handle `source` of `source_process` into this process, with the

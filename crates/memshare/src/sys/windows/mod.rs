@@ -86,11 +86,7 @@ pub(crate) fn last_error() -> u32 {
 
 /// The allocation granularity: view offsets are multiples of it (64 KiB).
 pub(crate) fn allocation_granularity() -> usize {
-    // SAFETY: all-zero is a valid SYSTEM_INFO, which GetSystemInfo fills.
-    let mut info: SYSTEM_INFO = unsafe { std::mem::zeroed() };
-    // SAFETY: `info` is a valid, writable SYSTEM_INFO.
-    unsafe { GetSystemInfo(&mut info) };
-    usize::try_from(info.dwAllocationGranularity)
+    usize::try_from(system_info().dwAllocationGranularity)
         .ok()
         .filter(|g| g.is_power_of_two())
         .unwrap_or(65536)
@@ -98,11 +94,15 @@ pub(crate) fn allocation_granularity() -> usize {
 
 /// The page size: section sizes are reported rounded up to it.
 fn page_size() -> u64 {
-    // SAFETY: as in `allocation_granularity`.
+    u64::from(system_info().dwPageSize).max(4096)
+}
+
+fn system_info() -> SYSTEM_INFO {
+    // SAFETY: all-zero is a valid SYSTEM_INFO, which GetSystemInfo fills.
     let mut info: SYSTEM_INFO = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is a valid, writable SYSTEM_INFO.
     unsafe { GetSystemInfo(&mut info) };
-    u64::from(info.dwPageSize).max(4096)
+    info
 }
 
 /// The kernel object name for `name`: `Local\name` or `Global\name`.
@@ -159,7 +159,7 @@ impl Object {
     /// Opens the section called `name` (in `Local\`, then `Global\`).
     pub(crate) fn open_named(name: &str, writable: bool) -> Result<Object> {
         let access = if writable { RW_ACCESS } else { RO_ACCESS };
-        let mut errors = Vec::new();
+        let mut first_error = 0;
         for global in [false, true] {
             let wide = kernel_name(name, global);
             // SAFETY: `wide` is a NUL-terminated UTF-16 string that lives
@@ -169,14 +169,15 @@ impl Object {
                 Some(handle) => {
                     return Object::from_handle(handle, Some(name.to_owned()), writable, None)
                 }
-                None => errors.push(last_error()),
+                None if !global => first_error = last_error(),
+                None => {}
             }
         }
         // Windows says ERROR_FILE_NOT_FOUND for a missing name and
         // ERROR_INVALID_HANDLE for a name held by another kind of object
         // (an event, a mutex); Wine says ERROR_INVALID_HANDLE for both.
         // Either way there is no section by that name.
-        Err(match errors[0] {
+        Err(match first_error {
             ERROR_INVALID_HANDLE => Error::NotFound {
                 name: name.to_owned(),
             },
