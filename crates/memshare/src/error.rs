@@ -73,6 +73,17 @@ pub enum Error {
         op: String,
     },
 
+    /// What is at a segment's name is not a shared-memory object (a
+    /// symbolic link, a FIFO, a directory, a device, a file on disk):
+    /// memshare never follows, opens or waits on it.
+    #[error("{object}: not a shared-memory object: {what}; refused")]
+    NotSharedMemory {
+        /// The segment name involved.
+        object: String,
+        /// What was found there.
+        what: String,
+    },
+
     /// The platform or the running kernel does not offer the feature.
     #[error("unsupported: {what}")]
     Unsupported {
@@ -153,6 +164,18 @@ pub enum Error {
         len: usize,
         /// The largest message the channel takes.
         max: usize,
+    },
+
+    /// Another process shrank the segment under this view or channel
+    /// (`ftruncate`): the pages past the new end are gone. memshare caught
+    /// the `SIGBUS` this would have been, and the view now holds private
+    /// zero pages (see [`View::check_intact`](crate::View::check_intact)).
+    #[error("{object}: the segment was truncated to {len} bytes by another process: the memory under this view is gone")]
+    Truncated {
+        /// The view or channel involved.
+        object: String,
+        /// The segment's size now.
+        len: u64,
     },
 
     /// Any other error from the operating system.

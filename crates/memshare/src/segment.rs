@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use crate::sys::{self, CreateOptions, Object};
+use crate::sys::{self, Access, CreateOptions, Object, Owner};
 use crate::view::{View, ViewMut};
 use crate::{validate_name, Error, Result};
 
@@ -81,6 +81,7 @@ pub struct Segment {
 pub struct SegmentOptions {
     create: CreateOptions,
     populate: bool,
+    owner: Owner,
 }
 
 impl SegmentOptions {
@@ -126,6 +127,39 @@ impl SegmentOptions {
         self
     }
 
+    /// Open (or remove) a named segment even when another user owns it.
+    ///
+    /// By default [`open`](Self::open), [`open_readonly`](Self::open_readonly)
+    /// and [`remove`](Self::remove) refuse a name whose object belongs to
+    /// another user with [`Error::PermissionDenied`] (saying who owns it):
+    /// on Linux `/dev/shm` is shared by every user, so another user can
+    /// create the name first, and a process that then opens it would write
+    /// its data into an object that user reads. Set this only when the
+    /// other user is meant to own it. (Windows: a section's DACL decides.)
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let name = format!("doc-foreign-{}", std::process::id());
+    /// let mine = memshare::Segment::create_named(&name, 4096)?;
+    /// // Our own object: opens either way.
+    /// let again = memshare::Segment::options().allow_foreign_owner(true).open(&name)?;
+    /// # drop((mine, again)); Ok(())
+    /// # }
+    /// ```
+    pub fn allow_foreign_owner(&mut self, yes: bool) -> &mut SegmentOptions {
+        self.owner = if yes { Owner::Anyone } else { Owner::Me };
+        self
+    }
+
+    /// Removes the name `name` with these options (see [`Segment::remove`]):
+    /// with [`allow_foreign_owner`](Self::allow_foreign_owner), also a name
+    /// whose object another user owns (where the system lets this process
+    /// remove it at all).
+    pub fn remove(&self, name: &str) -> Result<()> {
+        validate_name(name)?;
+        sys::remove_named(name, self.owner)
+    }
+
     /// Creates an anonymous segment with these options (see [`Segment::create`]).
     pub fn create(&self, len: u64) -> Result<Segment> {
         check_len(None, len)?;
@@ -142,14 +176,14 @@ impl SegmentOptions {
     /// Opens a named segment with these options (see [`Segment::open`]).
     pub fn open(&self, name: &str) -> Result<Segment> {
         validate_name(name)?;
-        Ok(self.wrap(Object::open_named(name, true)?))
+        Ok(self.wrap(Object::open_named(name, Access::ReadWrite, self.owner)?))
     }
 
     /// Opens a named segment read-only with these options (see
     /// [`Segment::open_readonly`]).
     pub fn open_readonly(&self, name: &str) -> Result<Segment> {
         validate_name(name)?;
-        Ok(self.wrap(Object::open_named(name, false)?))
+        Ok(self.wrap(Object::open_named(name, Access::ReadOnly, self.owner)?))
     }
 
     fn wrap(&self, object: Object) -> Segment {
@@ -235,8 +269,12 @@ impl Segment {
 
     /// Opens the live segment called `name` for reading and writing.
     ///
-    /// Fails with [`Error::NotFound`] if there is none, and with
-    /// [`Error::PermissionDenied`] if it belongs to another user.
+    /// Fails with [`Error::NotFound`] if there is none, with
+    /// [`Error::PermissionDenied`] if it belongs to another user (see
+    /// [`SegmentOptions::allow_foreign_owner`]), and with
+    /// [`Error::NotSharedMemory`] if the name holds something else (a
+    /// symbolic link, which is never followed; a FIFO, which is never
+    /// waited on; a directory). Opening never blocks on what is at a name.
     ///
     /// ```
     /// # fn main() -> memshare::Result<()> {
@@ -271,7 +309,10 @@ impl Segment {
 
     /// Removes the name now, like deleting a file: processes that hold the
     /// segment keep it and its contents, but nobody can open it by name any
-    /// more. This is how a persistent name is removed.
+    /// more. This is how a persistent name is removed. A name whose object
+    /// another user owns is refused with [`Error::PermissionDenied`] (see
+    /// [`SegmentOptions::allow_foreign_owner`]); a name that holds no
+    /// shared-memory object with [`Error::NotSharedMemory`].
     ///
     /// On Windows a name cannot be removed (it goes with its last handle):
     /// [`Error::Unsupported`].
@@ -289,8 +330,7 @@ impl Segment {
     /// # }
     /// ```
     pub fn remove(name: &str) -> Result<()> {
-        validate_name(name)?;
-        sys::remove_named(name)
+        SegmentOptions::new().remove(name)
     }
 
     /// The size in bytes.
@@ -356,6 +396,32 @@ impl Segment {
     pub fn map_readonly(&self, range: impl RangeBounds<u64>) -> Result<View> {
         let (offset, len) = self.check_range(range)?;
         View::map(&self.object, offset, len, false, self.populate)
+    }
+
+    /// Allocates the memory behind `range` now (Linux: `fallocate`), so that
+    /// writing it cannot run out of memory later.
+    ///
+    /// Shared memory on Linux is sparse: a page is allocated when it is
+    /// first touched, and if the shared-memory file system is full then,
+    /// the access faults (memshare turns that fault into an error on the
+    /// view, see [`View::check_intact`](crate::View::check_intact), but
+    /// what was written is lost). Allocating first makes a full file system
+    /// a clean [`Error::NoSpace`] before anything is written.
+    /// [`SegmentOptions::reserve`] does this for the whole segment at
+    /// creation. Windows: nothing to do (sections are committed at
+    /// creation). Other Unixes: [`Error::Unsupported`].
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let segment = memshare::Segment::create(1 << 20)?;
+    /// # #[cfg(target_os = "linux")]
+    /// segment.allocate(4096..8192)?;
+    /// segment.map(4096..8192)?.write_at(0, &[1; 4096])?;
+    /// # Ok(()) }
+    /// ```
+    pub fn allocate(&self, range: impl RangeBounds<u64>) -> Result<()> {
+        let (offset, len) = self.check_range(range)?;
+        self.object.allocate(offset, len as u64)
     }
 
     /// Turns `range` into an offset and a length inside the segment.

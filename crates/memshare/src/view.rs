@@ -182,14 +182,68 @@ impl View {
     /// the view.
     ///
     /// If another process writes the same bytes at the same time, `buf` may
-    /// hold a mix of old and new bytes: validate what you read.
+    /// hold a mix of old and new bytes: validate what you read. If another
+    /// process shrank the object under the view, [`Error::Truncated`] (see
+    /// [`View::check_intact`]), never a crash.
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
-        self.check(offset, buf.len())?;
+        self.check_range(offset, buf.len())?;
         // SAFETY: `check` put `offset..offset+len` inside the mapping; `buf`
         // is a private buffer that cannot overlap a shared mapping; no
         // reference to the shared bytes is created.
         unsafe { ptr::copy_nonoverlapping(self.ptr.add(offset), buf.as_mut_ptr(), buf.len()) };
-        Ok(())
+        self.check_intact()
+    }
+
+    /// `Ok` unless an access to this view faulted because the memory under
+    /// it is gone: another process shrank the object
+    /// ([`Error::Truncated`]), or a page could not be allocated when it was
+    /// first touched ([`Error::NoSpace`]: the shared-memory file system is
+    /// full, or a peer punched a hole into a huge-page segment and the pool
+    /// is empty).
+    ///
+    /// Such a fault would kill the process with `SIGBUS`; memshare catches
+    /// it in its own mappings, puts private zero pages in the view's place
+    /// and marks the view. From then on the view reads zeros and its writes
+    /// go nowhere: [`View::read_at`] and [`ViewMut::write_at`] report the
+    /// error, and so does this for accesses made through atomics or
+    /// pointers. Map the segment again to see what is left of it.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let segment = memshare::Segment::create(4096)?;
+    /// let view = segment.map(..)?;
+    /// view.atomic_u32(0)?.store(1, std::sync::atomic::Ordering::Relaxed);
+    /// view.check_intact()?; // anonymous segments are sealed: they cannot shrink
+    /// # Ok(()) }
+    /// ```
+    pub fn check_intact(&self) -> Result<()> {
+        if !self.mapping.faulted() {
+            return Ok(());
+        }
+        Err(self.fault_error())
+    }
+
+    /// The error for a faulted view: truncation if the object is shorter
+    /// than the view now, else a page that could not be allocated.
+    #[cold]
+    fn fault_error(&self) -> Error {
+        let end = self.offset + self.len as u64;
+        match self.object.current_len() {
+            Ok(now) if now < end => Error::Truncated {
+                object: self.describe(),
+                len: now,
+            },
+            Ok(_) => Error::NoSpace {
+                object: self.describe(),
+                len: self.len as u64,
+                detail: "a page of the view could not be allocated when it was first touched \
+                         (the shared-memory file system is full, or a hole was punched into a \
+                         huge-page segment and the pool is empty); the view now holds zeros: \
+                         map the segment again"
+                    .into(),
+            },
+            Err(e) => e,
+        }
     }
 
     /// A 32-bit word at `offset` (relative to the view), for atomic loads.
@@ -257,7 +311,7 @@ impl View {
     /// alignment.
     fn atomic<A>(&self, offset: usize) -> Result<&A> {
         let size = std::mem::size_of::<A>();
-        self.check(offset, size)?;
+        self.check_range(offset, size)?;
         // SAFETY: in range, by `check`.
         let addr = unsafe { self.ptr.add(offset) };
         if (addr as usize) % std::mem::align_of::<A>() != 0 {
@@ -275,7 +329,7 @@ impl View {
     }
 
     /// Checks that `offset..offset+len` is inside the view.
-    fn check(&self, offset: usize, len: usize) -> Result<()> {
+    fn check_range(&self, offset: usize, len: usize) -> Result<()> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
             _ => Err(Error::OutOfRange {
@@ -311,14 +365,17 @@ impl ViewMut {
     }
 
     /// Copies `data` into the view at `offset` (relative to the view).
-    /// Fails with [`Error::OutOfRange`] if it does not fit.
+    /// Fails with [`Error::OutOfRange`] if it does not fit, and with
+    /// [`Error::Truncated`] or [`Error::NoSpace`] if the memory under the
+    /// view is gone (see [`View::check_intact`]): the data then went
+    /// nowhere.
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
-        self.view.check(offset, data.len())?;
+        self.view.check_range(offset, data.len())?;
         // A `ViewMut` is only made from a writable mapping.
         // SAFETY: in range by `check`, writable; `data` is private and does
         // not overlap the mapping; no reference to the shared bytes is made.
         unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.view.ptr.add(offset), data.len()) };
-        Ok(())
+        self.view.check_intact()
     }
 
     /// The 32-bit word at `offset` (relative to the view) as an atomic.

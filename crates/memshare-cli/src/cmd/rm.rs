@@ -8,18 +8,27 @@ use crate::fail::{Failure, Failures};
 ///
 /// Like deleting a file: processes that hold a segment keep it and its
 /// contents, but nobody can open it by name any more. Every name is tried;
-/// each one that cannot be removed gets an error line.
+/// each one that cannot be removed gets an error line. A name that holds
+/// something other than a shared-memory object is refused, and so is
+/// another user's object unless --any-owner.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The names to remove
     #[arg(required = true, value_name = "NAME")]
     names: Vec<String>,
+    /// Also remove names whose objects belong to another user (where the
+    /// system allows it: root, or the owner of /dev/shm)
+    #[arg(long)]
+    any_owner: bool,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let mut failures = Failures::default();
     for name in &args.names {
-        if let Err(e) = Segment::remove(name) {
+        let removed = Segment::options()
+            .allow_foreign_owner(args.any_owner)
+            .remove(name);
+        if let Err(e) = removed {
             failures.add(e.into());
         }
     }

@@ -45,6 +45,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
              {offset} to the end (the segment has {size} bytes); nothing was written"
         )));
     }
+    if data.is_empty() {
+        return Ok(());
+    }
+    // Allocate the pages first: on a full shared-memory file system this is
+    // a clean NoSpace with nothing written, not a fault half-way.
+    match segment.allocate(offset..offset + data.len() as u64) {
+        Ok(()) | Err(memshare::Error::Unsupported { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     let mut written = 0;
     for (start, window_len) in windows(offset, data.len() as u64) {
         let view = segment.map(start..start + window_len)?;

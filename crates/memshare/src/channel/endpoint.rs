@@ -97,10 +97,15 @@ pub(crate) struct Endpoint {
     pub(crate) strategy: WaitStrategy,
     /// When the peer's liveness was last checked with a system call.
     last_liveness: Instant,
+    /// Whether this side has seen a peer: its state said attached, or it
+    /// moved its position. From then on the peer's lock is asked whatever
+    /// its state word says (a peer that zeroes it before dying must not
+    /// look like one that never came).
+    pub(crate) peer_seen: bool,
     segment: Segment,
     _lock: EndpointLock,
     // Declared last: dropped after everything that points into it.
-    _view: ViewMut,
+    view: ViewMut,
 }
 
 // SAFETY: the raw pointers in `header` point into `_view`, which is owned
@@ -113,9 +118,16 @@ impl Endpoint {
     /// channel whose ring holds at least `capacity` bytes.
     pub(crate) fn new_segment(name: Option<&str>, capacity: usize) -> Result<Segment> {
         let len = segment_len_for(capacity)?;
-        let segment = match name {
-            Some(name) => Segment::create_named(name, len)?,
-            None => Segment::create(len)?,
+        // Reserved: a ring is filled anyway, and a full shared-memory file
+        // system is then an error here, not a fault at the first message.
+        let create = |options: &crate::SegmentOptions| match name {
+            Some(name) => options.create_named(name, len),
+            None => options.create(len),
+        };
+        let segment = match create(Segment::options().reserve(true)) {
+            // Systems that cannot reserve (not Linux) make it sparse.
+            Err(Error::Unsupported { .. }) => create(&Segment::options())?,
+            other => other?,
         };
         Endpoint::format(&segment)?;
         Ok(segment)
@@ -133,7 +145,7 @@ impl Endpoint {
         // Publish: whoever sees the magic (Acquire) sees the fields above.
         h.magic()
             .store(u64::from_le_bytes(layout::MAGIC), Ordering::Release);
-        Ok(())
+        view.check_intact()
     }
 
     /// Attaches `side` to the channel in `segment`.
@@ -184,20 +196,31 @@ impl Endpoint {
                 object: object.clone(),
                 side: side.name(),
             })?;
+        let peer_seen = h_state(&h, side.peer()).load(Ordering::Acquire) != layout::STATE_NEW;
         let endpoint = Endpoint {
             header: h,
             capacity,
             side,
             strategy: WaitStrategy::default(),
             last_liveness: Instant::now(),
+            peer_seen,
             segment: segment.clone(),
             _lock: lock,
-            _view: view,
+            view,
         };
         endpoint
             .state(side)
             .store(layout::STATE_ATTACHED, Ordering::Release);
+        endpoint.check_intact()?;
         Ok(endpoint)
+    }
+
+    /// `Ok` unless the segment's memory under this endpoint is gone (a
+    /// peer truncated it): [`Error::Truncated`] or [`Error::NoSpace`]. One
+    /// load of a process-local flag; see `View::check_intact`.
+    #[inline]
+    pub(crate) fn check_intact(&self) -> Result<()> {
+        self.view.check_intact()
     }
 
     pub(crate) fn segment(&self) -> &Segment {
@@ -205,10 +228,7 @@ impl Endpoint {
     }
 
     fn state(&self, side: Side) -> &AtomicU32 {
-        match side {
-            Side::Sender => self.header.sender_state(),
-            Side::Receiver => self.header.receiver_state(),
-        }
+        h_state(&self.header, side)
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -229,16 +249,20 @@ impl Endpoint {
         }
     }
 
-    /// Whether the peer is known to be gone: it detached, or it attached and
-    /// its process no longer holds its endpoint lock. The lock is asked with
-    /// a system call only if `thorough`, or if the last check is older than
-    /// [`LIVENESS_INTERVAL`].
+    /// Whether the peer is known to be gone: it detached, or it was seen
+    /// (attached, or moving its position) and its process no longer holds
+    /// its endpoint lock, whatever its state word says now. The lock is
+    /// asked with a system call only if `thorough`, or if the last check is
+    /// older than [`LIVENESS_INTERVAL`].
     pub(crate) fn peer_gone(&mut self, thorough: bool) -> Result<bool> {
         let peer = self.side.peer();
         match self.state(peer).load(Ordering::Acquire) {
-            layout::STATE_NEW => Ok(false),
             layout::STATE_DETACHED => Ok(true),
-            _ => {
+            layout::STATE_NEW if !self.peer_seen => Ok(false),
+            state => {
+                if state != layout::STATE_NEW {
+                    self.peer_seen = true;
+                }
                 if !thorough && self.last_liveness.elapsed() < LIVENESS_INTERVAL {
                     return Ok(false);
                 }
@@ -395,6 +419,14 @@ fn segment_len_for(capacity: usize) -> Result<u64> {
             ),
         })?;
     Ok(layout::HEADER_LEN as u64 + ring)
+}
+
+/// The state word of `side`.
+fn h_state(h: &Header, side: Side) -> &AtomicU32 {
+    match side {
+        Side::Sender => h.sender_state(),
+        Side::Receiver => h.receiver_state(),
+    }
 }
 
 fn view_header(view: &ViewMut) -> Header {

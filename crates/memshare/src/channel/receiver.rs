@@ -37,7 +37,11 @@ pub struct Receiver {
 ///
 /// The protocol gives these bytes to the receiver until then; a sender
 /// that breaks the protocol could still change them under the guard, so
-/// treat the contents as input to validate, like any message.
+/// treat the contents as input to validate, like any message. Likewise, if
+/// another process truncates the segment while you hold the guard, the
+/// bytes read as zeros from that moment on (memshare catches the `SIGBUS`
+/// that would have killed the process), and the receiver's next call says
+/// [`Error::Truncated`](crate::Error::Truncated).
 pub struct RecvGuard<'a> {
     rx: &'a mut Receiver,
     /// Ring offset of the payload.
@@ -204,13 +208,22 @@ impl Receiver {
         }
     }
 
+    /// The next complete frame, validated, or `None` if the ring is empty;
+    /// an error, whatever the ring seemed to say, if the memory under it is
+    /// gone (a truncated segment reads as zeros).
+    fn poll(&mut self) -> Result<Option<Frame>> {
+        let found = self.poll_ring();
+        self.ep.check_intact()?;
+        found
+    }
+
     /// The next complete frame, validated, or `None` if the ring is empty.
     ///
     /// Every value read from shared memory is read once into a local and
     /// checked before it is used: the sender's position must move forward
     /// by at most a ring; a frame must lie inside the ring and inside what
     /// was published; a padding frame must reach the end of the ring.
-    fn poll(&mut self) -> Result<Option<Frame>> {
+    fn poll_ring(&mut self) -> Result<Option<Frame>> {
         let capacity = self.ep.capacity;
         // At most two rounds: a padding frame, then the frame at offset 0.
         for _ in 0..2 {
@@ -226,6 +239,11 @@ impl Receiver {
                         self.write,
                         self.read + capacity
                     )));
+                }
+                if write != self.write {
+                    // A sender was here: from now on its lock tells
+                    // whether it is alive, whatever its state word says.
+                    self.ep.peer_seen = true;
                 }
                 self.write = write;
                 if write == self.read {

@@ -222,10 +222,19 @@ impl Sender {
         }
     }
 
+    /// Finds room for a frame of `len` payload bytes (see
+    /// [`Sender::poll_ring`]); an error, whatever the ring seemed to say, if
+    /// the memory under it is gone (a truncated segment reads as zeros).
+    fn poll_space(&mut self, len: usize) -> Result<Option<(u64, u64)>> {
+        let found = self.poll_ring(len);
+        self.ep.check_intact()?;
+        found
+    }
+
     /// Finds room for a frame of `len` payload bytes: `(ring offset,
     /// position)`, writing a padding frame first if the frame does not fit
     /// before the end of the ring. `None` if the ring is too full.
-    fn poll_space(&mut self, len: usize) -> Result<Option<(u64, u64)>> {
+    fn poll_ring(&mut self, len: usize) -> Result<Option<(u64, u64)>> {
         let capacity = self.ep.capacity;
         let frame = frame_len(len as u64)
             .filter(|&f| f <= capacity && len as u64 <= max_message(capacity))
@@ -271,6 +280,11 @@ impl Sender {
                 "the receiver's position {read} is outside {}..={}",
                 self.read, self.write
             )));
+        }
+        if read != self.read {
+            // A receiver was here: from now on its lock tells whether it
+            // is alive, whatever its state word says.
+            self.ep.peer_seen = true;
         }
         self.read = read;
         Ok(())

@@ -15,6 +15,41 @@ mod windows;
 #[cfg(windows)]
 pub(crate) use windows::*;
 
+/// What a handle may do with an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Map and read only.
+    ReadOnly,
+    /// Map, read and write.
+    ReadWrite,
+}
+
+impl Access {
+    /// `ReadWrite` if `writable`.
+    pub(crate) fn from_writable(writable: bool) -> Access {
+        if writable {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        }
+    }
+
+    /// Whether this access includes writing.
+    pub(crate) fn writable(self) -> bool {
+        self == Access::ReadWrite
+    }
+}
+
+/// Whose named objects an open accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Only objects owned by this process's effective user (the default).
+    #[default]
+    Me,
+    /// Any owner (`SegmentOptions::allow_foreign_owner`).
+    Anyone,
+}
+
 /// How an object is described in error messages.
 pub(crate) fn describe(name: Option<&str>) -> String {
     match name {

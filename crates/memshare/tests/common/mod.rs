@@ -45,13 +45,19 @@ impl Reaped {
     }
 
     /// Waits for the child to exit (at most `timeout`) and asserts success.
-    pub fn wait_success(mut self, timeout: Duration) {
+    pub fn wait_success(self, timeout: Duration) {
+        let status = self.wait(timeout);
+        assert!(status.success(), "child failed: {status}");
+    }
+
+    /// Waits for the child to exit (at most `timeout`; killed and the test
+    /// failed after that) and returns how it ended.
+    pub fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut child = self.0.take().unwrap();
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "child failed: {status}");
-                return;
+                return status;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();

@@ -3,6 +3,7 @@
 //! The Linux-only pieces (memfd, seals, the lifetime marker in an extended
 //! attribute) live in `platform`, with a fallback for the other Unixes.
 
+mod fault;
 mod inspect;
 mod names;
 mod platform;
@@ -16,7 +17,7 @@ use rustix::fs;
 use rustix::io::Errno;
 use rustix::mm;
 
-use super::describe;
+use super::{describe, Access, Owner};
 use crate::{Error, Result};
 
 pub(crate) use inspect::{holder_pids, list_named, named_capacity, stat_named, NamedStat};
@@ -120,9 +121,10 @@ impl Object {
         names::create(name, len, opts)
     }
 
-    /// Opens the live object called `name`.
-    pub(crate) fn open_named(name: &str, writable: bool) -> Result<Object> {
-        names::open(name, writable)
+    /// Opens the live object called `name`, if it is a shared-memory object
+    /// of an owner `owner` accepts.
+    pub(crate) fn open_named(name: &str, access: Access, owner: Owner) -> Result<Object> {
+        names::open(name, access, owner)
     }
 
     /// The name, if the object has one.
@@ -191,7 +193,31 @@ impl Object {
             op: "mmap",
             source: std::io::Error::other("the kernel returned a null mapping"),
         })?;
-        Ok(Mapping { ptr, len })
+        let registration = fault::register(ptr.as_ptr(), len, prot.bits() as i32);
+        Ok(Mapping {
+            ptr,
+            len,
+            registration,
+        })
+    }
+
+    /// Allocates the memory of `offset..offset + len` now, so that touching
+    /// it cannot run out of memory later.
+    pub(crate) fn allocate(&self, offset: u64, len: u64) -> Result<()> {
+        allocate(
+            &self.fd,
+            self.name(),
+            offset,
+            len,
+            platform::is_huge_page_object(&self.fd),
+        )
+    }
+
+    /// The object's size now, as the system reports it (another process may
+    /// have changed it since it was opened).
+    pub(crate) fn current_len(&self) -> Result<u64> {
+        let st = fs::fstat(&self.fd).map_err(|e| os_error(self.name(), "fstat", e))?;
+        Ok(u64::try_from(st.st_size).unwrap_or(0))
     }
 }
 
@@ -224,42 +250,62 @@ fn size_object(fd: &OwnedFd, name: Option<&str>, len: u64, opts: &CreateOptions)
     // at fault time kills the process with SIGBUS, and there is no
     // overcommit for them, so finding out at creation is the only sane way.
     if opts.reserve || opts.huge_pages {
-        platform::reserve(fd, len).map_err(|e| match e {
-            Errno::NOSPC | Errno::NOMEM => Error::NoSpace {
-                object: describe(name),
-                len,
-                detail: if opts.huge_pages {
-                    format!(
-                        "{} (huge pages: see /proc/sys/vm/nr_hugepages)",
-                        std::io::Error::from(e)
-                    )
-                } else {
-                    format!(
-                        "{} (the shared-memory file system is full)",
-                        std::io::Error::from(e)
-                    )
-                },
-            },
-            Errno::NOTSUP | Errno::NOSYS => Error::Unsupported {
-                what: format!("reserving memory for {} (fallocate)", describe(name)),
-            },
-            e => os_error(name, "fallocate", e),
-        })?;
+        allocate(fd, name, 0, len, opts.huge_pages)?;
     }
     Ok(())
 }
 
-/// One mapped window of an object. Unmapped when dropped.
+/// Allocates the pages of `offset..offset + len` of `fd` (`fallocate`), so
+/// that touching them cannot fail for want of memory.
+fn allocate(fd: &OwnedFd, name: Option<&str>, offset: u64, len: u64, huge: bool) -> Result<()> {
+    platform::reserve(fd, offset, len).map_err(|e| match e {
+        Errno::NOSPC | Errno::NOMEM => Error::NoSpace {
+            object: describe(name),
+            len,
+            detail: if huge {
+                format!(
+                    "{} (huge pages: see /proc/sys/vm/nr_hugepages)",
+                    std::io::Error::from(e)
+                )
+            } else {
+                format!(
+                    "{} (the shared-memory file system is full)",
+                    std::io::Error::from(e)
+                )
+            },
+        },
+        Errno::NOTSUP | Errno::NOSYS => Error::Unsupported {
+            what: format!("reserving memory for {} (fallocate)", describe(name)),
+        },
+        Errno::BADF => Error::PermissionDenied {
+            object: describe(name),
+            op: "allocate memory: the segment is read-only".into(),
+        },
+        e => os_error(name, "fallocate", e),
+    })
+}
+
+/// One mapped window of an object, registered with the `SIGBUS` handler
+/// (see `fault`). Unmapped when dropped.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    registration: fault::Registration,
 }
 
 impl Mapping {
     /// The first byte of the window.
     pub(crate) fn ptr(&self) -> NonNull<u8> {
         self.ptr
+    }
+
+    /// Whether an access to the window faulted (the object shrank under
+    /// it, or a page could not be allocated) and the window now holds
+    /// private zero pages instead of the object.
+    #[inline]
+    pub(crate) fn faulted(&self) -> bool {
+        self.registration.faulted()
     }
 }
 
@@ -272,6 +318,9 @@ unsafe impl Sync for Mapping {}
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // First out of the fault handler's table, so that it never maps
+        // over an address range that is no longer ours.
+        self.registration.unregister();
         // SAFETY: `ptr`/`len` are exactly what `mmap` returned and nothing
         // refers to the window any more: the view that owned it is gone.
         let result = unsafe { mm::munmap(self.ptr.as_ptr().cast(), self.len) };

@@ -32,6 +32,7 @@ use rustix::shm;
 
 use super::platform::{self, Marker};
 use super::{describe, os_error, size_object, CreateOptions, Lifetime, Object};
+use crate::sys::{Access, Owner};
 use crate::{Error, Result};
 
 /// How long an opener waits for a name that is being created or removed.
@@ -41,13 +42,113 @@ fn path(name: &str) -> String {
     format!("/{name}")
 }
 
-/// The `shm_open` access flags for a writable or read-only handle.
-fn access(writable: bool) -> shm::OFlags {
-    if writable {
-        shm::OFlags::RDWR
-    } else {
-        shm::OFlags::RDONLY
+/// The `open` access flags for a handle.
+fn oflags(access: Access) -> fs::OFlags {
+    match access {
+        Access::ReadWrite => fs::OFlags::RDWR,
+        Access::ReadOnly => fs::OFlags::RDONLY,
     }
+}
+
+/// Opens the object called `name`, and refuses what is not a shared-memory
+/// object this process may trust: a symbolic link (never followed), a FIFO,
+/// a directory, a device or socket (never waited on), a file outside the
+/// shared-memory file systems, and, unless `owner` is [`Owner::Anyone`],
+/// an object that another user owns.
+pub(super) fn open_checked(name: &str, access: Access, owner: Owner) -> Result<OwnedFd> {
+    let fd = platform::open_shm_object(name, oflags(access)).map_err(|e| match e {
+        // O_NOFOLLOW on a link, a directory opened for writing, a socket
+        // or a FIFO without a reader: say what is there.
+        Errno::LOOP | Errno::ISDIR | Errno::NXIO | Errno::NODEV | Errno::OPNOTSUPP => {
+            not_shared_memory(name, &what_is_at(name))
+        }
+        e => os_error(Some(name), "open", e),
+    })?;
+    check_object(name, &fd, owner)?;
+    Ok(fd)
+}
+
+/// Checks that the open `fd` (found at `name`) is a shared-memory object:
+/// a regular file on tmpfs or hugetlbfs, owned by this process's effective
+/// user unless `owner` is [`Owner::Anyone`].
+pub(super) fn check_object(name: &str, fd: impl AsFd, owner: Owner) -> Result<()> {
+    let st = fs::fstat(fd.as_fd()).map_err(|e| os_error(Some(name), "fstat", e))?;
+    let file_type = fs::FileType::from_raw_mode(st.st_mode);
+    if file_type != fs::FileType::RegularFile {
+        return Err(not_shared_memory(name, type_name(file_type)));
+    }
+    if !platform::is_shared_memory_fs(fd.as_fd()) {
+        return Err(not_shared_memory(
+            name,
+            "a regular file outside the shared-memory file systems",
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if owner == Owner::Me && st.st_uid != me {
+        return Err(Error::PermissionDenied {
+            object: describe(Some(name)),
+            op: format!(
+                "open: the object belongs to {}, not to this process's user {}; it was \
+                 refused, because writing into it would hand data to that user (use \
+                 SegmentOptions::allow_foreign_owner(true) to open it anyway)",
+                user_description(st.st_uid),
+                user_description(me)
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn not_shared_memory(name: &str, what: &str) -> Error {
+    Error::NotSharedMemory {
+        object: describe(Some(name)),
+        what: format!("{} is {what}", platform::shm_path(name)),
+    }
+}
+
+/// What is at `name`, for a message (an `lstat`, which never blocks).
+fn what_is_at(name: &str) -> String {
+    match platform::stat_shm_name(name) {
+        Ok(st) => type_name(fs::FileType::from_raw_mode(st.st_mode)).to_owned(),
+        Err(e) => format!("something that cannot be opened ({e})"),
+    }
+}
+
+fn type_name(file_type: fs::FileType) -> &'static str {
+    match file_type {
+        fs::FileType::RegularFile => "a regular file",
+        fs::FileType::Directory => "a directory",
+        fs::FileType::Symlink => "a symbolic link (never followed)",
+        fs::FileType::Fifo => "a FIFO",
+        fs::FileType::Socket => "a socket",
+        fs::FileType::CharacterDevice => "a character device",
+        fs::FileType::BlockDevice => "a block device",
+        _ => "not a regular file",
+    }
+}
+
+/// `uid N (name)`, or `uid N` where the user database does not know it.
+fn user_description(uid: u32) -> String {
+    match user_name(uid) {
+        Some(name) => format!("user {uid} ({name})"),
+        None => format!("user {uid}"),
+    }
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: `passwd` is a plain C struct for which all-zero is valid.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: `pwd` and `result` are
+    // exclusively borrowed locals, `buf` is `buf.len()` bytes long.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success `pw_name` points at a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned())
 }
 
 pub(super) fn create(name: &str, len: u64, opts: &CreateOptions) -> Result<Object> {
@@ -156,13 +257,12 @@ fn prepare(
     Ok((fd, lifetime))
 }
 
-pub(super) fn open(name: &str, writable: bool) -> Result<Object> {
+pub(super) fn open(name: &str, access: Access, owner: Owner) -> Result<Object> {
     let path = path(name);
-    let flags = access(writable);
+    let writable = access.writable();
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
-        let fd = shm::open(path.as_str(), flags, Mode::empty())
-            .map_err(|e| os_error(Some(name), "shm_open", e))?;
+        let fd = open_checked(name, access, owner)?;
         match platform::get_marker(&fd) {
             Marker::Shared => {}
             // Foreign and persistent objects live like files: no counting.
@@ -180,7 +280,7 @@ pub(super) fn open(name: &str, writable: bool) -> Result<Object> {
         }
         // Nobody holds it: every holder died. Remove the stale name.
         if fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
-            if same_object(&path, &fd) {
+            if same_object(name, &fd) {
                 let _ = shm::unlink(path.as_str());
             }
             return Err(Error::NotFound {
@@ -194,8 +294,8 @@ pub(super) fn open(name: &str, writable: bool) -> Result<Object> {
             Err(e) => return Err(os_error(Some(name), "flock", e)),
             Ok(()) => {
                 // The name may have been removed (and even created anew)
-                // between our shm_open and our lock.
-                if same_object(&path, &fd) {
+                // between our open and our lock.
+                if same_object(name, &fd) {
                     if is_empty(&fd) {
                         if Instant::now() < deadline {
                             // Marked and locked, not yet sized: a creator
@@ -259,12 +359,15 @@ pub(crate) enum Reclaim {
 /// Removes `name` if its object is marked shared and nobody holds it.
 pub(crate) fn reclaim_if_stale(name: &str) -> Result<Reclaim> {
     let path = path(name);
-    let fd = match shm::open(path.as_str(), shm::OFlags::RDONLY, Mode::empty()) {
+    let fd = match open_checked(name, Access::ReadOnly, Owner::Me) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(Reclaim::Gone),
-        // Another user's object: not ours to judge, and it exists.
-        Err(Errno::ACCESS) => return Ok(Reclaim::Live),
-        Err(e) => return Err(os_error(Some(name), "shm_open", e)),
+        Err(Error::NotFound { .. }) => return Ok(Reclaim::Gone),
+        // Another user's object, or something that is not a shared-memory
+        // object: not ours to judge, and it exists.
+        Err(Error::PermissionDenied { .. } | Error::NotSharedMemory { .. }) => {
+            return Ok(Reclaim::Live)
+        }
+        Err(e) => return Err(e),
     };
     if platform::get_marker(&fd) != Marker::Shared {
         return Ok(Reclaim::Live);
@@ -272,7 +375,7 @@ pub(crate) fn reclaim_if_stale(name: &str) -> Result<Reclaim> {
     if fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
         return Ok(Reclaim::Live);
     }
-    if !same_object(&path, &fd) {
+    if !same_object(name, &fd) {
         return Ok(Reclaim::Gone);
     }
     match shm::unlink(path.as_str()) {
@@ -282,12 +385,10 @@ pub(crate) fn reclaim_if_stale(name: &str) -> Result<Reclaim> {
     }
 }
 
-/// Whether `path` still names the object open as `fd`.
-pub(super) fn same_object(path: &str, fd: impl AsFd) -> bool {
-    let Ok(current) = shm::open(path, shm::OFlags::RDONLY, Mode::empty()) else {
-        return false;
-    };
-    match (fs::fstat(fd.as_fd()), fs::fstat(&current)) {
+/// Whether `name` still names the object open as `fd` (found without
+/// opening the name: a FIFO swapped in cannot block this).
+pub(super) fn same_object(name: &str, fd: impl AsFd) -> bool {
+    match (fs::fstat(fd.as_fd()), platform::stat_shm_name(name)) {
         (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
         _ => false,
     }
@@ -300,14 +401,11 @@ pub(super) fn same_object(path: &str, fd: impl AsFd) -> bool {
 /// socket) shares its open file description, and so its `flock`, with
 /// every other copy of it: with the sender's, and with every child a
 /// `Command` spawned. Counting holders needs one description per holder.
-pub(super) fn reopen_as_holder(name: &str, writable: bool, like: impl AsFd) -> Result<OwnedFd> {
-    let path = path(name);
-    let flags = access(writable);
+pub(super) fn reopen_as_holder(name: &str, access: Access, like: impl AsFd) -> Result<OwnedFd> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
-        let fd = shm::open(path.as_str(), flags, Mode::empty())
-            .map_err(|e| os_error(Some(name), "shm_open", e))?;
-        if !same_object(&path, like.as_fd()) || !same_object(&path, &fd) {
+        let fd = open_checked(name, access, Owner::Me)?;
+        if !same_object(name, like.as_fd()) || !same_object(name, &fd) {
             return Err(Error::NotFound {
                 name: name.to_owned(),
             });
@@ -328,7 +426,7 @@ pub(super) fn release(name: &str, fd: &OwnedFd, lifetime: Lifetime) {
     match lifetime {
         Lifetime::Unmanaged => {}
         Lifetime::CreatorRemoves => {
-            if same_object(&path, fd) {
+            if same_object(name, fd) {
                 let _ = shm::unlink(path.as_str());
             }
         }
@@ -337,7 +435,7 @@ pub(super) fn release(name: &str, fd: &OwnedFd, lifetime: Lifetime) {
             // left. (A failed conversion drops our shared lock, which is
             // fine: the descriptor is about to be closed.)
             if fs::flock(fd, FlockOperation::NonBlockingLockExclusive).is_ok()
-                && same_object(&path, fd)
+                && same_object(name, fd)
             {
                 let _ = shm::unlink(path.as_str());
             }
@@ -346,7 +444,27 @@ pub(super) fn release(name: &str, fd: &OwnedFd, lifetime: Lifetime) {
 }
 
 /// Removes the name now, whoever holds the object (they keep their
-/// mappings), like deleting a file.
-pub(crate) fn remove_named(name: &str) -> Result<()> {
+/// mappings), like deleting a file. What is at the name must be a
+/// shared-memory object, and this user's unless `owner` is
+/// [`Owner::Anyone`]. (In the sticky `/dev/shm`, nobody else can swap
+/// this user's object for another between the check and the unlink.)
+pub(crate) fn remove_named(name: &str, owner: Owner) -> Result<()> {
+    let st = platform::stat_shm_name(name).map_err(|e| os_error(Some(name), "stat", e))?;
+    let file_type = fs::FileType::from_raw_mode(st.st_mode);
+    if file_type != fs::FileType::RegularFile {
+        return Err(not_shared_memory(name, type_name(file_type)));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if owner == Owner::Me && st.st_uid != me {
+        return Err(Error::PermissionDenied {
+            object: describe(Some(name)),
+            op: format!(
+                "remove: the object belongs to {}, not to this process's user {} (use \
+                 SegmentOptions::allow_foreign_owner(true) to remove it anyway)",
+                user_description(st.st_uid),
+                user_description(me)
+            ),
+        });
+    }
     shm::unlink(path(name).as_str()).map_err(|e| os_error(Some(name), "shm_unlink", e))
 }

@@ -71,6 +71,44 @@ mod imp {
     /// Where `shm_open` keeps its objects on Linux (glibc, musl, rustix).
     const SHM_DIR: &str = "/dev/shm";
 
+    /// Opens the object called `name` in the shared-memory directory with
+    /// `flags` (the access mode): never through a symbolic link
+    /// (`O_NOFOLLOW`: `ELOOP`), never waiting on a FIFO (`O_NONBLOCK`),
+    /// never becoming a controlling terminal, close-on-exec. rustix's and
+    /// glibc's `shm_open` add only `O_CLOEXEC`, so this opens the path
+    /// itself. The caller checks what it opened ([`fs::fstat`]).
+    pub(crate) fn open_shm_object(name: &str, flags: fs::OFlags) -> Result<OwnedFd, Errno> {
+        let path = format!("{SHM_DIR}/{name}");
+        let flags = flags
+            | fs::OFlags::NOFOLLOW
+            | fs::OFlags::NONBLOCK
+            | fs::OFlags::NOCTTY
+            | fs::OFlags::CLOEXEC;
+        fs::open(path.as_str(), flags, fs::Mode::empty())
+    }
+
+    /// What is at `name` in the shared-memory directory, without following
+    /// a link or opening it (so it never blocks).
+    pub(crate) fn stat_shm_name(name: &str) -> Result<fs::Stat, Errno> {
+        fs::lstat(format!("{SHM_DIR}/{name}").as_str())
+    }
+
+    /// Where the object called `name` would be, for messages.
+    pub(crate) fn shm_path(name: &str) -> String {
+        format!("{SHM_DIR}/{name}")
+    }
+
+    /// The name under which the open object `fd` was found in the
+    /// shared-memory directory, as `/proc/self/fd` shows it; `None` for an
+    /// anonymous object or one whose name was removed. (The caller checks
+    /// that the name still refers to this object.)
+    pub(crate) fn name_of(fd: std::os::fd::BorrowedFd<'_>) -> Option<String> {
+        use std::os::fd::AsRawFd;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+        let name = link.to_str()?.strip_prefix(SHM_DIR)?.strip_prefix('/')?;
+        (!name.contains('/') && !name.ends_with(" (deleted)")).then(|| name.to_owned())
+    }
+
     /// A new object in the shared-memory directory with no name yet
     /// (`O_TMPFILE`), so that it can be locked, marked and sized before
     /// anyone can see it. `NOTSUP` where the system cannot do that.
@@ -107,8 +145,8 @@ mod imp {
         }
     }
 
-    pub(crate) fn reserve(fd: &OwnedFd, len: u64) -> Result<(), Errno> {
-        fs::fallocate(fd, fs::FallocateFlags::empty(), 0, len)
+    pub(crate) fn reserve(fd: &OwnedFd, offset: u64, len: u64) -> Result<(), Errno> {
+        fs::fallocate(fd, fs::FallocateFlags::empty(), offset, len)
     }
 
     pub(crate) fn populate_flag() -> mm::MapFlags {
@@ -245,6 +283,34 @@ mod imp {
         Ok(())
     }
 
+    /// Opens the object called `name` (`shm_open`). Names here live in the
+    /// kernel's own name space, not in a directory: nothing but
+    /// shared-memory objects can be found at one.
+    pub(crate) fn open_shm_object(name: &str, flags: rustix::fs::OFlags) -> Result<OwnedFd, Errno> {
+        let flags = shm::OFlags::from_bits_truncate(flags.bits());
+        shm::open(format!("/{name}").as_str(), flags, Mode::empty())
+    }
+
+    /// What is at `name` (`shm_open` read-only, then `fstat`).
+    pub(crate) fn stat_shm_name(name: &str) -> Result<rustix::fs::Stat, Errno> {
+        let fd = shm::open(
+            format!("/{name}").as_str(),
+            shm::OFlags::RDONLY,
+            Mode::empty(),
+        )?;
+        rustix::fs::fstat(&fd)
+    }
+
+    /// Where the object called `name` would be, for messages.
+    pub(crate) fn shm_path(name: &str) -> String {
+        format!("/{name}")
+    }
+
+    /// The name of an open object: not known here.
+    pub(crate) fn name_of(_fd: std::os::fd::BorrowedFd<'_>) -> Option<String> {
+        None
+    }
+
     /// No unnamed objects in the shared-memory name space here.
     pub(crate) fn unnamed_shm_object(_mode: Mode) -> Result<OwnedFd, Errno> {
         Err(Errno::NOTSUP)
@@ -255,7 +321,7 @@ mod imp {
         Err(Errno::NOTSUP)
     }
 
-    pub(crate) fn reserve(_fd: &OwnedFd, _len: u64) -> Result<(), Errno> {
+    pub(crate) fn reserve(_fd: &OwnedFd, _offset: u64, _len: u64) -> Result<(), Errno> {
         Err(Errno::NOTSUP)
     }
 

@@ -19,7 +19,7 @@ use rustix::net::{
 
 use super::platform::{self, Marker};
 use super::{names, os_error, Lifetime, Object};
-use crate::sys::Claim;
+use crate::sys::{Access, Claim};
 use crate::{Error, Result};
 
 /// The most descriptors one message may carry (Linux's `SCM_MAX_FD` is 253).
@@ -54,7 +54,9 @@ impl Object {
     pub(crate) fn handover(&self) -> Result<Object> {
         let name = self.name.clone();
         let fd = match (&name, self.lifetime) {
-            (Some(n), Lifetime::Counted) => names::reopen_as_holder(n, self.writable, &self.fd)?,
+            (Some(n), Lifetime::Counted) => {
+                names::reopen_as_holder(n, Access::from_writable(self.writable), &self.fd)?
+            }
             _ => rio::fcntl_dupfd_cloexec(&self.fd, 3)
                 .map_err(|e| os_error(name.as_deref(), "fcntl(F_DUPFD_CLOEXEC)", e))?,
         };
@@ -102,7 +104,7 @@ impl Object {
             // Become a holder of our own; the received copy (shared with
             // the sender and its other receivers) is closed.
             (Some(name), Lifetime::Counted) => {
-                match names::reopen_as_holder(name, writable, &fd) {
+                match names::reopen_as_holder(name, Access::from_writable(writable), &fd) {
                     Ok(own) => own,
                     // Another user's segment handed to us: we may use the
                     // descriptor but not open the name, so we cannot count
@@ -144,13 +146,27 @@ impl Object {
                 source: e.into(),
             },
         })?;
-        check_is_shared_memory(taken.as_fd()).map_err(|reason| Error::InvalidHandle {
+        // Checked exactly as a received descriptor is, against a claim made
+        // from the descriptor itself: a shared-memory object; an anonymous
+        // one (a memfd) sealed against shrinking, so that its owner cannot
+        // truncate it under our views; a named one still at its name.
+        let bad = |reason: String| Error::InvalidHandle {
             object: origin.clone(),
             reason,
-        })?;
-        let access = fs::fcntl_getfl(&taken).map_err(|e| os_error(None, "fcntl(F_GETFL)", e))?
+        };
+        check_is_shared_memory(taken.as_fd()).map_err(bad)?;
+        let st = fs::fstat(&taken).map_err(|e| bad(format!("fstat: {e}")))?;
+        let access = fs::fcntl_getfl(&taken).map_err(|e| bad(format!("fcntl(F_GETFL): {e}")))?
             & OFlags::RWMODE;
-        Object::new(taken, None, access == OFlags::RDWR, Lifetime::Unmanaged)
+        let name = platform::name_of(taken.as_fd())
+            .filter(|name| crate::validate_name(name).is_ok() && names::same_object(name, &taken));
+        let claim = Claim {
+            name,
+            len: u64::try_from(st.st_size).unwrap_or(0),
+            readonly: access != OFlags::RDWR,
+            identity: Some(identity_of(&st)),
+        };
+        Object::from_received(taken, &claim, &origin)
     }
 }
 
@@ -216,7 +232,7 @@ fn check_claim(fd: BorrowedFd<'_>, claim: &Claim, origin: &str) -> Result<(bool,
         crate::validate_name(name)?;
         // The name must lead to this very object: otherwise a sender
         // could pass off any tmpfs file as a named segment.
-        if !names::same_object(&format!("/{name}"), fd) {
+        if !names::same_object(name, fd) {
             return Err(bad(format!(
                 "the name {name:?} does not refer to the object that was sent"
             )));
@@ -275,11 +291,24 @@ pub(crate) fn adopt_inherited(
         return Err(bad(format!("descriptor {raw} was already taken")));
     }
     // SAFETY: borrowed only for the checks below, which leave it exactly as
-    // it was if they fail; fstat tells whether it is open at all.
+    // it was if they fail; fcntl and fstat tell whether it is open at all.
     let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
     // Check everything before taking ownership: a wrong descriptor must be
     // left exactly as it was.
+    //
+    // A descriptor that came through `exec` is not close-on-exec (the
+    // parent cleared the flag for exactly this child). Every descriptor this
+    // process opened itself is (memshare's, and std's `File`s and sockets):
+    // adopting one of those would make two owners close it.
     check_claim(borrowed, claim, origin)?;
+    let fd_flags = rio::fcntl_getfd(borrowed)
+        .map_err(|e| bad(format!("descriptor {raw} is not an open descriptor ({e})")))?;
+    if fd_flags.contains(FdFlags::CLOEXEC) {
+        return Err(bad(format!(
+            "descriptor {raw} is close-on-exec, so it did not come through exec: this \
+             process opened it itself (it may be owned already); refused"
+        )));
+    }
     rio::fcntl_setfd(borrowed, FdFlags::CLOEXEC)
         .map_err(|e| bad(format!("fcntl(F_SETFD): {e}")))?;
     // The parent put this descriptor here for us: the value names our

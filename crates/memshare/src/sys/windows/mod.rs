@@ -29,7 +29,7 @@ use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
 use crate::{Error, Result};
 
-use super::describe;
+use super::{describe, Access, Owner};
 pub(crate) use handle::Handle;
 pub(crate) use share::{adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid};
 
@@ -157,7 +157,11 @@ impl Object {
     }
 
     /// Opens the section called `name` (in `Local\`, then `Global\`).
-    pub(crate) fn open_named(name: &str, writable: bool) -> Result<Object> {
+    /// The owner is not checked here: a section's DACL decides who may
+    /// open it (memshare's own admit this user only; see
+    /// docs/platforms.md for what that leaves).
+    pub(crate) fn open_named(name: &str, access: Access, _owner: Owner) -> Result<Object> {
+        let writable = access.writable();
         let access = if writable { RW_ACCESS } else { RO_ACCESS };
         let mut first_error = 0;
         for global in [false, true] {
@@ -193,6 +197,16 @@ impl Object {
     /// The size in bytes.
     pub(crate) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Nothing to do: a committed section's pages are charged at creation.
+    pub(crate) fn allocate(&self, _offset: u64, _len: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// The size now: a section never changes size.
+    pub(crate) fn current_len(&self) -> Result<u64> {
+        Ok(self.len)
     }
 
     /// Whether this handle may map the object writable.
@@ -333,7 +347,7 @@ fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -
 }
 
 /// Names cannot be removed on Windows: they go with their last handle.
-pub(crate) fn remove_named(name: &str) -> Result<()> {
+pub(crate) fn remove_named(name: &str, _owner: Owner) -> Result<()> {
     Err(Error::Unsupported {
         what: format!(
             "removing the name of segment {name:?}: on Windows a name goes away with the \
@@ -352,6 +366,13 @@ impl Mapping {
     /// The first byte of the view.
     pub(crate) fn ptr(&self) -> NonNull<u8> {
         self.ptr
+    }
+
+    /// Never: a section cannot shrink, and a committed section's pages are
+    /// charged at creation, so touching a view cannot fault.
+    #[inline]
+    pub(crate) fn faulted(&self) -> bool {
+        false
     }
 }
 

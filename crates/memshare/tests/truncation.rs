@@ -1,0 +1,290 @@
+//! A peer that shrinks a named segment (`ftruncate`) under another
+//! process's views would kill that process with SIGBUS at its next access.
+//! memshare catches the fault in its own mappings: the access returns an
+//! error (`Truncated`), the process lives. SIGBUS anywhere else still goes
+//! where it went before (a handler installed earlier, or death).
+#![cfg(unix)]
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{child, role, unique_name, Reaped, TIMEOUT};
+use memshare::channel::{Receiver, Sender};
+use memshare::{Error, Segment};
+
+/// In a child: opens `MST_NAME` and truncates it to `MST_LEN` bytes.
+fn truncate_in_child(test: &str, name: &str, len: u64) {
+    let mut cmd = child(test, "truncate");
+    cmd.env("MST_NAME", name).env("MST_LEN", len.to_string());
+    Reaped::spawn(cmd).wait_success(TIMEOUT);
+}
+
+/// The child's side of [`truncate_in_child`]; true if this is that child.
+fn truncator() -> bool {
+    if role().as_deref() != Some("truncate") {
+        return false;
+    }
+    let name = std::env::var("MST_NAME").unwrap();
+    let len = std::env::var("MST_LEN").unwrap().parse().unwrap();
+    let segment = Segment::open(&name).unwrap();
+    rustix::fs::ftruncate(segment.as_fd(), len).unwrap();
+    true
+}
+
+fn truncated<T: std::fmt::Debug>(result: memshare::Result<T>, len: u64) {
+    match result {
+        Err(Error::Truncated { len: now, .. }) => assert_eq!(now, len),
+        other => panic!("expected Truncated to {len} bytes, got {other:?}"),
+    }
+}
+
+#[test]
+fn views_of_a_segment_truncated_by_another_process_give_errors() {
+    const TEST: &str = "views_of_a_segment_truncated_by_another_process_give_errors";
+    if truncator() {
+        return;
+    }
+    let name = unique_name("trunc-view");
+    let segment = Segment::create_named(&name, 64 << 10).unwrap();
+    let view = segment.map(..).unwrap();
+    let tail = segment.map_readonly(32 << 10..).unwrap();
+    view.write_at(0, &[1; 64 << 10]).unwrap();
+    truncate_in_child(TEST, &name, 4096);
+
+    // The first page is still there: reads of it work.
+    let mut buf = [0u8; 16];
+    view.read_at(0, &mut buf).unwrap();
+    assert_eq!(buf, [1; 16]);
+    // Beyond the new end: an error, not a SIGBUS.
+    truncated(view.read_at(8192, &mut buf), 4096);
+    truncated(view.write_at(40 << 10, b"lost"), 4096);
+    truncated(tail.read_at(0, &mut buf), 4096);
+    // From now on the faulted view reads zeros, and says why on every call.
+    assert_eq!(
+        view.atomic_u32(16 << 10).unwrap().load(Ordering::Relaxed),
+        0
+    );
+    truncated(view.check_intact(), 4096);
+    truncated(view.read_at(0, &mut buf), 4096);
+    // A new view of what is left works.
+    let fresh = segment.map(..4096).unwrap();
+    fresh.read_at(0, &mut buf).unwrap();
+    assert_eq!(buf, [1; 16]);
+    fresh.check_intact().unwrap();
+}
+
+#[test]
+fn several_threads_faulting_at_once_all_get_the_error() {
+    const TEST: &str = "several_threads_faulting_at_once_all_get_the_error";
+    if truncator() {
+        return;
+    }
+    let name = unique_name("trunc-threads");
+    let segment = Segment::create_named(&name, 1 << 20).unwrap();
+    let view = segment.map(..).unwrap();
+    let views: Vec<_> = (0..3).map(|_| segment.map(..).unwrap()).collect();
+    std::thread::scope(|s| {
+        let mut threads = Vec::new();
+        for (i, v) in views.iter().chain(std::iter::once(&view)).enumerate() {
+            threads.push(s.spawn(move || {
+                // Sweep the whole view until the memory is gone.
+                let mut buf = [0u8; 4096];
+                let mut offset = i * 4096;
+                loop {
+                    let result = if i % 2 == 0 {
+                        v.read_at(offset, &mut buf)
+                    } else {
+                        v.write_at(offset, &buf)
+                    };
+                    if let Err(e) = result {
+                        return e;
+                    }
+                    offset = (offset + 4096) % (1 << 20);
+                }
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        truncate_in_child(TEST, &name, 0);
+        for t in threads {
+            let e = t.join().unwrap();
+            assert!(matches!(e, Error::Truncated { len: 0, .. }), "{e}");
+        }
+    });
+}
+
+#[test]
+fn channel_ends_whose_segment_is_truncated_get_errors() {
+    const TEST: &str = "channel_ends_whose_segment_is_truncated_get_errors";
+    if truncator() {
+        return;
+    }
+    let name = unique_name("trunc-chan");
+    let tx = Sender::create_named(&name, 64 << 10).unwrap();
+    let rx = Receiver::attach(tx.segment()).unwrap();
+    let (tx_result, rx_result) = std::thread::scope(|s| {
+        let sending = s.spawn(move || {
+            let mut tx = tx;
+            loop {
+                if let Err(e) = tx.send_timeout(&[5u8; 1000], TIMEOUT) {
+                    return e;
+                }
+            }
+        });
+        let receiving = s.spawn(move || {
+            let mut rx = rx;
+            let mut zeros_seen = false;
+            loop {
+                match rx.recv_timeout(TIMEOUT) {
+                    Ok(msg) => {
+                        // A message held while the memory goes reads as
+                        // zeros from then on (documented on RecvGuard);
+                        // the next call must say why.
+                        assert!(msg.iter().all(|&b| b == 5 || b == 0), "{msg:?}");
+                        assert!(!zeros_seen, "a call after zeros did not fail");
+                        zeros_seen = msg.contains(&0);
+                    }
+                    Err(e) => return e,
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        // Cut the segment in the middle of the ring.
+        truncate_in_child(TEST, &name, 1024 + (16 << 10));
+        (sending.join().unwrap(), receiving.join().unwrap())
+    });
+    // Each end finds the memory gone, or its peer gone after that.
+    for (end, e) in [("sender", tx_result), ("receiver", rx_result)] {
+        assert!(
+            matches!(e, Error::Truncated { .. } | Error::Disconnected { .. }),
+            "{end}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_named_segment_shared_with_a_child_that_truncates_it_gives_errors() {
+    const TEST: &str = "a_named_segment_shared_with_a_child_that_truncates_it_gives_errors";
+    if role().as_deref() == Some("inheritor") {
+        let segment = Segment::inherited("victim").unwrap();
+        rustix::fs::ftruncate(segment.as_fd(), 0).unwrap();
+        return;
+    }
+    use memshare::CommandExt;
+    let name = unique_name("trunc-share");
+    let segment = Segment::create_named(&name, 16 << 10).unwrap();
+    let view = segment.map(..).unwrap();
+    let mut cmd = child(TEST, "inheritor");
+    cmd.share("victim", &segment);
+    Reaped::spawn(cmd).wait_success(TIMEOUT);
+    truncated(view.write_at(0, b"x"), 0);
+}
+
+/// The child's side of the chaining tests: makes a SIGBUS that has nothing
+/// to do with memshare (a memfd of its own, mapped and then truncated),
+/// after memshare installed its handler.
+fn fault_outside_memshare() -> ! {
+    use rustix::fs::{ftruncate, memfd_create, MemfdFlags};
+    use rustix::mm::{mmap, MapFlags, ProtFlags};
+    // memshare's handler is installed by its first view.
+    let segment = Segment::create(4096).unwrap();
+    let _view = segment.map(..).unwrap();
+    let fd = memfd_create("mst-outside", MemfdFlags::CLOEXEC).unwrap();
+    ftruncate(&fd, 4096).unwrap();
+    // SAFETY: a new shared mapping of our own memfd, read once below.
+    let p = unsafe {
+        mmap(
+            std::ptr::null_mut(),
+            4096,
+            ProtFlags::READ,
+            MapFlags::SHARED,
+            &fd,
+            0,
+        )
+    }
+    .unwrap();
+    ftruncate(&fd, 0).unwrap();
+    // SAFETY: mapped above; the page is beyond the end now, so this read
+    // raises SIGBUS, which is the point.
+    let byte = unsafe { std::ptr::read_volatile(p.cast::<u8>()) };
+    panic!("read {byte} past the end of a truncated memfd without a SIGBUS");
+}
+
+extern "C" fn exit_42(_sig: libc::c_int) {
+    // SAFETY: `_exit` is async-signal-safe.
+    unsafe { libc::_exit(42) };
+}
+
+/// Installs a handler that exits with status 42, as a program might
+/// before it uses memshare.
+fn install_exit_42() {
+    // SAFETY: plain C data; a valid one-argument handler.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = exit_42 as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+}
+
+/// The child's side of the sent-signal tests: memshare's handler in place,
+/// then waits to be signalled.
+fn wait_for_a_signal() -> ! {
+    let segment = Segment::create(4096).unwrap();
+    let _view = segment.map(..).unwrap();
+    println!("ready=1");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Spawns `role`, waits until it says it is ready, sends it SIGBUS and
+/// returns how it ended.
+fn sigbus_sent_to(test: &str, role: &str) -> std::process::ExitStatus {
+    let mut cmd = child(test, role);
+    cmd.stdout(std::process::Stdio::piped());
+    let mut waiter = Reaped::spawn(cmd);
+    let mut out = waiter.0.as_mut().unwrap().stdout.take().unwrap();
+    common::read_after(&mut out, "ready=", TIMEOUT);
+    let pid = rustix::process::Pid::from_raw(waiter.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::BUS).unwrap();
+    waiter.wait(TIMEOUT)
+}
+
+#[test]
+fn sigbus_outside_memshare_goes_to_the_handler_installed_before() {
+    const TEST: &str = "sigbus_outside_memshare_goes_to_the_handler_installed_before";
+    match role().as_deref() {
+        Some("faulter") => {
+            install_exit_42();
+            fault_outside_memshare();
+        }
+        Some("waiter") => {
+            install_exit_42();
+            wait_for_a_signal();
+        }
+        _ => {}
+    }
+    // A fault outside memshare's mappings, and a SIGBUS sent with kill():
+    // both reach the program's own handler.
+    let status = Reaped::spawn(child(TEST, "faulter")).wait(TIMEOUT);
+    assert_eq!(status.code(), Some(42), "fault: {status}");
+    let status = sigbus_sent_to(TEST, "waiter");
+    assert_eq!(status.code(), Some(42), "kill: {status}");
+}
+
+#[test]
+fn sigbus_outside_memshare_still_kills_by_default() {
+    const TEST: &str = "sigbus_outside_memshare_still_kills_by_default";
+    if role().as_deref() == Some("faulter") {
+        fault_outside_memshare();
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let status = Reaped::spawn(child(TEST, "faulter")).wait(TIMEOUT);
+    assert_eq!(status.signal(), Some(libc::SIGBUS), "{status}");
+}
