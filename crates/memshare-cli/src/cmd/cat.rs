@@ -6,7 +6,6 @@ use memshare::Segment;
 
 use crate::fail::Failure;
 use crate::size::{parse_offset, parse_size};
-use crate::window::windows;
 
 /// Write a segment's bytes to standard output
 ///
@@ -32,20 +31,19 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let len = checked_range(&segment, args.offset, args.len)?;
     let mut out = std::io::stdout().lock();
     let mut buf = vec![0u8; PIECE.min(usize::try_from(len).unwrap_or(PIECE))];
-    for (start, window_len) in windows(args.offset, len) {
-        let view = segment.map_readonly(start..start + window_len)?;
-        let mut done = 0;
-        while done < view.len() {
-            let n = buf.len().min(view.len() - done);
-            view.read_at(done, &mut buf[..n])?;
-            match out.write_all(&buf[..n]) {
-                Ok(()) => {}
-                // The reader went away (`| head`): nothing more to do.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-                Err(e) => return Err(Failure::other(format!("writing to standard output: {e}"))),
-            }
-            done += n;
+    let mut done = 0u64;
+    while done < len {
+        let n = buf
+            .len()
+            .min(usize::try_from(len - done).unwrap_or(usize::MAX));
+        read_exact_at(&segment, args.offset + done, &mut buf[..n])?;
+        match out.write_all(&buf[..n]) {
+            Ok(()) => {}
+            // The reader went away (`| head`): nothing more to do.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(Failure::other(format!("writing to standard output: {e}"))),
         }
+        done += n as u64;
     }
     match out.flush() {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
@@ -53,6 +51,31 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
         _ => Ok(()),
     }
+}
+
+/// Reads `buf.len()` bytes at `offset` with `pread`, not through a
+/// mapping: a page that was never written reads as zeros without being
+/// allocated, so `cat` works on a full /dev/shm, and a segment shrunk
+/// meanwhile ends early instead of faulting.
+fn read_exact_at(segment: &Segment, offset: u64, buf: &mut [u8]) -> Result<(), Failure> {
+    use std::os::fd::AsFd;
+    let name = segment.name().unwrap_or_default();
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::io::pread(segment.as_fd(), &mut buf[filled..], offset + filled as u64) {
+            Ok(0) => {
+                return Err(Failure::other(format!(
+                    "segment {name:?}: it ended at byte {} while being read (another process \
+                     truncated it)",
+                    offset + filled as u64
+                )))
+            }
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Failure::other(format!("segment {name:?}: pread: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 /// The number of bytes to copy from `offset`, checked against the segment.

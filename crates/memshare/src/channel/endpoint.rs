@@ -252,9 +252,8 @@ impl Endpoint {
     /// Whether the peer is known to be gone: it detached, or it was seen
     /// (attached, or moving its position) and its process no longer holds
     /// its endpoint lock, whatever its state word says now. The lock is
-    /// asked with a system call only if `thorough`, or if the last check is
-    /// older than [`LIVENESS_INTERVAL`].
-    pub(crate) fn peer_gone(&mut self, thorough: bool) -> Result<bool> {
+    /// asked with a system call at most every [`LIVENESS_INTERVAL`].
+    pub(crate) fn peer_gone(&mut self) -> Result<bool> {
         let peer = self.side.peer();
         match self.state(peer).load(Ordering::Acquire) {
             layout::STATE_DETACHED => Ok(true),
@@ -263,7 +262,7 @@ impl Endpoint {
                 if state != layout::STATE_NEW {
                     self.peer_seen = true;
                 }
-                if !thorough && self.last_liveness.elapsed() < LIVENESS_INTERVAL {
+                if self.last_liveness.elapsed() < LIVENESS_INTERVAL {
                     return Ok(false);
                 }
                 self.last_liveness = Instant::now();

@@ -146,7 +146,7 @@ impl Receiver {
     pub fn try_recv(&mut self) -> Result<Option<RecvGuard<'_>>> {
         match self.poll()? {
             Some(frame) => Ok(Some(self.guard(frame))),
-            None => match self.check_disconnected(false)? {
+            None => match self.check_disconnected()? {
                 Some(frame) => Ok(Some(self.guard(frame))),
                 None => Ok(None),
             },
@@ -170,7 +170,7 @@ impl Receiver {
                 break frame;
             }
             if parked || round % 256 == 0 {
-                if let Some(frame) = self.check_disconnected(false)? {
+                if let Some(frame) = self.check_disconnected()? {
                     break frame;
                 }
             }
@@ -187,8 +187,8 @@ impl Receiver {
     /// The ring is empty: if the sender is gone, the last messages it
     /// committed may still be on their way; look once more, then report
     /// [`Error::Disconnected`](crate::Error::Disconnected).
-    fn check_disconnected(&mut self, thorough: bool) -> Result<Option<Frame>> {
-        if !self.ep.peer_gone(thorough)? {
+    fn check_disconnected(&mut self) -> Result<Option<Frame>> {
+        if !self.ep.peer_gone()? {
             return Ok(None);
         }
         // The sender's death (or detach) was observed after its last

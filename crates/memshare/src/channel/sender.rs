@@ -182,7 +182,7 @@ impl Sender {
         match self.poll_space(len)? {
             Some(slot) => Ok(Some(self.guard(slot, len))),
             None => {
-                if self.ep.peer_gone(false)? {
+                if self.ep.peer_gone()? {
                     return Err(self.ep.disconnected());
                 }
                 Ok(None)
@@ -199,7 +199,7 @@ impl Sender {
             }
             // Full. Is anyone going to empty it? (A system call at most
             // every LIVENESS_INTERVAL, and only while waiting.)
-            if (parked || round % 256 == 0) && self.ep.peer_gone(false)? {
+            if (parked || round % 256 == 0) && self.ep.peer_gone()? {
                 return Err(self.ep.disconnected());
             }
             let (write, capacity) = (self.write, self.ep.capacity);
