@@ -206,7 +206,9 @@ impl View {
     /// and marks the view. From then on the view reads zeros and its writes
     /// go nowhere: [`View::read_at`] and [`ViewMut::write_at`] report the
     /// error, and so does this for accesses made through atomics or
-    /// pointers. Map the segment again to see what is left of it.
+    /// pointers. Map the segment again to see what is left of it. (Bytes of
+    /// the last page that lie past a new end that is not page-aligned read
+    /// as zeros without a fault: the kernel raises none there.)
     ///
     /// ```
     /// # fn main() -> memshare::Result<()> {

@@ -151,8 +151,10 @@ fn channel_ends_whose_segment_is_truncated_get_errors() {
             }
         });
         std::thread::sleep(Duration::from_millis(20));
-        // Cut the segment in the middle of the ring.
-        truncate_in_child(TEST, &name, 1024 + (16 << 10));
+        // Cut the segment in the middle of the ring, at a page boundary
+        // (bytes past the end of the last, partial page would read as zeros
+        // without a fault: the same as a peer writing zeros there).
+        truncate_in_child(TEST, &name, 20 << 10);
         (sending.join().unwrap(), receiving.join().unwrap())
     });
     // Each end finds the memory gone, or its peer gone after that.

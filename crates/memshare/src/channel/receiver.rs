@@ -39,9 +39,12 @@ pub struct Receiver {
 /// that breaks the protocol could still change them under the guard, so
 /// treat the contents as input to validate, like any message. Likewise, if
 /// another process truncates the segment while you hold the guard, the
-/// bytes read as zeros from that moment on (memshare catches the `SIGBUS`
-/// that would have killed the process), and the receiver's next call says
-/// [`Error::Truncated`](crate::Error::Truncated).
+/// bytes past the new end read as zeros from that moment on (memshare
+/// catches the `SIGBUS` that would have killed the process), and the
+/// receiver's next call says [`Error::Truncated`](crate::Error::Truncated).
+/// (Bytes of the last page that lie past a new end that is not a multiple of
+/// the page size read as zeros without a fault: the kernel gives no signal
+/// there, so that case looks exactly like a peer that wrote zeros.)
 pub struct RecvGuard<'a> {
     rx: &'a mut Receiver,
     /// Ring offset of the payload.
