@@ -199,7 +199,7 @@ impl Error {
     /// on: not found, already exists and permission denied get their own
     /// variants, anything else is [`Error::Io`].
     pub(crate) fn from_io(name: Option<&str>, op: &'static str, source: io::Error) -> Error {
-        let object = || crate::sys::describe(name);
+        let object = || describe(name);
         match (source.kind(), name) {
             (io::ErrorKind::NotFound, Some(name)) => Error::NotFound {
                 name: name.to_owned(),
@@ -217,5 +217,14 @@ impl Error {
                 source,
             },
         }
+    }
+}
+
+/// How a segment is described in error messages: `segment "name"`, or
+/// `anonymous segment`.
+pub(crate) fn describe(name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("segment {name:?}"),
+        None => "anonymous segment".to_owned(),
     }
 }

@@ -512,3 +512,86 @@ impl fmt::Debug for Segment {
             .finish_non_exhaustive()
     }
 }
+
+impl Segment {
+    /// A handle through which no process can ever write, enforced by the
+    /// kernel (anonymous segments on Linux: `F_SEAL_FUTURE_WRITE` on the
+    /// memfd, and a new read-only descriptor).
+    ///
+    /// Views that exist keep working, writable ones included; but from now
+    /// on no writable view can be made of this segment, through any handle,
+    /// in any process. So map what you will write first, then make the
+    /// read-only handle to share. A receiver that tries to map it writable
+    /// or to `mprotect` a view writable is refused; reopening it through
+    /// `/proc/self/fd` with `O_RDWR` succeeds, but every write and writable
+    /// mapping through that descriptor is refused (`EPERM`).
+    /// Named segments: [`Error::Unsupported`] (anyone who knows the name
+    /// may open it writable).
+    ///
+    /// Windows: a handle with `SECTION_MAP_READ | SECTION_QUERY` only, for
+    /// anonymous sections created in this process, whose security
+    /// descriptor refuses every duplication to more access. Holders of
+    /// writable handles can still write (Windows has no seals: see
+    /// [`Segment::is_write_sealed`]); a section received from elsewhere
+    /// gives [`Error::Unsupported`].
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let segment = memshare::Segment::create(4096)?;
+    /// let writer = segment.map(..)?;
+    /// let readonly = segment.to_readonly()?;
+    /// writer.write_at(0, b"still writable")?;
+    /// assert!(readonly.is_readonly());
+    /// assert!(readonly.map(..).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn to_readonly(&self) -> Result<Segment> {
+        Ok(Segment::from_object(self.object().to_readonly()?))
+    }
+
+    /// Whether the kernel forbids every new write to this segment, through
+    /// any handle in any process (a segment made by
+    /// [`Segment::to_readonly`], or sealed by its creator). A receiver that
+    /// relies on the contents not changing checks this, not what it was
+    /// told.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let segment = memshare::Segment::create(4096)?;
+    /// assert!(!segment.is_write_sealed());
+    /// # #[cfg(target_os = "linux")]
+    /// assert!(segment.to_readonly()?.is_write_sealed());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_write_sealed(&self) -> bool {
+        self.object().write_sealed()
+    }
+
+    /// Takes descriptor `fd` of process `pid` (Linux: `pidfd_open` +
+    /// `pidfd_getfd`; Windows: handle value `fd`, with
+    /// `OpenProcess(PROCESS_DUP_HANDLE)` + `DuplicateHandle`). This needs
+    /// the right to ptrace that process (Linux; usually: it is your child,
+    /// or you are privileged) or to duplicate its handles (Windows: a
+    /// process of the same user, or privileged); otherwise
+    /// [`Error::PermissionDenied`]. What is taken must be a shared-memory
+    /// object; the segment has no name, and on Windows its size is the
+    /// section's, in whole pages. Other Unixes: [`Error::Unsupported`].
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// # let segment = memshare::Segment::create(4096)?;
+    /// # #[cfg(unix)]
+    /// # let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&segment));
+    /// # #[cfg(windows)]
+    /// # let fd = std::os::windows::io::AsRawHandle::as_raw_handle(
+    /// #     &std::os::windows::io::AsHandle::as_handle(&segment)) as i32;
+    /// if let Ok(taken) = memshare::Segment::take_from_process(std::process::id(), fd) {
+    ///     assert_eq!(taken.len(), 4096);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn take_from_process(pid: u32, fd: i32) -> Result<Segment> {
+        Ok(Segment::from_object(Object::take_from_process(pid, fd)?))
+    }
+}

@@ -50,13 +50,7 @@ pub(crate) enum Owner {
     Anyone,
 }
 
-/// How an object is described in error messages.
-pub(crate) fn describe(name: Option<&str>) -> String {
-    match name {
-        Some(name) => format!("segment {name:?}"),
-        None => "anonymous segment".to_owned(),
-    }
-}
+pub(crate) use crate::error::describe;
 
 /// What the sender or parent says about an object it hands over; the
 /// receiver checks every word of it against the handle itself.

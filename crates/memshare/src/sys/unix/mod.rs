@@ -25,7 +25,7 @@ pub(crate) use names::{reclaim_if_stale, remove_named, Reclaim};
 pub(crate) use platform::Marker;
 pub(crate) use share::{
     adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid, recv_with_fds,
-    send_with_fds, MAX_FDS_PER_MESSAGE,
+    send_with_fds,
 };
 pub(crate) use sync::{wait, wake, EndpointLock};
 

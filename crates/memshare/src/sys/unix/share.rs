@@ -22,9 +22,6 @@ use super::{names, os_error, Lifetime, Object};
 use crate::sys::{Access, Claim};
 use crate::{Error, Result};
 
-/// The most descriptors one message may carry (Linux's `SCM_MAX_FD` is 253).
-pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
-
 impl Object {
     /// The object's identity: device and inode numbers.
     pub(crate) fn identity(&self) -> Result<(u64, u64)> {
@@ -158,8 +155,7 @@ impl Object {
         let st = fs::fstat(&taken).map_err(|e| bad(format!("fstat: {e}")))?;
         let access = fs::fcntl_getfl(&taken).map_err(|e| bad(format!("fcntl(F_GETFL): {e}")))?
             & OFlags::RWMODE;
-        let name = platform::name_of(taken.as_fd())
-            .filter(|name| crate::validate_name(name).is_ok() && names::same_object(name, &taken));
+        let name = platform::name_of(taken.as_fd()).filter(|name| names::same_object(name, &taken));
         let claim = Claim {
             name,
             len: u64::try_from(st.st_size).unwrap_or(0),
@@ -229,8 +225,7 @@ fn check_claim(fd: BorrowedFd<'_>, claim: &Claim, origin: &str) -> Result<(bool,
         }
     }
     if let Some(name) = &claim.name {
-        crate::validate_name(name)?;
-        // The name must lead to this very object: otherwise a sender
+        // (The name was validated where the claim was parsed.) It must lead to this very object: otherwise a sender
         // could pass off any tmpfs file as a named segment.
         if !names::same_object(name, fd) {
             return Err(bad(format!(
@@ -405,14 +400,15 @@ pub(crate) fn send_with_fds(stream: &UnixStream, payload: &[u8], objects: &[Obje
 }
 
 /// Receives one message: its payload (read until `wanted` says it is
-/// complete) and the descriptors that came with it, all close-on-exec.
+/// complete) and the descriptors that came with it (at most `max_fds`; more
+/// is truncated control data, refused), all close-on-exec.
 pub(crate) fn recv_with_fds(
     stream: &UnixStream,
     buf: &mut Vec<u8>,
+    max_fds: usize,
     wanted: impl Fn(&[u8]) -> Result<usize>,
 ) -> Result<Vec<OwnedFd>> {
-    let mut space =
-        vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(max_fds))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     buf.clear();
     buf.resize(64 * 1024, 0);
@@ -437,7 +433,7 @@ pub(crate) fn recv_with_fds(
         return Err(Error::InvalidHandle {
             object: "segment message".into(),
             reason: format!(
-                "the control data was truncated (more than {MAX_FDS_PER_MESSAGE} descriptors?): refused"
+                "the control data was truncated (more than {max_fds} descriptors?): refused"
             ),
         });
     }

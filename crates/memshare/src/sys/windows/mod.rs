@@ -33,10 +33,6 @@ use super::{describe, Access, Owner};
 pub(crate) use handle::Handle;
 pub(crate) use share::{adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid};
 
-/// The most segments one message may describe: the limit of the message
-/// format (Linux's `SCM_MAX_FD`), the same on every platform.
-pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
-
 /// What a creator asks for beyond the size.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct CreateOptions {
