@@ -114,6 +114,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// The segment does not hold a channel: too small, not starting with
+    /// the channel magic, or a ring size no channel has (a power of two
+    /// from 64 bytes to 1 TiB after the 1024-byte header).
+    #[error("{object}: not a channel: {detail}")]
+    NotAChannel {
+        /// The segment involved.
+        object: String,
+        /// What does not fit a channel.
+        detail: String,
+    },
+
     /// A channel endpoint of that side is already attached (each side may be
     /// attached once at a time).
     #[error("{object}: a {side} is already attached")]

@@ -19,7 +19,7 @@ use crate::{validate_name, Result};
 /// ```
 /// assert_eq!(&memshare::CHANNEL_MAGIC, b"MSCHAN01");
 /// ```
-pub const CHANNEL_MAGIC: [u8; 8] = *b"MSCHAN01";
+pub const CHANNEL_MAGIC: [u8; 8] = crate::channel::layout::MAGIC;
 
 /// How long a named segment's name lives, as recorded on the object.
 ///

@@ -293,16 +293,33 @@ fn typed_messages_are_checked_for_size() {
 
 #[test]
 fn a_segment_that_is_not_a_channel_is_refused() {
+    // Not a channel at all: its own error kind, not corruption.
     let plain = Segment::create(1024 + 4096).unwrap();
-    assert!(matches!(
-        Receiver::attach(&plain),
-        Err(Error::Corrupted { .. })
-    ));
+    match Receiver::attach(&plain) {
+        Err(e @ Error::NotAChannel { .. }) => assert!(e.to_string().contains("magic"), "{e}"),
+        other => panic!("expected NotAChannel, got {other:?}"),
+    }
     let small = Segment::create(100).unwrap();
     assert!(matches!(
         Sender::attach(&small),
-        Err(Error::Corrupted { .. })
+        Err(Error::NotAChannel { .. })
     ));
+    // A ring that is not a power of two: no channel has that size.
+    let odd = Sender::create(4096).unwrap().segment().clone();
+    let odd_len = Segment::create(1024 + 3000).unwrap();
+    let view = odd_len.map(..).unwrap();
+    let mut header = [0u8; 24];
+    odd.map_readonly(..24)
+        .unwrap()
+        .read_at(0, &mut header)
+        .unwrap();
+    view.write_at(0, &header).unwrap();
+    match Receiver::attach(&odd_len) {
+        Err(e @ Error::NotAChannel { .. }) => {
+            assert!(e.to_string().contains("power of two"), "{e}")
+        }
+        other => panic!("expected NotAChannel, got {other:?}"),
+    }
     // A channel header whose capacity lies about the segment.
     let tx = Sender::create(4096).unwrap();
     let view = tx.segment().map(..).unwrap();

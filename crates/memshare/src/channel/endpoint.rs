@@ -1,11 +1,13 @@
 //! What both ends of a channel share: attaching to a segment, liveness of
 //! the peer, and waiting (spin, then park on a futex word).
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::layout::{self, Header};
-use crate::sys::{self, EndpointLock};
+use super::layout::{self, Header, Side};
+use super::ring::{self, Corruption, Ring};
+use crate::sys::ByteLock;
 use crate::{Error, Result, Segment, ViewMut};
 
 /// How an endpoint waits when it cannot proceed (receiver: the ring is
@@ -57,60 +59,30 @@ impl Default for WaitStrategy {
     }
 }
 
-/// Which end this is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Side {
-    Sender,
-    Receiver,
-}
-
-impl Side {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Side::Sender => "sender",
-            Side::Receiver => "receiver",
-        }
-    }
-
-    fn peer(self) -> Side {
-        match self {
-            Side::Sender => Side::Receiver,
-            Side::Receiver => Side::Sender,
-        }
-    }
-
-    fn slot(self) -> u8 {
-        match self {
-            Side::Sender => layout::SLOT_SENDER,
-            Side::Receiver => layout::SLOT_RECEIVER,
-        }
-    }
-}
-
 /// An attached end of a channel: the mapping, the header, the lock that
 /// says this end is alive, and the capacity as validated at attach time
 /// (never re-read from shared memory).
 pub(crate) struct Endpoint {
-    pub(crate) header: Header,
-    pub(crate) capacity: u64,
+    header: NonNull<Header>,
+    pub(crate) ring: Ring,
     pub(crate) side: Side,
     pub(crate) strategy: WaitStrategy,
-    /// When the peer's liveness was last checked with a system call.
+    /// When the peer's liveness was last asked with a system call.
     last_liveness: Instant,
     /// Whether this side has seen a peer: its state said attached, or it
     /// moved its position. From then on the peer's lock is asked whatever
     /// its state word says (a peer that zeroes it before dying must not
     /// look like one that never came).
-    pub(crate) peer_seen: bool,
+    peer_seen: bool,
     segment: Segment,
-    _lock: EndpointLock,
+    _lock: ByteLock,
     // Declared last: dropped after everything that points into it.
     view: ViewMut,
 }
 
-// SAFETY: the raw pointers in `header` point into `_view`, which is owned
-// by the endpoint and is itself `Send`; everything reached through them is
-// atomic or owned by this endpoint by protocol.
+// SAFETY: `header` and `ring` point into `view`, which the endpoint owns
+// and which is itself `Send`; everything reached through them is atomic or
+// owned by this endpoint by protocol.
 unsafe impl Send for Endpoint {}
 
 impl Endpoint {
@@ -135,15 +107,17 @@ impl Endpoint {
 
     /// Formats `segment` as an empty channel whose ring fills the rest of it.
     pub(crate) fn format(segment: &Segment) -> Result<()> {
-        let view = segment.map(..)?;
         let capacity = ring_capacity(segment)?;
-        let h = view_header(&view);
-        h.version().store(layout::VERSION, Ordering::Relaxed);
-        h.header_len()
+        let view = segment.map(..)?;
+        let h = header_of(&view);
+        h.fixed.version.store(layout::VERSION, Ordering::Relaxed);
+        h.fixed
+            .header_len
             .store(layout::HEADER_LEN as u32, Ordering::Relaxed);
-        h.capacity().store(capacity, Ordering::Relaxed);
+        h.fixed.capacity.store(capacity, Ordering::Relaxed);
         // Publish: whoever sees the magic (Acquire) sees the fields above.
-        h.magic()
+        h.fixed
+            .magic
             .store(u64::from_le_bytes(layout::MAGIC), Ordering::Release);
         view.check_intact()
     }
@@ -156,17 +130,25 @@ impl Endpoint {
             detail,
         };
         if segment.len() < layout::HEADER_LEN as u64 {
-            return Err(corrupt(format!(
-                "{} bytes: too small to be a channel",
-                segment.len()
-            )));
+            return Err(Error::NotAChannel {
+                object: object.clone(),
+                detail: format!(
+                    "{} bytes: too small to be a channel (the header alone is {})",
+                    segment.len(),
+                    layout::HEADER_LEN
+                ),
+            });
         }
         let view = segment.map(..)?;
-        let h = view_header(&view);
-        if h.magic().load(Ordering::Acquire) != u64::from_le_bytes(layout::MAGIC) {
-            return Err(corrupt("not a memshare channel (bad magic)".into()));
+        let h = header_of(&view);
+        if h.fixed.magic.load(Ordering::Acquire) != u64::from_le_bytes(layout::MAGIC) {
+            view.check_intact()?;
+            return Err(Error::NotAChannel {
+                object: object.clone(),
+                detail: "it does not start with the channel magic \"MSCHAN01\"".into(),
+            });
         }
-        let version = h.version().load(Ordering::Relaxed);
+        let version = h.fixed.version.load(Ordering::Relaxed);
         if version != layout::VERSION {
             return Err(Error::Unsupported {
                 what: format!(
@@ -175,15 +157,15 @@ impl Endpoint {
                 ),
             });
         }
-        let header_len = h.header_len().load(Ordering::Relaxed);
+        let header_len = h.fixed.header_len.load(Ordering::Relaxed);
         if header_len as usize != layout::HEADER_LEN {
             return Err(corrupt(format!(
                 "header length {header_len}, expected {}",
                 layout::HEADER_LEN
             )));
         }
-        let capacity = h.capacity().load(Ordering::Relaxed);
-        let expected = ring_capacity(segment).map_err(|e| corrupt(e.to_string()))?;
+        let capacity = h.fixed.capacity.load(Ordering::Relaxed);
+        let expected = ring_capacity(segment)?;
         if capacity != expected {
             return Err(corrupt(format!(
                 "capacity {capacity} does not match the segment's ring of {expected} bytes"
@@ -191,15 +173,19 @@ impl Endpoint {
         }
         let lock = segment
             .object()
-            .lock_endpoint(side.slot())?
+            .lock_byte(layout::lock_byte(side))?
             .ok_or_else(|| Error::AlreadyAttached {
                 object: object.clone(),
                 side: side.name(),
             })?;
-        let peer_seen = h_state(&h, side.peer()).load(Ordering::Acquire) != layout::STATE_NEW;
+        let peer_seen = h.state(side.peer()).load(Ordering::Acquire) != layout::STATE_NEW;
+        // SAFETY: the view maps the whole segment, which is the header plus
+        // `capacity` bytes (checked above), page-aligned; the endpoint keeps
+        // the view alive as long as the ring.
+        let ring = unsafe { Ring::new(view.as_mut_ptr().add(layout::HEADER_LEN), capacity) };
         let endpoint = Endpoint {
-            header: h,
-            capacity,
+            header: NonNull::from(h),
+            ring,
             side,
             strategy: WaitStrategy::default(),
             last_liveness: Instant::now(),
@@ -209,10 +195,39 @@ impl Endpoint {
             view,
         };
         endpoint
+            .header()
             .state(side)
             .store(layout::STATE_ATTACHED, Ordering::Release);
         endpoint.check_intact()?;
         Ok(endpoint)
+    }
+
+    /// The positions `(read_pos, write_pos)` found at attach, checked:
+    /// 8-aligned, read not past write, at most a ring apart, and below
+    /// [`layout::MAX_POSITION`] so that no later arithmetic can overflow.
+    pub(crate) fn positions_at_attach(&self) -> Result<(u64, u64)> {
+        let h = self.header();
+        let read = h.position(Side::Receiver).load(Ordering::Acquire);
+        let write = h.position(Side::Sender).load(Ordering::Acquire);
+        if write % layout::FRAME_ALIGN != 0
+            || read % layout::FRAME_ALIGN != 0
+            || read > write
+            || write - read > self.capacity()
+            || write >= layout::MAX_POSITION
+        {
+            return Err(self.corrupted(Corruption(format!(
+                "positions read {read} and write {write} are inconsistent"
+            ))));
+        }
+        Ok((read, write))
+    }
+
+    /// The header, mapped at the start of the endpoint's view.
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: points into `view`, which lives as long as `self`; the
+        // header is all atomics.
+        unsafe { self.header.as_ref() }
     }
 
     /// `Ok` unless the segment's memory under this endpoint is gone (a
@@ -227,18 +242,24 @@ impl Endpoint {
         &self.segment
     }
 
-    fn state(&self, side: Side) -> &AtomicU32 {
-        h_state(&self.header, side)
+    pub(crate) fn capacity(&self) -> u64 {
+        self.ring.capacity()
     }
 
     pub(crate) fn describe(&self) -> String {
         self.segment.describe()
     }
 
-    pub(crate) fn corrupted(&self, detail: String) -> Error {
-        Error::Corrupted {
-            object: self.describe(),
-            detail,
+    /// The error for what the ring core found, unless the memory under the
+    /// ring is gone, which explains it better (a truncated ring reads as
+    /// zeros).
+    pub(crate) fn corrupted(&self, corruption: Corruption) -> Error {
+        match self.check_intact() {
+            Err(e) => e,
+            Ok(()) => Error::Corrupted {
+                object: self.describe(),
+                detail: corruption.0,
+            },
         }
     }
 
@@ -250,12 +271,14 @@ impl Endpoint {
     }
 
     /// Whether the peer is known to be gone: it detached, or it was seen
-    /// (attached, or moving its position) and its process no longer holds
-    /// its endpoint lock, whatever its state word says now. The lock is
-    /// asked with a system call at most every [`LIVENESS_INTERVAL`].
-    pub(crate) fn peer_gone(&mut self) -> Result<bool> {
+    /// (attached, or moving its position: `peer_moved`) and its process no
+    /// longer holds its endpoint lock, whatever its state word says now.
+    /// The lock is asked with a system call at most every
+    /// [`LIVENESS_INTERVAL`].
+    pub(crate) fn peer_gone(&mut self, peer_moved: bool) -> Result<bool> {
         let peer = self.side.peer();
-        match self.state(peer).load(Ordering::Acquire) {
+        self.peer_seen |= peer_moved;
+        match self.header().state(peer).load(Ordering::Acquire) {
             layout::STATE_DETACHED => Ok(true),
             layout::STATE_NEW if !self.peer_seen => Ok(false),
             state => {
@@ -266,7 +289,7 @@ impl Endpoint {
                     return Ok(false);
                 }
                 self.last_liveness = Instant::now();
-                Ok(!self.segment.object().endpoint_held(peer.slot())?)
+                Ok(!self.segment.object().byte_locked(layout::lock_byte(peer))?)
             }
         }
     }
@@ -274,39 +297,10 @@ impl Endpoint {
     /// Whether the peer detached cleanly (one atomic load, no system call).
     #[inline]
     pub(crate) fn peer_gone_cheap(&self) -> bool {
-        self.state(self.side.peer()).load(Ordering::Acquire) == layout::STATE_DETACHED
-    }
-
-    /// The futex word and "waiting" flag this side parks on.
-    fn park_words(&self) -> (&AtomicU32, &AtomicU32) {
-        match self.side {
-            Side::Sender => (self.header.send_futex(), self.header.send_waiting()),
-            Side::Receiver => (self.header.recv_futex(), self.header.recv_waiting()),
-        }
-    }
-
-    /// Publishes `value` in `position` (this side's `write_pos` or
-    /// `read_pos`) and wakes the peer if it is parked.
-    ///
-    /// The `Release` store publishes the frame (or the freed space). The
-    /// SeqCst fence here and the one in [`Endpoint::park`] make a
-    /// store-buffering pair: either this side sees the peer's "waiting"
-    /// flag, or the peer, after setting it, sees the new position and does
-    /// not sleep. So no wake-up is lost (checked by the loom model in
-    /// `tests/loom_protocol.rs`; SeqCst read-modify-writes instead of the
-    /// fences would be cheaper on x86, but loom cannot check those).
-    #[inline]
-    pub(crate) fn publish(&self, position: &AtomicU64, value: u64) {
-        position.store(value, Ordering::Release);
-        fence(Ordering::SeqCst);
-        let (futex, waiting) = match self.side {
-            Side::Sender => (self.header.recv_futex(), self.header.recv_waiting()),
-            Side::Receiver => (self.header.send_futex(), self.header.send_waiting()),
-        };
-        if waiting.load(Ordering::Relaxed) != 0 {
-            futex.fetch_add(1, Ordering::Release);
-            sys::wake(futex, 1);
-        }
+        self.header()
+            .state(self.side.peer())
+            .load(Ordering::Acquire)
+            == layout::STATE_DETACHED
     }
 
     /// One round of waiting while `blocked()` holds. Returns when the
@@ -344,44 +338,24 @@ impl Endpoint {
             std::hint::spin_loop();
             return Ok(false);
         }
-        self.park(deadline, blocked);
+        // One park slice: at most the liveness interval, so that the peer's
+        // death is noticed; at most what is left before the deadline.
+        let slice = deadline.map_or(LIVENESS_INTERVAL, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(LIVENESS_INTERVAL)
+        });
+        ring::park(self.header(), self.side, slice, blocked);
         Ok(true)
-    }
-
-    /// Parks on this side's futex word for one slice (at most
-    /// [`LIVENESS_INTERVAL`]) unless `blocked()` is already false.
-    fn park(&self, deadline: Option<Instant>, blocked: impl Fn(&Header) -> bool) {
-        let (futex, waiting) = self.park_words();
-        // Snapshot the word first: a wake after this point changes it, and
-        // the futex wait below then returns at once.
-        let seq = futex.load(Ordering::Acquire);
-        waiting.store(1, Ordering::Relaxed);
-        // The other half of the store-buffering pair in `Endpoint::publish`.
-        fence(Ordering::SeqCst);
-        if blocked(&self.header) {
-            let slice = deadline.map_or(LIVENESS_INTERVAL, |d| {
-                d.saturating_duration_since(Instant::now())
-                    .min(LIVENESS_INTERVAL)
-            });
-            if !slice.is_zero() {
-                sys::wait(futex, seq, slice);
-            }
-        }
-        waiting.store(0, Ordering::Relaxed);
     }
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        self.state(self.side)
+        let h = self.header();
+        h.state(self.side)
             .store(layout::STATE_DETACHED, Ordering::Release);
         // Wake a parked peer so that it sees the detach at once.
-        let (futex, _) = match self.side {
-            Side::Sender => (self.header.recv_futex(), ()),
-            Side::Receiver => (self.header.send_futex(), ()),
-        };
-        futex.fetch_add(1, Ordering::Release);
-        sys::wake(futex, 1);
+        ring::wake_peer(h, self.side);
     }
 }
 
@@ -390,7 +364,7 @@ impl Drop for Endpoint {
 pub(crate) fn ring_capacity(segment: &Segment) -> Result<u64> {
     let ring = segment.len().saturating_sub(layout::HEADER_LEN as u64);
     if !(layout::MIN_CAPACITY..=layout::MAX_CAPACITY).contains(&ring) || !ring.is_power_of_two() {
-        return Err(Error::OutOfRange {
+        return Err(Error::NotAChannel {
             object: segment.describe(),
             detail: format!(
                 "a channel segment is {} header bytes plus a ring whose size is a power of two from {} to {}; this one has {ring} ring bytes",
@@ -420,17 +394,11 @@ fn segment_len_for(capacity: usize) -> Result<u64> {
     Ok(layout::HEADER_LEN as u64 + ring)
 }
 
-/// The state word of `side`.
-fn h_state(h: &Header, side: Side) -> &AtomicU32 {
-    match side {
-        Side::Sender => h.sender_state(),
-        Side::Receiver => h.receiver_state(),
-    }
-}
-
-fn view_header(view: &ViewMut) -> Header {
+/// The header at the start of a view of a whole channel segment.
+fn header_of(view: &ViewMut) -> &Header {
     // SAFETY: a view of a whole segment starts page-aligned (offset 0) and
-    // is at least HEADER_LEN bytes long (checked by the callers); the
-    // endpoint keeps the view alive as long as the header.
-    unsafe { Header::new(view.as_mut_ptr()) }
+    // is at least HEADER_LEN bytes long (checked by the callers); `Header`
+    // is `#[repr(C)]` atomics and padding, valid for any bytes; it borrows
+    // the view.
+    unsafe { &*view.as_mut_ptr().cast::<Header>() }
 }

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use super::endpoint::ring_capacity;
-use super::layout::{self, frame_len};
+use super::layout::{self, frame_len, Header, Side};
 use crate::{Error, Result, Segment};
 
 /// What is known about one end of a channel.
@@ -64,51 +64,56 @@ pub struct ChannelState {
 /// # Ok(()) }
 /// ```
 pub fn inspect(segment: &Segment) -> Result<ChannelState> {
-    let corrupt = |detail: String| Error::Corrupted {
+    let not_a_channel = |detail: String| Error::NotAChannel {
         object: segment.describe(),
         detail,
     };
     if segment.len() < layout::HEADER_LEN as u64 {
-        return Err(corrupt("too small to be a channel".into()));
+        return Err(not_a_channel("too small to be a channel".into()));
     }
     let view = segment.map_readonly(..)?;
-    let magic = view.atomic_u64(layout::OFF_MAGIC)?.load(Ordering::Acquire);
+    // SAFETY: the view maps the whole segment from offset 0 (page-aligned)
+    // and is at least HEADER_LEN bytes; `Header` is atomics and padding,
+    // valid for any bytes; only loads are made through it (the pages are
+    // read-only); it borrows the view.
+    let h: &Header = unsafe { &*view.as_ptr().cast::<Header>() };
+    let magic = h.fixed.magic.load(Ordering::Acquire);
     if magic != u64::from_le_bytes(layout::MAGIC) {
-        return Err(corrupt("not a memshare channel (bad magic)".into()));
-    }
-    let version = view
-        .atomic_u32(layout::OFF_VERSION)?
-        .load(Ordering::Relaxed);
-    if version != layout::VERSION {
-        return Err(corrupt(format!("layout version {version}")));
-    }
-    let capacity = ring_capacity(segment).map_err(|e| corrupt(e.to_string()))?;
-    if view
-        .atomic_u64(layout::OFF_CAPACITY)?
-        .load(Ordering::Relaxed)
-        != capacity
-    {
-        return Err(corrupt(
-            "the capacity field does not match the segment".into(),
+        view.check_intact()?;
+        return Err(not_a_channel(
+            "it does not start with the channel magic \"MSCHAN01\"".into(),
         ));
     }
-    let write_pos = view
-        .atomic_u64(layout::OFF_WRITE_POS)?
-        .load(Ordering::Acquire);
-    let read_pos = view
-        .atomic_u64(layout::OFF_READ_POS)?
-        .load(Ordering::Acquire);
+    let version = h.fixed.version.load(Ordering::Relaxed);
+    if version != layout::VERSION {
+        return Err(Error::Unsupported {
+            what: format!(
+                "{}: channel layout version {version} (this library speaks {})",
+                segment.describe(),
+                layout::VERSION
+            ),
+        });
+    }
+    let capacity = ring_capacity(segment)?;
+    if h.fixed.capacity.load(Ordering::Relaxed) != capacity {
+        return Err(Error::Corrupted {
+            object: segment.describe(),
+            detail: "the capacity field does not match the segment".into(),
+        });
+    }
+    let write_pos = h.position(Side::Sender).load(Ordering::Acquire);
+    let read_pos = h.position(Side::Receiver).load(Ordering::Acquire);
     let bytes_pending = write_pos
         .checked_sub(read_pos)
         .filter(|&n| n <= capacity && n % layout::FRAME_ALIGN == 0);
     let messages_pending =
         bytes_pending.and_then(|_| count_frames(&view, capacity, read_pos, write_pos));
-    let state = |off: usize, slot: u8| -> Result<EndpointState> {
-        Ok(match view.atomic_u32(off)?.load(Ordering::Acquire) {
+    let state = |side: Side| -> Result<EndpointState> {
+        Ok(match h.state(side).load(Ordering::Acquire) {
             layout::STATE_NEW => EndpointState::New,
             layout::STATE_DETACHED => EndpointState::Detached,
             layout::STATE_ATTACHED => {
-                if segment.object().endpoint_held(slot)? {
+                if segment.object().byte_locked(layout::lock_byte(side))? {
                     EndpointState::Attached
                 } else {
                     EndpointState::Dead
@@ -117,23 +122,20 @@ pub fn inspect(segment: &Segment) -> Result<ChannelState> {
             other => EndpointState::Invalid(other),
         })
     };
-    Ok(ChannelState {
+    let parked = |side: Side| h.park(side).waiting.load(Ordering::Relaxed) != 0;
+    let state = ChannelState {
         capacity,
         write_pos,
         read_pos,
         bytes_pending,
         messages_pending,
-        sender: state(layout::OFF_SENDER_STATE, layout::SLOT_SENDER)?,
-        receiver: state(layout::OFF_RECEIVER_STATE, layout::SLOT_RECEIVER)?,
-        sender_parked: view
-            .atomic_u32(layout::OFF_SEND_WAITING)?
-            .load(Ordering::Relaxed)
-            != 0,
-        receiver_parked: view
-            .atomic_u32(layout::OFF_RECV_WAITING)?
-            .load(Ordering::Relaxed)
-            != 0,
-    })
+        sender: state(Side::Sender)?,
+        receiver: state(Side::Receiver)?,
+        sender_parked: parked(Side::Sender),
+        receiver_parked: parked(Side::Receiver),
+    };
+    view.check_intact()?;
+    Ok(state)
 }
 
 /// Walks the frames from `read` to `write` the way a receiver would;

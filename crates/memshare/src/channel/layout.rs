@@ -1,11 +1,13 @@
-//! The channel's shared layout: offsets, constants, and typed access to the
-//! header. `docs/channel-layout.md` is the same information for people who
-//! implement the protocol in another language; keep the two in step.
+//! The channel's shared layout: the constants, and the header as a
+//! `#[repr(C)]` type whose offsets are checked at compile time.
+//! `docs/channel-layout.md` is the normative text, for people who implement
+//! the protocol in another language (it names [`Header`] and its blocks);
+//! keep the two in step.
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use super::primitive::{AtomicU32, AtomicU64, FutexWord};
 
 /// The first 8 bytes of every channel segment.
-pub const MAGIC: [u8; 8] = crate::CHANNEL_MAGIC;
+pub const MAGIC: [u8; 8] = *b"MSCHAN01";
 /// The layout version this library writes and reads.
 pub const VERSION: u32 = 1;
 /// Bytes before the ring: the header. The two positions, written on every
@@ -30,25 +32,6 @@ pub const PAD: u32 = u32::MAX;
 /// `u64::MAX` cannot make the arithmetic on positions overflow.
 pub const MAX_POSITION: u64 = 1 << 63;
 
-// Static block (written once, before the magic is published).
-pub(crate) const OFF_MAGIC: usize = 0;
-pub(crate) const OFF_VERSION: usize = 8;
-pub(crate) const OFF_HEADER_LEN: usize = 12;
-pub(crate) const OFF_CAPACITY: usize = 16;
-// Control block: endpoint states (rarely written).
-pub(crate) const OFF_SENDER_STATE: usize = 64;
-pub(crate) const OFF_RECEIVER_STATE: usize = 68;
-// Producer block.
-pub(crate) const OFF_WRITE_POS: usize = 128;
-// Receiver's parking block (written when the receiver parks or is woken).
-pub(crate) const OFF_RECV_FUTEX: usize = 256;
-pub(crate) const OFF_RECV_WAITING: usize = 260;
-// Consumer block.
-pub(crate) const OFF_READ_POS: usize = 384;
-// Sender's parking block.
-pub(crate) const OFF_SEND_FUTEX: usize = 512;
-pub(crate) const OFF_SEND_WAITING: usize = 516;
-
 /// Endpoint state: never attached.
 pub const STATE_NEW: u32 = 0;
 /// Endpoint state: attached.
@@ -56,9 +39,169 @@ pub const STATE_ATTACHED: u32 = 1;
 /// Endpoint state: detached cleanly (dropped).
 pub const STATE_DETACHED: u32 = 2;
 
-/// The endpoint-lock slot of each side (see `sys::EndpointLock`).
-pub(crate) const SLOT_SENDER: u8 = 0;
-pub(crate) const SLOT_RECEIVER: u8 = 1;
+/// The byte of the segment whose lock says that an endpoint of `side` is
+/// attached and alive (docs/channel-layout.md §3.4): far beyond any data,
+/// so that it never overlaps a range someone locks for their own reasons.
+pub(crate) fn lock_byte(side: Side) -> u64 {
+    const LOCK_BASE: u64 = 1 << 62;
+    LOCK_BASE
+        + match side {
+            Side::Sender => 0,
+            Side::Receiver => 1,
+        }
+}
+
+/// Which end of a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Sender,
+    Receiver,
+}
+
+impl Side {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Side::Sender => "sender",
+            Side::Receiver => "receiver",
+        }
+    }
+
+    pub(crate) fn peer(self) -> Side {
+        match self {
+            Side::Sender => Side::Receiver,
+            Side::Receiver => Side::Sender,
+        }
+    }
+}
+
+/// The header: the first [`HEADER_LEN`] bytes of the segment, as
+/// docs/channel-layout.md §2 lays them out. Each block is 128 bytes (a
+/// cache line and its adjacent-line-prefetch partner): the two positions,
+/// written on every message, have one each; the rarely written words share
+/// the others. The offsets are checked at compile time below.
+#[repr(C)]
+pub(crate) struct Header {
+    /// Bytes 0–127: written once before the magic is published, then the
+    /// endpoint states.
+    pub(crate) fixed: FixedBlock,
+    /// Bytes 128–255: `write_pos`, the sender's.
+    pub(crate) producer: PositionBlock,
+    /// Bytes 256–383: the receiver's parking words.
+    pub(crate) recv_park: ParkBlock,
+    /// Bytes 384–511: `read_pos`, the receiver's.
+    pub(crate) consumer: PositionBlock,
+    /// Bytes 512–639: the sender's parking words.
+    pub(crate) send_park: ParkBlock,
+    /// Bytes 640–1023: reserved, zero.
+    _reserved: [u8; 384],
+}
+
+/// Bytes 0–127 of the header.
+#[repr(C, align(128))]
+pub(crate) struct FixedBlock {
+    /// 0: [`MAGIC`] as a little-endian u64, stored last (Release).
+    pub(crate) magic: AtomicU64,
+    /// 8: [`VERSION`].
+    pub(crate) version: AtomicU32,
+    /// 12: [`HEADER_LEN`].
+    pub(crate) header_len: AtomicU32,
+    /// 16: the ring's size in bytes.
+    pub(crate) capacity: AtomicU64,
+    _pad: [u8; 40],
+    /// 64: the sender's state (`STATE_*`).
+    pub(crate) sender_state: AtomicU32,
+    /// 68: the receiver's state.
+    pub(crate) receiver_state: AtomicU32,
+}
+
+/// A position (`write_pos` or `read_pos`) alone in its block.
+#[repr(C, align(128))]
+pub(crate) struct PositionBlock {
+    pub(crate) pos: AtomicU64,
+}
+
+/// A side's parking words: the futex word it sleeps on, and its "waiting"
+/// flag (nonzero while it may be asleep).
+#[repr(C, align(128))]
+pub(crate) struct ParkBlock {
+    pub(crate) futex: FutexWord,
+    pub(crate) waiting: AtomicU32,
+}
+
+// The layout of docs/channel-layout.md §2, checked (not under loom, whose
+// atomics are larger than the real ones).
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<Header>() == HEADER_LEN);
+    assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, magic) == 0);
+    assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, version) == 8);
+    assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, header_len) == 12);
+    assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, capacity) == 16);
+    assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, sender_state) == 64);
+    assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, receiver_state) == 68);
+    assert!(offset_of!(Header, producer) + offset_of!(PositionBlock, pos) == 128);
+    assert!(offset_of!(Header, recv_park) + offset_of!(ParkBlock, futex) == 256);
+    assert!(offset_of!(Header, recv_park) + offset_of!(ParkBlock, waiting) == 260);
+    assert!(offset_of!(Header, consumer) + offset_of!(PositionBlock, pos) == 384);
+    assert!(offset_of!(Header, send_park) + offset_of!(ParkBlock, futex) == 512);
+    assert!(offset_of!(Header, send_park) + offset_of!(ParkBlock, waiting) == 516);
+    assert!(size_of::<FutexWord>() == 4);
+};
+
+impl Header {
+    /// The state word of `side`.
+    pub(crate) fn state(&self, side: Side) -> &AtomicU32 {
+        match side {
+            Side::Sender => &self.fixed.sender_state,
+            Side::Receiver => &self.fixed.receiver_state,
+        }
+    }
+
+    /// The position `side` publishes (`write_pos` or `read_pos`).
+    pub(crate) fn position(&self, side: Side) -> &AtomicU64 {
+        match side {
+            Side::Sender => &self.producer.pos,
+            Side::Receiver => &self.consumer.pos,
+        }
+    }
+
+    /// The parking words of `side`.
+    pub(crate) fn park(&self, side: Side) -> &ParkBlock {
+        match side {
+            Side::Sender => &self.send_park,
+            Side::Receiver => &self.recv_park,
+        }
+    }
+
+    /// A header for the loom model, in ordinary memory, all zero.
+    #[cfg(loom)]
+    pub(crate) fn zeroed() -> Header {
+        let position = || PositionBlock {
+            pos: AtomicU64::new(0),
+        };
+        let park = || ParkBlock {
+            futex: FutexWord::new(),
+            waiting: AtomicU32::new(0),
+        };
+        Header {
+            fixed: FixedBlock {
+                magic: AtomicU64::new(0),
+                version: AtomicU32::new(0),
+                header_len: AtomicU32::new(0),
+                capacity: AtomicU64::new(0),
+                _pad: [0; 40],
+                sender_state: AtomicU32::new(0),
+                receiver_state: AtomicU32::new(0),
+            },
+            producer: position(),
+            recv_park: park(),
+            consumer: position(),
+            send_park: park(),
+            _reserved: [0; 384],
+        }
+    }
+}
 
 /// The bytes a message of `len` bytes takes in the ring, frame header and
 /// padding to [`FRAME_ALIGN`] included; `None` if that overflows.
@@ -70,55 +213,4 @@ pub(crate) fn frame_len(len: u64) -> Option<u64> {
 /// The largest message a ring of `capacity` bytes can carry.
 pub(crate) fn max_message(capacity: u64) -> u64 {
     (capacity - FRAME_HEADER).min(u64::from(u32::MAX - 1))
-}
-
-/// Typed access to the header of a mapped channel segment.
-///
-/// Holds raw pointers into a mapping that the owning endpoint keeps alive
-/// for as long as this value exists.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Header {
-    base: *mut u8,
-}
-
-macro_rules! field {
-    ($name:ident, $off:expr, $ty:ty) => {
-        pub(crate) fn $name(&self) -> &$ty {
-            // The endpoint owns both the mapping and `self`; atomics may be
-            // accessed concurrently by other processes.
-            // SAFETY: `base` maps at least HEADER_LEN bytes for as long as
-            // `self` lives; the constant offset is aligned (page-aligned base).
-            unsafe { &*self.base.add($off).cast::<$ty>() }
-        }
-    };
-}
-
-impl Header {
-    /// # Safety
-    ///
-    /// `base` must be page-aligned and point at a mapping of at least
-    /// [`HEADER_LEN`] bytes that outlives the returned value.
-    pub(crate) unsafe fn new(base: *mut u8) -> Header {
-        Header { base }
-    }
-
-    field!(magic, OFF_MAGIC, AtomicU64);
-    field!(version, OFF_VERSION, AtomicU32);
-    field!(header_len, OFF_HEADER_LEN, AtomicU32);
-    field!(capacity, OFF_CAPACITY, AtomicU64);
-    field!(sender_state, OFF_SENDER_STATE, AtomicU32);
-    field!(receiver_state, OFF_RECEIVER_STATE, AtomicU32);
-    field!(write_pos, OFF_WRITE_POS, AtomicU64);
-    field!(recv_futex, OFF_RECV_FUTEX, AtomicU32);
-    field!(recv_waiting, OFF_RECV_WAITING, AtomicU32);
-    field!(read_pos, OFF_READ_POS, AtomicU64);
-    field!(send_futex, OFF_SEND_FUTEX, AtomicU32);
-    field!(send_waiting, OFF_SEND_WAITING, AtomicU32);
-
-    /// The start of the ring.
-    pub(crate) fn ring(&self) -> *mut u8 {
-        // SAFETY: the mapping is at least HEADER_LEN + capacity bytes
-        // (checked at attach), so this stays inside it.
-        unsafe { self.base.add(HEADER_LEN) }
-    }
 }

@@ -71,15 +71,29 @@
 //!   maximum), and a contradiction is [`Error::Corrupted`](crate::Error::Corrupted).
 //!   Loops are bounded and waits have deadlines or liveness checks.
 
+#[cfg(not(loom))]
 mod endpoint;
+#[cfg(not(loom))]
 mod inspect;
 pub mod layout;
+#[cfg(all(test, loom))]
+mod loom_model;
+mod primitive;
+#[cfg(not(loom))]
 mod receiver;
+mod ring;
+#[cfg(not(loom))]
 mod sender;
+#[cfg(not(loom))]
 mod typed;
 
+#[cfg(not(loom))]
 pub use endpoint::{WaitStrategy, DEFAULT_SPINS, LIVENESS_INTERVAL};
+#[cfg(not(loom))]
 pub use inspect::{inspect, ChannelState, EndpointState};
+#[cfg(not(loom))]
 pub use receiver::{Receiver, RecvGuard};
+#[cfg(not(loom))]
 pub use sender::{SendGuard, Sender};
+#[cfg(not(loom))]
 pub use typed::{TypedReceiver, TypedSender};

@@ -1,11 +1,11 @@
 //! The receiving end.
 
 use std::ops::Deref;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::endpoint::{Endpoint, Side, WaitStrategy};
-use super::layout::{self, frame_len, max_message, Header};
+use super::endpoint::{Endpoint, WaitStrategy};
+use super::layout::{Header, Side};
+use super::ring::{Consumer, Frame};
 use crate::{Result, Segment};
 
 /// The receiving end of a channel. See the [module docs](super).
@@ -26,10 +26,9 @@ use crate::{Result, Segment};
 /// ```
 pub struct Receiver {
     ep: Endpoint,
-    /// Where the next frame starts; the truth, kept here and only published.
-    read: u64,
-    /// The sender's position as last read (validated).
-    write: u64,
+    /// Where the next frame starts (the truth, only ever published) and the
+    /// sender's position as last read.
+    core: Consumer,
 }
 
 /// A received message, in place in the ring (zero-copy). Its space is
@@ -47,18 +46,7 @@ pub struct Receiver {
 /// there, so that case looks exactly like a peer that wrote zeros.)
 pub struct RecvGuard<'a> {
     rx: &'a mut Receiver,
-    /// Ring offset of the payload.
-    offset: u64,
-    len: usize,
-    /// Position after this frame.
-    next: u64,
-}
-
-/// Where a validated frame lies.
-struct Frame {
-    offset: u64,
-    len: usize,
-    next: u64,
+    frame: Frame,
 }
 
 impl Receiver {
@@ -81,20 +69,13 @@ impl Receiver {
     /// receiver is attached.
     pub fn attach(segment: &Segment) -> Result<Receiver> {
         let ep = Endpoint::attach(segment, Side::Receiver)?;
-        let h = ep.header;
-        let read = h.read_pos().load(Ordering::Acquire);
-        let write = h.write_pos().load(Ordering::Acquire);
-        if write % layout::FRAME_ALIGN != 0
-            || read % layout::FRAME_ALIGN != 0
-            || read > write
-            || write - read > ep.capacity
-            || write >= layout::MAX_POSITION
-        {
-            return Err(ep.corrupted(format!(
-                "positions read {read} and write {write} are inconsistent"
-            )));
-        }
-        Ok(Receiver { ep, read, write })
+        let (read, write) = ep.positions_at_attach()?;
+        let core = Consumer {
+            read,
+            write,
+            peer_moved: false,
+        };
+        Ok(Receiver { ep, core })
     }
 
     /// Opens the named segment `name` and attaches as its receiver.
@@ -109,7 +90,7 @@ impl Receiver {
 
     /// The ring's size in bytes.
     pub fn capacity(&self) -> usize {
-        self.ep.capacity as usize
+        self.ep.capacity() as usize
     }
 
     /// How this receiver waits while the ring is empty.
@@ -177,11 +158,11 @@ impl Receiver {
                     break frame;
                 }
             }
-            let read = self.read;
+            let read = self.core.read;
             parked = self
                 .ep
                 .idle(&mut round, deadline, "receive", |h: &Header| {
-                    h.write_pos().load(Ordering::Relaxed) == read
+                    Consumer::still_empty(h, read)
                 })?;
         };
         Ok(self.guard(frame))
@@ -191,7 +172,7 @@ impl Receiver {
     /// committed may still be on their way; look once more, then report
     /// [`Error::Disconnected`](crate::Error::Disconnected).
     fn check_disconnected(&mut self) -> Result<Option<Frame>> {
-        if !self.ep.peer_gone()? {
+        if !self.ep.peer_gone(self.core.peer_moved)? {
             return Ok(None);
         }
         // The sender's death (or detach) was observed after its last
@@ -203,93 +184,17 @@ impl Receiver {
     }
 
     fn guard(&mut self, frame: Frame) -> RecvGuard<'_> {
-        RecvGuard {
-            rx: self,
-            offset: frame.offset,
-            len: frame.len,
-            next: frame.next,
-        }
+        RecvGuard { rx: self, frame }
     }
 
-    /// The next complete frame, validated, or `None` if the ring is empty;
-    /// an error, whatever the ring seemed to say, if the memory under it is
-    /// gone (a truncated segment reads as zeros).
+    /// The next complete frame, validated (see [`Consumer::poll`]), or
+    /// `None` if the ring is empty; an error, whatever the ring seemed to
+    /// say, if the memory under it is gone (a truncated segment reads as
+    /// zeros).
     fn poll(&mut self) -> Result<Option<Frame>> {
-        let found = self.poll_ring();
+        let found = self.core.poll(self.ep.header(), &self.ep.ring);
         self.ep.check_intact()?;
-        found
-    }
-
-    /// The next complete frame, validated, or `None` if the ring is empty.
-    ///
-    /// Every value read from shared memory is read once into a local and
-    /// checked before it is used: the sender's position must move forward
-    /// by at most a ring; a frame must lie inside the ring and inside what
-    /// was published; a padding frame must reach the end of the ring.
-    fn poll_ring(&mut self) -> Result<Option<Frame>> {
-        let capacity = self.ep.capacity;
-        // At most two rounds: a padding frame, then the frame at offset 0.
-        for _ in 0..2 {
-            if self.read == self.write {
-                // Acquire: the frames up to this position are visible.
-                let write = self.ep.header.write_pos().load(Ordering::Acquire);
-                if write < self.write
-                    || write - self.read > capacity
-                    || write % layout::FRAME_ALIGN != 0
-                {
-                    return Err(self.ep.corrupted(format!(
-                        "the sender's position {write} is outside {}..={}",
-                        self.write,
-                        self.read + capacity
-                    )));
-                }
-                if write != self.write {
-                    // A sender was here: from now on its lock tells
-                    // whether it is alive, whatever its state word says.
-                    self.ep.peer_seen = true;
-                }
-                self.write = write;
-                if write == self.read {
-                    return Ok(None);
-                }
-            }
-            let offset = self.read % capacity;
-            // SAFETY: `offset` is a multiple of 8 below `capacity`, so the
-            // 4-byte length is inside the ring. Read once, volatile: the
-            // value is checked below and never read again.
-            let len = unsafe {
-                std::ptr::read_volatile(self.ep.header.ring().add(offset as usize).cast::<u32>())
-            };
-            let available = self.write - self.read;
-            if len == layout::PAD {
-                let pad = capacity - offset;
-                if offset == 0 || pad > available {
-                    return Err(self.ep.corrupted(format!(
-                        "padding frame at ring offset {offset} with {available} bytes published"
-                    )));
-                }
-                self.read += pad;
-                // Give the padding back now: the sender may be waiting for
-                // the space at the start of the ring.
-                self.ep.publish(self.ep.header.read_pos(), self.read);
-                continue;
-            }
-            let frame = frame_len(u64::from(len)).unwrap_or(u64::MAX);
-            if u64::from(len) > max_message(capacity)
-                || frame > available
-                || offset + frame > capacity
-            {
-                return Err(self.ep.corrupted(format!(
-                    "frame of {len} bytes at ring offset {offset} does not fit in the {available} bytes published"
-                )));
-            }
-            return Ok(Some(Frame {
-                offset: offset + layout::FRAME_HEADER,
-                len: len as usize,
-                next: self.read + frame,
-            }));
-        }
-        Err(self.ep.corrupted("two padding frames in a row".to_string()))
+        found.map_err(|c| self.ep.corrupted(c))
     }
 }
 
@@ -300,18 +205,14 @@ impl Deref for RecvGuard<'_> {
         // SAFETY: the payload lies inside the ring (validated by `poll`),
         // and the protocol gives it to the receiver until the guard drops:
         // the sender does not write below the published read position.
-        unsafe {
-            std::slice::from_raw_parts(self.rx.ep.header.ring().add(self.offset as usize), self.len)
-        }
+        unsafe { std::slice::from_raw_parts(self.rx.ep.ring.at(self.frame.offset), self.frame.len) }
     }
 }
 
 impl Drop for RecvGuard<'_> {
     fn drop(&mut self) {
         let rx = &mut *self.rx;
-        rx.read = self.next;
-        // Release: our reads of the frame happen before the sender reuses it.
-        rx.ep.publish(rx.ep.header.read_pos(), rx.read);
+        rx.core.release(rx.ep.header(), self.frame.next);
     }
 }
 
@@ -320,13 +221,15 @@ impl std::fmt::Debug for Receiver {
         f.debug_struct("Receiver")
             .field("segment", self.segment())
             .field("capacity", &self.capacity())
-            .field("read", &self.read)
+            .field("read", &self.core.read)
             .finish_non_exhaustive()
     }
 }
 
 impl std::fmt::Debug for RecvGuard<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecvGuard").field("len", &self.len).finish()
+        f.debug_struct("RecvGuard")
+            .field("len", &self.frame.len)
+            .finish()
     }
 }

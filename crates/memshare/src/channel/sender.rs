@@ -1,11 +1,11 @@
 //! The sending end.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::endpoint::{Endpoint, Side, WaitStrategy};
-use super::layout::{self, frame_len, max_message, Header};
+use super::endpoint::{Endpoint, WaitStrategy};
+use super::layout::{frame_len, max_message, Header, Side, FRAME_HEADER};
+use super::ring::Producer;
 use crate::{Error, Result, Segment};
 
 /// The sending end of a channel. See the [module docs](super).
@@ -21,10 +21,9 @@ use crate::{Error, Result, Segment};
 /// ```
 pub struct Sender {
     ep: Endpoint,
-    /// Where the next frame goes; the truth, kept here and only published.
-    write: u64,
-    /// The receiver's position as last read (validated).
-    read: u64,
+    /// Where the next frame goes (the truth, only ever published) and the
+    /// receiver's position as last read.
+    core: Producer,
 }
 
 /// Space reserved in the ring for one message; write into it through
@@ -32,11 +31,9 @@ pub struct Sender {
 /// commit, nothing is sent.
 pub struct SendGuard<'a> {
     tx: &'a mut Sender,
-    /// Ring offset of the frame header.
-    offset: u64,
+    /// Ring offset of the frame header, and the frame's position.
+    slot: (u64, u64),
     len: usize,
-    /// Position of the frame (after any padding).
-    position: u64,
 }
 
 impl Sender {
@@ -68,20 +65,13 @@ impl Sender {
     /// [`Error::Corrupted`] if the segment is not a channel.
     pub fn attach(segment: &Segment) -> Result<Sender> {
         let ep = Endpoint::attach(segment, Side::Sender)?;
-        let h = ep.header;
-        let write = h.write_pos().load(Ordering::Acquire);
-        let read = h.read_pos().load(Ordering::Acquire);
-        if write % layout::FRAME_ALIGN != 0
-            || read % layout::FRAME_ALIGN != 0
-            || read > write
-            || write - read > ep.capacity
-            || write >= layout::MAX_POSITION
-        {
-            return Err(ep.corrupted(format!(
-                "positions read {read} and write {write} are inconsistent"
-            )));
-        }
-        Ok(Sender { ep, write, read })
+        let (read, write) = ep.positions_at_attach()?;
+        let core = Producer {
+            write,
+            read,
+            peer_moved: false,
+        };
+        Ok(Sender { ep, core })
     }
 
     /// Opens the named segment `name` and attaches as its sender.
@@ -96,12 +86,12 @@ impl Sender {
 
     /// The ring's size in bytes.
     pub fn capacity(&self) -> usize {
-        self.ep.capacity as usize
+        self.ep.capacity() as usize
     }
 
     /// The largest message this channel can carry.
     pub fn max_message_len(&self) -> usize {
-        max_message(self.ep.capacity) as usize
+        max_message(self.ep.capacity()) as usize
     }
 
     /// How this sender waits while the ring is full.
@@ -182,7 +172,7 @@ impl Sender {
         match self.poll_space(len)? {
             Some(slot) => Ok(Some(self.guard(slot, len))),
             None => {
-                if self.ep.peer_gone()? {
+                if self.ep.peer_gone(self.core.peer_moved)? {
                     return Err(self.ep.disconnected());
                 }
                 Ok(None)
@@ -199,43 +189,32 @@ impl Sender {
             }
             // Full. Is anyone going to empty it? (A system call at most
             // every LIVENESS_INTERVAL, and only while waiting.)
-            if (parked || round % 256 == 0) && self.ep.peer_gone()? {
+            if (parked || round % 256 == 0) && self.ep.peer_gone(self.core.peer_moved)? {
                 return Err(self.ep.disconnected());
             }
-            let (write, capacity) = (self.write, self.ep.capacity);
+            let (write, capacity) = (self.core.write, self.ep.capacity());
             let frame = frame_len(len as u64).unwrap_or(u64::MAX);
             parked = self.ep.idle(&mut round, deadline, "send", |h: &Header| {
-                // Still full while the receiver has not freed what we need.
-                let read = h.read_pos().load(Ordering::Relaxed);
-                capacity.saturating_sub(write.wrapping_sub(read)) < needed(capacity, write, frame)
+                Producer::still_full(h, capacity, write, frame)
             })?;
         };
         Ok(self.guard(slot, len))
     }
 
-    fn guard(&mut self, (offset, position): (u64, u64), len: usize) -> SendGuard<'_> {
+    fn guard(&mut self, slot: (u64, u64), len: usize) -> SendGuard<'_> {
         SendGuard {
             tx: self,
-            offset,
+            slot,
             len,
-            position,
         }
     }
 
     /// Finds room for a frame of `len` payload bytes (see
-    /// [`Sender::poll_ring`]); an error, whatever the ring seemed to say, if
+    /// [`Producer::poll_space`]): `(ring offset, position)`, or `None` if
+    /// the ring is too full. An error, whatever the ring seemed to say, if
     /// the memory under it is gone (a truncated segment reads as zeros).
     fn poll_space(&mut self, len: usize) -> Result<Option<(u64, u64)>> {
-        let found = self.poll_ring(len);
-        self.ep.check_intact()?;
-        found
-    }
-
-    /// Finds room for a frame of `len` payload bytes: `(ring offset,
-    /// position)`, writing a padding frame first if the frame does not fit
-    /// before the end of the ring. `None` if the ring is too full.
-    fn poll_ring(&mut self, len: usize) -> Result<Option<(u64, u64)>> {
-        let capacity = self.ep.capacity;
+        let capacity = self.ep.capacity();
         let frame = frame_len(len as u64)
             .filter(|&f| f <= capacity && len as u64 <= max_message(capacity))
             .ok_or_else(|| Error::TooLarge {
@@ -246,70 +225,9 @@ impl Sender {
         if self.ep.peer_gone_cheap() {
             return Err(self.ep.disconnected());
         }
-        // At most two rounds: a padding frame to the end of the ring, then
-        // the frame at offset 0.
-        loop {
-            let offset = self.write % capacity;
-            let need = needed(capacity, self.write, frame);
-            if capacity - (self.write - self.read) < need {
-                self.refresh_read()?;
-                if capacity - (self.write - self.read) < need {
-                    return Ok(None);
-                }
-            }
-            if need == frame {
-                return Ok(Some((offset, self.write)));
-            }
-            // The frame does not fit before the end of the ring: publish a
-            // padding frame to the end, and the frame goes to offset 0 once
-            // the receiver has freed enough there.
-            self.write_frame_header(offset, layout::PAD);
-            self.write += need;
-            self.ep.publish(self.ep.header.write_pos(), self.write);
-        }
-    }
-
-    /// Reads the receiver's position and checks it: it only moves forward,
-    /// never past what was written, and never more than a ring behind.
-    fn refresh_read(&mut self) -> Result<()> {
-        // Acquire: the receiver's reads of the frames it freed happen
-        // before we overwrite them.
-        let read = self.ep.header.read_pos().load(Ordering::Acquire);
-        if read < self.read || read > self.write || read % layout::FRAME_ALIGN != 0 {
-            return Err(self.ep.corrupted(format!(
-                "the receiver's position {read} is outside {}..={}",
-                self.read, self.write
-            )));
-        }
-        if read != self.read {
-            // A receiver was here: from now on its lock tells whether it
-            // is alive, whatever its state word says.
-            self.ep.peer_seen = true;
-        }
-        self.read = read;
-        Ok(())
-    }
-
-    fn write_frame_header(&self, offset: u64, len: u32) {
-        // SAFETY: `offset` is a multiple of 8 below `capacity`, so 8 bytes
-        // fit; this frame is owned by the sender until published.
-        unsafe {
-            let p = self.ep.header.ring().add(offset as usize);
-            std::ptr::write_volatile(p.cast::<u32>(), len);
-            std::ptr::write_volatile(p.add(4).cast::<u32>(), 0);
-        }
-    }
-}
-
-/// The free ring bytes needed at position `write` to make progress with a
-/// frame of `frame` bytes: the frame itself if it fits before the end of
-/// the ring, else the padding frame that fills the end.
-fn needed(capacity: u64, write: u64, frame: u64) -> u64 {
-    let contiguous = capacity - write % capacity;
-    if frame <= contiguous {
-        frame
-    } else {
-        contiguous
+        let found = self.core.poll_space(self.ep.header(), &self.ep.ring, frame);
+        self.ep.check_intact()?;
+        found.map_err(|c| self.ep.corrupted(c))
     }
 }
 
@@ -317,11 +235,12 @@ impl SendGuard<'_> {
     /// Publishes the message: the receiver may see it from now on.
     pub fn commit(self) {
         let tx = &mut *self.tx;
-        tx.write_frame_header(self.offset, self.len as u32);
-        tx.write = self.position + frame_len(self.len as u64).unwrap_or(0);
-        // Release: the frame's bytes are visible to whoever acquires this
-        // position.
-        tx.ep.publish(tx.ep.header.write_pos(), tx.write);
+        tx.core
+            .commit(tx.ep.header(), &tx.ep.ring, self.slot, self.len as u32);
+    }
+
+    fn payload(&self) -> *mut u8 {
+        self.tx.ep.ring.at(self.slot.0 + FRAME_HEADER)
     }
 }
 
@@ -332,24 +251,14 @@ impl Deref for SendGuard<'_> {
         // SAFETY: the payload range lies inside the ring (checked by
         // `poll_space`) and is owned by the sender until committed: the
         // receiver does not read past the published position.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.tx.ep.header.ring().add(self.offset as usize + 8),
-                self.len,
-            )
-        }
+        unsafe { std::slice::from_raw_parts(self.payload(), self.len) }
     }
 }
 
 impl DerefMut for SendGuard<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as for `deref`; `&mut self` makes the borrow exclusive.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.tx.ep.header.ring().add(self.offset as usize + 8),
-                self.len,
-            )
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.payload(), self.len) }
     }
 }
 
@@ -358,7 +267,7 @@ impl std::fmt::Debug for Sender {
         f.debug_struct("Sender")
             .field("segment", self.segment())
             .field("capacity", &self.capacity())
-            .field("write", &self.write)
+            .field("write", &self.core.write)
             .finish_non_exhaustive()
     }
 }

@@ -4,12 +4,13 @@
 //!   `FUTEX_PRIVATE_FLAG`) futex on Linux, keyed by the physical page, so it
 //!   works between processes that map the page at different addresses.
 //!   Elsewhere a short sleep stands in for the wait (correct, slower).
-//! - Liveness of a channel endpoint: each endpoint holds a write lock on one
-//!   byte of the segment through an open file description of its own
-//!   (`F_OFD_SETLK` on Linux). The kernel drops the lock when that
-//!   description is closed, which happens when the endpoint is dropped or
-//!   its process dies, however it dies; the peer asks with `F_OFD_GETLK`.
-//!   Unlike a pid in shared memory, this cannot be fooled by pid reuse.
+//! - Liveness: a holder takes a write lock on one byte of the object
+//!   through an open file description of its own (`F_OFD_SETLK` on Linux).
+//!   The kernel drops the lock when that description is closed, which
+//!   happens when the holder drops it or its process dies, however it
+//!   dies; others ask with `F_OFD_GETLK`. Unlike a pid in shared memory,
+//!   this cannot be fooled by pid reuse. (Which byte means what is the
+//!   business of the layer above: the channel's endpoints.)
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
@@ -30,34 +31,39 @@ pub(crate) fn wake(word: &AtomicU32, n: u32) {
     imp::wake(word, n)
 }
 
-/// Where the endpoint locks live: far beyond any data, so they never
-/// overlap a byte range someone else might lock for their own reasons.
-const LOCK_BASE: i64 = 1 << 62;
-
-/// An endpoint's hold on its slot of a segment. Dropping it releases the
-/// lock.
+/// A write lock on one byte of an object, held through an open file
+/// description of its own. Dropping it releases the lock; so does the
+/// death of the process, however it dies.
 #[derive(Debug)]
-pub(crate) struct EndpointLock {
+pub(crate) struct ByteLock {
     _fd: OwnedFd,
 }
 
 impl Object {
-    /// Takes slot `slot` (0: sender, 1: receiver). `Ok(None)` if another
-    /// endpoint holds it.
-    pub(crate) fn lock_endpoint(&self, slot: u8) -> Result<Option<EndpointLock>> {
+    /// Locks byte `byte` of the object (`F_OFD_SETLK` on a new open file
+    /// description, so that the lock is this holder's alone, not shared
+    /// with every `dup` of the segment). `Ok(None)` if someone holds it.
+    pub(crate) fn lock_byte(&self, byte: u64) -> Result<Option<ByteLock>> {
+        let byte = lock_offset(byte);
         let fd = imp::reopen(self.fd()).map_err(|e| os_error(self.name(), "reopen", e))?;
-        match imp::set_lock(fd.as_fd(), LOCK_BASE + i64::from(slot)) {
-            Ok(true) => Ok(Some(EndpointLock { _fd: fd })),
+        match imp::set_lock(fd.as_fd(), byte) {
+            Ok(true) => Ok(Some(ByteLock { _fd: fd })),
             Ok(false) => Ok(None),
             Err(e) => Err(os_error(self.name(), "fcntl(F_OFD_SETLK)", e)),
         }
     }
 
-    /// Whether some endpoint other than this process's own holds slot `slot`.
-    pub(crate) fn endpoint_held(&self, slot: u8) -> Result<bool> {
-        imp::lock_held(self.fd(), LOCK_BASE + i64::from(slot))
+    /// Whether some holder other than this process's own locks holds byte
+    /// `byte`.
+    pub(crate) fn byte_locked(&self, byte: u64) -> Result<bool> {
+        imp::lock_held(self.fd(), lock_offset(byte))
             .map_err(|e| os_error(self.name(), "fcntl(F_OFD_GETLK)", e))
     }
+}
+
+/// A byte offset as `fcntl` takes it (callers use offsets below 2^63).
+fn lock_offset(byte: u64) -> i64 {
+    i64::try_from(byte).unwrap_or(i64::MAX)
 }
 
 fn flock_for(byte: i64, kind: libc::c_int) -> libc::flock {

@@ -1,0 +1,79 @@
+//! The atomics and the futex word the channel protocol is written against:
+//! the real ones, or loom's under `--cfg loom`, so that the loom model in
+//! `loom_model.rs` runs the protocol's own code (as crossbeam does).
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+use std::time::Duration;
+
+/// A 32-bit word in shared memory that an endpoint parks on: a shared
+/// futex on Linux (see `sync`). Its value is a sequence number that every
+/// wake bumps.
+#[cfg(not(loom))]
+#[repr(transparent)]
+pub(crate) struct FutexWord(AtomicU32);
+
+#[cfg(not(loom))]
+impl FutexWord {
+    /// The current sequence number.
+    pub(crate) fn load(&self) -> u32 {
+        // Acquire: what the waker did before its bump is visible to a
+        // parker that sees the new value (the parker re-checks anyway).
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Sleeps while the word is `expected`, for at most `timeout`; returns
+    /// early on a wake, a signal, or spuriously.
+    pub(crate) fn wait(&self, expected: u32, timeout: Duration) {
+        crate::sys::wait(&self.0, expected, timeout);
+    }
+
+    /// Bumps the word, then wakes the one waiter (there is one per word).
+    pub(crate) fn bump_and_wake(&self) {
+        self.0.fetch_add(1, Ordering::Release);
+        crate::sys::wake(&self.0, 1);
+    }
+}
+
+/// The model of a futex word: `wait` sleeps only if the word still holds
+/// `expected`, checked under the lock that the wake takes, as the kernel's
+/// bucket lock does. It has no timeout (the real one wakes every liveness
+/// interval), so a lost wake-up is a deadlock, which loom reports.
+#[cfg(loom)]
+pub(crate) struct FutexWord {
+    word: AtomicU32,
+    lock: loom::sync::Mutex<()>,
+    cond: loom::sync::Condvar,
+}
+
+#[cfg(loom)]
+impl FutexWord {
+    pub(crate) fn new() -> FutexWord {
+        FutexWord {
+            word: AtomicU32::new(0),
+            lock: loom::sync::Mutex::new(()),
+            cond: loom::sync::Condvar::new(),
+        }
+    }
+
+    pub(crate) fn load(&self) -> u32 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn wait(&self, expected: u32, _timeout: Duration) {
+        let guard = self.lock.lock().unwrap();
+        if self.word.load(Ordering::Relaxed) != expected {
+            return; // EAGAIN
+        }
+        drop(self.cond.wait(guard).unwrap());
+    }
+
+    pub(crate) fn bump_and_wake(&self) {
+        self.word.fetch_add(1, Ordering::Release);
+        let _guard = self.lock.lock().unwrap();
+        self.cond.notify_all();
+    }
+}
