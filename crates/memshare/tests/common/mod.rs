@@ -8,6 +8,7 @@
 pub mod census;
 #[cfg(unix)]
 pub mod chan;
+pub mod privileged;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -198,4 +199,64 @@ pub fn huge_page_pool_lock() -> std::fs::File {
             Err(e) => panic!("flock {POOL}: {e}"),
         }
     }
+}
+
+/// The running kernel's version: (major, minor).
+#[cfg(target_os = "linux")]
+pub fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse().expect("a kernel version number"));
+    (numbers.next().unwrap(), numbers.next().unwrap())
+}
+
+/// What `Segment::take_from_process` gives a process taking a descriptor
+/// of one of its own children (same user, dumpable), on this machine.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakeFromChild {
+    Allowed,
+    PermissionDenied,
+    Unsupported,
+}
+
+/// Works out [`TakeFromChild`] from the machine: `pidfd_getfd` needs Linux
+/// 5.6, and the right to ptrace the child (`PTRACE_MODE_ATTACH_REALCREDS`):
+/// with Yama's `ptrace_scope` 0 or 1 (or no Yama) a parent has it over its
+/// child; with 2 only with `CAP_SYS_PTRACE`; with 3 nobody has it.
+#[cfg(target_os = "linux")]
+pub fn take_from_child_expected() -> TakeFromChild {
+    if kernel_version() < (5, 6) {
+        return TakeFromChild::Unsupported;
+    }
+    let scope: Option<u32> = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .map(|s| s.trim().parse().expect("ptrace_scope is a number"));
+    let allowed = match scope {
+        None | Some(0) | Some(1) => true,
+        Some(2) => has_capability(CAP_SYS_PTRACE),
+        Some(_) => false,
+    };
+    if allowed {
+        TakeFromChild::Allowed
+    } else {
+        TakeFromChild::PermissionDenied
+    }
+}
+
+/// The capability number of `CAP_SYS_PTRACE` (linux/capability.h).
+#[cfg(target_os = "linux")]
+pub const CAP_SYS_PTRACE: u32 = 19;
+
+/// Whether this process has capability `cap` in its effective set.
+#[cfg(target_os = "linux")]
+pub fn has_capability(cap: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .expect("CapEff in /proc/self/status");
+    u64::from_str_radix(hex.trim(), 16).expect("CapEff is hexadecimal") & (1 << cap) != 0
 }
