@@ -67,43 +67,41 @@ struct PoolSize {
 
 impl PoolSize {
     /// Sets the pool to exactly `pages` if it is empty now and this process
-    /// may change it; otherwise says why not and returns `None`.
+    /// may change it; otherwise says why not (a skip: see
+    /// [`common::privileged::skip`]) and returns `None`.
     fn set(pages: u64) -> Option<PoolSize> {
+        let skip = |why: &str| {
+            common::privileged::skip("a huge page pool of our own", why);
+            None
+        };
         if !rustix::process::geteuid().is_root() {
-            eprintln!("not root: cannot set up a huge page pool; that part is not tested");
-            return None;
+            return skip("not root: cannot set up a huge page pool");
         }
         let old = match std::fs::read_to_string(NR_HUGEPAGES) {
             Ok(old) => old,
-            Err(e) => {
-                eprintln!("cannot read {NR_HUGEPAGES} ({e}); that part is not tested");
-                return None;
-            }
+            Err(e) => return skip(&format!("cannot read {NR_HUGEPAGES} ({e})")),
         };
         if huge_pool().is_none_or(|p| p.overcommit > 0) {
-            eprintln!(
-                "surplus huge pages are allowed (nr_overcommit_hugepages): a pool of our own would not be exact; that part is not tested"
+            return skip(
+                "surplus huge pages are allowed (nr_overcommit_hugepages): a pool of our own would not be exact",
             );
-            return None;
         }
         if old.trim() != "0" {
-            eprintln!(
-                "the huge page pool is already set up ({} pages): leaving it alone; that part is not tested",
+            return skip(&format!(
+                "the huge page pool is already set up ({} pages): leaving it alone",
                 old.trim()
-            );
-            return None;
+            ));
         }
         if let Err(e) = std::fs::write(NR_HUGEPAGES, pages.to_string()) {
-            eprintln!("{NR_HUGEPAGES} is not writable ({e}); that part is not tested");
-            return None;
+            return skip(&format!("{NR_HUGEPAGES} is not writable ({e})"));
         }
         let guard = PoolSize { old };
         let got = huge_pool().map(|p| (p.total, p.free));
         if got != Some((pages, pages)) {
-            eprintln!(
-                "asked for a pool of {pages} huge pages, got (total, free) = {got:?} (memory too fragmented?); that part is not tested"
-            );
-            return None; // restores the old value
+            drop(guard); // restores the old value
+            return skip(&format!(
+                "asked for a pool of {pages} huge pages, got (total, free) = {got:?} (memory too fragmented?)"
+            ));
         }
         Some(guard)
     }

@@ -209,7 +209,10 @@ fn another_user_cannot_open_map_or_remove_a_named_segment() {
         return;
     }
     if !rustix::process::geteuid().is_root() {
-        eprintln!("not root: cannot run a process as another user; nothing to test");
+        common::privileged::skip(
+            "another_user_cannot_open_map_or_remove_a_named_segment",
+            "not root: cannot run a process as another user",
+        );
         return;
     }
     use std::os::unix::process::CommandExt as _;
