@@ -179,6 +179,88 @@ pub fn read_after(
     }
 }
 
+/// The huge page pool as `/proc/meminfo` reports it.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HugePool {
+    pub total: u64,
+    pub free: u64,
+    /// The default huge page size, in bytes (what `MFD_HUGETLB` uses).
+    pub page: u64,
+    /// How many more pages the kernel would make beyond the pool ("surplus"
+    /// pages, `/proc/sys/vm/nr_overcommit_hugepages`): usually none.
+    pub overcommit: u64,
+}
+
+#[cfg(target_os = "linux")]
+impl HugePool {
+    /// How many pages a new segment can get at most.
+    pub fn available(&self) -> u64 {
+        self.free + self.overcommit
+    }
+}
+
+/// The huge page pool now; `None` if the kernel has no huge pages.
+#[cfg(target_os = "linux")]
+pub fn huge_pool() -> Option<HugePool> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |key: &str| -> Option<u64> {
+        let line = info.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    let overcommit_max: u64 = std::fs::read_to_string("/proc/sys/vm/nr_overcommit_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    Some(HugePool {
+        total: field("HugePages_Total:")?,
+        free: field("HugePages_Free:")?,
+        page: field("Hugepagesize:")? * 1024,
+        overcommit: overcommit_max.saturating_sub(field("HugePages_Surp:")?),
+    })
+}
+
+/// Whether `memfd_create(MFD_HUGETLB)` exists here (Linux 4.14, and a
+/// kernel with huge pages): where it does not, `huge_pages(true)` is
+/// `Unsupported`, and only there.
+#[cfg(target_os = "linux")]
+pub fn hugetlb_memfd_supported() -> bool {
+    kernel_version() >= (4, 14) && huge_pool().is_some()
+}
+
+/// The page size the kernel backs the mapping at `addr` with
+/// (`KernelPageSize` in `/proc/self/smaps`), in bytes.
+#[cfg(target_os = "linux")]
+pub fn kernel_page_size(addr: *const u8) -> u64 {
+    let addr = addr as usize;
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) {
+                inside = (start..end).contains(&addr);
+                continue;
+            }
+        }
+        if let Some(kb) = line.strip_prefix("KernelPageSize:") {
+            if inside {
+                let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().unwrap();
+                return kb * 1024;
+            }
+        }
+    }
+    panic!("no mapping of {addr:#x} in /proc/self/smaps")
+}
+
 /// Serializes, across every test process on this machine, the tests that
 /// read or change the huge page pool (a machine-wide setting): an exclusive
 /// `flock` on `/proc/sys/vm/nr_hugepages` itself, held until the returned
