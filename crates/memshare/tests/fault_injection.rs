@@ -54,6 +54,8 @@ const PATTERN_AT: usize = 1024;
 const READY: &[u8] = b"MST-READY";
 /// What a child that inherits prints just before it takes its segments.
 const START: &[u8] = b"MST-START";
+/// What a sharing child prints once its own child has taken the segment.
+const SHARED: &[u8] = b"MST-SHARED";
 
 /// The lifetime marker (see `docs/architecture.md`).
 const MARKER: &str = "user.memshare.lifetime";
@@ -731,6 +733,7 @@ fn a_parent_killed_anywhere_in_sharing_leaves_nothing_behind() {
             let grandchild = Reaped::spawn(cmd);
             drop(segment);
             grandchild.wait_success(PATIENCE);
+            say(SHARED);
             // Until killed.
             loop {
                 std::thread::sleep(Duration::from_secs(1));
@@ -759,6 +762,12 @@ fn a_parent_killed_anywhere_in_sharing_leaves_nothing_behind() {
     let mut rng = Rng::for_test(TEST);
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
     let mut tally = Leftovers::default();
+    // How long creating, sharing, spawning and waiting for the orphan take
+    // (a few milliseconds; more under a sanitizer): measured on the first
+    // rounds, which are not killed before that (their median, as below).
+    const MEASURED: usize = 5;
+    let mut spans: Vec<Duration> = Vec::new();
+    let mut span = Duration::ZERO;
     let took = run_rounds("fd", |round| {
         let what = format!("round {round}");
         let name = unique_name("fd");
@@ -766,26 +775,41 @@ fn a_parent_killed_anywhere_in_sharing_leaves_nothing_behind() {
         cmd.env("MST_NAME", &name);
         let mut kid = Kid::spawn(cmd);
         kid.wait_ready();
-        // Creating, sharing, spawning and waiting take a few milliseconds.
-        std::thread::sleep(rng.delay(Duration::from_millis(6)));
+        let ready = Instant::now();
+        if round < MEASURED {
+            kid.wait_for(SHARED);
+            spans.push(ready.elapsed());
+            spans.sort();
+            span = spans[spans.len() / 2];
+        } else {
+            std::thread::sleep(rng.delay(span * 3 / 2));
+        }
         kid.signal();
         kid.reap_killed();
         for code in reap_orphans(&what) {
-            *outcomes
-                .entry(match code {
-                    0 => "took it",
-                    3 => "refused: parent gone",
-                    _ => panic!("{what}: an orphan failed (exit status {code})"),
-                })
-                .or_default() += 1;
+            let outcome = match code {
+                0 => "took it",
+                3 => "refused: parent gone",
+                _ => panic!("{what}: an orphan failed (exit status {code})"),
+            };
+            if round >= MEASURED {
+                *outcomes.entry(outcome).or_default() += 1;
+            }
         }
         settle_leftover(&name, round, &mut tally);
         assert_gone(&name, &what);
     });
     eprintln!(
-        "{} rounds in {took:?}: orphans {outcomes:?}; {tally:?}",
+        "{} rounds in {took:?}: sharing takes {span:?} (median); orphans of the killed rounds {outcomes:?}; {tally:?}",
         rounds()
     );
+    if rounds() >= 50 {
+        assert_eq!(
+            outcomes.len(),
+            2,
+            "the kills should land both before and after the orphan takes its segment: {outcomes:?}"
+        );
+    }
 }
 
 /// Reaps every child left (orphans re-parented to this process), waiting
