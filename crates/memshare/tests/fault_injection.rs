@@ -41,6 +41,13 @@ use memshare::{recv_segments, send_segments, CommandExt, Error, Segment};
 /// machine may be small and busy): "no hang" means "done within this".
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How long one `open` may take while holders die. An open does not wait
+/// here: it waits (1 ms at a time, at most 2 s) only for a name that is
+/// being created or removed, which a killed holder's name is not. This is
+/// scheduling noise on a busy 2-vCPU machine or under AddressSanitizer,
+/// never a wait.
+const ONE_OPEN: Duration = Duration::from_millis(100);
+
 /// The size of every segment: not a multiple of the page size, so that a
 /// segment of the wrong size cannot pass for a right one.
 const LEN: u64 = 3 * 4096 + 123;
@@ -524,6 +531,7 @@ fn opening_while_every_holder_is_killed_gives_the_segment_or_not_found() {
     let _serial = census::serial();
     let mut rng = Rng::for_test(TEST);
     let (mut found, mut not_found) = (0usize, 0usize);
+    let mut slowest = Duration::ZERO;
     let took = run_rounds("fb", |round| {
         let what = format!("round {round}");
         let name = unique_name("fb");
@@ -567,7 +575,11 @@ fn opening_while_every_holder_is_killed_gives_the_segment_or_not_found() {
             loop {
                 assert!(Instant::now() < deadline, "{what}: probing did not end");
                 let call = Instant::now();
-                match Segment::open(&name) {
+                let opened = Segment::open(&name);
+                let took = call.elapsed();
+                slowest = slowest.max(took);
+                assert!(took < ONE_OPEN, "{what}: one open took {took:?}");
+                match opened {
                     Ok(segment) => {
                         assert_pattern(&segment, &what);
                         found += 1;
@@ -585,11 +597,6 @@ fn opening_while_every_holder_is_killed_gives_the_segment_or_not_found() {
                     }
                     Err(e) => panic!("{what}: open while holders die: {e}"),
                 }
-                assert!(
-                    call.elapsed() < PATIENCE,
-                    "{what}: one open took {:?}",
-                    call.elapsed()
-                );
                 if killer.is_finished() && signalled.load(Ordering::SeqCst) == total {
                     // Every holder was signalled: one more open after they
                     // are reaped decides (below).
@@ -604,7 +611,7 @@ fn opening_while_every_holder_is_killed_gives_the_segment_or_not_found() {
         assert_gone(&name, &what);
     });
     eprintln!(
-        "{} rounds in {took:?}: opens that found the segment {found}, rounds that ended in NotFound while probing {not_found}",
+        "{} rounds in {took:?}: opens that found the segment {found}, rounds that ended in NotFound while probing {not_found}; the slowest open took {slowest:?}",
         rounds()
     );
 }
