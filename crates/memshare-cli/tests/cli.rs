@@ -12,6 +12,10 @@ use memshare::Segment;
 use predicates::prelude::*;
 use serde_json::Value;
 
+/// The one way a test may skip (shared with the library's tests).
+#[path = "../../memshare/tests/common/privileged.rs"]
+mod privileged;
+
 const NOT_FOUND: i32 = 3;
 const ALREADY_EXISTS: i32 = 4;
 const PERMISSION_DENIED: i32 = 5;
@@ -536,7 +540,10 @@ fn as_nobody() -> Command {
 #[test]
 fn another_users_segment_is_listed_but_not_opened() {
     if !running_as_root() {
-        eprintln!("not root: cannot run the tool as another user; nothing checked");
+        privileged::skip(
+            "another_users_segment_is_listed_but_not_opened",
+            "not root: cannot run the tool as another user",
+        );
         return;
     }
     // Root's segment, mode 0600; the tool runs as nobody.

@@ -51,7 +51,10 @@ fn a_full_dev_shm_is_no_space_at_creation_and_leaves_no_name() {
     if !rustix::process::geteuid().is_root()
         || Command::new("unshare").arg("--help").output().is_err()
     {
-        eprintln!("needs root and unshare(1) to mount a private tmpfs; nothing to test");
+        common::privileged::skip(
+            TEST,
+            "needs root and unshare(1) to mount a private tmpfs over /dev/shm",
+        );
         return;
     }
     let exe = std::env::current_exe().unwrap();

@@ -11,50 +11,11 @@
 
 mod common;
 
-use common::{child, in_dev_shm, role, unique_name, Reaped, TIMEOUT};
+use common::{
+    child, huge_pool, hugetlb_memfd_supported, in_dev_shm, kernel_page_size, role, unique_name,
+    HugePool, Reaped, TIMEOUT,
+};
 use memshare::{Error, Segment};
-
-/// The huge page pool as `/proc/meminfo` reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct HugePool {
-    total: u64,
-    free: u64,
-    /// The default huge page size, in bytes (what `MFD_HUGETLB` uses).
-    page: u64,
-    /// How many more pages the kernel would make beyond the pool ("surplus"
-    /// pages, `/proc/sys/vm/nr_overcommit_hugepages`): usually none.
-    overcommit: u64,
-}
-
-impl HugePool {
-    /// How many pages a new segment can get at most.
-    fn available(&self) -> u64 {
-        self.free + self.overcommit
-    }
-}
-
-fn huge_pool() -> Option<HugePool> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let field = |key: &str| -> Option<u64> {
-        let line = info.lines().find(|l| l.starts_with(key))?;
-        line[key.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    };
-    let overcommit_max: u64 = std::fs::read_to_string("/proc/sys/vm/nr_overcommit_hugepages")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
-    Some(HugePool {
-        total: field("HugePages_Total:")?,
-        free: field("HugePages_Free:")?,
-        page: field("Hugepagesize:")? * 1024,
-        overcommit: overcommit_max.saturating_sub(field("HugePages_Surp:")?),
-    })
-}
 
 const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
 
@@ -67,43 +28,41 @@ struct PoolSize {
 
 impl PoolSize {
     /// Sets the pool to exactly `pages` if it is empty now and this process
-    /// may change it; otherwise says why not and returns `None`.
+    /// may change it; otherwise says why not (a skip: see
+    /// [`common::privileged::skip`]) and returns `None`.
     fn set(pages: u64) -> Option<PoolSize> {
+        let skip = |why: &str| {
+            common::privileged::skip("a huge page pool of our own", why);
+            None
+        };
         if !rustix::process::geteuid().is_root() {
-            eprintln!("not root: cannot set up a huge page pool; that part is not tested");
-            return None;
+            return skip("not root: cannot set up a huge page pool");
         }
         let old = match std::fs::read_to_string(NR_HUGEPAGES) {
             Ok(old) => old,
-            Err(e) => {
-                eprintln!("cannot read {NR_HUGEPAGES} ({e}); that part is not tested");
-                return None;
-            }
+            Err(e) => return skip(&format!("cannot read {NR_HUGEPAGES} ({e})")),
         };
         if huge_pool().is_none_or(|p| p.overcommit > 0) {
-            eprintln!(
-                "surplus huge pages are allowed (nr_overcommit_hugepages): a pool of our own would not be exact; that part is not tested"
+            return skip(
+                "surplus huge pages are allowed (nr_overcommit_hugepages): a pool of our own would not be exact",
             );
-            return None;
         }
         if old.trim() != "0" {
-            eprintln!(
-                "the huge page pool is already set up ({} pages): leaving it alone; that part is not tested",
+            return skip(&format!(
+                "the huge page pool is already set up ({} pages): leaving it alone",
                 old.trim()
-            );
-            return None;
+            ));
         }
         if let Err(e) = std::fs::write(NR_HUGEPAGES, pages.to_string()) {
-            eprintln!("{NR_HUGEPAGES} is not writable ({e}); that part is not tested");
-            return None;
+            return skip(&format!("{NR_HUGEPAGES} is not writable ({e})"));
         }
         let guard = PoolSize { old };
         let got = huge_pool().map(|p| (p.total, p.free));
         if got != Some((pages, pages)) {
-            eprintln!(
-                "asked for a pool of {pages} huge pages, got (total, free) = {got:?} (memory too fragmented?); that part is not tested"
-            );
-            return None; // restores the old value
+            drop(guard); // restores the old value
+            return skip(&format!(
+                "asked for a pool of {pages} huge pages, got (total, free) = {got:?} (memory too fragmented?)"
+            ));
         }
         Some(guard)
     }
@@ -144,9 +103,7 @@ fn assert_beyond_the_pool_fails_cleanly(pool: HugePool) {
                 "{text}"
             );
         }
-        Err(e @ Error::Unsupported { .. }) => {
-            eprintln!("no hugetlb memfd on this kernel: {e}");
-        }
+        Err(Error::Unsupported { .. }) if !hugetlb_memfd_supported() => {}
         other => panic!(
             "{} huge pages from a pool of {pool:?}: expected NoSpace, got {other:?}",
             pool.available() + 1
@@ -176,8 +133,10 @@ fn huge_pages_beyond_the_pool_are_no_space_at_creation_and_leave_nothing_behind(
                 Err(e @ Error::OutOfRange { .. }) => {
                     assert!(e.to_string().contains("whole number of huge pages"), "{e}")
                 }
-                Err(Error::NoSpace { .. } | Error::Unsupported { .. }) => {}
-                other => panic!("an odd-sized huge-page segment: {other:?}"),
+                Err(Error::Unsupported { .. }) if !hugetlb_memfd_supported() => {}
+                other => {
+                    panic!("an odd-sized huge-page segment: expected OutOfRange, got {other:?}")
+                }
             }
             before.assert_unchanged("after an odd-sized huge-page creation");
             assert_eq!(shm_descriptors(), vec![]);
@@ -206,6 +165,11 @@ fn huge_pages_beyond_the_pool_are_no_space_at_creation_and_leave_nothing_behind(
                 "pages not reserved at creation"
             );
             let view = segment.map(..).unwrap();
+            assert_eq!(
+                kernel_page_size(view.as_ptr()),
+                pool.page,
+                "a huge-page segment mapped with other pages"
+            );
             for i in 0..2 {
                 view.write_at((i * pool.page) as usize + 100, b"huge")
                     .unwrap();
@@ -309,13 +273,25 @@ fn rlimit_memlock_does_not_limit_memshare_which_locks_no_memory() {
             .create(pool.page);
         match std::env::var("MST_HUGE").unwrap().as_str() {
             "fits" => {
+                // A huge page really: taken from the pool, and what backs
+                // the view (a fallback to small pages would pass a write).
                 let huge = huge.unwrap();
-                huge.map(..).unwrap().write_at(0, b"huge").unwrap();
+                if pool.free > 0 {
+                    assert_eq!(
+                        huge_pool().unwrap().free,
+                        pool.free - 1,
+                        "no huge page taken from the pool"
+                    );
+                }
+                let view = huge.map(..).unwrap();
+                assert_eq!(kernel_page_size(view.as_ptr()), pool.page);
+                view.write_at(0, b"huge").unwrap();
             }
-            _ => assert!(
-                matches!(huge, Err(Error::NoSpace { .. } | Error::Unsupported { .. })),
-                "{huge:?}"
-            ),
+            _ => match huge {
+                Err(Error::NoSpace { .. }) => {}
+                Err(Error::Unsupported { .. }) if !hugetlb_memfd_supported() => {}
+                other => panic!("a huge page from an empty pool: expected NoSpace, got {other:?}"),
+            },
         }
         drop((view, readonly, anon, named, opened, tx, rx));
         assert!(!in_dev_shm(&name));

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{child, in_dev_shm, role, unique_name, wait_for, Reaped, TIMEOUT};
-use memshare::{Error, Segment};
+use memshare::{CommandExt, Error, Segment};
 
 fn env_name() -> String {
     std::env::var("MST_NAME").expect("MST_NAME")
@@ -145,17 +145,41 @@ fn the_name_goes_when_every_holder_was_killed() {
     }
 }
 
+/// The words of the control segment of the churn test: children ready,
+/// go, and how often a child found the name made by another (contended).
+const READY: usize = 0;
+const GO: usize = 4;
+const OPENED: usize = 8;
+const CHURNERS: u32 = 4;
+
 #[test]
 fn concurrent_create_open_and_drop_leave_nothing_behind() {
     if role().is_some() {
         let name = env_name();
         let me = std::process::id();
+        let control = Segment::inherited("control").unwrap();
+        let control = control.map(..).unwrap();
+        // Start together: every child ready, then the parent's go.
+        control
+            .atomic_u32(READY)
+            .unwrap()
+            .fetch_add(1, Ordering::AcqRel);
+        let go = control.atomic_u32(GO).unwrap();
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while go.load(Ordering::Acquire) == 0 {
+            assert!(std::time::Instant::now() < deadline, "no go");
+            std::thread::yield_now();
+        }
+        let mut opened = 0;
         for i in 0..300u32 {
             let segment = loop {
                 match Segment::create_named(&name, 4096) {
                     Ok(s) => break s,
                     Err(Error::AlreadyExists { .. }) => match Segment::open(&name) {
-                        Ok(s) => break s,
+                        Ok(s) => {
+                            opened += 1;
+                            break s;
+                        }
                         Err(Error::NotFound { .. }) => continue,
                         Err(e) => panic!("open: {e}"),
                     },
@@ -166,23 +190,44 @@ fn concurrent_create_open_and_drop_leave_nothing_behind() {
             let view = segment.map(..).unwrap();
             view.atomic_u32(0).unwrap().store(me ^ i, Ordering::Relaxed);
         }
+        control
+            .atomic_u32(OPENED)
+            .unwrap()
+            .fetch_add(opened, Ordering::AcqRel);
         return;
     }
     let name = unique_name("churn");
-    let children: Vec<_> = (0..4)
+    let control = Segment::create(4096).unwrap();
+    let words = control.map(..).unwrap();
+    let children: Vec<_> = (0..CHURNERS)
         .map(|_| {
             let mut cmd = child(
                 "concurrent_create_open_and_drop_leave_nothing_behind",
                 "churn",
             );
-            cmd.env("MST_NAME", &name);
+            cmd.env("MST_NAME", &name).share("control", &control);
             Reaped::spawn(cmd)
         })
         .collect();
+    wait_for(TIMEOUT, || {
+        (words.atomic_u32(READY).unwrap().load(Ordering::Acquire) == CHURNERS).then_some(())
+    });
+    words.atomic_u32(GO).unwrap().store(1, Ordering::Release);
     for c in children {
         c.wait_success(Duration::from_secs(120));
     }
     assert!(!in_dev_shm(&name), "{name} left in /dev/shm");
+    // The children overlapped: some found the name made by another.
+    let opened = words.atomic_u32(OPENED).unwrap().load(Ordering::Acquire);
+    assert!(
+        opened > 0,
+        "in {} rounds of create-or-open, no child ever found the name held by another: they never overlapped",
+        300 * CHURNERS
+    );
+    eprintln!(
+        "{opened} of {} rounds opened a name another child held",
+        300 * CHURNERS
+    );
 }
 
 #[test]
@@ -209,7 +254,10 @@ fn another_user_cannot_open_map_or_remove_a_named_segment() {
         return;
     }
     if !rustix::process::geteuid().is_root() {
-        eprintln!("not root: cannot run a process as another user; nothing to test");
+        common::privileged::skip(
+            "another_user_cannot_open_map_or_remove_a_named_segment",
+            "not root: cannot run a process as another user",
+        );
         return;
     }
     use std::os::unix::process::CommandExt as _;

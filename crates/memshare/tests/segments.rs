@@ -377,24 +377,53 @@ fn reserve_fails_cleanly_when_the_file_system_is_too_small() {
 #[test]
 #[cfg(unix)]
 fn huge_pages_succeed_or_fail_at_creation() {
-    // Not while another test (memory_limits) has a pool of its own set up.
     #[cfg(target_os = "linux")]
-    let _pool = common::huge_page_pool_lock();
-    let pool: u64 = std::fs::read_to_string("/proc/sys/vm/nr_hugepages")
-        .map(|s| s.trim().parse().unwrap_or(0))
-        .unwrap_or(0);
-    let result = Segment::options().huge_pages(true).create(4 << 20);
-    if pool >= 2 {
-        let segment = result.unwrap();
-        let view = segment.map(12345..12345 + 100).unwrap();
-        view.write_at(0, b"huge").unwrap();
-    } else {
-        match result {
-            Err(e @ (Error::NoSpace { .. } | Error::Unsupported { .. })) => {
+    {
+        // Not while another test (memory_limits) has a pool of its own set up.
+        let _pool = common::huge_page_pool_lock();
+        // What the pool can give now (free pages, not its size: some may be
+        // taken), and whether this kernel makes huge-page memfds at all.
+        let (pool, supported) = (common::huge_pool(), common::hugetlb_memfd_supported());
+        let page = pool.map_or(2 << 20, |p| p.page);
+        match Segment::options().huge_pages(true).create(2 * page) {
+            Ok(segment) => {
+                let pool = pool.expect("huge pages from a kernel without them");
+                assert!(pool.available() >= 2, "two huge pages from {pool:?}");
+                // Huge pages really: taken from the pool, and what backs
+                // the views (a fallback to small pages would pass a write).
+                if pool.free >= 2 {
+                    assert_eq!(
+                        common::huge_pool().unwrap().free,
+                        pool.free - 2,
+                        "the pages were not taken from the pool"
+                    );
+                }
+                let view = segment.map(..).unwrap();
+                assert_eq!(common::kernel_page_size(view.as_ptr()), page);
+                view.write_at(12345, b"huge").unwrap();
+                let window = segment.map(page + 12345..page + 12345 + 100).unwrap();
+                assert_eq!(common::kernel_page_size(window.as_ptr()), page);
+                window.write_at(0, b"huge").unwrap();
+            }
+            Err(e @ Error::NoSpace { .. })
+                if supported && pool.is_some_and(|p| p.available() < 2) =>
+            {
                 assert!(e.to_string().contains("huge"), "{e}")
             }
-            other => panic!("expected a clear error with an empty pool, got {other:?}"),
+            Err(e @ Error::Unsupported { .. }) if !supported => {
+                assert!(e.to_string().contains("huge"), "{e}")
+            }
+            other => panic!(
+                "two huge pages (pool {pool:?}, hugetlb memfds: {supported}): expected what the pool allows, got {other:?}"
+            ),
         }
+    }
+    #[cfg(not(target_os = "linux"))]
+    match Segment::options().huge_pages(true).create(4 << 20) {
+        Err(e @ (Error::NoSpace { .. } | Error::Unsupported { .. })) => {
+            assert!(e.to_string().contains("huge"), "{e}")
+        }
+        other => panic!("expected a clear error, got {other:?}"),
     }
     let name = unique_name("hugename");
     assert!(matches!(

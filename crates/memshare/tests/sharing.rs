@@ -11,7 +11,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 
-use common::{child, in_dev_shm, invalid_handle, role, unique_name, wait_for, Reaped, TIMEOUT};
+use common::{
+    child, in_dev_shm, invalid_handle, role, take_from_child_expected, unique_name, wait_for,
+    Reaped, TakeFromChild, TIMEOUT,
+};
 use memshare::{recv_segments, send_segments, CommandExt, Error, Segment};
 
 /// The shared-memory descriptors this process holds: (fd, link target).
@@ -234,6 +237,14 @@ fn value_for(fd: i32, segment: Option<&Segment>) -> String {
     format!("v1;handle={fd};id={dev}:{ino};len={len};access=rw;parent={parent}")
 }
 
+/// The object descriptor `fd` of this process refers to now, as (device,
+/// inode); `None` if it is not open.
+fn object_at(fd: i32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
 #[test]
 fn a_missing_variable_is_a_clear_error() {
     let err = invalid_handle(Segment::inherited("never_shared_key"));
@@ -321,10 +332,12 @@ fn descriptors_that_are_not_shared_memory_are_refused_and_left_open() {
             "outside the shared-memory file systems",
         ),
     ] {
+        let before = object_at(fd);
         let err = invalid_handle(Segment::inherited_from("k", &value_for(fd, None)));
         assert!(err.contains(expect), "{what}: {err}");
-        // Refused, and not closed: it was never ours.
-        assert!(std::fs::metadata(format!("/proc/self/fd/{fd}")).is_ok());
+        // Refused, and not closed: it was never ours. (By what the number
+        // refers to: the tests running alongside reuse a closed number.)
+        assert_eq!(object_at(fd), before, "{what}: descriptor {fd} was closed");
     }
 }
 
@@ -333,6 +346,7 @@ fn another_object_or_a_wrong_size_is_refused() {
     let segment = Segment::create(4096).unwrap();
     let other = Segment::create(4096).unwrap();
     let fd = segment.as_fd().as_raw_fd();
+    let before = object_at(fd);
     let wrong_id = value_for(fd, Some(&other)).replace(
         &format!("handle={}", other.as_fd().as_raw_fd()),
         &format!("handle={fd}"),
@@ -345,9 +359,11 @@ fn another_object_or_a_wrong_size_is_refused() {
     let wrong_len = value_for(fd, Some(&segment)).replace("len=4096", "len=8192");
     let err = invalid_handle(Segment::inherited_from("k", &wrong_len));
     assert!(err.contains("4096 bytes long, not the 8192"), "{err}");
-    // Both refusals left the segment's own descriptor alone.
+    // Both refusals left the segment's own descriptor alone: the number
+    // still refers to the same object (a closed number is soon reused by
+    // the tests running alongside).
+    assert_eq!(object_at(fd), before, "descriptor {fd} was closed");
     segment.map(..).unwrap().write_at(0, b"fine").unwrap();
-    assert!(rustix::fs::fstat(segment.as_fd()).is_ok());
 }
 
 #[test]
@@ -682,6 +698,11 @@ fn pidfd_getfd_takes_a_segment_from_a_child_or_says_why_not() {
             .env("MST_PID", std::process::id().to_string())
             .env("MST_FD", mine.as_fd().as_raw_fd().to_string());
         Reaped::spawn(cmd).wait_success(TIMEOUT);
+    } else {
+        common::privileged::skip(
+            "pidfd_getfd by another user",
+            "not root: cannot run a process as another user",
+        );
     }
     let child_proc = Reaped::spawn(child(TEST, "holder"));
     let pid = child_proc.pid();
@@ -697,8 +718,11 @@ fn pidfd_getfd_takes_a_segment_from_a_child_or_says_why_not() {
                     .then(|| e.file_name().to_string_lossy().parse().unwrap())
             })
     });
-    match Segment::take_from_process(pid, fd) {
-        Ok(segment) => {
+    // What this machine must answer: worked out from the kernel's version,
+    // Yama's ptrace_scope and our capabilities, not taken from the answer.
+    let expected = take_from_child_expected();
+    match (expected, Segment::take_from_process(pid, fd)) {
+        (TakeFromChild::Allowed, Ok(segment)) => {
             let mut buf = [0u8; 5];
             segment
                 .map_readonly(..)
@@ -708,26 +732,45 @@ fn pidfd_getfd_takes_a_segment_from_a_child_or_says_why_not() {
             assert_eq!(&buf, b"taken");
             assert_eq!(segment.name(), None);
         }
-        Err(e @ (Error::PermissionDenied { .. } | Error::Unsupported { .. })) => {
-            eprintln!("pidfd_getfd refused here: {e}");
+        (TakeFromChild::PermissionDenied, Err(e @ Error::PermissionDenied { .. })) => {
+            assert!(e.to_string().contains("ptrace"), "{e}")
         }
-        Err(e) => panic!("unexpected: {e}"),
+        (TakeFromChild::Unsupported, Err(Error::Unsupported { .. })) => {}
+        (expected, got) => {
+            panic!("taking a descriptor of our child: expected {expected:?}, got {got:?}")
+        }
     }
-    // Descriptor 0 of the child is not shared memory; a process that does
-    // not exist is NotFound.
-    assert!(matches!(
-        Segment::take_from_process(pid, 0),
-        Err(Error::InvalidHandle { .. } | Error::PermissionDenied { .. })
-    ));
-    assert!(matches!(
-        Segment::take_from_process(pid, 9999),
-        Err(Error::InvalidHandle { .. } | Error::PermissionDenied { .. })
-    ));
+    // Descriptor 0 of the child is not shared memory, 9999 is not open; a
+    // process that does not exist (any more) is NotFound.
+    for bad in [0, 9999] {
+        let got = Segment::take_from_process(pid, bad);
+        match expected {
+            TakeFromChild::Allowed => assert!(
+                matches!(got, Err(Error::InvalidHandle { .. })),
+                "descriptor {bad}: {got:?}"
+            ),
+            TakeFromChild::PermissionDenied => assert!(
+                matches!(got, Err(Error::PermissionDenied { .. })),
+                "descriptor {bad}: {got:?}"
+            ),
+            TakeFromChild::Unsupported => assert!(
+                matches!(got, Err(Error::Unsupported { .. })),
+                "descriptor {bad}: {got:?}"
+            ),
+        }
+    }
     child_proc.kill();
-    assert!(matches!(
-        Segment::take_from_process(pid, fd),
-        Err(Error::NotFound { .. } | Error::PermissionDenied { .. })
-    ));
+    let gone = Segment::take_from_process(pid, fd);
+    assert!(
+        match expected {
+            TakeFromChild::Unsupported => matches!(
+                gone,
+                Err(Error::Unsupported { .. } | Error::NotFound { .. })
+            ),
+            _ => matches!(gone, Err(Error::NotFound { .. })),
+        },
+        "a process that is gone: {gone:?}"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 pub mod census;
 #[cfg(unix)]
 pub mod chan;
+pub mod privileged;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -184,6 +185,88 @@ pub fn read_after(
     }
 }
 
+/// The huge page pool as `/proc/meminfo` reports it.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HugePool {
+    pub total: u64,
+    pub free: u64,
+    /// The default huge page size, in bytes (what `MFD_HUGETLB` uses).
+    pub page: u64,
+    /// How many more pages the kernel would make beyond the pool ("surplus"
+    /// pages, `/proc/sys/vm/nr_overcommit_hugepages`): usually none.
+    pub overcommit: u64,
+}
+
+#[cfg(target_os = "linux")]
+impl HugePool {
+    /// How many pages a new segment can get at most.
+    pub fn available(&self) -> u64 {
+        self.free + self.overcommit
+    }
+}
+
+/// The huge page pool now; `None` if the kernel has no huge pages.
+#[cfg(target_os = "linux")]
+pub fn huge_pool() -> Option<HugePool> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |key: &str| -> Option<u64> {
+        let line = info.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    let overcommit_max: u64 = std::fs::read_to_string("/proc/sys/vm/nr_overcommit_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    Some(HugePool {
+        total: field("HugePages_Total:")?,
+        free: field("HugePages_Free:")?,
+        page: field("Hugepagesize:")? * 1024,
+        overcommit: overcommit_max.saturating_sub(field("HugePages_Surp:")?),
+    })
+}
+
+/// Whether `memfd_create(MFD_HUGETLB)` exists here (Linux 4.14, and a
+/// kernel with huge pages): where it does not, `huge_pages(true)` is
+/// `Unsupported`, and only there.
+#[cfg(target_os = "linux")]
+pub fn hugetlb_memfd_supported() -> bool {
+    kernel_version() >= (4, 14) && huge_pool().is_some()
+}
+
+/// The page size the kernel backs the mapping at `addr` with
+/// (`KernelPageSize` in `/proc/self/smaps`), in bytes.
+#[cfg(target_os = "linux")]
+pub fn kernel_page_size(addr: *const u8) -> u64 {
+    let addr = addr as usize;
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) {
+                inside = (start..end).contains(&addr);
+                continue;
+            }
+        }
+        if let Some(kb) = line.strip_prefix("KernelPageSize:") {
+            if inside {
+                let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().unwrap();
+                return kb * 1024;
+            }
+        }
+    }
+    panic!("no mapping of {addr:#x} in /proc/self/smaps")
+}
+
 /// Serializes, across every test process on this machine, the tests that
 /// read or change the huge page pool (a machine-wide setting): an exclusive
 /// `flock` on `/proc/sys/vm/nr_hugepages` itself, held until the returned
@@ -204,4 +287,64 @@ pub fn huge_page_pool_lock() -> std::fs::File {
             Err(e) => panic!("flock {POOL}: {e}"),
         }
     }
+}
+
+/// The running kernel's version: (major, minor).
+#[cfg(target_os = "linux")]
+pub fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse().expect("a kernel version number"));
+    (numbers.next().unwrap(), numbers.next().unwrap())
+}
+
+/// What `Segment::take_from_process` gives a process taking a descriptor
+/// of one of its own children (same user, dumpable), on this machine.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakeFromChild {
+    Allowed,
+    PermissionDenied,
+    Unsupported,
+}
+
+/// Works out [`TakeFromChild`] from the machine: `pidfd_getfd` needs Linux
+/// 5.6, and the right to ptrace the child (`PTRACE_MODE_ATTACH_REALCREDS`):
+/// with Yama's `ptrace_scope` 0 or 1 (or no Yama) a parent has it over its
+/// child; with 2 only with `CAP_SYS_PTRACE`; with 3 nobody has it.
+#[cfg(target_os = "linux")]
+pub fn take_from_child_expected() -> TakeFromChild {
+    if kernel_version() < (5, 6) {
+        return TakeFromChild::Unsupported;
+    }
+    let scope: Option<u32> = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .map(|s| s.trim().parse().expect("ptrace_scope is a number"));
+    let allowed = match scope {
+        None | Some(0) | Some(1) => true,
+        Some(2) => has_capability(CAP_SYS_PTRACE),
+        Some(_) => false,
+    };
+    if allowed {
+        TakeFromChild::Allowed
+    } else {
+        TakeFromChild::PermissionDenied
+    }
+}
+
+/// The capability number of `CAP_SYS_PTRACE` (linux/capability.h).
+#[cfg(target_os = "linux")]
+pub const CAP_SYS_PTRACE: u32 = 19;
+
+/// Whether this process has capability `cap` in its effective set.
+#[cfg(target_os = "linux")]
+pub fn has_capability(cap: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .expect("CapEff in /proc/self/status");
+    u64::from_str_radix(hex.trim(), 16).expect("CapEff is hexadecimal") & (1 << cap) != 0
 }
