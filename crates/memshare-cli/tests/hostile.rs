@@ -3,6 +3,9 @@
 //! alone, `cat` of a FIFO returns at once, `write` on a full /dev/shm is one
 //! `NoSpace` error line with nothing written.
 
+#[path = "../../memshare/tests/common/privileged.rs"]
+mod privileged;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -109,13 +112,10 @@ fn write_on_a_full_dev_shm_is_no_space_with_nothing_written() {
     if !rustix::process::geteuid().is_root()
         || Command::new("unshare").arg("--help").output().is_err()
     {
-        let reason = "needs root and unshare(1) to mount a small private /dev/shm; not tested";
-        assert!(
-            std::env::var_os("MEMSHARE_REQUIRE_PRIVILEGED").is_none(),
-            "MEMSHARE_REQUIRE_PRIVILEGED is set: {reason}"
+        return privileged::skip(
+            "write_on_a_full_dev_shm_is_no_space_with_nothing_written",
+            "needs root and unshare(1) to mount a small private /dev/shm",
         );
-        eprintln!("{reason}");
-        return;
     }
     // In a private mount namespace, /dev/shm is a 2 MiB tmpfs. A filler
     // takes 1.5 MiB of it; 1 MiB more cannot be written into a second

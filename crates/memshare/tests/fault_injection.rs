@@ -1081,3 +1081,134 @@ fn a_receiver_killed_anywhere_leaves_the_sender_a_clean_error_and_nothing_behind
         rounds()
     );
 }
+
+// ---------------------------------------------------------------------------
+// 7. Truncation at any instant.
+
+/// Child: a named channel with both ends busy, and a named segment swept by
+/// a reader and a writer, every thread until the memory under it is gone.
+/// Every end must be a clean error; a crash (SIGBUS) or a hang fails.
+fn truncation_victim() -> ! {
+    use memshare::channel::{Receiver, Sender};
+    let tx = Sender::create_named(&env("MST_CHAN"), 64 << 10).unwrap();
+    let rx = Receiver::attach(tx.segment()).unwrap();
+    let segment = Segment::create_named(&env("MST_SEG"), 256 << 10).unwrap();
+    let sweep = |write: bool| {
+        let view = segment.map(..).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut offset = 0;
+        loop {
+            let done = if write {
+                view.write_at(offset, &buf)
+            } else {
+                view.read_at(offset, &mut buf)
+            };
+            if let Err(e) = done {
+                return e;
+            }
+            offset = (offset + 4096) % view.len();
+        }
+    };
+    let ends: Vec<(&str, Error)> = std::thread::scope(|s| {
+        let sending = s.spawn(move || {
+            let mut tx = tx;
+            loop {
+                if let Err(e) = tx.send_timeout(&[9; 1000], PATIENCE) {
+                    return e;
+                }
+            }
+        });
+        let receiving = s.spawn(move || {
+            let mut rx = rx;
+            loop {
+                match rx.recv_timeout(PATIENCE) {
+                    // Zeros where the memory went: see RecvGuard.
+                    Ok(msg) => assert!(msg.iter().all(|&b| b == 9 || b == 0)),
+                    Err(e) => return e,
+                }
+            }
+        });
+        let reading = s.spawn(|| sweep(false));
+        let writing = s.spawn(|| sweep(true));
+        say_ready();
+        vec![
+            ("sender", sending.join().unwrap()),
+            ("receiver", receiving.join().unwrap()),
+            ("reader", reading.join().unwrap()),
+            ("writer", writing.join().unwrap()),
+        ]
+    });
+    for (who, e) in ends {
+        assert!(
+            matches!(
+                e,
+                Error::Truncated { .. } | Error::NoSpace { .. } | Error::Disconnected { .. }
+            ),
+            "{who}: {e}"
+        );
+        println!("\nMST-END {who}: {}", short_kind(&e));
+    }
+    std::process::exit(0);
+}
+
+fn short_kind(e: &Error) -> &'static str {
+    match e {
+        Error::Truncated { .. } => "Truncated",
+        Error::NoSpace { .. } => "NoSpace",
+        Error::Disconnected { .. } => "Disconnected",
+        _ => "other",
+    }
+}
+
+#[test]
+fn truncation_at_any_instant_is_an_error_never_a_crash() {
+    const TEST: &str = "truncation_at_any_instant_is_an_error_never_a_crash";
+    if role().is_some() {
+        truncation_victim();
+    }
+    let _serial = census::serial();
+    let mut rng = Rng::for_test(TEST);
+    let mut ends = BTreeMap::<String, usize>::new();
+    let took = run_rounds("tr", |round| {
+        let (chan, seg) = (unique_name("tr"), unique_name("tr"));
+        let mut cmd = child(TEST, "victim");
+        cmd.env("MST_CHAN", &chan).env("MST_SEG", &seg);
+        let mut kid = Kid::spawn(cmd);
+        kid.wait_ready();
+        std::thread::sleep(rng.delay(Duration::from_millis(3)));
+        // Cut each object at a random page boundary below its size: the
+        // ring (or the header too), the segment's tail (or all of it).
+        let page = rustix::param::page_size() as u64;
+        let mut held = Vec::new();
+        for name in [&chan, &seg] {
+            let segment = Segment::open(name).unwrap();
+            let pages = segment.len() / page;
+            let new_len = rng.below(pages) * page;
+            rustix::fs::ftruncate(segment.as_fd(), new_len).unwrap();
+            held.push(segment);
+        }
+        // Everything it says, to the end of its output (bounded: a hang
+        // fails below).
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline && kid.read_some(Duration::from_millis(50)) {}
+        let said = std::mem::take(&mut kid.said);
+        let status = kid.proc.wait(PATIENCE);
+        assert!(
+            status.success(),
+            "round {round}: the victim ended with {status}"
+        );
+        for line in String::from_utf8_lossy(&said).lines() {
+            if let Some(end) = line.strip_prefix("MST-END ") {
+                *ends.entry(end.to_owned()).or_default() += 1;
+            }
+        }
+        // Our drop is the last holder's: the names go.
+        drop(held);
+        assert!(
+            !in_dev_shm(&chan) && !in_dev_shm(&seg),
+            "round {round}: names left"
+        );
+    });
+    eprintln!("{} rounds in {took:?}: ends {ends:?}", rounds());
+    assert_eq!(ends.values().sum::<usize>(), 4 * rounds(), "{ends:?}");
+}

@@ -141,22 +141,6 @@ fn a_directory_at_a_name_is_refused_at_open() {
     not_shared_memory(Segment::open(&name), "directory");
 }
 
-/// Whether this process may run a child as another user (root). If not,
-/// says why the test cannot run, which fails it under
-/// `MEMSHARE_REQUIRE_PRIVILEGED=1`.
-fn can_run_as_nobody() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    let reason = "not root: cannot run a process as user nobody; not tested";
-    assert!(
-        std::env::var_os("MEMSHARE_REQUIRE_PRIVILEGED").is_none(),
-        "MEMSHARE_REQUIRE_PRIVILEGED is set: {reason}"
-    );
-    eprintln!("{reason}");
-    false
-}
-
 #[test]
 fn another_users_object_at_a_name_is_refused_unless_allowed() {
     const TEST: &str = "another_users_object_at_a_name_is_refused_unless_allowed";
@@ -170,8 +154,8 @@ fn another_users_object_at_a_name_is_refused_unless_allowed() {
         segment.map(..).unwrap().write_at(0, b"nobody's").unwrap();
         return;
     }
-    if !can_run_as_nobody() {
-        return;
+    if !rustix::process::geteuid().is_root() {
+        return common::privileged::skip(TEST, "not root: cannot run a process as user nobody");
     }
     use std::os::unix::process::CommandExt as _;
     let name = unique_name("foreign");

@@ -314,3 +314,80 @@ fn rlimit_memlock_does_not_limit_memshare_which_locks_no_memory() {
     }
     Reaped::spawn(cmd).wait_success(TIMEOUT);
 }
+
+/// A holder of a writable handle of a huge-page segment can punch a hole
+/// into it (`fallocate(PUNCH_HOLE)`), which gives the page back to the
+/// pool. If someone takes it, the creator's next touch of that page finds
+/// no page to fault in: that used to be a SIGBUS; it is `NoSpace` from the
+/// access, and the process lives.
+#[test]
+fn a_hole_punched_into_a_huge_page_segment_is_an_error_not_a_crash() {
+    const TEST: &str = "a_hole_punched_into_a_huge_page_segment_is_an_error_not_a_crash";
+    match role().as_deref() {
+        Some("victim") => {
+            use memshare::CommandExt;
+            // The parent made a pool of 2 huge pages: this takes both.
+            let page = huge_pool().unwrap().page;
+            let segment = Segment::options()
+                .huge_pages(true)
+                .create(2 * page)
+                .unwrap();
+            let view = segment.map(..).unwrap();
+            view.write_at(0, b"first page").unwrap();
+            view.write_at(page as usize, b"second page").unwrap();
+            assert_eq!(huge_pool().unwrap().free, 0);
+            // A peer with a writable handle punches page 0 out and takes
+            // the freed page for a segment of its own.
+            let mut cmd = child(TEST, "puncher");
+            cmd.share("huge", &segment)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped());
+            let mut puncher = Reaped::spawn(cmd);
+            let mut out = puncher.0.as_mut().unwrap().stdout.take().unwrap();
+            common::read_after(&mut out, "page=", TIMEOUT);
+            assert_eq!(huge_pool().unwrap().free, 0);
+            // Page 0 is gone and the pool is empty: an error, not SIGBUS.
+            let mut buf = [0u8; 10];
+            match view.read_at(0, &mut buf) {
+                Err(e @ Error::NoSpace { .. }) => {
+                    assert!(e.to_string().contains("huge-page"), "{e}")
+                }
+                other => panic!("expected NoSpace, got {other:?}"),
+            }
+            assert!(view.check_intact().is_err());
+            // A new view of the untouched page still works.
+            let second = segment.map_readonly(page..page + 11).unwrap();
+            let mut buf = [0u8; 11];
+            second.read_at(0, &mut buf).unwrap();
+            assert_eq!(&buf, b"second page");
+            drop(puncher); // killed and reaped: its page goes back
+            return;
+        }
+        Some("puncher") => {
+            use rustix::fs::{fallocate, FallocateFlags};
+            use std::os::fd::AsFd;
+            let segment = Segment::inherited("huge").unwrap();
+            let page = huge_pool().unwrap().page;
+            fallocate(
+                segment.as_fd(),
+                FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+                0,
+                page,
+            )
+            .unwrap();
+            let mine = Segment::options().huge_pages(true).create(page).unwrap();
+            println!("page=taken");
+            // Hold it until the victim is done (it kills us).
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            drop(mine);
+            return;
+        }
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
+    }
+    let _pool = common::huge_page_pool_lock();
+    if let Some(_pool_size) = PoolSize::set(2) {
+        Reaped::spawn(child(TEST, "victim")).wait_success(TIMEOUT);
+    }
+}
