@@ -5,9 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(entries) = memshare::decode_message(data) {
+    if let Ok(entries) = memshare::share::decode_message(data) {
         let encoded =
-            memshare::encode_message(&entries).expect("a decoded message must encode again");
+            memshare::share::encode_message(&entries).expect("a decoded message must encode again");
         assert_eq!(encoded, data, "decode then encode must round-trip");
     }
 });

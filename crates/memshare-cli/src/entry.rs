@@ -1,6 +1,6 @@
 //! One named segment as `ls` and `info` show it, to people and in JSON.
 
-use memshare::NamedInfo;
+use memshare::inspect::NamedInfo;
 use serde::Serialize;
 
 use crate::owner::Users;

@@ -233,7 +233,7 @@ fn a_segment_that_starts_with_the_channel_magic_is_a_channel() {
     name.create("4K");
     memshare()
         .args(["write", name.as_str()])
-        .write_stdin(memshare::CHANNEL_MAGIC.to_vec())
+        .write_stdin(memshare::channel::layout::MAGIC.to_vec())
         .assert()
         .success();
     assert_eq!(listed(&name).unwrap()["kind"], "channel");

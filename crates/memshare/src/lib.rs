@@ -54,10 +54,11 @@
 //!
 //! # Inspection
 //!
-//! [`list_named`] and [`named_info`] describe the machine's named segments
-//! (size, owner, holders, lifetime, kind) without taking part in their
-//! lifetimes; [`reclaim_stale`] removes a name whose holders all died. The
-//! `memshare` command-line tool (`memshare ls`, `memshare gc`) is built on them.
+//! [`inspect::list_named`] and [`inspect::named_info`] describe the machine's
+//! named segments (size, owner, holders, lifetime, kind) without taking part
+//! in their lifetimes; [`inspect::reclaim_stale`] removes a name whose
+//! holders all died. The `memshare` command-line tool (`memshare ls`,
+//! `memshare gc`) is built on them.
 
 #![warn(missing_docs)]
 // `--cfg loom` builds the channel's protocol core for its loom model
@@ -69,7 +70,7 @@
 pub mod channel;
 mod error;
 #[cfg(unix)]
-mod inspect;
+pub mod inspect;
 mod name;
 mod segment;
 pub mod share;
@@ -78,16 +79,11 @@ mod sys;
 mod view;
 
 pub use error::{Error, Result};
-#[cfg(unix)]
-pub use inspect::{
-    holder_pids, list_named, named_capacity, named_info, reclaim_stale, NamedInfo, NamedLifetime,
-    SegmentKind, CHANNEL_MAGIC,
-};
 pub use name::{validate_name, MAX_NAME_LEN};
 pub use segment::{Segment, SegmentOptions};
-pub use share::{decode_message, encode_message, inherit_env_var, CommandExt, MessageEntry};
+pub use share::inherit::CommandExt;
 #[cfg(unix)]
-pub use share::{recv_segments, send_segments};
+pub use share::socket::{recv_segments, send_segments};
 pub use view::{ReadOnlyU32, ReadOnlyU64, View, ViewMut};
 
 /// The alignment of view windows on this system: the page size on Unix,

@@ -88,7 +88,7 @@ fn a_symbolic_link_at_a_name_is_never_followed() {
         Segment::options().allow_foreign_owner(true).open(&name),
         "symbolic link",
     );
-    assert_eq!(memshare::reclaim_stale(&name).ok(), Some(false));
+    assert_eq!(memshare::inspect::reclaim_stale(&name).ok(), Some(false));
     assert_eq!(std::fs::read(&target).unwrap(), b"precious file on disk");
     assert!(std::fs::symlink_metadata(PathBuf::from("/dev/shm").join(&name)).is_ok());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -113,7 +113,9 @@ fn a_fifo_at_a_name_never_blocks_an_opener() {
         "{created:?}"
     );
     let n = name.clone();
-    let reclaimed = without_blocking("reclaim_stale", move || memshare::reclaim_stale(&n));
+    let reclaimed = without_blocking("reclaim_stale", move || {
+        memshare::inspect::reclaim_stale(&n)
+    });
     assert!(!matches!(reclaimed, Ok(true)), "{reclaimed:?}");
     not_shared_memory(Segment::remove(&name), "FIFO");
 }
@@ -186,7 +188,7 @@ fn another_users_object_at_a_name_is_refused_unless_allowed() {
         Segment::create_named(&name, 4096),
         Err(Error::AlreadyExists { .. })
     ));
-    assert_eq!(memshare::reclaim_stale(&name).ok(), Some(false));
+    assert_eq!(memshare::inspect::reclaim_stale(&name).ok(), Some(false));
     assert!(matches!(
         Segment::remove(&name),
         Err(Error::PermissionDenied { .. })

@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{child, in_dev_shm, role, unique_name, wait_for, Reaped, TIMEOUT};
-use memshare::{NamedLifetime, Segment};
+use memshare::inspect::NamedLifetime;
+use memshare::Segment;
 
 #[test]
 fn holders_are_counted_and_a_killed_holders_name_is_reclaimed() {
@@ -27,32 +28,32 @@ fn holders_are_counted_and_a_killed_holders_name_is_reclaimed() {
     let creator = Reaped::spawn(cmd);
     // Created and sized: the child holds it.
     wait_for(TIMEOUT, || {
-        memshare::named_info(&name)
+        memshare::inspect::named_info(&name)
             .ok()
             .filter(|info| info.len == 4096 && info.holders == 1)
     });
-    assert!(memshare::holder_pids(&name)
+    assert!(memshare::inspect::holder_pids(&name)
         .unwrap()
         .contains(&creator.pid()));
 
     // A second holder in this process counts too.
     let opened = Segment::open_readonly(&name).unwrap();
-    assert_eq!(memshare::named_info(&name).unwrap().holders, 2);
+    assert_eq!(memshare::inspect::named_info(&name).unwrap().holders, 2);
     drop(opened);
 
     creator.kill();
-    let info = memshare::named_info(&name).unwrap();
+    let info = memshare::inspect::named_info(&name).unwrap();
     assert_eq!(info.lifetime, Some(NamedLifetime::Shared));
     assert_eq!(info.holders, 0);
     assert!(info.is_stale());
-    assert!(memshare::list_named()
+    assert!(memshare::inspect::list_named()
         .unwrap()
         .iter()
         .any(|listed| listed.name == name && listed.is_stale()));
 
-    assert!(memshare::reclaim_stale(&name).unwrap());
+    assert!(memshare::inspect::reclaim_stale(&name).unwrap());
     assert!(!in_dev_shm(&name), "{name} left in /dev/shm");
-    assert!(!memshare::reclaim_stale(&name).unwrap());
+    assert!(!memshare::inspect::reclaim_stale(&name).unwrap());
 }
 
 #[test]
@@ -63,24 +64,24 @@ fn persistent_and_foreign_names_are_never_stale() {
         .create_named(&name, 4096)
         .unwrap();
     drop(segment);
-    let info = memshare::named_info(&name).unwrap();
+    let info = memshare::inspect::named_info(&name).unwrap();
     assert_eq!(
         (info.lifetime, info.holders),
         (Some(NamedLifetime::Persist), 0)
     );
     assert!(!info.is_stale());
-    assert!(!memshare::reclaim_stale(&name).unwrap());
+    assert!(!memshare::inspect::reclaim_stale(&name).unwrap());
     Segment::remove(&name).unwrap();
 
     // An object another program made: no lifetime recorded.
     let name = unique_name("foreign");
     std::fs::write(std::path::Path::new("/dev/shm").join(&name), b"py").unwrap();
-    let info = memshare::named_info(&name).unwrap();
+    let info = memshare::inspect::named_info(&name).unwrap();
     assert_eq!(
         (info.lifetime, info.len, info.holders),
         (Some(NamedLifetime::Foreign), 2, 0)
     );
-    assert!(!memshare::reclaim_stale(&name).unwrap());
+    assert!(!memshare::inspect::reclaim_stale(&name).unwrap());
     Segment::remove(&name).unwrap();
     assert!(!in_dev_shm(&name));
 }
@@ -88,15 +89,15 @@ fn persistent_and_foreign_names_are_never_stale() {
 #[test]
 fn invalid_and_absent_names_are_refused() {
     assert!(matches!(
-        memshare::named_info("a/b"),
+        memshare::inspect::named_info("a/b"),
         Err(memshare::Error::InvalidName { .. })
     ));
     assert!(matches!(
-        memshare::named_info(&unique_name("absent")),
+        memshare::inspect::named_info(&unique_name("absent")),
         Err(memshare::Error::NotFound { .. })
     ));
     assert!(matches!(
-        memshare::holder_pids(&unique_name("absent")),
+        memshare::inspect::holder_pids(&unique_name("absent")),
         Err(memshare::Error::NotFound { .. })
     ));
 }

@@ -169,7 +169,7 @@ fn inheritance_is_scoped_to_one_child_and_not_passed_to_grandchildren() {
     const TEST: &str = "inheritance_is_scoped_to_one_child_and_not_passed_to_grandchildren";
     match role().as_deref() {
         Some("child") => {
-            let var = memshare::inherit_env_var("mine").unwrap();
+            let var = memshare::share::inherit_env_var("mine").unwrap();
             let value = std::env::var(&var).unwrap();
             // Exactly the one descriptor we were given, before taking it...
             let held = shm_fds();
@@ -461,8 +461,8 @@ fn send_raw(stream: &UnixStream, payload: &[u8], fds: &[std::os::fd::BorrowedFd<
     .unwrap();
 }
 
-fn entry(key: &str, len: u64, readonly: bool) -> memshare::MessageEntry {
-    memshare::MessageEntry {
+fn entry(key: &str, len: u64, readonly: bool) -> memshare::share::MessageEntry {
+    memshare::share::MessageEntry {
         key: key.into(),
         name: None,
         len,
@@ -499,7 +499,7 @@ fn recv_err(stream: &UnixStream) -> String {
 fn a_hostile_sender_is_refused_and_its_descriptors_closed() {
     let (a, b) = UnixStream::pair().unwrap();
     let good = Segment::create(4096).unwrap();
-    let payload = memshare::encode_message(&[entry("x", 4096, false)]).unwrap();
+    let payload = memshare::share::encode_message(&[entry("x", 4096, false)]).unwrap();
     let (pipe_r, _pipe_w) = rustix::pipe::pipe().unwrap();
     let file = std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
     let dir = std::fs::File::open(env!("CARGO_MANIFEST_DIR")).unwrap();
@@ -527,10 +527,10 @@ fn a_hostile_sender_is_refused_and_its_descriptors_closed() {
     send_raw(&a, &payload, &[good.as_fd(), good.as_fd(), good.as_fd()]);
     assert!(recv_err(&b).contains("carries 3 descriptors but describes 1"));
     // Lies about the size, about being read-only, garbage payloads.
-    let lie = memshare::encode_message(&[entry("x", 8192, false)]).unwrap();
+    let lie = memshare::share::encode_message(&[entry("x", 8192, false)]).unwrap();
     send_raw(&a, &lie, &[good.as_fd()]);
     assert!(recv_err(&b).contains("not the 8192"));
-    let ro_lie = memshare::encode_message(&[entry("x", 4096, true)]).unwrap();
+    let ro_lie = memshare::share::encode_message(&[entry("x", 4096, true)]).unwrap();
     send_raw(&a, &ro_lie, &[good.as_fd()]);
     assert!(recv_err(&b).contains("claimed read-only"));
     send_raw(&a, b"GARBAGE-GARBAGE!", &[good.as_fd()]);
@@ -561,7 +561,11 @@ fn truncated_control_data_is_refused() {
         .map(|i| entry(&format!("k{i}"), 4096, false))
         .collect();
     let before = open_fd_count(&[segment.as_fd()]);
-    send_raw(&a, &memshare::encode_message(&entries).unwrap(), &fds);
+    send_raw(
+        &a,
+        &memshare::share::encode_message(&entries).unwrap(),
+        &fds,
+    );
     let err = recv_err(&b);
     assert!(err.contains("truncated"), "{err}");
     assert_eq!(

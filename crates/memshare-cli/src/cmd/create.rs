@@ -33,7 +33,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     memshare::validate_name(&args.name)?;
     // Named segments are sparse: a size beyond the file system that holds
     // them is accepted by the system, but could never be filled.
-    if let Ok(capacity) = memshare::named_capacity() {
+    if let Ok(capacity) = memshare::inspect::named_capacity() {
         if args.size > capacity {
             return Err(Failure::usage(format!(
                 "size {} ({} bytes) is larger than the whole shared-memory file system \

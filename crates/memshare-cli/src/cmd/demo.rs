@@ -127,7 +127,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 /// file system (every step cleans up after itself; this is the proof).
 fn nothing_left() -> Result<(), Failure> {
     let name = named::segment_name();
-    match memshare::named_info(&name) {
+    match memshare::inspect::named_info(&name) {
         // Where named segments cannot be inspected, step 2's own check stands.
         Err(memshare::Error::NotFound { .. } | memshare::Error::Unsupported { .. }) => Ok(()),
         Ok(_) => Err(Failure::other(format!(

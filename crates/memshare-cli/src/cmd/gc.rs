@@ -25,12 +25,12 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     let mut failures = Failures::default();
     let candidates = if args.names.is_empty() {
-        memshare::list_named()?
+        memshare::inspect::list_named()?
     } else {
         args.names
             .iter()
             .filter_map(|name| {
-                memshare::named_info(name)
+                memshare::inspect::named_info(name)
                     .map_err(|e| failures.add(e.into()))
                     .ok()
             })
@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             collected += 1;
             continue;
         }
-        match memshare::reclaim_stale(&info.name) {
+        match memshare::inspect::reclaim_stale(&info.name) {
             Ok(true) => {
                 super::print_stdout(&format!("removed {}\n", info.name))?;
                 collected += 1;

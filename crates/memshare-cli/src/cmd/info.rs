@@ -2,7 +2,7 @@
 //! processes that have it open.
 
 use memshare::channel::{ChannelState, EndpointState};
-use memshare::{NamedInfo, SegmentKind};
+use memshare::inspect::{NamedInfo, SegmentKind};
 use serde::Serialize;
 
 use crate::entry::{or_unknown, Entry};
@@ -85,9 +85,9 @@ fn channel_state(name: &str, info: &NamedInfo) -> Option<Result<ChannelState, St
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let info = memshare::named_info(&args.name)?;
+    let info = memshare::inspect::named_info(&args.name)?;
     // Best effort: the segment may vanish, /proc may be hidden.
-    let pids = memshare::holder_pids(&args.name).ok();
+    let pids = memshare::inspect::holder_pids(&args.name).ok();
     let entry = Entry::new(&info, &Users::load());
     let channel = channel_state(&args.name, &info);
     if args.json {

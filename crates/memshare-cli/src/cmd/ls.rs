@@ -24,7 +24,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let users = Users::load();
-    let entries: Vec<Entry> = memshare::list_named()?
+    let entries: Vec<Entry> = memshare::inspect::list_named()?
         .iter()
         .map(|info| Entry::new(info, &users))
         .collect();

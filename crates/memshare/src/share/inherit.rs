@@ -16,8 +16,8 @@ pub const MAX_KEY_LEN: usize = 64;
 /// The environment variable that carries the segment shared under `key`.
 ///
 /// ```
-/// assert_eq!(memshare::inherit_env_var("frames").unwrap(), "MEMSHARE_SEGMENT_FRAMES");
-/// assert!(memshare::inherit_env_var("no spaces").is_err());
+/// assert_eq!(memshare::share::inherit_env_var("frames").unwrap(), "MEMSHARE_SEGMENT_FRAMES");
+/// assert!(memshare::share::inherit_env_var("no spaces").is_err());
 /// ```
 pub fn inherit_env_var(key: &str) -> Result<String> {
     validate_key(key)?;

@@ -42,7 +42,7 @@ pub struct MessageEntry {
 /// others zero); size (8 bytes).
 ///
 /// ```
-/// use memshare::{decode_message, encode_message, MessageEntry};
+/// use memshare::share::{decode_message, encode_message, MessageEntry};
 /// let entries = vec![MessageEntry { key: "a".into(), name: None, len: 4096, readonly: true }];
 /// assert_eq!(decode_message(&encode_message(&entries).unwrap()).unwrap(), entries);
 /// ```

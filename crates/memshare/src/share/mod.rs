@@ -73,17 +73,17 @@
 //! not yet spawned) until it drops the segment or dies, so the name stays
 //! valid if the sender goes away first, and goes once every holder is gone.
 
-mod inherit;
+// `CommandExt`, `send_segments` and `recv_segments` are used through the
+// crate root (`memshare::CommandExt`); the rest of sharing lives here.
+pub(crate) mod inherit;
 mod message;
 #[cfg(unix)]
-mod socket;
+pub(crate) mod socket;
 
 #[cfg(fuzzing)]
 pub use inherit::__fuzz_parse_inherit_value;
-pub use inherit::{inherit_env_var, CommandExt, INHERIT_ENV_PREFIX, MAX_KEY_LEN};
+pub use inherit::{inherit_env_var, INHERIT_ENV_PREFIX, MAX_KEY_LEN};
 pub use message::{
     decode_message, encode_message, MessageEntry, MAX_ENTRIES, MAX_MESSAGE_LEN, MESSAGE_MAGIC,
     MESSAGE_VERSION,
 };
-#[cfg(unix)]
-pub use socket::{recv_segments, send_segments};

@@ -9,6 +9,10 @@
 mod unix;
 #[cfg(unix)]
 pub(crate) use unix::*;
+/// What inspection reports, built here (where the system is asked) and
+/// shown by `crate::inspect`.
+#[cfg(unix)]
+pub use unix::{NamedInfo, NamedLifetime, SegmentKind};
 
 #[cfg(windows)]
 mod windows;

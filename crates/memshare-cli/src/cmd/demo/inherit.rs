@@ -45,7 +45,7 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
 
     let mut cmd = peer::command(1)?;
     cmd.share(KEY, &segment);
-    let var = memshare::inherit_env_var(KEY)?;
+    let var = memshare::share::inherit_env_var(KEY)?;
     let value = cmd
         .get_envs()
         .find(|(k, _)| *k == var.as_str())
@@ -92,7 +92,7 @@ pub(super) fn child(out: &Out) -> Result<(), Failure> {
     out.os(format!(
         "getenv({}), getppid (the value names our parent), fstat + fstatfs (a shared-memory \
          object of that identity and size){}, fcntl(F_SETFD, FD_CLOEXEC)",
-        memshare::inherit_env_var(KEY)?,
+        memshare::share::inherit_env_var(KEY)?,
         if LINUX { ", fcntl(F_GET_SEALS)" } else { "" }
     ));
 

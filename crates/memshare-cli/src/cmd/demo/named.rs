@@ -6,7 +6,8 @@ use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use memshare::{Error, NamedLifetime, Segment};
+use memshare::inspect::NamedLifetime;
+use memshare::{Error, Segment};
 
 use super::out::{read_text, Out};
 use super::peer::{self, Peer, POLL, TIMEOUT};
@@ -29,7 +30,7 @@ struct NameGuard<'a> {
 
 impl Drop for NameGuard<'_> {
     fn drop(&mut self) {
-        if self.armed && memshare::named_info(self.name).is_ok() {
+        if self.armed && memshare::inspect::named_info(self.name).is_ok() {
             let _ = Segment::remove(self.name);
         }
     }
@@ -57,7 +58,7 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
     ));
     // Inspection (/dev/shm, /proc/locks) is Linux's; elsewhere these lines
     // are left out.
-    let info = memshare::named_info(&name).ok();
+    let info = memshare::inspect::named_info(&name).ok();
     let counted = info
         .as_ref()
         .is_some_and(|info| info.lifetime == Some(NamedLifetime::Shared));
@@ -97,8 +98,8 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
     out.say(format!(
         "the word at offset {REPLIED_AT} turned 1 (an Acquire load); read the reply: {reply:?}"
     ));
-    if let Ok(info) = memshare::named_info(&name) {
-        let pids = memshare::holder_pids(&name).unwrap_or_default();
+    if let Ok(info) = memshare::inspect::named_info(&name) {
+        let pids = memshare::inspect::holder_pids(&name).unwrap_or_default();
         out.say(format!(
             "holders now: {} (processes with it open: {}), as `memshare info {name}` shows",
             info.holders,
@@ -113,7 +114,7 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
     drop(view);
     drop(segment);
     out.say("drop our view and our handle: the creator is gone");
-    match memshare::named_info(&name) {
+    match memshare::inspect::named_info(&name) {
         Ok(info) => {
             out.os("munmap, flock(LOCK_EX|LOCK_NB) → EWOULDBLOCK (someone else holds it), close");
             out.note(format!(
@@ -185,7 +186,7 @@ pub(super) fn child(out: &Out, name: Option<&str>) -> Result<(), Failure> {
     drop(view);
     drop(segment);
     out.say("standard input closed: drop the view and the handle");
-    match memshare::named_info(name) {
+    match memshare::inspect::named_info(name) {
         Err(Error::NotFound { .. }) => {
             out.os(format!(
                 "munmap, flock(LOCK_EX|LOCK_NB) succeeds (no other holder), \

@@ -4,26 +4,174 @@
 //! Only Linux lists its POSIX shared-memory objects as files; elsewhere
 //! these functions say [`Error::Unsupported`].
 
+use std::fmt;
+
 use super::platform::Marker;
 
-/// What the system tells about one named object, without taking part in
-/// its lifetime (no lock is taken, nothing is removed).
-#[derive(Clone, Debug)]
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only Linux makes them
-pub(crate) struct NamedStat {
+/// How long a named segment's name lives, as recorded on the object.
+///
+/// Displayed as `shared`, `persist` or `foreign`.
+///
+/// ```
+/// # fn main() -> memshare::Result<()> {
+/// use memshare::{inspect::NamedLifetime, Segment};
+/// let name = format!("doc-lifetime-{}", std::process::id());
+/// let segment = Segment::options().persist(true).create_named(&name, 4096)?;
+/// let info = memshare::inspect::named_info(&name)?;
+/// assert_eq!(info.lifetime, Some(NamedLifetime::Persist));
+/// assert_eq!(NamedLifetime::Persist.to_string(), "persist");
+/// # drop(segment); Segment::remove(&name)?; Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NamedLifetime {
+    /// Made by memshare; the name goes away with its last holder.
+    Shared,
+    /// Made by memshare with [`SegmentOptions::persist`](crate::SegmentOptions::persist):
+    /// the name stays until [`Segment::remove`](crate::Segment::remove).
+    Persist,
+    /// No lifetime recorded: made by another program (Python, C…), or on a
+    /// system that cannot record it. It lives like a file.
+    Foreign,
+}
+
+impl fmt::Display for NamedLifetime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NamedLifetime::Shared => "shared",
+            NamedLifetime::Persist => "persist",
+            NamedLifetime::Foreign => "foreign",
+        })
+    }
+}
+
+/// What a segment holds, judging by its first bytes.
+///
+/// Displayed as `bytes` or `channel`.
+///
+/// ```
+/// # fn main() -> memshare::Result<()> {
+/// use memshare::{channel::layout::MAGIC, inspect::SegmentKind, Segment};
+/// let name = format!("doc-kind-{}", std::process::id());
+/// let segment = Segment::create_named(&name, 4096)?;
+/// assert_eq!(memshare::inspect::named_info(&name)?.kind, Some(SegmentKind::Bytes));
+/// segment.map(..)?.write_at(0, &MAGIC)?;
+/// assert_eq!(memshare::inspect::named_info(&name)?.kind, Some(SegmentKind::Channel));
+/// assert_eq!(SegmentKind::Channel.to_string(), "channel");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SegmentKind {
+    /// Plain bytes: anything that is not recognised.
+    Bytes,
+    /// A memshare channel: the segment starts with the channel magic
+    /// ([`channel::layout::MAGIC`](crate::channel::layout::MAGIC)).
+    Channel,
+}
+
+impl fmt::Display for SegmentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SegmentKind::Bytes => "bytes",
+            SegmentKind::Channel => "channel",
+        })
+    }
+}
+
+/// What the system tells about one named segment, from
+/// [`list_named`](crate::inspect::list_named) or
+/// [`named_info`](crate::inspect::named_info): a snapshot, which may be out of date as soon as it is
+/// returned.
+///
+/// Objects this process may not open (another user's, mode 0600) are still
+/// described, from what `stat` tells: their `lifetime` and `kind` are
+/// `None`.
+///
+/// ```
+/// # fn main() -> memshare::Result<()> {
+/// let name = format!("doc-info-{}", std::process::id());
+/// let segment = memshare::Segment::create_named(&name, 8192)?;
+/// let info = memshare::inspect::named_info(&name)?;
+/// assert_eq!((info.name.as_str(), info.len, info.mode), (name.as_str(), 8192, 0o600));
+/// # drop(segment); Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NamedInfo {
+    /// The segment's name, as given to [`Segment::open`](crate::Segment::open).
     pub name: String,
+    /// Its size in bytes.
     pub len: u64,
+    /// The owner's user id.
     pub uid: u32,
+    /// The owner's group id.
     pub gid: u32,
-    /// Permission bits (`st_mode & 0o7777`).
+    /// The permission bits (`0o600` for a segment memshare made).
     pub mode: u32,
-    /// Open file descriptions holding a `flock` on the object.
+    /// How many holders it has: open objects holding the `flock` memshare
+    /// keeps on a segment it uses (on Linux, the `FLOCK` entries of
+    /// `/proc/locks` for this object). A process with one [`Segment`](crate::Segment)
+    /// and its clones and views counts once. Objects made by other programs
+    /// usually have none. Locks held by processes outside this process's
+    /// PID namespace are not visible to it.
     pub holders: usize,
-    /// `None` when the object could not be opened (another user's).
-    pub marker: Option<Marker>,
-    /// The first bytes (at most the length asked for), `None` when the
-    /// object could not be opened.
-    pub head: Option<Vec<u8>>,
+    /// The recorded lifetime; `None` if the object could not be opened.
+    pub lifetime: Option<NamedLifetime>,
+    /// What it holds; `None` if the object could not be opened.
+    pub kind: Option<SegmentKind>,
+    /// Whether the name follows memshare's naming rules
+    /// ([`validate_name`](crate::validate_name)): names that do not (made
+    /// by other programs: `iox2_…`, `sem.…` with odd characters) are listed
+    /// too, but `Segment::open` refuses them.
+    pub valid_name: bool,
+}
+
+impl NamedInfo {
+    /// Whether the name is stale: its lifetime is shared and nobody holds it
+    /// (every holder died without dropping it). [`reclaim_stale`](crate::inspect::reclaim_stale) removes
+    /// such a name, and so does the next [`Segment::open`](crate::Segment::open)
+    /// or [`Segment::create_named`](crate::Segment::create_named) of it.
+    ///
+    /// ```
+    /// # fn main() -> memshare::Result<()> {
+    /// let name = format!("doc-stale-{}", std::process::id());
+    /// let segment = memshare::Segment::create_named(&name, 4096)?;
+    /// assert!(!memshare::inspect::named_info(&name)?.is_stale()); // held by this process
+    /// # drop(segment); Ok(())
+    /// # }
+    /// ```
+    pub fn is_stale(&self) -> bool {
+        self.lifetime == Some(NamedLifetime::Shared) && self.holders == 0
+    }
+}
+
+// Only Linux lists its objects (see `imp`).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+impl NamedLifetime {
+    fn from_marker(marker: Marker) -> NamedLifetime {
+        match marker {
+            Marker::Shared => NamedLifetime::Shared,
+            Marker::Persist => NamedLifetime::Persist,
+            Marker::Foreign => NamedLifetime::Foreign,
+        }
+    }
+}
+
+/// The kinds a segment's first bytes may announce (the layer above gives
+/// the magics: channels, and later services).
+pub(crate) type Kinds<'a> = &'a [(&'a [u8], SegmentKind)];
+
+/// What `head` (the first bytes of an object) says it holds.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn kind_of(head: &[u8], kinds: Kinds<'_>) -> SegmentKind {
+    kinds
+        .iter()
+        .find(|(magic, _)| head.starts_with(magic))
+        .map_or(SegmentKind::Bytes, |&(_, kind)| kind)
 }
 
 #[cfg(target_os = "linux")]
@@ -34,8 +182,8 @@ mod imp {
     use rustix::io::Errno;
 
     use super::super::platform;
-    use super::NamedStat;
-    use crate::{validate_name, Error, Result};
+    use super::{kind_of, Kinds, NamedInfo, NamedLifetime};
+    use crate::{Error, Result};
 
     /// Where Linux keeps POSIX shared-memory objects.
     const SHM_DIR: &str = "/dev/shm";
@@ -54,42 +202,44 @@ mod imp {
         }
     }
 
-    pub(crate) fn list_named(head_len: usize) -> Result<Vec<NamedStat>> {
+    pub(crate) fn list_named(kinds: Kinds<'_>) -> Result<Vec<NamedInfo>> {
         let locks = flock_table()?;
         let dir = std::fs::read_dir(SHM_DIR).map_err(|e| io_error(SHM_DIR, "read_dir", e))?;
         let mut found = Vec::new();
         for entry in dir {
             let entry = entry.map_err(|e| io_error(SHM_DIR, "read_dir", e))?;
+            // Every name the file system holds (the layer above marks those
+            // memshare cannot open by its naming rules); names that are not
+            // text cannot be shown or given to anything.
             let file_name = entry.file_name();
-            // Names memshare cannot address are someone else's business.
-            let Some(name) = file_name.to_str().filter(|n| validate_name(n).is_ok()) else {
+            let Some(name) = file_name.to_str() else {
                 continue;
             };
-            if let Some(stat) = stat_one(name, head_len, &locks)? {
-                found.push(stat);
+            if let Some(info) = stat_one(name, kinds, &locks)? {
+                found.push(info);
             }
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(found)
     }
 
-    pub(crate) fn stat_named(name: &str, head_len: usize) -> Result<NamedStat> {
+    pub(crate) fn stat_named(name: &str, kinds: Kinds<'_>) -> Result<NamedInfo> {
         let locks = flock_table()?;
-        stat_one(name, head_len, &locks)?.ok_or_else(|| Error::NotFound {
+        stat_one(name, kinds, &locks)?.ok_or_else(|| Error::NotFound {
             name: name.to_owned(),
         })
     }
 
     /// One object; `None` if it vanished or is not a regular file.
-    fn stat_one(name: &str, head_len: usize, locks: &[FlockEntry]) -> Result<Option<NamedStat>> {
+    fn stat_one(name: &str, kinds: Kinds<'_>, locks: &[FlockEntry]) -> Result<Option<NamedInfo>> {
         let path = shm_path(name);
         let mut stat = match fs::lstat(path.as_str()) {
             Ok(stat) => stat,
             Err(Errno::NOENT) => return Ok(None),
             Err(e) => return Err(super::super::os_error(Some(name), "stat", e)),
         };
-        let mut marker = None;
-        let mut head = None;
+        let mut lifetime = None;
+        let mut kind = None;
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
             return Ok(None);
         }
@@ -105,23 +255,26 @@ mod imp {
                     }
                     stat = now;
                 }
-                marker = Some(platform::get_marker(&fd));
-                head = Some(read_head(&fd, head_len));
+                lifetime = Some(NamedLifetime::from_marker(platform::get_marker(&fd)));
+                let head_len = kinds.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
+                kind = Some(kind_of(&read_head(&fd, head_len), kinds));
             }
             Err(Errno::NOENT) => return Ok(None),
             // Another user's object (or any other refusal): what stat
             // told is all there is to know.
             Err(_) => {}
         }
-        Ok(Some(NamedStat {
+        Ok(Some(NamedInfo {
             name: name.to_owned(),
             len: u64::try_from(stat.st_size).unwrap_or(0),
             uid: stat.st_uid,
             gid: stat.st_gid,
             mode: stat.st_mode & 0o7777,
             holders: count_holders(locks, &stat),
-            marker,
-            head,
+            lifetime,
+            kind,
+            // Judged by the layer above (the naming rules are not sys's).
+            valid_name: true,
         }))
     }
 
@@ -286,7 +439,7 @@ mod imp {
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
-    use super::NamedStat;
+    use super::{Kinds, NamedInfo};
     use crate::{Error, Result};
 
     fn unsupported(what: &str) -> Error {
@@ -297,11 +450,11 @@ mod imp {
         }
     }
 
-    pub(crate) fn list_named(_head_len: usize) -> Result<Vec<NamedStat>> {
+    pub(crate) fn list_named(_kinds: Kinds<'_>) -> Result<Vec<NamedInfo>> {
         Err(unsupported("listing named segments"))
     }
 
-    pub(crate) fn stat_named(_name: &str, _head_len: usize) -> Result<NamedStat> {
+    pub(crate) fn stat_named(_name: &str, _kinds: Kinds<'_>) -> Result<NamedInfo> {
         Err(unsupported("inspecting a named segment"))
     }
 

@@ -20,9 +20,9 @@ use rustix::mm;
 use super::{describe, Access, Owner};
 use crate::{Error, Result};
 
-pub(crate) use inspect::{holder_pids, list_named, named_capacity, stat_named, NamedStat};
+pub(crate) use inspect::{holder_pids, list_named, named_capacity, stat_named};
+pub use inspect::{NamedInfo, NamedLifetime, SegmentKind};
 pub(crate) use names::{reclaim_if_stale, remove_named, Reclaim};
-pub(crate) use platform::Marker;
 pub(crate) use share::{
     adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid, recv_with_fds,
     send_with_fds,
