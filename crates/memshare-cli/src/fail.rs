@@ -85,7 +85,9 @@ impl From<memshare::Error> for Failure {
             Error::NotFound { .. } => status::NOT_FOUND,
             Error::AlreadyExists { .. } => status::ALREADY_EXISTS,
             Error::PermissionDenied { .. } => status::PERMISSION_DENIED,
-            Error::InvalidName { .. } | Error::OutOfRange { .. } => status::USAGE,
+            Error::InvalidName { .. } | Error::OutOfRange { .. } | Error::InvalidInput { .. } => {
+                status::USAGE
+            }
             _ => status::OTHER,
         };
         Failure {

@@ -11,25 +11,47 @@ use std::io;
 /// use memshare::{Error, Segment};
 ///
 /// match Segment::open("memshare-doc-absent") {
-///     Err(Error::NotFound { name }) => assert_eq!(name, "memshare-doc-absent"),
+///     Err(Error::NotFound { name, .. }) => assert_eq!(name, "memshare-doc-absent"),
 ///     other => panic!("unexpected: {other:?}"),
 /// }
+/// ```
+///
+/// Code that speaks `std::io` gets an [`io::Error`] with the matching
+/// [`io::ErrorKind`] ([`Error::kind`]); the memshare error stays inside it,
+/// and an operating-system error stays the [`source`](std::error::Error::source)
+/// of the variant it became.
+///
+/// ```
+/// use std::io;
+/// fn open_io(name: &str) -> io::Result<memshare::Segment> {
+///     Ok(memshare::Segment::open(name)?)
+/// }
+/// let err = open_io("memshare-doc-absent-io").unwrap_err();
+/// assert_eq!(err.kind(), io::ErrorKind::NotFound);
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// No segment of that name exists (or its last holder is gone).
     #[error("segment {name:?} not found")]
+    #[non_exhaustive]
     NotFound {
         /// The name that was looked up.
         name: String,
+        /// The operating system's error, when it said so.
+        #[source]
+        source: Option<io::Error>,
     },
 
     /// A live segment of that name already exists.
     #[error("segment {name:?} already exists")]
+    #[non_exhaustive]
     AlreadyExists {
         /// The name that was asked for.
         name: String,
+        /// The operating system's error, when it said so.
+        #[source]
+        source: Option<io::Error>,
     },
 
     /// The name breaks the naming rules (see [`crate::validate_name`]).
@@ -66,11 +88,15 @@ pub enum Error {
     /// operation (a read-only segment mapped writable, another user's
     /// segment, a sealed segment).
     #[error("{object}: permission denied: {op}")]
+    #[non_exhaustive]
     PermissionDenied {
         /// The segment involved.
         object: String,
         /// What was attempted.
         op: String,
+        /// The operating system's error, when it said so.
+        #[source]
+        source: Option<io::Error>,
     },
 
     /// What is at a segment's name is not a shared-memory object (a
@@ -123,6 +149,17 @@ pub enum Error {
         object: String,
         /// What does not fit a channel.
         detail: String,
+    },
+
+    /// An argument breaks a rule of the call (an inheritance key that is
+    /// not 1 to 64 ASCII letters, digits and `_`, or that no segment was
+    /// shared under).
+    #[error("{object}: {reason}")]
+    InvalidInput {
+        /// What the argument names.
+        object: String,
+        /// Which rule it breaks.
+        reason: String,
     },
 
     /// A channel endpoint of that side is already attached (each side may be
@@ -214,13 +251,16 @@ impl Error {
         match (source.kind(), name) {
             (io::ErrorKind::NotFound, Some(name)) => Error::NotFound {
                 name: name.to_owned(),
+                source: Some(source),
             },
             (io::ErrorKind::AlreadyExists, Some(name)) => Error::AlreadyExists {
                 name: name.to_owned(),
+                source: Some(source),
             },
             (io::ErrorKind::PermissionDenied, _) => Error::PermissionDenied {
                 object: object(),
-                op: format!("{op}: {source}"),
+                op: op.to_owned(),
+                source: Some(source),
             },
             _ => Error::Io {
                 object: object(),
@@ -228,6 +268,65 @@ impl Error {
                 source,
             },
         }
+    }
+}
+
+impl Error {
+    /// No segment called `name` (without an operating-system error behind it).
+    pub(crate) fn not_found(name: &str) -> Error {
+        Error::NotFound {
+            name: name.to_owned(),
+            source: None,
+        }
+    }
+
+    /// A live segment called `name` (without an operating-system error).
+    pub(crate) fn already_exists(name: &str) -> Error {
+        Error::AlreadyExists {
+            name: name.to_owned(),
+            source: None,
+        }
+    }
+
+    /// The [`io::ErrorKind`] that fits: what an [`io::Error`] made from this
+    /// error says (`impl From<Error> for io::Error`).
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// let err = memshare::Segment::create(0).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    /// ```
+    pub fn kind(&self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Error::NotFound { .. } => K::NotFound,
+            Error::AlreadyExists { .. } => K::AlreadyExists,
+            Error::InvalidName { .. }
+            | Error::OutOfRange { .. }
+            | Error::Misaligned { .. }
+            | Error::InvalidInput { .. }
+            | Error::TooLarge { .. } => K::InvalidInput,
+            Error::PermissionDenied { .. } => K::PermissionDenied,
+            Error::NotSharedMemory { .. }
+            | Error::InvalidHandle { .. }
+            | Error::NotAChannel { .. }
+            | Error::Corrupted { .. } => K::InvalidData,
+            Error::Unsupported { .. } => K::Unsupported,
+            Error::NoSpace { .. } => K::StorageFull,
+            Error::AlreadyAttached { .. } => K::ResourceBusy,
+            Error::Disconnected { .. } => K::BrokenPipe,
+            Error::TimedOut { .. } => K::TimedOut,
+            Error::Truncated { .. } => K::UnexpectedEof,
+            Error::Io { source, .. } => source.kind(),
+        }
+    }
+}
+
+/// An [`io::Error`] of [`Error::kind`], carrying the memshare error (its
+/// message, and its source chain).
+impl From<Error> for io::Error {
+    fn from(error: Error) -> io::Error {
+        io::Error::new(error.kind(), error)
     }
 }
 

@@ -372,6 +372,7 @@ impl Segment {
     pub fn map(&self, range: impl RangeBounds<u64>) -> Result<ViewMut> {
         if self.is_readonly() {
             return Err(Error::PermissionDenied {
+                source: None,
                 object: self.describe(),
                 op: "map writable: the segment is read-only".into(),
             });

@@ -109,7 +109,7 @@ fn create_named_on_a_live_name_is_already_exists() {
     let name = unique_name("exists");
     let segment = Segment::create_named(&name, 4096).unwrap();
     match Segment::create_named(&name, 8192) {
-        Err(Error::AlreadyExists { name: n }) => assert_eq!(n, name),
+        Err(Error::AlreadyExists { name: n, .. }) => assert_eq!(n, name),
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
     // The failed attempt did not disturb the live segment.

@@ -24,17 +24,23 @@ pub fn inherit_env_var(key: &str) -> Result<String> {
     Ok(format!("{INHERIT_ENV_PREFIX}{}", key.to_ascii_uppercase()))
 }
 
-pub(super) fn validate_key(key: &str) -> Result<()> {
-    let reason = if key.is_empty() {
-        "a key must not be empty"
+/// Checks a key against the rules: 1 to 64 ASCII letters, digits and `_`;
+/// the rule it breaks otherwise.
+pub(super) fn check_key(key: &str) -> std::result::Result<(), &'static str> {
+    if key.is_empty() {
+        Err("a key must not be empty")
     } else if key.len() > MAX_KEY_LEN {
-        "a key must be at most 64 bytes long"
+        Err("a key must be at most 64 bytes long")
     } else if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        "a key may only contain ASCII letters, digits and '_'"
+        Err("a key may only contain ASCII letters, digits and '_'")
     } else {
-        return Ok(());
-    };
-    Err(Error::InvalidHandle {
+        Ok(())
+    }
+}
+
+/// A key the caller gave: a broken rule is [`Error::InvalidInput`].
+fn validate_key(key: &str) -> Result<()> {
+    check_key(key).map_err(|reason| Error::InvalidInput {
         object: format!("key {key:?}"),
         reason: reason.into(),
     })
@@ -236,7 +242,7 @@ impl CommandExt for Command {
     fn try_share(&mut self, key: &str, segment: &Segment) -> Result<&mut Command> {
         let var = inherit_env_var(key)?;
         if self.get_envs().any(|(k, _)| k == var.as_str()) {
-            return Err(Error::InvalidHandle {
+            return Err(Error::InvalidInput {
                 object: format!("key {key:?}"),
                 reason: "this command already shares a segment under that key".into(),
             });
@@ -252,8 +258,9 @@ impl Segment {
     /// Takes the segment the parent shared under `key` with
     /// [`CommandExt::share`].
     ///
-    /// Fails with [`Error::InvalidHandle`], naming the key, if the variable
-    /// is missing or malformed, if it was meant for another process (a
+    /// Fails with [`Error::InvalidInput`], naming the key, if the key is
+    /// not a valid key or nothing was shared under it (the variable is
+    /// missing), and with [`Error::InvalidHandle`] if the value is malformed, if it was meant for another process (a
     /// grandchild that inherited the environment), or if the descriptor is
     /// not the shared-memory object it claims to be. Each key can be taken
     /// once.
@@ -267,13 +274,15 @@ impl Segment {
     pub fn inherited(key: &str) -> Result<Segment> {
         let var = inherit_env_var(key)?;
         let origin = format!("inherited segment {key:?} ({var})");
-        let value = std::env::var(&var).map_err(|e| Error::InvalidHandle {
-            object: origin.clone(),
-            reason: match e {
-                std::env::VarError::NotPresent => {
-                    "the variable is not set: no segment was shared under this key".into()
-                }
-                std::env::VarError::NotUnicode(_) => "the value is not valid UTF-8".into(),
+        let value = std::env::var(&var).map_err(|e| match e {
+            // An unknown key: the caller asked for something nobody gave.
+            std::env::VarError::NotPresent => Error::InvalidInput {
+                object: origin.clone(),
+                reason: "the variable is not set: no segment was shared under this key".into(),
+            },
+            std::env::VarError::NotUnicode(_) => Error::InvalidHandle {
+                object: origin.clone(),
+                reason: "the value is not valid UTF-8".into(),
             },
         })?;
         Segment::take_inherited(&origin, &value)

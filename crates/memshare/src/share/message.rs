@@ -1,7 +1,7 @@
 //! The payload of a segment message: what a sender says about the
 //! descriptors it sends over a socket.
 
-use super::inherit::validate_key;
+use super::inherit::check_key;
 use crate::{validate_name, Error, Result};
 
 /// The magic at the start of every segment message: `MSHS`.
@@ -63,7 +63,10 @@ pub fn encode_message(entries: &[MessageEntry]) -> Result<Vec<u8>> {
     out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
     out.extend_from_slice(&[0; 4]); // total length, filled in below
     for entry in entries {
-        validate_key(&entry.key)?;
+        check_key(&entry.key).map_err(|reason| Error::InvalidInput {
+            object: format!("key {:?}", entry.key),
+            reason: reason.into(),
+        })?;
         out.push(entry.key.len() as u8);
         out.extend_from_slice(entry.key.as_bytes());
         let name = entry.name.as_deref().unwrap_or("");
@@ -142,7 +145,7 @@ pub fn decode_message(buf: &[u8]) -> Result<Vec<MessageEntry>> {
         let key = std::str::from_utf8(take(key_len)?)
             .map_err(|_| corrupt("a key is not UTF-8".into()))?
             .to_owned();
-        validate_key(&key)?;
+        check_key(&key).map_err(|reason| corrupt(format!("key {key:?}: {reason}")))?;
         let name_len = usize::from(take(1)?[0]);
         let name = std::str::from_utf8(take(name_len)?)
             .map_err(|_| corrupt("a name is not UTF-8".into()))?;

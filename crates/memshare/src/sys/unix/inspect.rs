@@ -225,9 +225,7 @@ mod imp {
 
     pub(crate) fn stat_named(name: &str, kinds: Kinds<'_>) -> Result<NamedInfo> {
         let locks = flock_table()?;
-        stat_one(name, kinds, &locks)?.ok_or_else(|| Error::NotFound {
-            name: name.to_owned(),
-        })
+        stat_one(name, kinds, &locks)?.ok_or_else(|| Error::not_found(name))
     }
 
     /// One object; `None` if it vanished or is not a regular file.
@@ -351,9 +349,7 @@ mod imp {
     pub(crate) fn holder_pids(name: &str) -> Result<Vec<u32>> {
         let path = shm_path(name);
         let target = fs::lstat(path.as_str()).map_err(|e| match e {
-            Errno::NOENT => Error::NotFound {
-                name: name.to_owned(),
-            },
+            Errno::NOENT => Error::not_found(name),
             e => super::super::os_error(Some(name), "stat", e),
         })?;
         let proc_dir = std::fs::read_dir("/proc").map_err(|e| io_error("/proc", "read_dir", e))?;

@@ -174,6 +174,7 @@ impl Object {
         let ptr = unsafe { mm::mmap(ptr::null_mut(), len, prot, flags, &self.fd, offset) }
             .map_err(|e| match e {
                 Errno::ACCESS | Errno::PERM => Error::PermissionDenied {
+                    source: Some(e.into()),
                     object: describe(self.name()),
                     op: format!(
                         "map {} bytes at offset {offset} {}: the object does not allow it ({e})",
@@ -278,6 +279,7 @@ fn allocate(fd: &OwnedFd, name: Option<&str>, offset: u64, len: u64, huge: bool)
             what: format!("reserving memory for {} (fallocate)", describe(name)),
         },
         Errno::BADF => Error::PermissionDenied {
+            source: Some(std::io::Error::from(Errno::BADF)),
             object: describe(name),
             op: "allocate memory: the segment is read-only".into(),
         },

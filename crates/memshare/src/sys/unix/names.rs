@@ -86,6 +86,7 @@ pub(super) fn check_object(name: &str, fd: impl AsFd, owner: Owner) -> Result<()
     let me = rustix::process::geteuid().as_raw();
     if owner == Owner::Me && st.st_uid != me {
         return Err(Error::PermissionDenied {
+            source: None,
             object: describe(Some(name)),
             op: format!(
                 "open: the object belongs to {}, not to this process's user {}; it was \
@@ -181,9 +182,7 @@ fn create_then_name(name: &str, fd: OwnedFd, len: u64, opts: &CreateOptions) -> 
                 // A stale name is reclaimed once; a name that turns up
                 // again and again is someone else's live object.
                 if attempts > 16 || reclaim_if_stale(name)? == Reclaim::Live {
-                    return Err(Error::AlreadyExists {
-                        name: name.to_owned(),
-                    });
+                    return Err(Error::already_exists(name));
                 }
             }
             // No /proc: the unnamed object is dropped, and made by name.
@@ -209,9 +208,7 @@ fn create_by_name(name: &str, len: u64, opts: &CreateOptions) -> Result<Object> 
             Err(Errno::EXIST) => {
                 attempts += 1;
                 if attempts > 16 || reclaim_if_stale(name)? == Reclaim::Live {
-                    return Err(Error::AlreadyExists {
-                        name: name.to_owned(),
-                    });
+                    return Err(Error::already_exists(name));
                 }
             }
             Err(e) => return Err(os_error(Some(name), "shm_open", e)),
@@ -283,9 +280,7 @@ pub(super) fn open(name: &str, access: Access, owner: Owner) -> Result<Object> {
             if same_object(name, &fd) {
                 let _ = shm::unlink(path.as_str());
             }
-            return Err(Error::NotFound {
-                name: name.to_owned(),
-            });
+            return Err(Error::not_found(name));
         }
         match fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
             // Someone holds it exclusively: a last holder removing the name,
@@ -406,9 +401,7 @@ pub(super) fn reopen_as_holder(name: &str, access: Access, like: impl AsFd) -> R
     loop {
         let fd = open_checked(name, access, Owner::Me)?;
         if !same_object(name, like.as_fd()) || !same_object(name, &fd) {
-            return Err(Error::NotFound {
-                name: name.to_owned(),
-            });
+            return Err(Error::not_found(name));
         }
         match fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
             Ok(()) => return Ok(fd),
@@ -457,6 +450,7 @@ pub(crate) fn remove_named(name: &str, owner: Owner) -> Result<()> {
     let me = rustix::process::geteuid().as_raw();
     if owner == Owner::Me && st.st_uid != me {
         return Err(Error::PermissionDenied {
+            source: None,
             object: describe(Some(name)),
             op: format!(
                 "remove: the object belongs to {}, not to this process's user {} (use \

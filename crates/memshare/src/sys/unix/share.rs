@@ -124,12 +124,11 @@ impl Object {
         let origin = format!("descriptor {fd} of process {pid}");
         let taken = platform::take_fd(pid, fd).map_err(|e| match e {
             Errno::PERM | Errno::ACCESS => Error::PermissionDenied {
+                source: Some(e.into()),
                 object: origin.clone(),
                 op: format!("pidfd_getfd: not allowed to ptrace the process ({e})"),
             },
-            Errno::SRCH => Error::NotFound {
-                name: format!("process {pid}"),
-            },
+            Errno::SRCH => Error::not_found(&format!("process {pid}")),
             Errno::BADF => Error::InvalidHandle {
                 object: origin.clone(),
                 reason: "the process has no such descriptor".into(),

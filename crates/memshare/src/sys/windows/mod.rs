@@ -178,9 +178,7 @@ impl Object {
         // (an event, a mutex); Wine says ERROR_INVALID_HANDLE for both.
         // Either way there is no section by that name.
         Err(match first_error {
-            ERROR_INVALID_HANDLE => Error::NotFound {
-                name: name.to_owned(),
-            },
+            ERROR_INVALID_HANDLE => Error::not_found(name),
             code => win_error(Some(name), "OpenFileMappingW", code),
         })
     }
@@ -313,9 +311,9 @@ fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -
         return Err(match code {
             // A name taken by an event, a mutex...: CreateFileMapping says
             // "invalid handle".
-            ERROR_INVALID_HANDLE if name.is_some() => Error::AlreadyExists {
-                name: name.unwrap_or_default().to_owned(),
-            },
+            ERROR_INVALID_HANDLE if name.is_some() => {
+                Error::already_exists(name.unwrap_or_default())
+            }
             ERROR_NOT_ENOUGH_MEMORY | ERROR_COMMITMENT_LIMIT | ERROR_NO_SYSTEM_RESOURCES => {
                 Error::NoSpace {
                     object: describe(name),
@@ -331,9 +329,7 @@ fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -
     };
     if code == ERROR_ALREADY_EXISTS && name.is_some() {
         // The call opened the existing section instead: not ours.
-        return Err(Error::AlreadyExists {
-            name: name.unwrap_or_default().to_owned(),
-        });
+        return Err(Error::already_exists(name.unwrap_or_default()));
     }
     // Keep only the access memshare needs: without WRITE_DAC/WRITE_OWNER,
     // no handle derived from this one can rewrite the security descriptor.

@@ -126,9 +126,7 @@ impl Object {
                 object: origin.clone(),
                 op: "OpenProcess(PROCESS_DUP_HANDLE): not allowed".into(),
             },
-            ERROR_INVALID_PARAMETER => Error::NotFound {
-                name: format!("process {pid}"),
-            },
+            ERROR_INVALID_PARAMETER => Error::not_found(&format!("process {pid}")),
             code => win_error(None, "OpenProcess", code),
         })?;
         let taken =

@@ -1,0 +1,86 @@
+//! Errors a caller can match on, that fit `io::Result` code, and that keep
+//! the operating system's error as their source.
+
+mod common;
+
+use std::error::Error as _;
+use std::io;
+
+use common::unique_name;
+use memshare::{Error, Segment};
+
+#[test]
+fn an_os_error_stays_the_source_of_the_variant_it_became() {
+    // NotFound from the system's ENOENT.
+    let err = Segment::open(&unique_name("absent")).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let source = err.source().expect("NotFound keeps the OS error");
+    let io = source.downcast_ref::<io::Error>().expect("an io::Error");
+    assert_eq!(io.kind(), io::ErrorKind::NotFound);
+    assert_eq!(io.raw_os_error(), Some(libc_enoent()));
+}
+
+#[cfg(unix)]
+fn libc_enoent() -> i32 {
+    2
+}
+
+#[cfg(windows)]
+fn libc_enoent() -> i32 {
+    2 // ERROR_FILE_NOT_FOUND
+}
+
+#[test]
+fn every_error_has_an_io_kind_and_converts_to_io_error() {
+    let cases: Vec<(Error, io::ErrorKind)> = vec![
+        (
+            Segment::open(&unique_name("absent")).unwrap_err(),
+            io::ErrorKind::NotFound,
+        ),
+        (Segment::create(0).unwrap_err(), io::ErrorKind::InvalidInput),
+        (
+            Segment::create_named("bad/name", 1).unwrap_err(),
+            io::ErrorKind::InvalidInput,
+        ),
+        (
+            Segment::inherited("no_such_key_here").unwrap_err(),
+            io::ErrorKind::InvalidInput,
+        ),
+        (
+            Segment::inherited("not a key").unwrap_err(),
+            io::ErrorKind::InvalidInput,
+        ),
+    ];
+    for (err, kind) in cases {
+        assert_eq!(err.kind(), kind, "{err}");
+        let message = err.to_string();
+        let io: io::Error = err.into();
+        assert_eq!(io.kind(), kind);
+        assert_eq!(io.to_string(), message);
+        // The memshare error is inside, for whoever wants it back.
+        assert!(io.get_ref().unwrap().downcast_ref::<Error>().is_some());
+    }
+}
+
+#[test]
+fn an_unknown_inheritance_key_is_invalid_input_naming_the_key() {
+    match Segment::inherited("no_such_key_either") {
+        Err(e @ Error::InvalidInput { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("no_such_key_either"), "{text}");
+            assert!(text.contains("no segment was shared"), "{text}");
+        }
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+}
+
+#[test]
+fn io_result_code_can_use_question_mark() {
+    fn open(name: &str) -> io::Result<Segment> {
+        Ok(Segment::open(name)?)
+    }
+    assert_eq!(
+        open(&unique_name("q")).unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
+}
