@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn library_errors_get_their_status() {
-        let not_found = memshare::Error::NotFound { name: "x".into() };
+        let not_found = memshare::Segment::open("memshare-cli-unit-absent").unwrap_err();
         assert_eq!(Failure::from(not_found).status, status::NOT_FOUND);
         let invalid = memshare::validate_name("a/b").unwrap_err();
         assert_eq!(Failure::from(invalid).status, status::USAGE);

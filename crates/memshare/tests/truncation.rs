@@ -3,7 +3,7 @@
 //! memshare catches the fault in its own mappings: the access returns an
 //! error (`Truncated`), the process lives. SIGBUS anywhere else still goes
 //! where it went before (a handler installed earlier, or death).
-#![cfg(unix)]
+#![cfg(target_os = "linux")]
 
 mod common;
 
