@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use crate::sys::{self, Access, CreateOptions, Object, Owner};
+use crate::sys::{self, Access, CreateOptions, Object, Owner, Prefault};
 use crate::view::{View, ViewMut};
 use crate::{validate_name, Error, Result};
 
@@ -36,7 +36,7 @@ use crate::{validate_name, Error, Result};
 #[derive(Clone)]
 pub struct Segment {
     object: Arc<Object>,
-    populate: bool,
+    prefault: Prefault,
 }
 
 /// How a segment is created or opened: huge pages, reservation,
@@ -80,7 +80,7 @@ pub struct Segment {
 #[derive(Clone, Debug, Default)]
 pub struct SegmentOptions {
     create: CreateOptions,
-    populate: bool,
+    prefault: Prefault,
     owner: Owner,
 }
 
@@ -106,7 +106,7 @@ impl SegmentOptions {
 
     /// Prefault every view of this segment (`MAP_POPULATE`).
     pub fn populate(&mut self, yes: bool) -> &mut SegmentOptions {
-        self.populate = yes;
+        self.prefault = if yes { Prefault::Yes } else { Prefault::No };
         self
     }
 
@@ -189,7 +189,7 @@ impl SegmentOptions {
     fn wrap(&self, object: Object) -> Segment {
         Segment {
             object: Arc::new(object),
-            populate: self.populate,
+            prefault: self.prefault,
         }
     }
 }
@@ -378,7 +378,7 @@ impl Segment {
             });
         }
         let (offset, len) = self.check_range(range)?;
-        View::map(&self.object, offset, len, true, self.populate).map(ViewMut::new)
+        View::map(&self.object, offset, len, Access::ReadWrite, self.prefault).map(ViewMut::new)
     }
 
     /// Maps `range` of the segment for reading only.
@@ -396,7 +396,7 @@ impl Segment {
     /// ```
     pub fn map_readonly(&self, range: impl RangeBounds<u64>) -> Result<View> {
         let (offset, len) = self.check_range(range)?;
-        View::map(&self.object, offset, len, false, self.populate)
+        View::map(&self.object, offset, len, Access::ReadOnly, self.prefault)
     }
 
     /// Allocates the memory behind `range` now (Linux: `fallocate`), so that
@@ -467,7 +467,7 @@ impl Segment {
     pub(crate) fn from_object(object: Object) -> Segment {
         Segment {
             object: Arc::new(object),
-            populate: false,
+            prefault: Prefault::No,
         }
     }
 

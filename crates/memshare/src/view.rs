@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::{fmt, ops, ptr};
 
-use crate::sys::{self, Mapping, Object};
+use crate::sys::{self, Access, Mapping, Object, Prefault};
 use crate::{Error, Result};
 
 /// A read-only view of part of a segment. Made by
@@ -129,8 +129,8 @@ impl View {
         object: &Arc<Object>,
         offset: u64,
         len: usize,
-        writable: bool,
-        populate: bool,
+        access: Access,
+        prefault: Prefault,
     ) -> Result<View> {
         let granularity = object.granularity();
         let delta = (offset % granularity as u64) as usize;
@@ -141,7 +141,7 @@ impl View {
                 object: sys::describe(object.name()),
                 detail: format!("a view of {len} bytes does not fit in this address space"),
             })?;
-        let mapping = object.map(offset - delta as u64, window_len, writable, populate)?;
+        let mapping = object.map(offset - delta as u64, window_len, access, prefault)?;
         // SAFETY: `delta < granularity <= window_len`, so the result points
         // into the mapping.
         let ptr = unsafe { mapping.ptr().as_ptr().add(delta) };

@@ -247,7 +247,11 @@ fn object_at(fd: i32) -> Option<(u64, u64)> {
 
 #[test]
 fn a_missing_variable_is_a_clear_error() {
-    let err = invalid_handle(Segment::inherited("never_shared_key"));
+    // An unknown key is the caller's mistake: InvalidInput, naming it.
+    let err = match Segment::inherited("never_shared_key") {
+        Err(e @ Error::InvalidInput { .. }) => e.to_string(),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    };
     assert!(
         err.contains("MEMSHARE_SEGMENT_NEVER_SHARED_KEY") && err.contains("not set"),
         "{err}"

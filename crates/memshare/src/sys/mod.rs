@@ -44,6 +44,44 @@ impl Access {
     }
 }
 
+/// Whether a new view faults its pages in at once (`MAP_POPULATE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Prefault {
+    /// Pages are faulted in on first touch (the default).
+    #[default]
+    No,
+    /// Every page of the view is faulted in when it is mapped.
+    Yes,
+}
+
+/// What an open object is, the same on every backend: the name it was
+/// opened by, what this handle may do, and its size. Each backend's
+/// `Object` holds one and dereferences to it.
+#[derive(Clone, Debug)]
+pub(crate) struct Meta {
+    pub(crate) name: Option<String>,
+    pub(crate) access: Access,
+    pub(crate) len: u64,
+}
+
+impl Meta {
+    /// The name, if the object has one.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The size in bytes, as the system reported it when the object was
+    /// opened.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether this handle may map the object writable.
+    pub(crate) fn writable(&self) -> bool {
+        self.access.writable()
+    }
+}
+
 /// Whose named objects an open accepts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Owner {

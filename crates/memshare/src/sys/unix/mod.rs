@@ -17,7 +17,7 @@ use rustix::fs;
 use rustix::io::Errno;
 use rustix::mm;
 
-use super::{describe, Access, Owner};
+use super::{describe, Access, Meta, Owner, Prefault};
 use crate::{Error, Result};
 
 pub(crate) use inspect::{holder_pids, list_named, named_capacity, stat_named};
@@ -59,11 +59,17 @@ pub(crate) enum Lifetime {
 #[derive(Debug)]
 pub(crate) struct Object {
     fd: OwnedFd,
-    name: Option<String>,
-    writable: bool,
-    len: u64,
+    meta: Meta,
     granularity: usize,
     lifetime: Lifetime,
+}
+
+impl std::ops::Deref for Object {
+    type Target = Meta;
+
+    fn deref(&self) -> &Meta {
+        &self.meta
+    }
 }
 
 /// Converts a rustix error into the crate's error for the object `name`.
@@ -80,7 +86,7 @@ impl Object {
     fn new(
         fd: OwnedFd,
         name: Option<String>,
-        writable: bool,
+        access: Access,
         lifetime: Lifetime,
     ) -> Result<Object> {
         let stat = fs::fstat(&fd).map_err(|e| os_error(name.as_deref(), "fstat", e))?;
@@ -92,10 +98,12 @@ impl Object {
             allocation_granularity()
         };
         Ok(Object {
-            len: u64::try_from(stat.st_size).unwrap_or(0),
+            meta: Meta {
+                name,
+                access,
+                len: u64::try_from(stat.st_size).unwrap_or(0),
+            },
             fd,
-            name,
-            writable,
             granularity,
             lifetime,
         })
@@ -112,7 +120,7 @@ impl Object {
         })?;
         size_object(&fd, None, len, opts)?;
         platform::seal_fixed_size(&fd).map_err(|e| fail("fcntl(F_ADD_SEALS)", e))?;
-        Object::new(fd, None, true, Lifetime::Unmanaged)
+        Object::new(fd, None, Access::ReadWrite, Lifetime::Unmanaged)
     }
 
     /// A new named object, created exclusively with mode 0600.
@@ -125,21 +133,6 @@ impl Object {
     /// of an owner `owner` accepts.
     pub(crate) fn open_named(name: &str, access: Access, owner: Owner) -> Result<Object> {
         names::open(name, access, owner)
-    }
-
-    /// The name, if the object has one.
-    pub(crate) fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-
-    /// The size in bytes, as the system reported it when the object was opened.
-    pub(crate) fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether this handle may map the object writable.
-    pub(crate) fn writable(&self) -> bool {
-        self.writable
     }
 
     /// Offsets of views are aligned down to this.
@@ -158,15 +151,16 @@ impl Object {
         &self,
         offset: u64,
         len: usize,
-        writable: bool,
-        populate: bool,
+        access: Access,
+        prefault: Prefault,
     ) -> Result<Mapping> {
+        let writable = access.writable();
         let mut prot = mm::ProtFlags::READ;
         if writable {
             prot |= mm::ProtFlags::WRITE;
         }
         let mut flags = mm::MapFlags::SHARED;
-        if populate {
+        if prefault == Prefault::Yes {
             flags |= platform::populate_flag();
         }
         // SAFETY: a new shared mapping at an address the kernel chooses
@@ -224,7 +218,7 @@ impl Object {
 
 impl Drop for Object {
     fn drop(&mut self) {
-        if let Some(name) = &self.name {
+        if let Some(name) = &self.meta.name {
             names::release(name, &self.fd, self.lifetime);
         }
     }

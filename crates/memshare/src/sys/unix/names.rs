@@ -173,24 +173,12 @@ pub(super) fn create(name: &str, len: u64, opts: &CreateOptions) -> Result<Objec
 /// killed half-way, can leave a half-made object under the name.
 fn create_then_name(name: &str, fd: OwnedFd, len: u64, opts: &CreateOptions) -> Result<Object> {
     let (fd, lifetime) = prepare(name, fd, len, opts, &|err| err)?;
-    let mut attempts = 0;
-    loop {
-        match platform::publish_shm_object(&fd, name) {
-            Ok(()) => break,
-            Err(Errno::EXIST) => {
-                attempts += 1;
-                // A stale name is reclaimed once; a name that turns up
-                // again and again is someone else's live object.
-                if attempts > 16 || reclaim_if_stale(name)? == Reclaim::Live {
-                    return Err(Error::already_exists(name));
-                }
-            }
-            // No /proc: the unnamed object is dropped, and made by name.
-            Err(Errno::NOTSUP) => return create_by_name(name, len, opts),
-            Err(e) => return Err(os_error(Some(name), "linkat", e)),
-        }
+    match claim_name(name, "linkat", || platform::publish_shm_object(&fd, name)) {
+        Ok(()) => Object::new(fd, Some(name.to_owned()), Access::ReadWrite, lifetime),
+        // No /proc: the unnamed object is dropped, and made by name.
+        Err(Claimed::NotSupported) => create_by_name(name, len, opts),
+        Err(Claimed::Failed(e)) => Err(e),
     }
-    Object::new(fd, Some(name.to_owned()), true, lifetime)
 }
 
 /// Where an object cannot be made unnamed first: `shm_open(O_EXCL)`, then
@@ -201,26 +189,54 @@ fn create_by_name(name: &str, len: u64, opts: &CreateOptions) -> Result<Object> 
     let path = path(name);
     let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
     let mode = Mode::RUSR | Mode::WUSR;
-    let mut attempts = 0;
-    let fd = loop {
-        match shm::open(path.as_str(), flags, mode) {
-            Ok(fd) => break fd,
-            Err(Errno::EXIST) => {
-                attempts += 1;
-                if attempts > 16 || reclaim_if_stale(name)? == Reclaim::Live {
-                    return Err(Error::already_exists(name));
-                }
-            }
-            Err(e) => return Err(os_error(Some(name), "shm_open", e)),
-        }
-    };
+    let fd = claim_name(name, "shm_open", || shm::open(path.as_str(), flags, mode)).map_err(
+        |claimed| match claimed {
+            Claimed::Failed(e) => e,
+            Claimed::NotSupported => os_error(Some(name), "shm_open", Errno::NOTSUP),
+        },
+    )?;
     // From here on, a failure must not leave the name behind.
     let undo = |err: Error| {
         let _ = shm::unlink(path.as_str());
         err
     };
     let (fd, lifetime) = prepare(name, fd, len, opts, &undo)?;
-    Object::new(fd, Some(name.to_owned()), true, lifetime).map_err(undo)
+    Object::new(fd, Some(name.to_owned()), Access::ReadWrite, lifetime).map_err(undo)
+}
+
+/// Why [`claim_name`] did not get the name.
+enum Claimed {
+    /// The system cannot do it this way (`NOTSUP`): try another.
+    NotSupported,
+    /// Taken by a live object, or another error.
+    Failed(Error),
+}
+
+/// Runs `attempt` (which takes the name exclusively: `EXIST` if it is
+/// taken) until it succeeds. A stale name (its holders all died) is
+/// reclaimed and tried again; a name that turns up again and again, or a
+/// live one, is `AlreadyExists`.
+fn claim_name<T>(
+    name: &str,
+    op: &'static str,
+    mut attempt: impl FnMut() -> std::result::Result<T, Errno>,
+) -> std::result::Result<T, Claimed> {
+    let mut attempts = 0;
+    loop {
+        match attempt() {
+            Ok(done) => return Ok(done),
+            Err(Errno::EXIST) => {
+                attempts += 1;
+                if attempts > 16
+                    || reclaim_if_stale(name).map_err(Claimed::Failed)? == Reclaim::Live
+                {
+                    return Err(Claimed::Failed(Error::already_exists(name)));
+                }
+            }
+            Err(Errno::NOTSUP) => return Err(Claimed::NotSupported),
+            Err(e) => return Err(Claimed::Failed(os_error(Some(name), op, e))),
+        }
+    }
 }
 
 /// Locks a new object shared, makes its mode exactly 0600, records its
@@ -256,7 +272,6 @@ fn prepare(
 
 pub(super) fn open(name: &str, access: Access, owner: Owner) -> Result<Object> {
     let path = path(name);
-    let writable = access.writable();
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         let fd = open_checked(name, access, owner)?;
@@ -272,7 +287,7 @@ pub(super) fn open(name: &str, access: Access, owner: Owner) -> Result<Object> {
                     }
                     return Err(never_sized(name));
                 }
-                return Object::new(fd, Some(name.to_owned()), writable, Lifetime::Unmanaged);
+                return Object::new(fd, Some(name.to_owned()), access, Lifetime::Unmanaged);
             }
         }
         // Nobody holds it: every holder died. Remove the stale name.
@@ -301,7 +316,7 @@ pub(super) fn open(name: &str, access: Access, owner: Owner) -> Result<Object> {
                         }
                         return Err(never_sized(name));
                     }
-                    return Object::new(fd, Some(name.to_owned()), writable, Lifetime::Counted);
+                    return Object::new(fd, Some(name.to_owned()), access, Lifetime::Counted);
                 }
             }
         }

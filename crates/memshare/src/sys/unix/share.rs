@@ -49,19 +49,14 @@ impl Object {
     /// was the last). Dropping the returned object never removes a name:
     /// its lock belongs to the receiver.
     pub(crate) fn handover(&self) -> Result<Object> {
-        let name = self.name.clone();
-        let fd = match (&name, self.lifetime) {
-            (Some(n), Lifetime::Counted) => {
-                names::reopen_as_holder(n, Access::from_writable(self.writable), &self.fd)?
-            }
+        let fd = match (&self.meta.name, self.lifetime) {
+            (Some(n), Lifetime::Counted) => names::reopen_as_holder(n, self.meta.access, &self.fd)?,
             _ => rio::fcntl_dupfd_cloexec(&self.fd, 3)
-                .map_err(|e| os_error(name.as_deref(), "fcntl(F_DUPFD_CLOEXEC)", e))?,
+                .map_err(|e| os_error(self.name(), "fcntl(F_DUPFD_CLOEXEC)", e))?,
         };
         Ok(Object {
             fd,
-            name,
-            writable: self.writable,
-            len: self.len,
+            meta: self.meta.clone(),
             granularity: self.granularity,
             lifetime: Lifetime::Unmanaged,
         })
@@ -71,7 +66,7 @@ impl Object {
     /// by the kernel (`F_SEAL_FUTURE_WRITE`). Writable views that exist keep
     /// working; no new writable view can be made, through any handle.
     pub(crate) fn to_readonly(&self) -> Result<Object> {
-        if let Some(name) = &self.name {
+        if let Some(name) = &self.meta.name {
             return Err(Error::Unsupported {
                 what: format!(
                     "a kernel-enforced read-only handle of named segment {name:?}: anyone who knows the name can open it writable; share an anonymous segment instead"
@@ -90,31 +85,31 @@ impl Object {
             },
             e => os_error(None, "fcntl(F_ADD_SEALS)", e),
         })?;
-        Object::new(reopened, None, false, Lifetime::Unmanaged)
+        Object::new(reopened, None, Access::ReadOnly, Lifetime::Unmanaged)
     }
 
     /// Checks a descriptor received from another process against what that
     /// process claims about it, and makes an object of it.
     pub(crate) fn from_received(fd: OwnedFd, claim: &Claim, origin: &str) -> Result<Object> {
-        let (writable, lifetime) = check_claim(fd.as_fd(), claim, origin)?;
+        let (access, lifetime) = check_claim(fd.as_fd(), claim, origin)?;
         let fd = match (&claim.name, lifetime) {
             // Become a holder of our own; the received copy (shared with
             // the sender and its other receivers) is closed.
             (Some(name), Lifetime::Counted) => {
-                match names::reopen_as_holder(name, Access::from_writable(writable), &fd) {
+                match names::reopen_as_holder(name, access, &fd) {
                     Ok(own) => own,
                     // Another user's segment handed to us: we may use the
                     // descriptor but not open the name, so we cannot count
                     // as a holder of our own; the sender's count stands.
                     Err(Error::PermissionDenied { .. }) => {
-                        return Object::new(fd, claim.name.clone(), writable, Lifetime::Unmanaged)
+                        return Object::new(fd, claim.name.clone(), access, Lifetime::Unmanaged)
                     }
                     Err(e) => return Err(e),
                 }
             }
             _ => fd,
         };
-        Object::new(fd, claim.name.clone(), writable, lifetime)
+        Object::new(fd, claim.name.clone(), access, lifetime)
     }
 
     /// Takes the descriptor `fd` of process `pid` (`pidfd_getfd`), which
@@ -176,7 +171,7 @@ fn identity_of(st: &fs::Stat) -> (u64, u64) {
 /// claims about it: a shared-memory object, of that identity, size, access
 /// and name, sealed as an anonymous segment must be. Returns whether it may
 /// be mapped writable and how it takes part in the name's lifetime.
-fn check_claim(fd: BorrowedFd<'_>, claim: &Claim, origin: &str) -> Result<(bool, Lifetime)> {
+fn check_claim(fd: BorrowedFd<'_>, claim: &Claim, origin: &str) -> Result<(Access, Lifetime)> {
     let bad = |reason: String| Error::InvalidHandle {
         object: origin.to_owned(),
         reason,
@@ -236,7 +231,7 @@ fn check_claim(fd: BorrowedFd<'_>, claim: &Claim, origin: &str) -> Result<(bool,
         (Some(_), Marker::Shared) => Lifetime::Counted,
         _ => Lifetime::Unmanaged,
     };
-    Ok((writable && !claim.readonly, lifetime))
+    Ok((Access::from_writable(writable && !claim.readonly), lifetime))
 }
 
 /// Refuses anything that is not a shared-memory object: pipes, sockets,

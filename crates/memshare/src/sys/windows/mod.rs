@@ -29,7 +29,7 @@ use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
 use crate::{Error, Result};
 
-use super::{describe, Access, Owner};
+use super::{describe, Access, Meta, Owner, Prefault};
 pub(crate) use handle::Handle;
 pub(crate) use share::{adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid};
 
@@ -58,15 +58,21 @@ const RO_ACCESS: u32 = SECTION_MAP_READ | SECTION_QUERY;
 #[derive(Debug)]
 pub(crate) struct Object {
     handle: Handle,
-    name: Option<String>,
-    writable: bool,
-    len: u64,
+    meta: Meta,
     /// The size the system reports for the section (a whole number of
     /// pages): views may reach up to here.
     section_len: u64,
     /// Made by this process's memshare, with memshare's security
     /// descriptor (which `to_readonly` relies on).
     created_here: bool,
+}
+
+impl std::ops::Deref for Object {
+    type Target = Meta;
+
+    fn deref(&self) -> &Meta {
+        &self.meta
+    }
 }
 
 /// A Win32 error for the object `name`, as the crate's error.
@@ -114,16 +120,18 @@ impl Object {
     fn from_handle(
         handle: Handle,
         name: Option<String>,
-        writable: bool,
+        access: Access,
         len: Option<u64>,
     ) -> Result<Object> {
         let section_len = handle::section_size(&handle)
             .map_err(|code| win_error(name.as_deref(), "NtQuerySection", code))?;
         Ok(Object {
-            len: len.unwrap_or(section_len),
+            meta: Meta {
+                name,
+                access,
+                len: len.unwrap_or(section_len),
+            },
             handle,
-            name,
-            writable,
             section_len,
             created_here: false,
         })
@@ -132,7 +140,7 @@ impl Object {
     /// A new anonymous section of `len` zero bytes.
     pub(crate) fn create_anonymous(len: u64, opts: &CreateOptions) -> Result<Object> {
         let handle = create_section(None, len, opts)?;
-        let mut object = Object::from_handle(handle, None, true, Some(len))?;
+        let mut object = Object::from_handle(handle, None, Access::ReadWrite, Some(len))?;
         object.created_here = true;
         Ok(object)
     }
@@ -149,7 +157,7 @@ impl Object {
             });
         }
         let handle = create_section(Some((name, opts.global)), len, opts)?;
-        Object::from_handle(handle, Some(name.to_owned()), true, Some(len))
+        Object::from_handle(handle, Some(name.to_owned()), Access::ReadWrite, Some(len))
     }
 
     /// Opens the section called `name` (in `Local\`, then `Global\`).
@@ -157,17 +165,20 @@ impl Object {
     /// open it (memshare's own admit this user only; see
     /// docs/platforms.md for what that leaves).
     pub(crate) fn open_named(name: &str, access: Access, _owner: Owner) -> Result<Object> {
-        let writable = access.writable();
-        let access = if writable { RW_ACCESS } else { RO_ACCESS };
+        let rights = if access.writable() {
+            RW_ACCESS
+        } else {
+            RO_ACCESS
+        };
         let mut first_error = 0;
         for global in [false, true] {
             let wide = kernel_name(name, global);
             // SAFETY: `wide` is a NUL-terminated UTF-16 string that lives
             // across the call.
-            let raw = unsafe { OpenFileMappingW(access, 0, wide.as_ptr()) };
+            let raw = unsafe { OpenFileMappingW(rights, 0, wide.as_ptr()) };
             match Handle::from_raw(raw) {
                 Some(handle) => {
-                    return Object::from_handle(handle, Some(name.to_owned()), writable, None)
+                    return Object::from_handle(handle, Some(name.to_owned()), access, None)
                 }
                 None if !global => first_error = last_error(),
                 None => {}
@@ -183,16 +194,6 @@ impl Object {
         })
     }
 
-    /// The name, if the object has one.
-    pub(crate) fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-
-    /// The size in bytes.
-    pub(crate) fn len(&self) -> u64 {
-        self.len
-    }
-
     /// Nothing to do: a committed section's pages are charged at creation.
     pub(crate) fn allocate(&self, _offset: u64, _len: u64) -> Result<()> {
         Ok(())
@@ -200,12 +201,7 @@ impl Object {
 
     /// The size now: a section never changes size.
     pub(crate) fn current_len(&self) -> Result<u64> {
-        Ok(self.len)
-    }
-
-    /// Whether this handle may map the object writable.
-    pub(crate) fn writable(&self) -> bool {
-        self.writable
+        Ok(self.meta.len)
     }
 
     /// Offsets of views are aligned down to this.
@@ -227,9 +223,10 @@ impl Object {
         &self,
         offset: u64,
         len: usize,
-        writable: bool,
-        _populate: bool,
+        access: Access,
+        _prefault: Prefault,
     ) -> Result<Mapping> {
+        let writable = access.writable();
         let available = self.section_len.saturating_sub(offset);
         let len = len.min(usize::try_from(available).unwrap_or(usize::MAX));
         let access = if writable {
@@ -253,6 +250,7 @@ impl Object {
             let code = last_error();
             return Err(match code {
                 windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED => Error::PermissionDenied {
+                    source: Some(std::io::Error::from_raw_os_error(code as i32)),
                     object: describe(self.name()),
                     op: format!(
                         "map {len} bytes at offset {offset} {}: the handle does not allow it",

@@ -17,13 +17,13 @@ use windows_sys::Win32::System::Threading::{GetProcessId, OpenProcess, PROCESS_D
 
 use super::handle::{self, Handle};
 use super::{broker, page_size, win_error, Object, RO_ACCESS, RW_ACCESS};
-use crate::sys::{describe, Claim};
+use crate::sys::{describe, Access, Claim, Meta};
 use crate::{Error, Result};
 
 impl Object {
     /// The access a handle given away carries: this handle's own.
     fn access(&self) -> u32 {
-        if self.writable {
+        if self.writable() {
             RW_ACCESS
         } else {
             RO_ACCESS
@@ -56,9 +56,11 @@ impl Object {
             .map_err(|code| win_error(None, "DuplicateHandle", code))?;
         Ok(Object {
             handle,
-            name: None,
-            writable: false,
-            len: self.len,
+            meta: Meta {
+                name: None,
+                access: Access::ReadOnly,
+                len: self.meta.len,
+            },
             section_len: self.section_len,
             created_here: true,
         })
@@ -125,6 +127,9 @@ impl Object {
             ERROR_ACCESS_DENIED => Error::PermissionDenied {
                 object: origin.clone(),
                 op: "OpenProcess(PROCESS_DUP_HANDLE): not allowed".into(),
+                source: Some(std::io::Error::from_raw_os_error(
+                    ERROR_ACCESS_DENIED as i32,
+                )),
             },
             ERROR_INVALID_PARAMETER => Error::not_found(&format!("process {pid}")),
             code => win_error(None, "OpenProcess", code),
@@ -146,9 +151,11 @@ impl Object {
             .map_err(|code| win_error(None, "DuplicateHandle", code))?;
         Ok(Object {
             handle,
-            name: None,
-            writable,
-            len: size,
+            meta: Meta {
+                name: None,
+                access: Access::from_writable(writable),
+                len: size,
+            },
             section_len: size,
             created_here: false,
         })
@@ -277,9 +284,11 @@ fn adopt_fresh(raw: u64, claim: &Claim, origin: &str) -> Result<Object> {
     }
     Ok(Object {
         handle,
-        name: claim.name.clone(),
-        writable: !claim.readonly,
-        len: claim.len,
+        meta: Meta {
+            name: claim.name.clone(),
+            access: Access::from_writable(!claim.readonly),
+            len: claim.len,
+        },
         section_len: size,
         created_here: false,
     })
