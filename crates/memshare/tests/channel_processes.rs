@@ -5,15 +5,22 @@
 
 mod common;
 
+// What only the Linux tests (ptrace) use.
+#[cfg(target_os = "linux")]
+use common::read_after;
+#[cfg(target_os = "linux")]
+use memshare::channel::WaitStrategy;
+#[cfg(target_os = "linux")]
 use std::io::{Read, Write};
+#[cfg(target_os = "linux")]
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::chan::{
     receive_checked, rng, run_sender, send_messages, spawn_sender, strategy, HeaderWatch,
 };
-use common::{child, read_after, role, wait_for, Reaped, TIMEOUT};
-use memshare::channel::{Receiver, Sender, WaitStrategy, LIVENESS_INTERVAL};
+use common::{child, role, wait_for, Reaped, TIMEOUT};
+use memshare::channel::{Receiver, Sender, LIVENESS_INTERVAL};
 use memshare::{CommandExt, Error, Segment};
 
 /// The bound within which a killed peer must be noticed, from the moment
