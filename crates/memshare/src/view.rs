@@ -248,6 +248,30 @@ impl View {
         }
     }
 
+    /// A copy of the plain-data value of type `T` at `offset` (relative to
+    /// the view): `size_of::<T>()` bytes, read as [`View::read_at`] reads
+    /// them (any alignment; a racing writer can tear it, like any read).
+    /// `T: bytemuck::Pod` means every bit pattern is a valid `T`.
+    ///
+    /// ```
+    /// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    /// #[repr(C)]
+    /// struct Header { magic: u32, version: u16, flags: u16, len: u64 }
+    ///
+    /// # fn main() -> memshare::Result<()> {
+    /// let segment = memshare::Segment::create(4096)?;
+    /// let view = segment.map(..)?;
+    /// let header = Header { magic: 0x4d53, version: 1, flags: 0, len: 4080 };
+    /// view.write_pod(0, &header)?;
+    /// assert_eq!(segment.map_readonly(..)?.read_pod::<Header>(0)?, header);
+    /// # Ok(()) }
+    /// ```
+    pub fn read_pod<T: bytemuck::Pod>(&self, offset: usize) -> Result<T> {
+        let mut value = T::zeroed();
+        self.read_at(offset, bytemuck::bytes_of_mut(&mut value))?;
+        Ok(value)
+    }
+
     /// A 32-bit word at `offset` (relative to the view), for atomic loads.
     /// `offset` must be a multiple of 4 (the view's start is taken into
     /// account: it is the address that must be aligned).
@@ -378,6 +402,14 @@ impl ViewMut {
         // not overlap the mapping; no reference to the shared bytes is made.
         unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.view.ptr.add(offset), data.len()) };
         self.view.check_intact()
+    }
+
+    /// Copies the plain-data value `value` into the view at `offset`
+    /// (relative to the view): its `size_of::<T>()` bytes, as
+    /// [`ViewMut::write_at`] writes them (any alignment). See
+    /// [`View::read_pod`] for an example.
+    pub fn write_pod<T: bytemuck::Pod>(&self, offset: usize, value: &T) -> Result<()> {
+        self.write_at(offset, bytemuck::bytes_of(value))
     }
 
     /// The 32-bit word at `offset` (relative to the view) as an atomic.

@@ -355,3 +355,21 @@ fn capacities_round_up_to_a_power_of_two() {
         Err(Error::OutOfRange { .. })
     ));
 }
+
+#[test]
+fn typed_channels_are_created_and_opened_by_name() {
+    use memshare::channel::{TypedReceiver, TypedSender};
+    let name = common::unique_name("typed");
+    let mut tx = TypedSender::<[u32; 4]>::create_named(&name, 4096).unwrap();
+    let mut rx = TypedReceiver::<[u32; 4]>::open(&name).unwrap();
+    tx.send(&[1, 2, 3, 4]).unwrap();
+    assert_eq!(rx.recv().unwrap(), [1, 2, 3, 4]);
+    drop((tx, rx));
+    let mut rx = TypedReceiver::<u16>::create_named(&name, 64).unwrap();
+    let mut tx = TypedSender::<u16>::open(&name).unwrap();
+    tx.send(&9).unwrap();
+    assert_eq!(rx.try_recv().unwrap(), Some(9));
+    assert_eq!(rx.try_recv().unwrap(), None);
+    drop((tx, rx));
+    assert!(!common::in_dev_shm(&name));
+}

@@ -434,3 +434,37 @@ fn huge_pages_succeed_or_fail_at_creation() {
     ));
     assert!(!in_dev_shm(&name));
 }
+
+#[test]
+fn plain_data_values_are_read_and_written_at_any_offset() {
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Header {
+        magic: u64,
+        version: u32,
+        flags: u32,
+    }
+    let segment = Segment::create(4096).unwrap();
+    let view = segment.map(..).unwrap();
+    let header = Header {
+        magic: 0x0102_0304_0506_0708,
+        version: 3,
+        flags: 0xdead_beef,
+    };
+    // Unaligned on purpose: a copy, not a reference.
+    view.write_pod(13, &header).unwrap();
+    assert_eq!(view.read_pod::<Header>(13).unwrap(), header);
+    let mut raw = [0u8; 16];
+    view.read_at(13, &mut raw).unwrap();
+    assert_eq!(&raw[..8], &header.magic.to_ne_bytes());
+    // Past the end: OutOfRange, nothing written.
+    assert!(matches!(
+        view.write_pod(4096 - 8, &header),
+        Err(Error::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        view.read_pod::<Header>(4090),
+        Err(Error::OutOfRange { .. })
+    ));
+    assert_eq!(view.read_pod::<u64>(4096 - 8).unwrap(), 0);
+}

@@ -198,6 +198,13 @@ impl Receiver {
     }
 }
 
+impl RecvGuard<'_> {
+    /// The channel, as it appears in error messages.
+    pub(crate) fn describe(&self) -> String {
+        self.rx.ep.describe()
+    }
+}
+
 impl Deref for RecvGuard<'_> {
     type Target = [u8];
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::{Receiver, Sender};
+use super::{Receiver, RecvGuard, Sender};
 use crate::{Error, Result, Segment};
 
 /// Sends values of type `T`, each as one message of exactly
@@ -50,9 +50,30 @@ impl<T: Pod> TypedSender<T> {
         Ok(Self::from_sender(Sender::create(capacity)?))
     }
 
+    /// Creates a channel in a new named segment (see [`Sender::create_named`]).
+    ///
+    /// ```
+    /// use memshare::channel::{TypedReceiver, TypedSender};
+    /// # fn main() -> memshare::Result<()> {
+    /// let name = format!("doc-typed-{}", std::process::id());
+    /// let mut tx = TypedSender::<u64>::create_named(&name, 4096)?;
+    /// let mut rx = TypedReceiver::<u64>::open(&name)?; // another process, usually
+    /// tx.send(&7)?;
+    /// assert_eq!(rx.recv()?, 7);
+    /// # Ok(()) }
+    /// ```
+    pub fn create_named(name: &str, capacity: usize) -> Result<Self> {
+        Ok(Self::from_sender(Sender::create_named(name, capacity)?))
+    }
+
     /// Attaches to the channel in `segment` (see [`Sender::attach`]).
     pub fn attach(segment: &Segment) -> Result<Self> {
         Ok(Self::from_sender(Sender::attach(segment)?))
+    }
+
+    /// Opens the named channel `name` as its sender (see [`Sender::open`]).
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(Self::from_sender(Sender::open(name)?))
     }
 
     /// Wraps a byte sender.
@@ -95,9 +116,21 @@ impl<T: Pod> TypedReceiver<T> {
         Ok(Self::from_receiver(Receiver::create(capacity)?))
     }
 
+    /// Creates a channel in a new named segment (see
+    /// [`Receiver::create_named`]).
+    pub fn create_named(name: &str, capacity: usize) -> Result<Self> {
+        Ok(Self::from_receiver(Receiver::create_named(name, capacity)?))
+    }
+
     /// Attaches to the channel in `segment` (see [`Receiver::attach`]).
     pub fn attach(segment: &Segment) -> Result<Self> {
         Ok(Self::from_receiver(Receiver::attach(segment)?))
+    }
+
+    /// Opens the named channel `name` as its receiver (see
+    /// [`Receiver::open`]).
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(Self::from_receiver(Receiver::open(name)?))
     }
 
     /// Wraps a byte receiver.
@@ -120,59 +153,34 @@ impl<T: Pod> TypedReceiver<T> {
 
     /// Receives the next value, waiting while there is none.
     pub fn recv(&mut self) -> Result<T> {
-        let msg = self.inner.recv()?;
-        match decode(&msg) {
-            Ok(value) => Ok(value),
-            Err(len) => {
-                drop(msg);
-                Err(self.size_error(len))
-            }
-        }
+        value_of(self.inner.recv()?)
     }
 
     /// Receives the next value if there is one now.
     pub fn try_recv(&mut self) -> Result<Option<T>> {
-        let Some(msg) = self.inner.try_recv()? else {
-            return Ok(None);
-        };
-        match decode(&msg) {
-            Ok(value) => Ok(Some(value)),
-            Err(len) => {
-                drop(msg);
-                Err(self.size_error(len))
-            }
-        }
+        self.inner.try_recv()?.map(value_of).transpose()
     }
 
     /// Like [`TypedReceiver::recv`], with a timeout.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
-        let msg = self.inner.recv_timeout(timeout)?;
-        match decode(&msg) {
-            Ok(value) => Ok(value),
-            Err(len) => {
-                drop(msg);
-                Err(self.size_error(len))
-            }
-        }
-    }
-
-    fn size_error(&self, len: usize) -> Error {
-        Error::Corrupted {
-            object: self.inner.segment().describe(),
-            detail: format!(
-                "a message of {len} bytes where a {} of {} bytes was expected",
-                std::any::type_name::<T>(),
-                std::mem::size_of::<T>()
-            ),
-        }
+        value_of(self.inner.recv_timeout(timeout)?)
     }
 }
 
-/// The value in `bytes`, or their length if it is not `size_of::<T>()`.
-fn decode<T: Pod>(bytes: &[u8]) -> std::result::Result<T, usize> {
-    if bytes.len() != std::mem::size_of::<T>() {
-        return Err(bytes.len());
+/// The value a message holds: a copy (the frame's address need not be
+/// aligned for `T`). A message of another size is consumed all the same and
+/// reported as [`Error::Corrupted`].
+fn value_of<T: Pod>(msg: RecvGuard<'_>) -> Result<T> {
+    if msg.len() == std::mem::size_of::<T>() {
+        return Ok(bytemuck::pod_read_unaligned(&msg));
     }
-    // A copy: the frame's address need not be aligned for `T`.
-    Ok(bytemuck::pod_read_unaligned(bytes))
+    Err(Error::Corrupted {
+        object: msg.describe(),
+        detail: format!(
+            "a message of {} bytes where a {} of {} bytes was expected",
+            msg.len(),
+            std::any::type_name::<T>(),
+            std::mem::size_of::<T>()
+        ),
+    })
 }
