@@ -245,6 +245,40 @@ fn a_segment_that_starts_with_the_channel_magic_is_a_channel() {
 }
 
 #[test]
+fn write_refuses_a_live_channel_unless_forced() {
+    let name = Name::new("wchan");
+    let mut tx = memshare::channel::Sender::create_named(name.as_str(), 4096).unwrap();
+    tx.send(b"queued").unwrap();
+    let n = name.as_str();
+    let before = cat(&name, &[]);
+    fails(
+        memshare().args(["write", n]).write_stdin("oops"),
+        USAGE,
+        "holds a channel",
+    );
+    fails(
+        memshare()
+            .args(["write", n, "--offset", "1K"])
+            .write_stdin("oops"),
+        USAGE,
+        "--force",
+    );
+    assert!(cat(&name, &[]) == before, "the channel was written into");
+    let info = json_of(memshare().args(["info", n, "--json"]));
+    assert_eq!(info["channel"]["messages_pending"], 1, "{info}");
+
+    // --force writes (here into the ring, past the pending message).
+    let end = before.len() - 4;
+    memshare()
+        .args(["write", n, "--force", "--offset", &end.to_string()])
+        .write_stdin("oops")
+        .assert()
+        .success();
+    assert_eq!(cat(&name, &["--offset", &end.to_string()]), b"oops");
+    drop(tx);
+}
+
+#[test]
 fn holders_and_pids_of_a_segment_in_use() {
     let name = Name::new("held");
     let segment = Segment::create_named(name.as_str(), 8192).unwrap();
