@@ -278,6 +278,83 @@ fn write_refuses_a_live_channel_unless_forced() {
     drop(tx);
 }
 
+/// Runs `memshare cat NAME extra...` with a pseudo-terminal as standard
+/// output (standard error piped); returns what it did and what reached the
+/// terminal.
+fn cat_to_terminal(name: &Name, extra: &[&str]) -> (std::process::Output, Vec<u8>) {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::OpenptFlags;
+    use std::io::Read;
+
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let path = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let terminal = rustix::fs::open(
+        path.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    // Read the terminal while the tool writes: its buffer is small. The
+    // read ends (EIO) once the tool and this test have closed their ends.
+    let mut master = std::fs::File::from(master);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = master.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+        }
+        seen
+    });
+    let output = {
+        let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_memshare"));
+        cmd.args(["cat", name.as_str()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(terminal))
+            .stderr(Stdio::piped());
+        cmd.output().expect("run memshare")
+        // `cmd`, which holds this test's copy of the terminal, goes here.
+    };
+    (output, reader.join().unwrap())
+}
+
+#[test]
+fn cat_refuses_a_terminal_unless_raw_and_pipes_raw_bytes() {
+    let name = Name::new("tty");
+    name.create("4K");
+    // An escape sequence that would turn a terminal's text red.
+    let bytes = b"\x1b[31mred\x1b[0m";
+    memshare()
+        .args(["write", name.as_str()])
+        .write_stdin(bytes.to_vec())
+        .assert()
+        .success();
+    let len = bytes.len().to_string();
+
+    let (output, seen) = cat_to_terminal(&name, &["--len", &len]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(USAGE), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(stderr.starts_with("memshare: error: "), "{stderr:?}");
+    assert!(
+        stderr.contains("terminal") && stderr.contains("--raw") && stderr.contains("pipe"),
+        "{stderr:?}"
+    );
+    assert!(seen.is_empty(), "bytes reached the terminal: {seen:?}");
+
+    // --raw writes them to the terminal as they are.
+    let (output, seen) = cat_to_terminal(&name, &["--len", &len, "--raw"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(seen, bytes);
+
+    // Into a pipe, without --raw, the bytes are the segment's.
+    assert_eq!(cat(&name, &["--len", &len]), bytes);
+}
+
 #[test]
 fn holders_and_pids_of_a_segment_in_use() {
     let name = Name::new("held");
