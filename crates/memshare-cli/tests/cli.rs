@@ -534,13 +534,49 @@ fn bad_sizes_are_usage_errors_and_create_nothing() {
     fails(&mut create("4KB"), USAGE, "ambiguous");
     fails(&mut create("lots"), USAGE, "not a number");
     assert!(!name.exists());
-    // And clap's own usage errors keep clap's status.
-    memshare().arg("frobnicate").assert().code(USAGE);
-    memshare()
-        .args(["create", name.as_str()])
-        .assert()
-        .code(USAGE);
+    fails(memshare().args(["create", name.as_str()]), USAGE, "<SIZE>");
     assert!(!name.exists());
+}
+
+#[test]
+fn command_line_errors_are_one_line_and_help_still_works() {
+    fails(memshare().arg("frobnicate"), USAGE, "'frobnicate'");
+    fails(
+        memshare().args(["ls", "--jsn"]),
+        USAGE,
+        "a similar argument exists: '--json'",
+    );
+    fails(
+        memshare().args(["bench", "--only", "foo"]),
+        USAGE,
+        "possible values: latency, throughput",
+    );
+    fails(
+        memshare().args(["cat", "x", "--len"]),
+        USAGE,
+        "a value is required for '--len <LEN>'",
+    );
+    fails(
+        memshare().args(["info", "a", "b"]),
+        USAGE,
+        "(usage: memshare info [OPTIONS] <NAME>)",
+    );
+    for help in [&["--help"][..], &["-h"], &["help"], &["rm", "--help"]] {
+        memshare()
+            .args(help)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Usage: memshare"))
+            .stderr("");
+    }
+    for version in ["--version", "-V"] {
+        memshare()
+            .arg(version)
+            .assert()
+            .success()
+            .stdout(format!("memshare {}\n", env!("CARGO_PKG_VERSION")))
+            .stderr("");
+    }
 }
 
 #[test]
