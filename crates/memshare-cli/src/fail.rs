@@ -64,6 +64,18 @@ impl Failure {
         }
     }
 
+    /// The kind of failure, one word for JSON: `not_found`,
+    /// `already_exists`, `permission_denied`, `bad_input` or `other`.
+    pub fn kind(&self) -> &'static str {
+        match self.status {
+            status::USAGE => "bad_input",
+            status::NOT_FOUND => "not_found",
+            status::ALREADY_EXISTS => "already_exists",
+            status::PERMISSION_DENIED => "permission_denied",
+            _ => "other",
+        }
+    }
+
     /// Prints the message, if there is one, as `memshare: error: ...`.
     pub fn print(&self) {
         if !self.message.is_empty() {

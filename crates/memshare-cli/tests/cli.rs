@@ -483,6 +483,37 @@ fn unknown_names_are_not_found() {
     assert!(!name.exists());
 }
 
+/// Runs `cmd`, which must fail with `status` and one error line, and
+/// returns the JSON it printed on standard output.
+fn json_failure(cmd: &mut Command, status: i32) -> Value {
+    let output = cmd.output().expect("run memshare");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(status), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    assert!(stderr.starts_with("memshare: error: "), "{stderr:?}");
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn info_json_failures_are_json_too() {
+    let name = Name::new("nojson");
+    let json = json_failure(
+        memshare().args(["info", name.as_str(), "--json"]),
+        NOT_FOUND,
+    );
+    assert_eq!(json["error"]["kind"], "not_found", "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains(name.as_str()), "{json}");
+    let json = json_failure(memshare().args(["info", "a/b", "--json"]), USAGE);
+    assert_eq!(json["error"]["kind"], "bad_input", "{json}");
+    // Without --json, only the error line.
+    fails(
+        memshare().args(["info", name.as_str()]),
+        NOT_FOUND,
+        "not found",
+    );
+}
+
 #[test]
 fn rm_removes_every_name_it_can_and_fails_for_the_others() {
     let (a, b, absent) = (Name::new("rm"), Name::new("rm"), Name::new("rm"));

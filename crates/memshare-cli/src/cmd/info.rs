@@ -18,7 +18,9 @@ pub struct Args {
     /// The segment's name
     name: String,
     /// Print a JSON object (the fields of `ls --json`, and `pids`: null if
-    /// /proc could not be searched) instead of text
+    /// /proc could not be searched) instead of text. If it fails, the
+    /// object is {"error": {"kind": K, "message": M}} (K: not_found,
+    /// bad_input, permission_denied or other), besides the error line
     #[arg(long)]
     json: bool,
 }
@@ -85,7 +87,11 @@ fn channel_state(name: &str, info: &NamedInfo) -> Option<Result<ChannelState, St
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let info = memshare::inspect::named_info(&args.name)?;
+    let info = match memshare::inspect::named_info(&args.name) {
+        Ok(info) => info,
+        Err(e) if args.json => return Err(super::json_failure(e.into())),
+        Err(e) => return Err(e.into()),
+    };
     // Best effort: the segment may vanish, /proc may be hidden.
     let pids = memshare::inspect::holder_pids(&args.name).ok();
     let entry = Entry::new(&info, &Users::load());
