@@ -51,10 +51,10 @@ impl Name {
         std::path::Path::new("/dev/shm").join(&self.0).exists()
     }
 
-    /// `memshare create NAME SIZE`, which must succeed.
+    /// `memshare create --quiet NAME SIZE`, which must succeed.
     fn create(&self, size: &str) {
         memshare()
-            .args(["create", self.as_str(), size])
+            .args(["create", "--quiet", self.as_str(), size])
             .assert()
             .success()
             .stdout("")
@@ -187,10 +187,46 @@ fn create_write_cat_ls_info_rm() {
         .args(["rm", name.as_str()])
         .assert()
         .success()
-        .stdout("")
+        .stdout(format!("removed {}\n", name.as_str()))
         .stderr("");
     assert!(!name.exists());
     assert!(listed(&name).is_none());
+}
+
+#[test]
+fn create_and_rm_say_what_they_did_unless_quiet() {
+    let (a, b, absent) = (Name::new("say"), Name::new("say"), Name::new("say"));
+    memshare()
+        .args(["create", a.as_str(), "64K"])
+        .assert()
+        .success()
+        .stdout(format!(
+            "created {} (64K = 65536 bytes), persists until memshare rm\n",
+            a.as_str()
+        ))
+        .stderr("");
+    memshare()
+        .args(["create", b.as_str(), "1000", "-q"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr("");
+    assert!(a.exists() && b.exists());
+    // One line per name removed; the error line for the others.
+    memshare()
+        .args(["rm", a.as_str(), absent.as_str(), b.as_str()])
+        .assert()
+        .code(NOT_FOUND)
+        .stdout(format!("removed {}\nremoved {}\n", a.as_str(), b.as_str()))
+        .stderr(predicate::str::contains(absent.as_str()));
+    a.create("4K");
+    memshare()
+        .args(["rm", "--quiet", a.as_str()])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr("");
+    assert!(!a.exists() && !b.exists());
 }
 
 /// The name of the user running the tests, as `ls` shows it.
@@ -520,7 +556,7 @@ fn rm_removes_every_name_it_can_and_fails_for_the_others() {
     a.create("4K");
     b.create("4K");
     fails(
-        memshare().args(["rm", a.as_str(), absent.as_str(), b.as_str()]),
+        memshare().args(["rm", "-q", a.as_str(), absent.as_str(), b.as_str()]),
         NOT_FOUND,
         absent.as_str(),
     );
