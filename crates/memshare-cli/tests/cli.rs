@@ -391,6 +391,94 @@ fn cat_refuses_a_terminal_unless_raw_and_pipes_raw_bytes() {
     assert_eq!(cat(&name, &["--len", &len]), bytes);
 }
 
+/// A file a test put in /dev/shm under a name memshare's rules refuse (as
+/// other programs do), removed when dropped.
+struct Foreign(String);
+
+impl Foreign {
+    /// `/dev/shm/<prefix>-<pid>-<n><suffix>`, holding `contents`.
+    fn plant(prefix: &str, suffix: &str, contents: &[u8]) -> Foreign {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "{prefix}-{}-{}{suffix}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        assert!(memshare::validate_name(&name).is_err(), "{name:?} is valid");
+        let planted = Foreign(name);
+        std::fs::write(planted.path(), contents).unwrap();
+        planted
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        std::path::Path::new("/dev/shm").join(&self.0)
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.path());
+    }
+}
+
+#[test]
+fn ls_shows_names_memshare_cannot_open_marked() {
+    // Too long, as iceoryx2's are; and one with an escape sequence in it.
+    let long = Foreign::plant("iox2_cli", "_0123456789abcdef_data.shm", b"iox");
+    let escape = Foreign::plant("cli\x1b[31m", "", b"");
+    let valid = Name::new("valid");
+    valid.create("4K");
+
+    let all = json_of(memshare().args(["ls", "--json"]));
+    let entry = |name: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name:?} not listed: {all}"))
+            .clone()
+    };
+    assert_eq!(entry(&long.0)["valid_name"], false);
+    assert_eq!(entry(&long.0)["size"], 3);
+    assert_eq!(entry(&escape.0)["valid_name"], false);
+    assert_eq!(entry(valid.as_str())["valid_name"], true);
+
+    let table = memshare()
+        .arg("ls")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let table = String::from_utf8(table).unwrap();
+    let first_cell = |name: &str| {
+        table
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .find(|cell| cell.starts_with(name))
+            .unwrap_or_else(|| panic!("{name:?} not in\n{table}"))
+            .to_owned()
+    };
+    assert_eq!(first_cell(&long.0), format!("{}*", long.0));
+    assert_eq!(first_cell(valid.as_str()), valid.as_str());
+    // The escape sequence is shown escaped, not sent to the terminal.
+    assert!(!table.contains('\x1b'), "{table:?}");
+    let shown = escape.0.replace('\x1b', "\\u{1b}");
+    assert_eq!(first_cell(&shown), format!("{shown}*"));
+    let legend = table.lines().last().unwrap();
+    assert!(
+        legend.starts_with("* not a name memshare can open"),
+        "{table}"
+    );
+
+    // info says what it is, as one error line.
+    fails(
+        memshare().args(["info", &long.0]),
+        USAGE,
+        "but is not a name memshare can open: a name must be at most 30 bytes",
+    );
+}
+
 #[test]
 fn holders_and_pids_of_a_segment_in_use() {
     let name = Name::new("held");
