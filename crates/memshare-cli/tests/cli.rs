@@ -480,6 +480,44 @@ fn ls_shows_names_memshare_cannot_open_marked() {
 }
 
 #[test]
+fn gc_leaves_names_memshare_cannot_open_alone() {
+    // Another program's object that carries memshare's shared-lifetime
+    // marker and has no holder: stale by the marker, but not memshare's.
+    let planted = Foreign::plant("iox2_cli-gc", "_0123456789abcdef_data.shm", b"iox");
+    let marked = rustix::fs::setxattr(
+        planted.path(),
+        "user.memshare.lifetime",
+        b"shared",
+        rustix::fs::XattrFlags::empty(),
+    );
+    if let Err(e) = marked {
+        privileged::skip(
+            "gc_leaves_names_memshare_cannot_open_alone",
+            &format!("no user extended attributes on /dev/shm ({e}): nothing is ever stale"),
+        );
+        return;
+    }
+    let all = json_of(memshare().args(["ls", "--json"]));
+    let entry = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == planted.0.as_str())
+        .expect("listed");
+    assert_eq!(entry["stale"], true, "{entry}");
+    let output = memshare()
+        .args(["gc", "--dry-run"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let output = String::from_utf8(output).unwrap();
+    assert!(!output.contains(&planted.0), "{output}");
+    assert!(planted.path().exists());
+}
+
+#[test]
 fn holders_and_pids_of_a_segment_in_use() {
     let name = Name::new("held");
     let segment = Segment::create_named(name.as_str(), 8192).unwrap();
