@@ -39,9 +39,13 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
         "channel-park",
         "pipe",
         "memcpy",
-        "target",
+        "memshare against its baselines",
     ] {
         assert!(table.contains(needle), "table lacks {needle}:\n{table}");
+    }
+    // Ratios to the baselines, not the project's targets.
+    for word in ["target", "MISSED", " met"] {
+        assert!(!table.contains(word), "table has {word:?}:\n{table}");
     }
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
@@ -55,7 +59,14 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
             other => panic!("kind {other}"),
         }
     }
-    assert!(!report["comparisons"].as_array().unwrap().is_empty());
+    let comparisons = report["comparisons"].as_array().unwrap();
+    assert!(!comparisons.is_empty());
+    for c in comparisons {
+        assert!(c["ratio"].as_f64().unwrap() > 0.0, "{c}");
+        let mut keys: Vec<_> = c.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["baseline", "memshare", "ratio", "what"], "{c}");
+    }
 
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
