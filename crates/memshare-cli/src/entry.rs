@@ -30,6 +30,9 @@ pub struct Entry {
     pub stale: bool,
     /// `channel` or `bytes`.
     pub kind: Option<String>,
+    /// Whether the name follows memshare's naming rules; `false` for names
+    /// other programs made that memshare cannot open (`iox2_…`).
+    pub valid_name: bool,
 }
 
 impl Entry {
@@ -46,7 +49,29 @@ impl Entry {
             lifetime: info.lifetime.map(|l| l.to_string()),
             stale: info.is_stale(),
             kind: info.kind.map(|k| k.to_string()),
+            valid_name: info.valid_name,
         }
+    }
+
+    /// The name for people: control characters escaped (a name another
+    /// program made may hold any), and [`INVALID_MARK`] after a name
+    /// memshare cannot open.
+    pub fn name_text(&self) -> String {
+        let mut text: String = self
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        if !self.valid_name {
+            text.push(INVALID_MARK);
+        }
+        text
     }
 
     /// The size for people: exact, with a unit where one divides it.
@@ -63,6 +88,13 @@ impl Entry {
         }
     }
 }
+
+/// Marks, after its name, a segment whose name memshare cannot open.
+pub const INVALID_MARK: char = '*';
+
+/// What [`INVALID_MARK`] means, for the line under a table that shows it.
+pub const INVALID_LEGEND: &str = "* not a name memshare can open (another program made it; \
+memshare's names are 1 to 30 of A-Z a-z 0-9 . _ -, not starting with '.')";
 
 /// A cell for a value that may be unknown.
 pub fn or_unknown(value: &Option<String>) -> String {

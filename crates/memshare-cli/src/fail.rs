@@ -64,12 +64,80 @@ impl Failure {
         }
     }
 
+    /// The kind of failure, one word for JSON: `not_found`,
+    /// `already_exists`, `permission_denied`, `bad_input` or `other`.
+    pub fn kind(&self) -> &'static str {
+        match self.status {
+            status::USAGE => "bad_input",
+            status::NOT_FOUND => "not_found",
+            status::ALREADY_EXISTS => "already_exists",
+            status::PERMISSION_DENIED => "permission_denied",
+            _ => "other",
+        }
+    }
+
     /// Prints the message, if there is one, as `memshare: error: ...`.
     pub fn print(&self) {
         if !self.message.is_empty() {
             eprintln!("memshare: error: {}", self.message);
         }
     }
+}
+
+impl Failure {
+    /// The failure for a command line clap refused, as one line; `None` for
+    /// what is no failure but a request (`--help`, `--version`, and the
+    /// help a bare `memshare` prints), which clap prints itself.
+    pub fn from_parse_error(err: &clap::Error) -> Option<Failure> {
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+        match err.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => return None,
+            // A value our parsers refused (a size, an offset): their reason.
+            ErrorKind::ValueValidation => {
+                if let Some(reason) = std::error::Error::source(err) {
+                    let arg = match err.get(ContextKind::InvalidArg) {
+                        Some(ContextValue::String(arg)) => arg.as_str(),
+                        _ => "argument",
+                    };
+                    return Some(Failure::usage(format!("invalid {arg}: {reason}")));
+                }
+            }
+            _ => {}
+        }
+        Some(Failure::usage(one_line(&err.render().to_string())))
+    }
+}
+
+/// Clap's rendering of an error (`error: ...`, its continuation lines, then
+/// paragraphs of tips and usage, then `For more information...`) as one
+/// line: `MESSAGE; TIP (usage: USAGE)`.
+fn one_line(rendered: &str) -> String {
+    let flat = |paragraph: &str| {
+        paragraph
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut message = String::new();
+    let mut usage = None;
+    for paragraph in rendered.split("\n\n").map(flat) {
+        if let Some(text) = paragraph.strip_prefix("error: ") {
+            message.push_str(text);
+        } else if let Some(text) = paragraph.strip_prefix("tip: ") {
+            message.push_str("; ");
+            message.push_str(text);
+        } else if let Some(text) = paragraph.strip_prefix("Usage: ") {
+            usage = Some(text.to_owned());
+        }
+    }
+    if let Some(usage) = usage {
+        message.push_str(&format!(" (usage: {usage})"));
+    }
+    message
 }
 
 impl fmt::Display for Failure {
@@ -140,6 +208,27 @@ mod tests {
         assert_eq!(Failure::from(not_found).status, status::NOT_FOUND);
         let invalid = memshare::validate_name("a/b").unwrap_err();
         assert_eq!(Failure::from(invalid).status, status::USAGE);
+    }
+
+    #[test]
+    fn clap_errors_are_one_line() {
+        let rendered = "error: the following required arguments were not provided:\n  <SIZE>\n\n\
+                        Usage: memshare create <NAME> <SIZE>\n\n\
+                        For more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "the following required arguments were not provided: <SIZE> \
+             (usage: memshare create <NAME> <SIZE>)"
+        );
+        let rendered = "error: unexpected argument '--jsn' found\n\n  \
+                        tip: a similar argument exists: '--json'\n\n\
+                        Usage: memshare ls --json\n\n\
+                        For more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "unexpected argument '--jsn' found; a similar argument exists: '--json' \
+             (usage: memshare ls --json)"
+        );
     }
 
     #[test]

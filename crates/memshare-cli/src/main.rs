@@ -12,7 +12,6 @@ mod window;
 
 use std::process::ExitCode;
 
-use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, Subcommand};
 
 use fail::{Failure, EXIT_STATUS_HELP};
@@ -76,22 +75,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// A command line clap refused. A value our parsers refused (a size, an
-/// offset) gets one line like every other bad input; anything else (help,
-/// version, unknown options) is clap's to print.
+/// A command line clap refused: help and version requests print what was
+/// asked for; every other refusal is one error line, status 2.
 fn parse_failure(err: clap::Error) -> ExitCode {
-    if err.kind() == ErrorKind::ValueValidation {
-        let arg = match err.get(ContextKind::InvalidArg) {
-            Some(ContextValue::String(arg)) => arg.clone(),
-            _ => "argument".to_owned(),
-        };
-        if let Some(reason) = std::error::Error::source(&err) {
-            Failure::usage(format!("invalid {arg}: {reason}")).print();
-            return ExitCode::from(fail::status::USAGE);
+    match Failure::from_parse_error(&err) {
+        Some(failure) => {
+            failure.print();
+            ExitCode::from(failure.status)
+        }
+        None => {
+            // Help goes to stdout; a closed pipe is no matter.
+            let _ = err.print();
+            ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(fail::status::USAGE))
         }
     }
-    let status = err.exit_code();
-    // Help goes to stdout, errors to stderr; a closed pipe is no matter.
-    let _ = err.print();
-    ExitCode::from(u8::try_from(status).unwrap_or(fail::status::USAGE))
 }

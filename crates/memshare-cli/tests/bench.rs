@@ -1,5 +1,7 @@
 //! `memshare bench` end to end: the real binary, real peer processes.
 
+use std::path::{Path, PathBuf};
+
 use assert_cmd::Command;
 
 #[test]
@@ -37,9 +39,13 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
         "channel-park",
         "pipe",
         "memcpy",
-        "target",
+        "memshare against its baselines",
     ] {
         assert!(table.contains(needle), "table lacks {needle}:\n{table}");
+    }
+    // Ratios to the baselines, not the project's targets.
+    for word in ["target", "MISSED", " met"] {
+        assert!(!table.contains(word), "table has {word:?}:\n{table}");
     }
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
@@ -53,7 +59,14 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
             other => panic!("kind {other}"),
         }
     }
-    assert!(!report["comparisons"].as_array().unwrap().is_empty());
+    let comparisons = report["comparisons"].as_array().unwrap();
+    assert!(!comparisons.is_empty());
+    for c in comparisons {
+        assert!(c["ratio"].as_f64().unwrap() > 0.0, "{c}");
+        let mut keys: Vec<_> = c.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["baseline", "memshare", "ratio", "what"], "{c}");
+    }
 
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
@@ -61,21 +74,111 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The smallest benchmark: one latency case, no idling, 50 ms.
+const TINY: [&str; 9] = [
+    "bench",
+    "--only",
+    "latency",
+    "--transports",
+    "raw-spin",
+    "--duration",
+    "0.05",
+    "--idle",
+    "0",
+];
+
+/// A directory of its own for a test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("memshare-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `memshare args...` in `dir` and checks that it failed with status
+/// 2, one error line containing `needle` and nothing on standard output
+/// (so nothing ran).
+fn refused(dir: &Path, args: &[&str], needle: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_memshare"))
+        .current_dir(dir)
+        .args(args)
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "{args:?} ran: {out:?}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    assert!(err.starts_with("memshare: error:"), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err} lacks {needle:?}");
+}
+
 #[test]
 fn bench_refuses_bad_options_with_one_line() {
-    for args in [
-        &["bench", "--duration=-1"][..],
-        &["bench", "--sizes", "0"],
-        &["bench", "--only", "latency", "--transports", "memcpy"],
+    let dir = TempDir::new("bench-bad");
+    // Quick even if --duration 0 were accepted.
+    let duration_0 = [&TINY[..5], &["--idle", "0", "--duration", "0"]].concat();
+    for (args, needle) in [
+        (&["bench", "--duration=-1"][..], "--duration"),
+        (&duration_0, "--duration"),
+        (&["bench", "--sizes", "0"], "--sizes"),
+        (
+            &["bench", "--only", "latency", "--transports", "memcpy"],
+            "no case",
+        ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_memshare"))
-            .args(args)
-            .assert()
-            .failure()
-            .get_output()
-            .clone();
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(err.starts_with("memshare: error:"), "{args:?}: {err}");
+        refused(&dir.0, args, needle);
     }
+}
+
+#[test]
+fn bench_checks_its_output_paths_before_running() {
+    let dir = TempDir::new("bench-paths");
+    let json = dir.0.join("bench.json");
+    let json = json.to_str().unwrap();
+    for (option, path) in [
+        ("--json", "/no/such/dir/x.json"),
+        ("--plot", "/no/such/dir/x.svg"),
+    ] {
+        refused(&dir.0, &[&TINY[..], &[option, path]].concat(), path);
+    }
+    // A file the run opened for --json is not left behind when --plot fails.
+    refused(
+        &dir.0,
+        &[&TINY[..], &["--json", json, "--plot", "/no/such/dir/x.svg"]].concat(),
+        "x.svg",
+    );
+    assert!(!Path::new(json).exists(), "{json} left behind");
+    refused(
+        &dir.0,
+        &[&TINY[..], &["--json", "-", "--plot", "-"]].concat(),
+        "standard output",
+    );
+}
+
+#[test]
+fn bench_json_dash_is_standard_output() {
+    let dir = TempDir::new("bench-dash");
+    let out = Command::new(env!("CARGO_BIN_EXE_memshare"))
+        .current_dir(&dir.0)
+        .args(TINY)
+        .args(["--json", "-"])
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).expect("only JSON on stdout");
+    assert_eq!(report["results"][0]["transport"], "raw-spin", "{report}");
+    assert!(!dir.0.join("-").exists(), "wrote a file called -");
 }

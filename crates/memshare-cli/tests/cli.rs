@@ -51,10 +51,10 @@ impl Name {
         std::path::Path::new("/dev/shm").join(&self.0).exists()
     }
 
-    /// `memshare create NAME SIZE`, which must succeed.
+    /// `memshare create --quiet NAME SIZE`, which must succeed.
     fn create(&self, size: &str) {
         memshare()
-            .args(["create", self.as_str(), size])
+            .args(["create", "--quiet", self.as_str(), size])
             .assert()
             .success()
             .stdout("")
@@ -187,10 +187,46 @@ fn create_write_cat_ls_info_rm() {
         .args(["rm", name.as_str()])
         .assert()
         .success()
-        .stdout("")
+        .stdout(format!("removed {}\n", name.as_str()))
         .stderr("");
     assert!(!name.exists());
     assert!(listed(&name).is_none());
+}
+
+#[test]
+fn create_and_rm_say_what_they_did_unless_quiet() {
+    let (a, b, absent) = (Name::new("say"), Name::new("say"), Name::new("say"));
+    memshare()
+        .args(["create", a.as_str(), "64K"])
+        .assert()
+        .success()
+        .stdout(format!(
+            "created {} (64K = 65536 bytes), persists until memshare rm\n",
+            a.as_str()
+        ))
+        .stderr("");
+    memshare()
+        .args(["create", b.as_str(), "1000", "-q"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr("");
+    assert!(a.exists() && b.exists());
+    // One line per name removed; the error line for the others.
+    memshare()
+        .args(["rm", a.as_str(), absent.as_str(), b.as_str()])
+        .assert()
+        .code(NOT_FOUND)
+        .stdout(format!("removed {}\nremoved {}\n", a.as_str(), b.as_str()))
+        .stderr(predicate::str::contains(absent.as_str()));
+    a.create("4K");
+    memshare()
+        .args(["rm", "--quiet", a.as_str()])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr("");
+    assert!(!a.exists() && !b.exists());
 }
 
 /// The name of the user running the tests, as `ls` shows it.
@@ -242,6 +278,243 @@ fn a_segment_that_starts_with_the_channel_magic_is_a_channel() {
         .assert()
         .success()
         .stdout(predicate::str::contains("kind:     channel"));
+}
+
+#[test]
+fn write_refuses_a_live_channel_unless_forced() {
+    let name = Name::new("wchan");
+    let mut tx = memshare::channel::Sender::create_named(name.as_str(), 4096).unwrap();
+    tx.send(b"queued").unwrap();
+    let n = name.as_str();
+    let before = cat(&name, &[]);
+    fails(
+        memshare().args(["write", n]).write_stdin("oops"),
+        USAGE,
+        "holds a channel",
+    );
+    fails(
+        memshare()
+            .args(["write", n, "--offset", "1K"])
+            .write_stdin("oops"),
+        USAGE,
+        "--force",
+    );
+    assert!(cat(&name, &[]) == before, "the channel was written into");
+    let info = json_of(memshare().args(["info", n, "--json"]));
+    assert_eq!(info["channel"]["messages_pending"], 1, "{info}");
+
+    // --force writes (here into the ring, past the pending message).
+    let end = before.len() - 4;
+    memshare()
+        .args(["write", n, "--force", "--offset", &end.to_string()])
+        .write_stdin("oops")
+        .assert()
+        .success();
+    assert_eq!(cat(&name, &["--offset", &end.to_string()]), b"oops");
+    drop(tx);
+}
+
+/// Runs `memshare cat NAME extra...` with a pseudo-terminal as standard
+/// output (standard error piped); returns what it did and what reached the
+/// terminal.
+fn cat_to_terminal(name: &Name, extra: &[&str]) -> (std::process::Output, Vec<u8>) {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::OpenptFlags;
+    use std::io::Read;
+
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let path = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let terminal = rustix::fs::open(
+        path.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    // Read the terminal while the tool writes: its buffer is small. The
+    // read ends (EIO) once the tool and this test have closed their ends.
+    let mut master = std::fs::File::from(master);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = master.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+        }
+        seen
+    });
+    let output = {
+        let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_memshare"));
+        cmd.args(["cat", name.as_str()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(terminal))
+            .stderr(Stdio::piped());
+        cmd.output().expect("run memshare")
+        // `cmd`, which holds this test's copy of the terminal, goes here.
+    };
+    (output, reader.join().unwrap())
+}
+
+#[test]
+fn cat_refuses_a_terminal_unless_raw_and_pipes_raw_bytes() {
+    let name = Name::new("tty");
+    name.create("4K");
+    // An escape sequence that would turn a terminal's text red.
+    let bytes = b"\x1b[31mred\x1b[0m";
+    memshare()
+        .args(["write", name.as_str()])
+        .write_stdin(bytes.to_vec())
+        .assert()
+        .success();
+    let len = bytes.len().to_string();
+
+    let (output, seen) = cat_to_terminal(&name, &["--len", &len]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(USAGE), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(stderr.starts_with("memshare: error: "), "{stderr:?}");
+    assert!(
+        stderr.contains("terminal") && stderr.contains("--raw") && stderr.contains("pipe"),
+        "{stderr:?}"
+    );
+    assert!(seen.is_empty(), "bytes reached the terminal: {seen:?}");
+
+    // --raw writes them to the terminal as they are.
+    let (output, seen) = cat_to_terminal(&name, &["--len", &len, "--raw"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(seen, bytes);
+
+    // Into a pipe, without --raw, the bytes are the segment's.
+    assert_eq!(cat(&name, &["--len", &len]), bytes);
+}
+
+/// A file a test put in /dev/shm under a name memshare's rules refuse (as
+/// other programs do), removed when dropped.
+struct Foreign(String);
+
+impl Foreign {
+    /// `/dev/shm/<prefix>-<pid>-<n><suffix>`, holding `contents`.
+    fn plant(prefix: &str, suffix: &str, contents: &[u8]) -> Foreign {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "{prefix}-{}-{}{suffix}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        assert!(memshare::validate_name(&name).is_err(), "{name:?} is valid");
+        let planted = Foreign(name);
+        std::fs::write(planted.path(), contents).unwrap();
+        planted
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        std::path::Path::new("/dev/shm").join(&self.0)
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.path());
+    }
+}
+
+#[test]
+fn ls_shows_names_memshare_cannot_open_marked() {
+    // Too long, as iceoryx2's are; and one with an escape sequence in it.
+    let long = Foreign::plant("iox2_cli", "_0123456789abcdef_data.shm", b"iox");
+    let escape = Foreign::plant("cli\x1b[31m", "", b"");
+    let valid = Name::new("valid");
+    valid.create("4K");
+
+    let all = json_of(memshare().args(["ls", "--json"]));
+    let entry = |name: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name:?} not listed: {all}"))
+            .clone()
+    };
+    assert_eq!(entry(&long.0)["valid_name"], false);
+    assert_eq!(entry(&long.0)["size"], 3);
+    assert_eq!(entry(&escape.0)["valid_name"], false);
+    assert_eq!(entry(valid.as_str())["valid_name"], true);
+
+    let table = memshare()
+        .arg("ls")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let table = String::from_utf8(table).unwrap();
+    let first_cell = |name: &str| {
+        table
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .find(|cell| cell.starts_with(name))
+            .unwrap_or_else(|| panic!("{name:?} not in\n{table}"))
+            .to_owned()
+    };
+    assert_eq!(first_cell(&long.0), format!("{}*", long.0));
+    assert_eq!(first_cell(valid.as_str()), valid.as_str());
+    // The escape sequence is shown escaped, not sent to the terminal.
+    assert!(!table.contains('\x1b'), "{table:?}");
+    let shown = escape.0.replace('\x1b', "\\u{1b}");
+    assert_eq!(first_cell(&shown), format!("{shown}*"));
+    let legend = table.lines().last().unwrap();
+    assert!(
+        legend.starts_with("* not a name memshare can open"),
+        "{table}"
+    );
+
+    // info says what it is, as one error line.
+    fails(
+        memshare().args(["info", &long.0]),
+        USAGE,
+        "but is not a name memshare can open: a name must be at most 30 bytes",
+    );
+}
+
+#[test]
+fn gc_leaves_names_memshare_cannot_open_alone() {
+    // Another program's object that carries memshare's shared-lifetime
+    // marker and has no holder: stale by the marker, but not memshare's.
+    let planted = Foreign::plant("iox2_cli-gc", "_0123456789abcdef_data.shm", b"iox");
+    let marked = rustix::fs::setxattr(
+        planted.path(),
+        "user.memshare.lifetime",
+        b"shared",
+        rustix::fs::XattrFlags::empty(),
+    );
+    if let Err(e) = marked {
+        privileged::skip(
+            "gc_leaves_names_memshare_cannot_open_alone",
+            &format!("no user extended attributes on /dev/shm ({e}): nothing is ever stale"),
+        );
+        return;
+    }
+    let all = json_of(memshare().args(["ls", "--json"]));
+    let entry = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == planted.0.as_str())
+        .expect("listed");
+    assert_eq!(entry["stale"], true, "{entry}");
+    let output = memshare()
+        .args(["gc", "--dry-run"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let output = String::from_utf8(output).unwrap();
+    assert!(!output.contains(&planted.0), "{output}");
+    assert!(planted.path().exists());
 }
 
 #[test]
@@ -372,13 +645,44 @@ fn unknown_names_are_not_found() {
     assert!(!name.exists());
 }
 
+/// Runs `cmd`, which must fail with `status` and one error line, and
+/// returns the JSON it printed on standard output.
+fn json_failure(cmd: &mut Command, status: i32) -> Value {
+    let output = cmd.output().expect("run memshare");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(status), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    assert!(stderr.starts_with("memshare: error: "), "{stderr:?}");
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn info_json_failures_are_json_too() {
+    let name = Name::new("nojson");
+    let json = json_failure(
+        memshare().args(["info", name.as_str(), "--json"]),
+        NOT_FOUND,
+    );
+    assert_eq!(json["error"]["kind"], "not_found", "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains(name.as_str()), "{json}");
+    let json = json_failure(memshare().args(["info", "a/b", "--json"]), USAGE);
+    assert_eq!(json["error"]["kind"], "bad_input", "{json}");
+    // Without --json, only the error line.
+    fails(
+        memshare().args(["info", name.as_str()]),
+        NOT_FOUND,
+        "not found",
+    );
+}
+
 #[test]
 fn rm_removes_every_name_it_can_and_fails_for_the_others() {
     let (a, b, absent) = (Name::new("rm"), Name::new("rm"), Name::new("rm"));
     a.create("4K");
     b.create("4K");
     fails(
-        memshare().args(["rm", a.as_str(), absent.as_str(), b.as_str()]),
+        memshare().args(["rm", "-q", a.as_str(), absent.as_str(), b.as_str()]),
         NOT_FOUND,
         absent.as_str(),
     );
@@ -423,13 +727,49 @@ fn bad_sizes_are_usage_errors_and_create_nothing() {
     fails(&mut create("4KB"), USAGE, "ambiguous");
     fails(&mut create("lots"), USAGE, "not a number");
     assert!(!name.exists());
-    // And clap's own usage errors keep clap's status.
-    memshare().arg("frobnicate").assert().code(USAGE);
-    memshare()
-        .args(["create", name.as_str()])
-        .assert()
-        .code(USAGE);
+    fails(memshare().args(["create", name.as_str()]), USAGE, "<SIZE>");
     assert!(!name.exists());
+}
+
+#[test]
+fn command_line_errors_are_one_line_and_help_still_works() {
+    fails(memshare().arg("frobnicate"), USAGE, "'frobnicate'");
+    fails(
+        memshare().args(["ls", "--jsn"]),
+        USAGE,
+        "a similar argument exists: '--json'",
+    );
+    fails(
+        memshare().args(["bench", "--only", "foo"]),
+        USAGE,
+        "possible values: latency, throughput",
+    );
+    fails(
+        memshare().args(["cat", "x", "--len"]),
+        USAGE,
+        "a value is required for '--len <LEN>'",
+    );
+    fails(
+        memshare().args(["info", "a", "b"]),
+        USAGE,
+        "(usage: memshare info [OPTIONS] <NAME>)",
+    );
+    for help in [&["--help"][..], &["-h"], &["help"], &["rm", "--help"]] {
+        memshare()
+            .args(help)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Usage: memshare"))
+            .stderr("");
+    }
+    for version in ["--version", "-V"] {
+        memshare()
+            .arg(version)
+            .assert()
+            .success()
+            .stdout(format!("memshare {}\n", env!("CARGO_PKG_VERSION")))
+            .stderr("");
+    }
 }
 
 #[test]

@@ -11,6 +11,7 @@
 
 mod case;
 mod link;
+mod output;
 mod report;
 mod run;
 
@@ -22,6 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::fail::Failure;
 use crate::os;
 use case::{Case, Kind, Transport};
+use output::Output;
 use report::Report;
 use run::Timing;
 
@@ -47,16 +49,19 @@ pub struct Args {
     /// 64,4K,64K,1M).
     #[arg(long, value_delimiter = ',', value_parser = crate::size::parse_size)]
     sizes: Vec<u64>,
-    /// Seconds to measure each case (default 1, or 0.1 with --quick).
+    /// Seconds to measure each case, more than 0 (default 1, or 0.1 with
+    /// --quick).
     #[arg(long)]
     duration: Option<f64>,
     /// Seconds to idle before each case (default 1, or 0.05 with --quick).
     #[arg(long)]
     idle: Option<f64>,
-    /// Also write the results as JSON to this file.
+    /// Also write the results as JSON to this file; `-`: to standard output,
+    /// instead of the table. Checked before anything runs.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Also draw the results as an SVG plot in this file.
+    /// Also draw the results as an SVG plot in this file; `-`: to standard
+    /// output, instead of the table. Checked before anything runs.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
 }
@@ -130,6 +135,27 @@ fn plan(args: &Args) -> Result<Vec<Case>, Failure> {
     Ok(cases)
 }
 
+/// Opens the outputs of `--json` and `--plot`; at most one may be `-`.
+fn outputs(args: &Args) -> Result<(Option<Output>, Option<Output>), Failure> {
+    let json = args
+        .json
+        .as_deref()
+        .map(|path| Output::open(path, "json"))
+        .transpose()?;
+    let plot = args
+        .plot
+        .as_deref()
+        .map(|path| Output::open(path, "plot"))
+        .transpose()?;
+    if json.as_ref().is_some_and(Output::is_stdout) && plot.as_ref().is_some_and(Output::is_stdout)
+    {
+        return Err(Failure::usage(
+            "--json and --plot cannot both go to standard output (-)",
+        ));
+    }
+    Ok((json, plot))
+}
+
 pub fn run(args: Args) -> Result<(), Failure> {
     let timing = Timing {
         measure: seconds(
@@ -139,7 +165,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
         )?,
         idle: seconds(args.idle, if args.quick { 0.05 } else { 1.0 }, "idle")?,
     };
+    if timing.measure.is_zero() {
+        return Err(Failure::usage(
+            "invalid --duration: 0 seconds would measure nothing (give more than 0, at most 3600)",
+        ));
+    }
     let cases = plan(&args)?;
+    let (mut json, mut plot) = outputs(&args)?;
     let machine = os::machine();
     // The benchmark on one CPU, each peer on another.
     let cpus = os::cpu_ids();
@@ -170,16 +202,16 @@ pub fn run(args: Args) -> Result<(), Failure> {
         comparisons: report::compare(&results),
         results,
     };
-    super::cmd::print_stdout(&report::table(&report))?;
-    if let Some(path) = &args.json {
+    if ![&json, &plot].into_iter().flatten().any(Output::is_stdout) {
+        super::cmd::print_stdout(&report::table(&report))?;
+    }
+    if let Some(out) = &mut json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Failure::other(format!("encoding JSON: {e}")))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| Failure::other(format!("writing {}: {e}", path.display())))?;
+        out.write(&(text + "\n"))?;
     }
-    if let Some(path) = &args.plot {
-        std::fs::write(path, report::svg(&report))
-            .map_err(|e| Failure::other(format!("writing {}: {e}", path.display())))?;
+    if let Some(out) = &mut plot {
+        out.write(&report::svg(&report))?;
     }
     Ok(())
 }

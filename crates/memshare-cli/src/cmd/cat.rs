@@ -1,6 +1,6 @@
 //! `memshare cat NAME`: a segment's bytes to standard output.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use memshare::Segment;
 
@@ -11,6 +11,11 @@ use crate::size::{parse_offset, parse_size};
 ///
 /// Opens the segment read-only and copies its bytes, a window at a time
 /// (any size works). With --offset and --len, only that range.
+///
+/// The bytes are written as they are, so standard output must not be a
+/// terminal (the terminal would take them for text and escape sequences):
+/// to a terminal, cat refuses with an error line; pipe the bytes
+/// (`memshare cat NAME | xxd`), redirect them to a file, or pass --raw.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The segment's name
@@ -21,6 +26,9 @@ pub struct Args {
     /// Copy this many bytes (default: up to the end)
     #[arg(long, value_parser = parse_size)]
     len: Option<u64>,
+    /// Write the raw bytes even when standard output is a terminal
+    #[arg(long)]
+    raw: bool,
 }
 
 /// How many bytes are copied through the buffer at a time.
@@ -30,6 +38,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let segment = Segment::open_readonly(&args.name)?;
     let len = checked_range(&segment, args.offset, args.len)?;
     let mut out = std::io::stdout().lock();
+    if !args.raw && out.is_terminal() {
+        return Err(Failure::usage(
+            "standard output is a terminal, and cat writes raw bytes: pipe them \
+             (memshare cat NAME | xxd) or redirect them to a file, or pass --raw",
+        ));
+    }
     let mut buf = vec![0u8; PIECE.min(usize::try_from(len).unwrap_or(PIECE))];
     let mut done = 0u64;
     while done < len {

@@ -13,6 +13,7 @@ use crate::size::{format_approx, format_size, parse_size};
 /// only holder.) The segment is readable and writable by your user only
 /// (mode 0600); programs open it by name (memshare's `Segment::open`,
 /// Python's `shared_memory.SharedMemory(NAME)`), and `memshare write` fills it.
+/// One line on standard output says what was created (none with --quiet).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The name: 1 to 30 of A-Z a-z 0-9 . _ -, not starting with '.'
@@ -25,6 +26,9 @@ pub struct Args {
     /// the flag is accepted so that a command can say so
     #[arg(long)]
     persist: bool,
+    /// Print nothing on success (by default, one line says what was created)
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -47,5 +51,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
     Segment::options()
         .persist(true)
         .create_named(&args.name, args.size)?;
-    Ok(())
+    if args.quiet {
+        return Ok(());
+    }
+    let size = match format_size(args.size) {
+        bytes if bytes == args.size.to_string() => format!("{bytes} bytes"),
+        with_unit => format!("{with_unit} = {} bytes", args.size),
+    };
+    super::print_stdout(&format!(
+        "created {} ({size}), persists until memshare rm\n",
+        args.name
+    ))
 }

@@ -37,7 +37,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
             .collect()
     };
     let mut collected = 0;
-    for info in candidates.iter().filter(|info| info.is_stale()) {
+    // A name memshare cannot open is another program's, even if it carries
+    // memshare's lifetime marker: never memshare's to collect.
+    let stale = candidates
+        .iter()
+        .filter(|info| info.valid_name && info.is_stale());
+    for info in stale {
         if args.dry_run {
             super::print_stdout(&format!("would remove {}\n", info.name))?;
             collected += 1;

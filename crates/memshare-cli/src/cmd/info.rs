@@ -18,7 +18,9 @@ pub struct Args {
     /// The segment's name
     name: String,
     /// Print a JSON object (the fields of `ls --json`, and `pids`: null if
-    /// /proc could not be searched) instead of text
+    /// /proc could not be searched) instead of text. If it fails, the
+    /// object is {"error": {"kind": K, "message": M}} (K: not_found,
+    /// bad_input, permission_denied or other), besides the error line
     #[arg(long)]
     json: bool,
 }
@@ -84,8 +86,30 @@ fn channel_state(name: &str, info: &NamedInfo) -> Option<Result<ChannelState, St
     )
 }
 
+/// What is known about the segment `name`. A name memshare's rules refuse
+/// that is there all the same (another program's: `ls` lists it) is said
+/// to be one memshare cannot open.
+fn named_info(name: &str) -> Result<NamedInfo, Failure> {
+    match memshare::inspect::named_info(name) {
+        Err(memshare::Error::InvalidName { reason, .. })
+            if memshare::inspect::list_named()
+                .is_ok_and(|all| all.iter().any(|info| info.name == name)) =>
+        {
+            Err(Failure::usage(format!(
+                "{name:?} exists (another program made it), but is not a name memshare \
+                 can open: {reason}"
+            )))
+        }
+        other => other.map_err(Failure::from),
+    }
+}
+
 pub fn run(args: Args) -> Result<(), Failure> {
-    let info = memshare::inspect::named_info(&args.name)?;
+    let info = match named_info(&args.name) {
+        Ok(info) => info,
+        Err(failure) if args.json => return Err(super::json_failure(failure)),
+        Err(failure) => return Err(failure),
+    };
     // Best effort: the segment may vanish, /proc may be hidden.
     let pids = memshare::inspect::holder_pids(&args.name).ok();
     let entry = Entry::new(&info, &Users::load());

@@ -1,6 +1,6 @@
 //! `memshare ls`: the named segments on this machine.
 
-use crate::entry::{or_unknown, Entry};
+use crate::entry::{or_unknown, Entry, INVALID_LEGEND};
 use crate::fail::Failure;
 use crate::owner::Users;
 use crate::table::{Align, Table};
@@ -13,11 +13,14 @@ use crate::table::{Align, Table};
 /// until `memshare rm`; foreign: made by another program, lives like a file),
 /// whether it is stale (shared, and every holder died: `memshare gc`
 /// removes it) and what it holds (channel or bytes). `?` marks what cannot
-/// be known without opening the segment (another user's).
+/// be known without opening the segment (another user's). Every shared-memory
+/// object is listed: `*` after a name marks one that memshare's naming rules
+/// refuse (another program made it), which memshare cannot open.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Print a JSON array of objects (name, size, owner, uid, gid, mode,
-    /// holders, lifetime, stale, kind) instead of a table
+    /// holders, lifetime, stale, kind, valid_name: false for a name memshare
+    /// cannot open) instead of a table
     #[arg(long)]
     json: bool,
 }
@@ -46,7 +49,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     ]);
     for entry in &entries {
         table.push(vec![
-            entry.name.clone(),
+            entry.name_text(),
             entry.size_text(),
             entry.owner.clone(),
             entry.mode.clone(),
@@ -56,5 +59,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
             or_unknown(&entry.kind),
         ]);
     }
-    super::print_stdout(&table.render())
+    let mut text = table.render();
+    if entries.iter().any(|entry| !entry.valid_name) {
+        text.push_str(INVALID_LEGEND);
+        text.push('\n');
+    }
+    super::print_stdout(&text)
 }

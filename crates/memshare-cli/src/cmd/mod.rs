@@ -20,6 +20,20 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     print_stdout(&format!("{text}\n"))
 }
 
+/// For a command asked for JSON: prints `failure` as a JSON object too,
+/// `{"error": {"kind": ..., "message": ...}}` (see [`Failure::kind`]), so
+/// that a script reading standard output gets JSON either way; returns the
+/// failure, for its error line and status.
+fn json_failure(failure: Failure) -> Failure {
+    let error = serde_json::json!({
+        "error": { "kind": failure.kind(), "message": failure.message }
+    });
+    match print_json(&error) {
+        Ok(()) => failure,
+        Err(printing) => printing,
+    }
+}
+
 /// Writes `text` to standard output. A reader that went away (`| head`)
 /// is not an error.
 pub fn print_stdout(text: &str) -> Result<(), Failure> {

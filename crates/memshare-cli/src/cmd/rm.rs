@@ -7,8 +7,9 @@ use crate::fail::{Failure, Failures};
 /// Remove named segments
 ///
 /// Like deleting a file: processes that hold a segment keep it and its
-/// contents, but nobody can open it by name any more. Every name is tried;
-/// each one that cannot be removed gets an error line. A name that holds
+/// contents, but nobody can open it by name any more. Every name is tried:
+/// each one removed gets a line on standard output (none with --quiet),
+/// each one that cannot be removed an error line. A name that holds
 /// something other than a shared-memory object is refused, and so is
 /// another user's object unless --any-owner.
 #[derive(clap::Args, Debug)]
@@ -20,6 +21,9 @@ pub struct Args {
     /// system allows it: root, or the owner of /dev/shm)
     #[arg(long)]
     any_owner: bool,
+    /// Print nothing but errors (by default, one line per name removed)
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -28,8 +32,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let removed = Segment::options()
             .allow_foreign_owner(args.any_owner)
             .remove(name);
-        if let Err(e) = removed {
-            failures.add(e.into());
+        match removed {
+            Ok(()) if args.quiet => {}
+            Ok(()) => super::print_stdout(&format!("removed {name}\n"))?,
+            Err(e) => failures.add(e.into()),
         }
     }
     failures.finish()

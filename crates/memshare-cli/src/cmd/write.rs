@@ -2,6 +2,7 @@
 
 use std::io::Read;
 
+use memshare::inspect::SegmentKind;
 use memshare::Segment;
 
 use crate::fail::Failure;
@@ -12,6 +13,8 @@ use crate::window::windows;
 ///
 /// Reads all of standard input first (holding it in memory) and writes
 /// nothing if it does not fit between --offset and the end of the segment.
+/// A segment that holds a channel is refused unless --force: its header
+/// and messages belong to the processes that use it.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The segment's name
@@ -19,12 +22,22 @@ pub struct Args {
     /// Write from this byte on (units as for sizes: 4K, 1M…)
     #[arg(long, value_parser = parse_offset, default_value = "0")]
     offset: u64,
+    /// Write even into a segment that holds a channel (this overwrites its
+    /// header or messages under the processes that use it)
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let segment = Segment::open(&args.name)?;
     let size = segment.len();
     let name = &args.name;
+    if !args.force && memshare::inspect::named_info(name)?.kind == Some(SegmentKind::Channel) {
+        return Err(Failure::usage(format!(
+            "segment {name:?} holds a channel: writing would overwrite its header or messages \
+             under the processes that use it; nothing was written (--force writes anyway)"
+        )));
+    }
     let offset = args.offset;
     if offset > size {
         return Err(Failure::usage(format!(
