@@ -189,7 +189,10 @@ impl Object {
         // (an event, a mutex); Wine says ERROR_INVALID_HANDLE for both.
         // Either way there is no section by that name.
         Err(match first_error {
-            ERROR_INVALID_HANDLE => Error::not_found(name),
+            ERROR_INVALID_HANDLE => Error::NotFound {
+                name: name.to_owned(),
+                source: Some(std::io::Error::from_raw_os_error(first_error as i32)),
+            },
             code => win_error(Some(name), "OpenFileMappingW", code),
         })
     }
