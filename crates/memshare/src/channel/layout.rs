@@ -1,7 +1,7 @@
 //! The channel's shared layout: the constants, and the header as a
 //! `#[repr(C)]` type whose offsets are checked at compile time.
 //! `docs/channel-layout.md` is the normative text, for people who implement
-//! the protocol in another language (it names [`Header`] and its blocks);
+//! the protocol in another language (it names `Header` and its blocks);
 //! keep the two in step.
 
 use super::primitive::{AtomicU32, AtomicU64, FutexWord};

@@ -72,6 +72,14 @@
 //! moment the descriptor is made for it (a message in flight, a `Command`
 //! not yet spawned) until it drops the segment or dies, so the name stays
 //! valid if the sender goes away first, and goes once every holder is gone.
+//!
+//! [`CommandExt::share`]: crate::CommandExt::share
+//! [`Segment`]: crate::Segment
+//! [`Segment::inherited`]: crate::Segment::inherited
+//! [`Segment::inherited_from`]: crate::Segment::inherited_from
+//! [`Error::InvalidHandle`]: crate::Error::InvalidHandle
+//! [`send_segments`]: crate::send_segments
+//! [`recv_segments`]: crate::recv_segments
 
 // `CommandExt`, `send_segments` and `recv_segments` are used through the
 // crate root (`memshare::CommandExt`); the rest of sharing lives here.
