@@ -61,6 +61,11 @@
 //! `memshare gc`) is built on them.
 
 #![warn(missing_docs)]
+// On docs.rs, items that exist on some platforms only say which ones
+// (doc_cfg; since Rust 1.92 it also does what doc_auto_cfg did). The
+// cfgs of the loom model and the fuzz seams are not the reader's concern.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(docsrs, doc(auto_cfg(hide(loom, fuzzing))))]
 // `--cfg loom` builds the channel's protocol core for its loom model
 // (src/channel/loom_model.rs) and leaves the endpoints out, so what only
 // they use is unused there.
