@@ -47,6 +47,7 @@ fn main() -> Result<()> {
 }
 
 fn child(name: &str) -> Result<()> {
+    println!("child:  this is process {}", std::process::id());
     let segment = Segment::open(name)?;
     let view = segment.map(..)?;
     let mut greeting = [0u8; 21];
