@@ -162,6 +162,30 @@ pub enum Error {
         reason: String,
     },
 
+    /// The segment does not hold the kind of service asked for (a
+    /// publish-subscribe service, a request/response service).
+    #[error("{object}: not a {kind} service: {detail}")]
+    NotAService {
+        /// The segment involved.
+        object: String,
+        /// The kind of service that was expected.
+        kind: &'static str,
+        /// What does not fit.
+        detail: String,
+    },
+
+    /// A service's limit is reached: all its publisher or subscriber slots
+    /// are taken, or a subscriber already holds as many samples as it may.
+    #[error("{object}: {what}: the limit is {limit}")]
+    LimitReached {
+        /// The service or endpoint involved.
+        object: String,
+        /// What ran out, in words.
+        what: String,
+        /// The configured limit.
+        limit: u64,
+    },
+
     /// A channel endpoint of that side is already attached (each side may be
     /// attached once at a time).
     #[error("{object}: a {side} is already attached")]
@@ -310,10 +334,11 @@ impl Error {
             Error::NotSharedMemory { .. }
             | Error::InvalidHandle { .. }
             | Error::NotAChannel { .. }
+            | Error::NotAService { .. }
             | Error::Corrupted { .. } => K::InvalidData,
             Error::Unsupported { .. } => K::Unsupported,
             Error::NoSpace { .. } => K::StorageFull,
-            Error::AlreadyAttached { .. } => K::ResourceBusy,
+            Error::AlreadyAttached { .. } | Error::LimitReached { .. } => K::ResourceBusy,
             Error::Disconnected { .. } => K::BrokenPipe,
             Error::TimedOut { .. } => K::TimedOut,
             Error::Truncated { .. } => K::UnexpectedEof,

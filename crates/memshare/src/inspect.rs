@@ -13,7 +13,10 @@ pub use crate::sys::{NamedInfo, NamedLifetime, SegmentKind};
 
 /// The magics by which [`list_named`] and [`named_info`] recognise what a
 /// segment holds.
-const KINDS: &[(&[u8], SegmentKind)] = &[(&crate::channel::layout::MAGIC, SegmentKind::Channel)];
+const KINDS: &[(&[u8], SegmentKind)] = &[
+    (&crate::channel::layout::MAGIC, SegmentKind::Channel),
+    (&crate::pubsub::layout::MAGIC, SegmentKind::Pubsub),
+];
 
 /// Marks the names memshare's rules accept.
 fn judged(mut info: NamedInfo) -> NamedInfo {

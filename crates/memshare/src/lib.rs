@@ -77,11 +77,17 @@ mod error;
 #[cfg(unix)]
 pub mod inspect;
 mod name;
+#[cfg(unix)]
+mod primitive;
+#[cfg(unix)]
+pub mod pubsub;
 mod segment;
 pub mod share;
 pub mod sync;
 mod sys;
 mod view;
+#[cfg(unix)]
+mod waiting;
 
 pub use error::{Error, Result};
 pub use name::{validate_name, MAX_NAME_LEN};

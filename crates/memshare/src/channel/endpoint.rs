@@ -3,61 +3,13 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::layout::{self, Header, Side};
 use super::ring::{self, Corruption, Ring};
 use crate::sys::ByteLock;
+use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
 use crate::{Error, Result, Segment, ViewMut};
-
-/// How an endpoint waits when it cannot proceed (receiver: the ring is
-/// empty; sender: the ring is full).
-///
-/// | strategy | latency | CPU while waiting |
-/// |---|---|---|
-/// | `Spin` | lowest: a cache-line transfer | one core at 100 % |
-/// | `SpinThenPark` (default) | as `Spin` if the peer answers within the spin, else a futex wake-up (microseconds) | bounded spin, then none |
-/// | `Park` | a futex wake-up | none |
-///
-/// Whatever the strategy, a parked endpoint wakes at least every
-/// [`LIVENESS_INTERVAL`] to check whether its peer is still alive, so a
-/// peer that dies is noticed within that bound, and a spinning endpoint
-/// checks as often.
-///
-/// ```
-/// use memshare::channel::{Receiver, WaitStrategy};
-/// # fn main() -> memshare::Result<()> {
-/// let mut rx = Receiver::create(4096)?;
-/// rx.set_wait_strategy(WaitStrategy::Spin);
-/// assert_eq!(rx.wait_strategy(), WaitStrategy::Spin);
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WaitStrategy {
-    /// Busy-spin: never sleep.
-    Spin,
-    /// Spin this many times (each a CPU spin-loop hint), then park.
-    SpinThenPark {
-        /// Spin iterations before parking.
-        spins: u32,
-    },
-    /// Park at once.
-    Park,
-}
-
-/// The default spin of [`WaitStrategy::SpinThenPark`]: a few microseconds.
-pub const DEFAULT_SPINS: u32 = 4000;
-
-/// How often a waiting endpoint checks that its peer is alive.
-pub const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);
-
-impl Default for WaitStrategy {
-    fn default() -> WaitStrategy {
-        WaitStrategy::SpinThenPark {
-            spins: DEFAULT_SPINS,
-        }
-    }
-}
 
 /// An attached end of a channel: the mapping, the header, the lock that
 /// says this end is alive, and the capacity as validated at attach time
@@ -303,49 +255,25 @@ impl Endpoint {
             == layout::STATE_DETACHED
     }
 
-    /// One round of waiting while `blocked()` holds. Returns when the
-    /// caller should look again: the peer made progress, a spin or a park
-    /// slice ended, or the peer may be gone (the caller checks); `Ok(true)`
-    /// if it parked. `Err(TimedOut)` once `deadline` has passed.
+    /// One round of waiting while `blocked()` holds (see [`Rounds`]):
+    /// `Err(TimedOut)` once the deadline has passed.
     pub(crate) fn idle(
         &mut self,
-        round: &mut u64,
-        deadline: Option<Instant>,
+        rounds: &mut Rounds,
         op: &'static str,
         blocked: impl Fn(&Header) -> bool,
-    ) -> Result<bool> {
-        let spins = match self.strategy {
-            WaitStrategy::Spin => u64::MAX,
-            WaitStrategy::SpinThenPark { spins } => u64::from(spins),
-            WaitStrategy::Park => 0,
-        };
-        // A u64 count of rounds never wraps in practice (a round is at
-        // least a spin-loop hint).
-        *round += 1;
-        // Look at the clock only now and then while spinning.
-        let check_clock = *round > spins || *round % 256 == 0;
-        if check_clock {
-            if let Some(deadline) = deadline {
-                if Instant::now() >= deadline {
-                    return Err(Error::TimedOut {
-                        object: self.describe(),
-                        op,
-                    });
-                }
+    ) -> Result<()> {
+        match rounds.next() {
+            Some(Step::Spin) => std::hint::spin_loop(),
+            Some(Step::Park(slice)) => ring::park(self.header(), self.side, slice, blocked),
+            None => {
+                return Err(Error::TimedOut {
+                    object: self.describe(),
+                    op,
+                })
             }
         }
-        if *round <= spins {
-            std::hint::spin_loop();
-            return Ok(false);
-        }
-        // One park slice: at most the liveness interval, so that the peer's
-        // death is noticed; at most what is left before the deadline.
-        let slice = deadline.map_or(LIVENESS_INTERVAL, |d| {
-            d.saturating_duration_since(Instant::now())
-                .min(LIVENESS_INTERVAL)
-        });
-        ring::park(self.header(), self.side, slice, blocked);
-        Ok(true)
+        Ok(())
     }
 }
 

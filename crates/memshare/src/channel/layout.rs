@@ -4,7 +4,7 @@
 //! the protocol in another language (it names `Header` and its blocks);
 //! keep the two in step.
 
-use super::primitive::{AtomicU32, AtomicU64, FutexWord};
+use crate::primitive::{AtomicU32, AtomicU64, FutexWord};
 
 /// The first 8 bytes of every channel segment.
 pub const MAGIC: [u8; 8] = *b"MSCHAN01";

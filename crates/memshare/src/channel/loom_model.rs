@@ -1,7 +1,7 @@
 //! The loom model of the channel protocol, on the protocol's own code.
 //!
 //! `ring.rs` (finding room and frames, publishing, parking) and the header
-//! type of `layout.rs` are written against `primitive`, which is loom's
+//! type of `layout.rs` are written against `crate::primitive`, which is loom's
 //! atomics and a modelled futex under `--cfg loom`. So this model runs the
 //! code the endpoints run, over every interleaving and every value the
 //! memory model lets a load return, within loom's bounds (a preemption bound
@@ -24,8 +24,8 @@ use std::time::Duration;
 use loom::sync::Arc;
 
 use super::layout::{frame_len, Header, Side, FRAME_HEADER};
-use super::primitive::Ordering;
 use super::ring::{park, Consumer, Producer, Ring};
+use crate::primitive::Ordering;
 
 /// A small ring, so that frames wrap, pad and fill it.
 const CAPACITY: u64 = 32;

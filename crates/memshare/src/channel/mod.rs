@@ -78,7 +78,6 @@ mod inspect;
 pub mod layout;
 #[cfg(all(test, loom))]
 mod loom_model;
-mod primitive;
 #[cfg(not(loom))]
 mod receiver;
 mod ring;
@@ -87,8 +86,7 @@ mod sender;
 #[cfg(not(loom))]
 mod typed;
 
-#[cfg(not(loom))]
-pub use endpoint::{WaitStrategy, DEFAULT_SPINS, LIVENESS_INTERVAL};
+pub use crate::waiting::{WaitStrategy, DEFAULT_SPINS, LIVENESS_INTERVAL};
 #[cfg(not(loom))]
 pub use inspect::{inspect, ChannelState, EndpointState};
 #[cfg(not(loom))]

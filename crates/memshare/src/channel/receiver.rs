@@ -3,9 +3,10 @@
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
-use super::endpoint::{Endpoint, WaitStrategy};
+use super::endpoint::Endpoint;
 use super::layout::{Header, Side};
 use super::ring::{Consumer, Frame};
+use crate::waiting::{Rounds, WaitStrategy};
 use crate::{Result, Segment};
 
 /// The receiving end of a channel. See the [module docs](super).
@@ -147,23 +148,20 @@ impl Receiver {
     }
 
     fn recv_until(&mut self, deadline: Option<Instant>) -> Result<RecvGuard<'_>> {
-        let mut round = 0u64;
-        let mut parked = false;
+        let mut rounds = Rounds::new(self.ep.strategy, deadline);
         let frame = loop {
             if let Some(frame) = self.poll()? {
                 break frame;
             }
-            if parked || round % 256 == 0 {
+            if rounds.check_peer() {
                 if let Some(frame) = self.check_disconnected()? {
                     break frame;
                 }
             }
             let read = self.core.read;
-            parked = self
-                .ep
-                .idle(&mut round, deadline, "receive", |h: &Header| {
-                    Consumer::still_empty(h, read)
-                })?;
+            self.ep.idle(&mut rounds, "receive", |h: &Header| {
+                Consumer::still_empty(h, read)
+            })?;
         };
         Ok(self.guard(frame))
     }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::layout::{self, frame_len, max_message, Header, Side};
-use super::primitive::{fence, Ordering};
+use crate::primitive::{fence, Ordering};
 
 /// A contradiction in what the peer published: the caller turns it into
 /// `Error::Corrupted`, naming the channel.

@@ -3,9 +3,10 @@
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use super::endpoint::{Endpoint, WaitStrategy};
+use super::endpoint::Endpoint;
 use super::layout::{frame_len, max_message, Header, Side, FRAME_HEADER};
 use super::ring::Producer;
+use crate::waiting::{Rounds, WaitStrategy};
 use crate::{Error, Result, Segment};
 
 /// The sending end of a channel. See the [module docs](super).
@@ -181,20 +182,19 @@ impl Sender {
     }
 
     fn reserve_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<SendGuard<'_>> {
-        let mut round = 0u64;
-        let mut parked = false;
+        let mut rounds = Rounds::new(self.ep.strategy, deadline);
         let slot = loop {
             if let Some(slot) = self.poll_space(len)? {
                 break slot;
             }
             // Full. Is anyone going to empty it? (A system call at most
             // every LIVENESS_INTERVAL, and only while waiting.)
-            if (parked || round % 256 == 0) && self.ep.peer_gone(self.core.peer_moved)? {
+            if rounds.check_peer() && self.ep.peer_gone(self.core.peer_moved)? {
                 return Err(self.ep.disconnected());
             }
             let (write, capacity) = (self.core.write, self.ep.capacity());
             let frame = frame_len(len as u64).unwrap_or(u64::MAX);
-            parked = self.ep.idle(&mut round, deadline, "send", |h: &Header| {
+            self.ep.idle(&mut rounds, "send", |h: &Header| {
                 Producer::still_full(h, capacity, write, frame)
             })?;
         };

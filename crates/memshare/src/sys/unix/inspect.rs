@@ -48,7 +48,7 @@ impl fmt::Display for NamedLifetime {
 
 /// What a segment holds, judging by its first bytes.
 ///
-/// Displayed as `bytes` or `channel`.
+/// Displayed as `bytes`, `channel` or `pubsub`.
 ///
 /// ```
 /// # fn main() -> memshare::Result<()> {
@@ -70,6 +70,9 @@ pub enum SegmentKind {
     /// A memshare channel: the segment starts with the channel magic
     /// ([`channel::layout::MAGIC`](crate::channel::layout::MAGIC)).
     Channel,
+    /// A memshare publish-subscribe service: the segment starts with
+    /// [`pubsub::layout::MAGIC`](crate::pubsub::layout::MAGIC).
+    Pubsub,
 }
 
 impl fmt::Display for SegmentKind {
@@ -77,6 +80,7 @@ impl fmt::Display for SegmentKind {
         f.write_str(match self {
             SegmentKind::Bytes => "bytes",
             SegmentKind::Channel => "channel",
+            SegmentKind::Pubsub => "pubsub",
         })
     }
 }

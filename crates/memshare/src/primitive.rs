@@ -1,6 +1,7 @@
-//! The atomics and the futex word the channel protocol is written against:
-//! the real ones, or loom's under `--cfg loom`, so that the loom model in
-//! `loom_model.rs` runs the protocol's own code (as crossbeam does).
+//! The atomics and the futex word the shared-memory protocols (the channel,
+//! publish-subscribe) are written against: the real ones, or loom's under
+//! `--cfg loom`, so that the loom models run the protocols' own code (as
+//! crossbeam does).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
@@ -35,6 +36,12 @@ impl FutexWord {
     pub(crate) fn bump_and_wake(&self) {
         self.0.fetch_add(1, Ordering::Release);
         crate::sys::wake(&self.0, 1);
+    }
+
+    /// Bumps the word, then wakes every waiter.
+    pub(crate) fn bump_and_wake_all(&self) {
+        self.0.fetch_add(1, Ordering::Release);
+        crate::sys::wake(&self.0, u32::MAX);
     }
 }
 
@@ -75,5 +82,9 @@ impl FutexWord {
         self.word.fetch_add(1, Ordering::Release);
         let _guard = self.lock.lock().unwrap();
         self.cond.notify_all();
+    }
+
+    pub(crate) fn bump_and_wake_all(&self) {
+        self.bump_and_wake();
     }
 }

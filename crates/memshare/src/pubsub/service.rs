@@ -1,0 +1,297 @@
+//! What both kinds of endpoint share: the service's segment checked and
+//! mapped (each region writable only for the side that writes it), typed
+//! views of the regions, and the liveness of the other endpoints.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::layout::{
+    self, Entry, Geometry, Header, PublisherBlock, SubscriberHead, STATE_ATTACHED,
+};
+use super::ring::{Buffers, Corruption, PubView, SubView};
+use crate::primitive::{AtomicU32, AtomicU64};
+use crate::waiting::LIVENESS_INTERVAL;
+use crate::{Error, Result, Segment, View};
+
+/// Which side an endpoint is: what it maps writable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Writes publisher region `0`; reads the subscriber table.
+    Publisher(u32),
+    /// Writes the subscriber table; reads every publisher region.
+    Subscriber,
+    /// Writes nothing (inspection): everything read-only.
+    Observer,
+}
+
+/// A mapped region: writable or not, the pointer to its first byte.
+enum Window {
+    ReadOnly(View),
+    Writable(crate::ViewMut),
+}
+
+impl Window {
+    fn ptr(&self) -> *mut u8 {
+        match self {
+            // Never written through: the pages are read-only.
+            Window::ReadOnly(v) => v.as_ptr().cast_mut(),
+            Window::Writable(v) => v.as_mut_ptr(),
+        }
+    }
+
+    fn check_intact(&self) -> Result<()> {
+        match self {
+            Window::ReadOnly(v) => v.check_intact(),
+            Window::Writable(v) => v.check_intact(),
+        }
+    }
+}
+
+/// A service's segment, checked and mapped.
+pub(crate) struct Service {
+    segment: Segment,
+    pub(crate) geometry: Geometry,
+    header: NonNull<Header>,
+    subscribers: NonNull<u8>,
+    /// One per publisher slot; `None` for the slots a publisher does not
+    /// map (the others').
+    publishers: Vec<Option<NonNull<u8>>>,
+    buffers: Vec<Option<Buffers>>,
+    // Declared last: dropped after everything that points into them.
+    windows: Vec<Window>,
+}
+
+// SAFETY: the pointers point into `windows`, owned by the service; the
+// shared memory behind them is accessed through atomics, or by protocol.
+unsafe impl Send for Service {}
+
+impl Service {
+    /// Checks that `segment` holds a service and maps it for `role`.
+    pub(crate) fn open(segment: &Segment, role: Role) -> Result<Service> {
+        let object = segment.describe();
+        if segment.len() < layout::HEADER_LEN {
+            return Err(Error::NotAService {
+                object,
+                kind: "publish-subscribe",
+                detail: format!("{} bytes: too small", segment.len()),
+            });
+        }
+        let header_window = match role {
+            Role::Observer => Window::ReadOnly(segment.map_readonly(..layout::HEADER_LEN)?),
+            _ => Window::Writable(segment.map(..layout::HEADER_LEN)?),
+        };
+        // SAFETY: the window maps the first page, page-aligned; `Header` is
+        // atomics and padding, valid for any bytes; it lives in `windows`.
+        let header = unsafe { NonNull::new_unchecked(header_window.ptr().cast::<Header>()) };
+        // SAFETY: as above.
+        let h = unsafe { header.as_ref() };
+        if h.fixed.magic.load(Ordering::Acquire) != u64::from_le_bytes(layout::MAGIC) {
+            header_window.check_intact()?;
+            return Err(Error::NotAService {
+                object,
+                kind: "publish-subscribe",
+                detail: "it does not start with the magic \"MSPUBS01\"".into(),
+            });
+        }
+        let version = h.fixed.version.load(Ordering::Relaxed);
+        if version != layout::VERSION {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "{object}: publish-subscribe layout version {version} (this library speaks {})",
+                    layout::VERSION
+                ),
+            });
+        }
+        let geometry = Geometry::load(h, segment.len()).map_err(|detail| Error::Corrupted {
+            object: object.clone(),
+            detail,
+        })?;
+        header_window.check_intact()?;
+        let g = &geometry;
+        let table = g.subscribers_at..g.publishers_at;
+        let subscribers_window = match role {
+            Role::Publisher(_) | Role::Observer => Window::ReadOnly(segment.map_readonly(table)?),
+            Role::Subscriber => Window::Writable(segment.map(table)?),
+        };
+        let subscribers = NonNull::new(subscribers_window.ptr()).expect("a mapping is not null");
+        let mut windows = vec![header_window, subscribers_window];
+        let mut publishers = Vec::new();
+        let mut buffers = Vec::new();
+        for p in 0..g.shape.max_publishers {
+            let region = g.publisher_at(p)..g.publisher_at(p) + g.publisher_region;
+            let window = match role {
+                Role::Publisher(me) if me == p => Window::Writable(segment.map(region)?),
+                Role::Publisher(_) => {
+                    publishers.push(None);
+                    buffers.push(None);
+                    continue;
+                }
+                Role::Subscriber | Role::Observer => {
+                    Window::ReadOnly(segment.map_readonly(region)?)
+                }
+            };
+            let base = NonNull::new(window.ptr()).expect("a mapping is not null");
+            // SAFETY: the pool lies inside the region, which `windows`
+            // keeps mapped as long as the service.
+            let pool =
+                unsafe { Buffers::new(base.as_ptr().add(g.buffers_at as usize), g.buffer_stride) };
+            publishers.push(Some(base));
+            buffers.push(Some(pool));
+            windows.push(window);
+        }
+        Ok(Service {
+            segment: segment.clone(),
+            geometry,
+            header,
+            subscribers,
+            publishers,
+            buffers,
+            windows,
+        })
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!("service {:?}", self.segment.name().unwrap_or("(anonymous)"))
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: points into the first window, alive as long as `self`.
+        unsafe { self.header.as_ref() }
+    }
+
+    /// Subscriber `i`'s block (`i` below `max_subscribers`).
+    pub(crate) fn subscriber(&self, i: u32) -> SubView<'_> {
+        let g = &self.geometry;
+        let at = (u64::from(i) * g.subscriber_block) as usize;
+        // SAFETY: block `i` lies inside the subscriber table (the geometry
+        // was checked against the segment); its parts are atomics at the
+        // offsets the geometry gives, 8-aligned (blocks are 128-byte
+        // multiples from a page-aligned table); the window lives as long as
+        // `self`.
+        unsafe {
+            let base = self.subscribers.as_ptr().add(at);
+            SubView {
+                head: &*base.cast::<SubscriberHead>(),
+                holds: std::slice::from_raw_parts(
+                    base.add(g.holds_at as usize).cast::<AtomicU32>(),
+                    g.shape.max_held as usize,
+                ),
+                cursors: std::slice::from_raw_parts(
+                    base.add(g.cursors_at as usize).cast::<AtomicU64>(),
+                    g.shape.max_publishers as usize,
+                ),
+            }
+        }
+    }
+
+    /// The subscribers' views, with their index.
+    pub(crate) fn subscribers(&self) -> impl Iterator<Item = (u32, SubView<'_>)> {
+        (0..self.geometry.shape.max_subscribers).map(|i| (i, self.subscriber(i)))
+    }
+
+    /// Publisher `p`'s region, if this endpoint maps it.
+    pub(crate) fn publisher(&self, p: u32) -> Option<PubView<'_>> {
+        let g = &self.geometry;
+        let base = self.publishers[p as usize]?;
+        let buffers = self.buffers[p as usize].as_ref()?;
+        // SAFETY: the region lies inside the segment (checked geometry); the
+        // block and the entries are atomics at page- and 32-byte-aligned
+        // offsets; the window lives as long as `self`.
+        Some(unsafe {
+            PubView {
+                block: &*base.as_ptr().cast::<PublisherBlock>(),
+                entries: std::slice::from_raw_parts(
+                    base.as_ptr()
+                        .add(layout::PUBLISHER_BLOCK as usize)
+                        .cast::<Entry>(),
+                    g.ring_len as usize,
+                ),
+                buffers,
+            }
+        })
+    }
+
+    /// Every publisher region (a subscriber maps them all).
+    pub(crate) fn publishers(&self) -> Vec<PubView<'_>> {
+        (0..self.geometry.shape.max_publishers)
+            .filter_map(|p| self.publisher(p))
+            .collect()
+    }
+
+    /// `Ok` unless the memory under a mapping is gone (another process
+    /// truncated the segment).
+    pub(crate) fn check_intact(&self) -> Result<()> {
+        self.windows.iter().try_for_each(Window::check_intact)
+    }
+
+    /// The error for what the ring code found, unless the memory is gone,
+    /// which explains it better.
+    pub(crate) fn corrupted(&self, corruption: Corruption) -> Error {
+        match self.check_intact() {
+            Err(e) => e,
+            Ok(()) => Error::Corrupted {
+                object: self.describe(),
+                detail: corruption.0,
+            },
+        }
+    }
+}
+
+/// What an endpoint last learnt of the other endpoints' liveness, so that
+/// it asks the kernel (a lock query) at most once per liveness interval per
+/// endpoint, and asks again at once when a slot changes hands.
+#[derive(Debug, Default)]
+pub(crate) struct Liveness {
+    /// Per slot: the instance last asked about, the answer, when.
+    known: Vec<Option<(u64, bool, Instant)>>,
+}
+
+impl Liveness {
+    pub(crate) fn new(slots: u32) -> Liveness {
+        Liveness {
+            known: vec![None; slots as usize],
+        }
+    }
+
+    /// Whether the endpoint in `slot` (state `state`, instance `instance`,
+    /// locking byte `byte`) is alive: attached and holding its lock.
+    pub(crate) fn alive(
+        &mut self,
+        segment: &Segment,
+        slot: u32,
+        state: u32,
+        instance: u64,
+        byte: u64,
+    ) -> Result<bool> {
+        if state != STATE_ATTACHED {
+            return Ok(false);
+        }
+        let entry = &mut self.known[slot as usize];
+        if let Some((known, alive, at)) = *entry {
+            if known == instance && at.elapsed() < LIVENESS_INTERVAL {
+                return Ok(alive);
+            }
+        }
+        let alive = segment.object().byte_locked(byte)?;
+        *entry = Some((instance, alive, Instant::now()));
+        Ok(alive)
+    }
+}
+
+/// A random, nonzero instance id for a new endpoint.
+pub(crate) fn new_instance() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish() | 1
+}
