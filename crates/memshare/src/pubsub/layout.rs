@@ -1,6 +1,6 @@
-//! The service's shared layout: the constants, the header page as a
-//! `#[repr(C)]` type, and where every region lies for a configuration
-//! ([`Geometry`]). `docs/pubsub-layout.md` is the normative text; keep the
+//! The service's shared layout: the constants (and, inside the crate, the
+//! header page as a `#[repr(C)]` type and where every region lies for a
+//! configuration). `docs/pubsub-layout.md` is the normative text; keep the
 //! two in step.
 
 use crate::primitive::{AtomicU32, AtomicU64, FutexWord};
@@ -61,10 +61,26 @@ pub(crate) fn subscriber_lock_byte(i: u32) -> u64 {
 }
 
 /// The header page's fields (the rest of the page is reserved, zero).
+/// Every endpoint maps it writable: the words both sides write to wake
+/// each other live here.
 #[repr(C)]
 pub(crate) struct Header {
     pub(crate) fixed: FixedBlock,
     pub(crate) wake: WakeBlock,
+    _reserved: [u8; 768],
+    /// 1024: how publisher `p` is woken when it waits for room (overflow
+    /// "block"): its flag and futex word, written by subscribers too (the
+    /// publisher regions are read-only for them).
+    pub(crate) publisher_wake: [PublisherWake; MAX_PUBLISHERS as usize],
+}
+
+/// A publisher's wake words, in the header page.
+#[repr(C)]
+pub(crate) struct PublisherWake {
+    /// Nonzero while the publisher may be asleep on `futex`.
+    pub(crate) waiting: AtomicU32,
+    /// The word the publisher sleeps on; subscribers bump it.
+    pub(crate) futex: FutexWord,
 }
 
 /// Bytes 0–127: the configuration, written once before the magic.
@@ -115,7 +131,12 @@ pub(crate) struct WakeBlock {
 #[cfg(not(loom))]
 const _: () = {
     use std::mem::{offset_of, size_of};
-    assert!(size_of::<Header>() == 256);
+    assert!(size_of::<Header>() == 1024 + 8 * MAX_PUBLISHERS as usize);
+    assert!(size_of::<Header>() <= HEADER_LEN as usize);
+    assert!(offset_of!(Header, publisher_wake) == 1024);
+    assert!(size_of::<PublisherWake>() == 8);
+    assert!(offset_of!(PublisherWake, waiting) == 0);
+    assert!(offset_of!(PublisherWake, futex) == 4);
     assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, magic) == 0);
     assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, version) == 8);
     assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, overflow) == 12);
@@ -135,8 +156,6 @@ const _: () = {
     assert!(offset_of!(Header, wake) + offset_of!(WakeBlock, futex) == 136);
     assert!(size_of::<PublisherBlock>() == PUBLISHER_BLOCK as usize);
     assert!(offset_of!(PublisherBlock, state) == 0);
-    assert!(offset_of!(PublisherBlock, waiting) == 4);
-    assert!(offset_of!(PublisherBlock, futex) == 8);
     assert!(offset_of!(PublisherBlock, instance) == 16);
     assert!(offset_of!(PublisherBlock, head) == 128);
     assert!(size_of::<Entry>() == ENTRY_LEN as usize);
@@ -151,17 +170,13 @@ const _: () = {
     assert!(size_of::<SubscriberHead>() == SUBSCRIBER_HEAD as usize);
 };
 
-/// A publisher's block, at the start of its region.
+/// A publisher's block, at the start of its region (which only the
+/// publisher maps writable).
 #[repr(C, align(128))]
 pub(crate) struct PublisherBlock {
     /// 0: `STATE_*`.
     pub(crate) state: AtomicU32,
-    /// 4: nonzero while the publisher may be asleep on `futex` (waiting
-    /// for subscribers to make room, overflow policy "block").
-    pub(crate) waiting: AtomicU32,
-    /// 8: the word the publisher sleeps on; subscribers bump it.
-    pub(crate) futex: FutexWord,
-    _pad0: u32,
+    _pad0: [u32; 3],
     /// 16: the current publisher's instance id (nonzero, random).
     pub(crate) instance: AtomicU64,
     _pad1: [u8; 104],
@@ -426,12 +441,17 @@ pub(crate) mod model {
         }
     }
 
+    pub(crate) fn publisher_wake() -> PublisherWake {
+        PublisherWake {
+            waiting: AtomicU32::new(0),
+            futex: FutexWord::new(),
+        }
+    }
+
     pub(crate) fn publisher() -> PublisherBlock {
         PublisherBlock {
             state: AtomicU32::new(0),
-            waiting: AtomicU32::new(0),
-            futex: FutexWord::new(),
-            _pad0: 0,
+            _pad0: [0; 3],
             instance: AtomicU64::new(0),
             _pad1: [0; 104],
             head: AtomicU64::new(0),

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use loom::sync::Arc;
 
-use super::layout::{model, Entry, Geometry, PublisherBlock, Shape, SubscriberHead, WakeBlock};
+use super::layout::{
+    model, Entry, Geometry, PublisherBlock, PublisherWake, Shape, SubscriberHead, WakeBlock,
+};
 use super::ring::{
     park_publisher, park_subscriber, Buffers, Limits, PubCore, PubView, SubCore, SubView,
 };
@@ -27,6 +29,7 @@ struct Model {
     limits: Limits,
     max_held: usize,
     wake: WakeBlock,
+    publisher_wake: PublisherWake,
     block: PublisherBlock,
     entries: Vec<Entry>,
     buffers: Buffers,
@@ -51,6 +54,7 @@ impl Model {
             limits: Limits::from(&g),
             max_held: max_held as usize,
             wake: model::wake(),
+            publisher_wake: model::publisher_wake(),
             block: model::publisher(),
             entries: (0..g.ring_len).map(|_| model::entry()).collect(),
             buffers: Buffers::zeroed(g.pool_len, 8),
@@ -63,6 +67,7 @@ impl Model {
     fn publisher(&self) -> PubView<'_> {
         PubView {
             block: &self.block,
+            wake: &self.publisher_wake,
             entries: &self.entries,
             buffers: &self.buffers,
         }
@@ -91,7 +96,7 @@ fn publish(m: &Model, count: u64) {
         if !m.limits.drop_oldest {
             while !core.room(std::iter::once(m.subscriber())) {
                 let head = core.head;
-                park_publisher(&m.block, Duration::MAX, || {
+                park_publisher(&m.publisher_wake, Duration::MAX, || {
                     PubCore::still_full(head, m.limits.depth, 0, std::iter::once(m.subscriber()))
                 });
             }

@@ -150,6 +150,12 @@ impl Publisher {
         self.service.segment()
     }
 
+    /// The publisher slot this publisher took (its region in the segment:
+    /// docs/pubsub-layout.md).
+    pub fn slot(&self) -> u32 {
+        self.core.index
+    }
+
     /// The service's configuration (as its creator made it).
     pub fn config(&self) -> ServiceConfig {
         ServiceConfig::from_shape(&self.service.geometry.shape)
@@ -280,7 +286,7 @@ impl Publisher {
         let view = self.service.publisher(self.core.index).expect("mapped");
         let (head, depth, index) = (self.core.head, self.core.limits.depth, self.core.index);
         let service = &self.service;
-        park_publisher(view.block, slice, || {
+        park_publisher(view.wake, slice, || {
             PubCore::still_full(
                 head,
                 depth,

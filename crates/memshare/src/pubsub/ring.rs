@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::layout::{Entry, Geometry, PublisherBlock, SubscriberHead, WakeBlock};
+use super::layout::{Entry, Geometry, PublisherBlock, PublisherWake, SubscriberHead, WakeBlock};
 use crate::primitive::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// A contradiction in what a peer wrote: the caller turns it into
@@ -83,9 +83,11 @@ impl Buffers {
     }
 }
 
-/// One publisher's shared state: its block, its ring and its pool.
+/// One publisher's shared state: its block, its ring and its pool (in its
+/// region), and its wake words (in the header).
 pub(crate) struct PubView<'a> {
     pub(crate) block: &'a PublisherBlock,
+    pub(crate) wake: &'a PublisherWake,
     pub(crate) entries: &'a [Entry],
     pub(crate) buffers: &'a Buffers,
 }
@@ -514,8 +516,8 @@ impl SubCore {
     pub(crate) fn wake_publishers(pubs: &[PubView<'_>]) {
         fence(Ordering::SeqCst);
         for pv in pubs {
-            if pv.block.waiting.load(Ordering::Relaxed) != 0 {
-                pv.block.futex.bump_and_wake();
+            if pv.wake.waiting.load(Ordering::Relaxed) != 0 {
+                pv.wake.futex.bump_and_wake();
             }
         }
     }
@@ -542,16 +544,16 @@ pub(crate) fn park_subscriber(
 /// Parks a publisher waiting for room on its own futex for at most
 /// `slice`, unless `blocked()` is already false once its flag is set.
 pub(crate) fn park_publisher(
-    block: &PublisherBlock,
+    wake: &PublisherWake,
     slice: Duration,
     blocked: impl FnOnce() -> bool,
 ) {
-    let seq = block.futex.load();
-    block.waiting.store(1, Ordering::Relaxed);
+    let seq = wake.futex.load();
+    wake.waiting.store(1, Ordering::Relaxed);
     // The other half of the pair in `SubCore::wake_publishers`.
     fence(Ordering::SeqCst);
     if blocked() && !slice.is_zero() {
-        block.futex.wait(seq, slice);
+        wake.futex.wait(seq, slice);
     }
-    block.waiting.store(0, Ordering::Relaxed);
+    wake.waiting.store(0, Ordering::Relaxed);
 }

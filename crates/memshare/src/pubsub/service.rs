@@ -199,12 +199,14 @@ impl Service {
         let g = &self.geometry;
         let base = self.publishers[p as usize]?;
         let buffers = self.buffers[p as usize].as_ref()?;
+        let wake = &self.header().publisher_wake[p as usize];
         // SAFETY: the region lies inside the segment (checked geometry); the
         // block and the entries are atomics at page- and 32-byte-aligned
         // offsets; the window lives as long as `self`.
         Some(unsafe {
             PubView {
                 block: &*base.as_ptr().cast::<PublisherBlock>(),
+                wake,
                 entries: std::slice::from_raw_parts(
                     base.as_ptr()
                         .add(layout::PUBLISHER_BLOCK as usize)

@@ -150,6 +150,12 @@ impl Subscriber {
         self.service.segment()
     }
 
+    /// The subscriber slot this subscriber took (its block in the segment:
+    /// docs/pubsub-layout.md).
+    pub fn slot(&self) -> u32 {
+        self.index
+    }
+
     /// The service's configuration.
     pub fn config(&self) -> super::ServiceConfig {
         super::ServiceConfig::from_shape(&self.service.geometry.shape)
