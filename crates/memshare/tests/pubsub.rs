@@ -342,3 +342,47 @@ fn inspection_shows_publishers_subscribers_lag_and_missed() {
     let info = memshare::inspect::named_info(&name).unwrap();
     assert_eq!(info.kind, Some(memshare::inspect::SegmentKind::Pubsub));
 }
+
+#[test]
+fn typed_values_travel_whole_and_a_wrong_size_is_corrupted() {
+    use memshare::pubsub::{TypedPublisher, TypedSubscriber};
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Tick {
+        seq: u64,
+        price: f64,
+    }
+    let name = unique_name("typed-ps");
+    // max_message_len is raised to fit a Tick.
+    let config = ServiceConfig::new().max_message_len(1).max_publishers(2);
+    let mut ticks = TypedPublisher::<Tick>::create(&name, config).unwrap();
+    let listener = TypedSubscriber::<Tick>::open(&name).unwrap();
+    for i in 0..10u64 {
+        ticks
+            .publish(&Tick {
+                seq: i,
+                price: i as f64 / 2.0,
+            })
+            .unwrap();
+    }
+    for i in 0..10u64 {
+        let (tick, publisher, seq) = listener.recv_with_origin().unwrap();
+        assert_eq!(tick.seq, i);
+        assert_eq!(seq, i);
+        assert_eq!(publisher, ticks.inner_mut().id());
+    }
+    // A byte publisher sends 3 bytes: the typed side says so.
+    let mut raw = Publisher::open(&name).unwrap();
+    raw.publish_copy(&[1, 2, 3]).unwrap();
+    match listener.recv() {
+        Err(e @ Error::Corrupted { .. }) => assert!(e.to_string().contains("3 bytes"), "{e}"),
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+    // A service whose messages are too small for the type is refused.
+    let small = unique_name("typed-small");
+    let tiny = Publisher::create(&small, ServiceConfig::new().max_message_len(4)).unwrap();
+    assert!(matches!(
+        TypedPublisher::<Tick>::from_publisher(tiny),
+        Err(Error::OutOfRange { .. })
+    ));
+}

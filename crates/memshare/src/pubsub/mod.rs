@@ -75,6 +75,8 @@ mod ring;
 mod service;
 #[cfg(not(loom))]
 mod subscriber;
+#[cfg(not(loom))]
+mod typed;
 
 pub use config::{Overflow, ServiceConfig};
 #[cfg(not(loom))]
@@ -83,6 +85,8 @@ pub use inspect::{inspect, PublisherState, ServiceState, SubscriberState};
 pub use publisher::{Loan, Publisher};
 #[cfg(not(loom))]
 pub use subscriber::{Sample, Subscriber};
+#[cfg(not(loom))]
+pub use typed::{TypedPublisher, TypedSubscriber};
 
 /// Which publisher published a message: an id each publisher draws at
 /// random when it attaches (so a publisher that restarts is a new one).

@@ -312,6 +312,11 @@ impl Drop for Subscriber {
 }
 
 impl Sample<'_> {
+    /// The service, as it appears in error messages.
+    pub(crate) fn describe(&self) -> String {
+        self.subscriber.service.describe()
+    }
+
     /// The publisher that published this message.
     pub fn publisher(&self) -> PublisherId {
         PublisherId(self.got.instance)
