@@ -66,6 +66,16 @@ fn child_role(role: &str) {
             let mut tx = Sender::open(&std::env::var("MST_NAME").unwrap()).unwrap();
             tx.send(b"by name").unwrap();
         }
+        "subscriber" => {
+            use memshare::pubsub::Subscriber;
+            let sub = Subscriber::open(&std::env::var("MST_NAME").unwrap()).unwrap();
+            println!("ready=1");
+            for i in 0u32..50 {
+                let msg = sub.recv().unwrap();
+                assert_eq!(&*msg, &i.to_le_bytes());
+            }
+            assert!(matches!(sub.recv(), Err(Error::Disconnected { .. })));
+        }
         "holder" => {
             let segment = Segment::create(4096).unwrap();
             segment.map(..).unwrap().write_at(0, b"taken").unwrap();
@@ -245,6 +255,35 @@ fn a_whole_session_leaves_no_descriptor_name_or_child_behind() {
         assert!(!in_dev_shm(&name));
     }
     start.assert_unchanged("after channels");
+
+    // Publish-subscribe: a service, a subscriber in a child and one here,
+    // holding samples, a publisher that leaves.
+    {
+        use memshare::pubsub::{Publisher, ServiceConfig, Subscriber};
+        let name = unique_name("cs");
+        let mut publisher = Publisher::create(&name, ServiceConfig::new().depth(64)).unwrap();
+        let mine = Subscriber::open(&name).unwrap();
+        let mut cmd = spawn("subscriber");
+        cmd.env("MST_NAME", &name)
+            .stdout(std::process::Stdio::piped());
+        let mut subscriber = Reaped::spawn(cmd);
+        let mut out = subscriber.0.as_mut().unwrap().stdout.take().unwrap();
+        read_after(&mut out, "ready=", TIMEOUT);
+        for i in 0u32..50 {
+            publisher.publish_copy(&i.to_le_bytes()).unwrap();
+        }
+        let held = (mine.recv().unwrap(), mine.recv().unwrap());
+        assert_eq!(
+            (&*held.0, &*held.1),
+            (&0u32.to_le_bytes()[..], &1u32.to_le_bytes()[..])
+        );
+        drop(held);
+        drop(publisher);
+        subscriber.wait_success(TIMEOUT);
+        drop((out, mine));
+        assert!(!in_dev_shm(&name));
+    }
+    start.assert_unchanged("after publish-subscribe");
 
     // A descriptor taken from a child with pidfd_getfd, then the child killed.
     {
