@@ -93,8 +93,7 @@ pub fn inspect(segment: &Segment) -> Result<ServiceState> {
     let shape = service.geometry.shape;
     let mut publishers = Vec::new();
     let mut heads = Vec::new();
-    for (p, pv) in service.publishers().iter().enumerate() {
-        let p = p as u32;
+    for (p, pv) in service.publishers().iter() {
         let head = pv.block.head.load(Ordering::Acquire);
         heads.push(head);
         let state = pv.block.state.load(Ordering::Acquire);

@@ -114,12 +114,13 @@ fn publish(m: &Model, count: u64) {
 /// each while it holds it. Returns the sequences received and the count
 /// missed.
 fn subscribe(m: &Model, mut core: SubCore, last: u64) -> (Vec<u64>, u64) {
-    let pubs = [m.publisher()];
+    let views = [m.publisher()];
+    let pubs = &views[..];
     let sub = m.subscriber();
     let mut held = Vec::new();
     let mut seen = Vec::new();
     loop {
-        match core.poll(&sub, &pubs).expect("an honest publisher") {
+        match core.poll(&sub, pubs).expect("an honest publisher") {
             Some(got) => {
                 // Read it while holding it: a reuse would be a data race.
                 let bytes = m.buffers.read(got.buffer, got.len);
@@ -144,12 +145,12 @@ fn subscribe(m: &Model, mut core: SubCore, last: u64) -> (Vec<u64>, u64) {
             None => {
                 let cursors = core.cursors.clone();
                 park_subscriber(&m.wake, 0, Duration::MAX, || {
-                    SubCore::nothing_new(&cursors, m.limits.ring_len, &pubs)
+                    SubCore::nothing_new(&cursors, m.limits.ring_len, pubs)
                 });
             }
         }
         if !m.limits.drop_oldest {
-            SubCore::wake_publishers(&pubs);
+            SubCore::wake_publishers(pubs);
         }
     }
     for h in held {
@@ -184,7 +185,7 @@ fn block_delivers_every_message_in_order_and_wakes_both_sides() {
     check(3, || {
         let m = Arc::new(Model::new(1, 1, false));
         // The subscriber starts before the first message.
-        let core = SubCore::new(m.limits, &[m.publisher()]);
+        let core = SubCore::new(m.limits, &[m.publisher()][..]);
         let publisher = {
             let m = m.clone();
             loom::thread::spawn(move || publish(&m, 4))
@@ -204,7 +205,7 @@ fn block_delivers_every_message_in_order_and_wakes_both_sides() {
 fn drop_oldest_never_reuses_a_held_buffer_and_counts_what_is_missed() {
     check(2, || {
         let m = Arc::new(Model::new(1, 2, true));
-        let core = SubCore::new(m.limits, &[m.publisher()]);
+        let core = SubCore::new(m.limits, &[m.publisher()][..]);
         let publisher = {
             let m = m.clone();
             loom::thread::spawn(move || publish(&m, 5))

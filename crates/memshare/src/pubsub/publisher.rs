@@ -108,7 +108,7 @@ impl Publisher {
     pub fn attach(segment: &Segment) -> Result<Publisher> {
         // Check the header with a subscriber's view first: which slot is
         // ours is known only once its lock is taken.
-        let probe = Service::open(segment, Role::Subscriber)?;
+        let probe = Service::open(segment, Role::Observer)?;
         let slots = probe.geometry.shape.max_publishers;
         drop(probe);
         let mut taken = None;
@@ -270,7 +270,7 @@ impl Publisher {
     /// Whether the next message may be published now (always, under
     /// "drop oldest").
     fn room(&mut self) -> Result<bool> {
-        if self.core.limits.drop_oldest {
+        if self.core.limits.drop_oldest || self.core.room_as_last_seen() {
             return Ok(true);
         }
         let live = self.live_subscribers()?;
@@ -322,10 +322,17 @@ impl Publisher {
     }
 
     fn lend(&mut self, len: usize) -> Result<Loan<'_>> {
-        let live = self.live_subscribers()?;
-        let service = &self.service;
-        let subs: Vec<SubView<'_>> = live.iter().map(|&i| service.subscriber(i)).collect();
-        let buffer = self.core.take_buffer(subs.into_iter());
+        // Only when no buffer is free: the live subscribers' holds are
+        // scanned (once per `RECLAIM_BATCH` messages or so).
+        let buffer = match self.core.pop_free() {
+            Some(b) => Some(b),
+            None => {
+                let live = self.live_subscribers()?;
+                let service = &self.service;
+                let subs: Vec<SubView<'_>> = live.iter().map(|&i| service.subscriber(i)).collect();
+                self.core.take_buffer(subs.into_iter())
+            }
+        };
         self.service.check_intact()?;
         let Some(buffer) = buffer else {
             return Err(self.service.corrupted(super::ring::Corruption(

@@ -85,11 +85,30 @@ impl Buffers {
 
 /// One publisher's shared state: its block, its ring and its pool (in its
 /// region), and its wake words (in the header).
+#[derive(Clone, Copy)]
 pub(crate) struct PubView<'a> {
     pub(crate) block: &'a PublisherBlock,
     pub(crate) wake: &'a PublisherWake,
     pub(crate) entries: &'a [Entry],
     pub(crate) buffers: &'a Buffers,
+}
+
+/// Where a subscriber finds the publishers: every slot, by index (a slice
+/// in the loom model, the mapped service in the endpoints: no allocation
+/// per message).
+pub(crate) trait Publishers<'a> {
+    fn count(&self) -> usize;
+    fn get(&self, p: usize) -> PubView<'a>;
+}
+
+impl<'a> Publishers<'a> for &[PubView<'a>] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn get(&self, p: usize) -> PubView<'a> {
+        self[p]
+    }
 }
 
 /// One subscriber's shared state: its block's fixed part, its hold words
@@ -199,6 +218,11 @@ impl PubCore {
         }
     }
 
+    /// A free buffer to lend, if there is one without a scan.
+    pub(crate) fn pop_free(&mut self) -> Option<u32> {
+        self.free.pop()
+    }
+
     /// A buffer to lend: a free one, after scanning the holds of `subs` (the
     /// live subscribers) if none is free. `None` only if every buffer is
     /// held, which the pool's size rules out for honest subscribers.
@@ -258,10 +282,10 @@ impl PubCore {
     /// behind. Reads the subscribers' cursors only when the last ones seen
     /// say there is no room.
     pub(crate) fn room<'a>(&mut self, subs: impl Iterator<Item = SubView<'a>>) -> bool {
-        let depth = u64::from(self.limits.depth);
-        if self.head - self.min_cursor < depth {
+        if self.room_as_last_seen() {
             return true;
         }
+        let depth = u64::from(self.limits.depth);
         let mut min = self.head;
         for sub in subs {
             // A cursor ahead of the head (a hostile subscriber) counts as
@@ -271,6 +295,11 @@ impl PubCore {
         }
         self.min_cursor = min;
         self.head - min < depth
+    }
+
+    /// Whether the cursors last seen leave room (no shared memory read).
+    pub(crate) fn room_as_last_seen(&self) -> bool {
+        self.head - self.min_cursor < u64::from(self.limits.depth)
     }
 
     /// Whether a parked publisher is still without room: the "blocked"
@@ -354,11 +383,10 @@ pub(crate) struct SubCore {
 impl SubCore {
     /// A subscriber starting `history` messages back (at most what each
     /// ring still holds) in every publisher slot.
-    pub(crate) fn new(limits: Limits, pubs: &[PubView<'_>]) -> SubCore {
-        let cursors = pubs
-            .iter()
+    pub(crate) fn new<'a>(limits: Limits, pubs: impl Publishers<'a>) -> SubCore {
+        let cursors = (0..pubs.count())
             .map(|p| {
-                let head = p.block.head.load(Ordering::Acquire);
+                let head = pubs.get(p).block.head.load(Ordering::Acquire);
                 head.saturating_sub(u64::from(limits.history))
             })
             .collect();
@@ -380,17 +408,17 @@ impl SubCore {
 
     /// The next message of any publisher, held, or `None`. Publishers are
     /// looked at in turn, starting after the one that gave the last message.
-    pub(crate) fn poll(
+    pub(crate) fn poll<'a>(
         &mut self,
         sub: &SubView<'_>,
-        pubs: &[PubView<'_>],
+        pubs: impl Publishers<'a>,
     ) -> Result<Option<Got>, Corruption> {
-        let count = pubs.len();
+        let count = pubs.count();
         for i in 0..count {
             let p = (self.next + i) % count;
             // At most a few rounds: a lap moves the cursor to a valid entry.
             for _ in 0..4 {
-                match self.look(p, sub, &pubs[p])? {
+                match self.look(p, sub, &pubs.get(p))? {
                     Look::Message(got) => {
                         self.next = (p + 1) % count;
                         return Ok(Some(got));
@@ -503,8 +531,13 @@ impl SubCore {
 
     /// Whether no publisher has a message for this subscriber (the
     /// "blocked" test of a parked subscriber).
-    pub(crate) fn nothing_new(cursors: &[u64], ring_len: u32, pubs: &[PubView<'_>]) -> bool {
-        pubs.iter().zip(cursors).all(|(pv, &c)| {
+    pub(crate) fn nothing_new<'a>(
+        cursors: &[u64],
+        ring_len: u32,
+        pubs: impl Publishers<'a>,
+    ) -> bool {
+        cursors.iter().enumerate().all(|(p, &c)| {
+            let pv = pubs.get(p);
             let e = &pv.entries[(c % u64::from(ring_len)) as usize];
             let seq = e.seq.load(Ordering::Relaxed);
             seq == 0 || seq <= c
@@ -513,9 +546,9 @@ impl SubCore {
 
     /// After receiving: wakes publishers waiting for room (overflow policy
     /// "block"), the other half of the pair in `park_publisher`.
-    pub(crate) fn wake_publishers(pubs: &[PubView<'_>]) {
+    pub(crate) fn wake_publishers<'a>(pubs: impl Publishers<'a>) {
         fence(Ordering::SeqCst);
-        for pv in pubs {
+        for pv in (0..pubs.count()).map(|p| pubs.get(p)) {
             if pv.wake.waiting.load(Ordering::Relaxed) != 0 {
                 pv.wake.futex.bump_and_wake();
             }

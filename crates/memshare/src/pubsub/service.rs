@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::layout::{
     self, Entry, Geometry, Header, PublisherBlock, SubscriberHead, STATE_ATTACHED,
 };
-use super::ring::{Buffers, Corruption, PubView, SubView};
+use super::ring::{Buffers, Corruption, PubView, Publishers, SubView};
 use crate::primitive::{AtomicU32, AtomicU64};
 use crate::waiting::LIVENESS_INTERVAL;
 use crate::{Error, Result, Segment, View};
@@ -218,11 +218,10 @@ impl Service {
         })
     }
 
-    /// Every publisher region (a subscriber maps them all).
-    pub(crate) fn publishers(&self) -> Vec<PubView<'_>> {
-        (0..self.geometry.shape.max_publishers)
-            .filter_map(|p| self.publisher(p))
-            .collect()
+    /// Every publisher region, for a subscriber or an observer (which map
+    /// them all).
+    pub(crate) fn publishers(&self) -> AllPublishers<'_> {
+        AllPublishers(self)
     }
 
     /// `Ok` unless the memory under a mapping is gone (another process
@@ -241,6 +240,30 @@ impl Service {
                 detail: corruption.0,
             },
         }
+    }
+}
+
+/// Every publisher region of a service mapped by a subscriber or an
+/// observer: [`Publishers`] without an allocation per message.
+#[derive(Clone, Copy)]
+pub(crate) struct AllPublishers<'a>(&'a Service);
+
+impl<'a> Publishers<'a> for AllPublishers<'a> {
+    fn count(&self) -> usize {
+        self.0.geometry.shape.max_publishers as usize
+    }
+
+    fn get(&self, p: usize) -> PubView<'a> {
+        self.0
+            .publisher(p as u32)
+            .expect("subscribers and observers map every publisher region")
+    }
+}
+
+impl<'a> AllPublishers<'a> {
+    /// Each publisher's region, with its index.
+    pub(crate) fn iter(self) -> impl Iterator<Item = (u32, PubView<'a>)> {
+        (0..self.count()).map(move |p| (p as u32, self.get(p)))
     }
 }
 

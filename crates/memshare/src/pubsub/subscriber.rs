@@ -111,7 +111,7 @@ impl Subscriber {
             });
         };
         let limits = Limits::from(&service.geometry);
-        let core = SubCore::new(limits, &service.publishers());
+        let core = SubCore::new(limits, service.publishers());
         let sub = service.subscriber(index);
         // A slot whose subscriber died: nothing of it stays.
         for h in sub.holds {
@@ -222,7 +222,7 @@ impl Subscriber {
                     let cursors = self.core.borrow().cursors.clone();
                     let ring_len = self.service.geometry.ring_len;
                     park_subscriber(&self.service.header().wake, self.index, slice, || {
-                        SubCore::nothing_new(&cursors, ring_len, &pubs)
+                        SubCore::nothing_new(&cursors, ring_len, pubs)
                     });
                 }
                 None => {
@@ -255,13 +255,13 @@ impl Subscriber {
         }
         let pubs = self.service.publishers();
         let sub = self.service.subscriber(self.index);
-        let found = core.poll(&sub, &pubs);
+        let found = core.poll(&sub, pubs);
         drop(core);
         self.service.check_intact()?;
         let found = found.map_err(|c| self.service.corrupted(c))?;
         if found.is_some() && self.service.geometry.shape.overflow == layout::OVERFLOW_BLOCK {
             // Room was made: wake a publisher waiting for it.
-            super::ring::SubCore::wake_publishers(&pubs);
+            super::ring::SubCore::wake_publishers(pubs);
         }
         Ok(found)
     }
@@ -273,8 +273,7 @@ impl Subscriber {
         let mut liveness = self.publishers.borrow_mut();
         let core = self.core.borrow();
         let mut drained = true;
-        for (p, pv) in self.service.publishers().iter().enumerate() {
-            let p = p as u32;
+        for (p, pv) in self.service.publishers().iter() {
             let state = pv.block.state.load(Ordering::Acquire);
             let instance = pv.block.instance.load(Ordering::Acquire);
             if liveness.alive(segment, p, state, instance, layout::publisher_lock_byte(p))? {
@@ -307,7 +306,7 @@ impl Drop for Subscriber {
             .parked
             .fetch_and(!(1 << self.index), Ordering::Relaxed);
         // A publisher waiting for this subscriber's room may go on.
-        super::ring::SubCore::wake_publishers(&self.service.publishers());
+        super::ring::SubCore::wake_publishers(self.service.publishers());
     }
 }
 
