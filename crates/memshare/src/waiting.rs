@@ -96,6 +96,12 @@ impl Rounds {
         self.parked || self.round % 256 == 0
     }
 
+    /// Whether the last round parked: a peer's liveness asked now must not
+    /// come from before the park (its death would be noticed a slice late).
+    pub(crate) fn parked(&self) -> bool {
+        self.parked
+    }
+
     /// The next round: spin, or park for a slice (at most the liveness
     /// interval, at most what is left before the deadline). `None` once the
     /// deadline has passed (the clock is read only now and then while

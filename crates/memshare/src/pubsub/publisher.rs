@@ -9,7 +9,7 @@ use super::layout::{self, Header};
 use super::ring::{park_publisher, Limits, PubCore, SubView};
 use super::service::{new_instance, Liveness, Role, Service};
 use crate::sys::ByteLock;
-use crate::waiting::{Rounds, Step, WaitStrategy};
+use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
 use crate::{Error, Result, Segment};
 
 /// A publisher of a named service: lends buffers in shared memory
@@ -201,7 +201,7 @@ impl Publisher {
     /// queue is full (overflow policy "block").
     pub fn try_loan(&mut self, len: usize) -> Result<Option<Loan<'_>>> {
         self.check_len(len)?;
-        if !self.room()? {
+        if !self.room(false)? {
             return Ok(None);
         }
         self.lend(len).map(Some)
@@ -252,7 +252,7 @@ impl Publisher {
     fn loan_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<Loan<'_>> {
         self.check_len(len)?;
         let mut rounds = Rounds::new(self.strategy, deadline);
-        while !self.room()? {
+        while !self.room(rounds.parked())? {
             match rounds.next() {
                 Some(Step::Spin) => std::hint::spin_loop(),
                 Some(Step::Park(slice)) => self.park(slice)?,
@@ -268,12 +268,18 @@ impl Publisher {
     }
 
     /// Whether the next message may be published now (always, under
-    /// "drop oldest").
-    fn room(&mut self) -> Result<bool> {
+    /// "drop oldest"). After a park, the subscribers' liveness is asked
+    /// afresh: one that died during it must not hold us back another slice.
+    fn room(&mut self, after_park: bool) -> Result<bool> {
         if self.core.limits.drop_oldest || self.core.room_as_last_seen() {
             return Ok(true);
         }
-        let live = self.live_subscribers()?;
+        let max_age = if after_park {
+            Duration::ZERO
+        } else {
+            LIVENESS_INTERVAL
+        };
+        let live = self.live_subscribers(max_age)?;
         let room = self
             .core
             .room(live.iter().map(|&i| self.service.subscriber(i)));
@@ -282,7 +288,7 @@ impl Publisher {
     }
 
     fn park(&mut self, slice: Duration) -> Result<()> {
-        let live = self.live_subscribers()?;
+        let live = self.live_subscribers(LIVENESS_INTERVAL)?;
         let view = self.service.publisher(self.core.index).expect("mapped");
         let (head, depth, index) = (self.core.head, self.core.limits.depth, self.core.index);
         let service = &self.service;
@@ -300,14 +306,17 @@ impl Publisher {
     /// The subscribers that are attached and alive (their lock is held),
     /// asked at most once per liveness interval each. A dead subscriber
     /// holds nobody back and pins no buffer, and its parked bit is cleared.
-    fn live_subscribers(&mut self) -> Result<Vec<u32>> {
+    fn live_subscribers(&mut self, max_age: Duration) -> Result<Vec<u32>> {
         let mut live = Vec::new();
         let segment = self.service.segment().clone();
         for (i, sub) in self.service.subscribers() {
             let state = sub.head.state.load(Ordering::Acquire);
             let instance = sub.head.instance.load(Ordering::Acquire);
             let byte = layout::subscriber_lock_byte(i);
-            if self.subscribers.alive(&segment, i, state, instance, byte)? {
+            if self
+                .subscribers
+                .alive(&segment, i, state, instance, byte, max_age)?
+            {
                 live.push(i);
             } else if state == layout::STATE_ATTACHED {
                 // Died parked: stop waking it on every message.
@@ -327,7 +336,7 @@ impl Publisher {
         let buffer = match self.core.pop_free() {
             Some(b) => Some(b),
             None => {
-                let live = self.live_subscribers()?;
+                let live = self.live_subscribers(LIVENESS_INTERVAL)?;
                 let service = &self.service;
                 let subs: Vec<SubView<'_>> = live.iter().map(|&i| service.subscriber(i)).collect();
                 self.core.take_buffer(subs.into_iter())

@@ -4,7 +4,7 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::layout::{
     self, Entry, Geometry, Header, PublisherBlock, SubscriberHead, STATE_ATTACHED,
@@ -284,7 +284,9 @@ impl Liveness {
     }
 
     /// Whether the endpoint in `slot` (state `state`, instance `instance`,
-    /// locking byte `byte`) is alive: attached and holding its lock.
+    /// locking byte `byte`) is alive: attached and holding its lock. The
+    /// kernel is asked unless the last answer for this instance is younger
+    /// than `max_age` (at most [`LIVENESS_INTERVAL`]).
     pub(crate) fn alive(
         &mut self,
         segment: &Segment,
@@ -292,13 +294,14 @@ impl Liveness {
         state: u32,
         instance: u64,
         byte: u64,
+        max_age: Duration,
     ) -> Result<bool> {
         if state != STATE_ATTACHED {
             return Ok(false);
         }
         let entry = &mut self.known[slot as usize];
         if let Some((known, alive, at)) = *entry {
-            if known == instance && at.elapsed() < LIVENESS_INTERVAL {
+            if known == instance && at.elapsed() < max_age.min(LIVENESS_INTERVAL) {
                 return Ok(alive);
             }
         }

@@ -202,7 +202,7 @@ impl Subscriber {
         if let Some(got) = self.poll()? {
             return Ok(Some(self.sample(got)));
         }
-        self.check_disconnected()?;
+        self.check_disconnected(false)?;
         Ok(None)
     }
 
@@ -213,7 +213,7 @@ impl Subscriber {
                 return Ok(self.sample(got));
             }
             if rounds.check_peer() {
-                self.check_disconnected()?;
+                self.check_disconnected(rounds.parked())?;
             }
             match rounds.next() {
                 Some(Step::Spin) => std::hint::spin_loop(),
@@ -267,8 +267,14 @@ impl Subscriber {
     }
 
     /// `Err(Disconnected)` if no publisher is alive and everything the
-    /// publishers published was received.
-    fn check_disconnected(&self) -> Result<()> {
+    /// publishers published was received. After a park the publishers'
+    /// liveness is asked afresh.
+    fn check_disconnected(&self, after_park: bool) -> Result<()> {
+        let max_age = if after_park {
+            Duration::ZERO
+        } else {
+            crate::waiting::LIVENESS_INTERVAL
+        };
         let segment = self.service.segment();
         let mut liveness = self.publishers.borrow_mut();
         let core = self.core.borrow();
@@ -276,7 +282,8 @@ impl Subscriber {
         for (p, pv) in self.service.publishers().iter() {
             let state = pv.block.state.load(Ordering::Acquire);
             let instance = pv.block.instance.load(Ordering::Acquire);
-            if liveness.alive(segment, p, state, instance, layout::publisher_lock_byte(p))? {
+            let byte = layout::publisher_lock_byte(p);
+            if liveness.alive(segment, p, state, instance, byte, max_age)? {
                 return Ok(());
             }
             // Acquire: the publisher's death (or detach) was seen after its
