@@ -373,3 +373,33 @@ fn typed_channels_are_created_and_opened_by_name() {
     drop((tx, rx));
     assert!(!common::in_dev_shm(&name));
 }
+
+#[test]
+fn open_or_create_meets_whichever_side_comes_first() {
+    use memshare::channel::{Receiver, Sender};
+    // Both orders, and two threads racing to create it.
+    for sender_first in [true, false] {
+        let name = common::unique_name("ooc");
+        let (mut tx, mut rx) = if sender_first {
+            let tx = Sender::open_or_create(&name, 4096).unwrap();
+            (tx, Receiver::open_or_create(&name, 4096).unwrap())
+        } else {
+            let rx = Receiver::open_or_create(&name, 4096).unwrap();
+            (Sender::open_or_create(&name, 4096).unwrap(), rx)
+        };
+        tx.send(b"met").unwrap();
+        assert_eq!(&*rx.recv().unwrap(), b"met");
+        drop((tx, rx));
+        assert!(!common::in_dev_shm(&name));
+    }
+    for _ in 0..20 {
+        let name = common::unique_name("ooc-race");
+        let n = name.clone();
+        let other = std::thread::spawn(move || Receiver::open_or_create(&n, 4096).unwrap());
+        let mut tx = Sender::open_or_create(&name, 4096).unwrap();
+        let mut rx = other.join().unwrap();
+        assert_eq!(tx.segment().len(), rx.segment().len());
+        tx.send(b"one channel").unwrap();
+        assert_eq!(&*rx.recv().unwrap(), b"one channel");
+    }
+}

@@ -57,6 +57,37 @@ impl Endpoint {
         Ok(segment)
     }
 
+    /// Attaches `attach` to the named channel `name`: opened if it exists,
+    /// created (with a ring of at least `capacity`) if not. Two processes
+    /// that both call this, in any order, end up on one channel. A segment
+    /// found before its creator wrote the header (the name appears before
+    /// the format) is waited for, up to 2 s.
+    pub(crate) fn open_or_create<T>(
+        name: &str,
+        capacity: usize,
+        attach: impl Fn(&Segment) -> Result<T>,
+    ) -> Result<T> {
+        let segment = loop {
+            match Segment::open(name) {
+                Err(Error::NotFound { .. }) => {}
+                other => break other?,
+            }
+            match Endpoint::new_segment(Some(name), capacity) {
+                Err(Error::AlreadyExists { .. }) => continue,
+                other => break other?,
+            }
+        };
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match attach(&segment) {
+                Err(Error::NotAChannel { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Formats `segment` as an empty channel whose ring fills the rest of it.
     pub(crate) fn format(segment: &Segment) -> Result<()> {
         let capacity = ring_capacity(segment)?;

@@ -84,6 +84,13 @@ impl Receiver {
         Receiver::attach(&Segment::open(name)?)
     }
 
+    /// Opens the named channel `name` if it exists, else creates it with a
+    /// ring of at least `capacity` bytes, and attaches as its receiver (see
+    /// [`Sender::open_or_create`](super::Sender::open_or_create)).
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Receiver> {
+        Endpoint::open_or_create(name, capacity, Receiver::attach)
+    }
+
     /// The segment the channel lives in, to share with the sender.
     pub fn segment(&self) -> &Segment {
         self.ep.segment()

@@ -80,6 +80,25 @@ impl Sender {
         Sender::attach(&Segment::open(name)?)
     }
 
+    /// Opens the named channel `name` if it exists, else creates it with a
+    /// ring of at least `capacity` bytes, and attaches as its sender: the
+    /// sender and the receiver may start in any order, without a retry
+    /// loop. (A channel that exists keeps its capacity.)
+    ///
+    /// ```
+    /// use memshare::channel::{Receiver, Sender};
+    /// # fn main() -> memshare::Result<()> {
+    /// let name = format!("doc-chan-ooc-{}", std::process::id());
+    /// let mut rx = Receiver::open_or_create(&name, 4096)?; // whichever comes first
+    /// let mut tx = Sender::open_or_create(&name, 4096)?;
+    /// tx.send(b"hi")?;
+    /// assert_eq!(&*rx.recv()?, b"hi");
+    /// # Ok(()) }
+    /// ```
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Sender> {
+        Endpoint::open_or_create(name, capacity, Sender::attach)
+    }
+
     /// The segment the channel lives in, to share with the receiver.
     pub fn segment(&self) -> &Segment {
         self.ep.segment()
