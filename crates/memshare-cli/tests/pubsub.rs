@@ -1,7 +1,9 @@
 //! `memshare pub` and `memshare sub`, run for real: messages from one
 //! process's standard input to another's standard output, in text, hex
 //! and JSON; bad input stops `pub` with the line's number; `sub` waits,
-//! times out, and stops quietly when its reader goes away. Every test
+//! times out, and stops quietly when its reader goes away; `info` and `ls`
+//! show a service's configuration, publishers and subscribers; `gc`
+//! reclaims a service whose every holder died. Every test
 //! kills the processes it started and removes the names it made, even
 //! when it fails.
 
@@ -15,6 +17,10 @@ use memshare::channel::EndpointState;
 use memshare::pubsub::{Publisher, ServiceConfig, Subscriber};
 use memshare::Segment;
 use serde_json::Value;
+
+/// The one way a test may skip (shared with the library's tests).
+#[path = "../../memshare/tests/common/privileged.rs"]
+mod privileged;
 
 const OTHER: i32 = 1;
 const USAGE: i32 = 2;
@@ -502,4 +508,242 @@ fn sub_options_are_checked() {
                 "Usage: memshare {command}"
             )));
     }
+}
+
+fn json_of(cmd: &mut Command) -> Value {
+    let output = cmd.assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&output).expect("valid JSON")
+}
+
+fn stdout_of(cmd: &mut Command) -> String {
+    let output = cmd.assert().success().get_output().stdout.clone();
+    String::from_utf8(output).expect("UTF-8")
+}
+
+/// The `ls --json` entry for `name`, if listed.
+fn listed(name: &Name) -> Option<Value> {
+    let all = json_of(memshare().args(["ls", "--json"]));
+    all.as_array()
+        .expect("an array")
+        .iter()
+        .find(|entry| entry["name"] == name.as_str())
+        .cloned()
+}
+
+/// The cells of the line of `table` whose first cell is `first`.
+fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&first))
+        .unwrap_or_else(|| panic!("no line for {first:?} in\n{table}"))
+}
+
+#[test]
+fn info_and_ls_show_a_service_its_publishers_and_subscribers() {
+    let name = Name::new("info");
+    let n = name.as_str();
+    let config = ServiceConfig::new()
+        .max_publishers(2)
+        .max_subscribers(4)
+        .max_message_len(1024)
+        .depth(4)
+        .history(1)
+        .max_held(3);
+    let mut publisher = Publisher::create(n, config).unwrap();
+    let lagging = Subscriber::open(n).unwrap();
+    let keeping_up = Subscriber::open(n).unwrap();
+    drop(Publisher::open(n).unwrap()); // slot 1: detached
+    let mut last = None;
+    for i in 0..10 {
+        publisher.publish_copy(format!("m{i}").as_bytes()).unwrap();
+        drop(last.take());
+        last = Some(keeping_up.recv().unwrap());
+    }
+    // Six behind the depth of 4: it loses the oldest, then takes one.
+    drop(lagging.recv().unwrap());
+    assert!(lagging.missed() > 0);
+    let missed = lagging.missed();
+    let lag = 10 - missed - 1;
+    let state = memshare::pubsub::inspect(publisher.segment()).unwrap();
+
+    let info = json_of(memshare().args(["info", n, "--json"]));
+    assert_eq!(info["kind"], "pubsub", "{info}");
+    assert_eq!(
+        (&info["publishers"], &info["subscribers"]),
+        (&Value::from(1), &Value::from(2))
+    );
+    assert_eq!(info["channel"], Value::Null);
+    let pubsub = &info["pubsub"];
+    for (field, value) in [
+        ("max_publishers", Value::from(2)),
+        ("max_subscribers", Value::from(4)),
+        ("max_message_len", Value::from(1024)),
+        ("depth", Value::from(4)),
+        ("history", Value::from(1)),
+        ("max_held", Value::from(3)),
+        ("overflow", Value::from("drop-oldest")),
+    ] {
+        assert_eq!(pubsub[field], value, "{field}: {pubsub}");
+    }
+    assert_eq!(
+        pubsub["publishers"],
+        serde_json::json!([
+            {"slot": 0, "state": "attached", "id": publisher.id().to_string(), "next_sequence": 10},
+            {"slot": 1, "state": "detached", "id": state.publishers[1].id.to_string(),
+             "next_sequence": 0},
+        ])
+    );
+    let subscriber = |s: &Subscriber| {
+        pubsub["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|json| json["slot"] == s.slot())
+            .unwrap_or_else(|| panic!("no subscriber slot {}: {pubsub}", s.slot()))
+            .clone()
+    };
+    assert_eq!(
+        subscriber(&lagging),
+        serde_json::json!({"slot": lagging.slot(), "state": "attached", "received": 1,
+                           "missed": missed, "lag": lag, "held": 0})
+    );
+    assert_eq!(
+        subscriber(&keeping_up),
+        serde_json::json!({"slot": keeping_up.slot(), "state": "attached", "received": 10,
+                           "missed": 0, "lag": 0, "held": 1})
+    );
+
+    let text = stdout_of(memshare().args(["info", n]));
+    for line in [
+        "kind:            pubsub\n",
+        "publishers:      1 alive, at most 2\n",
+        "subscribers:     2 alive, at most 4\n",
+        "max message len: 1K (1024 bytes)\n",
+        "depth:           4\n",
+        "history:         1\n",
+        "max held:        3\n",
+        "overflow:        drop-oldest\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    assert_eq!(
+        row(&text, "PUBLISHER"),
+        ["PUBLISHER", "ID", "NEXT", "SEQ", "STATE"]
+    );
+    assert_eq!(
+        row(&text, "SUBSCRIBER"),
+        ["SUBSCRIBER", "RECEIVED", "MISSED", "LAG", "HELD", "STATE"]
+    );
+    let publisher_id = publisher.id().to_string();
+    assert_eq!(row(&text, "0")[..3], ["0", publisher_id.as_str(), "10"]);
+    let lagging_row = format!("{} 1 {missed} {lag} 0 attached", lagging.slot());
+    let keeping_row = format!("{} 10 0 0 1 attached", keeping_up.slot());
+    let rows: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(rows.contains(&lagging_row), "no {lagging_row:?} in\n{text}");
+    assert!(rows.contains(&keeping_row), "no {keeping_row:?} in\n{text}");
+
+    let entry = listed(&name).expect("listed");
+    assert_eq!(entry["kind"], "pubsub");
+    assert_eq!(
+        (&entry["publishers"], &entry["subscribers"]),
+        (&Value::from(1), &Value::from(2))
+    );
+    let table = stdout_of(memshare().arg("ls"));
+    assert!(
+        row(&table, "NAME").ends_with(&["KIND", "PUB/SUB"]),
+        "{table}"
+    );
+    assert!(row(&table, n).ends_with(&["pubsub", "1/2"]), "{table}");
+
+    // Other kinds have no count, in JSON or in the table.
+    let plain = Name::new("plain");
+    let _segment = Segment::create_named(plain.as_str(), 4096).unwrap();
+    let entry = listed(&plain).expect("listed");
+    assert_eq!(
+        (&entry["publishers"], &entry["subscribers"]),
+        (&Value::Null, &Value::Null)
+    );
+    let table = stdout_of(memshare().arg("ls"));
+    assert_eq!(
+        row(&table, plain.as_str()).last(),
+        Some(&"bytes"),
+        "{table}"
+    );
+    drop(last);
+}
+
+#[test]
+fn another_users_service_shows_what_stat_tells() {
+    use std::os::unix::process::CommandExt;
+    let root =
+        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if !root {
+        privileged::skip(
+            "another_users_service_shows_what_stat_tells",
+            "not root: cannot run the tool as another user",
+        );
+        return;
+    }
+    let name = Name::new("theirs");
+    let _publisher = Publisher::create(name.as_str(), ServiceConfig::new()).unwrap();
+    let as_nobody = || {
+        let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_memshare"));
+        cmd.uid(65534).gid(65534);
+        Command::from_std(cmd)
+    };
+    let info = json_of(as_nobody().args(["info", name.as_str(), "--json"]));
+    assert_eq!(info["holders"], 1, "{info}");
+    for field in ["kind", "lifetime", "publishers", "subscribers", "pubsub"] {
+        assert_eq!(info[field], Value::Null, "{field}: {info}");
+    }
+    let table = stdout_of(as_nobody().arg("ls"));
+    assert_eq!(row(&table, name.as_str())[5..], ["?", "no", "?"], "{table}");
+}
+
+#[test]
+fn gc_reclaims_the_service_of_a_killed_publisher() {
+    let name = Name::new("gcsvc");
+    let n = name.as_str();
+    let publisher = Running::start(&["pub", n, "--create"]);
+    wait_for_endpoints(&name, 1, 0);
+    // SIGKILL: the publisher never detaches, and nobody else holds it.
+    drop(publisher);
+
+    let entry = listed(&name).expect("a killed publisher leaves its service");
+    for (field, value) in [
+        ("kind", Value::from("pubsub")),
+        ("lifetime", Value::from("shared")),
+        ("holders", Value::from(0)),
+        ("stale", Value::from(true)),
+        ("publishers", Value::from(0)),
+        ("subscribers", Value::from(0)),
+    ] {
+        assert_eq!(entry[field], value, "{field}: {entry}");
+    }
+    // info describes it without opening it (an open would remove it).
+    let info = json_of(memshare().args(["info", n, "--json"]));
+    assert_eq!(
+        (&info["stale"], &info["pubsub"]),
+        (&Value::from(true), &Value::Null)
+    );
+    let text = stdout_of(memshare().args(["info", n]));
+    assert!(text.contains("not opened: it is stale"), "{text}");
+    assert!(name.exists(), "info removed the stale service");
+
+    memshare()
+        .args(["gc", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(format!("would remove {n}\n")));
+    assert!(name.exists());
+    memshare()
+        .args(["gc", n])
+        .assert()
+        .success()
+        .stdout(format!("removed {n}\n"));
+    assert!(!name.exists());
 }
