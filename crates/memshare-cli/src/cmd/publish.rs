@@ -49,12 +49,13 @@ pub struct Args {
     #[arg(long, value_name = "N", requires = "create",
           default_value_t = ServiceConfig::new().get_max_subscribers())]
     max_subscribers: u32,
-    /// With --create: the largest message (units as for sizes: 4K, 1M…;
-    /// every buffer of the publisher's pool is this large)
+    /// With --create: the largest message, at most 4G - 1 (units as for
+    /// sizes: 4K, 1M…; every buffer of the publisher's pool is this large)
     #[arg(long, value_name = "SIZE", requires = "create", value_parser = parse_size,
           default_value_t = ServiceConfig::new().get_max_message_len())]
     max_message_len: u64,
-    /// With --create: how many messages each subscriber can have waiting
+    /// With --create: how many messages each subscriber can have waiting,
+    /// 1 to 1048576
     #[arg(long, value_name = "N", requires = "create",
           default_value_t = ServiceConfig::new().get_depth())]
     depth: u32,
