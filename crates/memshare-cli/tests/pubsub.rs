@@ -484,8 +484,14 @@ fn sub_stops_quietly_when_its_reader_goes_away() {
     assert_eq!(line, "one\n");
     // Like `| head -1`: the reader reads a line and goes.
     drop(stdout);
-    for _ in 0..3 {
+    // More messages until the tool notices. (A process that another test
+    // starts meanwhile holds a copy of the reading end until its exec:
+    // a write while it does succeeds.)
+    let deadline = Instant::now() + PATIENCE;
+    while sub.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "sub did not stop");
         publisher.publish_copy(b"nobody reads this").unwrap();
+        std::thread::sleep(Duration::from_millis(10));
     }
     let (status, _, stderr) = sub.finish();
     assert_eq!((status, stderr.as_str()), (Some(0), ""));
