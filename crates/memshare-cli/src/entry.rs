@@ -1,9 +1,11 @@
 //! One named segment as `ls` and `info` show it, to people and in JSON.
 
 use memshare::inspect::NamedInfo;
+use memshare::pubsub::ServiceState;
 use serde::Serialize;
 
 use crate::owner::Users;
+use crate::service::alive_counts;
 use crate::size::format_size;
 
 /// What is known about one named segment; `null` in JSON (`?` for people)
@@ -28,16 +30,28 @@ pub struct Entry {
     pub lifetime: Option<String>,
     /// Shared lifetime and no holder left: `memshare gc` removes it.
     pub stale: bool,
-    /// `channel` or `bytes`.
+    /// `channel`, `pubsub` or `bytes`.
     pub kind: Option<String>,
+    /// For a publish-subscribe service: how many publishers are attached
+    /// and alive (`null` for other kinds, or if it could not be read).
+    pub publishers: Option<usize>,
+    /// The same for subscribers.
+    pub subscribers: Option<usize>,
     /// Whether the name follows memshare's naming rules; `false` for names
     /// other programs made that memshare cannot open (`iox2_…`).
     pub valid_name: bool,
 }
 
 impl Entry {
-    /// The entry for `info`, with owner names from `users`.
-    pub fn new(info: &NamedInfo, users: &Users) -> Entry {
+    /// The entry for `info`, with owner names from `users`, and for a
+    /// service the state `service` read
+    /// ([`service_state`](crate::service::service_state)).
+    pub fn new(
+        info: &NamedInfo,
+        users: &Users,
+        service: Option<&Result<ServiceState, String>>,
+    ) -> Entry {
+        let endpoints = alive_counts(info, service);
         Entry {
             name: info.name.clone(),
             size: info.len,
@@ -49,6 +63,8 @@ impl Entry {
             lifetime: info.lifetime.map(|l| l.to_string()),
             stale: info.is_stale(),
             kind: info.kind.map(|k| k.to_string()),
+            publishers: endpoints.map(|(publishers, _)| publishers),
+            subscribers: endpoints.map(|(_, subscribers)| subscribers),
             valid_name: info.valid_name,
         }
     }
@@ -77,6 +93,16 @@ impl Entry {
     /// The size for people: exact, with a unit where one divides it.
     pub fn size_text(&self) -> String {
         format_size(self.size)
+    }
+
+    /// For a service, `PUBLISHERS/SUBSCRIBERS` alive (`?` if unknown);
+    /// nothing for other kinds.
+    pub fn endpoints_text(&self) -> String {
+        match (self.publishers, self.subscribers) {
+            (Some(publishers), Some(subscribers)) => format!("{publishers}/{subscribers}"),
+            _ if self.kind.as_deref() == Some("pubsub") => "?".to_owned(),
+            _ => String::new(),
+        }
     }
 
     /// `yes` or `no`.

@@ -2,10 +2,13 @@
 
 mod bench;
 mod cmd;
+mod duration;
 mod entry;
 mod fail;
+mod hex;
 mod os;
 mod owner;
+mod service;
 mod size;
 mod table;
 mod window;
@@ -43,6 +46,9 @@ enum Command {
     Gc(cmd::gc::Args),
     Cat(cmd::cat::Args),
     Write(cmd::write::Args),
+    #[command(name = "pub")]
+    Pub(cmd::publish::Args),
+    Sub(cmd::subscribe::Args),
     Demo(cmd::demo::Args),
     #[command(hide = true)]
     DemoPeer(cmd::demo::PeerArgs),
@@ -63,6 +69,8 @@ fn main() -> ExitCode {
         Command::Gc(args) => cmd::gc::run(args),
         Command::Cat(args) => cmd::cat::run(args),
         Command::Write(args) => cmd::write::run(args),
+        Command::Pub(args) => cmd::publish::run(args),
+        Command::Sub(args) => cmd::subscribe::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::DemoPeer(args) => cmd::demo::run_peer(args),
     };

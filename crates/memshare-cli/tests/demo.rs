@@ -123,6 +123,7 @@ fn demo_runs_every_step_and_leaves_nothing() {
         "\n2. A named segment, opened by name, gone with its last holder\n",
         "\n3. Handles sent to a process that was already running\n",
         "\n4. A channel between two processes\n",
+        "\n5. A publish-subscribe service: one publisher, two subscribers\n",
     ] {
         assert!(stdout.contains(heading), "no {heading:?} in:\n{stdout}");
     }
@@ -138,10 +139,31 @@ fn demo_runs_every_step_and_leaves_nothing() {
         // Step 4: the channel and the timing.
         "median one-way latency",
         "memshare bench",
+        // Step 5: each subscriber received every message, then the end.
+        "→ NotFound: the service went with its last holder",
     ] {
         assert!(stdout.contains(needle), "no {needle:?} in:\n{stdout}");
     }
     assert!(!stdout.contains('\x1b'), "colour on a pipe:\n{stdout}");
+    // Step 5: both subscribers told, in turn, every message in order.
+    let received: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("child  │ recv → \"temperature"))
+        .collect();
+    assert_eq!(received.len(), 6, "{stdout}");
+    for (i, line) in received.iter().enumerate() {
+        assert!(
+            line.contains(&format!(", sequence {} from ", i % 3)),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        stdout
+            .matches("child  │ recv → Disconnected: no publisher left; 3 received, 0 missed")
+            .count(),
+        2,
+        "{stdout}"
+    );
     // Every line of the steps says who speaks.
     for line in stdout.lines().filter(|l| l.contains('│')) {
         assert!(
@@ -158,7 +180,7 @@ fn demo_runs_every_step_and_leaves_nothing() {
 fn each_step_runs_alone() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = demo_names();
-    for step in 1..=4 {
+    for step in 1..=5 {
         let run = Run::new(0);
         let output = run.demo(&["--step", &step.to_string()]);
         let stdout = text(&output.stdout);
@@ -167,7 +189,7 @@ fn each_step_runs_alone() {
             "step {step}: {}",
             text(&output.stderr)
         );
-        for other in 1..=4 {
+        for other in 1..=5 {
             let heading = format!("\n{other}. ");
             assert_eq!(
                 stdout.contains(&heading),

@@ -12,6 +12,7 @@
 //! | 2 | `named` | a named segment, opened by name, gone with its last holder |
 //! | 3 | `passing` | handles sent to a running process (`SCM_RIGHTS`), one read-only |
 //! | 4 | `channel` | a channel between the two, and a timed ping-pong |
+//! | 5 | `pubsub` | a publish-subscribe service: one publisher, two subscribers |
 //!
 //! Turn-taking keeps the narration in order: parent and peer write to the
 //! same standard output, and each side only prints while the other is
@@ -25,6 +26,7 @@ mod named;
 mod out;
 mod passing;
 mod peer;
+mod pubsub;
 
 use std::path::PathBuf;
 
@@ -33,17 +35,19 @@ use out::{Out, Who};
 
 /// Show how memshare works, step by step, with real processes
 ///
-/// Four steps, each printing what happened and which system calls were
+/// Five steps, each printing what happened and which system calls were
 /// behind it: (1) an anonymous segment inherited by one child, (2) a named
 /// segment opened by name and gone with its last holder, (3) handles sent
 /// to a process that was already running, one of them read-only, (4) a
-/// channel between two processes, with a small timed ping-pong. Takes a
+/// channel between two processes, with a small timed ping-pong, (5) a
+/// publish-subscribe service: the parent publishes, two subscriber
+/// processes each receive every message. Takes a
 /// second or two and leaves nothing behind: no names, no processes, no
 /// files.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Run only this step (1 to 4)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=4))]
+    /// Run only this step (1 to 5)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
     step: Option<u8>,
 }
 
@@ -52,7 +56,7 @@ pub struct Args {
 pub struct PeerArgs {
     /// The step to play the peer of
     step: u8,
-    /// Step 2: the segment's name
+    /// Steps 2 and 5: the segment's or the service's name
     #[arg(long)]
     name: Option<String>,
     /// Step 3: the socket to listen on
@@ -69,7 +73,7 @@ struct Step {
     run: fn(&Out) -> Result<(), Failure>,
 }
 
-const STEPS: [Step; 4] = [
+const STEPS: [Step; 5] = [
     Step {
         number: 1,
         title: "An anonymous segment, inherited by one child",
@@ -94,6 +98,13 @@ const STEPS: [Step; 4] = [
         title: "A channel between two processes",
         win32: "a ring buffer in a file mapping, with events to wake the other side",
         run: channel::parent,
+    },
+    Step {
+        number: 5,
+        title: "A publish-subscribe service: one publisher, two subscribers",
+        win32: "no such primitive: a named file mapping with a ring per publisher, \
+                a lock per endpoint and events to wake the subscribers",
+        run: pubsub::parent,
     },
 ];
 
@@ -123,18 +134,23 @@ pub fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Checks that the demo's segment name is not left in the shared-memory
-/// file system (every step cleans up after itself; this is the proof).
+/// Checks that the demo's names are not left in the shared-memory file
+/// system (every step cleans up after itself; this is the proof).
 fn nothing_left() -> Result<(), Failure> {
-    let name = named::segment_name();
-    match memshare::inspect::named_info(&name) {
-        // Where named segments cannot be inspected, step 2's own check stands.
-        Err(memshare::Error::NotFound { .. } | memshare::Error::Unsupported { .. }) => Ok(()),
-        Ok(_) => Err(Failure::other(format!(
-            "the demo left segment {name:?} behind"
-        ))),
-        Err(e) => Err(e.into()),
+    for name in [named::segment_name(), pubsub::service_name()] {
+        match memshare::inspect::named_info(&name) {
+            // Where named segments cannot be inspected, steps 2 and 5's own
+            // checks stand.
+            Err(memshare::Error::NotFound { .. } | memshare::Error::Unsupported { .. }) => {}
+            Ok(_) => {
+                return Err(Failure::other(format!(
+                    "the demo left segment {name:?} behind"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(())
 }
 
 /// `memshare demo-peer STEP`: the other process of a step.
@@ -145,6 +161,7 @@ pub fn run_peer(args: PeerArgs) -> Result<(), Failure> {
         2 => named::child(&out, args.name.as_deref()),
         3 => passing::child(&out, args.socket.as_deref()),
         4 => channel::child(&out),
+        5 => pubsub::child(&out, args.name.as_deref()),
         n => Err(Failure::usage(format!("demo-peer: no step {n}"))),
     }
 }

@@ -3,22 +3,34 @@
 
 use memshare::channel::{ChannelState, EndpointState};
 use memshare::inspect::{NamedInfo, SegmentKind};
+use memshare::pubsub::{Overflow, ServiceState};
 use serde::Serialize;
 
 use crate::entry::{or_unknown, Entry};
 use crate::fail::Failure;
 use crate::owner::Users;
+use crate::service::service_state;
+use crate::size::format_size;
+use crate::table::{Align, Table};
 
 /// Show everything known about one named segment
 ///
 /// What `memshare ls` shows, plus the processes that have the segment open
-/// (found in /proc: best effort, only the processes you may look at).
+/// (found in /proc: best effort, only the processes you may look at). For a
+/// channel, its header decoded; for a publish-subscribe service, its
+/// configuration and every publisher and subscriber slot ever used: the
+/// publisher's id and next sequence number, what each subscriber received
+/// and missed, how far behind it is (lag: the most messages waiting for it
+/// from one publisher) and how many samples it holds. A stale service
+/// (every holder died) is not opened: that would remove it (`memshare gc`
+/// does).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The segment's name
     name: String,
-    /// Print a JSON object (the fields of `ls --json`, and `pids`: null if
-    /// /proc could not be searched) instead of text. If it fails, the
+    /// Print a JSON object (the fields of `ls --json`, `pids`: null if
+    /// /proc could not be searched, `channel` and `pubsub`: what they hold,
+    /// or null) instead of text. If it fails, the
     /// object is {"error": {"kind": K, "message": M}} (K: not_found,
     /// bad_input, permission_denied or other), besides the error line
     #[arg(long)]
@@ -32,6 +44,84 @@ struct Report {
     pids: Option<Vec<u32>>,
     /// For a channel: its header, decoded.
     channel: Option<ChannelJson>,
+    /// For a publish-subscribe service: its configuration and endpoints.
+    pubsub: Option<PubsubJson>,
+}
+
+/// A service's state as JSON.
+#[derive(Serialize)]
+struct PubsubJson {
+    max_publishers: u32,
+    max_subscribers: u32,
+    max_message_len: u64,
+    depth: u32,
+    history: u32,
+    max_held: u32,
+    overflow: &'static str,
+    publishers: Vec<PublisherJson>,
+    subscribers: Vec<SubscriberJson>,
+}
+
+#[derive(Serialize)]
+struct PublisherJson {
+    slot: u32,
+    state: String,
+    id: String,
+    next_sequence: u64,
+}
+
+#[derive(Serialize)]
+struct SubscriberJson {
+    slot: u32,
+    state: String,
+    received: u64,
+    missed: u64,
+    lag: u64,
+    held: u32,
+}
+
+fn overflow_text(policy: Overflow) -> &'static str {
+    match policy {
+        Overflow::Block => "block",
+        Overflow::DropOldest => "drop-oldest",
+    }
+}
+
+impl From<&ServiceState> for PubsubJson {
+    fn from(s: &ServiceState) -> PubsubJson {
+        let c = &s.config;
+        PubsubJson {
+            max_publishers: c.get_max_publishers(),
+            max_subscribers: c.get_max_subscribers(),
+            max_message_len: c.get_max_message_len(),
+            depth: c.get_depth(),
+            history: c.get_history(),
+            max_held: c.get_max_held(),
+            overflow: overflow_text(c.get_overflow()),
+            publishers: s
+                .publishers
+                .iter()
+                .map(|p| PublisherJson {
+                    slot: p.slot,
+                    state: endpoint_text(p.state),
+                    id: p.id.to_string(),
+                    next_sequence: p.next_sequence,
+                })
+                .collect(),
+            subscribers: s
+                .subscribers
+                .iter()
+                .map(|s| SubscriberJson {
+                    slot: s.slot,
+                    state: endpoint_text(s.state),
+                    received: s.received,
+                    missed: s.missed,
+                    lag: s.lag,
+                    held: s.held,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A channel's state as JSON.
@@ -112,17 +202,23 @@ pub fn run(args: Args) -> Result<(), Failure> {
     };
     // Best effort: the segment may vanish, /proc may be hidden.
     let pids = memshare::inspect::holder_pids(&args.name).ok();
-    let entry = Entry::new(&info, &Users::load());
+    let service = service_state(&info);
+    let entry = Entry::new(&info, &Users::load(), service.as_ref());
     let channel = channel_state(&args.name, &info);
     if args.json {
         let channel = channel
             .as_ref()
             .and_then(|c| c.as_ref().ok())
             .map(ChannelJson::from);
+        let pubsub = service
+            .as_ref()
+            .and_then(|s| s.as_ref().ok())
+            .map(PubsubJson::from);
         return super::print_json(&Report {
             entry,
             pids,
             channel,
+            pubsub,
         });
     }
     let pids_text = match &pids {
@@ -150,25 +246,116 @@ pub fn run(args: Args) -> Result<(), Failure> {
         ("lifetime", or_unknown(&entry.lifetime)),
         ("stale", entry.stale_text().to_owned()),
     ];
-    fields.extend(contents_fields(&info, channel.as_ref()));
+    fields.extend(contents_fields(&info, channel.as_ref(), service.as_ref()));
+    let service = service.as_ref().and_then(|s| s.as_ref().ok());
+    if let Some(service) = service {
+        fields.extend(config_fields(service, &entry));
+    }
     let width = fields
         .iter()
         .map(|(label, _)| label.len())
         .max()
         .unwrap_or(0)
         + 1;
-    let text: String = fields
+    let mut text: String = fields
         .iter()
         .map(|(label, value)| format!("{:<width$} {value}\n", format!("{label}:")))
         .collect();
+    if let Some(service) = service {
+        text.push_str(&endpoint_tables(service));
+    }
     super::print_stdout(&text)
 }
 
+/// A service's configuration, and how many of its endpoints are alive.
+fn config_fields(service: &ServiceState, entry: &Entry) -> Vec<(&'static str, String)> {
+    let c = &service.config;
+    let alive = |n: Option<usize>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    vec![
+        (
+            "publishers",
+            format!(
+                "{} alive, at most {}",
+                alive(entry.publishers),
+                c.get_max_publishers()
+            ),
+        ),
+        (
+            "subscribers",
+            format!(
+                "{} alive, at most {}",
+                alive(entry.subscribers),
+                c.get_max_subscribers()
+            ),
+        ),
+        (
+            "max message len",
+            format!(
+                "{} ({} bytes)",
+                format_size(c.get_max_message_len()),
+                c.get_max_message_len()
+            ),
+        ),
+        ("depth", c.get_depth().to_string()),
+        ("history", c.get_history().to_string()),
+        ("max held", c.get_max_held().to_string()),
+        ("overflow", overflow_text(c.get_overflow()).to_owned()),
+    ]
+}
+
+/// A table of the publisher slots and one of the subscriber slots ever
+/// used (the state last: the one long cell).
+fn endpoint_tables(service: &ServiceState) -> String {
+    let mut text = String::new();
+    if !service.publishers.is_empty() {
+        let mut table = Table::new(&[
+            ("PUBLISHER", Align::Right),
+            ("ID", Align::Left),
+            ("NEXT SEQ", Align::Right),
+            ("STATE", Align::Left),
+        ]);
+        for p in &service.publishers {
+            table.push(vec![
+                p.slot.to_string(),
+                p.id.to_string(),
+                p.next_sequence.to_string(),
+                endpoint_text(p.state),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&table.render());
+    }
+    if !service.subscribers.is_empty() {
+        let mut table = Table::new(&[
+            ("SUBSCRIBER", Align::Right),
+            ("RECEIVED", Align::Right),
+            ("MISSED", Align::Right),
+            ("LAG", Align::Right),
+            ("HELD", Align::Right),
+            ("STATE", Align::Left),
+        ]);
+        for s in &service.subscribers {
+            table.push(vec![
+                s.slot.to_string(),
+                s.received.to_string(),
+                s.missed.to_string(),
+                s.lag.to_string(),
+                s.held.to_string(),
+                endpoint_text(s.state),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&table.render());
+    }
+    text
+}
+
 /// The lines that say what the segment holds: its kind and, for a
-/// channel, its header decoded.
+/// channel, its header decoded; for a service that could not be read, why.
 fn contents_fields(
     info: &NamedInfo,
     channel: Option<&Result<ChannelState, String>>,
+    service: Option<&Result<ServiceState, String>>,
 ) -> Vec<(&'static str, String)> {
     let opt = |v: Option<u64>| {
         v.map_or("? (the positions contradict each other)".to_owned(), |v| {
@@ -206,6 +393,20 @@ fn contents_fields(
             ("kind", "channel".to_owned()),
             ("header", format!("? ({e})")),
         ],
+        (Some(SegmentKind::Pubsub), _) => {
+            let mut fields = vec![("kind", "pubsub".to_owned())];
+            match service {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => fields.push(("service", format!("? ({e})"))),
+                None => fields.push((
+                    "service",
+                    "not opened: it is stale, and opening it would remove it \
+                     (memshare gc does)"
+                        .to_owned(),
+                )),
+            }
+            fields
+        }
         (Some(kind), _) => vec![("kind", kind.to_string())],
         (None, _) => vec![("kind", "? (cannot open it)".to_owned())],
     }

@@ -3,6 +3,7 @@
 use crate::entry::{or_unknown, Entry, INVALID_LEGEND};
 use crate::fail::Failure;
 use crate::owner::Users;
+use crate::service::service_state;
 use crate::table::{Align, Table};
 
 /// List the named segments on this machine
@@ -12,15 +13,18 @@ use crate::table::{Align, Table};
 /// none), lifetime (shared: removed with its last holder; persist: stays
 /// until `memshare rm`; foreign: made by another program, lives like a file),
 /// whether it is stale (shared, and every holder died: `memshare gc`
-/// removes it) and what it holds (channel or bytes). `?` marks what cannot
-/// be known without opening the segment (another user's). Every shared-memory
+/// removes it) and what it holds (channel, pubsub or bytes); for a
+/// publish-subscribe service, PUB/SUB counts its publishers and subscribers
+/// that are attached and alive. `?` marks what cannot be known without
+/// opening the segment (another user's). Every shared-memory
 /// object is listed: `*` after a name marks one that memshare's naming rules
 /// refuse (another program made it), which memshare cannot open.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Print a JSON array of objects (name, size, owner, uid, gid, mode,
-    /// holders, lifetime, stale, kind, valid_name: false for a name memshare
-    /// cannot open) instead of a table
+    /// holders, lifetime, stale, kind, publishers and subscribers: the
+    /// alive ones of a service, else null; valid_name: false for a name
+    /// memshare cannot open) instead of a table
     #[arg(long)]
     json: bool,
 }
@@ -29,7 +33,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let users = Users::load();
     let entries: Vec<Entry> = memshare::inspect::list_named()?
         .iter()
-        .map(|info| Entry::new(info, &users))
+        .map(|info| Entry::new(info, &users, service_state(info).as_ref()))
         .collect();
     if args.json {
         return super::print_json(&entries);
@@ -46,6 +50,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         ("LIFETIME", Align::Left),
         ("STALE", Align::Left),
         ("KIND", Align::Left),
+        ("PUB/SUB", Align::Right),
     ]);
     for entry in &entries {
         table.push(vec![
@@ -57,6 +62,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             or_unknown(&entry.lifetime),
             entry.stale_text().to_owned(),
             or_unknown(&entry.kind),
+            entry.endpoints_text(),
         ]);
     }
     let mut text = table.render();

@@ -6,7 +6,9 @@ pub mod demo;
 pub mod gc;
 pub mod info;
 pub mod ls;
+pub mod publish;
 pub mod rm;
+pub mod subscribe;
 pub mod write;
 
 use std::io::Write;

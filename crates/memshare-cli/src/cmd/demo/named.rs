@@ -23,9 +23,21 @@ const REPLIED_AT: usize = 2048;
 /// Removes the name if the step fails half-way, once everything declared
 /// after it (our handle, the peer, killed) is gone; on success the name is
 /// gone already.
-struct NameGuard<'a> {
+pub(super) struct NameGuard<'a> {
     name: &'a str,
     armed: bool,
+}
+
+impl<'a> NameGuard<'a> {
+    /// A guard for `name`, which does nothing until armed.
+    pub(super) fn new(name: &'a str) -> NameGuard<'a> {
+        NameGuard { name, armed: false }
+    }
+
+    /// Call once the name exists: from now on it is ours to remove.
+    pub(super) fn arm(&mut self) {
+        self.armed = true;
+    }
 }
 
 impl Drop for NameGuard<'_> {
@@ -43,12 +55,9 @@ pub(super) fn segment_name() -> String {
 
 pub(super) fn parent(out: &Out) -> Result<(), Failure> {
     let name = segment_name();
-    let mut guard = NameGuard {
-        name: &name,
-        armed: false,
-    };
+    let mut guard = NameGuard::new(&name);
     let segment = Segment::create_named(&name, LEN)?;
-    guard.armed = true;
+    guard.arm();
     out.say(format!(
         "Segment::create_named({name:?}, {LEN}): anyone of this user may open /dev/shm/{name}"
     ));
