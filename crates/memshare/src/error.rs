@@ -225,16 +225,14 @@ pub enum Error {
         op: &'static str,
     },
 
-    /// A message larger than the channel can ever hold.
-    #[error(
-        "{object}: a message of {len} bytes is larger than the {max} bytes this channel can hold"
-    )]
+    /// A message larger than the channel or service can ever hold.
+    #[error("{object}: a message of {len} bytes is larger than the {max} bytes it can hold")]
     TooLarge {
-        /// The channel's segment.
+        /// The channel or service.
         object: String,
         /// The message's length.
         len: usize,
-        /// The largest message the channel takes.
+        /// The largest message it takes.
         max: usize,
     },
 

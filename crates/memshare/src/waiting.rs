@@ -54,6 +54,9 @@ impl Default for WaitStrategy {
     }
 }
 
+/// The shortest park slice (unless the deadline is nearer).
+const MIN_SLICE: Duration = Duration::from_micros(100);
+
 /// The rounds of one blocking call: how many spins are left, the deadline,
 /// and whether the last round parked.
 #[derive(Debug)]
@@ -103,10 +106,14 @@ impl Rounds {
     }
 
     /// The next round: spin, or park for a slice (at most the liveness
-    /// interval, at most what is left before the deadline). `None` once the
-    /// deadline has passed (the clock is read only now and then while
-    /// spinning).
-    pub(crate) fn next(&mut self) -> Option<Step> {
+    /// interval, at most what is left before the deadline, and ending no
+    /// later than `due()` (asked only before a park): when the caller's last answer about its peer's
+    /// liveness expires; the caller asks afresh after every park, so a peer
+    /// that dies is noticed within [`LIVENESS_INTERVAL`] of its death, not
+    /// a whole slice after an answer that was still fresh when the wait
+    /// began). `None` once the deadline has passed (the clock is read only
+    /// now and then while spinning).
+    pub(crate) fn next_within(&mut self, due: impl FnOnce() -> Duration) -> Option<Step> {
         // A u64 count of rounds never wraps in practice (a round is at
         // least a spin-loop hint).
         self.round += 1;
@@ -122,10 +129,66 @@ impl Rounds {
         if !parking {
             return Some(Step::Spin);
         }
-        let slice = self.deadline.map_or(LIVENESS_INTERVAL, |d| {
-            d.saturating_duration_since(Instant::now())
-                .min(LIVENESS_INTERVAL)
+        // Never a zero park (a futex wait that returns at once is a spin
+        // with system calls).
+        let slice = due().clamp(MIN_SLICE, LIVENESS_INTERVAL);
+        let slice = self.deadline.map_or(slice, |d| {
+            d.saturating_duration_since(Instant::now()).min(slice)
         });
         Some(Step::Park(slice))
     }
+}
+
+/// How long opening a channel or a service by name waits for its creator to
+/// write the header. The name appears when the segment is created and the
+/// magic a few microseconds later; an open in between finds zeros. A
+/// segment still zero after this long is not one (or its creator died
+/// before formatting it).
+pub(crate) const FORMAT_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs `attach` on the segment `name` just opened, again every millisecond
+/// (for at most [`FORMAT_GRACE`]) while it is refused as not a channel or
+/// service and its first 8 bytes, where every magic goes, are still zero.
+pub(crate) fn once_formatted<T>(
+    segment: &crate::Segment,
+    attach: impl FnMut(&crate::Segment) -> crate::Result<T>,
+) -> crate::Result<T> {
+    once_formatted_until(segment, Instant::now() + FORMAT_GRACE, attach)
+}
+
+/// [`once_formatted`], waiting until `deadline` at the latest (an open
+/// with a timeout: whichever comes first).
+pub(crate) fn once_formatted_until<T>(
+    segment: &crate::Segment,
+    deadline: Instant,
+    mut attach: impl FnMut(&crate::Segment) -> crate::Result<T>,
+) -> crate::Result<T> {
+    use crate::Error;
+    let deadline = deadline.min(Instant::now() + FORMAT_GRACE);
+    // The magic may be written between a refusal and the look at it:
+    // a refusal with the magic there is final only at the second try.
+    let mut last_try = false;
+    loop {
+        match attach(segment) {
+            Err(Error::NotAChannel { .. } | Error::NotAService { .. })
+                if !last_try && Instant::now() < deadline =>
+            {
+                if magic_unwritten(segment) {
+                    std::thread::sleep(Duration::from_millis(1));
+                } else {
+                    last_try = true;
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether `segment` starts with 8 zero bytes (no magic written yet).
+fn magic_unwritten(segment: &crate::Segment) -> bool {
+    segment.len() >= 8
+        && segment
+            .map_readonly(..8)
+            .and_then(|view| view.read_pod::<u64>(0))
+            .is_ok_and(|magic| magic == 0)
 }

@@ -299,6 +299,23 @@ fn typed_messages_are_checked_for_size() {
 }
 
 #[test]
+fn a_channel_found_before_its_creator_wrote_the_header_is_waited_for() {
+    // The name of a new channel appears a moment before its header; an
+    // open in that moment waits for the header instead of failing.
+    let real = Sender::create(4096).unwrap();
+    for side in ["receiver", "sender"] {
+        let name = common::unique_name("unformatted");
+        let creator = common::format_slowly(&name, real.segment(), Duration::from_millis(50));
+        let opened = match side {
+            "receiver" => Receiver::open(&name).map(|r| r.capacity()),
+            _ => Sender::open(&name).map(|s| s.capacity()),
+        };
+        let _segment = creator.join().unwrap();
+        assert_eq!(opened.unwrap(), real.capacity(), "{side}");
+    }
+}
+
+#[test]
 fn a_segment_that_is_not_a_channel_is_refused() {
     // Not a channel at all: its own error kind, not corruption.
     let plain = Segment::create(1024 + 4096).unwrap();

@@ -19,15 +19,9 @@ use std::time::{Duration, Instant};
 use common::chan::{
     receive_checked, rng, run_sender, send_messages, spawn_sender, strategy, HeaderWatch,
 };
-use common::{child, role, wait_for, Reaped, TIMEOUT};
+use common::{child, role, wait_for, Detections, Reaped, TIMEOUT};
 use memshare::channel::{Receiver, Sender, LIVENESS_INTERVAL};
 use memshare::{CommandExt, Error, Segment};
-
-/// The bound within which a killed peer must be noticed, from the moment
-/// of the kill: the promise ([`LIVENESS_INTERVAL`]: a waiting endpoint
-/// checks that often), plus as much again for the kernel to end the
-/// process and for the waiting side to be scheduled.
-const NOTICED_WITHIN: Duration = Duration::from_nanos(2 * LIVENESS_INTERVAL.as_nanos() as u64);
 
 #[test]
 fn a_killed_sender_loses_nothing_committed_and_is_noticed_within_two_liveness_intervals() {
@@ -37,7 +31,7 @@ fn a_killed_sender_loses_nothing_committed_and_is_noticed_within_two_liveness_in
         run_sender(0);
         return;
     }
-    let mut worst = Duration::ZERO;
+    let mut detections = Detections::new("a killed sender", LIVENESS_INTERVAL);
     let mut pick = rng(0x5eed);
     for round in 0..20 {
         let wait = ["spin", "spin-then-park", "park"][round % 3];
@@ -72,14 +66,12 @@ fn a_killed_sender_loses_nothing_committed_and_is_noticed_within_two_liveness_in
             received, committed,
             "round {round} ({wait}): Disconnected after {seq} messages, at byte {received} of the {committed} committed"
         );
-        let late = noticed.saturating_duration_since(killed);
-        worst = worst.max(late);
-        assert!(
-            late < NOTICED_WITHIN,
-            "round {round} ({wait}): noticed {late:?} after the kill (promised: {LIVENESS_INTERVAL:?})"
+        detections.record(
+            format!("{round} ({wait})"),
+            noticed.saturating_duration_since(killed),
         );
     }
-    eprintln!("worst detection after the kill: {worst:?}");
+    detections.check();
 }
 
 #[test]
@@ -95,6 +87,7 @@ fn a_parked_receiver_notices_a_killed_sender_within_two_liveness_intervals() {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+    let mut detections = Detections::new("a parked receiver", LIVENESS_INTERVAL);
     let mut pick = rng(0xdead);
     for round in 0..12 {
         let wait = ["park", "spin-then-park", "spin"][round % 3];
@@ -125,12 +118,12 @@ fn a_parked_receiver_notices_a_killed_sender_within_two_liveness_intervals() {
             matches!(end, Err(Error::Disconnected { .. })),
             "round {round} ({wait}): {end:?}"
         );
-        let late = noticed.saturating_duration_since(killed);
-        assert!(
-            late < NOTICED_WITHIN,
-            "round {round} ({wait}): noticed {late:?} after the kill (promised: {LIVENESS_INTERVAL:?})"
+        detections.record(
+            format!("{round} ({wait})"),
+            noticed.saturating_duration_since(killed),
         );
     }
+    detections.check();
 }
 
 #[test]
@@ -150,6 +143,7 @@ fn a_killed_receiver_is_noticed_by_a_blocked_sender_within_two_liveness_interval
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+    let mut detections = Detections::new("a blocked sender", LIVENESS_INTERVAL);
     let mut pick = rng(0xbeef);
     for round in 0..12 {
         let wait = ["park", "spin-then-park", "spin"][round % 3];
@@ -179,12 +173,12 @@ fn a_killed_receiver_is_noticed_by_a_blocked_sender_within_two_liveness_interval
             matches!(end, Err(Error::Disconnected { .. })),
             "round {round} ({wait}): {end:?}"
         );
-        let late = noticed.saturating_duration_since(killed);
-        assert!(
-            late < NOTICED_WITHIN,
-            "round {round} ({wait}): noticed {late:?} after the kill (promised: {LIVENESS_INTERVAL:?})"
+        detections.record(
+            format!("{round} ({wait})"),
+            noticed.saturating_duration_since(killed),
         );
     }
+    detections.check();
 }
 
 /// Just enough ptrace to stop a thread of a child at the entry of a

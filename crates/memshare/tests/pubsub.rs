@@ -289,6 +289,47 @@ fn open_or_create_and_open_timeout_meet_on_one_service() {
 }
 
 #[test]
+fn a_service_found_before_its_creator_wrote_the_header_is_waited_for() {
+    // The name of a new service appears a moment before its header; an
+    // open in that moment waits for the header instead of failing.
+    let real = Publisher::create(&unique_name("real"), ServiceConfig::new()).unwrap();
+    for open in [0, 1] {
+        let name = unique_name("unformatted");
+        let creator = common::format_slowly(&name, real.segment(), Duration::from_millis(50));
+        let opened = match open {
+            0 => Subscriber::open(&name).map(|s| s.config()),
+            _ => Publisher::open(&name).map(|p| p.config()),
+        };
+        let _segment = creator.join().unwrap();
+        assert_eq!(opened.unwrap(), real.config(), "open {open}");
+    }
+    // A service is never seen without its creator attached (it would be
+    // reported Disconnected): the creator attaches before the magic.
+    for round in 0..300 {
+        let name = unique_name("born");
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let creator = {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let publisher = Publisher::create(&name, ServiceConfig::new()).unwrap();
+                done_rx.recv().unwrap();
+                drop(publisher);
+            })
+        };
+        let sub = loop {
+            match Subscriber::open(&name) {
+                Err(Error::NotFound { .. }) => std::hint::spin_loop(),
+                other => break other.unwrap_or_else(|e| panic!("round {round}: {e}")),
+            }
+        };
+        let first = sub.try_recv().map(|s| s.is_none());
+        assert!(matches!(first, Ok(true)), "round {round}: {first:?}");
+        done_tx.send(()).unwrap();
+        creator.join().unwrap();
+    }
+}
+
+#[test]
 fn a_segment_that_is_not_a_service_is_refused() {
     let plain = Segment::create(1 << 16).unwrap();
     assert!(matches!(

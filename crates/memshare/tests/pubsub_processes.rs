@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::chan::{message, rng};
-use common::{child, readable, role, unique_name, Reaped, TIMEOUT};
+use common::{child, readable, role, unique_name, Detections, Reaped, TIMEOUT};
 use memshare::channel::LIVENESS_INTERVAL;
 use memshare::pubsub::{Overflow, Publisher, ServiceConfig, Subscriber};
 use memshare::{Error, Segment};
@@ -200,8 +200,9 @@ fn a_killed_subscriber_neither_blocks_the_publisher_nor_pins_buffers() {
         .max_held(2)
         .overflow(Overflow::Block);
     let mut publisher = Publisher::create(&name, config).unwrap();
-    let mut worst = Duration::ZERO;
-    for round in 0..8u64 {
+    let mut detections = Detections::new("a killed subscriber", LIVENESS_INTERVAL);
+    let mut pick = rng(0x5ab5);
+    for round in 0..9u64 {
         let (kid, mut out) = spawn(TEST, "holder", &[("MST_NAME", name.clone())]);
         out.after("ready=");
         // Two messages for it to hold, then fill its queue.
@@ -217,22 +218,29 @@ fn a_killed_subscriber_neither_blocks_the_publisher_nor_pins_buffers() {
             !publisher.try_publish_copy(b"full").unwrap(),
             "round {round}"
         );
-        let killed_at = Instant::now();
-        kid.kill();
+        // Killed from another thread while the publisher waits, at a
+        // random moment of its park slices and liveness checks.
+        let delay = Duration::from_micros(pick() % (2 * LIVENESS_INTERVAL.as_micros() as u64));
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let killed = Instant::now();
+            kid.kill();
+            killed
+        });
         publisher
-            .publish_copy_timeout(b"free again", 10 * LIVENESS_INTERVAL)
+            .publish_copy_timeout(b"free again", TIMEOUT)
             .unwrap_or_else(|e| panic!("round {round}: still blocked after the kill: {e}"));
-        worst = worst.max(killed_at.elapsed());
+        let noticed = Instant::now();
+        let killed = killer.join().unwrap();
+        detections.record(round, noticed.saturating_duration_since(killed));
         // Its held buffers come back too: the pool keeps going for many
         // times its size.
         for _ in 0..200 {
             publisher.publish_copy(b"more").unwrap();
         }
     }
-    // Promised: within the liveness interval; asserted with room for the
-    // kernel to end the process and for scheduling.
-    eprintln!("a killed subscriber held the publisher back for at most {worst:?}");
-    assert!(worst < 2 * LIVENESS_INTERVAL, "worst {worst:?}");
+    // Promised: within the liveness interval.
+    detections.check();
 }
 
 /// Publisher children killed at random points: the subscriber (this

@@ -1,13 +1,11 @@
 //! `memshare pub NAME`: each line of standard input, published.
 
 use std::io::BufRead;
-use std::time::Instant;
 
 use memshare::pubsub::{Overflow, Publisher, ServiceConfig};
 
 use crate::fail::Failure;
 use crate::hex;
-use crate::service::{settled, SETTLE};
 use crate::size::parse_size;
 
 /// Publish each line of standard input to a publish-subscribe service
@@ -124,13 +122,11 @@ impl Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     let name = args.name.as_str();
     let config = args.config();
-    let mut publisher = settled(name, Instant::now() + SETTLE, || {
-        if args.create {
-            Publisher::open_or_create(name, config)
-        } else {
-            Publisher::open(name)
-        }
-    })?;
+    let mut publisher = if args.create {
+        Publisher::open_or_create(name, config)
+    } else {
+        Publisher::open(name)
+    }?;
     let max = usize::try_from(publisher.config().get_max_message_len()).unwrap_or(usize::MAX);
     let mut input = std::io::stdin().lock();
     let mut message = Vec::new();

@@ -1,7 +1,7 @@
 //! `memshare sub NAME`: the messages of a service, as they come.
 
 use std::io::{BufWriter, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use memshare::pubsub::{Sample, Subscriber};
 use memshare::Error;
@@ -9,7 +9,6 @@ use memshare::Error;
 use crate::duration::{format_duration, parse_duration};
 use crate::fail::{status, Failure};
 use crate::hex;
-use crate::service::{settled, SETTLE};
 
 /// Print the messages of a publish-subscribe service as they come
 ///
@@ -128,15 +127,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
 /// Attaches to the service `name`, waiting for it for `timeout` if given.
 fn open(name: &str, timeout: Option<Duration>) -> Result<Subscriber, Failure> {
     let Some(timeout) = timeout else {
-        return Ok(settled(name, Instant::now() + SETTLE, || {
-            Subscriber::open(name)
-        })?);
+        return Ok(Subscriber::open(name)?);
     };
-    let deadline = Instant::now() + timeout;
-    settled(name, deadline, || {
-        Subscriber::open_timeout(name, deadline.saturating_duration_since(Instant::now()))
-    })
-    .map_err(|e| match e {
+    Subscriber::open_timeout(name, timeout).map_err(|e| match e {
         Error::TimedOut { .. } => Failure {
             status: status::NOT_FOUND,
             message: format!(
@@ -165,32 +158,15 @@ fn receive<'a>(
         // Nobody reads any more: as good as the end.
         return Ok(Received::Disconnected);
     }
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let result = match deadline {
-            Some(deadline) => {
-                subscriber.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            }
-            None => subscriber.recv(),
-        };
-        match result {
-            Ok(sample) => return Ok(Received::Sample(sample)),
-            Err(Error::TimedOut { .. }) => return Ok(Received::TimedOut),
-            // A service is created before its creator attaches as its
-            // first publisher: until then, there is no publisher to be gone.
-            Err(Error::Disconnected { .. })
-                if memshare::pubsub::inspect(subscriber.segment())?
-                    .publishers
-                    .is_empty() =>
-            {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(Received::TimedOut);
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(Error::Disconnected { .. }) => return Ok(Received::Disconnected),
-            Err(e) => return Err(e.into()),
-        }
+    let result = match timeout {
+        Some(timeout) => subscriber.recv_timeout(timeout),
+        None => subscriber.recv(),
+    };
+    match result {
+        Ok(sample) => Ok(Received::Sample(sample)),
+        Err(Error::TimedOut { .. }) => Ok(Received::TimedOut),
+        Err(Error::Disconnected { .. }) => Ok(Received::Disconnected),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -77,15 +77,7 @@ impl Endpoint {
                 other => break other?,
             }
         };
-        let deadline = Instant::now() + std::time::Duration::from_secs(2);
-        loop {
-            match attach(&segment) {
-                Err(Error::NotAChannel { .. }) if Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                other => return other,
-            }
-        }
+        crate::waiting::once_formatted(&segment, attach)
     }
 
     /// Formats `segment` as an empty channel whose ring fills the rest of it.
@@ -263,7 +255,12 @@ impl Endpoint {
         self.peer_seen |= peer_moved;
         match self.header().state(peer).load(Ordering::Acquire) {
             layout::STATE_DETACHED => Ok(true),
-            layout::STATE_NEW if !self.peer_seen => Ok(false),
+            layout::STATE_NEW if !self.peer_seen => {
+                // Nothing to ask: no peer yet. (Counts as an answer, so
+                // that a park is not cut short for one.)
+                self.last_liveness = Instant::now();
+                Ok(false)
+            }
             state => {
                 if state != layout::STATE_NEW {
                     self.peer_seen = true;
@@ -294,7 +291,8 @@ impl Endpoint {
         op: &'static str,
         blocked: impl Fn(&Header) -> bool,
     ) -> Result<()> {
-        match rounds.next() {
+        let last = self.last_liveness;
+        match rounds.next_within(|| LIVENESS_INTERVAL.saturating_sub(last.elapsed())) {
             Some(Step::Spin) => std::hint::spin_loop(),
             Some(Step::Park(slice)) => ring::park(self.header(), self.side, slice, blocked),
             None => {

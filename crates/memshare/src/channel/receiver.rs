@@ -79,9 +79,11 @@ impl Receiver {
         Ok(Receiver { ep, core })
     }
 
-    /// Opens the named segment `name` and attaches as its receiver.
+    /// Opens the named segment `name` and attaches as its receiver. A
+    /// channel whose creator has not written its header yet (the name
+    /// appears a moment before) is waited for, up to 2 s.
     pub fn open(name: &str) -> Result<Receiver> {
-        Receiver::attach(&Segment::open(name)?)
+        crate::waiting::once_formatted(&Segment::open(name)?, Receiver::attach)
     }
 
     /// Opens the named channel `name` if it exists, else creates it with a

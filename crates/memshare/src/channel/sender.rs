@@ -75,9 +75,11 @@ impl Sender {
         Ok(Sender { ep, core })
     }
 
-    /// Opens the named segment `name` and attaches as its sender.
+    /// Opens the named segment `name` and attaches as its sender. A
+    /// channel whose creator has not written its header yet (the name
+    /// appears a moment before) is waited for, up to 2 s.
     pub fn open(name: &str) -> Result<Sender> {
-        Sender::attach(&Segment::open(name)?)
+        crate::waiting::once_formatted(&Segment::open(name)?, Sender::attach)
     }
 
     /// Opens the named channel `name` if it exists, else creates it with a

@@ -51,7 +51,7 @@ impl ServiceConfig {
     /// The defaults: 1 publisher, 8 subscribers, messages of up to 4 KiB,
     /// a depth of 16, no history, 2 samples held at once per subscriber,
     /// [`Overflow::DropOldest`].
-    pub fn new() -> ServiceConfig {
+    pub const fn new() -> ServiceConfig {
         ServiceConfig {
             max_publishers: 1,
             max_subscribers: 8,
@@ -64,33 +64,33 @@ impl ServiceConfig {
     }
 
     /// How many publishers may be attached at once (1 to 64).
-    pub fn max_publishers(mut self, n: u32) -> ServiceConfig {
+    pub const fn max_publishers(mut self, n: u32) -> ServiceConfig {
         self.max_publishers = n;
         self
     }
 
     /// How many subscribers may be attached at once (1 to 64).
-    pub fn max_subscribers(mut self, n: u32) -> ServiceConfig {
+    pub const fn max_subscribers(mut self, n: u32) -> ServiceConfig {
         self.max_subscribers = n;
         self
     }
 
     /// The largest message, in bytes (1 to `u32::MAX`). Every buffer of the
     /// pool is this large.
-    pub fn max_message_len(mut self, len: u64) -> ServiceConfig {
+    pub const fn max_message_len(mut self, len: u64) -> ServiceConfig {
         self.max_message_len = len;
         self
     }
 
     /// How many messages each subscriber can have waiting (1 to 2^20).
-    pub fn depth(mut self, n: u32) -> ServiceConfig {
+    pub const fn depth(mut self, n: u32) -> ServiceConfig {
         self.depth = n;
         self
     }
 
     /// How many of the most recent messages a late subscriber receives
     /// first (0 to `depth`).
-    pub fn history(mut self, n: u32) -> ServiceConfig {
+    pub const fn history(mut self, n: u32) -> ServiceConfig {
         self.history = n;
         self
     }
@@ -98,49 +98,49 @@ impl ServiceConfig {
     /// How many samples a subscriber may hold at once (1 to 64): a receive
     /// beyond that is [`Error::LimitReached`](crate::Error::LimitReached)
     /// until a sample is dropped.
-    pub fn max_held(mut self, n: u32) -> ServiceConfig {
+    pub const fn max_held(mut self, n: u32) -> ServiceConfig {
         self.max_held = n;
         self
     }
 
     /// What a publisher does when a subscriber's queue is full.
-    pub fn overflow(mut self, policy: Overflow) -> ServiceConfig {
+    pub const fn overflow(mut self, policy: Overflow) -> ServiceConfig {
         self.overflow = policy;
         self
     }
 
     /// See [`ServiceConfig::max_publishers`].
-    pub fn get_max_publishers(&self) -> u32 {
+    pub const fn get_max_publishers(&self) -> u32 {
         self.max_publishers
     }
 
     /// See [`ServiceConfig::max_subscribers`].
-    pub fn get_max_subscribers(&self) -> u32 {
+    pub const fn get_max_subscribers(&self) -> u32 {
         self.max_subscribers
     }
 
     /// See [`ServiceConfig::max_message_len`].
-    pub fn get_max_message_len(&self) -> u64 {
+    pub const fn get_max_message_len(&self) -> u64 {
         self.max_message_len
     }
 
     /// See [`ServiceConfig::depth`].
-    pub fn get_depth(&self) -> u32 {
+    pub const fn get_depth(&self) -> u32 {
         self.depth
     }
 
     /// See [`ServiceConfig::history`].
-    pub fn get_history(&self) -> u32 {
+    pub const fn get_history(&self) -> u32 {
         self.history
     }
 
     /// See [`ServiceConfig::max_held`].
-    pub fn get_max_held(&self) -> u32 {
+    pub const fn get_max_held(&self) -> u32 {
         self.max_held
     }
 
     /// See [`ServiceConfig::overflow`].
-    pub fn get_overflow(&self) -> Overflow {
+    pub const fn get_overflow(&self) -> Overflow {
         self.overflow
     }
 

@@ -70,19 +70,26 @@ impl Publisher {
         // header before the magic is stored.
         let h: &Header = unsafe { &*view.as_mut_ptr().cast::<Header>() };
         geometry.store(h);
-        // Publish: whoever sees the magic (Acquire) sees the fields above.
+        // Attach before the magic is stored: a subscriber that sees the
+        // service sees its first publisher, never a service without one
+        // (which it would report as Disconnected).
+        let publisher = Publisher::attach_with(&segment, true)?;
+        // Publish: whoever sees the magic (Acquire) sees the header and the
+        // publisher's block written above.
         h.fixed
             .magic
             .store(u64::from_le_bytes(layout::MAGIC), Ordering::Release);
         view.check_intact()?;
-        Publisher::attach(&segment)
+        Ok(publisher)
     }
 
     /// Attaches as a publisher of the existing service `name`. Fails with
     /// `NotFound` if there is none and with `LimitReached` if it has its
     /// maximum of publishers.
+    /// A service whose creator has not written its header yet (the name
+    /// appears a moment before) is waited for, up to 2 s.
     pub fn open(name: &str) -> Result<Publisher> {
-        Publisher::attach(&Segment::open(name)?)
+        crate::waiting::once_formatted(&Segment::open(name)?, Publisher::attach)
     }
 
     /// Attaches to the service `name` if it exists (whatever its
@@ -106,9 +113,20 @@ impl Publisher {
     /// publisher slot (one never used, detached, or whose publisher died;
     /// a dead publisher's messages are kept and its sequence continued).
     pub fn attach(segment: &Segment) -> Result<Publisher> {
+        Publisher::attach_with(segment, false)
+    }
+
+    /// [`Publisher::attach`]; `creating`: by the creator, before the magic
+    /// is stored.
+    fn attach_with(segment: &Segment, creating: bool) -> Result<Publisher> {
+        let open = if creating {
+            Service::open_unpublished
+        } else {
+            Service::open
+        };
         // Check the header with a subscriber's view first: which slot is
         // ours is known only once its lock is taken.
-        let probe = Service::open(segment, Role::Observer)?;
+        let probe = open(segment, Role::Observer)?;
         let slots = probe.geometry.shape.max_publishers;
         drop(probe);
         let mut taken = None;
@@ -125,7 +143,7 @@ impl Publisher {
                 limit: u64::from(slots),
             });
         };
-        let service = Service::open(segment, Role::Publisher(index))?;
+        let service = open(segment, Role::Publisher(index))?;
         let view = service.publisher(index).expect("our own region is mapped");
         let instance = new_instance();
         let core = PubCore::new(index, instance, Limits::from(&service.geometry), &view);
@@ -253,7 +271,8 @@ impl Publisher {
         self.check_len(len)?;
         let mut rounds = Rounds::new(self.strategy, deadline);
         while !self.room(rounds.parked())? {
-            match rounds.next() {
+            let subscribers = &self.subscribers;
+            match rounds.next_within(|| subscribers.due()) {
                 Some(Step::Spin) => std::hint::spin_loop(),
                 Some(Step::Park(slice)) => self.park(slice)?,
                 None => {

@@ -69,6 +69,16 @@ unsafe impl Send for Service {}
 impl Service {
     /// Checks that `segment` holds a service and maps it for `role`.
     pub(crate) fn open(segment: &Segment, role: Role) -> Result<Service> {
+        Service::open_with(segment, role, false)
+    }
+
+    /// [`Service::open`] for the creator, before it stores the magic: the
+    /// header is checked like any other, the magic not yet.
+    pub(crate) fn open_unpublished(segment: &Segment, role: Role) -> Result<Service> {
+        Service::open_with(segment, role, true)
+    }
+
+    fn open_with(segment: &Segment, role: Role, unpublished: bool) -> Result<Service> {
         let object = segment.describe();
         if segment.len() < layout::HEADER_LEN {
             return Err(Error::NotAService {
@@ -86,7 +96,9 @@ impl Service {
         let header = unsafe { NonNull::new_unchecked(header_window.ptr().cast::<Header>()) };
         // SAFETY: as above.
         let h = unsafe { header.as_ref() };
-        if h.fixed.magic.load(Ordering::Acquire) != u64::from_le_bytes(layout::MAGIC) {
+        if !unpublished
+            && h.fixed.magic.load(Ordering::Acquire) != u64::from_le_bytes(layout::MAGIC)
+        {
             header_window.check_intact()?;
             return Err(Error::NotAService {
                 object,
@@ -277,6 +289,22 @@ pub(crate) struct Liveness {
 }
 
 impl Liveness {
+    /// How long until the oldest answer "alive" still in force expires:
+    /// when a waiting endpoint should ask again ([`LIVENESS_INTERVAL`] if
+    /// it relies on none).
+    pub(crate) fn due(&self) -> Duration {
+        self.known
+            .iter()
+            .flatten()
+            .filter(|(_, alive, _)| *alive)
+            .map(|(_, _, at)| LIVENESS_INTERVAL.saturating_sub(at.elapsed()))
+            // Expired answers are no longer relied on (a slot not asked
+            // again: not the one keeping the waiter waiting).
+            .filter(|due| !due.is_zero())
+            .min()
+            .unwrap_or(LIVENESS_INTERVAL)
+    }
+
     pub(crate) fn new(slots: u32) -> Liveness {
         Liveness {
             known: vec![None; slots as usize],

@@ -63,17 +63,20 @@ impl Subscriber {
     /// Attaches as a subscriber of the service `name`. Fails with
     /// `NotFound` if there is none and with `LimitReached` if it has its
     /// maximum of subscribers. A new subscriber receives the service's
-    /// `history` most recent messages of each publisher first.
+    /// `history` most recent messages of each publisher first. A service
+    /// whose creator has not written its header yet (the name appears a
+    /// moment before) is waited for, up to 2 s.
     pub fn open(name: &str) -> Result<Subscriber> {
-        Subscriber::attach(&Segment::open(name)?)
+        crate::waiting::once_formatted(&Segment::open(name)?, Subscriber::attach)
     }
 
     /// Like [`Subscriber::open`], but waits (in 1 ms steps) for the service
-    /// to appear, for at most `timeout`: `TimedOut` after that.
+    /// to appear, for at most `timeout`: `TimedOut` after that. (The wait
+    /// for a creator to write the header is bounded by `timeout` too.)
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Subscriber> {
         let deadline = Instant::now() + timeout;
-        loop {
-            match Subscriber::open(name) {
+        let segment = loop {
+            match Segment::open(name) {
                 Err(Error::NotFound { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -83,9 +86,10 @@ impl Subscriber {
                         op: "open (waiting for the service to appear)",
                     })
                 }
-                other => return other,
+                other => break other?,
             }
-        }
+        };
+        crate::waiting::once_formatted_until(&segment, deadline, Subscriber::attach)
     }
 
     /// Attaches as a subscriber of the service in `segment`: takes a free
@@ -215,7 +219,7 @@ impl Subscriber {
             if rounds.check_peer() {
                 self.check_disconnected(rounds.parked())?;
             }
-            match rounds.next() {
+            match rounds.next_within(|| self.publishers.borrow().due()) {
                 Some(Step::Spin) => std::hint::spin_loop(),
                 Some(Step::Park(slice)) => {
                     let pubs = self.service.publishers();

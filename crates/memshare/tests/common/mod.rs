@@ -348,3 +348,89 @@ pub fn has_capability(cap: u32) -> bool {
         .expect("CapEff in /proc/self/status");
     u64::from_str_radix(hex.trim(), 16).expect("CapEff is hexadecimal") & (1 << cap) != 0
 }
+
+/// How late a killed peer was noticed, over the rounds of a test.
+///
+/// The promise is `LIVENESS_INTERVAL`: a waiting endpoint asks whether its
+/// peer lives at least that often, so with the kill at a random instant it
+/// notices within one interval (half of one, typically), plus the kernel's
+/// time to end the process and the scheduler's to run the waiter again. On
+/// this busy 2-vCPU machine one round can be delayed by tens of
+/// milliseconds for reasons that have nothing to do with the protocol, so
+/// one late round proves nothing; the rounds together do. Checked: the
+/// median is within one interval (an endpoint that asks every other
+/// interval has a median of one interval plus the noise), and no round
+/// took more than five (an endpoint that skips its check waits for a
+/// deadline, or forever).
+pub struct Detections {
+    what: &'static str,
+    interval: Duration,
+    rounds: Vec<(String, Duration)>,
+}
+
+impl Detections {
+    pub fn new(what: &'static str, interval: Duration) -> Detections {
+        Detections {
+            what,
+            interval,
+            rounds: Vec::new(),
+        }
+    }
+
+    /// Records one round: `late` from the kill to the moment it was noticed.
+    pub fn record(&mut self, round: impl std::fmt::Display, late: Duration) {
+        assert!(
+            late < 5 * self.interval,
+            "{}: round {round}: noticed {late:?} after the kill (promised: {:?})",
+            self.what,
+            self.interval
+        );
+        self.rounds.push((round.to_string(), late));
+    }
+
+    /// Checks the median over the rounds recorded.
+    pub fn check(mut self) {
+        assert!(!self.rounds.is_empty(), "{}: no rounds", self.what);
+        self.rounds.sort_by_key(|r| r.1);
+        let median = self.rounds[self.rounds.len() / 2].1;
+        let worst = self.rounds.last().expect("not empty");
+        eprintln!(
+            "{}: noticed after the kill: median {median:?}, worst {:?} (round {})",
+            self.what, worst.1, worst.0
+        );
+        assert!(
+            median <= self.interval,
+            "{}: median {median:?} after the kill, more than the promised {:?}: {:?}",
+            self.what,
+            self.interval,
+            self.rounds
+        );
+    }
+}
+
+/// Makes a channel or service appear under `name` the way a creator does,
+/// only slowly: a zero-filled segment of the same length as `formatted`
+/// now, then (`after` later, from another thread) `formatted`'s bytes
+/// copied in, the magic (the first 8 bytes) last. Returns that thread.
+pub fn format_slowly(
+    name: &str,
+    formatted: &memshare::Segment,
+    after: Duration,
+) -> std::thread::JoinHandle<memshare::Segment> {
+    let len = usize::try_from(formatted.len()).unwrap();
+    let mut bytes = vec![0u8; len];
+    formatted
+        .map_readonly(..)
+        .unwrap()
+        .read_at(0, &mut bytes)
+        .unwrap();
+    let target = memshare::Segment::create_named(name, formatted.len()).unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let view = target.map(..).unwrap();
+        view.write_at(8, &bytes[8..]).unwrap();
+        view.write_at(0, &bytes[..8]).unwrap();
+        drop(view);
+        target
+    })
+}
