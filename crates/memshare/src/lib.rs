@@ -73,6 +73,8 @@
 
 #[cfg(unix)]
 pub mod channel;
+#[cfg(all(unix, not(loom)))]
+mod endpoint;
 mod error;
 #[cfg(unix)]
 pub mod inspect;

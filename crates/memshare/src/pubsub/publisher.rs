@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use super::config::ServiceConfig;
 use super::layout::{self, Header};
 use super::ring::{park_publisher, Limits, PubCore, SubView};
-use super::service::{new_instance, Liveness, Role, Service};
+use super::service::{Role, Service};
+use crate::endpoint::{new_instance, Liveness};
 use crate::sys::ByteLock;
 use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
 use crate::{Error, Result, Segment};
@@ -332,10 +333,14 @@ impl Publisher {
             let state = sub.head.state.load(Ordering::Acquire);
             let instance = sub.head.instance.load(Ordering::Acquire);
             let byte = layout::subscriber_lock_byte(i);
-            if self
-                .subscribers
-                .alive(&segment, i, state, instance, byte, max_age)?
-            {
+            if self.subscribers.alive(
+                &segment,
+                i,
+                state == layout::STATE_ATTACHED,
+                instance,
+                byte,
+                max_age,
+            )? {
                 live.push(i);
             } else if state == layout::STATE_ATTACHED {
                 // Died parked: stop waking it on every message.

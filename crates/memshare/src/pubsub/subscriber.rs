@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::layout;
 use super::ring::{park_subscriber, Got, Limits, SubCore};
-use super::service::{new_instance, Liveness, Role, Service};
+use super::service::{Role, Service};
 use super::PublisherId;
+use crate::endpoint::{new_instance, Liveness};
 use crate::sys::ByteLock;
 use crate::waiting::{Rounds, Step, WaitStrategy};
 use crate::{Error, Result, Segment};
@@ -287,7 +288,14 @@ impl Subscriber {
             let state = pv.block.state.load(Ordering::Acquire);
             let instance = pv.block.instance.load(Ordering::Acquire);
             let byte = layout::publisher_lock_byte(p);
-            if liveness.alive(segment, p, state, instance, byte, max_age)? {
+            if liveness.alive(
+                segment,
+                p,
+                state == layout::STATE_ATTACHED,
+                instance,
+                byte,
+                max_age,
+            )? {
                 return Ok(());
             }
             // Acquire: the publisher's death (or detach) was seen after its

@@ -1,0 +1,105 @@
+//! What every kind of endpoint (publish-subscribe, request/response)
+//! shares: windows of its segment, what it knows of the other endpoints'
+//! liveness, and instance ids.
+
+use std::time::{Duration, Instant};
+
+use crate::waiting::LIVENESS_INTERVAL;
+use crate::{Result, Segment, View};
+
+/// A mapped region: writable or not, the pointer to its first byte.
+pub(crate) enum Window {
+    ReadOnly(View),
+    Writable(crate::ViewMut),
+}
+
+impl Window {
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        match self {
+            // Never written through: the pages are read-only.
+            Window::ReadOnly(v) => v.as_ptr().cast_mut(),
+            Window::Writable(v) => v.as_mut_ptr(),
+        }
+    }
+
+    pub(crate) fn check_intact(&self) -> Result<()> {
+        match self {
+            Window::ReadOnly(v) => v.check_intact(),
+            Window::Writable(v) => v.check_intact(),
+        }
+    }
+}
+
+/// What an endpoint last learnt of the other endpoints' liveness, so that
+/// it asks the kernel (a lock query) at most once per liveness interval per
+/// endpoint, and asks again at once when a slot changes hands.
+#[derive(Debug, Default)]
+pub(crate) struct Liveness {
+    /// Per slot: the instance last asked about, the answer, when.
+    known: Vec<Option<(u64, bool, Instant)>>,
+}
+
+impl Liveness {
+    /// How long until the oldest answer "alive" still in force expires:
+    /// when a waiting endpoint should ask again ([`LIVENESS_INTERVAL`] if
+    /// it relies on none).
+    pub(crate) fn due(&self) -> Duration {
+        self.known
+            .iter()
+            .flatten()
+            .filter(|(_, alive, _)| *alive)
+            .map(|(_, _, at)| LIVENESS_INTERVAL.saturating_sub(at.elapsed()))
+            // Expired answers are no longer relied on (a slot not asked
+            // again: not the one keeping the waiter waiting).
+            .filter(|due| !due.is_zero())
+            .min()
+            .unwrap_or(LIVENESS_INTERVAL)
+    }
+
+    pub(crate) fn new(slots: u32) -> Liveness {
+        Liveness {
+            known: vec![None; slots as usize],
+        }
+    }
+
+    /// Whether the endpoint in `slot` (`attached` by its state word,
+    /// instance `instance`, locking byte `byte`) is alive: attached and
+    /// holding its lock. The kernel is asked unless the last answer for
+    /// this instance is younger than `max_age` (at most
+    /// [`LIVENESS_INTERVAL`]).
+    pub(crate) fn alive(
+        &mut self,
+        segment: &Segment,
+        slot: u32,
+        attached: bool,
+        instance: u64,
+        byte: u64,
+        max_age: Duration,
+    ) -> Result<bool> {
+        if !attached {
+            return Ok(false);
+        }
+        let entry = &mut self.known[slot as usize];
+        if let Some((known, alive, at)) = *entry {
+            if known == instance && at.elapsed() < max_age.min(LIVENESS_INTERVAL) {
+                return Ok(alive);
+            }
+        }
+        let alive = segment.object().byte_locked(byte)?;
+        *entry = Some((instance, alive, Instant::now()));
+        Ok(alive)
+    }
+}
+
+/// A random, nonzero instance id for a new endpoint.
+pub(crate) fn new_instance() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish() | 1
+}
