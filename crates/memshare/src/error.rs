@@ -186,13 +186,13 @@ pub enum Error {
         limit: u64,
     },
 
-    /// A channel endpoint of that side is already attached (each side may be
-    /// attached once at a time).
+    /// An endpoint of that side is already attached (a channel's sender or
+    /// receiver, a request/response service's server: one at a time).
     #[error("{object}: a {side} is already attached")]
     AlreadyAttached {
-        /// The channel's segment.
+        /// The channel or service.
         object: String,
-        /// `"sender"` or `"receiver"`.
+        /// `"sender"`, `"receiver"` or `"server"`.
         side: &'static str,
     },
 
@@ -200,10 +200,21 @@ pub enum Error {
     /// process died, and everything it committed has been received.
     #[error("{object}: the {peer} is gone")]
     Disconnected {
-        /// The channel's segment.
+        /// The channel or service.
         object: String,
-        /// `"sender"` or `"receiver"`.
+        /// `"sender"`, `"receiver"`, `"publisher"`, `"server"`, ...
         peer: &'static str,
+    },
+
+    /// A request/response server dropped the request without responding
+    /// (its `Request` went out of scope unanswered, or its response was
+    /// larger than the service allows).
+    #[error("{object}: the server dropped request {id} without a response")]
+    NoResponse {
+        /// The service.
+        object: String,
+        /// The request's id.
+        id: u64,
     },
 
     /// Shared state contradicts itself: the other process is buggy or
@@ -338,6 +349,7 @@ impl Error {
             Error::NoSpace { .. } => K::StorageFull,
             Error::AlreadyAttached { .. } | Error::LimitReached { .. } => K::ResourceBusy,
             Error::Disconnected { .. } => K::BrokenPipe,
+            Error::NoResponse { .. } => K::ConnectionAborted,
             Error::TimedOut { .. } => K::TimedOut,
             Error::Truncated { .. } => K::UnexpectedEof,
             Error::Io { source, .. } => source.kind(),

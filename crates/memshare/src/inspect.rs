@@ -16,6 +16,7 @@ pub use crate::sys::{NamedInfo, NamedLifetime, SegmentKind};
 const KINDS: &[(&[u8], SegmentKind)] = &[
     (&crate::channel::layout::MAGIC, SegmentKind::Channel),
     (&crate::pubsub::layout::MAGIC, SegmentKind::Pubsub),
+    (&crate::rpc::layout::MAGIC, SegmentKind::Rpc),
 ];
 
 /// Marks the names memshare's rules accept.

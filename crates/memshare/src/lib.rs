@@ -83,6 +83,8 @@ mod name;
 mod primitive;
 #[cfg(unix)]
 pub mod pubsub;
+#[cfg(unix)]
+pub mod rpc;
 mod segment;
 pub mod share;
 pub mod sync;

@@ -88,3 +88,26 @@ impl FutexWord {
         self.bump_and_wake();
     }
 }
+
+#[cfg(all(test, loom))]
+/// Explores every execution of `f` with at most `preemption_bound`
+/// preemptions (`LOOM_MAX_PREEMPTIONS` overrides it), and prints how many
+/// there were (seen with `--nocapture`).
+pub(crate) fn check(preemption_bound: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(preemption_bound);
+    }
+    // A plain counter, outside the model.
+    let executions = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = executions.clone();
+    builder.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f();
+    });
+    println!(
+        "{} executions with at most {} preemptions",
+        executions.load(std::sync::atomic::Ordering::Relaxed),
+        builder.preemption_bound.unwrap()
+    );
+}

@@ -19,6 +19,7 @@
 //! Run it with
 //! `RUSTFLAGS="--cfg loom" cargo test --release -p memshare --lib channel::loom_model`.
 
+use crate::primitive::check;
 use std::time::Duration;
 
 use loom::sync::Arc;
@@ -98,28 +99,6 @@ fn run(lens: &'static [usize]) {
     // Nothing more was published than was received.
     let write = ch.header.position(Side::Sender).load(Ordering::Acquire);
     assert_eq!(write, core.read);
-}
-
-/// Explores every execution of `f` with at most `preemption_bound`
-/// preemptions (`LOOM_MAX_PREEMPTIONS` overrides it), and prints how many
-/// there were (seen with `--nocapture`).
-fn check(preemption_bound: usize, f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(preemption_bound);
-    }
-    // A plain counter, outside the model.
-    let executions = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = executions.clone();
-    builder.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    println!(
-        "{} executions with at most {} preemptions",
-        executions.load(std::sync::atomic::Ordering::Relaxed),
-        builder.preemption_bound.unwrap()
-    );
 }
 
 /// The receiver parks on an empty ring: whenever it sleeps, the sender's

@@ -11,6 +11,7 @@
 //! Run it with
 //! `RUSTFLAGS="--cfg loom" cargo test --release -p memshare --lib pubsub::loom_model`.
 
+use crate::primitive::check;
 use std::time::Duration;
 
 use loom::sync::Arc;
@@ -157,24 +158,6 @@ fn subscribe(m: &Model, mut core: SubCore, last: u64) -> (Vec<u64>, u64) {
         core.release(&sub, h);
     }
     (seen, core.missed)
-}
-
-fn check(preemption_bound: usize, f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(preemption_bound);
-    }
-    let executions = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = executions.clone();
-    builder.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    println!(
-        "{} executions with at most {} preemptions",
-        executions.load(std::sync::atomic::Ordering::Relaxed),
-        builder.preemption_bound.unwrap()
-    );
 }
 
 /// "Block", depth 1: the publisher waits for the subscriber after every

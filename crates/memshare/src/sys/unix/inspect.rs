@@ -73,6 +73,9 @@ pub enum SegmentKind {
     /// A memshare publish-subscribe service: the segment starts with
     /// [`pubsub::layout::MAGIC`](crate::pubsub::layout::MAGIC).
     Pubsub,
+    /// A memshare request/response service: the segment starts with
+    /// [`rpc::layout::MAGIC`](crate::rpc::layout::MAGIC).
+    Rpc,
 }
 
 impl fmt::Display for SegmentKind {
@@ -81,6 +84,7 @@ impl fmt::Display for SegmentKind {
             SegmentKind::Bytes => "bytes",
             SegmentKind::Channel => "channel",
             SegmentKind::Pubsub => "pubsub",
+            SegmentKind::Rpc => "rpc",
         })
     }
 }

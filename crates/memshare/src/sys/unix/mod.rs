@@ -135,6 +135,22 @@ impl Object {
         names::open(name, access, owner)
     }
 
+    /// Removes this object's name, if the name still refers to this object
+    /// (`Ok(false)` if it names another one now, or nothing).
+    pub(crate) fn remove_name_if_current(&self) -> Result<bool> {
+        let Some(name) = self.meta.name.as_deref() else {
+            return Ok(false);
+        };
+        if !names::same_object(name, &self.fd) {
+            return Ok(false);
+        }
+        match names::remove_named(name, Owner::Me) {
+            Ok(()) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Offsets of views are aligned down to this.
     pub(crate) fn granularity(&self) -> usize {
         self.granularity

@@ -207,6 +207,12 @@ impl Object {
         Ok(self.meta.len)
     }
 
+    /// Names cannot be removed on Windows (they go with their last
+    /// handle): `Unsupported`.
+    pub(crate) fn remove_name_if_current(&self) -> Result<bool> {
+        remove_named(self.meta.name.as_deref().unwrap_or_default(), Owner::Me).map(|()| true)
+    }
+
     /// Offsets of views are aligned down to this.
     pub(crate) fn granularity(&self) -> usize {
         allocation_granularity()

@@ -1,0 +1,630 @@
+//! The client: a region of the service of its own (a ring of requests,
+//! `max_in_flight` slots with a request and a response buffer each), and
+//! the waits for responses.
+
+use std::cell::Cell;
+use std::ops::Deref;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::layout::{
+    self, id_of, CLIENT_ATTACHED, CLIENT_DETACHED, CLIENT_EVICTED, CLIENT_FREE, ID_MASK,
+    SERVER_ATTACHED, SERVER_LOCK_BYTE,
+};
+use super::protocol::{self, Answer};
+use super::service::{Role, Service};
+use super::{ClientId, ServerConfig};
+use crate::endpoint::new_instance;
+use crate::primitive::Ordering;
+use crate::sys::ByteLock;
+use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
+use crate::{Error, Result, Segment};
+
+/// A client of a request/response service: sends requests to its
+/// [`Server`](super::Server) and receives the responses, in place.
+///
+/// [`Client::call`] sends one request and waits for its response.
+/// [`Client::send_request`] and [`Client::receive_response`] pipeline: up
+/// to the service's `max_in_flight` requests may be in flight, and their
+/// responses received in any order.
+///
+/// ```
+/// use memshare::rpc::{Client, Server, ServerConfig};
+/// # fn main() -> memshare::Result<()> {
+/// let name = format!("doc-rpc-client-{}", std::process::id());
+/// let server = Server::create(&name, ServerConfig::new())?;
+/// let mut client = Client::connect(&name)?;
+/// let first = client.send_request(b"one")?;
+/// let second = client.send_request(b"two")?;
+/// // (The server, usually in another process, answers in any order.)
+/// let a = server.recv()?;
+/// let b = server.recv()?;
+/// b.respond(b"TWO")?;
+/// a.respond(b"ONE")?;
+/// assert_eq!(&*client.receive_response(&second)?, b"TWO");
+/// assert_eq!(&*client.receive_response(&first)?, b"ONE");
+/// # Ok(()) }
+/// ```
+pub struct Client {
+    service: Service,
+    index: u32,
+    instance: u64,
+    server_instance: u64,
+    /// Requests pushed onto the ring so far.
+    head: u64,
+    /// The id the next request gets.
+    next_id: u64,
+    /// Slots free for a request.
+    free: Vec<u32>,
+    /// Per slot: the id of the request in flight in it.
+    in_flight: Vec<Option<u64>>,
+    /// Slots whose `Pending` was dropped before its response came (a bit
+    /// per slot; shared with the `Pending`s).
+    abandoned: Arc<AtomicU64>,
+    strategy: WaitStrategy,
+    /// When the server's lock was last asked about.
+    last_liveness: Instant,
+    _lock: ByteLock,
+}
+
+/// A request in flight ([`Client::send_request`]): what
+/// [`Client::receive_response`] waits for. Dropped before its response is
+/// received, the response is discarded when it comes (its slot is busy
+/// until then).
+pub struct Pending {
+    client: u64,
+    slot: u32,
+    id: u64,
+    received: Cell<bool>,
+    abandoned: Arc<AtomicU64>,
+}
+
+impl Pending {
+    /// The request's id (what the server's
+    /// [`Request::id`](super::Request::id) says).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.received.get() {
+            self.abandoned
+                .fetch_or(1 << self.slot, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("id", &self.id)
+            .field("slot", &self.slot)
+            .field("received", &self.received.get())
+            .finish()
+    }
+}
+
+/// A response, in place in the client's region (`Deref<Target = [u8]>`).
+/// Its slot takes a new request once it is dropped.
+///
+/// The bytes are in shared memory the server writes: a server that breaks
+/// the protocol can change them while you read; treat them as input to
+/// validate.
+pub struct Response<'a> {
+    client: &'a mut Client,
+    slot: u32,
+    len: usize,
+}
+
+impl Deref for Response<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        let buffer = self
+            .client
+            .service
+            .response_buffer(self.client.index, self.slot);
+        // SAFETY: `len` was checked against max_response_len, within the
+        // slot's buffer; mapped while the client lives; the server does not
+        // write the slot again before the client sends a new request in it,
+        // which needs this guard gone.
+        unsafe { std::slice::from_raw_parts(buffer, self.len) }
+    }
+}
+
+impl Drop for Response<'_> {
+    fn drop(&mut self) {
+        self.client.release(self.slot);
+    }
+}
+
+impl std::fmt::Debug for Response<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response").field("len", &self.len).finish()
+    }
+}
+
+impl Client {
+    /// Connects to the service `name`. Fails with [`Error::NotFound`] if
+    /// there is none, [`Error::Disconnected`] if its server is gone,
+    /// [`Error::LimitReached`] if it has its `max_clients` already.
+    pub fn connect(name: &str) -> Result<Client> {
+        crate::waiting::once_formatted(&Segment::open(name)?, Client::attach)
+    }
+
+    /// Like [`Client::connect`], but waits (in 1 ms steps) for a server to
+    /// serve `name`, for at most `timeout`: `TimedOut` after that.
+    pub fn connect_timeout(name: &str, timeout: Duration) -> Result<Client> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let attempt = Segment::open(name).and_then(|segment| {
+                crate::waiting::once_formatted_until(&segment, deadline, Client::attach)
+            });
+            match attempt {
+                Err(Error::NotFound { .. } | Error::Disconnected { .. })
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(Error::NotFound { .. } | Error::Disconnected { .. }) => {
+                    return Err(Error::TimedOut {
+                        object: format!("service {name:?}"),
+                        op: "connect (waiting for a server)",
+                    })
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Connects to the service in `segment`: takes a free client region.
+    pub fn attach(segment: &Segment) -> Result<Client> {
+        let probe = Service::open(segment, Role::Observer)?;
+        let h = probe.header();
+        let server_instance = h.server.instance.load(Ordering::Acquire);
+        let server_alive = h.server.state.load(Ordering::Acquire) == SERVER_ATTACHED
+            && h.server.retired.load(Ordering::Acquire) == 0
+            && segment.object().byte_locked(SERVER_LOCK_BYTE)?;
+        if !server_alive {
+            return Err(Error::Disconnected {
+                object: probe.describe(),
+                peer: "server",
+            });
+        }
+        let n = probe.geometry.shape.max_clients;
+        // Regions whose client left or died are reset by the server within
+        // a liveness interval: worth waiting that long for.
+        let deadline = Instant::now() + 3 * LIVENESS_INTERVAL;
+        let (index, lock) = loop {
+            let mut reclaimable = false;
+            let mut taken = None;
+            for c in 0..n {
+                let state = probe.block(c).state.load(Ordering::Acquire);
+                if state != CLIENT_FREE {
+                    reclaimable |= state == CLIENT_DETACHED
+                        || !segment.object().byte_locked(layout::client_lock_byte(c))?;
+                    continue;
+                }
+                if let Some(lock) = segment.object().lock_byte(layout::client_lock_byte(c))? {
+                    // Checked again under the lock: only its holder claims a
+                    // free region.
+                    if probe.block(c).state.load(Ordering::Acquire) == CLIENT_FREE {
+                        taken = Some((c, lock));
+                        break;
+                    }
+                }
+            }
+            match taken {
+                Some(found) => break found,
+                None if reclaimable && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                None => {
+                    return Err(Error::LimitReached {
+                        object: probe.describe(),
+                        what: "every client slot is taken (max_clients)".into(),
+                        limit: u64::from(n),
+                    })
+                }
+            }
+        };
+        drop(probe);
+        let service = Service::open(segment, Role::Client(index))?;
+        let block = service.block(index);
+        let instance = new_instance();
+        let head = block.head.load(Ordering::Relaxed);
+        block.instance.store(instance, Ordering::Relaxed);
+        block
+            .server_instance
+            .store(server_instance, Ordering::Relaxed);
+        block.pid.store(std::process::id(), Ordering::Relaxed);
+        block.sent.store(0, Ordering::Relaxed);
+        // Release: a server that reads ATTACHED sees the instance.
+        block.state.store(CLIENT_ATTACHED, Ordering::Release);
+        service.check_intact()?;
+        let slots = service.geometry.shape.max_in_flight;
+        Ok(Client {
+            index,
+            instance,
+            server_instance,
+            head,
+            // Ids start at a random point: a request id is not a guess of
+            // what another client (or an earlier one) used.
+            next_id: new_instance() & ID_MASK,
+            free: (0..slots).rev().collect(),
+            in_flight: vec![None; slots as usize],
+            abandoned: Arc::new(AtomicU64::new(0)),
+            strategy: WaitStrategy::default(),
+            last_liveness: Instant::now(),
+            _lock: lock,
+            service,
+        })
+    }
+
+    /// The service's segment.
+    pub fn segment(&self) -> &Segment {
+        self.service.segment()
+    }
+
+    /// The service's configuration.
+    pub fn config(&self) -> ServerConfig {
+        ServerConfig::from_shape(&self.service.geometry.shape)
+    }
+
+    /// This client, as the server sees it ([`Request::client`](super::Request::client)).
+    pub fn id(&self) -> ClientId {
+        ClientId {
+            slot: self.index,
+            instance: self.instance,
+        }
+    }
+
+    /// How this client waits for responses.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how this client waits for responses.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// Requests sent whose response has not been received (or discarded)
+    /// yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Sends `request` and waits for its response.
+    pub fn call(&mut self, request: &[u8]) -> Result<Response<'_>> {
+        let (slot, id) = self.send(request)?;
+        self.receive_until(slot, id, None, false)
+    }
+
+    /// Like [`Client::call`], giving up with [`Error::TimedOut`] after
+    /// `timeout` (the response is then discarded when it comes).
+    pub fn call_timeout(&mut self, request: &[u8], timeout: Duration) -> Result<Response<'_>> {
+        let deadline = Instant::now() + timeout;
+        let (slot, id) = self.send(request)?;
+        self.receive_until(slot, id, Some(deadline), true)
+    }
+
+    /// Sends `request` without waiting for its response: several may be in
+    /// flight (up to the service's `max_in_flight`; one more is
+    /// [`Error::LimitReached`]). [`Error::TooLarge`] if it is longer than
+    /// `max_request_len`; [`Error::Disconnected`] if the server is gone.
+    pub fn send_request(&mut self, request: &[u8]) -> Result<Pending> {
+        let (slot, id) = self.send(request)?;
+        Ok(Pending {
+            client: self.instance,
+            slot,
+            id,
+            received: Cell::new(false),
+            abandoned: Arc::clone(&self.abandoned),
+        })
+    }
+
+    /// Sends `request`: its slot and id.
+    fn send(&mut self, request: &[u8]) -> Result<(u32, u64)> {
+        let max =
+            usize::try_from(self.service.geometry.shape.max_request_len).unwrap_or(usize::MAX);
+        if request.len() > max {
+            return Err(Error::TooLarge {
+                object: self.service.describe(),
+                len: request.len(),
+                max,
+            });
+        }
+        self.check_server(false)?;
+        let Some(slot) = self.free_slot() else {
+            return Err(Error::LimitReached {
+                object: self.service.describe(),
+                what: "this client has max_in_flight requests in flight (receive a response first)"
+                    .into(),
+                limit: u64::from(self.service.geometry.shape.max_in_flight),
+            });
+        };
+        let buffer = self.service.request_buffer(self.index, slot);
+        // SAFETY: the slot's request buffer is `max_request_len` bytes
+        // (checked above), mapped writable for this client, and the server
+        // does not read it before the request is pushed below.
+        unsafe { std::ptr::copy_nonoverlapping(request.as_ptr(), buffer, request.len()) };
+        let id = self.next_id;
+        self.next_id = (id + 1) & ID_MASK;
+        self.head = protocol::send(
+            self.service.region(self.index),
+            self.service.doorbell(self.index),
+            self.head,
+            slot,
+            id,
+            request.len() as u32,
+        );
+        let block = self.service.block(self.index);
+        block
+            .sent
+            .store(block.sent.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.in_flight[slot as usize] = Some(id);
+        Ok((slot, id))
+    }
+
+    /// Waits for the response to `pending` (sent by this client, not yet
+    /// received). [`Error::NoResponse`] if the server dropped the request
+    /// unanswered; [`Error::Disconnected`] if the server went away first.
+    pub fn receive_response(&mut self, pending: &Pending) -> Result<Response<'_>> {
+        self.check_pending(pending)?;
+        let result = self.receive_until(pending.slot, pending.id, None, false);
+        pending.received.set(true);
+        result
+    }
+
+    /// Like [`Client::receive_response`], giving up with
+    /// [`Error::TimedOut`] after `timeout` (`pending` stays valid: ask
+    /// again later).
+    pub fn receive_response_timeout(
+        &mut self,
+        pending: &Pending,
+        timeout: Duration,
+    ) -> Result<Response<'_>> {
+        self.check_pending(pending)?;
+        let deadline = Instant::now() + timeout;
+        let result = self.receive_until(pending.slot, pending.id, Some(deadline), false);
+        if !matches!(result, Err(Error::TimedOut { .. })) {
+            pending.received.set(true);
+        }
+        result
+    }
+
+    /// The response to `pending` if it has come, else `None` at once.
+    pub fn try_receive_response(&mut self, pending: &Pending) -> Result<Option<Response<'_>>> {
+        self.check_pending(pending)?;
+        let (slot, id) = (pending.slot, pending.id);
+        let answered = match self.answer(slot, id) {
+            Ok(false) => match self.check_server(false) {
+                // The server may have answered just before it went.
+                Err(e) => self
+                    .answer(slot, id)
+                    .and_then(|a| if a { Ok(true) } else { Err(e) }),
+                Ok(()) => return Ok(None),
+            },
+            other => other,
+        };
+        pending.received.set(true);
+        match answered {
+            Ok(_) => self.response(slot, id).map(Some),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for the answer to request `id` in `slot`; on a timeout, with
+    /// `abandon`, its slot is freed when the answer comes.
+    fn receive_until(
+        &mut self,
+        slot: u32,
+        id: u64,
+        deadline: Option<Instant>,
+        abandon: bool,
+    ) -> Result<Response<'_>> {
+        let mut rounds = Rounds::new(self.strategy, deadline);
+        loop {
+            if self.answer(slot, id)? {
+                return self.response(slot, id);
+            }
+            if rounds.check_peer() {
+                if let Err(e) = self.check_server(rounds.parked()) {
+                    // An answer written before the server went still counts.
+                    if self.answer(slot, id)? {
+                        return self.response(slot, id);
+                    }
+                    return Err(e);
+                }
+            }
+            let last = self.last_liveness;
+            match rounds.next_within(|| LIVENESS_INTERVAL.saturating_sub(last.elapsed())) {
+                Some(Step::Spin) => std::hint::spin_loop(),
+                Some(Step::Park(slice)) => {
+                    protocol::park_client(self.service.region(self.index), slot, id, slice)
+                }
+                None => {
+                    if abandon {
+                        self.abandoned
+                            .fetch_or(1 << slot, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Err(Error::TimedOut {
+                        object: self.service.describe(),
+                        op: "receive a response",
+                    });
+                }
+            }
+        }
+    }
+
+    /// `InvalidInput` unless `pending` is this client's and unreceived.
+    fn check_pending(&self, pending: &Pending) -> Result<()> {
+        if pending.client != self.instance
+            || pending.received.get()
+            || self.in_flight.get(pending.slot as usize) != Some(&Some(pending.id))
+        {
+            return Err(Error::InvalidInput {
+                object: self.service.describe(),
+                reason: format!(
+                    "request {}: its response was received already, or it is another client's",
+                    pending.id
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether request `id` in `slot` is answered with a response;
+    /// `Err(NoResponse)` if declined (the slot is free again),
+    /// `Err(Corrupted)` if its slot says something no server following the
+    /// protocol writes (the slot is lost).
+    fn answer(&mut self, slot: u32, id: u64) -> Result<bool> {
+        match protocol::answer(self.service.region(self.index), slot, id) {
+            Answer::Waiting => Ok(false),
+            Answer::Responded(_) => Ok(true),
+            Answer::Declined => {
+                self.release(slot);
+                Err(Error::NoResponse {
+                    object: self.service.describe(),
+                    id,
+                })
+            }
+            Answer::Broken(word) => {
+                self.in_flight[slot as usize] = None;
+                Err(self.service.corrupted(format!(
+                    "slot {slot} of client {} holds request {} (phase {}) while request {id} waits for its response",
+                    self.index,
+                    id_of(word),
+                    layout::phase_of(word),
+                )))
+            }
+        }
+    }
+
+    /// The guard over the response to request `id` in `slot`, which is
+    /// answered.
+    fn response(&mut self, slot: u32, id: u64) -> Result<Response<'_>> {
+        let region = self.service.region(self.index);
+        let len = region.slots[slot as usize]
+            .response_len
+            .load(Ordering::Relaxed);
+        let max = self.service.geometry.shape.max_response_len;
+        if u64::from(len) > max {
+            self.in_flight[slot as usize] = None;
+            return Err(self.service.corrupted(format!(
+                "the response to request {id} is {len} bytes, more than max_response_len {max}"
+            )));
+        }
+        self.service.check_intact()?;
+        Ok(Response {
+            slot,
+            len: len as usize,
+            client: self,
+        })
+    }
+
+    /// Frees `slot` for a new request.
+    fn release(&mut self, slot: u32) {
+        if self.in_flight[slot as usize].take().is_some() {
+            self.free.push(slot);
+        }
+    }
+
+    /// A free slot, after taking back the slots of dropped `Pending`s
+    /// whose answer has come.
+    fn free_slot(&mut self) -> Option<u32> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.free.is_empty() {
+            // (`Pending`s may be dropped in other threads meanwhile: only
+            // the bits handled here are cleared.)
+            let mut bits = self.abandoned.load(Relaxed);
+            let mut handled = 0;
+            while bits != 0 {
+                let slot = bits.trailing_zeros();
+                bits &= bits - 1;
+                let Some(id) = self.in_flight[slot as usize] else {
+                    handled |= 1 << slot;
+                    continue;
+                };
+                match protocol::answer(self.service.region(self.index), slot, id) {
+                    Answer::Waiting => {}
+                    Answer::Responded(_) | Answer::Declined => {
+                        handled |= 1 << slot;
+                        self.release(slot);
+                    }
+                    Answer::Broken(_) => {
+                        // Lost: never reused.
+                        handled |= 1 << slot;
+                        self.in_flight[slot as usize] = None;
+                    }
+                }
+            }
+            self.abandoned.fetch_and(!handled, Relaxed);
+        }
+        self.free.pop()
+    }
+
+    /// `Err(Disconnected)` if the server is gone (detached, replaced, or
+    /// dead: its lock asked at most once per liveness interval, or now if
+    /// `fresh`), `Err(Corrupted)` if it evicted this client.
+    fn check_server(&mut self, fresh: bool) -> Result<()> {
+        let h = self.service.header();
+        let gone = || Error::Disconnected {
+            object: self.service.describe(),
+            peer: "server",
+        };
+        if h.server.state.load(Ordering::Acquire) != SERVER_ATTACHED
+            || h.server.instance.load(Ordering::Acquire) != self.server_instance
+            || h.server.retired.load(Ordering::Acquire) != 0
+        {
+            return Err(gone());
+        }
+        if self.service.block(self.index).state.load(Ordering::Acquire) == CLIENT_EVICTED {
+            return Err(self.service.corrupted(
+                "the server stopped serving this client: it saw the client break the protocol"
+                    .into(),
+            ));
+        }
+        if fresh || self.last_liveness.elapsed() >= LIVENESS_INTERVAL {
+            self.last_liveness = Instant::now();
+            if !self
+                .service
+                .segment()
+                .object()
+                .byte_locked(SERVER_LOCK_BYTE)?
+            {
+                return Err(gone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let block = self.service.block(self.index);
+        block.state.store(CLIENT_DETACHED, Ordering::Release);
+        // Ring: the server resets the region soon, not a liveness interval
+        // later.
+        let doorbell = self.service.doorbell(self.index);
+        doorbell.pending.fetch_or(doorbell.bit, Ordering::Release);
+        crate::primitive::fence(Ordering::SeqCst);
+        if doorbell.server_wake.waiting.load(Ordering::Relaxed) != 0 {
+            doorbell.server_wake.futex.bump_and_wake();
+        }
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("service", &self.service.describe())
+            .field("id", &self.id())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}

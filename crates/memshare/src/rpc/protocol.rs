@@ -1,0 +1,238 @@
+//! The request/response protocol on one client region: how a request
+//! travels from the client's slot to the server and its response back,
+//! and how each side parks and is woken. Written against
+//! `crate::primitive`, so that the loom model (`loom_model.rs`) runs this
+//! very code. The argument, step by step, is `docs/rpc-layout.md` §6.
+
+use std::time::Duration;
+
+use super::layout::{
+    id_of, phase_of, slot_word, Slot, WakeWords, SLOT_DECLINED, SLOT_REQUESTED, SLOT_RESPONDED,
+    SLOT_TAKEN,
+};
+use crate::primitive::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// What both sides see of one client region (and its wake words, which
+/// live in the header).
+#[derive(Clone, Copy)]
+pub(crate) struct Region<'a> {
+    /// Requests pushed so far (the client writes it).
+    pub(crate) head: &'a AtomicU64,
+    /// The request ring: `ring_len` slot indices.
+    pub(crate) entries: &'a [AtomicU32],
+    /// The slot descriptors: `max_in_flight` of them.
+    pub(crate) slots: &'a [Slot],
+    /// The client's flag and futex word (the server wakes it).
+    pub(crate) wake: &'a WakeWords,
+}
+
+/// How a client tells the server it has pushed requests: its bit in the
+/// pending mask, and the server's wake words.
+#[derive(Clone, Copy)]
+pub(crate) struct Doorbell<'a> {
+    pub(crate) pending: &'a AtomicU64,
+    pub(crate) bit: u64,
+    pub(crate) server_wake: &'a WakeWords,
+}
+
+/// Client: publishes request `id` in `slot` (its bytes already in the
+/// slot's request buffer) as request number `head` of the ring; returns
+/// the new head.
+pub(crate) fn send(
+    region: Region<'_>,
+    doorbell: Doorbell<'_>,
+    head: u64,
+    slot: u32,
+    id: u64,
+    len: u32,
+) -> u64 {
+    let s = &region.slots[slot as usize];
+    s.request_len.store(len, Ordering::Relaxed);
+    // Release: a server that sees REQUESTED sees the length and the bytes.
+    s.state
+        .store(slot_word(id, SLOT_REQUESTED), Ordering::Release);
+    let ring_len = region.entries.len() as u64;
+    region.entries[(head % ring_len) as usize].store(slot, Ordering::Relaxed);
+    // Release: a server that sees the head sees the entry (and the slot).
+    region.head.store(head + 1, Ordering::Release);
+    // Pairs with the fence in `take` (the server clears the bit, then
+    // looks at the head again) and with the one in `park_server` (it sets
+    // its flag, then looks at every head): either the server sees this
+    // head, or this side sees its cleared bit and its flag.
+    fence(Ordering::SeqCst);
+    if doorbell.pending.load(Ordering::Relaxed) & doorbell.bit == 0 {
+        doorbell.pending.fetch_or(doorbell.bit, Ordering::Release);
+    }
+    if doorbell.server_wake.waiting.load(Ordering::Relaxed) != 0 {
+        doorbell.server_wake.futex.bump_and_wake();
+    }
+    head + 1
+}
+
+/// What a client finds in the slot of its request `id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Not answered yet.
+    Waiting,
+    /// The response (this long) is in the slot's response buffer.
+    Responded(u32),
+    /// The server dropped the request without a response.
+    Declined,
+    /// The slot holds another request's id, or no valid phase: only a
+    /// server breaking the protocol writes that.
+    Broken(u64),
+}
+
+/// Client: what the slot of request `id` says now.
+pub(crate) fn answer(region: Region<'_>, slot: u32, id: u64) -> Answer {
+    let s = &region.slots[slot as usize];
+    // Acquire: the response's length and bytes, written before.
+    let word = s.state.load(Ordering::Acquire);
+    if word == slot_word(id, SLOT_RESPONDED) {
+        Answer::Responded(s.response_len.load(Ordering::Relaxed))
+    } else if word == slot_word(id, SLOT_DECLINED) {
+        Answer::Declined
+    } else if id_of(word) == id && matches!(phase_of(word), SLOT_REQUESTED | SLOT_TAKEN) {
+        Answer::Waiting
+    } else {
+        Answer::Broken(word)
+    }
+}
+
+/// Client: parks for at most `slice` on its futex word, unless request
+/// `id` in `slot` is answered once the flag is set.
+pub(crate) fn park_client(region: Region<'_>, slot: u32, id: u64, slice: Duration) {
+    let seq = region.wake.futex.load();
+    region.wake.waiting.store(1, Ordering::Relaxed);
+    // Pairs with the fence in `finish`: either the server sees the flag,
+    // or this side sees the answer.
+    fence(Ordering::SeqCst);
+    if answer(region, slot, id) == Answer::Waiting && !slice.is_zero() {
+        region.wake.futex.wait(seq, slice);
+    }
+    region.wake.waiting.store(0, Ordering::Relaxed);
+}
+
+/// What the server found at the tail of a client's ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Nothing (the pending bit is cleared).
+    Empty,
+    /// Request `id`, `len` bytes, in `slot`: now taken (the server owes
+    /// it an answer).
+    Request { slot: u32, id: u64, len: u32 },
+    /// The client broke the protocol (what, in words).
+    Violation(&'static str),
+}
+
+/// Server: takes the next request of a client whose ring it has read up
+/// to `tail` (advanced past what is taken). `max_len`: the largest request.
+pub(crate) fn take(
+    region: Region<'_>,
+    doorbell: Doorbell<'_>,
+    tail: &mut u64,
+    max_len: u64,
+) -> Take {
+    let ring_len = region.entries.len() as u64;
+    // Acquire: the entry and the slot written before the head.
+    let mut head = region.head.load(Ordering::Acquire);
+    if head == *tail {
+        doorbell.pending.fetch_and(!doorbell.bit, Ordering::Relaxed);
+        // Pairs with the fence in `send`: a request pushed before the bit
+        // was cleared is seen now; one pushed after sets the bit again.
+        fence(Ordering::SeqCst);
+        head = region.head.load(Ordering::Acquire);
+        if head == *tail {
+            return Take::Empty;
+        }
+        // Taken now; the bit stays set for the rest.
+        doorbell.pending.fetch_or(doorbell.bit, Ordering::Relaxed);
+    }
+    if head.wrapping_sub(*tail) > ring_len {
+        return Take::Violation(
+            "its request ring's head is not within one ring of the requests taken",
+        );
+    }
+    let slot = region.entries[(*tail % ring_len) as usize].load(Ordering::Relaxed);
+    *tail += 1;
+    let Some(s) = region.slots.get(slot as usize) else {
+        return Take::Violation("a ring entry names a slot beyond max_in_flight");
+    };
+    let word = s.state.load(Ordering::Acquire);
+    if phase_of(word) != SLOT_REQUESTED {
+        return Take::Violation("a ring entry names a slot that holds no request");
+    }
+    let id = id_of(word);
+    if s.state
+        .compare_exchange(
+            word,
+            slot_word(id, SLOT_TAKEN),
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        return Take::Violation("a slot changed while the server took its request");
+    }
+    let len = s.request_len.load(Ordering::Relaxed);
+    if u64::from(len) > max_len {
+        return Take::Violation("a request is longer than max_request_len");
+    }
+    Take::Request { slot, id, len }
+}
+
+/// Server: whether a client whose ring it has read up to `tail` has
+/// pushed more (one load; for the check before parking).
+pub(crate) fn has_requests(region: Region<'_>, tail: u64) -> bool {
+    region.head.load(Ordering::Acquire) != tail
+}
+
+/// Server: answers request `id` in `slot`: with the response (`len`
+/// bytes, already in the slot's response buffer), or declined (`None`).
+/// False if the slot no longer holds that request taken (a client that
+/// broke the protocol): nothing is answered then.
+pub(crate) fn finish(region: Region<'_>, slot: u32, id: u64, response: Option<u32>) -> bool {
+    let s = &region.slots[slot as usize];
+    let phase = match response {
+        Some(len) => {
+            s.response_len.store(len, Ordering::Relaxed);
+            SLOT_RESPONDED
+        }
+        None => SLOT_DECLINED,
+    };
+    // Release: the client that sees the answer sees the length and bytes.
+    let answered = s
+        .state
+        .compare_exchange(
+            slot_word(id, SLOT_TAKEN),
+            slot_word(id, phase),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+        .is_ok();
+    // Pairs with the fence in `park_client`.
+    fence(Ordering::SeqCst);
+    if answered && region.wake.waiting.load(Ordering::Relaxed) != 0 {
+        region.wake.futex.bump_and_wake();
+    }
+    answered
+}
+
+/// Server: parks for at most `slice` on its futex word, unless
+/// `nothing_pushed()` (a look at every client's head) is false once the
+/// flag is set.
+pub(crate) fn park_server(
+    server_wake: &WakeWords,
+    slice: Duration,
+    nothing_pushed: impl FnOnce() -> bool,
+) {
+    let seq = server_wake.futex.load();
+    server_wake.waiting.store(1, Ordering::Relaxed);
+    // Pairs with the fence in `send`: either a client sees the flag, or
+    // this side sees its head.
+    fence(Ordering::SeqCst);
+    if nothing_pushed() && !slice.is_zero() {
+        server_wake.futex.wait(seq, slice);
+    }
+    server_wake.waiting.store(0, Ordering::Relaxed);
+}
