@@ -13,68 +13,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::chan::{message, rng};
-use common::{child, readable, role, unique_name, Detections, Reaped, TIMEOUT};
+use common::{child, env, role, spawn, unique_name, Detections, Output, Reaped, TIMEOUT};
 use memshare::channel::LIVENESS_INTERVAL;
 use memshare::pubsub::{Overflow, Publisher, ServiceConfig, Subscriber};
 use memshare::{Error, Segment};
 
 const MAX: usize = 1000;
-
-fn env(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"))
-}
-
-/// What a child printed so far, kept whole: a line may arrive in the same
-/// read as the one before it.
-struct Output {
-    out: std::process::ChildStdout,
-    said: String,
-    /// Where the next search starts (after the last line found).
-    from: usize,
-}
-
-impl Output {
-    /// The rest of the first line after `from` that contains `needle`
-    /// (after it), waiting for it at most `TIMEOUT`.
-    fn after(&mut self, needle: &str) -> String {
-        use std::os::fd::AsFd;
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(at) = self.said[self.from..].find(needle) {
-                let start = self.from + at + needle.len();
-                if let Some(end) = self.said[start..].find('\n') {
-                    self.from = start + end + 1;
-                    return self.said[start..start + end].to_owned();
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "{needle:?} not said within {TIMEOUT:?}");
-            if readable(self.out.as_fd(), left) {
-                let mut buf = [0u8; 4096];
-                let n = self.out.read(&mut buf).unwrap();
-                assert!(n > 0, "the output ended before {needle:?}: {:?}", self.said);
-                self.said.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        }
-    }
-}
-
-/// A child whose standard output the parent reads.
-fn spawn(test: &str, role: &str, vars: &[(&str, String)]) -> (Reaped, Output) {
-    let mut cmd = child(test, role);
-    cmd.stdout(Stdio::piped());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let mut kid = Reaped::spawn(cmd);
-    let out = kid.0.as_mut().unwrap().stdout.take().unwrap();
-    let out = Output {
-        out,
-        said: String::new(),
-        from: 0,
-    };
-    (kid, out)
-}
 
 /// The subscriber child: receives until `Disconnected`, checking every
 /// message (sequence in order unless missed under drop-oldest; contents a
@@ -367,11 +311,7 @@ fn a_scribbling_subscriber_cannot_hurt_the_others() {
             .env("MST_NAME", &name);
         let mut kid = Reaped::spawn(cmd);
         let out = kid.0.as_mut().unwrap().stdout.take().unwrap();
-        let mut out = Output {
-            out,
-            said: String::new(),
-            from: 0,
-        };
+        let mut out = Output::new(out);
         out.after("ready=");
         let mut buf = Vec::new();
         for seq in 0..20_000u64 {

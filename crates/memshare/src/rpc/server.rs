@@ -247,8 +247,11 @@ impl Server {
             if let Some(request) = self.poll()? {
                 return Ok(request);
             }
-            if rounds.check_peer() {
+            if rounds.parked() {
+                // The slice ended when the oldest answer about a client's
+                // liveness expired (or a client rang): ask again now.
                 self.upkeep(LIVENESS_INTERVAL)?;
+                self.service.check_intact()?;
             }
             match rounds.next_within(|| self.liveness.borrow().due()) {
                 Some(Step::Spin) => std::hint::spin_loop(),
@@ -298,7 +301,6 @@ impl Server {
                 }
             }
         }
-        self.service.check_intact()?;
         Ok(None)
     }
 
@@ -327,6 +329,13 @@ impl Server {
                 ..Known::default()
             };
         }
+        if k.dead {
+            // Its process died: what it queued is dropped with its region.
+            drop(known);
+            doorbell.pending.fetch_and(!doorbell.bit, Ordering::Relaxed);
+            self.reset_if_done(c)?;
+            return Ok(None);
+        }
         if k.evicted.is_some() {
             doorbell.pending.fetch_and(!doorbell.bit, Ordering::Relaxed);
             return Ok(None);
@@ -336,19 +345,23 @@ impl Server {
             Take::Empty => Ok(None),
             Take::Request { slot, id, len } => {
                 k.owed += 1;
-                Ok(Some(Request {
+                drop(known);
+                let request = Request {
                     server: self,
                     client: ClientId { slot: c, instance },
                     slot,
                     id,
                     len: len as usize,
                     answered: false,
-                }))
+                };
+                // (Dropped on an error: declined, and counted back.)
+                self.service.check_region_intact(c)?;
+                Ok(Some(request))
             }
             Take::Violation(what) => {
                 k.evicted = Some(what);
                 drop(known);
-                self.service.check_intact()?;
+                self.service.check_region_intact(c)?;
                 self.evict(c);
                 Ok(None)
             }
@@ -397,12 +410,14 @@ impl Server {
         nothing
     }
 
-    /// Upkeep when the server is busy: about once per liveness interval,
-    /// at the cost of a clock read every 1024 receives.
+    /// Upkeep when the server is busy: twice per liveness interval (so
+    /// that with answering what a dead client is owed, its region is reset
+    /// within the interval), at the cost of a clock read every 64 looks for
+    /// a request.
     fn upkeep_now_and_then(&self) -> Result<()> {
         let polls = self.polls.get().wrapping_add(1);
         self.polls.set(polls);
-        if polls % 1024 == 0 && self.last_upkeep.get().elapsed() >= LIVENESS_INTERVAL {
+        if polls % 64 == 0 && self.last_upkeep.get().elapsed() >= LIVENESS_INTERVAL / 2 {
             self.upkeep(LIVENESS_INTERVAL)?;
         }
         Ok(())
@@ -412,6 +427,10 @@ impl Server {
     /// old are trusted), and resets the regions of the clients that died
     /// or left and are owed nothing.
     fn upkeep(&self, max_age: Duration) -> Result<()> {
+        // Answers from the last upkeep or before are asked again: otherwise
+        // one got a moment after that upkeep began would still be trusted
+        // now, and a client checked only every other interval.
+        let max_age = max_age.min(self.last_upkeep.get().elapsed());
         self.last_upkeep.set(Instant::now());
         let segment = self.service.segment();
         for c in 0..self.service.geometry.shape.max_clients {
@@ -512,7 +531,7 @@ impl Server {
         if done {
             self.reset_if_done(c)?;
         }
-        self.service.check_intact()
+        self.service.check_region_intact(c)
     }
 
     fn max_response_len(&self) -> usize {

@@ -29,6 +29,8 @@ struct Parts {
     control: NonNull<u8>,
     requests: Option<NonNull<u8>>,
     responses: Option<NonNull<u8>>,
+    /// Its windows in `Service::windows`.
+    windows: (usize, usize),
 }
 
 /// A service's segment, checked and mapped.
@@ -128,11 +130,17 @@ impl Service {
                 Role::Observer => (Window::ReadOnly(segment.map_readonly(control)?), None, None),
             };
             let ptr = |w: &Window| NonNull::new(w.ptr()).expect("a mapping is not null");
-            regions.push(Some(Parts {
+            let first = windows.len();
+            let parts = Parts {
                 control: ptr(&control),
                 requests: requests.as_ref().map(ptr),
                 responses: responses.as_ref().map(ptr),
-            }));
+                windows: (
+                    first,
+                    first + 1 + requests.is_some() as usize + responses.is_some() as usize,
+                ),
+            };
+            regions.push(Some(parts));
             windows.push(control);
             windows.extend(requests);
             windows.extend(responses);
@@ -231,6 +239,16 @@ impl Service {
     /// truncated the segment).
     pub(crate) fn check_intact(&self) -> Result<()> {
         self.windows.iter().try_for_each(Window::check_intact)
+    }
+
+    /// [`Service::check_intact`] for the header and client `c`'s region
+    /// only (what one request or answer touches).
+    pub(crate) fn check_region_intact(&self, c: u32) -> Result<()> {
+        let (first, end) = self.parts(c).windows;
+        self.windows[0].check_intact()?;
+        self.windows[first..end]
+            .iter()
+            .try_for_each(Window::check_intact)
     }
 
     /// `Corrupted` with `detail`, unless the memory is gone, which explains

@@ -434,3 +434,66 @@ pub fn format_slowly(
         target
     })
 }
+
+/// The value of the environment variable `var` (set by the parent for a
+/// child).
+pub fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"))
+}
+
+/// What a child printed so far, kept whole: a line may arrive in the same
+/// read as the one before it.
+pub struct Output {
+    out: std::process::ChildStdout,
+    said: String,
+    /// Where the next search starts (after the last line found).
+    from: usize,
+}
+
+impl Output {
+    /// Reads what `out` says.
+    pub fn new(out: std::process::ChildStdout) -> Output {
+        Output {
+            out,
+            said: String::new(),
+            from: 0,
+        }
+    }
+
+    /// The rest of the first line after `from` that contains `needle`
+    /// (after it), waiting for it at most `TIMEOUT`.
+    pub fn after(&mut self, needle: &str) -> String {
+        use std::os::fd::AsFd;
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(at) = self.said[self.from..].find(needle) {
+                let start = self.from + at + needle.len();
+                if let Some(end) = self.said[start..].find('\n') {
+                    self.from = start + end + 1;
+                    return self.said[start..start + end].to_owned();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{needle:?} not said within {TIMEOUT:?}");
+            if readable(self.out.as_fd(), left) {
+                let mut buf = [0u8; 4096];
+                let n = std::io::Read::read(&mut self.out, &mut buf).unwrap();
+                assert!(n > 0, "the output ended before {needle:?}: {:?}", self.said);
+                self.said.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    }
+}
+
+/// A child whose standard output the parent reads.
+pub fn spawn(test: &str, role: &str, vars: &[(&str, String)]) -> (Reaped, Output) {
+    use std::process::Stdio;
+    let mut cmd = child(test, role);
+    cmd.stdout(Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut kid = Reaped::spawn(cmd);
+    let out = kid.0.as_mut().unwrap().stdout.take().unwrap();
+    (kid, Output::new(out))
+}
