@@ -34,6 +34,11 @@ pub enum Transport {
     Tcp,
     /// Single-core `memcpy` in one process: the ceiling for throughput.
     Memcpy,
+    /// memshare publish-subscribe ping-pong over two services (one each
+    /// way), publishers and subscribers busy-spinning.
+    #[value(name = "pubsub-spin")]
+    #[serde(rename = "pubsub-spin")]
+    PubsubSpin,
 }
 
 impl Transport {
@@ -60,6 +65,10 @@ impl Transport {
         Transport::Memcpy,
     ];
 
+    /// The publish-subscribe transports measured for latency (with
+    /// `--pubsub`, or when named).
+    pub const PUBSUB_LATENCY: [Transport; 1] = [Transport::PubsubSpin];
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -75,12 +84,19 @@ impl Transport {
             Transport::UnixSocket => "unix-socket",
             Transport::Tcp => "tcp",
             Transport::Memcpy => "memcpy",
+            Transport::PubsubSpin => "pubsub-spin",
         }
     }
 
     /// Whether this is a memshare transport (as opposed to a baseline).
     pub fn is_memshare(self) -> bool {
-        self.name().starts_with("channel")
+        self.name().starts_with("channel") || self.is_pubsub()
+    }
+
+    /// Whether this is a publish-subscribe transport (run with `--pubsub`,
+    /// or when named).
+    pub fn is_pubsub(self) -> bool {
+        self.name().starts_with("pubsub")
     }
 }
 

@@ -45,6 +45,10 @@ pub struct Args {
     /// Only these transports (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     transports: Vec<Transport>,
+    /// Also the publish-subscribe cases (every `pubsub-*` transport, which
+    /// only run when named in --transports otherwise).
+    #[arg(long)]
+    pubsub: bool,
     /// Throughput message sizes (comma-separated, suffixes allowed:
     /// 64,4K,64K,1M).
     #[arg(long, value_delimiter = ',', value_parser = crate::size::parse_size)]
@@ -105,10 +109,23 @@ fn plan(args: &Args) -> Result<Vec<Case>, Failure> {
             })
             .collect::<Result<_, _>>()?
     };
-    let wanted = |t: &Transport| args.transports.is_empty() || args.transports.contains(t);
+    // The default transports (or those named), and with --pubsub the
+    // publish-subscribe ones too.
+    let wanted = |t: &Transport| {
+        let named = if args.transports.is_empty() {
+            !t.is_pubsub()
+        } else {
+            args.transports.contains(t)
+        };
+        named || (args.pubsub && t.is_pubsub())
+    };
     let mut cases = Vec::new();
     if args.only != Some(Kind::Throughput) {
-        for t in Transport::LATENCY.iter().filter(|t| wanted(t)) {
+        for t in Transport::LATENCY
+            .iter()
+            .chain(&Transport::PUBSUB_LATENCY)
+            .filter(|t| wanted(t))
+        {
             cases.push(Case {
                 kind: Kind::Latency,
                 transport: *t,

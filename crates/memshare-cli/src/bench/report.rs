@@ -34,8 +34,9 @@ fn find(results: &[Measured], kind: Kind, t: Transport, size: usize) -> Option<&
 }
 
 /// Each memshare figure set against its baseline: a latency against the
-/// raw ping-pong that waits the same way, a message rate against the pipe
-/// (64 B) or the best of the operating system's IPC.
+/// raw ping-pong that waits the same way (publish-subscribe: against the
+/// channel), a message rate against the pipe (64 B) or the best of the
+/// operating system's IPC.
 pub fn compare(results: &[Measured]) -> Vec<Comparison> {
     let mut out = Vec::new();
     let lat = |t| find(results, Kind::Latency, t, 8).and_then(|m| m.median_ns);
@@ -43,6 +44,7 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
         (Transport::ChannelSpin, Transport::RawSpin),
         (Transport::ChannelSpinPark, Transport::RawSpinFutex),
         (Transport::ChannelPark, Transport::RawFutex),
+        (Transport::PubsubSpin, Transport::ChannelSpin),
     ] {
         if let (Some(a), Some(b)) = (lat(ours), lat(base)) {
             out.push(Comparison {
@@ -182,7 +184,7 @@ pub fn table(report: &Report) -> String {
         for c in &report.comparisons {
             let _ = writeln!(
                 s,
-                "  {:<26} {:<18} vs {:<36} {:>7.2}x",
+                "  {:<26} {:<22} vs {:<36} {:>7.2}x",
                 c.what, c.memshare, c.baseline, c.ratio,
             );
         }

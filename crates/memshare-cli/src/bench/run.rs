@@ -104,7 +104,7 @@ pub fn measure(case: Case, timing: Timing, peer_cpu: Option<usize>) -> Result<Me
         cmd.arg("--cpu").arg(cpu.to_string());
     }
     cmd.try_share("ctl", &ctl)?;
-    let (mut link, listener) = link::parent_side(&case, &mut cmd)?;
+    let (mut link, listener, names) = link::parent_side(&case, &mut cmd)?;
     let peer = Peer(Some(cmd.spawn().map_err(io("spawn the peer"))?));
     // The peer's ends of pipes and sockets are in `cmd`: close ours.
     drop(cmd);
@@ -113,6 +113,8 @@ pub fn measure(case: Case, timing: Timing, peer_cpu: Option<usize>) -> Result<Me
     }
     let start_deadline = Instant::now() + Duration::from_secs(30);
     wait_for(ready, spare, |v| v == 1, 0, start_deadline)?;
+    // The peer has attached: the services need their names no more.
+    drop(names);
 
     // Let the vCPUs settle, then see where they are.
     std::thread::sleep(timing.idle);
