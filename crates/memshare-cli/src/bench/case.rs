@@ -39,6 +39,24 @@ pub enum Transport {
     #[value(name = "pubsub-spin")]
     #[serde(rename = "pubsub-spin")]
     PubsubSpin,
+    /// memshare publish-subscribe, 1 publisher to 1 subscriber: `loan`,
+    /// every byte written in place, `publish`; the subscriber reads every
+    /// byte. Overflow "block", spin-then-park waiting.
+    #[value(name = "pubsub-1to1")]
+    #[serde(rename = "pubsub-1to1")]
+    Pubsub1To1,
+    /// As `pubsub-1to1`, to 3 subscribers (3 subscriber processes).
+    #[value(name = "pubsub-1to3")]
+    #[serde(rename = "pubsub-1to3")]
+    Pubsub1To3,
+    /// As `pubsub-1to1`, every side busy-spinning.
+    #[value(name = "pubsub-1to1-spin")]
+    #[serde(rename = "pubsub-1to1-spin")]
+    Pubsub1To1Spin,
+    /// As `pubsub-1to3`, every side busy-spinning.
+    #[value(name = "pubsub-1to3-spin")]
+    #[serde(rename = "pubsub-1to3-spin")]
+    Pubsub1To3Spin,
 }
 
 impl Transport {
@@ -69,6 +87,15 @@ impl Transport {
     /// `--pubsub`, or when named).
     pub const PUBSUB_LATENCY: [Transport; 1] = [Transport::PubsubSpin];
 
+    /// The publish-subscribe transports measured at each message size
+    /// (with `--pubsub`, or when named).
+    pub const PUBSUB_THROUGHPUT: [Transport; 4] = [
+        Transport::Pubsub1To1,
+        Transport::Pubsub1To3,
+        Transport::Pubsub1To1Spin,
+        Transport::Pubsub1To3Spin,
+    ];
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -85,6 +112,10 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::Memcpy => "memcpy",
             Transport::PubsubSpin => "pubsub-spin",
+            Transport::Pubsub1To1 => "pubsub-1to1",
+            Transport::Pubsub1To3 => "pubsub-1to3",
+            Transport::Pubsub1To1Spin => "pubsub-1to1-spin",
+            Transport::Pubsub1To3Spin => "pubsub-1to3-spin",
         }
     }
 
@@ -97,6 +128,16 @@ impl Transport {
     /// or when named).
     pub fn is_pubsub(self) -> bool {
         self.name().starts_with("pubsub")
+    }
+
+    /// How many subscriber processes a publish-subscribe throughput case
+    /// has (0 for every other transport).
+    pub fn subscribers(self) -> usize {
+        match self {
+            Transport::Pubsub1To1 | Transport::Pubsub1To1Spin => 1,
+            Transport::Pubsub1To3 | Transport::Pubsub1To3Spin => 3,
+            _ => 0,
+        }
     }
 }
 
@@ -161,7 +202,13 @@ pub struct Measured {
     pub p999_ns: Option<f64>,
     /// Latency cases: round trips measured.
     pub samples: u64,
-    /// Throughput cases: messages and bytes per second.
+    /// Throughput cases: messages and bytes per second. Publish-subscribe:
+    /// messages per second of the slowest subscriber, and the bytes
+    /// delivered per second to all subscribers together.
     pub msgs_per_sec: Option<f64>,
     pub bytes_per_sec: Option<f64>,
+    /// Publish-subscribe throughput cases: each subscriber's messages per
+    /// second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriber_msgs_per_sec: Option<Vec<f64>>,
 }

@@ -92,6 +92,10 @@ pub enum Link {
     /// subscriber, and a subscriber of the other side's publisher (boxed:
     /// the endpoints are large).
     PubSub(Box<Publisher>, Box<Subscriber>),
+    /// Publish-subscribe throughput, the publishing end (the benchmark).
+    PubOut(Box<Publisher>),
+    /// Publish-subscribe throughput, one subscriber (a peer).
+    SubIn(Box<Subscriber>),
     /// memcpy: nothing crosses a process boundary.
     None,
 }
@@ -109,6 +113,14 @@ fn wait_strategy(t: Transport) -> WaitStrategy {
     }
 }
 
+/// How the publish-subscribe endpoints of transport `t` wait.
+fn pubsub_strategy(t: Transport) -> WaitStrategy {
+    match t {
+        Transport::Pubsub1To1 | Transport::Pubsub1To3 => WaitStrategy::default(),
+        _ => WaitStrategy::Spin,
+    }
+}
+
 /// The services of the latency ping-pong: 8-byte messages, one
 /// subscriber, overflow "block" (as a channel: nothing is lost).
 fn ping_config() -> ServiceConfig {
@@ -119,8 +131,22 @@ fn ping_config() -> ServiceConfig {
         .overflow(Overflow::Block)
 }
 
+/// The service of a publish-subscribe throughput case: messages of the
+/// case's size; a depth of about 1 MiB of them (4 to 4096 messages);
+/// three subscriber slots whatever the case, so that 1 → 1 and 1 → 3 use
+/// one layout; overflow "block": nothing is lost, and the slowest
+/// subscriber sets the pace.
+fn data_config(case: &Case) -> ServiceConfig {
+    let depth = ((1 << 20) / case.size).clamp(4, 4096) as u32;
+    ServiceConfig::new()
+        .max_subscribers(3)
+        .max_message_len(case.size as u64)
+        .depth(depth)
+        .overflow(Overflow::Block)
+}
+
 /// The names of the services a case made, removed when dropped: by the
-/// benchmark as soon as the peer has attached (sharing a named segment
+/// benchmark as soon as every peer has attached (sharing a named segment
 /// and adopting it check the name), or if setting up fails. From then on
 /// the services have no name, so nothing is left in `/dev/shm` whatever
 /// happens (even if every process is killed).
@@ -153,16 +179,20 @@ impl Drop for Names {
     }
 }
 
-/// Sets up the benchmark's end of `case` and configures `cmd` (the peer)
-/// with the other end: shared segments, standard input/output, arguments.
-/// Returns the link, for TCP the listener to accept on after spawning, and
-/// the names of the services made (to drop once the peer has attached).
+/// Sets up the benchmark's end of `case` and configures `cmds` (the peers:
+/// one, or a publish-subscribe case's subscribers) with the other end:
+/// shared segments, standard input/output, arguments. Returns the link,
+/// for TCP the listener to accept on after spawning, and the names of the
+/// services made (to drop once the peers have attached).
 pub fn parent_side(
     case: &Case,
-    cmd: &mut Command,
+    cmds: &mut [Command],
 ) -> Result<(Link, Option<TcpListener>, Names), Failure> {
     use Transport::*;
     let mut names = Names::default();
+    let cmd = cmds
+        .first_mut()
+        .ok_or_else(|| Failure::other("bench: a case without a peer"))?;
     let (link, listener) = match case.transport {
         RawSpin | RawFutex | RawSpinFutex => {
             let segment = Segment::create(4096)?;
@@ -216,6 +246,14 @@ pub fn parent_side(
             ping.set_wait_strategy(WaitStrategy::Spin);
             pong.set_wait_strategy(WaitStrategy::Spin);
             (Link::PubSub(Box::new(ping), Box::new(pong)), None)
+        }
+        Pubsub1To1 | Pubsub1To3 | Pubsub1To1Spin | Pubsub1To3Spin => {
+            let mut publisher = names.create_service("data", data_config(case))?;
+            publisher.set_wait_strategy(pubsub_strategy(case.transport));
+            for cmd in cmds {
+                cmd.try_share("data", publisher.segment())?;
+            }
+            (Link::PubOut(Box::new(publisher)), None)
         }
         Memcpy => (Link::None, None),
     };
@@ -277,6 +315,11 @@ pub fn peer_side(case: &Case, port: Option<u16>) -> Result<Link, Failure> {
             rx.set_wait_strategy(WaitStrategy::Spin);
             tx.set_wait_strategy(WaitStrategy::Spin);
             Link::PubSub(Box::new(tx), Box::new(rx))
+        }
+        Pubsub1To1 | Pubsub1To3 | Pubsub1To1Spin | Pubsub1To3Spin => {
+            let mut rx = Subscriber::attach(&Segment::inherited("data")?)?;
+            rx.set_wait_strategy(pubsub_strategy(case.transport));
+            Link::SubIn(Box::new(rx))
         }
         Memcpy => Link::None,
     })
