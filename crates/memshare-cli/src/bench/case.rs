@@ -57,6 +57,12 @@ pub enum Transport {
     #[value(name = "pubsub-1to3-spin")]
     #[serde(rename = "pubsub-1to3-spin")]
     Pubsub1To3Spin,
+    /// The cost of one zero-copy publication: `try_loan` + an 8-byte
+    /// header written + `publish`, the payload left alone, one every 2 µs
+    /// at most so that its 1 subscriber (reading the header) keeps up.
+    #[value(name = "pubsub-publish")]
+    #[serde(rename = "pubsub-publish")]
+    PubsubPublish,
 }
 
 impl Transport {
@@ -89,11 +95,12 @@ impl Transport {
 
     /// The publish-subscribe transports measured at each message size
     /// (with `--pubsub`, or when named).
-    pub const PUBSUB_THROUGHPUT: [Transport; 4] = [
+    pub const PUBSUB_THROUGHPUT: [Transport; 5] = [
         Transport::Pubsub1To1,
         Transport::Pubsub1To3,
         Transport::Pubsub1To1Spin,
         Transport::Pubsub1To3Spin,
+        Transport::PubsubPublish,
     ];
 
     /// The name used on the command line and in reports.
@@ -116,6 +123,7 @@ impl Transport {
             Transport::Pubsub1To3 => "pubsub-1to3",
             Transport::Pubsub1To1Spin => "pubsub-1to1-spin",
             Transport::Pubsub1To3Spin => "pubsub-1to3-spin",
+            Transport::PubsubPublish => "pubsub-publish",
         }
     }
 
@@ -134,7 +142,7 @@ impl Transport {
     /// has (0 for every other transport).
     pub fn subscribers(self) -> usize {
         match self {
-            Transport::Pubsub1To1 | Transport::Pubsub1To1Spin => 1,
+            Transport::Pubsub1To1 | Transport::Pubsub1To1Spin | Transport::PubsubPublish => 1,
             Transport::Pubsub1To3 | Transport::Pubsub1To3Spin => 3,
             _ => 0,
         }
@@ -204,11 +212,22 @@ pub struct Measured {
     pub samples: u64,
     /// Throughput cases: messages and bytes per second. Publish-subscribe:
     /// messages per second of the slowest subscriber, and the bytes
-    /// delivered per second to all subscribers together.
+    /// delivered per second to all subscribers together (none for
+    /// `pubsub-publish`, which moves no payload).
     pub msgs_per_sec: Option<f64>,
     pub bytes_per_sec: Option<f64>,
     /// Publish-subscribe throughput cases: each subscriber's messages per
     /// second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriber_msgs_per_sec: Option<Vec<f64>>,
+    /// `pubsub-publish`: the time of one `loan` + header + `publish` when
+    /// there is room, median and p99 in nanoseconds, reading the clock
+    /// twice included; `clock_ns` is what reading it twice costs alone
+    /// (median).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_ns: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_p99_ns: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_ns: Option<f64>,
 }

@@ -132,12 +132,17 @@ fn ping_config() -> ServiceConfig {
 }
 
 /// The service of a publish-subscribe throughput case: messages of the
-/// case's size; a depth of about 1 MiB of them (4 to 4096 messages);
+/// case's size; a depth of about 1 MiB of them (4 to 4096 messages), or
+/// the default 16 for `pubsub-publish` (the same pool at every size);
 /// three subscriber slots whatever the case, so that 1 → 1 and 1 → 3 use
 /// one layout; overflow "block": nothing is lost, and the slowest
 /// subscriber sets the pace.
 fn data_config(case: &Case) -> ServiceConfig {
-    let depth = ((1 << 20) / case.size).clamp(4, 4096) as u32;
+    let depth = if case.transport == Transport::PubsubPublish {
+        16
+    } else {
+        ((1 << 20) / case.size).clamp(4, 4096) as u32
+    };
     ServiceConfig::new()
         .max_subscribers(3)
         .max_message_len(case.size as u64)
@@ -247,7 +252,7 @@ pub fn parent_side(
             pong.set_wait_strategy(WaitStrategy::Spin);
             (Link::PubSub(Box::new(ping), Box::new(pong)), None)
         }
-        Pubsub1To1 | Pubsub1To3 | Pubsub1To1Spin | Pubsub1To3Spin => {
+        Pubsub1To1 | Pubsub1To3 | Pubsub1To1Spin | Pubsub1To3Spin | PubsubPublish => {
             let mut publisher = names.create_service("data", data_config(case))?;
             publisher.set_wait_strategy(pubsub_strategy(case.transport));
             for cmd in cmds {
@@ -316,7 +321,7 @@ pub fn peer_side(case: &Case, port: Option<u16>) -> Result<Link, Failure> {
             tx.set_wait_strategy(WaitStrategy::Spin);
             Link::PubSub(Box::new(tx), Box::new(rx))
         }
-        Pubsub1To1 | Pubsub1To3 | Pubsub1To1Spin | Pubsub1To3Spin => {
+        Pubsub1To1 | Pubsub1To3 | Pubsub1To1Spin | Pubsub1To3Spin | PubsubPublish => {
             let mut rx = Subscriber::attach(&Segment::inherited("data")?)?;
             rx.set_wait_strategy(pubsub_strategy(case.transport));
             Link::SubIn(Box::new(rx))

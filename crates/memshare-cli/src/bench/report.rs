@@ -37,7 +37,7 @@ fn find(results: &[Measured], kind: Kind, t: Transport, size: usize) -> Option<&
 /// raw ping-pong that waits the same way (publish-subscribe: against the
 /// channel), a message rate against the pipe (64 B) or the best of the
 /// operating system's IPC; publish-subscribe fan-out against 1 → 1 of the
-/// same run.
+/// same run, and the cost of publishing at each size against the smallest.
 pub fn compare(results: &[Measured]) -> Vec<Comparison> {
     let mut out = Vec::new();
     let lat = |t| find(results, Kind::Latency, t, 8).and_then(|m| m.median_ns);
@@ -98,8 +98,9 @@ fn sizes(results: &[Measured]) -> Vec<usize> {
     sizes
 }
 
-/// Publish-subscribe: 1 → 1 against the channel, 1 → 3 against 1 → 1
-/// (the slowest subscriber's messages/s, and the bytes delivered to all).
+/// Publish-subscribe: 1 → 3 against 1 → 1 (the slowest subscriber's
+/// messages/s, and the bytes delivered to all), and the median cost of a
+/// publication at each size against the smallest size's.
 fn compare_pubsub(results: &[Measured], out: &mut Vec<Comparison>) {
     let get = |t, size| find(results, Kind::Throughput, t, size);
     for size in sizes(results) {
@@ -143,6 +144,24 @@ fn compare_pubsub(results: &[Measured], out: &mut Vec<Comparison>) {
                     });
                 }
             }
+        }
+    }
+    let cost: Vec<(usize, f64)> = sizes(results)
+        .into_iter()
+        .filter_map(|size| {
+            get(Transport::PubsubPublish, size)
+                .and_then(|m| m.publish_ns)
+                .map(|ns| (size, ns))
+        })
+        .collect();
+    if let Some((&(smallest, base), rest)) = cost.split_first() {
+        for &(size, ns) in rest {
+            out.push(Comparison {
+                what: "publish cost, median".into(),
+                memshare: format!("pubsub-publish {}", size_label(size)),
+                baseline: format!("pubsub-publish {}", size_label(smallest)),
+                ratio: ns / base,
+            });
         }
     }
 }
@@ -256,12 +275,14 @@ pub fn table(report: &Report) -> String {
     s
 }
 
-/// The publish-subscribe throughput table.
+/// The publish-subscribe throughput and publish-cost tables.
 fn pubsub_tables(s: &mut String, report: &Report) {
+    let thr = |m: &&Measured| m.case.kind == Kind::Throughput && m.case.transport.is_pubsub();
     let fan: Vec<_> = report
         .results
         .iter()
-        .filter(|m| m.case.kind == Kind::Throughput && m.case.transport.is_pubsub())
+        .filter(thr)
+        .filter(|m| m.case.transport != Transport::PubsubPublish)
         .collect();
     if !fan.is_empty() {
         let _ = writeln!(
@@ -289,6 +310,36 @@ fn pubsub_tables(s: &mut String, report: &Report) {
                 bytes_label(m.bytes_per_sec),
                 ns(Some(m.probe_ns)),
                 each.join(", ")
+            );
+        }
+    }
+    let cost: Vec<_> = report
+        .results
+        .iter()
+        .filter(thr)
+        .filter(|m| m.case.transport == Transport::PubsubPublish)
+        .collect();
+    if !cost.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nPublish cost (try_loan + 8-byte header + publish, payload not written; 1 subscriber reading the header)"
+        );
+        let _ = writeln!(
+            s,
+            "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>12} {:>10}",
+            "transport", "size", "median", "p99", "clock", "subscriber", "probe"
+        );
+        for m in cost {
+            let _ = writeln!(
+                s,
+                "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>12} {:>10}",
+                m.case.transport.name(),
+                size_label(m.case.size),
+                ns(m.publish_ns),
+                ns(m.publish_p99_ns),
+                ns(m.clock_ns),
+                rate_label(m.msgs_per_sec),
+                ns(Some(m.probe_ns))
             );
         }
     }
@@ -321,9 +372,9 @@ fn escape(t: &str) -> String {
         .replace('>', "&gt;")
 }
 
-const COLORS: [&str; 10] = [
+const COLORS: [&str; 11] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#17becf", "#bcbd22",
+    "#17becf", "#bcbd22", "#393b79",
 ];
 
 fn latency_chart(s: &mut String, report: &Report, x: f64, y: f64, w: f64, h: f64) {
@@ -450,6 +501,7 @@ fn throughput_chart(s: &mut String, report: &Report, x: f64, y: f64, w: f64, h: 
             size_label(size as usize)
         );
     }
+    // pubsub-publish has no byte rate: it draws no line.
     for (i, t) in Transport::THROUGHPUT
         .iter()
         .chain(&Transport::PUBSUB_THROUGHPUT)

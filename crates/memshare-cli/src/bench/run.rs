@@ -34,6 +34,9 @@ const MAX_SUBSCRIBERS: usize = (4096 - RESULTS) / 128;
 const PROBE_ROUNDS: u32 = 2000;
 /// Round trips before latency is recorded.
 const WARMUP_ROUNDS: u32 = 1000;
+/// `pubsub-publish` publishes at most one message per period: several
+/// times what a subscriber takes per message, so that it keeps up.
+const PUBLISH_PERIOD: Duration = Duration::from_micros(2);
 /// A publish-subscribe publisher publishes at least this many messages,
 /// so that every subscriber has some to time, however short the run.
 const MIN_MESSAGES: u64 = 16;
@@ -130,8 +133,9 @@ fn peer_command(
 enum Outcome {
     Latency(Histogram<u64>),
     Received(f64),
-    /// Publish-subscribe: the subscribers report in the control segment.
-    Published,
+    /// Publish-subscribe: the subscribers report in the control segment;
+    /// `pubsub-publish` also measured the cost of publishing.
+    Published(Option<PublishCost>),
 }
 
 /// Measures `case`: in this process for `memcpy`, else with peers, peer
@@ -182,8 +186,7 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
             // CPU some of them share).
             go.store(2, Ordering::Release);
             memshare::sync::wake(go, n as u32);
-            publish_all(&mut link, case.size, timing.measure)?;
-            Outcome::Published
+            Outcome::Published(publish_all(&mut link, case, timing.measure)?)
         }
         Kind::Throughput => {
             let (bytes, secs) = receive_all(&mut link, case.size)?;
@@ -197,7 +200,7 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
     Ok(match outcome {
         Outcome::Latency(hist) => latency_result(case, probe_ns, &hist),
         Outcome::Received(rate) => throughput_result(case, probe_ns, rate),
-        Outcome::Published => pubsub_result(case, probe_ns, &ctl_view, n)?,
+        Outcome::Published(cost) => pubsub_result(case, probe_ns, &ctl_view, n, cost)?,
     })
 }
 
@@ -356,36 +359,119 @@ fn send_all(link: &mut Link, t: Transport, size: usize, duration: Duration) -> R
     Ok(())
 }
 
+/// What one zero-copy publication costs (`pubsub-publish`), in
+/// nanoseconds: the median and p99 of `try_loan` + header + `publish`
+/// when there was room, timed with two clock reads, whose own cost
+/// (`clock_ns`, median) is included.
+#[derive(Clone, Copy, Debug)]
+struct PublishCost {
+    median_ns: f64,
+    p99_ns: f64,
+    clock_ns: f64,
+}
+
+/// The median cost of timing nothing: two clock reads.
+fn clock_cost() -> f64 {
+    let mut ns: Vec<u64> = (0..10_000)
+        .map(|_| {
+            let t0 = Instant::now();
+            t0.elapsed().as_nanos() as u64
+        })
+        .collect();
+    ns.sort_unstable();
+    ns[ns.len() / 2] as f64
+}
+
 /// The publisher of a publish-subscribe throughput case: publishes
-/// messages of `size` bytes for `duration`, writing every byte of each
-/// loan, then the end marker (an empty message).
-fn publish_all(link: &mut Link, size: usize, duration: Duration) -> Result<(), Failure> {
+/// messages of the case's size for `duration`, then the end marker (an
+/// empty message). Every case but `pubsub-publish` writes every byte of
+/// each loan; `pubsub-publish` writes an 8-byte header only and times
+/// each publication made without waiting.
+fn publish_all(
+    link: &mut Link,
+    case: Case,
+    duration: Duration,
+) -> Result<Option<PublishCost>, Failure> {
     let Link::PubOut(publisher) = link else {
         return Err(Failure::other("bench: not a publishing link"));
     };
-    let end = Instant::now() + duration;
-    let check_every = if size >= 65_536 { 1 } else { 64 };
+    let size = case.size;
     let mut seq = 0u64;
-    loop {
-        // Zero-copy: the publisher writes every byte in place.
-        let mut loan = publisher.loan(size)?;
-        loan.fill(seq as u8);
-        loan.publish();
-        seq += 1;
-        if seq >= MIN_MESSAGES && seq % check_every == 0 && Instant::now() > end {
-            break;
+    let cost = if case.transport == Transport::PubsubPublish {
+        let clock_ns = clock_cost();
+        let header = size.min(8);
+        // Warm up: every buffer of the pool lent, and its page touched.
+        for _ in 0..WARMUP_ROUNDS {
+            let mut loan = publisher.loan(size)?;
+            loan[..header].copy_from_slice(&seq.to_le_bytes()[..header]);
+            loan.publish();
+            seq += 1;
         }
-    }
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+            .map_err(|e| Failure::other(format!("bench: histogram: {e}")))?;
+        let end = Instant::now() + duration;
+        let mut next = Instant::now();
+        loop {
+            // Paced, so that the subscriber keeps up: one message per
+            // PUBLISH_PERIOD at most.
+            let mut t0 = Instant::now();
+            while t0 < next {
+                std::hint::spin_loop();
+                t0 = Instant::now();
+            }
+            if t0 > end {
+                break;
+            }
+            next = t0 + PUBLISH_PERIOD;
+            // Without waiting: a full queue is not a publication's cost.
+            match publisher.try_loan(size)? {
+                Some(mut loan) => {
+                    loan[..header].copy_from_slice(&seq.to_le_bytes()[..header]);
+                    loan.publish();
+                    hist.saturating_record((t0.elapsed().as_nanos() as u64).max(1));
+                    seq += 1;
+                }
+                None => std::hint::spin_loop(),
+            }
+        }
+        Some(PublishCost {
+            median_ns: hist.value_at_quantile(0.5) as f64,
+            p99_ns: hist.value_at_quantile(0.99) as f64,
+            clock_ns,
+        })
+    } else {
+        let end = Instant::now() + duration;
+        let check_every = if size >= 65_536 { 1 } else { 64 };
+        loop {
+            // Zero-copy: the publisher writes every byte in place.
+            let mut loan = publisher.loan(size)?;
+            loan.fill(seq as u8);
+            loan.publish();
+            seq += 1;
+            if seq >= MIN_MESSAGES && seq % check_every == 0 && Instant::now() > end {
+                break;
+            }
+        }
+        None
+    };
     publisher.publish_copy(&[])?;
-    Ok(())
+    Ok(cost)
 }
 
 /// A subscriber of a publish-subscribe throughput case: receives until
-/// the end marker, reading every byte. Returns the messages after the
-/// first and the time from the first to the end marker.
-fn receive_samples(link: &Link) -> Result<(u64, Duration), Failure> {
+/// the end marker, reading every byte (`whole`) or the 8-byte header.
+/// Returns the messages after the first and the time from the first to
+/// the end marker.
+fn receive_samples(link: &Link, whole: bool) -> Result<(u64, Duration), Failure> {
     let Link::SubIn(rx) = link else {
         return Err(Failure::other("bench-peer: not a subscribing link"));
+    };
+    let read = |msg: &[u8]| {
+        if whole {
+            touch(msg)
+        } else {
+            touch(&msg[..msg.len().min(8)])
+        }
     };
     let mut acc;
     {
@@ -393,7 +479,7 @@ fn receive_samples(link: &Link) -> Result<(u64, Duration), Failure> {
         if first.is_empty() {
             return Ok((0, Duration::ZERO));
         }
-        acc = touch(&first);
+        acc = read(&first);
     }
     let start = Instant::now();
     let mut msgs = 0u64;
@@ -402,7 +488,7 @@ fn receive_samples(link: &Link) -> Result<(u64, Duration), Failure> {
         if msg.is_empty() {
             break;
         }
-        acc ^= touch(&msg);
+        acc ^= read(&msg);
         msgs += 1;
     }
     let elapsed = start.elapsed();
@@ -444,6 +530,9 @@ fn latency_result(case: Case, probe_ns: f64, hist: &Histogram<u64>) -> Measured 
         msgs_per_sec: None,
         bytes_per_sec: None,
         subscriber_msgs_per_sec: None,
+        publish_ns: None,
+        publish_p99_ns: None,
+        clock_ns: None,
     }
 }
 
@@ -458,6 +547,9 @@ fn throughput_result(case: Case, probe_ns: f64, bytes_per_sec: f64) -> Measured 
         msgs_per_sec: Some(bytes_per_sec / case.size as f64),
         bytes_per_sec: Some(bytes_per_sec),
         subscriber_msgs_per_sec: None,
+        publish_ns: None,
+        publish_p99_ns: None,
+        clock_ns: None,
     }
 }
 
@@ -473,8 +565,14 @@ fn result_words(view: &ViewMut, i: usize) -> Result<[&AtomicU64; 2], Failure> {
 }
 
 /// A publish-subscribe case's result, from the `n` subscribers' reports
-/// (read once they have exited).
-fn pubsub_result(case: Case, probe_ns: f64, ctl: &ViewMut, n: usize) -> Result<Measured, Failure> {
+/// (read once they have exited) and the publisher's cost, if measured.
+fn pubsub_result(
+    case: Case,
+    probe_ns: f64,
+    ctl: &ViewMut,
+    n: usize,
+    cost: Option<PublishCost>,
+) -> Result<Measured, Failure> {
     let mut rates = Vec::with_capacity(n);
     for i in 0..n {
         let [msgs, nanos] = result_words(ctl, i)?;
@@ -487,7 +585,9 @@ fn pubsub_result(case: Case, probe_ns: f64, ctl: &ViewMut, n: usize) -> Result<M
         rates.push(msgs as f64 * 1e9 / nanos as f64);
     }
     let slowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
-    let delivered = rates.iter().sum::<f64>() * case.size as f64;
+    // pubsub-publish moves no payload: it has no byte rate.
+    let delivered = (case.transport != Transport::PubsubPublish)
+        .then(|| rates.iter().sum::<f64>() * case.size as f64);
     Ok(Measured {
         case,
         probe_ns,
@@ -496,8 +596,11 @@ fn pubsub_result(case: Case, probe_ns: f64, ctl: &ViewMut, n: usize) -> Result<M
         p999_ns: None,
         samples: 0,
         msgs_per_sec: Some(slowest),
-        bytes_per_sec: Some(delivered),
+        bytes_per_sec: delivered,
         subscriber_msgs_per_sec: Some(rates),
+        publish_ns: cost.map(|c| c.median_ns),
+        publish_p99_ns: cost.map(|c| c.p99_ns),
+        clock_ns: cost.map(|c| c.clock_ns),
     })
 }
 
@@ -531,7 +634,8 @@ pub fn peer(
     match case.kind {
         Kind::Latency => link.pong(case.transport, deadline),
         Kind::Throughput if case.transport.is_pubsub() => {
-            let (msgs, elapsed) = receive_samples(&link)?;
+            let whole = case.transport != Transport::PubsubPublish;
+            let (msgs, elapsed) = receive_samples(&link, whole)?;
             let [msgs_word, nanos_word] = result_words(&view, index)?;
             msgs_word.store(msgs, Ordering::Release);
             nanos_word.store(elapsed.as_nanos() as u64, Ordering::Release);
