@@ -1,6 +1,8 @@
 //! `memshare bench` end to end: the real binary, real peer processes.
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
@@ -181,4 +183,155 @@ fn bench_json_dash_is_standard_output() {
     let report: serde_json::Value = serde_json::from_slice(&out).expect("only JSON on stdout");
     assert_eq!(report["results"][0]["transport"], "raw-spin", "{report}");
     assert!(!dir.0.join("-").exists(), "wrote a file called -");
+}
+
+/// Runs `memshare args...` to the end (killed after `patience`); returns
+/// its process id and output.
+fn run_with_pid(args: &[&str], patience: Duration) -> (u32, std::process::Output) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_memshare"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + patience;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("memshare {args:?} ran longer than {patience:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (pid, child.wait_with_output().unwrap())
+}
+
+#[test]
+fn bench_pubsub_cases_report_ratios_and_leave_no_service_behind() {
+    let dir = TempDir::new("bench-pubsub");
+    let json = dir.0.join("bench.json");
+    let json = json.to_str().unwrap();
+    // --transports and --pubsub together: the named ones and every
+    // publish-subscribe one.
+    let (pid, out) = run_with_pid(
+        &[
+            "bench",
+            "--quick",
+            "--duration",
+            "0.05",
+            "--idle",
+            "0",
+            "--sizes",
+            "64,64K",
+            "--transports",
+            "channel-spin,channel-reserve",
+            "--pubsub",
+            "--json",
+            json,
+        ],
+        Duration::from_secs(240),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let table = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "pubsub-spin",
+        "Publish-subscribe",
+        "pubsub-1to3-spin",
+        "Publish cost",
+        "pubsub-publish 64 KiB",
+    ] {
+        assert!(table.contains(needle), "table lacks {needle}:\n{table}");
+    }
+    // Each service's name goes once its peers have attached.
+    let left: Vec<_> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let prefix = format!("msbench-{pid}-");
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with(&prefix)),
+        "left in /dev/shm: {left:?}"
+    );
+
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let results = report["results"].as_array().unwrap();
+    // 2 latency cases; channel-reserve and 5 pubsub transports at 2 sizes.
+    assert_eq!(results.len(), 2 + 6 * 2, "{report}");
+    for r in results {
+        let transport = r["transport"].as_str().unwrap();
+        if !transport.starts_with("pubsub") || r["kind"] == "latency" {
+            continue;
+        }
+        let each: Vec<f64> = r["subscriber_msgs_per_sec"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let subscribers = if transport.starts_with("pubsub-1to3") {
+            3
+        } else {
+            1
+        };
+        assert_eq!(each.len(), subscribers, "{r}");
+        assert!(each.iter().all(|&v| v > 0.0), "{r}");
+        let slowest = each.iter().copied().fold(f64::INFINITY, f64::min);
+        assert_eq!(r["msgs_per_sec"].as_f64().unwrap(), slowest, "{r}");
+        if transport == "pubsub-publish" {
+            assert!(r["bytes_per_sec"].is_null(), "{r}");
+            assert!(r["publish_ns"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["clock_ns"].as_f64().unwrap() > 0.0, "{r}");
+        } else {
+            assert!(r["bytes_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r.get("publish_ns").is_none(), "{r}");
+        }
+    }
+    let comparisons = report["comparisons"].as_array().unwrap();
+    for (memshare, baseline) in [
+        ("pubsub-spin", "channel-spin"),
+        ("pubsub-1to1", "channel-reserve"),
+        ("pubsub-1to3", "pubsub-1to1"),
+        ("pubsub-1to3-spin", "pubsub-1to1-spin"),
+        ("pubsub-publish 64 KiB", "pubsub-publish 64 B"),
+    ] {
+        assert!(
+            comparisons
+                .iter()
+                .any(|c| c["memshare"] == memshare && c["baseline"] == baseline),
+            "no {memshare} vs {baseline}: {comparisons:?}"
+        );
+    }
+}
+
+#[test]
+fn bench_runs_a_pubsub_transport_named_alone() {
+    let dir = TempDir::new("bench-pubsub-alone");
+    let out = Command::new(env!("CARGO_BIN_EXE_memshare"))
+        .current_dir(&dir.0)
+        .args([
+            "bench",
+            "--only",
+            "latency",
+            "--transports",
+            "pubsub-spin",
+            "--duration",
+            "0.05",
+            "--idle",
+            "0",
+            "--json",
+            "-",
+        ])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{report}");
+    assert_eq!(results[0]["transport"], "pubsub-spin", "{report}");
+    assert!(results[0]["median_ns"].as_f64().unwrap() > 0.0, "{report}");
 }

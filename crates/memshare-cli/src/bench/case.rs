@@ -34,6 +34,35 @@ pub enum Transport {
     Tcp,
     /// Single-core `memcpy` in one process: the ceiling for throughput.
     Memcpy,
+    /// memshare publish-subscribe ping-pong over two services (one each
+    /// way), publishers and subscribers busy-spinning.
+    #[value(name = "pubsub-spin")]
+    #[serde(rename = "pubsub-spin")]
+    PubsubSpin,
+    /// memshare publish-subscribe, 1 publisher to 1 subscriber: `loan`,
+    /// every byte written in place, `publish`; the subscriber reads every
+    /// byte. Overflow "block", spin-then-park waiting.
+    #[value(name = "pubsub-1to1")]
+    #[serde(rename = "pubsub-1to1")]
+    Pubsub1To1,
+    /// As `pubsub-1to1`, to 3 subscribers (3 subscriber processes).
+    #[value(name = "pubsub-1to3")]
+    #[serde(rename = "pubsub-1to3")]
+    Pubsub1To3,
+    /// As `pubsub-1to1`, every side busy-spinning.
+    #[value(name = "pubsub-1to1-spin")]
+    #[serde(rename = "pubsub-1to1-spin")]
+    Pubsub1To1Spin,
+    /// As `pubsub-1to3`, every side busy-spinning.
+    #[value(name = "pubsub-1to3-spin")]
+    #[serde(rename = "pubsub-1to3-spin")]
+    Pubsub1To3Spin,
+    /// The cost of one zero-copy publication: `try_loan` + an 8-byte
+    /// header written + `publish`, the payload left alone, one every 2 µs
+    /// at most so that its 1 subscriber (reading the header) keeps up.
+    #[value(name = "pubsub-publish")]
+    #[serde(rename = "pubsub-publish")]
+    PubsubPublish,
 }
 
 impl Transport {
@@ -60,6 +89,20 @@ impl Transport {
         Transport::Memcpy,
     ];
 
+    /// The publish-subscribe transports measured for latency (with
+    /// `--pubsub`, or when named).
+    pub const PUBSUB_LATENCY: [Transport; 1] = [Transport::PubsubSpin];
+
+    /// The publish-subscribe transports measured at each message size
+    /// (with `--pubsub`, or when named).
+    pub const PUBSUB_THROUGHPUT: [Transport; 5] = [
+        Transport::Pubsub1To1,
+        Transport::Pubsub1To3,
+        Transport::Pubsub1To1Spin,
+        Transport::Pubsub1To3Spin,
+        Transport::PubsubPublish,
+    ];
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -75,12 +118,34 @@ impl Transport {
             Transport::UnixSocket => "unix-socket",
             Transport::Tcp => "tcp",
             Transport::Memcpy => "memcpy",
+            Transport::PubsubSpin => "pubsub-spin",
+            Transport::Pubsub1To1 => "pubsub-1to1",
+            Transport::Pubsub1To3 => "pubsub-1to3",
+            Transport::Pubsub1To1Spin => "pubsub-1to1-spin",
+            Transport::Pubsub1To3Spin => "pubsub-1to3-spin",
+            Transport::PubsubPublish => "pubsub-publish",
         }
     }
 
     /// Whether this is a memshare transport (as opposed to a baseline).
     pub fn is_memshare(self) -> bool {
-        self.name().starts_with("channel")
+        self.name().starts_with("channel") || self.is_pubsub()
+    }
+
+    /// Whether this is a publish-subscribe transport (run with `--pubsub`,
+    /// or when named).
+    pub fn is_pubsub(self) -> bool {
+        self.name().starts_with("pubsub")
+    }
+
+    /// How many subscriber processes a publish-subscribe throughput case
+    /// has (0 for every other transport).
+    pub fn subscribers(self) -> usize {
+        match self {
+            Transport::Pubsub1To1 | Transport::Pubsub1To1Spin | Transport::PubsubPublish => 1,
+            Transport::Pubsub1To3 | Transport::Pubsub1To3Spin => 3,
+            _ => 0,
+        }
     }
 }
 
@@ -145,7 +210,24 @@ pub struct Measured {
     pub p999_ns: Option<f64>,
     /// Latency cases: round trips measured.
     pub samples: u64,
-    /// Throughput cases: messages and bytes per second.
+    /// Throughput cases: messages and bytes per second. Publish-subscribe:
+    /// messages per second of the slowest subscriber, and the bytes
+    /// delivered per second to all subscribers together (none for
+    /// `pubsub-publish`, which moves no payload).
     pub msgs_per_sec: Option<f64>,
     pub bytes_per_sec: Option<f64>,
+    /// Publish-subscribe throughput cases: each subscriber's messages per
+    /// second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriber_msgs_per_sec: Option<Vec<f64>>,
+    /// `pubsub-publish`: the time of one `loan` + header + `publish` when
+    /// there is room, median and p99 in nanoseconds, reading the clock
+    /// twice included; `clock_ns` is what reading it twice costs alone
+    /// (median).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_ns: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_p99_ns: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_ns: Option<f64>,
 }

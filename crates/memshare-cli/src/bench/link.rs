@@ -12,6 +12,7 @@ use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use memshare::channel::{Receiver, Sender, WaitStrategy};
+use memshare::pubsub::{Overflow, Publisher, ServiceConfig, Subscriber};
 use memshare::{CommandExt, Segment, ViewMut};
 
 use super::case::{Case, Kind, Transport};
@@ -87,6 +88,14 @@ pub enum Link {
     /// Throughput over a channel, sending end (the peer).
     ChannelOut(Sender),
     Stream(Stream),
+    /// Latency over publish-subscribe: a publisher to the other side's
+    /// subscriber, and a subscriber of the other side's publisher (boxed:
+    /// the endpoints are large).
+    PubSub(Box<Publisher>, Box<Subscriber>),
+    /// Publish-subscribe throughput, the publishing end (the benchmark).
+    PubOut(Box<Publisher>),
+    /// Publish-subscribe throughput, one subscriber (a peer).
+    SubIn(Box<Subscriber>),
     /// memcpy: nothing crosses a process boundary.
     None,
 }
@@ -104,12 +113,92 @@ fn wait_strategy(t: Transport) -> WaitStrategy {
     }
 }
 
-/// Sets up the benchmark's end of `case` and configures `cmd` (the peer)
-/// with the other end: shared segments, standard input/output, arguments.
-/// Returns the link and, for TCP, the listener to accept on after spawning.
-pub fn parent_side(case: &Case, cmd: &mut Command) -> Result<(Link, Option<TcpListener>), Failure> {
+/// How the publish-subscribe endpoints of transport `t` wait.
+fn pubsub_strategy(t: Transport) -> WaitStrategy {
+    match t {
+        Transport::Pubsub1To1 | Transport::Pubsub1To3 => WaitStrategy::default(),
+        _ => WaitStrategy::Spin,
+    }
+}
+
+/// The services of the latency ping-pong: 8-byte messages, one
+/// subscriber, overflow "block" (as a channel: nothing is lost).
+fn ping_config() -> ServiceConfig {
+    ServiceConfig::new()
+        .max_subscribers(1)
+        .max_message_len(8)
+        .depth(16)
+        .overflow(Overflow::Block)
+}
+
+/// The service of a publish-subscribe throughput case: messages of the
+/// case's size; a depth of about 1 MiB of them (4 to 4096 messages), or
+/// the default 16 for `pubsub-publish` (the same pool at every size);
+/// three subscriber slots whatever the case, so that 1 → 1 and 1 → 3 use
+/// one layout; overflow "block": nothing is lost, and the slowest
+/// subscriber sets the pace.
+fn data_config(case: &Case) -> ServiceConfig {
+    let depth = if case.transport == Transport::PubsubPublish {
+        16
+    } else {
+        ((1 << 20) / case.size).clamp(4, 4096) as u32
+    };
+    ServiceConfig::new()
+        .max_subscribers(3)
+        .max_message_len(case.size as u64)
+        .depth(depth)
+        .overflow(Overflow::Block)
+}
+
+/// The names of the services a case made, removed when dropped: by the
+/// benchmark as soon as every peer has attached (sharing a named segment
+/// and adopting it check the name), or if setting up fails. From then on
+/// the services have no name, so nothing is left in `/dev/shm` whatever
+/// happens (even if every process is killed).
+#[derive(Default)]
+pub struct Names(Vec<String>);
+
+impl Names {
+    /// Creates a service under a name of its own (this process's id and a
+    /// count), removed with `self`.
+    fn create_service(&mut self, what: &str, config: ServiceConfig) -> Result<Publisher, Failure> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "msbench-{}-{}-{what}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let publisher = Publisher::create(&name, config)?;
+        self.0.push(name);
+        Ok(publisher)
+    }
+}
+
+impl Drop for Names {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            // An error means that the name is gone already (its last
+            // holder took it): nothing is left to do.
+            let _ = Segment::remove(name);
+        }
+    }
+}
+
+/// Sets up the benchmark's end of `case` and configures `cmds` (the peers:
+/// one, or a publish-subscribe case's subscribers) with the other end:
+/// shared segments, standard input/output, arguments. Returns the link,
+/// for TCP the listener to accept on after spawning, and the names of the
+/// services made (to drop once the peers have attached).
+pub fn parent_side(
+    case: &Case,
+    cmds: &mut [Command],
+) -> Result<(Link, Option<TcpListener>, Names), Failure> {
     use Transport::*;
-    Ok(match case.transport {
+    let mut names = Names::default();
+    let cmd = cmds
+        .first_mut()
+        .ok_or_else(|| Failure::other("bench: a case without a peer"))?;
+    let (link, listener) = match case.transport {
         RawSpin | RawFutex | RawSpinFutex => {
             let segment = Segment::create(4096)?;
             cmd.try_share("words", &segment)?;
@@ -149,8 +238,31 @@ pub fn parent_side(case: &Case, cmd: &mut Command) -> Result<(Link, Option<TcpLi
             // The link is made when the peer connects (after spawning).
             (Link::None, Some(listener))
         }
+        PubsubSpin => {
+            let mut ping = names.create_service("ping", ping_config())?;
+            // A service is made by its first publisher: make the pong
+            // service, subscribe to it, and leave its only publisher slot
+            // to the peer.
+            let pong_creator = names.create_service("pong", ping_config())?;
+            let mut pong = Subscriber::attach(pong_creator.segment())?;
+            cmd.try_share("ping", ping.segment())?;
+            cmd.try_share("pong", pong_creator.segment())?;
+            drop(pong_creator);
+            ping.set_wait_strategy(WaitStrategy::Spin);
+            pong.set_wait_strategy(WaitStrategy::Spin);
+            (Link::PubSub(Box::new(ping), Box::new(pong)), None)
+        }
+        Pubsub1To1 | Pubsub1To3 | Pubsub1To1Spin | Pubsub1To3Spin | PubsubPublish => {
+            let mut publisher = names.create_service("data", data_config(case))?;
+            publisher.set_wait_strategy(pubsub_strategy(case.transport));
+            for cmd in cmds {
+                cmd.try_share("data", publisher.segment())?;
+            }
+            (Link::PubOut(Box::new(publisher)), None)
+        }
         Memcpy => (Link::None, None),
-    })
+    };
+    Ok((link, listener, names))
 }
 
 /// A pipe (read end, write end) whose ends children do not inherit.
@@ -201,6 +313,18 @@ pub fn peer_side(case: &Case, port: Option<u16>) -> Result<Link, Failure> {
             let stream = TcpStream::connect(("127.0.0.1", port)).map_err(io("connect"))?;
             stream.set_nodelay(true).map_err(io("TCP_NODELAY"))?;
             Link::Stream(Stream::Tcp(stream))
+        }
+        PubsubSpin => {
+            let mut rx = Subscriber::attach(&Segment::inherited("ping")?)?;
+            let mut tx = Publisher::attach(&Segment::inherited("pong")?)?;
+            rx.set_wait_strategy(WaitStrategy::Spin);
+            tx.set_wait_strategy(WaitStrategy::Spin);
+            Link::PubSub(Box::new(tx), Box::new(rx))
+        }
+        Pubsub1To1 | Pubsub1To3 | Pubsub1To1Spin | Pubsub1To3Spin | PubsubPublish => {
+            let mut rx = Subscriber::attach(&Segment::inherited("data")?)?;
+            rx.set_wait_strategy(pubsub_strategy(case.transport));
+            Link::SubIn(Box::new(rx))
         }
         Memcpy => Link::None,
     })
@@ -312,6 +436,15 @@ impl Link {
                 }
                 Ok(())
             }
+            Link::PubSub(tx, rx) => {
+                let msg = u64::from(seq).to_le_bytes();
+                tx.publish_copy(&msg)?;
+                let reply = rx.recv()?;
+                if *reply != msg {
+                    return Err(Failure::other("bench: the peer answered the wrong message"));
+                }
+                Ok(())
+            }
             Link::Stream(s) => {
                 s.write_all(&u64::from(seq).to_le_bytes())
                     .map_err(io("write"))?;
@@ -333,6 +466,7 @@ impl Link {
                 Ok(())
             }
             Link::Channels(tx, _) => Ok(tx.send(&[])?),
+            Link::PubSub(tx, _) => Ok(tx.publish_copy(&[])?),
             Link::Stream(s) => {
                 s.close_write();
                 Ok(())
@@ -367,6 +501,18 @@ impl Link {
                     msg[..n].copy_from_slice(&got[..n]);
                 }
                 tx.send(&msg)?;
+            },
+            Link::PubSub(tx, rx) => loop {
+                let mut msg = [0u8; 8];
+                {
+                    let got = rx.recv()?;
+                    if got.is_empty() {
+                        return Ok(());
+                    }
+                    let n = got.len().min(8);
+                    msg[..n].copy_from_slice(&got[..n]);
+                }
+                tx.publish_copy(&msg)?;
             },
             Link::Stream(s) => {
                 let mut msg = [0u8; 8];

@@ -1,9 +1,11 @@
-//! `memshare bench`: memshare's channels against the operating system's
-//! own IPC and the raw limits of the machine, two real processes per case.
+//! `memshare bench`: memshare's channels (and, with `--pubsub`, its
+//! publish-subscribe services) against the operating system's own IPC and
+//! the raw limits of the machine, two real processes per case.
 //!
 //! Every case runs in a fresh peer process (this binary, re-run as
 //! `memshare bench-peer`), the two pinned to different CPUs where the
-//! machine allows. Before each case both sides idle (the host may move
+//! machine allows. A publish-subscribe case has one peer per subscriber
+//! (the benchmark publishes), pinned to the other CPUs in turn. Before each case both sides idle (the host may move
 //! virtual CPUs around; idling lets it settle), then a short raw spin
 //! ping-pong — the probe — records where the CPUs are, so that figures are
 //! compared in like conditions. Every memshare figure is reported as a
@@ -32,7 +34,9 @@ use run::Timing;
 #[command(
     after_help = "Latency: ping-pong between two processes, one-way = round trip / 2, \
 median/p99/p99.9 from a histogram. Throughput: one way, the receiver reads every byte. \
-Each case runs in a new peer process; the table compares every memshare figure with its \
+Publish-subscribe (--pubsub): 1 -> 1 and 1 -> 3 subscribers, one process each, overflow \
+\"block\"; messages/s is the slowest subscriber's, bytes/s what all of them received. \
+Each case runs in new peer processes; the table compares every memshare figure with its \
 baseline from the same run."
 )]
 pub struct Args {
@@ -45,6 +49,10 @@ pub struct Args {
     /// Only these transports (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     transports: Vec<Transport>,
+    /// Also the publish-subscribe cases (every `pubsub-*` transport, which
+    /// only run when named in --transports otherwise).
+    #[arg(long)]
+    pubsub: bool,
     /// Throughput message sizes (comma-separated, suffixes allowed:
     /// 64,4K,64K,1M).
     #[arg(long, value_delimiter = ',', value_parser = crate::size::parse_size)]
@@ -78,6 +86,10 @@ pub struct PeerArgs {
     /// The CPU to pin the peer to.
     #[arg(long)]
     cpu: Option<usize>,
+    /// Which subscriber of a publish-subscribe case this peer is (0, the
+    /// default, answers the probe).
+    #[arg(long, default_value_t = 0)]
+    subscriber: usize,
 }
 
 fn seconds(v: Option<f64>, default: f64, what: &str) -> Result<Duration, Failure> {
@@ -105,10 +117,23 @@ fn plan(args: &Args) -> Result<Vec<Case>, Failure> {
             })
             .collect::<Result<_, _>>()?
     };
-    let wanted = |t: &Transport| args.transports.is_empty() || args.transports.contains(t);
+    // The default transports (or those named), and with --pubsub the
+    // publish-subscribe ones too.
+    let wanted = |t: &Transport| {
+        let named = if args.transports.is_empty() {
+            !t.is_pubsub()
+        } else {
+            args.transports.contains(t)
+        };
+        named || (args.pubsub && t.is_pubsub())
+    };
     let mut cases = Vec::new();
     if args.only != Some(Kind::Throughput) {
-        for t in Transport::LATENCY.iter().filter(|t| wanted(t)) {
+        for t in Transport::LATENCY
+            .iter()
+            .chain(&Transport::PUBSUB_LATENCY)
+            .filter(|t| wanted(t))
+        {
             cases.push(Case {
                 kind: Kind::Latency,
                 transport: *t,
@@ -118,7 +143,11 @@ fn plan(args: &Args) -> Result<Vec<Case>, Failure> {
     }
     if args.only != Some(Kind::Latency) {
         for &size in &sizes {
-            for t in Transport::THROUGHPUT.iter().filter(|t| wanted(t)) {
+            for t in Transport::THROUGHPUT
+                .iter()
+                .chain(&Transport::PUBSUB_THROUGHPUT)
+                .filter(|t| wanted(t))
+            {
                 cases.push(Case {
                     kind: Kind::Throughput,
                     transport: *t,
@@ -173,15 +202,20 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let cases = plan(&args)?;
     let (mut json, mut plot) = outputs(&args)?;
     let machine = os::machine();
-    // The benchmark on one CPU, each peer on another.
+    // The benchmark on one CPU, each peer on another: a case's peers on
+    // the other CPUs in turn, then on the benchmark's own (a 1 → 3
+    // publish-subscribe case on two CPUs: the publisher and subscriber 1
+    // on one, subscribers 0 and 2 on the other).
     let cpus = os::cpu_ids();
-    let pinning = match cpus.as_slice() {
-        [mine, theirs, ..] if os::pin_to_cpu(*mine) => Some(*theirs),
+    let peer_cpus: Vec<usize> = match cpus.as_slice() {
+        [mine, others @ ..] if !others.is_empty() && os::pin_to_cpu(*mine) => {
+            others.iter().copied().chain([*mine]).collect()
+        }
         _ => {
             eprintln!(
                 "memshare: warning: fewer than two CPUs to pin to: spinning cases will be slow and their figures meaningless"
             );
-            None
+            Vec::new()
         }
     };
     let bar = ProgressBar::new(cases.len() as u64);
@@ -192,7 +226,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mut results = Vec::with_capacity(cases.len());
     for case in cases {
         bar.set_message(case.to_string());
-        results.push(run::measure(case, timing, pinning)?);
+        results.push(run::measure(case, timing, &peer_cpus)?);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -217,5 +251,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 pub fn peer(args: PeerArgs) -> Result<(), Failure> {
-    run::peer(args.case, args.seconds, args.port, args.cpu)
+    run::peer(
+        args.case,
+        args.seconds,
+        args.port,
+        args.cpu,
+        args.subscriber,
+    )
 }

@@ -34,8 +34,10 @@ fn find(results: &[Measured], kind: Kind, t: Transport, size: usize) -> Option<&
 }
 
 /// Each memshare figure set against its baseline: a latency against the
-/// raw ping-pong that waits the same way, a message rate against the pipe
-/// (64 B) or the best of the operating system's IPC.
+/// raw ping-pong that waits the same way (publish-subscribe: against the
+/// channel), a message rate against the pipe (64 B) or the best of the
+/// operating system's IPC; publish-subscribe fan-out against 1 → 1 of the
+/// same run, and the cost of publishing at each size against the smallest.
 pub fn compare(results: &[Measured]) -> Vec<Comparison> {
     let mut out = Vec::new();
     let lat = |t| find(results, Kind::Latency, t, 8).and_then(|m| m.median_ns);
@@ -43,6 +45,7 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
         (Transport::ChannelSpin, Transport::RawSpin),
         (Transport::ChannelSpinPark, Transport::RawSpinFutex),
         (Transport::ChannelPark, Transport::RawFutex),
+        (Transport::PubsubSpin, Transport::ChannelSpin),
     ] {
         if let (Some(a), Some(b)) = (lat(ours), lat(base)) {
             out.push(Comparison {
@@ -79,7 +82,88 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
             }
         }
     }
+    compare_pubsub(results, &mut out);
     out
+}
+
+/// The sizes the throughput results have, smallest first.
+fn sizes(results: &[Measured]) -> Vec<usize> {
+    let mut sizes: Vec<usize> = results
+        .iter()
+        .filter(|m| m.case.kind == Kind::Throughput)
+        .map(|m| m.case.size)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
+/// Publish-subscribe: 1 → 3 against 1 → 1 (the slowest subscriber's
+/// messages/s, and the bytes delivered to all), and the median cost of a
+/// publication at each size against the smallest size's.
+fn compare_pubsub(results: &[Measured], out: &mut Vec<Comparison>) {
+    let get = |t, size| find(results, Kind::Throughput, t, size);
+    for size in sizes(results) {
+        // Zero-copy both, every byte written and read.
+        let one = get(Transport::Pubsub1To1, size).and_then(|m| m.msgs_per_sec);
+        let channel = get(Transport::ChannelReserve, size).and_then(|m| m.msgs_per_sec);
+        if let (Some(a), Some(b)) = (one, channel) {
+            out.push(Comparison {
+                what: format!("{} messages/s", size_label(size)),
+                memshare: Transport::Pubsub1To1.name().into(),
+                baseline: Transport::ChannelReserve.name().into(),
+                ratio: a / b,
+            });
+        }
+        for (ours, base) in [
+            (Transport::Pubsub1To3, Transport::Pubsub1To1),
+            (Transport::Pubsub1To3Spin, Transport::Pubsub1To1Spin),
+        ] {
+            let (Some(a), Some(b)) = (get(ours, size), get(base, size)) else {
+                continue;
+            };
+            let label = size_label(size);
+            for (what, a, b) in [
+                (
+                    format!("{label} slowest sub msgs/s"),
+                    a.msgs_per_sec,
+                    b.msgs_per_sec,
+                ),
+                (
+                    format!("{label} bytes/s to 3 subs"),
+                    a.bytes_per_sec,
+                    b.bytes_per_sec,
+                ),
+            ] {
+                if let (Some(a), Some(b)) = (a, b) {
+                    out.push(Comparison {
+                        what,
+                        memshare: ours.name().into(),
+                        baseline: base.name().into(),
+                        ratio: a / b,
+                    });
+                }
+            }
+        }
+    }
+    let cost: Vec<(usize, f64)> = sizes(results)
+        .into_iter()
+        .filter_map(|size| {
+            get(Transport::PubsubPublish, size)
+                .and_then(|m| m.publish_ns)
+                .map(|ns| (size, ns))
+        })
+        .collect();
+    if let Some((&(smallest, base), rest)) = cost.split_first() {
+        for &(size, ns) in rest {
+            out.push(Comparison {
+                what: "publish cost, median".into(),
+                memshare: format!("pubsub-publish {}", size_label(size)),
+                baseline: format!("pubsub-publish {}", size_label(smallest)),
+                ratio: ns / base,
+            });
+        }
+    }
 }
 
 pub fn size_label(size: usize) -> String {
@@ -147,7 +231,7 @@ pub fn table(report: &Report) -> String {
     let thr: Vec<_> = report
         .results
         .iter()
-        .filter(|m| m.case.kind == Kind::Throughput)
+        .filter(|m| m.case.kind == Kind::Throughput && !m.case.transport.is_pubsub())
         .collect();
     if !thr.is_empty() {
         let _ = writeln!(s, "\nThroughput (one way, receiver reads every byte)");
@@ -173,6 +257,7 @@ pub fn table(report: &Report) -> String {
             );
         }
     }
+    pubsub_tables(&mut s, report);
     if !report.comparisons.is_empty() {
         let _ = writeln!(
             s,
@@ -182,12 +267,82 @@ pub fn table(report: &Report) -> String {
         for c in &report.comparisons {
             let _ = writeln!(
                 s,
-                "  {:<26} {:<18} vs {:<36} {:>7.2}x",
+                "  {:<26} {:<22} vs {:<36} {:>7.2}x",
                 c.what, c.memshare, c.baseline, c.ratio,
             );
         }
     }
     s
+}
+
+/// The publish-subscribe throughput and publish-cost tables.
+fn pubsub_tables(s: &mut String, report: &Report) {
+    let thr = |m: &&Measured| m.case.kind == Kind::Throughput && m.case.transport.is_pubsub();
+    let fan: Vec<_> = report
+        .results
+        .iter()
+        .filter(thr)
+        .filter(|m| m.case.transport != Transport::PubsubPublish)
+        .collect();
+    if !fan.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nPublish-subscribe (loan, every byte written, publish; each subscriber reads every byte; overflow \"block\")"
+        );
+        let _ = writeln!(
+            s,
+            "  {:<18} {:>8} {:>12} {:>11} {:>10}  each subscriber",
+            "transport", "size", "slowest sub", "delivered", "probe"
+        );
+        for m in fan {
+            let each: Vec<String> = m
+                .subscriber_msgs_per_sec
+                .iter()
+                .flatten()
+                .map(|&r| rate_label(Some(r)))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  {:<18} {:>8} {:>12} {:>11} {:>10}  {}",
+                m.case.transport.name(),
+                size_label(m.case.size),
+                rate_label(m.msgs_per_sec),
+                bytes_label(m.bytes_per_sec),
+                ns(Some(m.probe_ns)),
+                each.join(", ")
+            );
+        }
+    }
+    let cost: Vec<_> = report
+        .results
+        .iter()
+        .filter(thr)
+        .filter(|m| m.case.transport == Transport::PubsubPublish)
+        .collect();
+    if !cost.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nPublish cost (try_loan + 8-byte header + publish, payload not written; 1 subscriber reading the header)"
+        );
+        let _ = writeln!(
+            s,
+            "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>12} {:>10}",
+            "transport", "size", "median", "p99", "clock", "subscriber", "probe"
+        );
+        for m in cost {
+            let _ = writeln!(
+                s,
+                "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>12} {:>10}",
+                m.case.transport.name(),
+                size_label(m.case.size),
+                ns(m.publish_ns),
+                ns(m.publish_p99_ns),
+                ns(m.clock_ns),
+                rate_label(m.msgs_per_sec),
+                ns(Some(m.probe_ns))
+            );
+        }
+    }
 }
 
 /// An SVG with two charts: median one-way latency per transport (log
@@ -217,8 +372,9 @@ fn escape(t: &str) -> String {
         .replace('>', "&gt;")
 }
 
-const COLORS: [&str; 8] = [
+const COLORS: [&str; 11] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#17becf", "#bcbd22", "#393b79",
 ];
 
 fn latency_chart(s: &mut String, report: &Report, x: f64, y: f64, w: f64, h: f64) {
@@ -296,7 +452,7 @@ fn throughput_chart(s: &mut String, report: &Report, x: f64, y: f64, w: f64, h: 
         .collect();
     let _ = writeln!(
         s,
-        r#"<text x="{x}" y="{}" font-size="14">Throughput (bytes/s) against message size, log-log</text>"#,
+        r#"<text x="{x}" y="{}" font-size="14">Throughput (bytes/s; publish-subscribe: delivered to all subscribers) against message size, log-log</text>"#,
         y - 8.0
     );
     if points.is_empty() {
@@ -345,7 +501,12 @@ fn throughput_chart(s: &mut String, report: &Report, x: f64, y: f64, w: f64, h: 
             size_label(size as usize)
         );
     }
-    for (i, t) in Transport::THROUGHPUT.iter().enumerate() {
+    // pubsub-publish has no byte rate: it draws no line.
+    for (i, t) in Transport::THROUGHPUT
+        .iter()
+        .chain(&Transport::PUBSUB_THROUGHPUT)
+        .enumerate()
+    {
         let mut line: Vec<_> = points.iter().filter(|p| p.0 == *t).collect();
         if line.is_empty() {
             continue;

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -15,17 +15,31 @@ use super::link::{self, io, wait_for, Link};
 use crate::fail::Failure;
 use crate::os;
 
-/// Control words in the "ctl" segment, each on its own cache-line pair.
+/// Control words in the "ctl" segment, each on its own cache-line pair:
+/// READY counts the peers that are set up; GO is 1 for the probe, 2 when
+/// a publish-subscribe case's publisher starts.
 const READY: usize = 0;
 const GO: usize = 128;
 const PROBE_PING: usize = 256;
 const PROBE_PONG: usize = 384;
 const SPARE: usize = 512;
+/// Where publish-subscribe subscriber `i` reports, at `RESULTS + 128 * i`:
+/// the messages it received after its first, and the nanoseconds from its
+/// first message to the end marker.
+const RESULTS: usize = 1024;
+/// At most this many subscribers report in the 4 KiB control segment.
+const MAX_SUBSCRIBERS: usize = (4096 - RESULTS) / 128;
 
 /// Round trips of the spin probe taken before each case.
 const PROBE_ROUNDS: u32 = 2000;
 /// Round trips before latency is recorded.
 const WARMUP_ROUNDS: u32 = 1000;
+/// `pubsub-publish` publishes at most one message per period: several
+/// times what a subscriber takes per message, so that it keeps up.
+const PUBLISH_PERIOD: Duration = Duration::from_micros(2);
+/// A publish-subscribe publisher publishes at least this many messages,
+/// so that every subscriber has some to time, however short the run.
+const MIN_MESSAGES: u64 = 16;
 /// How long a peer waits for anything before it gives up.
 const PEER_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -82,16 +96,21 @@ fn ctl_words(view: &ViewMut) -> Result<[&AtomicU32; 5], Failure> {
     ])
 }
 
-/// Measures `case`: in this process for `memcpy`, else with a peer.
-pub fn measure(case: Case, timing: Timing, peer_cpu: Option<usize>) -> Result<Measured, Failure> {
-    if case.transport == Transport::Memcpy {
-        std::thread::sleep(timing.idle);
-        let rate = memcpy_rate(case.size, timing.measure);
-        return Ok(throughput_result(case, 0.0, rate));
-    }
-    let ctl = Segment::create(4096)?;
-    let ctl_view = ctl.map(..)?;
-    let [ready, go, probe_ping, probe_pong, spare] = ctl_words(&ctl_view)?;
+/// Where the peers of each case run: peer `i` on `cpus[i % len]`, or
+/// wherever the system puts it if `cpus` is empty.
+fn peer_cpu(cpus: &[usize], i: usize) -> Option<usize> {
+    (!cpus.is_empty()).then(|| cpus[i % cpus.len()])
+}
+
+/// The command of peer `index` of `case` (a publish-subscribe case's
+/// subscribers are peers 0, 1, ...; peer 0 answers the probe).
+fn peer_command(
+    case: &Case,
+    timing: Timing,
+    cpu: Option<usize>,
+    index: usize,
+    ctl: &Segment,
+) -> Result<Command, Failure> {
     let exe = std::env::current_exe().map_err(io("current_exe"))?;
     let mut cmd = Command::new(exe);
     cmd.arg("bench-peer")
@@ -100,41 +119,89 @@ pub fn measure(case: Case, timing: Timing, peer_cpu: Option<usize>) -> Result<Me
         .arg(timing.measure.as_secs_f64().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    if let Some(cpu) = peer_cpu {
+    if let Some(cpu) = cpu {
         cmd.arg("--cpu").arg(cpu.to_string());
     }
-    cmd.try_share("ctl", &ctl)?;
-    let (mut link, listener) = link::parent_side(&case, &mut cmd)?;
-    let peer = Peer(Some(cmd.spawn().map_err(io("spawn the peer"))?));
-    // The peer's ends of pipes and sockets are in `cmd`: close ours.
-    drop(cmd);
+    if index > 0 {
+        cmd.arg("--subscriber").arg(index.to_string());
+    }
+    cmd.try_share("ctl", ctl)?;
+    Ok(cmd)
+}
+
+/// What the benchmark's side of a case measured, before the peers finish.
+enum Outcome {
+    Latency(Histogram<u64>),
+    Received(f64),
+    /// Publish-subscribe: the subscribers report in the control segment;
+    /// `pubsub-publish` also measured the cost of publishing.
+    Published(Option<PublishCost>),
+}
+
+/// Measures `case`: in this process for `memcpy`, else with peers, peer
+/// `i` pinned to `cpus[i % cpus.len()]` (not pinned if `cpus` is empty).
+pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, Failure> {
+    if case.transport == Transport::Memcpy {
+        std::thread::sleep(timing.idle);
+        let rate = memcpy_rate(case.size, timing.measure);
+        return Ok(throughput_result(case, 0.0, rate));
+    }
+    let ctl = Segment::create(4096)?;
+    let ctl_view = ctl.map(..)?;
+    let [ready, go, probe_ping, probe_pong, spare] = ctl_words(&ctl_view)?;
+    let n = case.transport.subscribers().max(1);
+    let mut cmds = (0..n)
+        .map(|i| peer_command(&case, timing, peer_cpu(cpus, i), i, &ctl))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mut link, listener, names) = link::parent_side(&case, &mut cmds)?;
+    let mut peers = Vec::with_capacity(n);
+    // The peers' ends of pipes and sockets are in the commands: each is
+    // closed here once its peer is spawned.
+    for mut cmd in cmds {
+        peers.push(Peer(Some(cmd.spawn().map_err(io("spawn the peer"))?)));
+    }
     if let Some(listener) = listener {
         link = accept_within(listener, Duration::from_secs(10))?;
     }
     let start_deadline = Instant::now() + Duration::from_secs(30);
-    wait_for(ready, spare, |v| v == 1, 0, start_deadline)?;
+    wait_for(ready, spare, |v| v == n as u32, 0, start_deadline)?;
+    // Every peer has attached: the services need their names no more.
+    drop(names);
 
     // Let the vCPUs settle, then see where they are.
     std::thread::sleep(timing.idle);
     go.store(1, Ordering::Release);
-    memshare::sync::wake(go, 1);
+    memshare::sync::wake(go, n as u32);
     let deadline = Instant::now() + timing.measure + Duration::from_secs(30);
     let probe_ns = probe([probe_ping, probe_pong, spare], deadline)?;
 
-    let result = match case.kind {
+    let outcome = match case.kind {
         Kind::Latency => {
             let hist = ping_pong(&mut link, case.transport, timing.measure, deadline)?;
             link.stop_pong(case.transport)?;
-            latency_result(case, probe_ns, &hist)
+            Outcome::Latency(hist)
+        }
+        Kind::Throughput if case.transport.is_pubsub() => {
+            // The other subscribers start now (not during the probe, whose
+            // CPU some of them share).
+            go.store(2, Ordering::Release);
+            memshare::sync::wake(go, n as u32);
+            Outcome::Published(publish_all(&mut link, case, timing.measure)?)
         }
         Kind::Throughput => {
             let (bytes, secs) = receive_all(&mut link, case.size)?;
-            throughput_result(case, probe_ns, bytes as f64 / secs)
+            Outcome::Received(bytes as f64 / secs)
         }
     };
     drop(link);
-    peer.finish(Duration::from_secs(30))?;
-    Ok(result)
+    for peer in peers {
+        peer.finish(Duration::from_secs(30))?;
+    }
+    Ok(match outcome {
+        Outcome::Latency(hist) => latency_result(case, probe_ns, &hist),
+        Outcome::Received(rate) => throughput_result(case, probe_ns, rate),
+        Outcome::Published(cost) => pubsub_result(case, probe_ns, &ctl_view, n, cost)?,
+    })
 }
 
 fn accept_within(listener: TcpListener, patience: Duration) -> Result<Link, Failure> {
@@ -292,6 +359,143 @@ fn send_all(link: &mut Link, t: Transport, size: usize, duration: Duration) -> R
     Ok(())
 }
 
+/// What one zero-copy publication costs (`pubsub-publish`), in
+/// nanoseconds: the median and p99 of `try_loan` + header + `publish`
+/// when there was room, timed with two clock reads, whose own cost
+/// (`clock_ns`, median) is included.
+#[derive(Clone, Copy, Debug)]
+struct PublishCost {
+    median_ns: f64,
+    p99_ns: f64,
+    clock_ns: f64,
+}
+
+/// The median cost of timing nothing: two clock reads.
+fn clock_cost() -> f64 {
+    let mut ns: Vec<u64> = (0..10_000)
+        .map(|_| {
+            let t0 = Instant::now();
+            t0.elapsed().as_nanos() as u64
+        })
+        .collect();
+    ns.sort_unstable();
+    ns[ns.len() / 2] as f64
+}
+
+/// The publisher of a publish-subscribe throughput case: publishes
+/// messages of the case's size for `duration`, then the end marker (an
+/// empty message). Every case but `pubsub-publish` writes every byte of
+/// each loan; `pubsub-publish` writes an 8-byte header only and times
+/// each publication made without waiting.
+fn publish_all(
+    link: &mut Link,
+    case: Case,
+    duration: Duration,
+) -> Result<Option<PublishCost>, Failure> {
+    let Link::PubOut(publisher) = link else {
+        return Err(Failure::other("bench: not a publishing link"));
+    };
+    let size = case.size;
+    let mut seq = 0u64;
+    let cost = if case.transport == Transport::PubsubPublish {
+        let clock_ns = clock_cost();
+        let header = size.min(8);
+        // Warm up: every buffer of the pool lent, and its page touched.
+        for _ in 0..WARMUP_ROUNDS {
+            let mut loan = publisher.loan(size)?;
+            loan[..header].copy_from_slice(&seq.to_le_bytes()[..header]);
+            loan.publish();
+            seq += 1;
+        }
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+            .map_err(|e| Failure::other(format!("bench: histogram: {e}")))?;
+        let end = Instant::now() + duration;
+        let mut next = Instant::now();
+        loop {
+            // Paced, so that the subscriber keeps up: one message per
+            // PUBLISH_PERIOD at most.
+            let mut t0 = Instant::now();
+            while t0 < next {
+                std::hint::spin_loop();
+                t0 = Instant::now();
+            }
+            if t0 > end {
+                break;
+            }
+            next = t0 + PUBLISH_PERIOD;
+            // Without waiting: a full queue is not a publication's cost.
+            match publisher.try_loan(size)? {
+                Some(mut loan) => {
+                    loan[..header].copy_from_slice(&seq.to_le_bytes()[..header]);
+                    loan.publish();
+                    hist.saturating_record((t0.elapsed().as_nanos() as u64).max(1));
+                    seq += 1;
+                }
+                None => std::hint::spin_loop(),
+            }
+        }
+        Some(PublishCost {
+            median_ns: hist.value_at_quantile(0.5) as f64,
+            p99_ns: hist.value_at_quantile(0.99) as f64,
+            clock_ns,
+        })
+    } else {
+        let end = Instant::now() + duration;
+        let check_every = if size >= 65_536 { 1 } else { 64 };
+        loop {
+            // Zero-copy: the publisher writes every byte in place.
+            let mut loan = publisher.loan(size)?;
+            loan.fill(seq as u8);
+            loan.publish();
+            seq += 1;
+            if seq >= MIN_MESSAGES && seq % check_every == 0 && Instant::now() > end {
+                break;
+            }
+        }
+        None
+    };
+    publisher.publish_copy(&[])?;
+    Ok(cost)
+}
+
+/// A subscriber of a publish-subscribe throughput case: receives until
+/// the end marker, reading every byte (`whole`) or the 8-byte header.
+/// Returns the messages after the first and the time from the first to
+/// the end marker.
+fn receive_samples(link: &Link, whole: bool) -> Result<(u64, Duration), Failure> {
+    let Link::SubIn(rx) = link else {
+        return Err(Failure::other("bench-peer: not a subscribing link"));
+    };
+    let read = |msg: &[u8]| {
+        if whole {
+            touch(msg)
+        } else {
+            touch(&msg[..msg.len().min(8)])
+        }
+    };
+    let mut acc;
+    {
+        let first = rx.recv()?;
+        if first.is_empty() {
+            return Ok((0, Duration::ZERO));
+        }
+        acc = read(&first);
+    }
+    let start = Instant::now();
+    let mut msgs = 0u64;
+    loop {
+        let msg = rx.recv()?;
+        if msg.is_empty() {
+            break;
+        }
+        acc ^= read(&msg);
+        msgs += 1;
+    }
+    let elapsed = start.elapsed();
+    black_box(acc);
+    Ok((msgs, elapsed))
+}
+
 /// Single-core memcpy bandwidth copying `size`-byte blocks through a
 /// working set as large as the channel's ring for that size.
 fn memcpy_rate(size: usize, duration: Duration) -> f64 {
@@ -325,6 +529,10 @@ fn latency_result(case: Case, probe_ns: f64, hist: &Histogram<u64>) -> Measured 
         samples: hist.len(),
         msgs_per_sec: None,
         bytes_per_sec: None,
+        subscriber_msgs_per_sec: None,
+        publish_ns: None,
+        publish_p99_ns: None,
+        clock_ns: None,
     }
 }
 
@@ -338,15 +546,72 @@ fn throughput_result(case: Case, probe_ns: f64, bytes_per_sec: f64) -> Measured 
         samples: 0,
         msgs_per_sec: Some(bytes_per_sec / case.size as f64),
         bytes_per_sec: Some(bytes_per_sec),
+        subscriber_msgs_per_sec: None,
+        publish_ns: None,
+        publish_p99_ns: None,
+        clock_ns: None,
     }
 }
 
-/// `memshare bench-peer`: the other process of one case.
+/// The two words where subscriber `i` reports (see [`RESULTS`]).
+fn result_words(view: &ViewMut, i: usize) -> Result<[&AtomicU64; 2], Failure> {
+    if i >= MAX_SUBSCRIBERS {
+        return Err(Failure::other(format!(
+            "bench: subscriber {i}: at most {MAX_SUBSCRIBERS} can report"
+        )));
+    }
+    let at = RESULTS + 128 * i;
+    Ok([view.atomic_u64(at)?, view.atomic_u64(at + 8)?])
+}
+
+/// A publish-subscribe case's result, from the `n` subscribers' reports
+/// (read once they have exited) and the publisher's cost, if measured.
+fn pubsub_result(
+    case: Case,
+    probe_ns: f64,
+    ctl: &ViewMut,
+    n: usize,
+    cost: Option<PublishCost>,
+) -> Result<Measured, Failure> {
+    let mut rates = Vec::with_capacity(n);
+    for i in 0..n {
+        let [msgs, nanos] = result_words(ctl, i)?;
+        let (msgs, nanos) = (msgs.load(Ordering::Acquire), nanos.load(Ordering::Acquire));
+        if msgs == 0 || nanos == 0 {
+            return Err(Failure::other(format!(
+                "bench: {case}: subscriber {i} received too few messages to time (give a longer --duration)"
+            )));
+        }
+        rates.push(msgs as f64 * 1e9 / nanos as f64);
+    }
+    let slowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    // pubsub-publish moves no payload: it has no byte rate.
+    let delivered = (case.transport != Transport::PubsubPublish)
+        .then(|| rates.iter().sum::<f64>() * case.size as f64);
+    Ok(Measured {
+        case,
+        probe_ns,
+        median_ns: None,
+        p99_ns: None,
+        p999_ns: None,
+        samples: 0,
+        msgs_per_sec: Some(slowest),
+        bytes_per_sec: delivered,
+        subscriber_msgs_per_sec: Some(rates),
+        publish_ns: cost.map(|c| c.median_ns),
+        publish_p99_ns: cost.map(|c| c.p99_ns),
+        clock_ns: cost.map(|c| c.clock_ns),
+    })
+}
+
+/// `memshare bench-peer`: the other process of one case (for a
+/// publish-subscribe case, subscriber `index`; 0 answers the probe).
 pub fn peer(
     case: Case,
     seconds: f64,
     port: Option<u16>,
     cpu: Option<usize>,
+    index: usize,
 ) -> Result<(), Failure> {
     os::die_with_parent();
     if let Some(cpu) = cpu {
@@ -357,13 +622,25 @@ pub fn peer(
     let view = ctl.map(..)?;
     let [ready, go, probe_ping, probe_pong, spare] = ctl_words(&view)?;
     let mut link = link::peer_side(&case, port)?;
-    ready.store(1, Ordering::Release);
+    ready.fetch_add(1, Ordering::Release);
     memshare::sync::wake(ready, 1);
     // Idle while the benchmark idles: sleep, don't spin.
-    wait_for(go, spare, |v| v == 1, 0, deadline)?;
-    probe_answer([probe_ping, probe_pong, spare], deadline)?;
+    if index == 0 {
+        wait_for(go, spare, |v| v >= 1, 0, deadline)?;
+        probe_answer([probe_ping, probe_pong, spare], deadline)?;
+    } else {
+        wait_for(go, spare, |v| v >= 2, 0, deadline)?;
+    }
     match case.kind {
         Kind::Latency => link.pong(case.transport, deadline),
+        Kind::Throughput if case.transport.is_pubsub() => {
+            let whole = case.transport != Transport::PubsubPublish;
+            let (msgs, elapsed) = receive_samples(&link, whole)?;
+            let [msgs_word, nanos_word] = result_words(&view, index)?;
+            msgs_word.store(msgs, Ordering::Release);
+            nanos_word.store(elapsed.as_nanos() as u64, Ordering::Release);
+            Ok(())
+        }
         Kind::Throughput => {
             let duration = Duration::try_from_secs_f64(seconds)
                 .map_err(|_| Failure::usage("bench-peer: bad --seconds"))?;
