@@ -414,7 +414,10 @@ fn hostile_server() {
                     let answer = answer_to(&r);
                     r.respond(&answer)
                 }
-                _ => Ok(drop(r)),
+                _ => {
+                    drop(r);
+                    Ok(())
+                }
             };
         }
     }
