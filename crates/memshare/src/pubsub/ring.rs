@@ -339,7 +339,9 @@ impl PubCore {
         // The store-buffering pair with a parking subscriber (see
         // `park_subscriber`): it sees the entry, or we see its bit.
         fence(Ordering::SeqCst);
-        if wake.parked.load(Ordering::Relaxed) != 0 {
+        // The waker clears the bits: one wake per park, not one per
+        // message while the woken subscribers have not run yet.
+        if wake.parked.load(Ordering::Relaxed) != 0 && wake.parked.swap(0, Ordering::Relaxed) != 0 {
             wake.futex.bump_and_wake_all();
         }
     }
