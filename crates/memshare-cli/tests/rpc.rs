@@ -1,9 +1,10 @@
 //! `memshare call` and `memshare serve`, run for real: requests from the
 //! command line or standard input, responses to a pipe (exactly), a
 //! terminal (escaped) or in hex; a server that echoes or runs a command
-//! per request; every way a call fails, with its status. Every test kills
-//! the processes it started and removes the names it made, even when it
-//! fails.
+//! per request; every way a call fails, with its status; `info`, `ls` and
+//! `gc` on request/response services, live, with a dead client, with a
+//! SIGKILLed server, and stale. Every test kills the processes it started
+//! and removes the names it made, even when it fails.
 
 use std::borrow::BorrowMut;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use memshare::rpc::{Client, Server, ServerConfig};
 use memshare::Segment;
+use serde_json::Value;
 
 const USAGE: i32 = 2;
 const NOT_FOUND: i32 = 3;
@@ -665,6 +667,302 @@ fn call_to_a_service_whose_server_died_says_no_server() {
         stderr,
         format!("memshare: error: the server of service \"{n}\" went away before it answered\n")
     );
+}
+
+fn json_of(cmd: impl BorrowMut<Command>) -> Value {
+    serde_json::from_slice(&output_of(cmd)).expect("valid JSON")
+}
+
+fn text_of(cmd: impl BorrowMut<Command>) -> String {
+    String::from_utf8(output_of(cmd)).expect("UTF-8")
+}
+
+/// The `ls --json` entry for `name`, if listed.
+fn listed(name: &Name) -> Option<Value> {
+    let all = json_of(memshare().args(["ls", "--json"]));
+    all.as_array()
+        .expect("an array")
+        .iter()
+        .find(|entry| entry["name"] == name.as_str())
+        .cloned()
+}
+
+/// The cells of the line of `table` whose first cell is `first`.
+fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&first))
+        .unwrap_or_else(|| panic!("no line for {first:?} in\n{table}"))
+}
+
+/// The lines of `text`, each with its runs of spaces made one.
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+const DEAD: &str = "dead (marked attached, its process is gone)";
+
+#[test]
+fn info_and_ls_show_a_live_service_its_server_and_clients() {
+    let name = Name::new("info");
+    let n = name.as_str();
+    let config = ServerConfig::new()
+        .max_clients(4)
+        .max_in_flight(3)
+        .max_request_len(100)
+        .max_response_len(2048);
+    let server = Server::create(n, config).unwrap();
+    let me = std::process::id();
+
+    // A client of this process: two requests sent, one answered and
+    // received, one owed.
+    let mut busy = Client::connect(n).unwrap();
+    let first = busy.send_request(b"one").unwrap();
+    let second = busy.send_request(b"two").unwrap();
+    server.recv().unwrap().respond(b"1").unwrap();
+    let _owed = server.recv().unwrap();
+    drop(busy.receive_response(&first).unwrap());
+    // A `call` process that sent its request and was killed waiting.
+    let caller = Proc::start(&["call", n, "never answered"]);
+    let caller_pid = caller.pid();
+    wait_for_state(&name, |s| {
+        s.clients.iter().any(|c| c.pid == caller_pid && c.sent == 1)
+    });
+    drop(caller);
+    // A client that sent nothing.
+    let idle = Client::connect(n).unwrap();
+
+    let info = json_of(memshare().args(["info", n, "--json"]));
+    assert_eq!(info["kind"], "rpc", "{info}");
+    assert_eq!(
+        (&info["server_alive"], &info["clients"]),
+        (&Value::from(true), &Value::from(2)),
+        "the dead client is not alive: {info}"
+    );
+    for field in ["publishers", "subscribers", "pubsub", "channel"] {
+        assert_eq!(info[field], Value::Null, "{field}: {info}");
+    }
+    let rpc = &info["rpc"];
+    assert_eq!(
+        rpc["server"],
+        serde_json::json!({"state": "attached", "pid": me, "retired": false})
+    );
+    for (field, value) in [
+        ("max_clients", 4),
+        ("max_in_flight", 3),
+        ("max_request_len", 100),
+        ("max_response_len", 2048),
+    ] {
+        assert_eq!(rpc[field], value, "{field}: {rpc}");
+    }
+    // The library's own numbers, to compare with. (Its `in_flight` counts
+    // the slots that are not free, and a slot whose response was received
+    // stays RESPONDED until it is used again: `busy`'s first request
+    // counts.)
+    let state = memshare::rpc::inspect(server.segment()).unwrap();
+    let dead = state
+        .clients
+        .iter()
+        .find(|c| c.pid == caller_pid)
+        .expect("the dead client's region");
+    let of =
+        |id: memshare::rpc::ClientId| *state.clients.iter().find(|c| c.id == id).expect("a client");
+    let client = |c: memshare::rpc::ClientState, state: &str, pid: u32, sent: u64| {
+        serde_json::json!({"slot": c.id.slot(), "id": c.id.to_string(), "state": state,
+                           "evicted": false, "pid": pid, "sent": sent,
+                           "in_flight": c.in_flight})
+    };
+    let mut expected = vec![
+        client(of(busy.id()), "attached", me, 2),
+        client(of(idle.id()), "attached", me, 0),
+        client(*dead, DEAD, caller_pid, 1),
+    ];
+    expected.sort_by_key(|json| json["slot"].as_u64());
+    assert_eq!(rpc["clients"], Value::from(expected), "{rpc}");
+    assert!(of(busy.id()).in_flight >= 1, "{state:?}");
+    assert_eq!((of(idle.id()).in_flight, dead.in_flight), (0, 1));
+
+    let text = text_of(memshare().args(["info", n]));
+    for line in [
+        "kind: rpc".to_owned(),
+        format!("server: attached, pid {me}"),
+        "clients: 2 alive, at most 4".to_owned(),
+        "max in flight: 3".to_owned(),
+        "max request len: 100 (100 bytes)".to_owned(),
+        "max response len: 2K (2048 bytes)".to_owned(),
+    ] {
+        assert!(lines(&text).contains(&line), "no {line:?} in\n{text}");
+    }
+    assert_eq!(
+        row(&text, "CLIENT"),
+        ["CLIENT", "ID", "PID", "SENT", "IN", "FLIGHT", "EVICTED", "STATE"]
+    );
+    let busy_slot = busy.id().slot().to_string();
+    let busy_row = format!(
+        "{busy_slot} {} {me} 2 {} no attached",
+        busy.id(),
+        of(busy.id()).in_flight
+    );
+    assert!(
+        lines(&text).contains(&busy_row),
+        "no {busy_row:?} in\n{text}"
+    );
+    let dead_row = format!("{} {} {caller_pid} 1 1 no {DEAD}", dead.id.slot(), dead.id);
+    assert!(
+        lines(&text).contains(&dead_row),
+        "no {dead_row:?} in\n{text}"
+    );
+
+    let entry = listed(&name).expect("listed");
+    assert_eq!(entry["kind"], "rpc");
+    assert_eq!(
+        (&entry["server_alive"], &entry["clients"]),
+        (&Value::from(true), &Value::from(2))
+    );
+    assert_eq!(
+        (&entry["publishers"], &entry["subscribers"]),
+        (&Value::Null, &Value::Null)
+    );
+    let table = text_of(memshare().arg("ls"));
+    assert!(
+        row(&table, "NAME").ends_with(&["KIND", "ENDPOINTS"]),
+        "{table}"
+    );
+    assert!(row(&table, n).ends_with(&["rpc", "1/2"]), "{table}");
+
+    // Other kinds have neither, in JSON or in the table.
+    let plain = Name::new("plain");
+    let _segment = Segment::create_named(plain.as_str(), 4096).unwrap();
+    let entry = listed(&plain).expect("listed");
+    assert_eq!(
+        (&entry["server_alive"], &entry["clients"]),
+        (&Value::Null, &Value::Null)
+    );
+    let table = text_of(memshare().arg("ls"));
+    assert_eq!(
+        row(&table, plain.as_str()).last(),
+        Some(&"bytes"),
+        "{table}"
+    );
+    drop(second);
+}
+
+#[test]
+fn info_and_ls_show_a_killed_server_dead_while_a_client_holds_it() {
+    let name = Name::new("killed");
+    let n = name.as_str();
+    let server = Proc::serve(&name, &["--echo"]);
+    let server_pid = server.pid();
+    let mut client = Client::connect(n).unwrap();
+    assert_eq!(&*client.call(b"hi").unwrap(), b"hi");
+    // SIGKILL: the server never detaches; our client holds the name.
+    drop(server);
+
+    let info = json_of(memshare().args(["info", n, "--json"]));
+    assert_eq!(
+        (&info["stale"], &info["holders"]),
+        (&Value::from(false), &Value::from(1))
+    );
+    assert_eq!(
+        (&info["server_alive"], &info["clients"]),
+        (&Value::from(false), &Value::from(1)),
+        "{info}"
+    );
+    assert_eq!(
+        info["rpc"]["server"],
+        serde_json::json!({"state": DEAD, "pid": server_pid, "retired": false})
+    );
+    let mine = &info["rpc"]["clients"][0];
+    assert_eq!(
+        (&mine["id"], &mine["state"], &mine["sent"], &mine["pid"]),
+        (
+            &Value::from(client.id().to_string()),
+            &Value::from("attached"),
+            &Value::from(1),
+            &Value::from(std::process::id())
+        ),
+        "{info}"
+    );
+    let text = text_of(memshare().args(["info", n]));
+    for line in [
+        format!("server: {DEAD}, pid {server_pid}"),
+        "clients: 1 alive, at most 16".to_owned(),
+    ] {
+        assert!(lines(&text).contains(&line), "no {line:?} in\n{text}");
+    }
+    let table = text_of(memshare().arg("ls"));
+    assert!(row(&table, n).ends_with(&["no", "rpc", "0/1"]), "{table}");
+    let entry = listed(&name).expect("listed");
+    assert_eq!(
+        (&entry["server_alive"], &entry["clients"]),
+        (&Value::from(false), &Value::from(1))
+    );
+    // Nothing for gc: our client holds it.
+    memshare()
+        .args(["gc", n])
+        .assert()
+        .success()
+        .stdout("nothing to collect\n");
+    assert!(name.exists());
+
+    // A new server takes the name over: info shows it, alone.
+    let again = Proc::serve(&name, &["--echo"]);
+    let info = json_of(memshare().args(["info", n, "--json"]));
+    assert_eq!(
+        info["rpc"]["server"],
+        serde_json::json!({"state": "attached", "pid": again.pid(), "retired": false})
+    );
+    assert_eq!(info["rpc"]["clients"], serde_json::json!([]), "{info}");
+    drop(client);
+}
+
+#[test]
+fn gc_reclaims_the_service_of_a_killed_server() {
+    let name = Name::new("gcrpc");
+    let n = name.as_str();
+    let server = Proc::serve(&name, &["--echo"]);
+    // SIGKILL with no client: nobody holds the service any more.
+    drop(server);
+
+    let entry = listed(&name).expect("a killed server leaves its service");
+    for (field, value) in [
+        ("kind", Value::from("rpc")),
+        ("lifetime", Value::from("shared")),
+        ("holders", Value::from(0)),
+        ("stale", Value::from(true)),
+        ("server_alive", Value::from(false)),
+        ("clients", Value::from(0)),
+    ] {
+        assert_eq!(entry[field], value, "{field}: {entry}");
+    }
+    let table = text_of(memshare().arg("ls"));
+    assert!(row(&table, n).ends_with(&["yes", "rpc", "0/0"]), "{table}");
+    // info describes it without opening it (an open would remove it).
+    let info = json_of(memshare().args(["info", n, "--json"]));
+    assert_eq!(
+        (&info["stale"], &info["rpc"]),
+        (&Value::from(true), &Value::Null)
+    );
+    let text = text_of(memshare().args(["info", n]));
+    assert!(lines(&text).contains(&"kind: rpc".to_owned()), "{text}");
+    assert!(text.contains("not opened: it is stale"), "{text}");
+    assert!(name.exists(), "info removed the stale service");
+
+    memshare()
+        .args(["gc", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(format!("would remove {n}\n")));
+    assert!(name.exists());
+    memshare()
+        .args(["gc", n])
+        .assert()
+        .success()
+        .stdout(format!("removed {n}\n"));
+    assert!(!name.exists());
 }
 
 #[test]
