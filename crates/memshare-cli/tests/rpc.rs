@@ -419,6 +419,15 @@ fn serve_exec_answers_with_the_commands_output_or_declines() {
     );
     fails(call(&name, &["x"]), DECLINED, &["declined"]);
     short.wait_for_stderr("`echo 1234` wrote more than --max-response-len (4 bytes)\n");
+    drop(short);
+
+    // --echo declines a request longer than its responses may be.
+    let echo = Proc::serve(&name, &["--echo", "--max-response-len", "4"]);
+    assert_eq!(output_of(call(&name, &["1234"])), b"1234");
+    fails(call(&name, &["12345"]), DECLINED, &["declined"]);
+    echo.wait_for_stderr(
+        "(5 bytes): the response of 5 bytes would be longer than --max-response-len (4)\n",
+    );
 }
 
 #[test]
@@ -725,6 +734,16 @@ fn info_and_ls_show_a_live_service_its_server_and_clients() {
     server.recv().unwrap().respond(b"1").unwrap();
     let _owed = server.recv().unwrap();
     drop(busy.receive_response(&first).unwrap());
+    // A client that made three calls, one after another, all answered and
+    // received.
+    let mut done = Client::connect(n).unwrap();
+    for call in [&b"a"[..], b"b", b"c"] {
+        let pending = done.send_request(call).unwrap();
+        server.recv().unwrap().respond(call).unwrap();
+        assert_eq!(&*done.receive_response(&pending).unwrap(), call);
+    }
+    // (The server is not asked anything from now on: it would reset the
+    // region of the dead client below.)
     // A `call` process that sent its request and was killed waiting.
     let caller = Proc::start(&["call", n, "never answered"]);
     let caller_pid = caller.pid();
@@ -739,7 +758,7 @@ fn info_and_ls_show_a_live_service_its_server_and_clients() {
     assert_eq!(info["kind"], "rpc", "{info}");
     assert_eq!(
         (&info["server_alive"], &info["clients"]),
-        (&Value::from(true), &Value::from(2)),
+        (&Value::from(true), &Value::from(3)),
         "the dead client is not alive: {info}"
     );
     for field in ["publishers", "subscribers", "pubsub", "channel"] {
@@ -777,6 +796,7 @@ fn info_and_ls_show_a_live_service_its_server_and_clients() {
     };
     let mut expected = vec![
         client(of(busy.id()), "attached", me, 2),
+        client(of(done.id()), "attached", me, 3),
         client(of(idle.id()), "attached", me, 0),
         client(*dead, DEAD, caller_pid, 1),
     ];
@@ -789,7 +809,7 @@ fn info_and_ls_show_a_live_service_its_server_and_clients() {
     for line in [
         "kind: rpc".to_owned(),
         format!("server: attached, pid {me}"),
-        "clients: 2 alive, at most 4".to_owned(),
+        "clients: 3 alive, at most 4".to_owned(),
         "max in flight: 3".to_owned(),
         "max request len: 100 (100 bytes)".to_owned(),
         "max response len: 2K (2048 bytes)".to_owned(),
@@ -815,12 +835,22 @@ fn info_and_ls_show_a_live_service_its_server_and_clients() {
         lines(&text).contains(&dead_row),
         "no {dead_row:?} in\n{text}"
     );
+    let done_row = format!(
+        "{} {} {me} 3 {} no attached",
+        done.id().slot(),
+        done.id(),
+        of(done.id()).in_flight
+    );
+    assert!(
+        lines(&text).contains(&done_row),
+        "no {done_row:?} in\n{text}"
+    );
 
     let entry = listed(&name).expect("listed");
     assert_eq!(entry["kind"], "rpc");
     assert_eq!(
         (&entry["server_alive"], &entry["clients"]),
-        (&Value::from(true), &Value::from(2))
+        (&Value::from(true), &Value::from(3))
     );
     assert_eq!(
         (&entry["publishers"], &entry["subscribers"]),
@@ -831,7 +861,7 @@ fn info_and_ls_show_a_live_service_its_server_and_clients() {
         row(&table, "NAME").ends_with(&["KIND", "ENDPOINTS"]),
         "{table}"
     );
-    assert!(row(&table, n).ends_with(&["rpc", "1/2"]), "{table}");
+    assert!(row(&table, n).ends_with(&["rpc", "1/3"]), "{table}");
 
     // Other kinds have neither, in JSON or in the table.
     let plain = Name::new("plain");
