@@ -1,11 +1,10 @@
 //! One named segment as `ls` and `info` show it, to people and in JSON.
 
 use memshare::inspect::NamedInfo;
-use memshare::pubsub::ServiceState;
 use serde::Serialize;
 
 use crate::owner::Users;
-use crate::service::alive_counts;
+use crate::service::{alive_counts, Alive, ServiceState};
 use crate::size::format_size;
 
 /// What is known about one named segment; `null` in JSON (`?` for people)
@@ -30,13 +29,19 @@ pub struct Entry {
     pub lifetime: Option<String>,
     /// Shared lifetime and no holder left: `memshare gc` removes it.
     pub stale: bool,
-    /// `channel`, `pubsub` or `bytes`.
+    /// `channel`, `pubsub`, `rpc` or `bytes`.
     pub kind: Option<String>,
     /// For a publish-subscribe service: how many publishers are attached
     /// and alive (`null` for other kinds, or if it could not be read).
     pub publishers: Option<usize>,
     /// The same for subscribers.
     pub subscribers: Option<usize>,
+    /// For a request/response service: whether its server is attached and
+    /// alive (`null` for other kinds, or if it could not be read).
+    pub server_alive: Option<bool>,
+    /// For a request/response service: how many clients are connected and
+    /// alive (`null` for other kinds, or if it could not be read).
+    pub clients: Option<usize>,
     /// Whether the name follows memshare's naming rules; `false` for names
     /// other programs made that memshare cannot open (`iox2_…`).
     pub valid_name: bool,
@@ -51,7 +56,18 @@ impl Entry {
         users: &Users,
         service: Option<&Result<ServiceState, String>>,
     ) -> Entry {
-        let endpoints = alive_counts(info, service);
+        let alive = alive_counts(info, service);
+        let (publishers, subscribers) = match alive {
+            Some(Alive::Pubsub {
+                publishers,
+                subscribers,
+            }) => (Some(publishers), Some(subscribers)),
+            _ => (None, None),
+        };
+        let (server_alive, clients) = match alive {
+            Some(Alive::Rpc { server, clients }) => (Some(server), Some(clients)),
+            _ => (None, None),
+        };
         Entry {
             name: info.name.clone(),
             size: info.len,
@@ -63,8 +79,10 @@ impl Entry {
             lifetime: info.lifetime.map(|l| l.to_string()),
             stale: info.is_stale(),
             kind: info.kind.map(|k| k.to_string()),
-            publishers: endpoints.map(|(publishers, _)| publishers),
-            subscribers: endpoints.map(|(_, subscribers)| subscribers),
+            publishers,
+            subscribers,
+            server_alive,
+            clients,
             valid_name: info.valid_name,
         }
     }
@@ -95,12 +113,20 @@ impl Entry {
         format_size(self.size)
     }
 
-    /// For a service, `PUBLISHERS/SUBSCRIBERS` alive (`?` if unknown);
-    /// nothing for other kinds.
+    /// The endpoints alive: for a publish-subscribe service
+    /// `PUBLISHERS/SUBSCRIBERS`, for a request/response service
+    /// `SERVER/CLIENTS` (the server 1 or 0); `?` if unknown; nothing for
+    /// other kinds.
     pub fn endpoints_text(&self) -> String {
-        match (self.publishers, self.subscribers) {
-            (Some(publishers), Some(subscribers)) => format!("{publishers}/{subscribers}"),
-            _ if self.kind.as_deref() == Some("pubsub") => "?".to_owned(),
+        match (
+            self.publishers,
+            self.subscribers,
+            self.server_alive,
+            self.clients,
+        ) {
+            (Some(publishers), Some(subscribers), _, _) => format!("{publishers}/{subscribers}"),
+            (_, _, Some(server), Some(clients)) => format!("{}/{clients}", u8::from(server)),
+            _ if matches!(self.kind.as_deref(), Some("pubsub" | "rpc")) => "?".to_owned(),
             _ => String::new(),
         }
     }

@@ -16,6 +16,14 @@ pub mod status {
     pub const ALREADY_EXISTS: u8 = 4;
     /// Permission denied.
     pub const PERMISSION_DENIED: u8 = 5;
+    /// `call`: the service has no server (it died or left).
+    pub const NO_SERVER: u8 = 6;
+    /// `call`: the service has its maximum of clients connected.
+    pub const LIMIT_REACHED: u8 = 7;
+    /// `call`: the server declined the request (dropped it unanswered).
+    pub const DECLINED: u8 = 8;
+    /// `call`: no response within `--timeout`.
+    pub const TIMED_OUT: u8 = 9;
 }
 
 /// The exit statuses, for `--help`.
@@ -27,7 +35,11 @@ Exit status:
      input that does not fit
   3  no segment of that name
   4  a segment of that name already exists
-  5  permission denied (for example another user's segment)";
+  5  permission denied (for example another user's segment)
+  6  call: the service has no server (it died or left)
+  7  call: the service has its maximum of clients (max_clients) connected
+  8  call: the server declined the request (answered it with no response)
+  9  call: no response within --timeout";
 
 /// A failed command: what to print, and the exit status.
 #[derive(Debug)]
@@ -65,13 +77,18 @@ impl Failure {
     }
 
     /// The kind of failure, one word for JSON: `not_found`,
-    /// `already_exists`, `permission_denied`, `bad_input` or `other`.
+    /// `already_exists`, `permission_denied`, `bad_input`, `no_server`,
+    /// `limit_reached`, `declined`, `timed_out` or `other`.
     pub fn kind(&self) -> &'static str {
         match self.status {
             status::USAGE => "bad_input",
             status::NOT_FOUND => "not_found",
             status::ALREADY_EXISTS => "already_exists",
             status::PERMISSION_DENIED => "permission_denied",
+            status::NO_SERVER => "no_server",
+            status::LIMIT_REACHED => "limit_reached",
+            status::DECLINED => "declined",
+            status::TIMED_OUT => "timed_out",
             _ => "other",
         }
     }

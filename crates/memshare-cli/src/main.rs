@@ -49,6 +49,8 @@ enum Command {
     #[command(name = "pub")]
     Pub(cmd::publish::Args),
     Sub(cmd::subscribe::Args),
+    Call(cmd::call::Args),
+    Serve(cmd::serve::Args),
     Demo(cmd::demo::Args),
     #[command(hide = true)]
     DemoPeer(cmd::demo::PeerArgs),
@@ -71,6 +73,8 @@ fn main() -> ExitCode {
         Command::Write(args) => cmd::write::run(args),
         Command::Pub(args) => cmd::publish::run(args),
         Command::Sub(args) => cmd::subscribe::run(args),
+        Command::Call(args) => cmd::call::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::DemoPeer(args) => cmd::demo::run_peer(args),
     };

@@ -124,6 +124,7 @@ fn demo_runs_every_step_and_leaves_nothing() {
         "\n3. Handles sent to a process that was already running\n",
         "\n4. A channel between two processes\n",
         "\n5. A publish-subscribe service: one publisher, two subscribers\n",
+        "\n6. A request/response service: one server, two clients\n",
     ] {
         assert!(stdout.contains(heading), "no {heading:?} in:\n{stdout}");
     }
@@ -141,6 +142,8 @@ fn demo_runs_every_step_and_leaves_nothing() {
         "memshare bench",
         // Step 5: each subscriber received every message, then the end.
         "→ NotFound: the service went with its last holder",
+        // Step 6: the name goes with the server.
+        "→ NotFound: the name went with the server",
     ] {
         assert!(stdout.contains(needle), "no {needle:?} in:\n{stdout}");
     }
@@ -164,6 +167,26 @@ fn demo_runs_every_step_and_leaves_nothing() {
         2,
         "{stdout}"
     );
+    // Step 6: the server took six calls (answered five, declined one), and each
+    // client told its three calls, answers included.
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("parent │ recv → \"") && l.contains(" from client "))
+            .count(),
+        6,
+        "{stdout}"
+    );
+    for told in [
+        "child  │ call(\"2+2\") → \"4\", read in place in our response buffer",
+        "child  │ call(\"6*7\") → \"42\", read in place in our response buffer",
+        "child  │ call(\"1/0\") → NoResponse: the server declined it",
+        "child  │ call(\"10-3\") → \"7\", read in place in our response buffer",
+        "child  │ call(\"12/4\") → \"3\", read in place in our response buffer",
+        "child  │ call(\"9*9\") → \"81\", read in place in our response buffer",
+    ] {
+        assert_eq!(stdout.matches(told).count(), 1, "{told:?} in:\n{stdout}");
+    }
     // Every line of the steps says who speaks.
     for line in stdout.lines().filter(|l| l.contains('│')) {
         assert!(
@@ -180,7 +203,7 @@ fn demo_runs_every_step_and_leaves_nothing() {
 fn each_step_runs_alone() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = demo_names();
-    for step in 1..=5 {
+    for step in 1..=6 {
         let run = Run::new(0);
         let output = run.demo(&["--step", &step.to_string()]);
         let stdout = text(&output.stdout);
@@ -189,7 +212,7 @@ fn each_step_runs_alone() {
             "step {step}: {}",
             text(&output.stderr)
         );
-        for other in 1..=5 {
+        for other in 1..=6 {
             let heading = format!("\n{other}. ");
             assert_eq!(
                 stdout.contains(&heading),

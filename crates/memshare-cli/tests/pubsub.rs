@@ -580,6 +580,10 @@ fn info_and_ls_show_a_service_its_publishers_and_subscribers() {
         (&Value::from(1), &Value::from(2))
     );
     assert_eq!(info["channel"], Value::Null);
+    assert_eq!(
+        (&info["server_alive"], &info["clients"], &info["rpc"]),
+        (&Value::Null, &Value::Null, &Value::Null)
+    );
     let pubsub = &info["pubsub"];
     for (field, value) in [
         ("max_publishers", Value::from(2)),
@@ -660,7 +664,7 @@ fn info_and_ls_show_a_service_its_publishers_and_subscribers() {
     );
     let table = stdout_of(memshare().arg("ls"));
     assert!(
-        row(&table, "NAME").ends_with(&["KIND", "PUB/SUB"]),
+        row(&table, "NAME").ends_with(&["KIND", "ENDPOINTS"]),
         "{table}"
     );
     assert!(row(&table, n).ends_with(&["pubsub", "1/2"]), "{table}");

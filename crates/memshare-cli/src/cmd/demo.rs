@@ -13,6 +13,7 @@
 //! | 3 | `passing` | handles sent to a running process (`SCM_RIGHTS`), one read-only |
 //! | 4 | `channel` | a channel between the two, and a timed ping-pong |
 //! | 5 | `pubsub` | a publish-subscribe service: one publisher, two subscribers |
+//! | 6 | `rpc` | a request/response service: one server, two clients |
 //!
 //! Turn-taking keeps the narration in order: parent and peer write to the
 //! same standard output, and each side only prints while the other is
@@ -27,6 +28,7 @@ mod out;
 mod passing;
 mod peer;
 mod pubsub;
+mod rpc;
 
 use std::path::PathBuf;
 
@@ -35,19 +37,20 @@ use out::{Out, Who};
 
 /// Show how memshare works, step by step, with real processes
 ///
-/// Five steps, each printing what happened and which system calls were
+/// Six steps, each printing what happened and which system calls were
 /// behind it: (1) an anonymous segment inherited by one child, (2) a named
 /// segment opened by name and gone with its last holder, (3) handles sent
 /// to a process that was already running, one of them read-only, (4) a
 /// channel between two processes, with a small timed ping-pong, (5) a
 /// publish-subscribe service: the parent publishes, two subscriber
-/// processes each receive every message. Takes a
+/// processes each receive every message, (6) a request/response service:
+/// the parent serves, two client processes each make three calls. Takes a
 /// second or two and leaves nothing behind: no names, no processes, no
 /// files.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Run only this step (1 to 5)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+    /// Run only this step (1 to 6)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=6))]
     step: Option<u8>,
 }
 
@@ -56,9 +59,12 @@ pub struct Args {
 pub struct PeerArgs {
     /// The step to play the peer of
     step: u8,
-    /// Steps 2 and 5: the segment's or the service's name
+    /// Steps 2, 5 and 6: the segment's or the service's name
     #[arg(long)]
     name: Option<String>,
+    /// Step 6: which of the clients this is (0 or 1)
+    #[arg(long)]
+    index: Option<usize>,
     /// Step 3: the socket to listen on
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -73,7 +79,7 @@ struct Step {
     run: fn(&Out) -> Result<(), Failure>,
 }
 
-const STEPS: [Step; 5] = [
+const STEPS: [Step; 6] = [
     Step {
         number: 1,
         title: "An anonymous segment, inherited by one child",
@@ -106,6 +112,13 @@ const STEPS: [Step; 5] = [
                 a lock per endpoint and events to wake the subscribers",
         run: pubsub::parent,
     },
+    Step {
+        number: 6,
+        title: "A request/response service: one server, two clients",
+        win32: "no such primitive: a named file mapping with a region per client, a lock per \
+                endpoint and events to wake each side",
+        run: rpc::parent,
+    },
 ];
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -137,9 +150,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
 /// Checks that the demo's names are not left in the shared-memory file
 /// system (every step cleans up after itself; this is the proof).
 fn nothing_left() -> Result<(), Failure> {
-    for name in [named::segment_name(), pubsub::service_name()] {
+    for name in [
+        named::segment_name(),
+        pubsub::service_name(),
+        rpc::service_name(),
+    ] {
         match memshare::inspect::named_info(&name) {
-            // Where named segments cannot be inspected, steps 2 and 5's own
+            // Where named segments cannot be inspected, steps 2, 5 and 6's own
             // checks stand.
             Err(memshare::Error::NotFound { .. } | memshare::Error::Unsupported { .. }) => {}
             Ok(_) => {
@@ -162,6 +179,7 @@ pub fn run_peer(args: PeerArgs) -> Result<(), Failure> {
         3 => passing::child(&out, args.socket.as_deref()),
         4 => channel::child(&out),
         5 => pubsub::child(&out, args.name.as_deref()),
+        6 => rpc::child(&out, args.name.as_deref(), args.index),
         n => Err(Failure::usage(format!("demo-peer: no step {n}"))),
     }
 }

@@ -3,13 +3,14 @@
 
 use memshare::channel::{ChannelState, EndpointState};
 use memshare::inspect::{NamedInfo, SegmentKind};
-use memshare::pubsub::{Overflow, ServiceState};
+use memshare::pubsub::{self, Overflow};
+use memshare::rpc::{RpcState, ServerState};
 use serde::Serialize;
 
 use crate::entry::{or_unknown, Entry};
 use crate::fail::Failure;
 use crate::owner::Users;
-use crate::service::service_state;
+use crate::service::{service_state, ServiceState};
 use crate::size::format_size;
 use crate::table::{Align, Table};
 
@@ -21,16 +22,20 @@ use crate::table::{Align, Table};
 /// configuration and every publisher and subscriber slot ever used: the
 /// publisher's id and next sequence number, what each subscriber received
 /// and missed, how far behind it is (lag: the most messages waiting for it
-/// from one publisher) and how many samples it holds. A stale service
-/// (every holder died) is not opened: that would remove it (`memshare gc`
-/// does).
+/// from one publisher) and how many samples it holds; for a
+/// request/response service, its configuration, its server (state, pid,
+/// whether a newer server took the name) and every client region in use:
+/// the client's id and pid, whether it is alive, whether the server
+/// evicted it (it broke the protocol), the requests it sent and how many
+/// are in flight. A stale service (every holder died) is not opened: that
+/// would remove it (`memshare gc` does).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The segment's name
     name: String,
     /// Print a JSON object (the fields of `ls --json`, `pids`: null if
-    /// /proc could not be searched, `channel` and `pubsub`: what they hold,
-    /// or null) instead of text. If it fails, the
+    /// /proc could not be searched, `channel`, `pubsub` and `rpc`: what
+    /// they hold, or null) instead of text. If it fails, the
     /// object is {"error": {"kind": K, "message": M}} (K: not_found,
     /// bad_input, permission_denied or other), besides the error line
     #[arg(long)]
@@ -46,6 +51,68 @@ struct Report {
     channel: Option<ChannelJson>,
     /// For a publish-subscribe service: its configuration and endpoints.
     pubsub: Option<PubsubJson>,
+    /// For a request/response service: its configuration, server and
+    /// clients.
+    rpc: Option<RpcJson>,
+}
+
+/// A request/response service's state as JSON.
+#[derive(Serialize)]
+struct RpcJson {
+    max_clients: u32,
+    max_in_flight: u32,
+    max_request_len: u64,
+    max_response_len: u64,
+    server: ServerJson,
+    clients: Vec<ClientJson>,
+}
+
+#[derive(Serialize)]
+struct ServerJson {
+    state: String,
+    pid: u32,
+    retired: bool,
+}
+
+#[derive(Serialize)]
+struct ClientJson {
+    slot: u32,
+    id: String,
+    state: String,
+    evicted: bool,
+    pid: u32,
+    sent: u64,
+    in_flight: u32,
+}
+
+impl From<&RpcState> for RpcJson {
+    fn from(s: &RpcState) -> RpcJson {
+        let c = &s.config;
+        RpcJson {
+            max_clients: c.get_max_clients(),
+            max_in_flight: c.get_max_in_flight(),
+            max_request_len: c.get_max_request_len(),
+            max_response_len: c.get_max_response_len(),
+            server: ServerJson {
+                state: endpoint_text(s.server.state),
+                pid: s.server.pid,
+                retired: s.server.retired,
+            },
+            clients: s
+                .clients
+                .iter()
+                .map(|c| ClientJson {
+                    slot: c.id.slot(),
+                    id: c.id.to_string(),
+                    state: endpoint_text(c.state),
+                    evicted: c.evicted,
+                    pid: c.pid,
+                    sent: c.sent,
+                    in_flight: c.in_flight,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A service's state as JSON.
@@ -87,8 +154,8 @@ fn overflow_text(policy: Overflow) -> &'static str {
     }
 }
 
-impl From<&ServiceState> for PubsubJson {
-    fn from(s: &ServiceState) -> PubsubJson {
+impl From<&pubsub::ServiceState> for PubsubJson {
+    fn from(s: &pubsub::ServiceState) -> PubsubJson {
         let c = &s.config;
         PubsubJson {
             max_publishers: c.get_max_publishers(),
@@ -210,15 +277,21 @@ pub fn run(args: Args) -> Result<(), Failure> {
             .as_ref()
             .and_then(|c| c.as_ref().ok())
             .map(ChannelJson::from);
-        let pubsub = service
-            .as_ref()
-            .and_then(|s| s.as_ref().ok())
-            .map(PubsubJson::from);
+        let service = service.as_ref().and_then(|s| s.as_ref().ok());
+        let pubsub = match service {
+            Some(ServiceState::Pubsub(s)) => Some(PubsubJson::from(s)),
+            _ => None,
+        };
+        let rpc = match service {
+            Some(ServiceState::Rpc(s)) => Some(RpcJson::from(s)),
+            _ => None,
+        };
         return super::print_json(&Report {
             entry,
             pids,
             channel,
             pubsub,
+            rpc,
         });
     }
     let pids_text = match &pids {
@@ -248,8 +321,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
     ];
     fields.extend(contents_fields(&info, channel.as_ref(), service.as_ref()));
     let service = service.as_ref().and_then(|s| s.as_ref().ok());
-    if let Some(service) = service {
-        fields.extend(config_fields(service, &entry));
+    match service {
+        Some(ServiceState::Pubsub(service)) => fields.extend(config_fields(service, &entry)),
+        Some(ServiceState::Rpc(service)) => fields.extend(rpc_fields(service, &entry)),
+        None => {}
     }
     let width = fields
         .iter()
@@ -261,14 +336,77 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .iter()
         .map(|(label, value)| format!("{:<width$} {value}\n", format!("{label}:")))
         .collect();
-    if let Some(service) = service {
-        text.push_str(&endpoint_tables(service));
+    match service {
+        Some(ServiceState::Pubsub(service)) => text.push_str(&endpoint_tables(service)),
+        Some(ServiceState::Rpc(service)) => text.push_str(&client_table(service)),
+        None => {}
     }
     super::print_stdout(&text)
 }
 
+/// A request/response service's server, configuration, and how many
+/// clients are alive.
+fn rpc_fields(service: &RpcState, entry: &Entry) -> Vec<(&'static str, String)> {
+    let c = &service.config;
+    let clients = entry
+        .clients
+        .map_or_else(|| "?".to_owned(), |n| n.to_string());
+    let len = |n: u64| format!("{} ({n} bytes)", format_size(n));
+    vec![
+        ("server", server_text(&service.server)),
+        (
+            "clients",
+            format!("{clients} alive, at most {}", c.get_max_clients()),
+        ),
+        ("max in flight", c.get_max_in_flight().to_string()),
+        ("max request len", len(c.get_max_request_len())),
+        ("max response len", len(c.get_max_response_len())),
+    ]
+}
+
+/// The server's state, its pid, and whether it was retired.
+fn server_text(server: &ServerState) -> String {
+    let mut text = endpoint_text(server.state);
+    if server.pid != 0 {
+        text.push_str(&format!(", pid {}", server.pid));
+    }
+    if server.retired {
+        text.push_str(", retired (the name is no longer this service's)");
+    }
+    text
+}
+
+/// A table of the client regions in use (the state last: the one long
+/// cell).
+fn client_table(service: &RpcState) -> String {
+    if service.clients.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new(&[
+        ("CLIENT", Align::Right),
+        ("ID", Align::Left),
+        ("PID", Align::Right),
+        ("SENT", Align::Right),
+        ("IN FLIGHT", Align::Right),
+        ("EVICTED", Align::Left),
+        ("STATE", Align::Left),
+    ]);
+    for c in &service.clients {
+        table.push(vec![
+            c.id.slot().to_string(),
+            c.id.to_string(),
+            c.pid.to_string(),
+            c.sent.to_string(),
+            c.in_flight.to_string(),
+            if c.evicted { "yes" } else { "no" }.to_owned(),
+            endpoint_text(c.state),
+        ]);
+    }
+    format!("\n{}", table.render())
+}
+
 /// A service's configuration, and how many of its endpoints are alive.
-fn config_fields(service: &ServiceState, entry: &Entry) -> Vec<(&'static str, String)> {
+fn config_fields(service: &pubsub::ServiceState, entry: &Entry) -> Vec<(&'static str, String)> {
     let c = &service.config;
     let alive = |n: Option<usize>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
     vec![
@@ -305,7 +443,7 @@ fn config_fields(service: &ServiceState, entry: &Entry) -> Vec<(&'static str, St
 
 /// A table of the publisher slots and one of the subscriber slots ever
 /// used (the state last: the one long cell).
-fn endpoint_tables(service: &ServiceState) -> String {
+fn endpoint_tables(service: &pubsub::ServiceState) -> String {
     let mut text = String::new();
     if !service.publishers.is_empty() {
         let mut table = Table::new(&[
@@ -393,8 +531,8 @@ fn contents_fields(
             ("kind", "channel".to_owned()),
             ("header", format!("? ({e})")),
         ],
-        (Some(SegmentKind::Pubsub), _) => {
-            let mut fields = vec![("kind", "pubsub".to_owned())];
+        (Some(kind @ (SegmentKind::Pubsub | SegmentKind::Rpc)), _) => {
+            let mut fields = vec![("kind", kind.to_string())];
             match service {
                 Some(Ok(_)) => {}
                 Some(Err(e)) => fields.push(("service", format!("? ({e})"))),

@@ -13,9 +13,12 @@ use crate::table::{Align, Table};
 /// none), lifetime (shared: removed with its last holder; persist: stays
 /// until `memshare rm`; foreign: made by another program, lives like a file),
 /// whether it is stale (shared, and every holder died: `memshare gc`
-/// removes it) and what it holds (channel, pubsub or bytes); for a
-/// publish-subscribe service, PUB/SUB counts its publishers and subscribers
-/// that are attached and alive. `?` marks what cannot be known without
+/// removes it) and what it holds (channel, pubsub, rpc or bytes).
+/// ENDPOINTS counts the endpoints of a service that are attached and
+/// alive: for a publish-subscribe service PUBLISHERS/SUBSCRIBERS (`2/5`),
+/// for a request/response service SERVER/CLIENTS (`1/3`: the server is
+/// there, 3 clients; `0/1`: the server died or left, one client still
+/// holds the service). `?` marks what cannot be known without
 /// opening the segment (another user's). Every shared-memory
 /// object is listed: `*` after a name marks one that memshare's naming rules
 /// refuse (another program made it), which memshare cannot open.
@@ -23,8 +26,10 @@ use crate::table::{Align, Table};
 pub struct Args {
     /// Print a JSON array of objects (name, size, owner, uid, gid, mode,
     /// holders, lifetime, stale, kind, publishers and subscribers: the
-    /// alive ones of a service, else null; valid_name: false for a name
-    /// memshare cannot open) instead of a table
+    /// alive ones of a publish-subscribe service, else null; server_alive
+    /// (true or false) and clients (the alive ones) of a request/response
+    /// service, else null; valid_name: false for a name memshare cannot
+    /// open) instead of a table
     #[arg(long)]
     json: bool,
 }
@@ -50,7 +55,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         ("LIFETIME", Align::Left),
         ("STALE", Align::Left),
         ("KIND", Align::Left),
-        ("PUB/SUB", Align::Right),
+        ("ENDPOINTS", Align::Right),
     ]);
     for entry in &entries {
         table.push(vec![

@@ -1,5 +1,6 @@
 //! The subcommands, one module each.
 
+pub mod call;
 pub mod cat;
 pub mod create;
 pub mod demo;
@@ -8,6 +9,7 @@ pub mod info;
 pub mod ls;
 pub mod publish;
 pub mod rm;
+pub mod serve;
 pub mod subscribe;
 pub mod write;
 
@@ -44,5 +46,34 @@ pub fn print_stdout(text: &str) -> Result<(), Failure> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Failure::other(format!("writing to standard output: {e}"))),
+    }
+}
+
+/// Bytes as one line of text, safe to show on a terminal (`sub`'s
+/// messages, `call`'s responses): invalid UTF-8 replaced, control
+/// characters but tab escaped (`\n`, `\u{1b}`).
+fn text(bytes: &[u8]) -> String {
+    let mut line = String::with_capacity(bytes.len());
+    for c in String::from_utf8_lossy(bytes).chars() {
+        if c.is_control() && c != '\t' {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_one_safe_line() {
+        assert_eq!(text(b"plain text"), "plain text");
+        assert_eq!(text(b"a\tb"), "a\tb");
+        assert_eq!(text(b"two\nlines\r"), "two\\nlines\\r");
+        assert_eq!(text(b"\x1b[31mred"), "\\u{1b}[31mred");
+        assert_eq!(text(b"caf\xc3\xa9 \xff"), "caf\u{e9} \u{fffd}");
     }
 }

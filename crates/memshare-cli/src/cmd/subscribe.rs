@@ -10,6 +10,8 @@ use crate::duration::{format_duration, parse_duration};
 use crate::fail::{status, Failure};
 use crate::hex;
 
+use super::text;
+
 /// Print the messages of a publish-subscribe service as they come
 ///
 /// Attaches as a subscriber of the service NAME and prints every message
@@ -180,20 +182,6 @@ fn written(result: std::io::Result<()>) -> Result<bool, Failure> {
     }
 }
 
-/// A message as one line of text: invalid UTF-8 replaced, control
-/// characters but tab escaped.
-fn text(bytes: &[u8]) -> String {
-    let mut line = String::with_capacity(bytes.len());
-    for c in String::from_utf8_lossy(bytes).chars() {
-        if c.is_control() && c != '\t' {
-            line.extend(c.escape_default());
-        } else {
-            line.push(c);
-        }
-    }
-    line
-}
-
 /// A message as JSON (see `--json`), its fields in this order.
 #[derive(serde::Serialize)]
 struct MessageJson {
@@ -212,18 +200,4 @@ fn format_json(sample: &Sample<'_>) -> Result<String, Failure> {
         payload_hex: hex::encode(sample),
     })
     .map_err(|e| Failure::other(format!("encoding JSON: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_is_one_safe_line() {
-        assert_eq!(text(b"plain text"), "plain text");
-        assert_eq!(text(b"a\tb"), "a\tb");
-        assert_eq!(text(b"two\nlines\r"), "two\\nlines\\r");
-        assert_eq!(text(b"\x1b[31mred"), "\\u{1b}[31mred");
-        assert_eq!(text(b"caf\xc3\xa9 \xff"), "caf\u{e9} \u{fffd}");
-    }
 }
