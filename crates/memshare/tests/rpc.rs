@@ -334,8 +334,8 @@ fn inspection_shows_the_server_and_each_client() {
     let name = unique_name("rpc-inspect");
     let server = Server::create(&name, small()).unwrap();
     let mut client = Client::connect(&name).unwrap();
-    let _a = client.send_request(b"a").unwrap();
-    let _b = client.send_request(b"b").unwrap();
+    let a = client.send_request(b"a").unwrap();
+    let b = client.send_request(b"b").unwrap();
     let state = rpc::inspect(server.segment()).unwrap();
     assert_eq!(state.config, small());
     assert_eq!(state.server.state, EndpointState::Attached);
@@ -346,6 +346,15 @@ fn inspection_shows_the_server_and_each_client() {
         (c.id, c.state, c.sent, c.in_flight),
         (client.id(), EndpointState::Attached, 2, 2)
     );
+    // Answered and received (or declined): no longer in flight.
+    server.recv().unwrap().respond(b"A").unwrap();
+    drop(server.recv().unwrap());
+    drop(client.receive_response(&a).unwrap());
+    assert!(matches!(
+        client.receive_response(&b),
+        Err(Error::NoResponse { .. })
+    ));
+    assert_eq!(rpc::inspect(server.segment()).unwrap().clients[0].in_flight, 0);
     let info = memshare::inspect::named_info(&name).unwrap();
     assert_eq!(info.kind, Some(memshare::inspect::SegmentKind::Rpc));
 }

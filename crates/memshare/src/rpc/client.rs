@@ -527,9 +527,14 @@ impl Client {
         })
     }
 
-    /// Frees `slot` for a new request.
+    /// Frees `slot` for a new request (and says so in the slot, for
+    /// inspection: the server does not look at a slot that is not in its
+    /// ring).
     fn release(&mut self, slot: u32) {
         if self.in_flight[slot as usize].take().is_some() {
+            self.service.region(self.index).slots[slot as usize]
+                .state
+                .store(layout::SLOT_FREE, Ordering::Relaxed);
             self.free.push(slot);
         }
     }
