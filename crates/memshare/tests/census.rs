@@ -76,6 +76,21 @@ fn child_role(role: &str) {
             }
             assert!(matches!(sub.recv(), Err(Error::Disconnected { .. })));
         }
+        "caller" => {
+            use memshare::rpc::Client;
+            let mut client = Client::connect(&std::env::var("MST_NAME").unwrap()).unwrap();
+            for i in 0u32..20 {
+                let response = client.call(&i.to_le_bytes()).unwrap();
+                assert_eq!(&*response, &(i * 2).to_le_bytes());
+            }
+            // One left unanswered when the server leaves.
+            let pending = client.send_request(b"last").unwrap();
+            println!("sent=1");
+            assert!(matches!(
+                client.receive_response(&pending),
+                Err(Error::Disconnected { .. })
+            ));
+        }
         "holder" => {
             let segment = Segment::create(4096).unwrap();
             segment.map(..).unwrap().write_at(0, b"taken").unwrap();
@@ -284,6 +299,43 @@ fn a_whole_session_leaves_no_descriptor_name_or_child_behind() {
         assert!(!in_dev_shm(&name));
     }
     start.assert_unchanged("after publish-subscribe");
+
+    // Request/response: a server here, a client in a child and one here, a
+    // request left unanswered, the server leaving first.
+    {
+        use memshare::rpc::{Client, Server, ServerConfig};
+        let name = unique_name("cs");
+        let server = Server::create(&name, ServerConfig::new()).unwrap();
+        let mut mine = Client::connect(&name).unwrap();
+        let mut cmd = spawn("caller");
+        cmd.env("MST_NAME", &name)
+            .stdout(std::process::Stdio::piped());
+        let mut caller = Reaped::spawn(cmd);
+        let mut out = caller.0.as_mut().unwrap().stdout.take().unwrap();
+        let mine_pending = mine.send_request(b"mine").unwrap();
+        let mut answered = 0;
+        while answered < 21 {
+            let request = server.recv_timeout(TIMEOUT).unwrap();
+            if request.client() == mine.id() {
+                request.respond(b"yours").unwrap();
+            } else {
+                let i = u32::from_le_bytes(request[..4].try_into().unwrap());
+                request.respond(&(i * 2).to_le_bytes()).unwrap();
+            }
+            answered += 1;
+        }
+        assert_eq!(&*mine.receive_response(&mine_pending).unwrap(), b"yours");
+        read_after(&mut out, "sent=", TIMEOUT);
+        let unanswered = server.recv_timeout(TIMEOUT).unwrap();
+        assert_eq!(&*unanswered, b"last");
+        // Not answered, not declined: the server leaves owing it.
+        std::mem::forget(unanswered);
+        drop(server);
+        caller.wait_success(TIMEOUT);
+        drop((out, mine));
+        assert!(!in_dev_shm(&name));
+    }
+    start.assert_unchanged("after request/response");
 
     // A descriptor taken from a child with pidfd_getfd, then the child killed.
     {
