@@ -288,12 +288,25 @@ fn channel_between_processes() {
     ]);
 }
 
+#[cfg(unix)]
+#[test]
+fn request_response() {
+    run("request_response").assert_says(&[
+        "client: 10 answers, each to its own request",
+        "server: answered 30 requests from 3 clients",
+    ]);
+}
+
 /// The Unix-only examples build on Windows and say, when run, that they
 /// are Unix-only, with a failing status.
 #[cfg(not(unix))]
 #[test]
 fn unix_only_examples_say_so() {
-    for name in ["send_to_running_process", "channel_between_processes"] {
+    for name in [
+        "send_to_running_process",
+        "channel_between_processes",
+        "request_response",
+    ] {
         let run = run(name);
         assert!(
             !run.status.success() && run.stderr.contains("Unix only") && run.stdout.is_empty(),

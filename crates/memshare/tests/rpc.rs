@@ -354,7 +354,10 @@ fn inspection_shows_the_server_and_each_client() {
         client.receive_response(&b),
         Err(Error::NoResponse { .. })
     ));
-    assert_eq!(rpc::inspect(server.segment()).unwrap().clients[0].in_flight, 0);
+    assert_eq!(
+        rpc::inspect(server.segment()).unwrap().clients[0].in_flight,
+        0
+    );
     let info = memshare::inspect::named_info(&name).unwrap();
     assert_eq!(info.kind, Some(memshare::inspect::SegmentKind::Rpc));
 }
