@@ -1,7 +1,8 @@
 //! What another process leaves at a name, or hands over, cannot crash,
 //! hang or fool memshare: symbolic links are never followed, FIFOs never
 //! waited on, directories refused; another user's object is refused by
-//! default; a descriptor this process opened itself is never adopted as
+//! default, and one handed over is used without claiming its name; a
+//! descriptor this process opened itself is never adopted as
 //! inherited; an unsealed memfd taken from a process is refused.
 #![cfg(target_os = "linux")]
 
@@ -273,4 +274,89 @@ fn an_unsealed_memfd_taken_from_a_process_is_refused() {
     let err = invalid_handle(Segment::take_from_process(pid, fd));
     assert!(err.contains("not sealed against shrinking"), "{err}");
     holder.kill();
+}
+
+#[test]
+fn another_users_object_handed_over_is_used_but_its_name_never_claimed() {
+    const TEST: &str = "another_users_object_handed_over_is_used_but_its_name_never_claimed";
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    if role().as_deref() == Some("nobody") {
+        // As user nobody: a segment whose holders are counted (not
+        // persistent), sent to the test over the socket on stdin; then held
+        // until the test says so.
+        let name = std::env::var("MST_NAME").unwrap();
+        let stream = UnixStream::from(rustix::io::dup(std::io::stdin()).unwrap());
+        let segment = Segment::create_named(&name, 4096).unwrap();
+        segment.map(..).unwrap().write_at(0, b"nobody's").unwrap();
+        memshare::send_segments(&stream, &[("theirs", &segment)]).unwrap();
+        let mut go = [0u8; 1];
+        (&stream).read_exact(&mut go).unwrap();
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        return common::privileged::skip(TEST, "not root: cannot run a process as user nobody");
+    }
+    use std::os::unix::process::CommandExt as _;
+    let name = unique_name("handed");
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Segment::options().allow_foreign_owner(true).remove(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(name.clone());
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut cmd = child(TEST, "nobody");
+    cmd.uid(65534)
+        .gid(65534)
+        .env("MST_NAME", &name)
+        .stdin(std::process::Stdio::from(OwnedFd::from(theirs)));
+    let sender = Reaped::spawn(cmd);
+    let mut got = memshare::recv_segments(&ours).unwrap();
+    let (key, received) = got.pop().unwrap();
+    assert_eq!(key, "theirs");
+    assert_eq!(received.name(), Some(name.as_str()));
+    // The sender chose to hand it over: usable, data and all.
+    let mut buf = [0u8; 8];
+    received
+        .map_readonly(..8)
+        .unwrap()
+        .read_at(0, &mut buf)
+        .unwrap();
+    assert_eq!(&buf, b"nobody's");
+    received.map(..).unwrap().write_at(8, b"+root").unwrap();
+    // Opened here by name (allowed explicitly: a holder of its own) and
+    // sent on, to this process: received, it is used the same way.
+    let opened = Segment::options()
+        .allow_foreign_owner(true)
+        .open(&name)
+        .unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    memshare::send_segments(&a, &[("again", &opened)]).unwrap();
+    let again = memshare::recv_segments(&b).unwrap().pop().unwrap().1;
+    let mut buf = [0u8; 13];
+    again
+        .map_readonly(..13)
+        .unwrap()
+        .read_at(0, &mut buf)
+        .unwrap();
+    assert_eq!(&buf, b"nobody's+root");
+    drop((opened, again));
+    // The sender goes away; the descriptor it handed over keeps the object
+    // held, so its name stays.
+    (&ours).write_all(b"x").unwrap();
+    sender.wait_success(TIMEOUT);
+    assert!(in_dev_shm(&name));
+    assert_eq!(memshare::inspect::named_info(&name).unwrap().holders, 1);
+    // The name was never claimed: dropping the last handle of it here does
+    // not remove another user's name (it stays, stale, for its owner to
+    // reclaim), where a holder of its own would have removed it.
+    drop(received);
+    assert!(
+        in_dev_shm(&name),
+        "the receiver removed another user's name: it claimed it as a holder of its own"
+    );
+    assert_eq!(memshare::inspect::named_info(&name).unwrap().holders, 0);
 }

@@ -89,7 +89,7 @@ pub(super) fn check_object(name: &str, fd: impl AsFd, owner: Owner) -> Result<()
             source: None,
             object: describe(Some(name)),
             op: format!(
-                "open: the object belongs to {}, not to this process's user {}; it was \
+                "open: the object belongs to {}, not to this process's {}; it was \
                  refused, because writing into it would hand data to that user (use \
                  SegmentOptions::allow_foreign_owner(true) to open it anyway)",
                 user_description(st.st_uid),
@@ -406,15 +406,22 @@ pub(super) fn same_object(name: &str, fd: impl AsFd) -> bool {
 
 /// A holder of its own for the object called `name` that `like` is open
 /// on: a new open file description (same access) with a shared lock.
+/// The name is refused (`PermissionDenied`) if another user owns the
+/// object, unless `owner` is [`Owner::Anyone`].
 ///
 /// A descriptor received from another process (inherited, sent over a
 /// socket) shares its open file description, and so its `flock`, with
 /// every other copy of it: with the sender's, and with every child a
 /// `Command` spawned. Counting holders needs one description per holder.
-pub(super) fn reopen_as_holder(name: &str, access: Access, like: impl AsFd) -> Result<OwnedFd> {
+pub(super) fn reopen_as_holder(
+    name: &str,
+    access: Access,
+    owner: Owner,
+    like: impl AsFd,
+) -> Result<OwnedFd> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
-        let fd = open_checked(name, access, Owner::Me)?;
+        let fd = open_checked(name, access, owner)?;
         if !same_object(name, like.as_fd()) || !same_object(name, &fd) {
             return Err(Error::not_found(name));
         }
@@ -468,7 +475,7 @@ pub(crate) fn remove_named(name: &str, owner: Owner) -> Result<()> {
             source: None,
             object: describe(Some(name)),
             op: format!(
-                "remove: the object belongs to {}, not to this process's user {} (use \
+                "remove: the object belongs to {}, not to this process's {} (use \
                  SegmentOptions::allow_foreign_owner(true) to remove it anyway)",
                 user_description(st.st_uid),
                 user_description(me)

@@ -19,7 +19,7 @@ use rustix::net::{
 
 use super::platform::{self, Marker};
 use super::{names, os_error, Lifetime, Object};
-use crate::sys::{Access, Claim};
+use crate::sys::{Access, Claim, Owner};
 use crate::{Error, Result};
 
 impl Object {
@@ -48,9 +48,15 @@ impl Object {
     /// this process's lock, and whichever side dropped first would think it
     /// was the last). Dropping the returned object never removes a name:
     /// its lock belongs to the receiver.
+    ///
+    /// The object is already this process's, whoever owns it (another
+    /// user's, opened with `allow_foreign_owner`): the reopened name must
+    /// lead to it, so its owner is not asked again.
     pub(crate) fn handover(&self) -> Result<Object> {
         let fd = match (&self.meta.name, self.lifetime) {
-            (Some(n), Lifetime::Counted) => names::reopen_as_holder(n, self.meta.access, &self.fd)?,
+            (Some(n), Lifetime::Counted) => {
+                names::reopen_as_holder(n, self.meta.access, Owner::Anyone, &self.fd)?
+            }
             _ => rio::fcntl_dupfd_cloexec(&self.fd, 3)
                 .map_err(|e| os_error(self.name(), "fcntl(F_DUPFD_CLOEXEC)", e))?,
         };
@@ -96,11 +102,13 @@ impl Object {
             // Become a holder of our own; the received copy (shared with
             // the sender and its other receivers) is closed.
             (Some(name), Lifetime::Counted) => {
-                match names::reopen_as_holder(name, access, &fd) {
+                match names::reopen_as_holder(name, access, Owner::Me, &fd) {
                     Ok(own) => own,
-                    // Another user's segment handed to us: we may use the
-                    // descriptor but not open the name, so we cannot count
-                    // as a holder of our own; the sender's count stands.
+                    // Another user's segment handed to us: the sender chose
+                    // to give us the object, not its name. We use the
+                    // descriptor we were given (its lock keeps the object
+                    // held) but never claim the name: we do not count as a
+                    // holder of our own, and our drop never removes it.
                     Err(Error::PermissionDenied { .. }) => {
                         return Object::new(fd, claim.name.clone(), access, Lifetime::Unmanaged)
                     }
