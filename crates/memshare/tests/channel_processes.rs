@@ -24,9 +24,9 @@ use memshare::channel::{Receiver, Sender, LIVENESS_INTERVAL};
 use memshare::{CommandExt, Error, Segment};
 
 #[test]
-fn a_killed_sender_loses_nothing_committed_and_is_noticed_within_two_liveness_intervals() {
+fn a_killed_sender_loses_nothing_committed_and_is_noticed_in_the_liveness_interval_at_the_median() {
     const TEST: &str =
-        "a_killed_sender_loses_nothing_committed_and_is_noticed_within_two_liveness_intervals";
+        "a_killed_sender_loses_nothing_committed_and_is_noticed_in_the_liveness_interval_at_the_median";
     if role().is_some() {
         run_sender(0);
         return;
@@ -75,8 +75,9 @@ fn a_killed_sender_loses_nothing_committed_and_is_noticed_within_two_liveness_in
 }
 
 #[test]
-fn a_parked_receiver_notices_a_killed_sender_within_two_liveness_intervals() {
-    const TEST: &str = "a_parked_receiver_notices_a_killed_sender_within_two_liveness_intervals";
+fn a_parked_receiver_notices_a_killed_sender_within_the_liveness_interval_at_the_median() {
+    const TEST: &str =
+        "a_parked_receiver_notices_a_killed_sender_within_the_liveness_interval_at_the_median";
     if role().is_some() {
         // Ten messages, then nothing: attached (the sender is not dropped)
         // until killed.
@@ -127,9 +128,9 @@ fn a_parked_receiver_notices_a_killed_sender_within_two_liveness_intervals() {
 }
 
 #[test]
-fn a_killed_receiver_is_noticed_by_a_blocked_sender_within_two_liveness_intervals() {
+fn a_killed_receiver_is_noticed_by_a_blocked_sender_within_the_liveness_interval_at_the_median() {
     const TEST: &str =
-        "a_killed_receiver_is_noticed_by_a_blocked_sender_within_two_liveness_intervals";
+        "a_killed_receiver_is_noticed_by_a_blocked_sender_within_the_liveness_interval_at_the_median";
     /// The ring bytes one message of 100 bytes takes (8-byte header, padded to 8).
     const FRAME: u64 = 112;
     if role().is_some() {
