@@ -443,6 +443,7 @@ pub fn env(var: &str) -> String {
 
 /// What a child printed so far, kept whole: a line may arrive in the same
 /// read as the one before it.
+#[cfg(unix)]
 pub struct Output {
     out: std::process::ChildStdout,
     said: String,
@@ -450,6 +451,7 @@ pub struct Output {
     from: usize,
 }
 
+#[cfg(unix)]
 impl Output {
     /// Reads what `out` says.
     pub fn new(out: std::process::ChildStdout) -> Output {
@@ -486,6 +488,7 @@ impl Output {
 }
 
 /// A child whose standard output the parent reads.
+#[cfg(unix)]
 pub fn spawn(test: &str, role: &str, vars: &[(&str, String)]) -> (Reaped, Output) {
     use std::process::Stdio;
     let mut cmd = child(test, role);
