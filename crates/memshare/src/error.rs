@@ -306,6 +306,9 @@ impl Error {
 
 impl Error {
     /// No segment called `name` (without an operating-system error behind it).
+    // Windows reports every such case with an error code (the `_because`
+    // forms): only the Unix backend and services use the bare ones.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn not_found(name: &str) -> Error {
         Error::NotFound {
             name: name.to_owned(),
@@ -313,11 +316,30 @@ impl Error {
         }
     }
 
+    /// No segment (or process) called `name`, as the operating system said
+    /// with `source`, which stays the error's source.
+    pub(crate) fn not_found_because(name: &str, source: impl Into<io::Error>) -> Error {
+        Error::NotFound {
+            name: name.to_owned(),
+            source: Some(source.into()),
+        }
+    }
+
     /// A live segment called `name` (without an operating-system error).
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn already_exists(name: &str) -> Error {
         Error::AlreadyExists {
             name: name.to_owned(),
             source: None,
+        }
+    }
+
+    /// A live segment called `name`, as the operating system said with
+    /// `source`, which stays the error's source.
+    pub(crate) fn already_exists_because(name: &str, source: impl Into<io::Error>) -> Error {
+        Error::AlreadyExists {
+            name: name.to_owned(),
+            source: Some(source.into()),
         }
     }
 

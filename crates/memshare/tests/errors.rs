@@ -25,6 +25,39 @@ fn an_os_error_stays_the_source_of_the_variant_it_became() {
             .is_some_and(|code| expected.contains(&code)),
         "{io:?}"
     );
+
+    // AlreadyExists from the system's EEXIST (Windows: ERROR_ALREADY_EXISTS).
+    let name = unique_name("taken");
+    let first = Segment::create_named(&name, 4096).unwrap();
+    let err = Segment::create_named(&name, 4096).unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(
+        os_code(&err, "AlreadyExists"),
+        if cfg!(windows) { 183 } else { 17 }
+    );
+    drop(first);
+
+    #[cfg(target_os = "linux")]
+    {
+        // NotFound from ESRCH: no process has the largest pid there can be.
+        let err = Segment::take_from_process(i32::MAX as u32, 3).unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        assert_eq!(os_code(&err, "NotFound (no process)"), 3);
+        // NotFound from ENOENT, looking for who holds an absent name.
+        let err = memshare::inspect::holder_pids(&unique_name("absent")).unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        assert_eq!(os_code(&err, "NotFound (holders)"), 2);
+    }
+}
+
+/// The operating system's error code behind `err`, which must be its source.
+fn os_code(err: &Error, what: &str) -> i32 {
+    let source = err
+        .source()
+        .unwrap_or_else(|| panic!("{what} keeps the OS error: {err:?}"));
+    let io = source.downcast_ref::<io::Error>().expect("an io::Error");
+    io.raw_os_error()
+        .unwrap_or_else(|| panic!("{what}: not an OS error: {io:?}"))
 }
 
 #[test]

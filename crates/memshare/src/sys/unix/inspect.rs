@@ -357,7 +357,7 @@ mod imp {
     pub(crate) fn holder_pids(name: &str) -> Result<Vec<u32>> {
         let path = shm_path(name);
         let target = fs::lstat(path.as_str()).map_err(|e| match e {
-            Errno::NOENT => Error::not_found(name),
+            Errno::NOENT => Error::not_found_because(name, e),
             e => super::super::os_error(Some(name), "stat", e),
         })?;
         let proc_dir = std::fs::read_dir("/proc").map_err(|e| io_error("/proc", "read_dir", e))?;

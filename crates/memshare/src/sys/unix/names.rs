@@ -230,7 +230,10 @@ fn claim_name<T>(
                 if attempts > 16
                     || reclaim_if_stale(name).map_err(Claimed::Failed)? == Reclaim::Live
                 {
-                    return Err(Claimed::Failed(Error::already_exists(name)));
+                    return Err(Claimed::Failed(Error::already_exists_because(
+                        name,
+                        Errno::EXIST,
+                    )));
                 }
             }
             Err(Errno::NOTSUP) => return Err(Claimed::NotSupported),

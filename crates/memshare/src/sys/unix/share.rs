@@ -131,7 +131,7 @@ impl Object {
                 object: origin.clone(),
                 op: format!("pidfd_getfd: not allowed to ptrace the process ({e})"),
             },
-            Errno::SRCH => Error::not_found(&format!("process {pid}")),
+            Errno::SRCH => Error::not_found_because(&format!("process {pid}"), e),
             Errno::BADF => Error::InvalidHandle {
                 object: origin.clone(),
                 reason: "the process has no such descriptor".into(),

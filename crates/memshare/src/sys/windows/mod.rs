@@ -318,9 +318,10 @@ fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -
         return Err(match code {
             // A name taken by an event, a mutex...: CreateFileMapping says
             // "invalid handle".
-            ERROR_INVALID_HANDLE if name.is_some() => {
-                Error::already_exists(name.unwrap_or_default())
-            }
+            ERROR_INVALID_HANDLE if name.is_some() => Error::already_exists_because(
+                name.unwrap_or_default(),
+                std::io::Error::from_raw_os_error(code as i32),
+            ),
             ERROR_NOT_ENOUGH_MEMORY | ERROR_COMMITMENT_LIMIT | ERROR_NO_SYSTEM_RESOURCES => {
                 Error::NoSpace {
                     object: describe(name),
@@ -336,7 +337,10 @@ fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -
     };
     if code == ERROR_ALREADY_EXISTS && name.is_some() {
         // The call opened the existing section instead: not ours.
-        return Err(Error::already_exists(name.unwrap_or_default()));
+        return Err(Error::already_exists_because(
+            name.unwrap_or_default(),
+            std::io::Error::from_raw_os_error(code as i32),
+        ));
     }
     // Keep only the access memshare needs: without WRITE_DAC/WRITE_OWNER,
     // no handle derived from this one can rewrite the security descriptor.

@@ -131,7 +131,10 @@ impl Object {
                     ERROR_ACCESS_DENIED as i32,
                 )),
             },
-            ERROR_INVALID_PARAMETER => Error::not_found(&format!("process {pid}")),
+            ERROR_INVALID_PARAMETER => Error::not_found_because(
+                &format!("process {pid}"),
+                std::io::Error::from_raw_os_error(ERROR_INVALID_PARAMETER as i32),
+            ),
             code => win_error(None, "OpenProcess", code),
         })?;
         let taken =
