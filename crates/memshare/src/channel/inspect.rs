@@ -50,7 +50,8 @@ pub struct ChannelState {
 }
 
 /// Reads the state of the channel in `segment` without attaching to it.
-/// [`Error::Corrupted`] if the segment is not a channel.
+/// [`Error::NotAChannel`] if the segment is not a channel,
+/// [`Error::Corrupted`] if its header breaks the layout.
 ///
 /// ```
 /// use memshare::channel::{inspect, EndpointState, Sender};

@@ -67,7 +67,10 @@ impl Receiver {
 
     /// Attaches as the receiver of the channel in `segment`. Fails with
     /// [`Error::AlreadyAttached`](crate::Error::AlreadyAttached) if a
-    /// receiver is attached.
+    /// receiver is attached, and otherwise as
+    /// [`Sender::attach`](crate::channel::Sender::attach) does
+    /// ([`Error::NotAChannel`](crate::Error::NotAChannel) if the segment is
+    /// not a channel).
     pub fn attach(segment: &Segment) -> Result<Receiver> {
         let ep = Endpoint::attach(segment, Side::Receiver)?;
         let (read, write) = ep.positions_at_attach()?;

@@ -62,8 +62,10 @@ impl Sender {
     }
 
     /// Attaches as the sender of the channel in `segment`. Fails with
-    /// [`Error::AlreadyAttached`] if a sender is attached, and with
-    /// [`Error::Corrupted`] if the segment is not a channel.
+    /// [`Error::AlreadyAttached`] if a sender is attached, with
+    /// [`Error::NotAChannel`] if the segment is not a channel (too small,
+    /// no channel magic, a ring size the layout does not allow), and with
+    /// [`Error::Corrupted`] if its header breaks the layout.
     pub fn attach(segment: &Segment) -> Result<Sender> {
         let ep = Endpoint::attach(segment, Side::Sender)?;
         let (read, write) = ep.positions_at_attach()?;
