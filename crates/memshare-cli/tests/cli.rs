@@ -322,9 +322,9 @@ fn cat_to_terminal(name: &Name, extra: &[&str]) -> (std::process::Output, Vec<u8
     use rustix::pty::OpenptFlags;
     use std::io::Read;
 
-    let master =
-        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
-            .unwrap();
+    // Close-on-exec set apart: `OpenptFlags::CLOEXEC` exists on Linux only.
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    rustix::io::fcntl_setfd(&master, rustix::io::FdFlags::CLOEXEC).unwrap();
     rustix::pty::grantpt(&master).unwrap();
     rustix::pty::unlockpt(&master).unwrap();
     let path = rustix::pty::ptsname(&master, Vec::new()).unwrap();
