@@ -41,6 +41,8 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
         "channel-park",
         "pipe",
         "memcpy",
+        "rpc-spin",
+        "Request/response",
         "memshare against its baselines",
     ] {
         assert!(table.contains(needle), "table lacks {needle}:\n{table}");
@@ -52,8 +54,9 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
-    // 9 latency transports, 6 throughput transports at 2 sizes.
-    assert_eq!(results.len(), 9 + 6 * 2);
+    // 9 + 2 latency transports (request/response: 64 B), 6 + 2 throughput
+    // transports at 2 sizes.
+    assert_eq!(results.len(), 11 + 8 * 2);
     for r in results {
         match r["kind"].as_str().unwrap() {
             "latency" => assert!(r["median_ns"].as_f64().unwrap() > 0.0, "{r}"),
@@ -334,4 +337,101 @@ fn bench_runs_a_pubsub_transport_named_alone() {
     assert_eq!(results.len(), 1, "{report}");
     assert_eq!(results[0]["transport"], "pubsub-spin", "{report}");
     assert!(results[0]["median_ns"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+#[test]
+fn bench_rpc_cases_report_ratios_and_leave_no_service_behind() {
+    let dir = TempDir::new("bench-rpc");
+    let json = dir.0.join("bench.json");
+    let json = json.to_str().unwrap();
+    let (pid, out) = run_with_pid(
+        &[
+            "bench",
+            "--quick",
+            "--duration",
+            "0.05",
+            "--idle",
+            "0",
+            "--sizes",
+            "64,64K",
+            "--transports",
+            "rpc-spin,rpc-channels-spin,rpc-pipeline,rpc-unix-socket",
+            "--json",
+            json,
+        ],
+        Duration::from_secs(240),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let table = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "rpc-channels-spin",
+        "Request/response",
+        "rpc-unix-socket",
+        "64 B call round trip, median",
+        "64 KiB calls/s, 4 clients",
+    ] {
+        assert!(table.contains(needle), "table lacks {needle}:\n{table}");
+    }
+    // The latency case's service (a peer's) loses its name once the
+    // benchmark has connected; the throughput case's once its clients have.
+    let left: Vec<_> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let prefix = format!("msbench-{pid}-");
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with(&prefix)),
+        "left in /dev/shm: {left:?}"
+    );
+
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let results = report["results"].as_array().unwrap();
+    // 2 latency cases of 64 B; 2 throughput transports at 2 sizes.
+    assert_eq!(results.len(), 2 + 2 * 2, "{report}");
+    for r in results {
+        if r["kind"] == "latency" {
+            assert_eq!(r["size"], 64, "{r}");
+            assert!(r["median_ns"].as_f64().unwrap() > 0.0, "{r}");
+            continue;
+        }
+        let each: Vec<f64> = r["client_calls_per_sec"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(each.len(), 4, "{r}");
+        assert!(each.iter().all(|&v| v > 0.0), "{r}");
+        let calls = r["msgs_per_sec"].as_f64().unwrap();
+        assert!(
+            (calls - each.iter().sum::<f64>()).abs() <= calls * 1e-9,
+            "{r}"
+        );
+        let size = r["size"].as_f64().unwrap();
+        let bytes = r["bytes_per_sec"].as_f64().unwrap();
+        assert!((bytes - calls * size).abs() <= bytes * 1e-9, "{r}");
+    }
+    let comparisons = report["comparisons"].as_array().unwrap();
+    for (what, memshare, baseline) in [
+        (
+            "64 B call round trip, median",
+            "rpc-spin",
+            "rpc-channels-spin",
+        ),
+        ("64 B calls/s, 4 clients", "rpc-pipeline", "rpc-unix-socket"),
+        (
+            "64 KiB calls/s, 4 clients",
+            "rpc-pipeline",
+            "rpc-unix-socket",
+        ),
+    ] {
+        assert!(
+            comparisons.iter().any(|c| c["what"] == what
+                && c["memshare"] == memshare
+                && c["baseline"] == baseline),
+            "no {what}: {memshare} vs {baseline}: {comparisons:?}"
+        );
+    }
 }

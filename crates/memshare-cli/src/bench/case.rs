@@ -63,7 +63,27 @@ pub enum Transport {
     #[value(name = "pubsub-publish")]
     #[serde(rename = "pubsub-publish")]
     PubsubPublish,
+    /// memshare request/response: a 64-byte `call` answered with 64 bytes
+    /// (the request echoed in a loaned response), client (the benchmark)
+    /// and server (the peer) busy-spinning.
+    RpcSpin,
+    /// The baseline of `rpc-spin`: two channels (one each way) carrying the
+    /// same 64 bytes, both sides busy-spinning.
+    RpcChannelsSpin,
+    /// memshare request/response: 4 client processes, each pipelining
+    /// calls of the case's size (`send_request` until `max_in_flight` are
+    /// in flight, then `receive_response` of the oldest) to one server
+    /// thread (the benchmark), which echoes each request in a loaned
+    /// response. Default waiting everywhere.
+    RpcPipeline,
+    /// The baseline of `rpc-pipeline`: a Unix-socket server, one thread,
+    /// epoll over the 4 clients' sockets, echoing each request; each
+    /// client keeps as many requests in flight over its `UnixStream`.
+    RpcUnixSocket,
 }
+
+/// How many client processes the request/response throughput cases have.
+pub const RPC_CLIENTS: usize = 4;
 
 impl Transport {
     /// The transports measured for latency.
@@ -103,6 +123,12 @@ impl Transport {
         Transport::PubsubPublish,
     ];
 
+    /// The request/response transports measured for latency (64-byte calls).
+    pub const RPC_LATENCY: [Transport; 2] = [Transport::RpcChannelsSpin, Transport::RpcSpin];
+
+    /// The request/response transports measured at each message size.
+    pub const RPC_THROUGHPUT: [Transport; 2] = [Transport::RpcPipeline, Transport::RpcUnixSocket];
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -124,12 +150,18 @@ impl Transport {
             Transport::Pubsub1To1Spin => "pubsub-1to1-spin",
             Transport::Pubsub1To3Spin => "pubsub-1to3-spin",
             Transport::PubsubPublish => "pubsub-publish",
+            Transport::RpcSpin => "rpc-spin",
+            Transport::RpcChannelsSpin => "rpc-channels-spin",
+            Transport::RpcPipeline => "rpc-pipeline",
+            Transport::RpcUnixSocket => "rpc-unix-socket",
         }
     }
 
     /// Whether this is a memshare transport (as opposed to a baseline).
     pub fn is_memshare(self) -> bool {
-        self.name().starts_with("channel") || self.is_pubsub()
+        self.name().starts_with("channel")
+            || self.is_pubsub()
+            || (self.is_rpc() && self != Transport::RpcUnixSocket)
     }
 
     /// Whether this is a publish-subscribe transport (run with `--pubsub`,
@@ -138,13 +170,30 @@ impl Transport {
         self.name().starts_with("pubsub")
     }
 
-    /// How many subscriber processes a publish-subscribe throughput case
-    /// has (0 for every other transport).
-    pub fn subscribers(self) -> usize {
+    /// Whether this is a request/response transport (or the baseline of
+    /// one).
+    pub fn is_rpc(self) -> bool {
+        self.name().starts_with("rpc")
+    }
+
+    /// How many peer processes a throughput case has: a publish-subscribe
+    /// case's subscribers, a request/response case's clients; 1 for every
+    /// other case.
+    pub fn peers(self) -> usize {
         match self {
-            Transport::Pubsub1To1 | Transport::Pubsub1To1Spin | Transport::PubsubPublish => 1,
             Transport::Pubsub1To3 | Transport::Pubsub1To3Spin => 3,
-            _ => 0,
+            Transport::RpcPipeline | Transport::RpcUnixSocket => RPC_CLIENTS,
+            _ => 1,
+        }
+    }
+
+    /// The message size of this transport's latency case: 64 bytes for a
+    /// request/response call and its baseline, 8 for the others.
+    pub fn latency_size(self) -> usize {
+        if self.is_rpc() {
+            64
+        } else {
+            8
         }
     }
 }
@@ -230,4 +279,9 @@ pub struct Measured {
     pub publish_p99_ns: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock_ns: Option<f64>,
+    /// Request/response throughput cases: each client's calls per second
+    /// (`msgs_per_sec` is their sum, `bytes_per_sec` the request bytes per
+    /// second; as many come back in the responses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_calls_per_sec: Option<Vec<f64>>,
 }

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use memshare::channel::{Receiver, Sender, WaitStrategy};
 use memshare::pubsub::{Overflow, Publisher, ServiceConfig, Subscriber};
+use memshare::rpc::{Client, Server, ServerConfig};
 use memshare::{CommandExt, Segment, ViewMut};
 
-use super::case::{Case, Kind, Transport};
+use super::case::{Case, Kind, Transport, RPC_CLIENTS};
 use crate::fail::Failure;
 
 /// Offsets of the words of the raw ping-pongs, each on its own cache line
@@ -96,6 +97,15 @@ pub enum Link {
     PubOut(Box<Publisher>),
     /// Publish-subscribe throughput, one subscriber (a peer).
     SubIn(Box<Subscriber>),
+    /// A request/response client: the benchmark for latency, a peer for
+    /// throughput (boxed, as the other endpoints).
+    RpcClient(Box<Client>),
+    /// A request/response server: the peer for latency, the benchmark for
+    /// throughput.
+    RpcServer(Box<Server>),
+    /// The Unix-socket request/response server (the benchmark): one
+    /// socket per client.
+    Sockets(Vec<UnixStream>),
     /// memcpy: nothing crosses a process boundary.
     None,
 }
@@ -107,7 +117,7 @@ fn ring_for(case: &Case) -> usize {
 
 fn wait_strategy(t: Transport) -> WaitStrategy {
     match t {
-        Transport::ChannelSpin => WaitStrategy::Spin,
+        Transport::ChannelSpin | Transport::RpcChannelsSpin => WaitStrategy::Spin,
         Transport::ChannelPark => WaitStrategy::Park,
         _ => WaitStrategy::default(),
     }
@@ -150,27 +160,58 @@ fn data_config(case: &Case) -> ServiceConfig {
         .overflow(Overflow::Block)
 }
 
+/// The request/response service of a latency case: one client, one call
+/// in flight, requests and responses of the case's size.
+fn rpc_latency_config(case: &Case) -> ServerConfig {
+    ServerConfig::new()
+        .max_clients(1)
+        .max_in_flight(1)
+        .max_request_len(case.size as u64)
+        .max_response_len(case.size as u64)
+}
+
+/// How many calls each client of a request/response throughput case keeps
+/// in flight (the socket baseline's clients as many): 8 (the service
+/// default), fewer above 1 MiB so that the service stays within 128 MiB.
+pub fn rpc_depth(size: usize) -> usize {
+    ((8 << 20) / size).clamp(1, 8)
+}
+
+/// The request/response service of a throughput case.
+fn rpc_throughput_config(case: &Case) -> ServerConfig {
+    ServerConfig::new()
+        .max_clients(RPC_CLIENTS as u32)
+        .max_in_flight(rpc_depth(case.size) as u32)
+        .max_request_len(case.size as u64)
+        .max_response_len(case.size as u64)
+}
+
 /// The names of the services a case made, removed when dropped: by the
 /// benchmark as soon as every peer has attached (sharing a named segment
-/// and adopting it check the name), or if setting up fails. From then on
-/// the services have no name, so nothing is left in `/dev/shm` whatever
-/// happens (even if every process is killed).
+/// and adopting it check the name) or once it has connected to the
+/// service a peer made, or if setting up fails. From then on the services
+/// have no name, so nothing is left in `/dev/shm` whatever happens (even
+/// if every process is killed).
 #[derive(Default)]
 pub struct Names(Vec<String>);
 
 impl Names {
-    /// Creates a service under a name of its own (this process's id and a
-    /// count), removed with `self`.
-    fn create_service(&mut self, what: &str, config: ServiceConfig) -> Result<Publisher, Failure> {
+    /// A name of its own for a service (this process's id and a count),
+    /// removed with `self`.
+    fn fresh(&mut self, what: &str) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "msbench-{}-{}-{what}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let publisher = Publisher::create(&name, config)?;
-        self.0.push(name);
-        Ok(publisher)
+        self.0.push(name.clone());
+        name
+    }
+
+    /// Creates a publish-subscribe service under a name of its own.
+    fn create_service(&mut self, what: &str, config: ServiceConfig) -> Result<Publisher, Failure> {
+        Ok(Publisher::create(&self.fresh(what), config)?)
     }
 }
 
@@ -184,15 +225,59 @@ impl Drop for Names {
     }
 }
 
+/// The benchmark's end of a link that is made once the peer is set up.
+pub enum Later {
+    /// TCP: accept the peer's connection.
+    Accept(TcpListener),
+    /// Request/response latency: connect to the service the peer serves.
+    Connect(String),
+}
+
+impl Later {
+    /// Makes the link (the peer has said it is set up).
+    pub fn link(self) -> Result<Link, Failure> {
+        match self {
+            Later::Accept(listener) => accept_within(listener, Duration::from_secs(10)),
+            Later::Connect(name) => {
+                let mut client = Client::connect(&name)?;
+                client.set_wait_strategy(WaitStrategy::Spin);
+                Ok(Link::RpcClient(Box::new(client)))
+            }
+        }
+    }
+}
+
+fn accept_within(listener: TcpListener, patience: Duration) -> Result<Link, Failure> {
+    listener.set_nonblocking(true).map_err(io("listen"))?;
+    let deadline = Instant::now() + patience;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).map_err(io("accept"))?;
+                stream.set_nodelay(true).map_err(io("TCP_NODELAY"))?;
+                return Ok(Link::Stream(Stream::Tcp(stream)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() > deadline {
+                    return Err(Failure::other("bench: the peer never connected"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(io("accept")(e)),
+        }
+    }
+}
+
 /// Sets up the benchmark's end of `case` and configures `cmds` (the peers:
-/// one, or a publish-subscribe case's subscribers) with the other end:
-/// shared segments, standard input/output, arguments. Returns the link,
-/// for TCP the listener to accept on after spawning, and the names of the
-/// services made (to drop once the peers have attached).
+/// one, or a publish-subscribe case's subscribers, or a request/response
+/// case's clients) with the other end: shared segments, standard
+/// input/output, arguments. Returns the link, what is left to do once the
+/// peers are set up (TCP: accept; request/response latency: connect), and
+/// the names of the services made (to drop once the peers have attached).
 pub fn parent_side(
     case: &Case,
     cmds: &mut [Command],
-) -> Result<(Link, Option<TcpListener>, Names), Failure> {
+) -> Result<(Link, Option<Later>, Names), Failure> {
     use Transport::*;
     let mut names = Names::default();
     let cmd = cmds
@@ -204,7 +289,7 @@ pub fn parent_side(
             cmd.try_share("words", &segment)?;
             (Link::Words(segment.map(..)?), None)
         }
-        ChannelSpin | ChannelSpinPark | ChannelPark => {
+        ChannelSpin | ChannelSpinPark | ChannelPark | RpcChannelsSpin => {
             let mut tx = Sender::create(4096)?;
             let mut rx = Receiver::create(4096)?;
             tx.set_wait_strategy(wait_strategy(case.transport));
@@ -236,7 +321,7 @@ pub fn parent_side(
             let port = listener.local_addr().map_err(io("local_addr"))?.port();
             cmd.arg("--port").arg(port.to_string());
             // The link is made when the peer connects (after spawning).
-            (Link::None, Some(listener))
+            (Link::None, Some(Later::Accept(listener)))
         }
         PubsubSpin => {
             let mut ping = names.create_service("ping", ping_config())?;
@@ -260,6 +345,30 @@ pub fn parent_side(
             }
             (Link::PubOut(Box::new(publisher)), None)
         }
+        RpcSpin => {
+            // The peer serves (a server is its process's): it creates the
+            // service under this name; the benchmark connects once the
+            // peer is set up.
+            let name = names.fresh("rpc");
+            cmd.arg("--service").arg(&name);
+            (Link::None, Some(Later::Connect(name)))
+        }
+        RpcPipeline => {
+            let server = Server::create(&names.fresh("rpc"), rpc_throughput_config(case))?;
+            for cmd in cmds {
+                cmd.try_share("rpc", server.segment())?;
+            }
+            (Link::RpcServer(Box::new(server)), None)
+        }
+        RpcUnixSocket => {
+            let mut mine = Vec::with_capacity(cmds.len());
+            for cmd in cmds {
+                let (ours, theirs) = UnixStream::pair().map_err(io("socketpair"))?;
+                cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
+                mine.push(ours);
+            }
+            (Link::Sockets(mine), None)
+        }
         Memcpy => (Link::None, None),
     };
     Ok((link, listener, names))
@@ -275,12 +384,20 @@ fn cloexec_pipe() -> std::io::Result<(File, File)> {
     Ok((File::from(reader), File::from(writer)))
 }
 
+/// What the benchmark gave a peer on its command line.
+pub struct Given {
+    /// TCP: the port to connect to.
+    pub port: Option<u16>,
+    /// Request/response latency: the name of the service to create.
+    pub service: Option<String>,
+}
+
 /// Sets up the peer's end of `case` from what the benchmark gave it.
-pub fn peer_side(case: &Case, port: Option<u16>) -> Result<Link, Failure> {
+pub fn peer_side(case: &Case, given: Given) -> Result<Link, Failure> {
     use Transport::*;
     Ok(match case.transport {
         RawSpin | RawFutex | RawSpinFutex => Link::Words(Segment::inherited("words")?.map(..)?),
-        ChannelSpin | ChannelSpinPark | ChannelPark => {
+        ChannelSpin | ChannelSpinPark | ChannelPark | RpcChannelsSpin => {
             let mut rx = Receiver::attach(&Segment::inherited("ping")?)?;
             let mut tx = Sender::attach(&Segment::inherited("pong")?)?;
             rx.set_wait_strategy(wait_strategy(case.transport));
@@ -301,7 +418,7 @@ pub fn peer_side(case: &Case, port: Option<u16>) -> Result<Link, Failure> {
                 .map_err(io("dup"))?;
             Link::Stream(Stream::Pipe(Some(File::from(stdout)), File::from(stdin)))
         }
-        UnixSocket => {
+        UnixSocket | RpcUnixSocket => {
             let fd = std::io::stdin()
                 .as_fd()
                 .try_clone_to_owned()
@@ -309,7 +426,9 @@ pub fn peer_side(case: &Case, port: Option<u16>) -> Result<Link, Failure> {
             Link::Stream(Stream::Unix(UnixStream::from(fd)))
         }
         Tcp => {
-            let port = port.ok_or_else(|| Failure::usage("bench-peer: tcp needs --port"))?;
+            let port = given
+                .port
+                .ok_or_else(|| Failure::usage("bench-peer: tcp needs --port"))?;
             let stream = TcpStream::connect(("127.0.0.1", port)).map_err(io("connect"))?;
             stream.set_nodelay(true).map_err(io("TCP_NODELAY"))?;
             Link::Stream(Stream::Tcp(stream))
@@ -325,6 +444,20 @@ pub fn peer_side(case: &Case, port: Option<u16>) -> Result<Link, Failure> {
             let mut rx = Subscriber::attach(&Segment::inherited("data")?)?;
             rx.set_wait_strategy(pubsub_strategy(case.transport));
             Link::SubIn(Box::new(rx))
+        }
+        RpcSpin => {
+            let name = given
+                .service
+                .ok_or_else(|| Failure::usage("bench-peer: rpc-spin needs --service"))?;
+            let server = Server::create(&name, rpc_latency_config(case))?;
+            server.set_wait_strategy(WaitStrategy::Spin);
+            Link::RpcServer(Box::new(server))
+        }
+        RpcPipeline => {
+            let mut client = Client::attach(&Segment::inherited("rpc")?)?;
+            // As the socket baseline's clients, which block in `read`.
+            client.set_wait_strategy(WaitStrategy::Park);
+            Link::RpcClient(Box::new(client))
         }
         Memcpy => Link::None,
     })
@@ -416,10 +549,24 @@ fn words(view: &ViewMut) -> Result<[&AtomicU32; 4], Failure> {
 /// The value that tells a raw ponger to stop.
 const STOP: u32 = u32::MAX;
 
+/// The error of a ping-pong answered with another message than sent.
+fn wrong_answer() -> Failure {
+    Failure::other("bench: the peer answered the wrong message")
+}
+
 impl Link {
     /// One round trip from the benchmark's side, message number `seq`
-    /// (never `u32::MAX`).
-    pub fn round_trip(&mut self, t: Transport, seq: u32, deadline: Instant) -> Result<(), Failure> {
+    /// (never `u32::MAX`): `msg` (the case's size, at least 8 bytes) goes
+    /// with `seq` in its first 8 bytes, and comes back.
+    pub fn round_trip(
+        &mut self,
+        t: Transport,
+        seq: u32,
+        msg: &mut [u8],
+        deadline: Instant,
+    ) -> Result<(), Failure> {
+        let stamp = u64::from(seq).to_le_bytes();
+        msg[..8].copy_from_slice(&stamp);
         match self {
             Link::Words(view) => {
                 let [ping, pong, ping_waiting, pong_waiting] = words(view)?;
@@ -428,28 +575,34 @@ impl Link {
                 Ok(())
             }
             Link::Channels(tx, rx) => {
-                let msg = u64::from(seq).to_le_bytes();
-                tx.send(&msg)?;
+                tx.send(msg)?;
                 let reply = rx.recv()?;
-                if *reply != msg {
-                    return Err(Failure::other("bench: the peer answered the wrong message"));
+                if *reply != *msg {
+                    return Err(wrong_answer());
                 }
                 Ok(())
             }
             Link::PubSub(tx, rx) => {
-                let msg = u64::from(seq).to_le_bytes();
-                tx.publish_copy(&msg)?;
+                tx.publish_copy(msg)?;
                 let reply = rx.recv()?;
-                if *reply != msg {
-                    return Err(Failure::other("bench: the peer answered the wrong message"));
+                if *reply != *msg {
+                    return Err(wrong_answer());
+                }
+                Ok(())
+            }
+            Link::RpcClient(client) => {
+                let reply = client.call(msg)?;
+                if *reply != *msg {
+                    return Err(wrong_answer());
                 }
                 Ok(())
             }
             Link::Stream(s) => {
-                s.write_all(&u64::from(seq).to_le_bytes())
-                    .map_err(io("write"))?;
-                let mut reply = [0u8; 8];
-                s.read_exact(&mut reply).map_err(io("read"))?;
+                s.write_all(msg).map_err(io("write"))?;
+                s.read_exact(msg).map_err(io("read"))?;
+                if msg[..8] != stamp {
+                    return Err(wrong_answer());
+                }
                 Ok(())
             }
             _ => Err(Failure::other("bench: not a latency link")),
@@ -467,6 +620,10 @@ impl Link {
             }
             Link::Channels(tx, _) => Ok(tx.send(&[])?),
             Link::PubSub(tx, _) => Ok(tx.publish_copy(&[])?),
+            Link::RpcClient(client) => {
+                client.call(&[])?;
+                Ok(())
+            }
             Link::Stream(s) => {
                 s.close_write();
                 Ok(())
@@ -475,8 +632,10 @@ impl Link {
         }
     }
 
-    /// The peer's side of the ping-pong: answers until told to stop.
-    pub fn pong(&mut self, t: Transport, deadline: Instant) -> Result<(), Failure> {
+    /// The peer's side of the ping-pong: echoes each message (at most
+    /// `size` bytes) until told to stop.
+    pub fn pong(&mut self, t: Transport, size: usize, deadline: Instant) -> Result<(), Failure> {
+        let mut msg = vec![0u8; size];
         match self {
             Link::Words(view) => {
                 let [ping, pong, ping_waiting, pong_waiting] = words(view)?;
@@ -491,39 +650,49 @@ impl Link {
                 }
             }
             Link::Channels(tx, rx) => loop {
-                let mut msg = [0u8; 8];
-                {
+                let n = {
                     let got = rx.recv()?;
                     if got.is_empty() {
                         return Ok(());
                     }
-                    let n = got.len().min(8);
+                    let n = got.len().min(size);
                     msg[..n].copy_from_slice(&got[..n]);
-                }
-                tx.send(&msg)?;
+                    n
+                };
+                tx.send(&msg[..n])?;
             },
             Link::PubSub(tx, rx) => loop {
-                let mut msg = [0u8; 8];
-                {
+                let n = {
                     let got = rx.recv()?;
                     if got.is_empty() {
                         return Ok(());
                     }
-                    let n = got.len().min(8);
+                    let n = got.len().min(size);
                     msg[..n].copy_from_slice(&got[..n]);
-                }
-                tx.publish_copy(&msg)?;
+                    n
+                };
+                tx.publish_copy(&msg[..n])?;
             },
-            Link::Stream(s) => {
-                let mut msg = [0u8; 8];
-                loop {
-                    match s.read_exact(&mut msg) {
-                        Ok(()) => s.write_all(&msg).map_err(io("write"))?,
-                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                        Err(e) => return Err(io("read")(e)),
-                    }
+            Link::RpcServer(server) => loop {
+                let request = server.recv()?;
+                if request.is_empty() {
+                    request.respond(&[])?;
+                    return Ok(());
                 }
-            }
+                // Echoed in place: the request read, the response written.
+                let len = request.len();
+                let mut out = request.loan_response(len)?;
+                let (request, response) = out.split();
+                response.copy_from_slice(request);
+                out.send()?;
+            },
+            Link::Stream(s) => loop {
+                match s.read_exact(&mut msg) {
+                    Ok(()) => s.write_all(&msg).map_err(io("write"))?,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(e) => return Err(io("read")(e)),
+                }
+            },
             _ => Err(Failure::other("bench-peer: not a latency link")),
         }
     }

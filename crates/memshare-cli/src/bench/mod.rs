@@ -1,11 +1,13 @@
-//! `memshare bench`: memshare's channels (and, with `--pubsub`, its
-//! publish-subscribe services) against the operating system's own IPC and
-//! the raw limits of the machine, two real processes per case.
+//! `memshare bench`: memshare's channels and request/response services
+//! (and, with `--pubsub`, its publish-subscribe services) against the
+//! operating system's own IPC and the raw limits of the machine, two real
+//! processes per case.
 //!
 //! Every case runs in a fresh peer process (this binary, re-run as
 //! `memshare bench-peer`), the two pinned to different CPUs where the
 //! machine allows. A publish-subscribe case has one peer per subscriber
-//! (the benchmark publishes), pinned to the other CPUs in turn. Before each case both sides idle (the host may move
+//! (the benchmark publishes), a request/response throughput case one per
+//! client (the benchmark serves), pinned to the other CPUs in turn. Before each case both sides idle (the host may move
 //! virtual CPUs around; idling lets it settle), then a short raw spin
 //! ping-pong — the probe — records where the CPUs are, so that figures are
 //! compared in like conditions. Every memshare figure is reported as a
@@ -15,6 +17,7 @@ mod case;
 mod link;
 mod output;
 mod report;
+mod rpc;
 mod run;
 
 use std::path::PathBuf;
@@ -36,6 +39,9 @@ use run::Timing;
 median/p99/p99.9 from a histogram. Throughput: one way, the receiver reads every byte. \
 Publish-subscribe (--pubsub): 1 -> 1 and 1 -> 3 subscribers, one process each, overflow \
 \"block\"; messages/s is the slowest subscriber's, bytes/s what all of them received. \
+Request/response: a 64-byte call's latency, client and server spinning (rpc-spin), against \
+two channels carrying the same bytes (rpc-channels-spin); 4 client processes pipelining calls \
+to one server thread (rpc-pipeline), against a Unix-socket server with epoll (rpc-unix-socket). \
 Each case runs in new peer processes; the table compares every memshare figure with its \
 baseline from the same run."
 )]
@@ -86,10 +92,14 @@ pub struct PeerArgs {
     /// The CPU to pin the peer to.
     #[arg(long)]
     cpu: Option<usize>,
-    /// Which subscriber of a publish-subscribe case this peer is (0, the
+    /// The service a request/response latency peer serves (it creates it).
+    #[arg(long)]
+    service: Option<String>,
+    /// Which peer of a case with several this is (a publish-subscribe
+    /// case's subscribers, a request/response case's clients; 0, the
     /// default, answers the probe).
     #[arg(long, default_value_t = 0)]
-    subscriber: usize,
+    index: usize,
 }
 
 fn seconds(v: Option<f64>, default: f64, what: &str) -> Result<Duration, Failure> {
@@ -132,12 +142,13 @@ fn plan(args: &Args) -> Result<Vec<Case>, Failure> {
         for t in Transport::LATENCY
             .iter()
             .chain(&Transport::PUBSUB_LATENCY)
+            .chain(&Transport::RPC_LATENCY)
             .filter(|t| wanted(t))
         {
             cases.push(Case {
                 kind: Kind::Latency,
                 transport: *t,
-                size: 8,
+                size: t.latency_size(),
             });
         }
     }
@@ -146,6 +157,7 @@ fn plan(args: &Args) -> Result<Vec<Case>, Failure> {
             for t in Transport::THROUGHPUT
                 .iter()
                 .chain(&Transport::PUBSUB_THROUGHPUT)
+                .chain(&Transport::RPC_THROUGHPUT)
                 .filter(|t| wanted(t))
             {
                 cases.push(Case {
@@ -205,7 +217,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // The benchmark on one CPU, each peer on another: a case's peers on
     // the other CPUs in turn, then on the benchmark's own (a 1 → 3
     // publish-subscribe case on two CPUs: the publisher and subscriber 1
-    // on one, subscribers 0 and 2 on the other).
+    // on one, subscribers 0 and 2 on the other); a request/response
+    // throughput case's clients on the other CPUs only (`run::placement`).
     let cpus = os::cpu_ids();
     let peer_cpus: Vec<usize> = match cpus.as_slice() {
         [mine, others @ ..] if !others.is_empty() && os::pin_to_cpu(*mine) => {
@@ -254,8 +267,11 @@ pub fn peer(args: PeerArgs) -> Result<(), Failure> {
     run::peer(
         args.case,
         args.seconds,
-        args.port,
+        link::Given {
+            port: args.port,
+            service: args.service,
+        },
         args.cpu,
-        args.subscriber,
+        args.index,
     )
 }

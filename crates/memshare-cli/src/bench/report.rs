@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::case::{Kind, Measured, Transport};
+use super::case::{Kind, Measured, Transport, RPC_CLIENTS};
 
 /// A memshare figure set against the baseline it is compared with.
 #[derive(Clone, Debug, Serialize)]
@@ -35,21 +35,33 @@ fn find(results: &[Measured], kind: Kind, t: Transport, size: usize) -> Option<&
 
 /// Each memshare figure set against its baseline: a latency against the
 /// raw ping-pong that waits the same way (publish-subscribe: against the
-/// channel), a message rate against the pipe (64 B) or the best of the
+/// channel; a request/response call: against two channels carrying the
+/// same bytes), a message rate against the pipe (64 B) or the best of the
 /// operating system's IPC; publish-subscribe fan-out against 1 → 1 of the
-/// same run, and the cost of publishing at each size against the smallest.
+/// same run, and the cost of publishing at each size against the smallest;
+/// pipelined calls against the Unix-socket server.
 pub fn compare(results: &[Measured]) -> Vec<Comparison> {
     let mut out = Vec::new();
-    let lat = |t| find(results, Kind::Latency, t, 8).and_then(|m| m.median_ns);
+    let lat =
+        |t: Transport| find(results, Kind::Latency, t, t.latency_size()).and_then(|m| m.median_ns);
     for (ours, base) in [
         (Transport::ChannelSpin, Transport::RawSpin),
         (Transport::ChannelSpinPark, Transport::RawSpinFutex),
         (Transport::ChannelPark, Transport::RawFutex),
         (Transport::PubsubSpin, Transport::ChannelSpin),
+        (Transport::RpcSpin, Transport::RpcChannelsSpin),
     ] {
         if let (Some(a), Some(b)) = (lat(ours), lat(base)) {
             out.push(Comparison {
-                what: "one-way latency, median".into(),
+                what: if ours.is_rpc() {
+                    // The same ratio as one way's: both are halved.
+                    format!(
+                        "{} call round trip, median",
+                        size_label(ours.latency_size())
+                    )
+                } else {
+                    "one-way latency, median".into()
+                },
                 memshare: ours.name().into(),
                 baseline: base.name().into(),
                 ratio: a / b,
@@ -83,6 +95,19 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
         }
     }
     compare_pubsub(results, &mut out);
+    for size in sizes(results) {
+        if let (Some(a), Some(b)) = (
+            rate(Transport::RpcPipeline, size),
+            rate(Transport::RpcUnixSocket, size),
+        ) {
+            out.push(Comparison {
+                what: format!("{} calls/s, {RPC_CLIENTS} clients", size_label(size)),
+                memshare: Transport::RpcPipeline.name().into(),
+                baseline: Transport::RpcUnixSocket.name().into(),
+                ratio: a / b,
+            });
+        }
+    }
     out
 }
 
@@ -212,14 +237,15 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(s, "\nLatency (one way = round trip / 2)");
         let _ = writeln!(
             s,
-            "  {:<18} {:>10} {:>10} {:>10} {:>10} {:>9}",
-            "transport", "median", "p99", "p99.9", "probe", "samples"
+            "  {:<18} {:>6} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            "transport", "size", "median", "p99", "p99.9", "probe", "samples"
         );
         for m in lat {
             let _ = writeln!(
                 s,
-                "  {:<18} {:>10} {:>10} {:>10} {:>10} {:>9}",
+                "  {:<18} {:>6} {:>10} {:>10} {:>10} {:>10} {:>9}",
                 m.case.transport.name(),
+                size_label(m.case.size),
                 ns(m.median_ns),
                 ns(m.p99_ns),
                 ns(m.p999_ns),
@@ -231,7 +257,11 @@ pub fn table(report: &Report) -> String {
     let thr: Vec<_> = report
         .results
         .iter()
-        .filter(|m| m.case.kind == Kind::Throughput && !m.case.transport.is_pubsub())
+        .filter(|m| {
+            m.case.kind == Kind::Throughput
+                && !m.case.transport.is_pubsub()
+                && !m.case.transport.is_rpc()
+        })
         .collect();
     if !thr.is_empty() {
         let _ = writeln!(s, "\nThroughput (one way, receiver reads every byte)");
@@ -258,6 +288,7 @@ pub fn table(report: &Report) -> String {
         }
     }
     pubsub_tables(&mut s, report);
+    rpc_table(&mut s, report);
     if !report.comparisons.is_empty() {
         let _ = writeln!(
             s,
@@ -345,6 +376,46 @@ fn pubsub_tables(s: &mut String, report: &Report) {
     }
 }
 
+/// The request/response throughput table.
+fn rpc_table(s: &mut String, report: &Report) {
+    let rpc: Vec<_> = report
+        .results
+        .iter()
+        .filter(|m| m.case.kind == Kind::Throughput && m.case.transport.is_rpc())
+        .collect();
+    if rpc.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nRequest/response ({RPC_CLIENTS} client processes pipelining calls to one server thread, \
+         which echoes each request; every response byte read)"
+    );
+    let _ = writeln!(
+        s,
+        "  {:<18} {:>8} {:>12} {:>11} {:>10}  each client",
+        "transport", "size", "calls", "requests", "probe"
+    );
+    for m in rpc {
+        let each: Vec<String> = m
+            .client_calls_per_sec
+            .iter()
+            .flatten()
+            .map(|&r| rate_label(Some(r)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  {:<18} {:>8} {:>12} {:>11} {:>10}  {}",
+            m.case.transport.name(),
+            size_label(m.case.size),
+            rate_label(m.msgs_per_sec),
+            bytes_label(m.bytes_per_sec),
+            ns(Some(m.probe_ns)),
+            each.join(", ")
+        );
+    }
+}
+
 /// An SVG with two charts: median one-way latency per transport (log
 /// scale) and throughput against message size per transport (log-log).
 pub fn svg(report: &Report) -> String {
@@ -372,9 +443,9 @@ fn escape(t: &str) -> String {
         .replace('>', "&gt;")
 }
 
-const COLORS: [&str; 11] = [
+const COLORS: [&str; 13] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#17becf", "#bcbd22", "#393b79",
+    "#17becf", "#bcbd22", "#393b79", "#637939", "#843c39",
 ];
 
 fn latency_chart(s: &mut String, report: &Report, x: f64, y: f64, w: f64, h: f64) {
@@ -452,7 +523,7 @@ fn throughput_chart(s: &mut String, report: &Report, x: f64, y: f64, w: f64, h: 
         .collect();
     let _ = writeln!(
         s,
-        r#"<text x="{x}" y="{}" font-size="14">Throughput (bytes/s; publish-subscribe: delivered to all subscribers) against message size, log-log</text>"#,
+        r#"<text x="{x}" y="{}" font-size="14">Throughput (bytes/s; publish-subscribe: delivered to all subscribers; request/response: requests) against message size, log-log</text>"#,
         y - 8.0
     );
     if points.is_empty() {
@@ -505,6 +576,7 @@ fn throughput_chart(s: &mut String, report: &Report, x: f64, y: f64, w: f64, h: 
     for (i, t) in Transport::THROUGHPUT
         .iter()
         .chain(&Transport::PUBSUB_THROUGHPUT)
+        .chain(&Transport::RPC_THROUGHPUT)
         .enumerate()
     {
         let mut line: Vec<_> = points.iter().filter(|p| p.0 == *t).collect();

@@ -2,7 +2,6 @@
 //! measure) and the peer's side (`memshare bench-peer`).
 
 use std::hint::black_box;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,7 +10,8 @@ use hdrhistogram::Histogram;
 use memshare::{CommandExt, Segment, ViewMut};
 
 use super::case::{Case, Kind, Measured, Transport};
-use super::link::{self, io, wait_for, Link};
+use super::link::{self, io, wait_for, Given, Link};
+use super::rpc::{self, Served};
 use crate::fail::Failure;
 use crate::os;
 
@@ -102,8 +102,25 @@ fn peer_cpu(cpus: &[usize], i: usize) -> Option<usize> {
     (!cpus.is_empty()).then(|| cpus[i % cpus.len()])
 }
 
+/// The CPUs the peers of `case` take in turn: `cpus` (the other CPUs, then
+/// the benchmark's own), but for a request/response throughput case only
+/// the other CPUs, so that the server thread has its CPU to itself (it does
+/// as much work per call as the client that made it: on two CPUs the work
+/// is balanced with the server on one and the four clients on the other).
+fn placement<'a>(case: &Case, cpus: &'a [usize]) -> &'a [usize] {
+    match cpus {
+        [others @ .., _mine]
+            if case.kind == Kind::Throughput && case.transport.is_rpc() && !others.is_empty() =>
+        {
+            others
+        }
+        _ => cpus,
+    }
+}
+
 /// The command of peer `index` of `case` (a publish-subscribe case's
-/// subscribers are peers 0, 1, ...; peer 0 answers the probe).
+/// subscribers, a request/response case's clients are peers 0, 1, ...;
+/// peer 0 answers the probe).
 fn peer_command(
     case: &Case,
     timing: Timing,
@@ -123,7 +140,7 @@ fn peer_command(
         cmd.arg("--cpu").arg(cpu.to_string());
     }
     if index > 0 {
-        cmd.arg("--subscriber").arg(index.to_string());
+        cmd.arg("--index").arg(index.to_string());
     }
     cmd.try_share("ctl", ctl)?;
     Ok(cmd)
@@ -136,6 +153,8 @@ enum Outcome {
     /// Publish-subscribe: the subscribers report in the control segment;
     /// `pubsub-publish` also measured the cost of publishing.
     Published(Option<PublishCost>),
+    /// Request/response throughput: the calls the benchmark served.
+    Served(Served),
 }
 
 /// Measures `case`: in this process for `memcpy`, else with peers, peer
@@ -149,23 +168,24 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
     let ctl = Segment::create(4096)?;
     let ctl_view = ctl.map(..)?;
     let [ready, go, probe_ping, probe_pong, spare] = ctl_words(&ctl_view)?;
-    let n = case.transport.subscribers().max(1);
+    let n = case.transport.peers();
     let mut cmds = (0..n)
-        .map(|i| peer_command(&case, timing, peer_cpu(cpus, i), i, &ctl))
+        .map(|i| peer_command(&case, timing, peer_cpu(placement(&case, cpus), i), i, &ctl))
         .collect::<Result<Vec<_>, _>>()?;
-    let (mut link, listener, names) = link::parent_side(&case, &mut cmds)?;
+    let (mut link, later, names) = link::parent_side(&case, &mut cmds)?;
     let mut peers = Vec::with_capacity(n);
     // The peers' ends of pipes and sockets are in the commands: each is
     // closed here once its peer is spawned.
     for mut cmd in cmds {
         peers.push(Peer(Some(cmd.spawn().map_err(io("spawn the peer"))?)));
     }
-    if let Some(listener) = listener {
-        link = accept_within(listener, Duration::from_secs(10))?;
-    }
     let start_deadline = Instant::now() + Duration::from_secs(30);
     wait_for(ready, spare, |v| v == n as u32, 0, start_deadline)?;
-    // Every peer has attached: the services need their names no more.
+    if let Some(later) = later {
+        link = later.link()?;
+    }
+    // Every peer has attached (and the benchmark to a peer's service): the
+    // services need their names no more.
     drop(names);
 
     // Let the vCPUs settle, then see where they are.
@@ -177,16 +197,20 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
 
     let outcome = match case.kind {
         Kind::Latency => {
-            let hist = ping_pong(&mut link, case.transport, timing.measure, deadline)?;
+            let hist = ping_pong(&mut link, case, timing.measure, deadline)?;
             link.stop_pong(case.transport)?;
             Outcome::Latency(hist)
         }
-        Kind::Throughput if case.transport.is_pubsub() => {
-            // The other subscribers start now (not during the probe, whose
-            // CPU some of them share).
+        Kind::Throughput if case.transport.is_pubsub() || case.transport.is_rpc() => {
+            // The other subscribers (clients) start now (not during the
+            // probe, whose CPU some of them share).
             go.store(2, Ordering::Release);
             memshare::sync::wake(go, n as u32);
-            Outcome::Published(publish_all(&mut link, case, timing.measure)?)
+            if case.transport.is_rpc() {
+                Outcome::Served(rpc::serve_all(&mut link, case, deadline)?)
+            } else {
+                Outcome::Published(publish_all(&mut link, case, timing.measure)?)
+            }
         }
         Kind::Throughput => {
             let (bytes, secs) = receive_all(&mut link, case.size)?;
@@ -201,28 +225,8 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
         Outcome::Latency(hist) => latency_result(case, probe_ns, &hist),
         Outcome::Received(rate) => throughput_result(case, probe_ns, rate),
         Outcome::Published(cost) => pubsub_result(case, probe_ns, &ctl_view, n, cost)?,
+        Outcome::Served(served) => rpc_result(case, probe_ns, &served)?,
     })
-}
-
-fn accept_within(listener: TcpListener, patience: Duration) -> Result<Link, Failure> {
-    listener.set_nonblocking(true).map_err(io("listen"))?;
-    let deadline = Instant::now() + patience;
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).map_err(io("accept"))?;
-                stream.set_nodelay(true).map_err(io("TCP_NODELAY"))?;
-                return Ok(Link::Stream(link::Stream::Tcp(stream)));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if Instant::now() > deadline {
-                    return Err(Failure::other("bench: the peer never connected"));
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => return Err(io("accept")(e)),
-        }
-    }
 }
 
 /// A raw spin ping-pong on the control segment: the one-way latency
@@ -249,21 +253,23 @@ fn probe_answer([ping, pong, spare]: [&AtomicU32; 3], deadline: Instant) -> Resu
 
 fn ping_pong(
     link: &mut Link,
-    t: Transport,
+    case: Case,
     duration: Duration,
     deadline: Instant,
 ) -> Result<Histogram<u64>, Failure> {
+    let t = case.transport;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
         .map_err(|e| Failure::other(format!("bench: histogram: {e}")))?;
+    let mut msg: Vec<u8> = (0..case.size).map(|i| i as u8).collect();
     let mut seq = 1;
     for _ in 0..WARMUP_ROUNDS {
-        link.round_trip(t, seq, deadline)?;
+        link.round_trip(t, seq, &mut msg, deadline)?;
         seq += 1;
     }
     let end = Instant::now() + duration;
     loop {
         let t0 = Instant::now();
-        link.round_trip(t, seq, deadline)?;
+        link.round_trip(t, seq, &mut msg, deadline)?;
         let rtt = t0.elapsed();
         hist.saturating_record((rtt.as_nanos() as u64 / 2).max(1));
         seq += 1;
@@ -276,7 +282,7 @@ fn ping_pong(
 
 /// Folds every 8-byte word of `bytes` (and the tail) into one value, so
 /// that the receiver really reads every byte it counts.
-fn touch(bytes: &[u8]) -> u64 {
+pub fn touch(bytes: &[u8]) -> u64 {
     let mut acc = 0u64;
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
@@ -533,6 +539,7 @@ fn latency_result(case: Case, probe_ns: f64, hist: &Histogram<u64>) -> Measured 
         publish_ns: None,
         publish_p99_ns: None,
         clock_ns: None,
+        client_calls_per_sec: None,
     }
 }
 
@@ -550,6 +557,7 @@ fn throughput_result(case: Case, probe_ns: f64, bytes_per_sec: f64) -> Measured 
         publish_ns: None,
         publish_p99_ns: None,
         clock_ns: None,
+        client_calls_per_sec: None,
     }
 }
 
@@ -601,15 +609,45 @@ fn pubsub_result(
         publish_ns: cost.map(|c| c.median_ns),
         publish_p99_ns: cost.map(|c| c.p99_ns),
         clock_ns: cost.map(|c| c.clock_ns),
+        client_calls_per_sec: None,
+    })
+}
+
+/// A request/response throughput case's result: the calls of all clients
+/// per second of the server's time, and each client's.
+fn rpc_result(case: Case, probe_ns: f64, served: &Served) -> Result<Measured, Failure> {
+    let secs = served.elapsed.as_secs_f64();
+    if served.calls.contains(&0) || secs == 0.0 {
+        return Err(Failure::other(format!(
+            "bench: {case}: a client made no call in time (give a longer --duration)"
+        )));
+    }
+    let each: Vec<f64> = served.calls.iter().map(|&c| c as f64 / secs).collect();
+    let calls = each.iter().sum::<f64>();
+    Ok(Measured {
+        case,
+        probe_ns,
+        median_ns: None,
+        p99_ns: None,
+        p999_ns: None,
+        samples: 0,
+        msgs_per_sec: Some(calls),
+        bytes_per_sec: Some(calls * case.size as f64),
+        subscriber_msgs_per_sec: None,
+        publish_ns: None,
+        publish_p99_ns: None,
+        clock_ns: None,
+        client_calls_per_sec: Some(each),
     })
 }
 
 /// `memshare bench-peer`: the other process of one case (for a
-/// publish-subscribe case, subscriber `index`; 0 answers the probe).
+/// publish-subscribe case, subscriber `index`; for a request/response
+/// throughput case, client `index`; 0 answers the probe).
 pub fn peer(
     case: Case,
     seconds: f64,
-    port: Option<u16>,
+    given: Given,
     cpu: Option<usize>,
     index: usize,
 ) -> Result<(), Failure> {
@@ -621,7 +659,7 @@ pub fn peer(
     let ctl = Segment::inherited("ctl")?;
     let view = ctl.map(..)?;
     let [ready, go, probe_ping, probe_pong, spare] = ctl_words(&view)?;
-    let mut link = link::peer_side(&case, port)?;
+    let mut link = link::peer_side(&case, given)?;
     ready.fetch_add(1, Ordering::Release);
     memshare::sync::wake(ready, 1);
     // Idle while the benchmark idles: sleep, don't spin.
@@ -631,8 +669,12 @@ pub fn peer(
     } else {
         wait_for(go, spare, |v| v >= 2, 0, deadline)?;
     }
+    let duration = || {
+        Duration::try_from_secs_f64(seconds)
+            .map_err(|_| Failure::usage("bench-peer: bad --seconds"))
+    };
     match case.kind {
-        Kind::Latency => link.pong(case.transport, deadline),
+        Kind::Latency => link.pong(case.transport, case.size, deadline),
         Kind::Throughput if case.transport.is_pubsub() => {
             let whole = case.transport != Transport::PubsubPublish;
             let (msgs, elapsed) = receive_samples(&link, whole)?;
@@ -641,10 +683,9 @@ pub fn peer(
             nanos_word.store(elapsed.as_nanos() as u64, Ordering::Release);
             Ok(())
         }
-        Kind::Throughput => {
-            let duration = Duration::try_from_secs_f64(seconds)
-                .map_err(|_| Failure::usage("bench-peer: bad --seconds"))?;
-            send_all(&mut link, case.transport, case.size, duration)
+        Kind::Throughput if case.transport.is_rpc() => {
+            rpc::call_all(&mut link, case.size, duration()?)
         }
+        Kind::Throughput => send_all(&mut link, case.transport, case.size, duration()?),
     }
 }
