@@ -241,7 +241,6 @@ impl Client {
             .server_instance
             .store(server_instance, Ordering::Relaxed);
         block.pid.store(std::process::id(), Ordering::Relaxed);
-        block.sent.store(0, Ordering::Relaxed);
         // Release: a server that reads ATTACHED sees the instance.
         block.state.store(CLIENT_ATTACHED, Ordering::Release);
         service.check_intact()?;
@@ -362,10 +361,6 @@ impl Client {
             id,
             request.len() as u32,
         );
-        let block = self.service.block(self.index);
-        block
-            .sent
-            .store(block.sent.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         self.in_flight[slot as usize] = Some(id);
         Ok((slot, id))
     }

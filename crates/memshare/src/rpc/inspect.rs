@@ -119,7 +119,7 @@ pub fn inspect(segment: &Segment) -> Result<RpcState> {
             },
             evicted: state == CLIENT_EVICTED,
             pid: block.pid.load(Ordering::Relaxed),
-            sent: block.sent.load(Ordering::Relaxed),
+            sent: block.head.load(Ordering::Relaxed),
             in_flight: region
                 .slots
                 .iter()

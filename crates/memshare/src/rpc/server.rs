@@ -498,7 +498,6 @@ impl Server {
         block.instance.store(0, Ordering::Relaxed);
         block.server_instance.store(0, Ordering::Relaxed);
         block.pid.store(0, Ordering::Relaxed);
-        block.sent.store(0, Ordering::Relaxed);
         // Release: a client that reads FREE sees the region reset.
         block.state.store(CLIENT_FREE, Ordering::Release);
         *k = Known::default();
