@@ -212,7 +212,13 @@ pub(crate) fn finish(region: Region<'_>, slot: u32, id: u64, response: Option<u3
         .is_ok();
     // Pairs with the fence in `park_client`.
     fence(Ordering::SeqCst);
-    if answered && region.wake.waiting.load(Ordering::Relaxed) != 0 {
+    // The waker clears the flag: one wake per park of the client, not one
+    // per answer given while the woken client has not run yet (it sets the
+    // flag again if it parks again).
+    if answered
+        && region.wake.waiting.load(Ordering::Relaxed) != 0
+        && region.wake.waiting.swap(0, Ordering::Relaxed) != 0
+    {
         region.wake.futex.bump_and_wake();
     }
     answered
