@@ -15,6 +15,8 @@ use serde_json::Value;
 /// The one way a test may skip (shared with the library's tests).
 #[path = "../../memshare/tests/common/privileged.rs"]
 mod privileged;
+#[path = "support/terminal.rs"]
+mod terminal;
 
 const NOT_FOUND: i32 = 3;
 const ALREADY_EXISTS: i32 = 4;
@@ -315,47 +317,9 @@ fn write_refuses_a_live_channel_unless_forced() {
 }
 
 /// Runs `memshare cat NAME extra...` with a pseudo-terminal as standard
-/// output (standard error piped); returns what it did and what reached the
-/// terminal.
+/// output; returns what it did and what reached the terminal.
 fn cat_to_terminal(name: &Name, extra: &[&str]) -> (std::process::Output, Vec<u8>) {
-    use rustix::fs::{Mode, OFlags};
-    use rustix::pty::OpenptFlags;
-    use std::io::Read;
-
-    // Close-on-exec set apart: `OpenptFlags::CLOEXEC` exists on Linux only.
-    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
-    rustix::io::fcntl_setfd(&master, rustix::io::FdFlags::CLOEXEC).unwrap();
-    rustix::pty::grantpt(&master).unwrap();
-    rustix::pty::unlockpt(&master).unwrap();
-    let path = rustix::pty::ptsname(&master, Vec::new()).unwrap();
-    let terminal = rustix::fs::open(
-        path.as_c_str(),
-        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap();
-    // Read the terminal while the tool writes: its buffer is small. The
-    // read ends (EIO) once the tool and this test have closed their ends.
-    let mut master = std::fs::File::from(master);
-    let reader = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = master.read(&mut buf) {
-            seen.extend_from_slice(&buf[..n]);
-        }
-        seen
-    });
-    let output = {
-        let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_memshare"));
-        cmd.args(["cat", name.as_str()])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(terminal))
-            .stderr(Stdio::piped());
-        cmd.output().expect("run memshare")
-        // `cmd`, which holds this test's copy of the terminal, goes here.
-    };
-    (output, reader.join().unwrap())
+    terminal::run_on_terminal(["cat", name.as_str()].iter().chain(extra))
 }
 
 #[test]
@@ -479,6 +443,8 @@ fn ls_shows_names_memshare_cannot_open_marked() {
     );
 }
 
+// Extended attributes on /dev/shm (and rustix's setxattr) are Linux's.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 #[test]
 fn gc_leaves_names_memshare_cannot_open_alone() {
     // Another program's object that carries memshare's shared-lifetime

@@ -19,6 +19,9 @@ use memshare::rpc::{Client, Server, ServerConfig};
 use memshare::Segment;
 use serde_json::Value;
 
+#[path = "support/terminal.rs"]
+mod terminal;
+
 const USAGE: i32 = 2;
 const NOT_FOUND: i32 = 3;
 const ALREADY_EXISTS: i32 = 4;
@@ -314,47 +317,13 @@ fn call_against_serve_echo_argument_stdin_and_hex() {
     assert!(server.running(), "{}", server.stderr_now());
 }
 
-/// Runs `memshare ARGS` with a pseudo-terminal as standard output
-/// (standard error piped); returns its status and what reached the
-/// terminal.
+/// Runs `memshare ARGS` with a pseudo-terminal as standard output;
+/// returns its status and what reached the terminal (it must print nothing
+/// on standard error).
 fn to_terminal(args: &[&std::ffi::OsStr]) -> (Option<i32>, Vec<u8>) {
-    use rustix::fs::{Mode, OFlags};
-    use rustix::pty::OpenptFlags;
-
-    let master =
-        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
-            .unwrap();
-    rustix::pty::grantpt(&master).unwrap();
-    rustix::pty::unlockpt(&master).unwrap();
-    let path = rustix::pty::ptsname(&master, Vec::new()).unwrap();
-    let terminal = rustix::fs::open(
-        path.as_c_str(),
-        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap();
-    // Read the terminal while the tool writes; the read ends (EIO) once
-    // the tool and this test have closed their ends.
-    let mut master = std::fs::File::from(master);
-    let reader = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = master.read(&mut buf) {
-            seen.extend_from_slice(&buf[..n]);
-        }
-        seen
-    });
-    let output = {
-        let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_memshare"));
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(terminal))
-            .stderr(Stdio::piped());
-        cmd.output().expect("run memshare")
-        // `cmd`, which holds this test's copy of the terminal, goes here.
-    };
+    let (output, seen) = terminal::run_on_terminal(args);
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
-    (output.status.code(), reader.join().unwrap())
+    (output.status.code(), seen)
 }
 
 #[test]
