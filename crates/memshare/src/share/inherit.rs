@@ -254,6 +254,93 @@ impl CommandExt for Command {
     }
 }
 
+/// A segment prepared for one child that something other than
+/// [`std::process::Command`] spawns (Python's `subprocess`, `posix_spawn`,
+/// a C program): a descriptor to pass to the child, and the environment
+/// variable and value that tell the child's [`Segment::inherited`] about it.
+/// Made by [`Segment::offer_to_child`].
+///
+/// The descriptor is close-on-exec in this process, as every memshare
+/// descriptor is: the spawner must keep it open in the child, at the same
+/// number, and only there (`subprocess.Popen(..., pass_fds=[fd])` does
+/// exactly that; so does `posix_spawn_file_actions_adddup2(fd, fd)`, which
+/// clears close-on-exec in the child). Put [`ChildOffer::env_var`] =
+/// [`ChildOffer::value`] in the child's environment, spawn, then drop the
+/// offer: this process's copy of the descriptor is closed, the child's stays.
+///
+/// For a named segment the descriptor is a holder of its own (as with
+/// [`CommandExt::share`]): the child counts as a holder from the moment the
+/// offer is made until it drops the segment or dies; an offer dropped
+/// without a child holds nothing.
+///
+/// ```
+/// # fn main() -> memshare::Result<()> {
+/// # #[cfg(unix)] {
+/// use std::os::fd::{AsFd, AsRawFd};
+/// let segment = memshare::Segment::create(4096)?;
+/// let offer = segment.offer_to_child("frames")?;
+/// assert_eq!(offer.env_var(), "MEMSHARE_SEGMENT_FRAMES");
+/// let fd = offer.as_fd().as_raw_fd();
+/// assert!(offer.value().starts_with(&format!("v1;handle={fd};")));
+/// // spawn the child with `fd` kept open and the variable set, then:
+/// drop(offer);
+/// # }
+/// # Ok(()) }
+/// ```
+#[cfg(unix)]
+pub struct ChildOffer {
+    var: String,
+    value: String,
+    given: Object,
+}
+
+#[cfg(unix)]
+impl ChildOffer {
+    /// The environment variable the child reads: `MEMSHARE_SEGMENT_<KEY>`.
+    pub fn env_var(&self) -> &str {
+        &self.var
+    }
+
+    /// The value to put in [`ChildOffer::env_var`] (format in the
+    /// [`share`](crate::share) module docs).
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for ChildOffer {
+    /// The descriptor the child must get, at this same number.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.given.fd()
+    }
+}
+
+#[cfg(unix)]
+impl std::fmt::Debug for ChildOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildOffer")
+            .field("env_var", &self.var)
+            .field("value", &self.value)
+            .finish()
+    }
+}
+
+#[cfg(unix)]
+impl Segment {
+    /// Prepares this segment for a child spawned by something other than a
+    /// [`Command`] (see [`ChildOffer`]); with a `Command`, use
+    /// [`CommandExt::share`]. Fails with [`Error::InvalidInput`] if `key` is
+    /// not a valid key.
+    pub fn offer_to_child(&self, key: &str) -> Result<ChildOffer> {
+        let var = inherit_env_var(key)?;
+        let given = self.object().handover()?;
+        let id = given.identity()?;
+        let value = format_inherit_value(given.raw() as u64, id, self.object(), None);
+        Ok(ChildOffer { var, value, given })
+    }
+}
+
 impl Segment {
     /// Takes the segment the parent shared under `key` with
     /// [`CommandExt::share`].

@@ -90,6 +90,8 @@ pub(crate) mod socket;
 
 #[cfg(fuzzing)]
 pub use inherit::__fuzz_parse_inherit_value;
+#[cfg(unix)]
+pub use inherit::ChildOffer;
 pub use inherit::{inherit_env_var, INHERIT_ENV_PREFIX, MAX_KEY_LEN};
 pub use message::{
     decode_message, encode_message, MessageEntry, MAX_ENTRIES, MAX_MESSAGE_LEN, MESSAGE_MAGIC,
