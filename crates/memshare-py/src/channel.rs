@@ -39,7 +39,6 @@ fn describe(side: &str, segment: &memshare::Segment) -> String {
 #[pyclass(module = "memshare", frozen)]
 pub struct Receiver {
     shared: Arc<RxShared>,
-    segment: memshare::Segment,
     capacity: usize,
 }
 
@@ -49,8 +48,7 @@ impl Receiver {
         let segment = rx.segment().clone();
         let capacity = rx.capacity();
         Ok(Receiver {
-            shared: Shared::new(rx, describe("receiver", &segment)),
-            segment,
+            shared: Shared::new(rx, describe("receiver", &segment), segment),
             capacity,
         })
     }
@@ -212,14 +210,14 @@ impl Receiver {
 
     /// The segment the channel lives in (to share with the sender).
     #[getter]
-    fn segment(&self) -> Segment {
-        Segment::from_rust(self.segment.clone())
+    fn segment(&self) -> PyResult<Segment> {
+        self.shared.segment()
     }
 
     /// The channel's name (`None` if anonymous).
     #[getter]
     fn name(&self) -> Option<String> {
-        self.segment.name().map(str::to_owned)
+        self.shared.name.clone()
     }
 
     /// The ring's size in bytes.
@@ -309,7 +307,6 @@ lender!(Message, "Message", {
 #[pyclass(module = "memshare", frozen)]
 pub struct Sender {
     shared: Arc<TxShared>,
-    segment: memshare::Segment,
     capacity: usize,
     max_message_len: usize,
 }
@@ -320,8 +317,7 @@ impl Sender {
         let segment = tx.segment().clone();
         let (capacity, max_message_len) = (tx.capacity(), tx.max_message_len());
         Ok(Sender {
-            shared: Shared::new(tx, describe("sender", &segment)),
-            segment,
+            shared: Shared::new(tx, describe("sender", &segment), segment),
             capacity,
             max_message_len,
         })
@@ -495,14 +491,14 @@ impl Sender {
 
     /// The segment the channel lives in (to share with the receiver).
     #[getter]
-    fn segment(&self) -> Segment {
-        Segment::from_rust(self.segment.clone())
+    fn segment(&self) -> PyResult<Segment> {
+        self.shared.segment()
     }
 
     /// The channel's name (`None` if anonymous).
     #[getter]
     fn name(&self) -> Option<String> {
-        self.segment.name().map(str::to_owned)
+        self.shared.name.clone()
     }
 
     /// The ring's size in bytes.

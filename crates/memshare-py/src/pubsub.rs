@@ -71,7 +71,6 @@ fn config_dict<'py>(py: Python<'py>, c: &ServiceConfig) -> PyResult<Bound<'py, P
 #[pyclass(module = "memshare", frozen)]
 pub struct Publisher {
     shared: Arc<PubShared>,
-    segment: memshare::Segment,
     config: ServiceConfig,
     id: u64,
 }
@@ -87,8 +86,7 @@ impl Publisher {
         Ok(Publisher {
             config: p.config(),
             id: p.id().0,
-            shared: Shared::new(p, what),
-            segment,
+            shared: Shared::new(p, what, segment),
         })
     }
 
@@ -310,14 +308,14 @@ impl Publisher {
 
     /// The service's segment.
     #[getter]
-    fn segment(&self) -> Segment {
-        Segment::from_rust(self.segment.clone())
+    fn segment(&self) -> PyResult<Segment> {
+        self.shared.segment()
     }
 
     /// The service's name.
     #[getter]
     fn name(&self) -> Option<String> {
-        self.segment.name().map(str::to_owned)
+        self.shared.name.clone()
     }
 
     /// Detaches (subscribers get what was published, then `Disconnected`
@@ -442,7 +440,6 @@ lender!(Loan, "Loan", {
 #[pyclass(module = "memshare", frozen)]
 pub struct Subscriber {
     shared: Arc<SubShared>,
-    segment: memshare::Segment,
     config: ServiceConfig,
 }
 
@@ -456,8 +453,7 @@ impl Subscriber {
         );
         Ok(Subscriber {
             config: s.config(),
-            shared: Shared::new(s, what),
-            segment,
+            shared: Shared::new(s, what, segment),
         })
     }
 
@@ -601,14 +597,14 @@ impl Subscriber {
 
     /// The service's segment.
     #[getter]
-    fn segment(&self) -> Segment {
-        Segment::from_rust(self.segment.clone())
+    fn segment(&self) -> PyResult<Segment> {
+        self.shared.segment()
     }
 
     /// The service's name.
     #[getter]
     fn name(&self) -> Option<String> {
-        self.segment.name().map(str::to_owned)
+        self.shared.name.clone()
     }
 
     /// Detaches. Held samples are released (`BufferError` if a buffer of

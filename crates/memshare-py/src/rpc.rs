@@ -43,7 +43,6 @@ fn config_dict<'py>(py: Python<'py>, c: &ServerConfig) -> PyResult<Bound<'py, Py
 #[pyclass(module = "memshare", frozen)]
 pub struct Server {
     shared: Arc<ServerShared>,
-    segment: memshare::Segment,
     config: ServerConfig,
 }
 
@@ -87,8 +86,7 @@ impl Server {
         let what = format!("server of service {:?}", segment.name().unwrap_or_default());
         Ok(Server {
             config: server.config(),
-            shared: Shared::new(server, what),
-            segment,
+            shared: Shared::new(server, what, segment),
         })
     }
 
@@ -179,14 +177,14 @@ impl Server {
 
     /// The service's segment.
     #[getter]
-    fn segment(&self) -> Segment {
-        Segment::from_rust(self.segment.clone())
+    fn segment(&self) -> PyResult<Segment> {
+        self.shared.segment()
     }
 
     /// The service's name.
     #[getter]
     fn name(&self) -> Option<String> {
-        self.segment.name().map(str::to_owned)
+        self.shared.name.clone()
     }
 
     /// Stops serving: pending calls get `Disconnected`; requests held are
@@ -466,7 +464,6 @@ lender!(ResponseLoan, "ResponseLoan", {
 #[pyclass(module = "memshare", frozen)]
 pub struct Client {
     shared: Arc<ClientShared>,
-    segment: memshare::Segment,
     config: ServerConfig,
     id: (u32, u64),
 }
@@ -479,8 +476,7 @@ impl Client {
         Ok(Client {
             config: c.config(),
             id: (c.id().slot(), c.id().instance()),
-            shared: Shared::new(c, what),
-            segment,
+            shared: Shared::new(c, what, segment),
         })
     }
 
@@ -655,14 +651,14 @@ impl Client {
 
     /// The service's segment.
     #[getter]
-    fn segment(&self) -> Segment {
-        Segment::from_rust(self.segment.clone())
+    fn segment(&self) -> PyResult<Segment> {
+        self.shared.segment()
     }
 
     /// The service's name.
     #[getter]
     fn name(&self) -> Option<String> {
-        self.segment.name().map(str::to_owned)
+        self.shared.name.clone()
     }
 
     /// Disconnects (a held response is released: `BufferError` if a buffer

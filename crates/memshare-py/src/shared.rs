@@ -171,11 +171,17 @@ pub(crate) struct Shared<T, G> {
     deferred: Mutex<Vec<u64>>,
     /// What the endpoint is, for error messages.
     pub what: String,
+    /// The endpoint's segment (a handle of its own, for `.segment`),
+    /// dropped on close with the endpoint.
+    segment: Mutex<Option<memshare::Segment>>,
+    /// The segment's name.
+    pub name: Option<String>,
 }
 
 impl<T: Send, G> Shared<T, G> {
     /// Shares `ep`.
-    pub(crate) fn new(ep: T, what: String) -> Arc<Shared<T, G>> {
+    pub(crate) fn new(ep: T, what: String, segment: memshare::Segment) -> Arc<Shared<T, G>> {
+        let name = segment.name().map(str::to_owned);
         let ep = NonNull::from(Box::leak(Box::new(ep)));
         Arc::new(Shared {
             state: Mutex::new(State {
@@ -185,6 +191,8 @@ impl<T: Send, G> Shared<T, G> {
             }),
             deferred: Mutex::new(Vec::new()),
             what,
+            segment: Mutex::new(Some(segment)),
+            name,
         })
     }
 
@@ -290,11 +298,27 @@ impl<T: Send, G> Shared<T, G> {
         match r {
             // Dropped detached: an endpoint's drop may wake peers.
             Ok(ep) => {
-                py.detach(move || drop(ep));
+                let seg = self
+                    .segment
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                py.detach(move || drop((ep, seg)));
                 Ok(())
             }
             Err(e) => Err(e.into_py(py)),
         }
+    }
+
+    /// The endpoint's segment, as a Python `Segment` (`ValueError` once
+    /// closed).
+    pub(crate) fn segment(&self) -> PyResult<crate::segment::Segment> {
+        self.segment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .map(crate::segment::Segment::from_rust)
+            .ok_or_else(|| PyValueError::new_err(format!("{}: closed", self.what)))
     }
 
     /// Whether the endpoint is closed (a lock-free look is not needed:

@@ -1,0 +1,256 @@
+//! Runs the Python package's pytest suite (`tests/python`) as part of
+//! `cargo test`, on a machine that has nothing but `python3` (>= 3.11)
+//! and access to PyPI.
+//!
+//! Under `<target>/memshare-py/` it keeps
+//!
+//! - `venv/`: a virtual environment with maturin, pytest and numpy, made
+//!   once (delete it to start over);
+//! - `target/`: the cargo target directory of the builds below (a nested
+//!   cargo cannot use the outer one, whose lock `cargo test` holds);
+//! - the package built by `maturin build` and installed into the venv,
+//!   rebuilt only when a source it is built from changed (`built` holds
+//!   their fingerprint), and the Rust peer program the tests talk to
+//!   (`examples/peer.rs`).
+//!
+//! pytest's output is printed; a failing suite fails this test.
+//! `MEMSHARE_PYTHON` picks the interpreter the venv is made from.
+
+#![cfg(target_os = "linux")]
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+/// The crate's directory.
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `<target>/memshare-py`.
+fn work_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is <target>/tmp")
+        .join("memshare-py")
+}
+
+/// Runs `cmd`, failing the test with its output if it fails.
+fn run(what: &str, cmd: &mut Command) {
+    let start = Instant::now();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{cmd:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("pytest.rs: {what}: {:.1} s", start.elapsed().as_secs_f64());
+}
+
+/// The virtual environment, made (once) with what the tests need.
+fn venv(dir: &Path) -> PathBuf {
+    let venv = dir.join("venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".memshare-ready");
+    if ready.exists() && python.exists() {
+        return venv;
+    }
+    let base = std::env::var("MEMSHARE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let _ = std::fs::remove_dir_all(&venv);
+    run(
+        "checking the Python version (3.11 or later)",
+        Command::new(&base).args([
+            "-c",
+            "import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
+             f'memshare needs Python 3.11 or later, not {sys.version}')",
+        ]),
+    );
+    run(
+        "making the virtual environment",
+        Command::new(&base).arg("-m").arg("venv").arg(&venv),
+    );
+    run(
+        "installing maturin, pytest and numpy into it",
+        Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "maturin>=1.9,<2",
+            "pytest",
+            "numpy",
+        ]),
+    );
+    std::fs::write(&ready, "").expect("mark the venv ready");
+    venv
+}
+
+/// A fingerprint of every file the package and the peer are built from
+/// (paths, sizes, modification times).
+fn fingerprint() -> String {
+    let root = crate_dir().join("../..");
+    let mut files = Vec::new();
+    for dir in [
+        "crates/memshare/src",
+        "crates/memshare-py/src",
+        "crates/memshare-py/python",
+        "crates/memshare-py/examples",
+    ] {
+        walk(&root.join(dir), &mut files);
+    }
+    for f in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "crates/memshare/Cargo.toml",
+        "crates/memshare-py/Cargo.toml",
+        "crates/memshare-py/pyproject.toml",
+        "crates/memshare-py/README.md",
+    ] {
+        files.push(root.join(f));
+    }
+    files.sort();
+    let mut h = DefaultHasher::new();
+    for f in &files {
+        let m = std::fs::metadata(f).ok();
+        f.hash(&mut h);
+        m.as_ref().map(|m| m.len()).hash(&mut h);
+        m.and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .hash(&mut h);
+    }
+    format!("{:016x} {}", h.finish(), files.len())
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n != "__pycache__") {
+                walk(&p, out);
+            }
+        } else if p.extension().is_none_or(|x| x != "so" && x != "pyc") {
+            out.push(p);
+        }
+    }
+}
+
+/// A command with the venv active and builds going to `<dir>/target`.
+fn in_venv(venv: &Path, dir: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![venv.join("bin")];
+    paths.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(paths).expect("PATH"))
+        .env("VIRTUAL_ENV", venv)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("PYTHONHOME")
+        .current_dir(crate_dir());
+    cmd
+}
+
+/// Builds and installs the package and the peer if a source changed.
+fn build(venv: &Path, dir: &Path) -> PathBuf {
+    let peer = dir.join("target/debug/examples/peer");
+    let stamp = dir.join("built");
+    let now = fingerprint();
+    if peer.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(now.as_str()) {
+        eprintln!("pytest.rs: the package and the peer are up to date");
+        return peer;
+    }
+    let wheels = dir.join("wheels");
+    let _ = std::fs::remove_dir_all(&wheels);
+    run(
+        "maturin build (the memshare package)",
+        in_venv(venv, dir, "maturin")
+            .args(["build", "--profile", "dev", "--quiet", "--out"])
+            .arg(&wheels),
+    );
+    let wheel = std::fs::read_dir(&wheels)
+        .expect("maturin's output directory")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .expect("maturin built no wheel");
+    run(
+        "installing the wheel into the venv",
+        in_venv(venv, dir, venv.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--force-reinstall",
+            ])
+            .arg(&wheel),
+    );
+    run(
+        "cargo build --example peer",
+        in_venv(venv, dir, env!("CARGO")).args([
+            "build",
+            "--quiet",
+            "-p",
+            "memshare-py",
+            "--example",
+            "peer",
+        ]),
+    );
+    std::fs::write(&stamp, now).expect("write the build stamp");
+    peer
+}
+
+#[test]
+fn the_python_test_suite_passes() {
+    let dir = work_dir();
+    std::fs::create_dir_all(&dir).expect("make <target>/memshare-py");
+    let venv = venv(&dir);
+    let peer = build(&venv, &dir);
+    let start = Instant::now();
+    let child = in_venv(&venv, &dir, venv.join("bin/python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-r", "fEs"])
+        .arg(crate_dir().join("tests/python"))
+        .env("MEMSHARE_PEER", &peer)
+        .env("MEMSHARE_TEST_CHILD", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pytest");
+    // A hung suite fails after 10 minutes instead of hanging cargo test.
+    let limit = Duration::from_secs(600);
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if rx.recv_timeout(limit).is_err() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    });
+    let out = child.wait_with_output().expect("pytest's output");
+    let _ = tx.send(());
+    let _ = watchdog.join();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    if !stderr.is_empty() {
+        println!("--- pytest's stderr\n{stderr}");
+    }
+    eprintln!("pytest.rs: pytest: {:.1} s", start.elapsed().as_secs_f64());
+    assert!(
+        out.status.success(),
+        "the Python test suite failed ({}); its output is above",
+        out.status
+    );
+    assert!(
+        stdout.contains(" passed"),
+        "pytest ran no test; its output is above"
+    );
+}

@@ -1,0 +1,147 @@
+"""Request/response: call, pipelining, zero-copy responses, declines."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import memshare
+
+
+def serve(server, n, answer=lambda b: b.upper()):
+    def run():
+        for _ in range(n):
+            with server.recv(timeout=10) as req:
+                req.respond(answer(bytes(req)))
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_call_and_respond(name):
+    n = name()
+    with memshare.Server.create(n, max_clients=4, max_response_len=1 << 16) as srv:
+        c = memshare.Client.connect(n)
+        assert srv.config["max_clients"] == 4 and c.config == srv.config
+        t = serve(srv, 2)
+        r = c.call(b"hello", timeout=10)
+        assert bytes(r) == b"HELLO" and r.readonly
+        assert bytes(c.call(np.frombuffer(b"numpy", np.uint8))) == b"NUMPY"
+        assert r.released  # the next call released it
+        t.join()
+        (info,) = srv.clients()
+        assert (info["slot"], info["instance"]) == c.id and info["served"] == 2
+        c.close()
+
+
+def test_pipelined_requests_answered_in_any_order(name):
+    n = name()
+    srv = memshare.Server.create(n)
+    c = memshare.Client.connect_timeout(n, 5)
+    p1, p2 = c.send_request(b"one"), c.send_request(b"two")
+    assert c.in_flight == 2 and p1.id != p2.id
+    r1, r2 = srv.recv(timeout=5), srv.recv(timeout=5)
+    assert (bytes(r1), bytes(r2)) == (b"one", b"two")
+    assert r1.client == c.id and (r1.id, r2.id) == (p1.id, p2.id)
+    r2.respond(b"TWO")
+    r1.respond(b"ONE")
+    assert bytes(c.receive_response(p2)) == b"TWO"
+    assert c.try_receive_response(p1).tobytes() == b"ONE"
+    assert p1.done and p2.done
+    with pytest.raises(ValueError, match="received already"):
+        c.receive_response(p1)
+
+
+def test_zero_copy_response_from_the_request(name):
+    n = name()
+    srv = memshare.Server.create(n)
+    c = memshare.Client.connect(n)
+    p = c.send_request(np.arange(8, dtype=np.int32))
+    req = srv.recv(timeout=5)
+    out = req.loan_response(32)
+    np.frombuffer(out, np.int32)[:] = np.frombuffer(req, np.int32) * 10
+    with pytest.raises(BufferError):  # the request's buffer is still lent
+        arr = np.frombuffer(req, np.int32)
+        out.send()
+    del arr
+    out.send()
+    assert req.released and out.released
+    got = c.receive_response(p, timeout=5)
+    assert (np.frombuffer(got, np.int32) == np.arange(8) * 10).all()
+
+
+def test_declined_and_too_large(name):
+    n = name()
+    srv = memshare.Server.create(n, max_request_len=16, max_response_len=8)
+    c = memshare.Client.connect(n)
+    with pytest.raises(memshare.TooLarge):
+        c.call(bytes(17))
+    p = c.send_request(b"no")
+    srv.recv(timeout=5).decline()
+    with pytest.raises(memshare.NoResponse):
+        c.receive_response(p, timeout=5)
+    p = c.send_request(b"big")
+    with pytest.raises(memshare.TooLarge):
+        srv.recv(timeout=5).respond(bytes(9))
+    with pytest.raises(memshare.NoResponse):
+        c.receive_response(p, timeout=5)
+    p = c.send_request(b"dropped")
+    del_me = srv.recv(timeout=5)
+    del del_me  # unanswered and gone: declined
+    with pytest.raises(memshare.NoResponse):
+        c.receive_response(p, timeout=5)
+    p = c.send_request(b"with")
+    with srv.recv(timeout=5):
+        pass
+    with pytest.raises(memshare.NoResponse):
+        c.receive_response(p, timeout=5)
+    p = c.send_request(b"loan discarded")
+    with pytest.raises(RuntimeError):
+        with srv.recv(timeout=5).loan_response(4) as out:
+            raise RuntimeError("declined")
+    with pytest.raises(memshare.NoResponse):
+        c.receive_response(p, timeout=5)
+
+
+def test_timeouts_limits_and_disconnection(name):
+    n = name()
+    srv = memshare.Server.create(n, max_clients=1, max_in_flight=1)
+    c = memshare.Client.connect(n)
+    with pytest.raises(memshare.LimitReached):
+        memshare.Client.connect(n)
+    with pytest.raises(memshare.TimedOut):
+        srv.recv(timeout=0.05)
+    assert srv.try_recv() is None
+    p = c.send_request(b"slow")
+    with pytest.raises(memshare.TimedOut):
+        c.receive_response(p, timeout=0.05)
+    assert not p.done and c.try_receive_response(p) is None
+    with pytest.raises(memshare.LimitReached):
+        c.send_request(b"second")
+    req = srv.recv(timeout=5)
+    req.respond(b"late")
+    assert bytes(c.receive_response(p, timeout=5)) == b"late"
+    with pytest.raises(memshare.AlreadyAttached):
+        memshare.Server.create(n)
+    srv.close()
+    with pytest.raises(memshare.Disconnected):
+        c.call(b"anyone?", timeout=5)
+    with pytest.raises(memshare.NotFound):
+        memshare.Client.connect(name())
+    with pytest.raises(memshare.TimedOut):
+        memshare.Client.connect_timeout(name(), 0.05)
+
+
+def test_a_held_response_must_be_unexported_before_the_next_call(name):
+    n = name()
+    srv = memshare.Server.create(n)
+    c = memshare.Client.connect(n)
+    t = serve(srv, 2)
+    r = c.call(b"a", timeout=5)
+    mv = memoryview(r)
+    with pytest.raises(BufferError):
+        c.call(b"b", timeout=5)
+    mv.release()
+    assert bytes(c.call(b"b", timeout=5)) == b"B"
+    t.join()
