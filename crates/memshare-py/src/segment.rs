@@ -473,6 +473,15 @@ impl Offer {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }

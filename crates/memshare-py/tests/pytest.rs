@@ -20,6 +20,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -216,7 +217,7 @@ fn the_python_test_suite_passes() {
     let venv = venv(&dir);
     let peer = build(&venv, &dir);
     let start = Instant::now();
-    let child = in_venv(&venv, &dir, venv.join("bin/python"))
+    let mut child = in_venv(&venv, &dir, venv.join("bin/python"))
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-r", "fEs"])
         .arg(crate_dir().join("tests/python"))
         .env("MEMSHARE_PEER", &peer)
@@ -225,29 +226,56 @@ fn the_python_test_suite_passes() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run pytest");
-    // A hung suite fails after 10 minutes instead of hanging cargo test.
+    // Read as it comes, so that a suite killed for hanging still shows
+    // how far it got.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut s);
+            }
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out_thread = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err_thread = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    // A hung suite fails after 10 minutes instead of hanging cargo test
+    // (each test has its own limit of 60 s: tests/python/conftest.py).
     let limit = Duration::from_secs(600);
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if rx.recv_timeout(limit).is_err() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for pytest") {
+            break Some(status);
         }
-    });
-    let out = child.wait_with_output().expect("pytest's output");
-    let _ = tx.send(());
-    let _ = watchdog.join();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = out_thread.join().expect("pytest's stdout");
+    let stderr = err_thread.join().expect("pytest's stderr");
     println!("{stdout}");
     if !stderr.is_empty() {
         println!("--- pytest's stderr\n{stderr}");
     }
     eprintln!("pytest.rs: pytest: {:.1} s", start.elapsed().as_secs_f64());
+    let status = status.unwrap_or_else(|| {
+        panic!("the Python test suite did not end within {limit:?}: killed; its output is above")
+    });
     assert!(
-        out.status.success(),
-        "the Python test suite failed ({}); its output is above",
-        out.status
+        status.success(),
+        "the Python test suite failed ({status}); its output is above"
     );
     assert!(
         stdout.contains(" passed"),

@@ -34,6 +34,25 @@ def name():
     return make
 
 
+TEST_TIMEOUT = 60
+
+
+@pytest.fixture(autouse=True)
+def time_limit():
+    """A test that takes over TEST_TIMEOUT seconds fails (SIGALRM; memshare's
+    blocking calls run signal handlers between their waits)."""
+    import signal
+
+    def expired(signum, frame):
+        raise TimeoutError(f"the test took over {TEST_TIMEOUT} s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_TIMEOUT)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
 @pytest.fixture(autouse=True)
 def leaves_nothing():
     """No /dev/shm name of this run and no child process after a test."""
