@@ -5,10 +5,13 @@
 Cases (two processes each; the consumer measures from its first message
 to its last, so process start-up is not counted):
 
-- frames: 6 MB numpy frames, Python -> Python. memshare: reserve + numpy
-  write in place, recv as a numpy view (no copy). multiprocessing.Queue:
-  put/get of the array (pickled). multiprocessing.Pipe: send_bytes of the
-  array / recv_bytes + numpy.frombuffer.
+- frames: 6 MB numpy frames, Python -> Python. The producer makes each
+  frame (fills it with its number: a stand-in for a camera or renderer).
+  memshare: it makes it in place in a reservation (reserve + numpy write,
+  commit), and the consumer receives it as a numpy view (no copy).
+  multiprocessing.Queue: made in an array, put/get (pickled).
+  multiprocessing.Pipe: made in an array, send_bytes / recv_bytes +
+  numpy.frombuffer. Each consumer reads the first and last byte.
 - small: 64-byte messages, Python -> Python. memshare: send / recv_bytes;
   Pipe: send_bytes / recv_bytes.
 - rust: (with --rust PEER, the crate's examples/peer.rs) 6 MB frames from a
@@ -108,6 +111,12 @@ def consume_pipe(conn, n, ready, out, frames):
 
 # --- producers (here) ------------------------------------------------------------
 
+
+def render(frame, i):
+    """Makes frame `i` in `frame` (a stand-in for a camera or a renderer
+    writing its pixels): every transport's producer pays it once."""
+    frame.fill(i & 0xFF)
+
 ctx = mp.get_context("spawn")
 
 
@@ -130,10 +139,9 @@ def frames_memshare(n):
     tx = memshare.Sender.create_named(chan, 4 * FRAME + 4096)
     p, ready, out = run_consumer(consume_memshare, (chan, n))
     ready.wait(60)
-    frame = np.full(FRAME, 1, np.uint8)
     for i in range(n):
         with tx.reserve(FRAME) as r:
-            np.frombuffer(r, np.uint8)[:] = frame  # the frame, written in place
+            render(np.frombuffer(r, np.uint8), i)  # the frame, made in place
     rate = finish(p, out, n)
     tx.close()
     return rate
@@ -143,8 +151,9 @@ def frames_queue(n):
     q = ctx.Queue(maxsize=4)
     p, ready, out = run_consumer(consume_queue, (q, n))
     ready.wait(60)
-    frame = np.full(FRAME, 1, np.uint8)
-    for _ in range(n):
+    frame = np.empty(FRAME, np.uint8)
+    for i in range(n):
+        render(frame, i)
         q.put(frame)
     return finish(p, out, n)
 
@@ -172,13 +181,16 @@ def _pipe_small(conn, n, ready, out):
     consume_pipe(conn, n, ready, out, False)
 
 
-def mappings_of(path):
-    """The address ranges /proc/self/maps shows for `path`."""
+def mappings_of(segment):
+    """The address ranges /proc/self/maps shows for `segment`'s object
+    (matched by inode: the path of a named object memshare created reads
+    "/dev/shm/#<inode> (deleted)", its name having been linked in later)."""
+    st = os.fstat(segment.fileno())
     ranges = []
     with open("/proc/self/maps") as f:
         for line in f:
             parts = line.split()
-            if len(parts) >= 6 and parts[5] == path:
+            if len(parts) >= 6 and int(parts[4]) == st.st_ino and parts[5].startswith("/dev/shm/"):
                 lo, hi = (int(x, 16) for x in parts[0].split("-"))
                 ranges.append((lo, hi))
     return ranges
@@ -187,7 +199,9 @@ def mappings_of(path):
 def rust_frames(peer, n):
     chan = name("rust")
     rx = memshare.Receiver.open_or_create(chan, 4 * FRAME)
-    maps = mappings_of(f"/dev/shm/{chan}")
+    seg = rx.segment
+    maps = mappings_of(seg)
+    seg.close()
     child = subprocess.Popen([peer, "frames", chan, str(n), str(FRAME)],
                              stdout=subprocess.PIPE, text=True)
     inside = 0
@@ -262,8 +276,9 @@ def _frames_pipe(n):
     a, b = ctx.Pipe(duplex=False)
     p, ready, out = run_consumer(_pipe_frames, (a, n))
     ready.wait(60)
-    frame = np.full(FRAME, 1, np.uint8)
-    for _ in range(n):
+    frame = np.empty(FRAME, np.uint8)
+    for i in range(n):
+        render(frame, i)
         b.send_bytes(frame)
     return finish(p, out, n)
 

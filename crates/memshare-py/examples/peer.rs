@@ -14,8 +14,8 @@
 //! peer chan-recv NAME                  say "ready", receive until the sender is gone; print "count=N
 //!                                      bytes=B", then each message of at most 64 bytes
 //! peer frames NAME COUNT SIZE          the benchmark's producer: COUNT frames of SIZE bytes
-//!                                      written in place (reserve + commit), index in the
-//!                                      first 8 bytes; prints "sent N"
+//!                                      made in place (reserve, fill with i % 251, index in
+//!                                      the first 8 bytes, commit); prints "sent N"
 //! peer pub NAME COUNT                  publish "message I" for I < COUNT (history COUNT), say
 //!                                      "ready", wait for a line on stdin, exit
 //! peer sub NAME COUNT                  receive COUNT messages (waiting up to 10 s for the
@@ -158,8 +158,8 @@ fn run(args: &[String]) -> Result<()> {
             let mut tx = Sender::open_or_create(name, 4 * size)?;
             for i in 0..count {
                 let mut g = tx.reserve(size)?;
+                g.fill((i % 251) as u8); // the frame, made in place
                 g[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                g[size - 1] = (i % 251) as u8;
                 g.commit();
             }
             say(&format!("sent {count}"))?;

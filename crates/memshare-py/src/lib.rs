@@ -6,7 +6,7 @@
 //! all on the Rust library's public API, with zero-copy buffers into shared
 //! memory (the buffer protocol: `memoryview`, numpy) that cannot outlive
 //! their mapping. How the borrowing guards of the Rust API are held for
-//! Python objects: [`shared`]. The package's documentation is its README.
+//! Python objects: `src/shared.rs`. The package's documentation is its README.
 
 #![cfg(unix)]
 

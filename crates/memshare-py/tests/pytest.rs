@@ -10,8 +10,12 @@
 //!   cargo cannot use the outer one, whose lock `cargo test` holds);
 //! - the package built by `maturin build` and installed into the venv,
 //!   rebuilt only when a source it is built from changed (`built` holds
-//!   their fingerprint), and the Rust peer program the tests talk to
-//!   (`examples/peer.rs`).
+//!   their fingerprint).
+//!
+//! The Rust peer program the tests talk to (`examples/peer.rs`) is the one
+//! `cargo test` built beside this test (it builds the examples when run
+//! without target filters) if it is up to date, else it is built into
+//! `target/` above.
 //!
 //! pytest's output is printed; a failing suite fails this test.
 //! `MEMSHARE_PYTHON` picks the interpreter the venv is made from.
@@ -92,9 +96,8 @@ fn venv(dir: &Path) -> PathBuf {
     venv
 }
 
-/// A fingerprint of every file the package and the peer are built from
-/// (paths, sizes, modification times).
-fn fingerprint() -> String {
+/// Every file the package and the peer are built from.
+fn sources() -> Vec<PathBuf> {
     let root = crate_dir().join("../..");
     let mut files = Vec::new();
     for dir in [
@@ -116,8 +119,13 @@ fn fingerprint() -> String {
         files.push(root.join(f));
     }
     files.sort();
+    files
+}
+
+/// A fingerprint of `files`: paths, sizes, modification times.
+fn fingerprint(files: &[PathBuf]) -> String {
     let mut h = DefaultHasher::new();
-    for f in &files {
+    for f in files {
         let m = std::fs::metadata(f).ok();
         f.hash(&mut h);
         m.as_ref().map(|m| m.len()).hash(&mut h);
@@ -159,14 +167,37 @@ fn in_venv(venv: &Path, dir: &Path, program: impl AsRef<std::ffi::OsStr>) -> Com
     cmd
 }
 
-/// Builds and installs the package and the peer if a source changed.
+/// The peer program `cargo test` built beside this test (it builds the
+/// examples when run without target filters), if it is newer than every
+/// source.
+fn outer_peer(sources: &[PathBuf]) -> Option<PathBuf> {
+    let this = std::env::current_exe().ok()?;
+    let peer = this.parent()?.parent()?.join("examples/peer");
+    let built = std::fs::metadata(&peer).ok()?.modified().ok()?;
+    let fresh = sources.iter().all(|s| {
+        std::fs::metadata(s)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t <= built)
+    });
+    fresh.then_some(peer)
+}
+
+/// Builds and installs the package if a source changed, and the peer
+/// program unless `cargo test` built a fresh one; returns the peer.
 fn build(venv: &Path, dir: &Path) -> PathBuf {
-    let peer = dir.join("target/debug/examples/peer");
+    let sources = sources();
     let stamp = dir.join("built");
-    let now = fingerprint();
-    if peer.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(now.as_str()) {
-        eprintln!("pytest.rs: the package and the peer are up to date");
-        return peer;
+    let now = fingerprint(&sources);
+    let nested_peer = dir.join("target/debug/examples/peer");
+    let peer = outer_peer(&sources);
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(now.as_str()) {
+        if let Some(p) = peer
+            .clone()
+            .or_else(|| nested_peer.exists().then(|| nested_peer.clone()))
+        {
+            eprintln!("pytest.rs: the package is up to date");
+            return p;
+        }
     }
     let wheels = dir.join("wheels");
     let _ = std::fs::remove_dir_all(&wheels);
@@ -195,6 +226,10 @@ fn build(venv: &Path, dir: &Path) -> PathBuf {
             ])
             .arg(&wheel),
     );
+    std::fs::write(&stamp, now).expect("write the build stamp");
+    if let Some(p) = peer {
+        return p;
+    }
     run(
         "cargo build --example peer",
         in_venv(venv, dir, env!("CARGO")).args([
@@ -206,8 +241,7 @@ fn build(venv: &Path, dir: &Path) -> PathBuf {
             "peer",
         ]),
     );
-    std::fs::write(&stamp, now).expect("write the build stamp");
-    peer
+    nested_peer
 }
 
 #[test]

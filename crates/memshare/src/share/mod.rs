@@ -35,6 +35,11 @@
 //! naming the key, never a crash. The same value can be passed any other
 //! way (a command-line argument) and taken with [`Segment::inherited_from`].
 //!
+//! A child that something else spawns (Python's `subprocess`,
+//! `posix_spawn`) gets the same from [`Segment::offer_to_child`] (Unix): a
+//! [`ChildOffer`] holds the descriptor to keep open in the child and the
+//! variable and value to set.
+//!
 //! ## On Windows
 //!
 //! The same `share`/`inherited` pair works, without inheritable handles:
@@ -77,6 +82,7 @@
 //! [`Segment`]: crate::Segment
 //! [`Segment::inherited`]: crate::Segment::inherited
 //! [`Segment::inherited_from`]: crate::Segment::inherited_from
+//! [`Segment::offer_to_child`]: crate::Segment::offer_to_child
 //! [`Error::InvalidHandle`]: crate::Error::InvalidHandle
 //! [`send_segments`]: crate::send_segments
 //! [`recv_segments`]: crate::recv_segments
