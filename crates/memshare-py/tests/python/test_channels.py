@@ -212,3 +212,44 @@ def test_a_message_outlives_its_receiver_object():
     del rx  # the message keeps the receiver (and its mapping) alive
     assert bytes(m) == b"kept alive"
     m.release()
+
+
+def test_an_anonymous_channel_made_by_the_receiver():
+    rx = memshare.Receiver.create(4096)
+    assert rx.name is None and "anonymous" in repr(rx)
+    tx = memshare.Sender.attach(rx.segment)
+    tx.send(b"to the creator")
+    assert rx.recv_bytes(timeout=5) == b"to the creator"
+    rx.close()
+    with pytest.raises(ValueError, match="closed"):
+        rx.segment  # the endpoint's handle went with it
+
+
+def test_a_signal_interrupts_a_wait_without_timeout():
+    """A blocking call runs Python's signal handlers between its waits, so
+    Ctrl-C (or any handler that raises) ends it."""
+    import os
+    import signal
+    import time
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted()
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    tx = memshare.Sender.create(4096)
+    rx = memshare.Receiver.attach(tx.segment)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(Interrupted):
+            rx.recv()  # no timeout: only the signal ends it
+        assert time.monotonic() - start < 2
+    finally:
+        timer.join()
+        signal.signal(signal.SIGUSR1, old)
+    tx.send(b"still usable")
+    assert rx.recv_bytes(timeout=5) == b"still usable"

@@ -61,6 +61,20 @@ print(a.name, a.map().read(0, 18).decode(), flush=True)
     assert out.stdout.split() == [n, "named", "segment", "1234"]
 
 
+def test_a_value_passed_on_the_command_line(pychild):
+    seg = memshare.Segment.create(4096)
+    seg.map().write(b"by argv")
+    with seg.share("argv") as offer:
+        assert not offer.closed
+        script = """
+import memshare, sys
+print(memshare.Segment.inherited_from("argv", sys.argv[1]).map().read(0, 7).decode(), flush=True)
+"""
+        child = pychild(script, offer.value, pass_fds=[offer.fd])
+    assert offer.closed
+    assert child.finish() == ["by argv"]
+
+
 def test_inherited_errors_name_the_key():
     with pytest.raises(memshare.InvalidInput, match="NOPE"):
         memshare.Segment.inherited("nope")
