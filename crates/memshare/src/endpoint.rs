@@ -1,9 +1,11 @@
 //! What every kind of endpoint (publish-subscribe, request/response)
 //! shares: windows of its segment, what it knows of the other endpoints'
-//! liveness, and instance ids.
+//! liveness, the routes of its wake words, and instance ids.
 
 use std::time::{Duration, Instant};
 
+use crate::primitive::FutexWord;
+use crate::sys::{WordRole, WordRoute};
 use crate::waiting::LIVENESS_INTERVAL;
 use crate::{Result, Segment, View};
 
@@ -88,6 +90,53 @@ impl Liveness {
         let alive = segment.object().byte_locked(byte)?;
         *entry = Some((instance, alive, Instant::now()));
         Ok(alive)
+    }
+}
+
+/// The wake words an endpoint parks on and wakes, routed when it attaches
+/// (`sys::WordRole`: nothing on Linux, kernel events on Windows) and kept
+/// as long as the endpoint. Every endpoint maps its own view of the
+/// header, so a word's address belongs to one endpoint.
+#[derive(Debug, Default)]
+pub(crate) struct Routes(Vec<WordRoute>);
+
+impl Routes {
+    /// Routes `word`, a field of `header`, which this endpoint maps from
+    /// byte 0 of `segment`, for `role`.
+    pub(crate) fn add<H>(
+        &mut self,
+        segment: &Segment,
+        header: &H,
+        word: &FutexWord,
+        role: WordRole,
+    ) -> Result<()> {
+        let offset = (word as *const FutexWord as usize).wrapping_sub(header as *const H as usize);
+        debug_assert!(offset < std::mem::size_of::<H>(), "a word of the header");
+        self.0.push(word.route(segment, offset as u64, role)?);
+        Ok(())
+    }
+
+    /// [`Routes::add`] for the word this endpoint parks on (its only
+    /// waiter).
+    pub(crate) fn parks<H>(
+        &mut self,
+        segment: &Segment,
+        header: &H,
+        word: &FutexWord,
+    ) -> Result<()> {
+        self.add(segment, header, word, WordRole::Parks { waiter: 0 })
+    }
+
+    /// [`Routes::add`] for words this endpoint wakes (one waiter each).
+    pub(crate) fn wakes<'a, H>(
+        &mut self,
+        segment: &Segment,
+        header: &H,
+        words: impl IntoIterator<Item = &'a FutexWord>,
+    ) -> Result<()> {
+        words
+            .into_iter()
+            .try_for_each(|word| self.add(segment, header, word, WordRole::Wakes { waiters: 1 }))
     }
 }
 

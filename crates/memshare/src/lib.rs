@@ -14,8 +14,8 @@
 //! | `CloseHandle` | dropping the [`Segment`] | `close` |
 //!
 //! Linux and Windows are tested (Windows under Wine), macOS and FreeBSD
-//! compile; channels and inspection are Unix-only. The platform
-//! differences are listed in the repository's `docs/platforms.md`.
+//! compile; inspection of the machine's named segments is Unix-only. The
+//! platform differences are listed in the repository's `docs/platforms.md`.
 //!
 //! ```
 //! use memshare::Segment;
@@ -71,26 +71,21 @@
 // they use is unused there.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
-#[cfg(unix)]
 pub mod channel;
-#[cfg(all(unix, not(loom)))]
+#[cfg(not(loom))]
 mod endpoint;
 mod error;
 #[cfg(unix)]
 pub mod inspect;
 mod name;
-#[cfg(unix)]
 mod primitive;
-#[cfg(unix)]
 pub mod pubsub;
-#[cfg(unix)]
 pub mod rpc;
 mod segment;
 pub mod share;
 pub mod sync;
 mod sys;
 mod view;
-#[cfg(unix)]
 mod waiting;
 
 pub use error::{Error, Result};

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 /// A 32-bit word in shared memory that an endpoint parks on: a shared
 /// futex on Linux (see `sync`). Its value is a sequence number that every
-/// wake bumps.
+/// wake bumps. An endpoint routes each word it parks on or wakes when it
+/// attaches ([`FutexWord::route`]): nothing on Linux, the kernel events
+/// behind the word on Windows.
 #[cfg(not(loom))]
 #[repr(transparent)]
 pub(crate) struct FutexWord(AtomicU32);
@@ -42,6 +44,26 @@ impl FutexWord {
     pub(crate) fn bump_and_wake_all(&self) {
         self.0.fetch_add(1, Ordering::Release);
         crate::sys::wake(&self.0, u32::MAX);
+    }
+
+    /// Bumps the word, then wakes the waiters whose bits are set in
+    /// `waiters` (bit `i`: the endpoint that parks as waiter `i`). Where
+    /// the system waits on the word itself (a futex), every waiter.
+    pub(crate) fn bump_and_wake_waiters(&self, waiters: u64) {
+        self.0.fetch_add(1, Ordering::Release);
+        crate::sys::wake_waiters(&self.0, waiters);
+    }
+
+    /// Prepares this word, at byte `offset` of `segment`, for an endpoint
+    /// that uses it as `role`; kept as long as the endpoint (see
+    /// `sys::WordRole`).
+    pub(crate) fn route(
+        &self,
+        segment: &crate::Segment,
+        offset: u64,
+        role: crate::sys::WordRole,
+    ) -> crate::Result<crate::sys::WordRoute> {
+        segment.object().route_word(&self.0, offset, role)
     }
 }
 
@@ -86,6 +108,10 @@ impl FutexWord {
 
     pub(crate) fn bump_and_wake_all(&self) {
         self.bump_and_wake();
+    }
+
+    pub(crate) fn bump_and_wake_waiters(&self, _waiters: u64) {
+        self.bump_and_wake_all();
     }
 }
 

@@ -338,6 +338,22 @@ impl Segment {
         self.object.len()
     }
 
+    /// How much longer than the structure in it the segment may be because
+    /// the system reports its size only in whole pages: 0 where the size is
+    /// exact (Unix; Windows sections made here or handed over with their
+    /// size), a page less one byte for a Windows section opened by name
+    /// (`NtQuerySection`). Channel and service headers say their own
+    /// length; it must be the segment's to within this.
+    pub(crate) fn len_slack(&self) -> u64 {
+        self.object.len_slack()
+    }
+
+    /// Whether a structure of `declared` bytes fills this segment, as far
+    /// as the system tells its size ([`Segment::len_slack`]).
+    pub(crate) fn len_fits(&self, declared: u64) -> bool {
+        declared <= self.len() && self.len() - declared <= self.len_slack()
+    }
+
     /// Always false: a segment is at least one byte long. (Here for the
     /// `len`/`is_empty` convention.)
     pub fn is_empty(&self) -> bool {

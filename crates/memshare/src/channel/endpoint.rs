@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::layout::{self, Header, Side};
 use super::ring::{self, Corruption, Ring};
+use crate::endpoint::Routes;
 use crate::sys::ByteLock;
 use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
 use crate::{Error, Result, Segment, ViewMut};
@@ -27,6 +28,8 @@ pub(crate) struct Endpoint {
     /// look like one that never came).
     peer_seen: bool,
     segment: Segment,
+    /// The futex words it parks on (its own) and wakes (the peer's).
+    _routes: Routes,
     _lock: ByteLock,
     // Declared last: dropped after everything that points into it.
     view: ViewMut,
@@ -139,13 +142,7 @@ impl Endpoint {
                 layout::HEADER_LEN
             )));
         }
-        let capacity = h.fixed.capacity.load(Ordering::Relaxed);
-        let expected = ring_capacity(segment)?;
-        if capacity != expected {
-            return Err(corrupt(format!(
-                "capacity {capacity} does not match the segment's ring of {expected} bytes"
-            )));
-        }
+        let capacity = checked_capacity(segment, h.fixed.capacity.load(Ordering::Relaxed))?;
         let lock = segment
             .object()
             .lock_byte(layout::lock_byte(side))?
@@ -153,6 +150,9 @@ impl Endpoint {
                 object: object.clone(),
                 side: side.name(),
             })?;
+        let mut routes = Routes::default();
+        routes.parks(segment, h, &h.park(side).futex)?;
+        routes.wakes(segment, h, [&h.park(side.peer()).futex])?;
         let peer_seen = h.state(side.peer()).load(Ordering::Acquire) != layout::STATE_NEW;
         // SAFETY: the view maps the whole segment, which is the header plus
         // `capacity` bytes (checked above), page-aligned; the endpoint keeps
@@ -166,6 +166,7 @@ impl Endpoint {
             last_liveness: Instant::now(),
             peer_seen,
             segment: segment.clone(),
+            _routes: routes,
             _lock: lock,
             view,
         };
@@ -332,6 +333,37 @@ pub(crate) fn ring_capacity(segment: &Segment) -> Result<u64> {
         });
     }
     Ok(ring)
+}
+
+/// The ring capacity of the channel in `segment` whose header says
+/// `declared`: the rest of the segment after the header, which must be a
+/// power of two within the limits (`NotAChannel`), and `declared`
+/// (`Corrupted`). Where the system knows the segment's size only in whole
+/// pages (a Windows section opened by name), `declared` if it is a valid
+/// ring size that the segment holds to within that page.
+pub(crate) fn checked_capacity(segment: &Segment, declared: u64) -> Result<u64> {
+    let corrupt = |detail: String| Error::Corrupted {
+        object: segment.describe(),
+        detail,
+    };
+    if segment.len_slack() == 0 {
+        let ring = ring_capacity(segment)?;
+        if declared != ring {
+            return Err(corrupt(format!(
+                "capacity {declared} does not match the segment's ring of {ring} bytes"
+            )));
+        }
+        return Ok(ring);
+    }
+    let valid = (layout::MIN_CAPACITY..=layout::MAX_CAPACITY).contains(&declared)
+        && declared.is_power_of_two();
+    if !valid || !segment.len_fits(layout::HEADER_LEN as u64 + declared) {
+        return Err(corrupt(format!(
+            "capacity {declared} does not match the segment of {} bytes (whole pages)",
+            segment.len()
+        )));
+    }
+    Ok(declared)
 }
 
 /// The segment size for a channel whose ring holds at least `capacity`

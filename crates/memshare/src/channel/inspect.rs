@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::endpoint::ring_capacity;
+use super::endpoint::checked_capacity;
 use super::layout::{self, frame_len, Header, Side};
 use crate::{Error, Result, Segment};
 
@@ -95,13 +95,7 @@ pub fn inspect(segment: &Segment) -> Result<ChannelState> {
             ),
         });
     }
-    let capacity = ring_capacity(segment)?;
-    if h.fixed.capacity.load(Ordering::Relaxed) != capacity {
-        return Err(Error::Corrupted {
-            object: segment.describe(),
-            detail: "the capacity field does not match the segment".into(),
-        });
-    }
+    let capacity = checked_capacity(segment, h.fixed.capacity.load(Ordering::Relaxed))?;
     let write_pos = h.position(Side::Sender).load(Ordering::Acquire);
     let read_pos = h.position(Side::Receiver).load(Ordering::Acquire);
     let bytes_pending = write_pos

@@ -8,7 +8,7 @@ use super::config::ServiceConfig;
 use super::layout::{self, Header};
 use super::ring::{park_publisher, Limits, PubCore, SubView};
 use super::service::{Role, Service};
-use crate::endpoint::{new_instance, Liveness};
+use crate::endpoint::{new_instance, Liveness, Routes};
 use crate::sys::ByteLock;
 use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
 use crate::{Error, Result, Segment};
@@ -34,6 +34,7 @@ pub struct Publisher {
     strategy: WaitStrategy,
     /// The subscribers' liveness, asked at most once per liveness interval.
     subscribers: Liveness,
+    _routes: Routes,
     _lock: ByteLock,
     // Declared last: dropped after everything that points into it.
     service: Service,
@@ -145,6 +146,19 @@ impl Publisher {
             });
         };
         let service = open(segment, Role::Publisher(index))?;
+        // It parks on its own word when waiting for room, and wakes the
+        // subscribers (waiters of the service's word, one per slot).
+        let h = service.header();
+        let mut routes = Routes::default();
+        routes.parks(segment, h, &h.publisher_wake[index as usize].futex)?;
+        routes.add(
+            segment,
+            h,
+            &h.wake.futex,
+            crate::sys::WordRole::Wakes {
+                waiters: service.geometry.shape.max_subscribers,
+            },
+        )?;
         let view = service.publisher(index).expect("our own region is mapped");
         let instance = new_instance();
         let core = PubCore::new(index, instance, Limits::from(&service.geometry), &view);
@@ -159,6 +173,7 @@ impl Publisher {
             core,
             strategy: WaitStrategy::default(),
             subscribers,
+            _routes: routes,
             _lock: lock,
             service,
         })

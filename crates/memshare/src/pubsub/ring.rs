@@ -340,9 +340,14 @@ impl PubCore {
         // `park_subscriber`): it sees the entry, or we see its bit.
         fence(Ordering::SeqCst);
         // The waker clears the bits: one wake per park, not one per
-        // message while the woken subscribers have not run yet.
-        if wake.parked.load(Ordering::Relaxed) != 0 && wake.parked.swap(0, Ordering::Relaxed) != 0 {
-            wake.futex.bump_and_wake_all();
+        // message while the woken subscribers have not run yet. It wakes
+        // the subscribers whose bits it cleared (where the system cannot
+        // wake a futex's waiters all at once: Windows' events).
+        if wake.parked.load(Ordering::Relaxed) != 0 {
+            let parked = wake.parked.swap(0, Ordering::Relaxed);
+            if parked != 0 {
+                wake.futex.bump_and_wake_waiters(parked);
+            }
         }
     }
 }

@@ -89,7 +89,7 @@ impl Service {
                 ),
             });
         }
-        let geometry = Geometry::load(h, segment.len()).map_err(|detail| Error::Corrupted {
+        let geometry = Geometry::load(h, segment).map_err(|detail| Error::Corrupted {
             object: object.clone(),
             detail,
         })?;

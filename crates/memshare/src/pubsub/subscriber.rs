@@ -9,7 +9,7 @@ use super::layout;
 use super::ring::{park_subscriber, Got, Limits, SubCore};
 use super::service::{Role, Service};
 use super::PublisherId;
-use crate::endpoint::{new_instance, Liveness};
+use crate::endpoint::{new_instance, Liveness, Routes};
 use crate::sys::ByteLock;
 use crate::waiting::{Rounds, Step, WaitStrategy};
 use crate::{Error, Result, Segment};
@@ -45,6 +45,7 @@ pub struct Subscriber {
     strategy: WaitStrategy,
     /// The publishers' liveness, asked at most once per liveness interval.
     publishers: RefCell<Liveness>,
+    _routes: Routes,
     _lock: ByteLock,
     // Declared last: dropped after everything that points into it.
     service: Service,
@@ -115,6 +116,18 @@ impl Subscriber {
                 limit: u64::from(slots),
             });
         };
+        // It parks on the service's word as waiter `index` (its parked
+        // bit) and wakes publishers waiting for room.
+        let h = service.header();
+        let mut routes = Routes::default();
+        routes.add(
+            segment,
+            h,
+            &h.wake.futex,
+            crate::sys::WordRole::Parks { waiter: index },
+        )?;
+        let publishers_words = &h.publisher_wake[..service.geometry.shape.max_publishers as usize];
+        routes.wakes(segment, h, publishers_words.iter().map(|w| &w.futex))?;
         let limits = Limits::from(&service.geometry);
         let core = SubCore::new(limits, service.publishers());
         let sub = service.subscriber(index);
@@ -145,6 +158,7 @@ impl Subscriber {
             max_held: service.geometry.shape.max_held as usize,
             strategy: WaitStrategy::default(),
             publishers: RefCell::new(publishers),
+            _routes: routes,
             _lock: lock,
             service,
         })

@@ -15,7 +15,7 @@ use super::layout::{
 use super::protocol::{self, Answer};
 use super::service::{Role, Service};
 use super::{ClientId, ServerConfig};
-use crate::endpoint::new_instance;
+use crate::endpoint::{new_instance, Routes};
 use crate::primitive::Ordering;
 use crate::sys::ByteLock;
 use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
@@ -65,6 +65,7 @@ pub struct Client {
     strategy: WaitStrategy,
     /// When the server's lock was last asked about.
     last_liveness: Instant,
+    _routes: Routes,
     _lock: ByteLock,
 }
 
@@ -233,6 +234,11 @@ impl Client {
         };
         drop(probe);
         let service = Service::open(segment, Role::Client(index))?;
+        // It parks on its own word in the header and wakes the server.
+        let h = service.header();
+        let mut routes = Routes::default();
+        routes.parks(segment, h, &h.client_wake[index as usize].futex)?;
+        routes.wakes(segment, h, [&h.server_wake.futex])?;
         let block = service.block(index);
         let instance = new_instance();
         let head = block.head.load(Ordering::Relaxed);
@@ -258,6 +264,7 @@ impl Client {
             abandoned: Arc::new(AtomicU64::new(0)),
             strategy: WaitStrategy::default(),
             last_liveness: Instant::now(),
+            _routes: routes,
             _lock: lock,
             service,
         })

@@ -13,7 +13,7 @@ use super::layout::{
 use super::protocol::{self, Take};
 use super::service::{Role, Service};
 use super::{ClientId, ServerConfig};
-use crate::endpoint::{new_instance, Liveness};
+use crate::endpoint::{new_instance, Liveness, Routes};
 use crate::primitive::Ordering;
 use crate::sys::ByteLock;
 use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
@@ -55,6 +55,7 @@ pub struct Server {
     /// Receives since the last upkeep look at the time.
     polls: Cell<u32>,
     last_upkeep: Cell<Instant>,
+    _routes: Routes,
     _lock: ByteLock,
 }
 
@@ -114,7 +115,17 @@ impl Server {
                 Retired::Busy => std::thread::sleep(Duration::from_millis(1)),
             }
         }
-        Err(Error::already_exists(name))
+        // Still there: a service being created or retired all along. On
+        // Windows, where a name lives as long as its holders, that is a
+        // retired service whose old clients have not dropped it yet.
+        Err(Error::already_exists_because(
+            name,
+            std::io::Error::other(
+                "for 2 s the name held a service being created or retired (on Windows a \
+                 retired service keeps its name until its old clients, which still hold it, \
+                 let go)",
+            ),
+        ))
     }
 
     fn create_new(name: &str, geometry: &layout::Geometry) -> Result<Server> {
@@ -156,10 +167,18 @@ impl Server {
         };
         let instance = new_instance();
         let h = service.header();
+        let n = service.geometry.shape.max_clients;
+        // It parks on the server's word and wakes every client's.
+        let mut routes = Routes::default();
+        routes.parks(segment, h, &h.server_wake.futex)?;
+        routes.wakes(
+            segment,
+            h,
+            h.client_wake[..n as usize].iter().map(|w| &w.futex),
+        )?;
         h.server.instance.store(instance, Ordering::Relaxed);
         h.server.pid.store(std::process::id(), Ordering::Relaxed);
         h.server.state.store(SERVER_ATTACHED, Ordering::Release);
-        let n = service.geometry.shape.max_clients;
         service.check_intact()?;
         Ok(Server {
             instance,
@@ -169,6 +188,7 @@ impl Server {
             next: Cell::new(0),
             polls: Cell::new(0),
             last_upkeep: Cell::new(Instant::now()),
+            _routes: routes,
             _lock: lock,
             service,
         })
@@ -614,9 +634,12 @@ fn retire_dead(name: &str) -> Result<Retired> {
     }
     // A server that is gone: detached, or dead (its lock was free).
     h.server.state.store(SERVER_DETACHED, Ordering::Release);
+    let mut routes = Routes::default();
+    routes.wakes(&segment, h, h.client_wake.iter().map(|w| &w.futex))?;
     for wake in &h.client_wake[..] {
         wake.futex.bump_and_wake();
     }
+    drop(routes);
     view.check_intact()?;
     segment.object().remove_name_if_current()?;
     drop(lock);

@@ -19,6 +19,29 @@ mod windows;
 #[cfg(windows)]
 pub(crate) use windows::*;
 
+/// How an endpoint uses a 32-bit wake word of an object it maps
+/// (`Object::route_word`): the words are the same on every system, what
+/// carries a wake-up between processes is not. Linux, macOS and FreeBSD
+/// wait on the word itself (a shared futex, `os_sync_wait_on_address`,
+/// `_umtx_op`), so a route is nothing there; Windows cannot wait on an
+/// address across processes, so a route names the kernel events that do
+/// (`sys/windows/sync.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WordRole {
+    /// This endpoint sleeps on the word, as waiter `waiter` (0 for a word
+    /// with one waiter; a subscriber's slot for the word all subscribers
+    /// share).
+    Parks {
+        /// Which of the word's waiters this endpoint is.
+        waiter: u32,
+    },
+    /// This endpoint wakes the word's waiters `0..waiters`.
+    Wakes {
+        /// How many waiters the word can have.
+        waiters: u32,
+    },
+}
+
 /// What a handle may do with an object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Access {

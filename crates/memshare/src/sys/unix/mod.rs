@@ -17,7 +17,7 @@ use rustix::fs;
 use rustix::io::Errno;
 use rustix::mm;
 
-use super::{describe, Access, Meta, Owner, Prefault};
+use super::{describe, Access, Meta, Owner, Prefault, WordRole};
 use crate::{Error, Result};
 
 pub(crate) use inspect::{holder_pids, list_named, named_capacity, stat_named};
@@ -27,7 +27,7 @@ pub(crate) use share::{
     adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid, recv_with_fds,
     send_with_fds,
 };
-pub(crate) use sync::{wait, wake, ByteLock};
+pub(crate) use sync::{wait, wake, wake_waiters, ByteLock, WordRoute};
 
 /// What a creator asks for beyond the size.
 #[derive(Clone, Copy, Debug, Default)]
@@ -133,6 +133,11 @@ impl Object {
     /// of an owner `owner` accepts.
     pub(crate) fn open_named(name: &str, access: Access, owner: Owner) -> Result<Object> {
         names::open(name, access, owner)
+    }
+
+    /// The size is exact (`fstat`): no slack.
+    pub(crate) fn len_slack(&self) -> u64 {
+        0
     }
 
     /// Removes this object's name, if the name still refers to this object

@@ -4,6 +4,8 @@
 //!   `FUTEX_PRIVATE_FLAG`) futex on Linux, keyed by the physical page, so it
 //!   works between processes that map the page at different addresses.
 //!   Elsewhere a short sleep stands in for the wait (correct, slower).
+//!   The word itself is what is waited on, so an endpoint's routes
+//!   (`Object::route_word`, which Windows needs) are nothing here.
 //! - Liveness: a holder takes a write lock on one byte of the object
 //!   through an open file description of its own (`F_OFD_SETLK` on Linux).
 //!   The kernel drops the lock when that description is closed, which
@@ -16,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use super::{os_error, Object};
+use super::{os_error, Object, WordRole};
 use crate::Result;
 
 /// Waits while `*word == expected`, for at most `timeout`. Returns on a
@@ -30,6 +32,18 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
 pub(crate) fn wake(word: &AtomicU32, n: u32) {
     imp::wake(word, n)
 }
+
+/// Wakes the waiters of `word` whose bits are set in `waiters` (bit `i`:
+/// the endpoint that parks as waiter `i`): a futex does not know who
+/// waits, so every waiter.
+pub(crate) fn wake_waiters(word: &AtomicU32, _waiters: u64) {
+    imp::wake(word, u32::MAX)
+}
+
+/// How an endpoint's wait and wake on a word reach the other processes:
+/// through the word itself here, so nothing to hold.
+#[derive(Debug)]
+pub(crate) struct WordRoute;
 
 /// A write lock on one byte of an object, held through an open file
 /// description of its own. Dropping it releases the lock; so does the
@@ -51,6 +65,18 @@ impl Object {
             Ok(false) => Ok(None),
             Err(e) => Err(os_error(self.name(), "fcntl(F_OFD_SETLK)", e)),
         }
+    }
+
+    /// The route of `word`, at byte `offset` of this object, for an
+    /// endpoint that uses it as `role`: nothing to prepare (see the module
+    /// docs).
+    pub(crate) fn route_word(
+        &self,
+        _word: &AtomicU32,
+        _offset: u64,
+        _role: WordRole,
+    ) -> Result<WordRoute> {
+        Ok(WordRoute)
     }
 
     /// Whether some holder other than this process's own locks holds byte

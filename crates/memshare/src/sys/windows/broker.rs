@@ -105,7 +105,8 @@ pub(crate) fn offer(handle: Handle, access: u32, to: Recipient) -> Result<u128, 
     Ok(token)
 }
 
-fn random_token() -> Result<u128, String> {
+/// 128 random bits from the system's generator.
+pub(super) fn random_token() -> Result<u128, String> {
     let mut bytes = [0u8; 16];
     // SAFETY: `bytes` is writable and of the length passed.
     let status = unsafe {

@@ -209,6 +209,23 @@ pub(crate) fn granted_access(raw: HANDLE) -> Result<u32, u32> {
 
 /// The kernel type of the object `raw` refers to ("Section", "Event"...).
 pub(crate) fn type_name(raw: HANDLE) -> Result<String, u32> {
+    query_string(raw, ObjectTypeInformation).map(Option::unwrap_or_default)
+}
+
+/// `ObjectNameInformation`, the class of `NtQueryObject` that gives an
+/// object's name (winternl.h's `OBJECT_INFORMATION_CLASS`; windows-sys
+/// lacks the constant).
+const OBJECT_NAME_INFORMATION: i32 = 1;
+
+/// The full kernel name of the object `raw` refers to
+/// (`\Sessions\1\BaseNamedObjects\memshare.x`), `None` if it has none.
+pub(crate) fn object_name(raw: HANDLE) -> Result<Option<String>, u32> {
+    query_string(raw, OBJECT_NAME_INFORMATION)
+}
+
+/// What `NtQueryObject` says for a class that answers with a
+/// `UNICODE_STRING`: `None` for an empty one.
+fn query_string(raw: HANDLE, class: i32) -> Result<Option<String>, u32> {
     // A UNICODE_STRING followed by its characters; u64 for alignment.
     let mut buf = [0u64; 128];
     let mut written = 0u32;
@@ -216,7 +233,7 @@ pub(crate) fn type_name(raw: HANDLE) -> Result<String, u32> {
     let status = unsafe {
         NtQueryObject(
             raw,
-            ObjectTypeInformation,
+            class,
             buf.as_mut_ptr().cast(),
             std::mem::size_of_val(&buf) as u32,
             &mut written,
@@ -228,6 +245,9 @@ pub(crate) fn type_name(raw: HANDLE) -> Result<String, u32> {
     // SAFETY: on success the buffer starts with a UNICODE_STRING.
     let name: UNICODE_STRING = unsafe { std::ptr::read(buf.as_ptr().cast()) };
     let chars = usize::from(name.Length) / 2;
+    if chars == 0 {
+        return Ok(None);
+    }
     let start = buf.as_ptr() as usize;
     let end = start + std::mem::size_of_val(&buf);
     let text = name.Buffer as usize;
@@ -243,7 +263,7 @@ pub(crate) fn type_name(raw: HANDLE) -> Result<String, u32> {
             chars,
         )
     };
-    Ok(String::from_utf16_lossy(units))
+    Ok(Some(String::from_utf16_lossy(units)))
 }
 
 /// An NTSTATUS as the Win32 error a caller sees (`RtlNtStatusToDosError`

@@ -10,11 +10,10 @@ mod broker;
 mod handle;
 mod security;
 mod share;
+mod sync;
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU32;
-use std::time::Duration;
 
 use windows_sys::Win32::Foundation::{
     GetLastError, ERROR_ALREADY_EXISTS, ERROR_COMMITMENT_LIMIT, ERROR_INVALID_HANDLE,
@@ -32,6 +31,7 @@ use crate::{Error, Result};
 use super::{describe, Access, Meta, Owner, Prefault};
 pub(crate) use handle::Handle;
 pub(crate) use share::{adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid};
+pub(crate) use sync::{wait, wake, wake_waiters, ByteLock, WordRoute};
 
 /// What a creator asks for beyond the size.
 #[derive(Clone, Copy, Debug, Default)]
@@ -65,6 +65,15 @@ pub(crate) struct Object {
     /// Made by this process's memshare, with memshare's security
     /// descriptor (which `to_readonly` relies on).
     created_here: bool,
+    /// Whether `meta.len` is the size the section was made with (made
+    /// here, or handed over with its size), not the whole pages
+    /// `NtQuerySection` reports (a section opened by name).
+    len_exact: bool,
+    /// The section's kernel name, which names its wake and lock objects
+    /// (`sync.rs`): `memshare.<name>`, or `memshare-anon.<random>` for an
+    /// anonymous section made by memshare, `g.` in front in the global
+    /// namespace; `None` for a section without a name.
+    sync_id: Option<String>,
 }
 
 impl std::ops::Deref for Object {
@@ -107,6 +116,30 @@ fn system_info() -> SYSTEM_INFO {
     info
 }
 
+/// The part of a section's full kernel name (`\\Sessions\\1\\BaseNamedObjects\\x`
+/// or, in the global namespace, `\\BaseNamedObjects\\x`) that names its
+/// wake and lock objects: `x`, or `g.x` for a global one.
+fn sync_id(full: &str) -> Option<String> {
+    let (directory, leaf) = full.rsplit_once('\\')?;
+    if leaf.is_empty() {
+        return None;
+    }
+    Some(if directory == "\\BaseNamedObjects" {
+        format!("g.{leaf}")
+    } else {
+        leaf.to_owned()
+    })
+}
+
+/// The [`sync_id`] of the section `handle` refers to (`None` if it has no
+/// name, or the system does not say).
+pub(crate) fn sync_id_of(handle: &Handle) -> Option<String> {
+    handle::object_name(handle.raw())
+        .ok()
+        .flatten()
+        .and_then(|full| sync_id(&full))
+}
+
 /// The kernel object name for `name`: `Local\name` or `Global\name`.
 fn kernel_name(name: &str, global: bool) -> Vec<u16> {
     let prefix = if global { "Global\\" } else { "Local\\" };
@@ -126,6 +159,8 @@ impl Object {
         let section_len = handle::section_size(&handle)
             .map_err(|code| win_error(name.as_deref(), "NtQuerySection", code))?;
         Ok(Object {
+            len_exact: len.is_some(),
+            sync_id: sync_id_of(&handle),
             meta: Meta {
                 name,
                 access,
@@ -202,15 +237,27 @@ impl Object {
         Ok(())
     }
 
+    /// How much longer than its real size the section may be said to be:
+    /// `NtQuerySection` reports whole pages.
+    pub(crate) fn len_slack(&self) -> u64 {
+        if self.len_exact {
+            0
+        } else {
+            page_size() - 1
+        }
+    }
+
     /// The size now: a section never changes size.
     pub(crate) fn current_len(&self) -> Result<u64> {
         Ok(self.meta.len)
     }
 
-    /// Names cannot be removed on Windows (they go with their last
-    /// handle): `Unsupported`.
+    /// Nothing to remove: on Windows a name goes with the last handle or
+    /// view of its section, and not before. `Ok(false)`, as for a name that
+    /// no longer leads here (a request/response service retired by a new
+    /// server keeps its name until its old clients let go).
     pub(crate) fn remove_name_if_current(&self) -> Result<bool> {
-        remove_named(self.meta.name.as_deref().unwrap_or_default(), Owner::Me).map(|()| true)
+        Ok(false)
     }
 
     /// Offsets of views are aligned down to this.
@@ -290,7 +337,21 @@ fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -
         security::Descriptor::nobody_may_add_access()
     }
     .map_err(|code| win_error(name, "security descriptor", code))?;
-    let wide = named.map(|(n, global)| kernel_name(n, global));
+    // Anonymous sections get a random kernel name that nobody opens (the
+    // descriptor grants nobody access): it is what names their wake and
+    // lock objects in every process that holds them (`sync.rs`).
+    let wide = match named {
+        Some((n, global)) => kernel_name(n, global),
+        None => {
+            let id = broker::random_token().map_err(|detail| {
+                Error::from_io(None, "BCryptGenRandom", std::io::Error::other(detail))
+            })?;
+            format!("Local\\memshare-anon.{id:032x}")
+                .encode_utf16()
+                .chain(Some(0))
+                .collect()
+        }
+    };
     if opts.huge_pages {
         // SEC_LARGE_PAGES needs the SeLockMemoryPrivilege *enabled*, sizes
         // in multiples of GetLargePageMinimum(), and (Windows 10 1703 on)
@@ -310,7 +371,7 @@ fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -
             protect,
             (len >> 32) as u32,
             len as u32,
-            wide.as_ref().map_or(std::ptr::null(), |w| w.as_ptr()),
+            wide.as_ptr(),
         )
     };
     let code = last_error();
@@ -335,12 +396,15 @@ fn create_section(named: Option<(&str, bool)>, len: u64, opts: &CreateOptions) -
             code => win_error(name, "CreateFileMappingW", code),
         });
     };
-    if code == ERROR_ALREADY_EXISTS && name.is_some() {
-        // The call opened the existing section instead: not ours.
-        return Err(Error::already_exists_because(
-            name.unwrap_or_default(),
-            std::io::Error::from_raw_os_error(code as i32),
-        ));
+    if code == ERROR_ALREADY_EXISTS {
+        // The call opened the existing section instead: not ours (for an
+        // anonymous one, a random name someone else took: refused too).
+        return Err(match name {
+            Some(name) => {
+                Error::already_exists_because(name, std::io::Error::from_raw_os_error(code as i32))
+            }
+            None => win_error(None, "CreateFileMappingW", code),
+        });
     }
     // Keep only the access memshare needs: without WRITE_DAC/WRITE_OWNER,
     // no handle derived from this one can rewrite the security descriptor.
@@ -396,13 +460,3 @@ impl Drop for Mapping {
         debug_assert!(ok != 0, "UnmapViewOfFile failed: {}", last_error());
     }
 }
-
-/// Waits while `*word == expected`: Windows has no cross-process wait on
-/// an address (`WaitOnAddress` is per process), so this sleeps briefly and
-/// the caller re-checks, as on the Unixes without a shared futex.
-pub(crate) fn wait(_word: &AtomicU32, _expected: u32, timeout: Duration) {
-    std::thread::sleep(timeout.min(Duration::from_micros(200)));
-}
-
-/// Wakes waiters on `word`: nothing to do, waiters poll (see [`wait`]).
-pub(crate) fn wake(_word: &AtomicU32, _n: u32) {}

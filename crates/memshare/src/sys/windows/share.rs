@@ -63,6 +63,8 @@ impl Object {
             },
             section_len: self.section_len,
             created_here: true,
+            len_exact: self.len_exact,
+            sync_id: self.sync_id.clone(),
         })
     }
 
@@ -153,6 +155,8 @@ impl Object {
             .duplicate_here(if writable { RW_ACCESS } else { RO_ACCESS })
             .map_err(|code| win_error(None, "DuplicateHandle", code))?;
         Ok(Object {
+            len_exact: true,
+            sync_id: super::sync_id_of(&handle),
             handle,
             meta: Meta {
                 name: None,
@@ -286,6 +290,8 @@ fn adopt_fresh(raw: u64, claim: &Claim, origin: &str) -> Result<Object> {
         )));
     }
     Ok(Object {
+        len_exact: true,
+        sync_id: super::sync_id_of(&handle),
         handle,
         meta: Meta {
             name: claim.name.clone(),

@@ -1,0 +1,472 @@
+//! Cross-process waiting and liveness on Windows, with kernel objects
+//! named after the section.
+//!
+//! Windows cannot wait on an address across processes (`WaitOnAddress` is
+//! per process), and has no byte locks on sections. So:
+//!
+//! - **Wake-ups**: every endpoint that parks on a word of a section has an
+//!   auto-reset event of its own, `Local\memshare-wake.<section>.<offset>.<waiter>`
+//!   (`<section>`: the section's kernel name, see [`Object::sync_id`];
+//!   `<offset>`: the word's byte offset in the section; `<waiter>`: which of
+//!   the word's waiters). It creates the event when it attaches
+//!   ([`Object::route_word`] with `WordRole::Parks`), before it can park.
+//!   An endpoint that wakes the word opens the waiters' events when it
+//!   first wakes them (a waiter whose event does not exist has never
+//!   attached, so is not asleep) and keeps them open. The word stays the
+//!   protocol's wake-up counter: [`wait`] returns at once when the word no
+//!   longer holds the value the parker saw, else waits on the event; the
+//!   waker bumps the word, then sets the event. An event that is set while
+//!   nobody waits stays set, so the next wait returns at once: a wake-up
+//!   that comes between the parker's last look and its wait is not lost,
+//!   and a stale one is one spurious return (callers re-check).
+//! - **Which event**: the protocols call [`wait`] and [`wake`] with the
+//!   word, as on Linux; the endpoint registered, for that address in this
+//!   process, the events behind it (a process-wide table: one lookup on the
+//!   slow path, which makes a system call anyway). Every endpoint maps its
+//!   own view, so an address belongs to one endpoint.
+//! - **Liveness**: an endpoint holds a named mutex,
+//!   `Local\memshare-lock.<section>.<byte>` (the byte Unix locks). A mutex
+//!   belongs to a thread and is abandoned when that thread ends, so one
+//!   thread per process, started at the first lock, owns all of this
+//!   process's (endpoints move between threads; that thread lives as long as
+//!   the process). When the process dies, however it dies, the kernel
+//!   abandons them. Others ask without taking it: `NtQueryMutant` says
+//!   whether it is owned (a free, abandoned or missing mutex: nobody holds
+//!   the byte). Asking never disturbs a holder or an endpoint that attaches
+//!   at the same time.
+//!
+//! Every object is created with the same descriptor as named sections
+//! (this user only) and is never inheritable. They live in the session's
+//! namespace (`Local\`): the endpoints of one channel or service must be in
+//! one session.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use windows_sys::Win32::Foundation::{
+    ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_GEN_FAILURE, ERROR_INVALID_HANDLE, HANDLE,
+    NTSTATUS, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+};
+use windows_sys::Win32::System::Threading::{
+    CreateEventW, CreateMutexW, OpenEventW, OpenMutexW, ReleaseMutex, SetEvent,
+    WaitForSingleObject, EVENT_MODIFY_STATE, INFINITE,
+};
+
+use super::handle::Handle;
+use super::security::Descriptor;
+use super::{last_error, win_error, Object};
+use crate::sys::WordRole;
+use crate::{Error, Result};
+
+// Not in windows-sys: the state of a mutex without taking it. Documented
+// with `MUTANT_BASIC_INFORMATION` in the Windows Driver Kit (ntddk.h,
+// `ZwQueryMutant`); Wine implements it (dlls/ntdll/unix/sync.c).
+windows_link::link!("ntdll.dll" "system" fn NtQueryMutant(
+    mutant : HANDLE,
+    class : i32,
+    info : *mut c_void,
+    info_len : u32,
+    return_len : *mut u32
+) -> NTSTATUS);
+
+/// `MutantBasicInformation`, the class of `NtQueryMutant`.
+const MUTANT_BASIC_INFORMATION_CLASS: i32 = 0;
+
+/// `MUTANT_QUERY_STATE` (winnt.h): the access `NtQueryMutant` needs.
+const MUTANT_QUERY_STATE: u32 = 0x0001;
+
+/// `MUTANT_BASIC_INFORMATION`.
+#[repr(C)]
+#[derive(Default)]
+struct MutantBasicInformation {
+    /// 1 when free; 0 or less while owned (by as many acquisitions).
+    current_count: i32,
+    owned_by_caller: u8,
+    abandoned_state: u8,
+}
+
+/// Waits while `*word == expected`, for at most `timeout`: on the event of
+/// the endpoint that parks on `word` in this process, or, for a word no
+/// endpoint routed (the public `sync::wait`), a sleep of at most 200 µs.
+/// Returns on a wake, a timeout, or at once if the word differs (or the
+/// event was set while nobody waited): callers re-check.
+pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    if word.load(Ordering::Acquire) != expected {
+        return;
+    }
+    let Some(event) = routes().parker(address(word)) else {
+        std::thread::sleep(timeout.min(Duration::from_micros(200)));
+        return;
+    };
+    // Whole milliseconds, rounded up (a park slice is at least 100 µs):
+    // a zero wait would make the caller's loop spin with system calls.
+    let ms = timeout.as_nanos().div_ceil(1_000_000);
+    let ms = u32::try_from(ms).unwrap_or(INFINITE - 1).min(INFINITE - 1);
+    // SAFETY: `event` is an open event handle, kept open by the `Arc` for
+    // the duration of the call.
+    let r = unsafe { WaitForSingleObject(event.raw(), ms) };
+    debug_assert!(
+        r == WAIT_OBJECT_0 || r == WAIT_TIMEOUT,
+        "WaitForSingleObject on a wake event: {r:#x} (error {})",
+        last_error()
+    );
+}
+
+/// Wakes up to `n` waiters of `word` (waiters `0..n`), through the events
+/// the waking endpoint routed; nothing for a word no endpoint routed.
+pub(crate) fn wake(word: &AtomicU32, n: u32) {
+    let mask = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    wake_waiters(word, mask);
+}
+
+/// Wakes the waiters of `word` whose bits are set in `waiters` (bit `i`:
+/// the endpoint parked as waiter `i`).
+pub(crate) fn wake_waiters(word: &AtomicU32, waiters: u64) {
+    if let Some(route) = routes().waker(address(word)) {
+        route.wake(waiters);
+    }
+}
+
+fn address(word: &AtomicU32) -> usize {
+    word as *const AtomicU32 as usize
+}
+
+/// The route of one word for one endpoint; unregistered when dropped.
+#[derive(Debug)]
+pub(crate) struct WordRoute {
+    address: usize,
+    id: u64,
+}
+
+impl Drop for WordRoute {
+    fn drop(&mut self) {
+        routes().remove(self.address, self.id);
+    }
+}
+
+/// What an endpoint registered for an address.
+#[derive(Debug)]
+enum Route {
+    /// It parks here: its event.
+    Parks(Arc<Handle>),
+    /// It wakes the waiters here: their events, opened when first woken.
+    Wakes(Wakes),
+}
+
+#[derive(Debug)]
+struct Wakes {
+    /// `Local\memshare-wake.<section>.<offset>.` (the waiter follows).
+    prefix: String,
+    /// Per waiter: its event, once opened.
+    events: Mutex<Vec<Option<Handle>>>,
+}
+
+impl Wakes {
+    fn wake(&self, mut waiters: u64) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        while waiters != 0 {
+            let i = waiters.trailing_zeros() as usize;
+            waiters &= waiters - 1;
+            let Some(slot) = events.get_mut(i) else {
+                break;
+            };
+            if slot.is_none() {
+                let name = wide(&format!("{}{i}", self.prefix));
+                // SAFETY: `name` is NUL-terminated and outlives the call.
+                let raw = unsafe { OpenEventW(EVENT_MODIFY_STATE, 0, name.as_ptr()) };
+                // No event: that waiter never attached, so it is not asleep
+                // (asked again at the next wake).
+                *slot = Handle::from_raw(raw);
+            }
+            if let Some(event) = slot {
+                // SAFETY: an open event handle with EVENT_MODIFY_STATE.
+                let ok = unsafe { SetEvent(event.raw()) };
+                debug_assert!(ok != 0, "SetEvent: error {}", last_error());
+            }
+        }
+    }
+}
+
+/// The process's routes: per address, the routes registered there (one
+/// endpoint's: it may both park on and wake a word), with their ids.
+#[derive(Default)]
+struct Routes {
+    next: AtomicU64,
+    table: Mutex<HashMap<usize, Vec<(u64, Arc<Route>)>>>,
+}
+
+fn routes() -> &'static Routes {
+    static ROUTES: OnceLock<Routes> = OnceLock::new();
+    ROUTES.get_or_init(Routes::default)
+}
+
+impl Routes {
+    fn add(&self, address: usize, route: Route) -> WordRoute {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock()
+            .entry(address)
+            .or_default()
+            .push((id, Arc::new(route)));
+        WordRoute { address, id }
+    }
+
+    fn remove(&self, address: usize, id: u64) {
+        let mut table = self.lock();
+        if let Some(list) = table.get_mut(&address) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                table.remove(&address);
+            }
+        }
+    }
+
+    /// The event of the endpoint parking at `address` (the newest).
+    fn parker(&self, address: usize) -> Option<Arc<Handle>> {
+        self.lock()
+            .get(&address)?
+            .iter()
+            .rev()
+            .find_map(|(_, r)| match &**r {
+                Route::Parks(event) => Some(event.clone()),
+                Route::Wakes(_) => None,
+            })
+    }
+
+    /// The waker's route at `address` (the newest).
+    fn waker(&self, address: usize) -> Option<Arc<Route>> {
+        let table = self.lock();
+        let list = table.get(&address)?;
+        list.iter()
+            .rev()
+            .find(|(_, r)| matches!(**r, Route::Wakes(_)))
+            .map(|(_, r)| r.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<(u64, Arc<Route>)>>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Route {
+    fn wake(&self, waiters: u64) {
+        if let Route::Wakes(wakes) = self {
+            wakes.wake(waiters);
+        }
+    }
+}
+
+/// Holds a byte of an object (a named mutex owned by this process's lock
+/// thread). Dropping it releases the byte; so does the death of the
+/// process, however it dies (the kernel abandons the mutex).
+#[derive(Debug)]
+pub(crate) struct ByteLock {
+    mutex: Handle,
+}
+
+impl Drop for ByteLock {
+    fn drop(&mut self) {
+        // Released by the thread that owns it (a mutex is a thread's); the
+        // handle closes after.
+        keeper_call(|reply| Job::Release(self.mutex.raw() as usize, reply));
+    }
+}
+
+impl Object {
+    /// The section's kernel name, which the names of its wake and lock
+    /// objects start with: `memshare.<name>` for a named segment,
+    /// `memshare-anon.<random>` for an anonymous one made by memshare
+    /// (`g.` in front for a section in the global namespace). A section
+    /// with no name (made by other code) has none: it cannot carry
+    /// channels or services.
+    fn sync_id(&self) -> Result<&str> {
+        self.sync_id.as_deref().ok_or_else(|| Error::Unsupported {
+            what: format!(
+                "{}: waking and watching endpoints on Windows needs a section with a kernel \
+                 name, and this one has none (sections made by memshare all have one)",
+                crate::sys::describe(self.name())
+            ),
+        })
+    }
+
+    /// Takes byte `byte` of the object for this holder. `Ok(None)` if
+    /// another holder (in this process or another) has it.
+    pub(crate) fn lock_byte(&self, byte: u64) -> Result<Option<ByteLock>> {
+        let name = format!("Local\\memshare-lock.{}.{byte}", self.sync_id()?);
+        let descriptor = Descriptor::current_user_only()
+            .map_err(|code| win_error(self.name(), "security descriptor", code))?;
+        let wide_name = wide(&name);
+        // SAFETY: the attributes and the name outlive the call. Not owned
+        // at creation: ownership is taken by the lock thread below.
+        let raw = unsafe { CreateMutexW(descriptor.attributes(), 0, wide_name.as_ptr()) };
+        let Some(mutex) = Handle::from_raw(raw) else {
+            return Err(self.sync_error("CreateMutexW", &name, last_error()));
+        };
+        let taken = keeper_call(|reply| Job::Take(mutex.raw() as usize, reply))
+            .ok_or_else(|| self.sync_error("lock thread", &name, ERROR_GEN_FAILURE))?
+            .map_err(|code| self.sync_error("WaitForSingleObject", &name, code))?;
+        // (Not `then_some`: a `ByteLock` made for nothing would release,
+        // when dropped, the mutex another endpoint holds.)
+        Ok(if taken {
+            Some(ByteLock { mutex })
+        } else {
+            None
+        })
+    }
+
+    /// Whether some holder holds byte `byte` (asked without taking it).
+    pub(crate) fn byte_locked(&self, byte: u64) -> Result<bool> {
+        let name = format!("Local\\memshare-lock.{}.{byte}", self.sync_id()?);
+        let wide_name = wide(&name);
+        // SAFETY: the name outlives the call.
+        let raw = unsafe { OpenMutexW(MUTANT_QUERY_STATE, 0, wide_name.as_ptr()) };
+        let Some(mutex) = Handle::from_raw(raw) else {
+            return match last_error() {
+                // Nobody ever took it, or every holder is gone. (Windows
+                // says ERROR_INVALID_HANDLE for a name held by another
+                // kind of object, which no holder made either; Wine says
+                // it for a missing name too.)
+                ERROR_FILE_NOT_FOUND | ERROR_INVALID_HANDLE => Ok(false),
+                code => Err(self.sync_error("OpenMutexW", &name, code)),
+            };
+        };
+        let info = query_mutant(mutex.raw())
+            .map_err(|code| self.sync_error("NtQueryMutant", &name, code))?;
+        // Free (1) or abandoned (its owner died; then also free): nobody.
+        Ok(info.current_count <= 0)
+    }
+
+    /// The route of `word`, at byte `offset` of this object, for an
+    /// endpoint that uses it as `role` (see the module docs).
+    pub(crate) fn route_word(
+        &self,
+        word: &AtomicU32,
+        offset: u64,
+        role: WordRole,
+    ) -> Result<WordRoute> {
+        let prefix = format!("Local\\memshare-wake.{}.{offset}.", self.sync_id()?);
+        let route = match role {
+            WordRole::Parks { waiter } => {
+                let name = format!("{prefix}{waiter}");
+                let descriptor = Descriptor::current_user_only()
+                    .map_err(|code| win_error(self.name(), "security descriptor", code))?;
+                let wide_name = wide(&name);
+                // SAFETY: the attributes and the name outlive the call.
+                // Auto-reset (a wait consumes the wake-up), not set.
+                let raw =
+                    unsafe { CreateEventW(descriptor.attributes(), 0, 0, wide_name.as_ptr()) };
+                let event = Handle::from_raw(raw)
+                    .ok_or_else(|| self.sync_error("CreateEventW", &name, last_error()))?;
+                Route::Parks(Arc::new(event))
+            }
+            WordRole::Wakes { waiters } => Route::Wakes(Wakes {
+                prefix,
+                events: Mutex::new((0..waiters.min(64)).map(|_| None).collect()),
+            }),
+        };
+        Ok(routes().add(address(word), route))
+    }
+
+    fn sync_error(&self, op: &'static str, object: &str, code: u32) -> Error {
+        if code == ERROR_ACCESS_DENIED {
+            return Error::PermissionDenied {
+                source: Some(std::io::Error::from_raw_os_error(code as i32)),
+                object: crate::sys::describe(self.name()),
+                op: format!(
+                    "{op} of {object}: another user holds that name (the wake and lock objects \
+                     of a segment are this user's)"
+                ),
+            };
+        }
+        win_error(self.name(), op, code)
+    }
+}
+
+fn query_mutant(mutex: HANDLE) -> std::result::Result<MutantBasicInformation, u32> {
+    let mut info = MutantBasicInformation::default();
+    let mut written = 0u32;
+    // SAFETY: `info` is a writable MUTANT_BASIC_INFORMATION of the size
+    // passed; `mutex` is open with MUTANT_QUERY_STATE (or all access).
+    let status = unsafe {
+        NtQueryMutant(
+            mutex,
+            MUTANT_BASIC_INFORMATION_CLASS,
+            (&mut info as *mut MutantBasicInformation).cast(),
+            std::mem::size_of::<MutantBasicInformation>() as u32,
+            &mut written,
+        )
+    };
+    if status < 0 {
+        return Err(ERROR_GEN_FAILURE);
+    }
+    Ok(info)
+}
+
+fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(Some(0)).collect()
+}
+
+/// What the lock thread is asked to do, with a mutex handle's value (the
+/// caller keeps the handle open until the answer).
+enum Job {
+    /// Take the mutex unless someone owns it: `Ok(true)` if taken.
+    Take(usize, mpsc::SyncSender<std::result::Result<bool, u32>>),
+    /// Release a mutex this thread owns.
+    Release(usize, mpsc::SyncSender<std::result::Result<bool, u32>>),
+}
+
+/// Sends a job to the lock thread (started at the first call) and waits
+/// for its answer; `None` if the thread cannot be reached.
+fn keeper_call(
+    job: impl FnOnce(mpsc::SyncSender<std::result::Result<bool, u32>>) -> Job,
+) -> Option<std::result::Result<bool, u32>> {
+    static KEEPER: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (send, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("memshare-locks".into())
+            .spawn(move || keep(jobs))
+            .ok()
+            .map(|_| send)
+    });
+    let (reply, answer) = mpsc::sync_channel(1);
+    keeper.as_ref()?.send(job(reply)).ok()?;
+    answer.recv().ok()
+}
+
+/// The lock thread: owns every mutex this process's endpoints hold, for
+/// as long as the process lives.
+fn keep(jobs: mpsc::Receiver<Job>) {
+    for job in jobs {
+        match job {
+            Job::Take(raw, reply) => {
+                let _ = reply.send(take(raw as HANDLE));
+            }
+            Job::Release(raw, reply) => {
+                // SAFETY: a mutex handle the caller keeps open, owned by
+                // this thread (taken by `take`).
+                let ok = unsafe { ReleaseMutex(raw as HANDLE) };
+                debug_assert!(ok != 0, "ReleaseMutex: error {}", last_error());
+                let _ = reply.send(Ok(true));
+            }
+        }
+    }
+}
+
+fn take(raw: HANDLE) -> std::result::Result<bool, u32> {
+    // A mutex is recursive: asked first, so that this thread does not take
+    // again one it owns for another endpoint of this process.
+    if query_mutant(raw)?.current_count <= 0 {
+        return Ok(false);
+    }
+    // SAFETY: a mutex handle the caller keeps open for the call.
+    match unsafe { WaitForSingleObject(raw, 0) } {
+        // Abandoned: its last owner died; it is this thread's now.
+        WAIT_OBJECT_0 | WAIT_ABANDONED => Ok(true),
+        WAIT_TIMEOUT => Ok(false),
+        _ => Err(last_error()),
+    }
+}
