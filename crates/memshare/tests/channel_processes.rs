@@ -1,7 +1,6 @@
 //! Channels between real processes: stress in every wait strategy, SIGKILL
 //! of either side at random points, and a hostile process scribbling over
 //! the shared memory. The test binary re-runs itself as the peer.
-#![cfg(unix)]
 
 mod common;
 

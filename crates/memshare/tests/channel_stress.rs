@@ -2,7 +2,6 @@
 //! strategy: no loss, no duplicate, no reordering, every byte checked. In a
 //! test binary of its own, so that no other test competes for the CPUs
 //! while both processes spin.
-#![cfg(unix)]
 
 mod common;
 

@@ -13,7 +13,6 @@
 //! too: the store of the position waits in the store buffer while the
 //! waiting flag is read. It needs the race, so it needs two CPUs that are
 //! free enough to run both processes at once.
-#![cfg(unix)]
 
 mod common;
 

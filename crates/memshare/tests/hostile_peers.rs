@@ -2,7 +2,6 @@
 //! to "never attached") and dies. Once a side has seen its peer, it asks
 //! the peer's liveness lock whatever the state word says, so the result is
 //! `Disconnected` within the liveness interval, never a hang or `TimedOut`.
-#![cfg(unix)]
 
 mod common;
 
@@ -18,13 +17,12 @@ const SENDER_STATE: usize = 64;
 const RECEIVER_STATE: usize = 68;
 
 /// Zeroes `offset` of the segment called `name` and dies at once
-/// (SIGKILL): nothing of this process can tell its peer it left.
+/// (SIGKILL, `TerminateProcess`): nothing of this process can tell its
+/// peer it left.
 fn zero_and_die(segment: &Segment, offset: usize) -> ! {
     let view = segment.map(..).unwrap();
     view.atomic_u32(offset).unwrap().store(0, Ordering::Release);
-    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
-        .unwrap();
-    unreachable!("SIGKILL returned");
+    common::die_now()
 }
 
 /// A wait that must end in `Disconnected`: how long it took.

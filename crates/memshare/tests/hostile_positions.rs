@@ -3,8 +3,6 @@
 //! (`fuzz/`): positions near `u64::MAX` were accepted at attach, and the
 //! first send overflowed the sender's position (a panic in debug builds,
 //! a wrapped position in release builds).
-#![cfg(unix)]
-#![cfg(unix)]
 
 use std::sync::atomic::Ordering;
 

@@ -4,7 +4,6 @@
 //! buffers beyond the liveness interval) and of publishers (a clean prefix,
 //! then `Disconnected`, then a new publisher continues), and a subscriber
 //! that scribbles over its own block.
-#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -7,7 +7,6 @@
 //! scribbles over everything a client may write, and a server that
 //! scribbles over its answers. The tests run one at a time (each keeps
 //! both CPUs of the machine busy, and some time detections).
-#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -121,7 +120,7 @@ fn client_processes_get_their_own_responses_while_some_are_killed() {
         return;
     }
     // One at a time: each keeps both CPUs busy, and they time detections.
-    let _serial = common::census::serial();
+    let _serial = common::serial();
     let name = unique_name("rpc-kill-clients");
     let server = Server::create(&name, config()).unwrap();
     let mut pick = rng(0xc0ffee);
@@ -202,7 +201,7 @@ fn a_killed_server_ends_every_pending_call_and_a_new_one_takes_the_name() {
         return;
     }
     // One at a time: each keeps both CPUs busy, and they time detections.
-    let _serial = common::census::serial();
+    let _serial = common::serial();
     let name = unique_name("rpc-kill-server");
     let mut pick = rng(0xbad5eed);
     let mut detections = Detections::new("a killed server", LIVENESS_INTERVAL);
@@ -360,7 +359,7 @@ fn a_scribbling_client_cannot_disturb_the_server_or_other_clients() {
         return;
     }
     // One at a time: each keeps both CPUs busy, and they time detections.
-    let _serial = common::census::serial();
+    let _serial = common::serial();
     let name = unique_name("rpc-scribbler");
     let server = Server::create(&name, config()).unwrap();
     serving(&server, || {
@@ -431,7 +430,7 @@ fn a_scribbling_server_gets_errors_or_answers_never_a_crash_or_hang() {
         return;
     }
     // One at a time: each keeps both CPUs busy, and they time detections.
-    let _serial = common::census::serial();
+    let _serial = common::serial();
     let name = unique_name("rpc-hostile-server");
     let (server, mut out) = spawn(TEST, "server", &[("MST_NAME", name.clone())]);
     out.after("serving=");

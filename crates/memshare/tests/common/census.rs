@@ -7,14 +7,13 @@
 //! holding [`serial`] for its whole run.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
 /// Serializes the census-taking tests of one binary, so that no other test
 /// opens or closes descriptors while one counts them. A test that failed
 /// (poisoning the lock) does not stop the others.
 pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    super::serial()
 }
 
 /// Every open descriptor of this process and what it refers to.

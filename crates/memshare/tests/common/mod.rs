@@ -6,7 +6,6 @@
 
 #[cfg(target_os = "linux")]
 pub mod census;
-#[cfg(unix)]
 pub mod chan;
 pub mod privileged;
 
@@ -84,6 +83,31 @@ impl Drop for Reaped {
             let _ = child.wait();
         }
     }
+}
+
+/// Ends this process at once, as a kill from outside would: SIGKILL on
+/// Unix, `TerminateProcess` on Windows (no unwinding, no destructors, no
+/// exit handlers).
+pub fn die_now() -> ! {
+    #[cfg(unix)]
+    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
+        .unwrap();
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
+        // SAFETY: the current-process pseudo-handle; the call does not
+        // return when it succeeds.
+        unsafe { TerminateProcess(GetCurrentProcess(), 9) };
+    }
+    unreachable!("the kill returned");
+}
+
+/// Serializes the tests of one binary that hold it (a census of
+/// descriptors, tests that time detections with both CPUs busy). A test
+/// that failed (poisoning the lock) does not stop the others.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A name no other test or run uses: `tag` plus this process's id and a counter.
@@ -442,21 +466,32 @@ pub fn env(var: &str) -> String {
 }
 
 /// What a child printed so far, kept whole: a line may arrive in the same
-/// read as the one before it.
-#[cfg(unix)]
+/// read as the one before it. A thread reads the pipe (portable: no
+/// `poll`), so a wait for a line has a deadline on every system.
 pub struct Output {
-    out: std::process::ChildStdout,
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
     said: String,
     /// Where the next search starts (after the last line found).
     from: usize,
 }
 
-#[cfg(unix)]
 impl Output {
     /// Reads what `out` says.
-    pub fn new(out: std::process::ChildStdout) -> Output {
+    pub fn new(mut out: std::process::ChildStdout) -> Output {
+        let (send, chunks) = std::sync::mpsc::channel();
+        std::thread::spawn(move || loop {
+            let mut buf = [0u8; 4096];
+            match std::io::Read::read(&mut out, &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if send.send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
         Output {
-            out,
+            chunks,
             said: String::new(),
             from: 0,
         }
@@ -465,30 +500,31 @@ impl Output {
     /// The rest of the first line after `from` that contains `needle`
     /// (after it), waiting for it at most `TIMEOUT`.
     pub fn after(&mut self, needle: &str) -> String {
-        use std::os::fd::AsFd;
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(at) = self.said[self.from..].find(needle) {
                 let start = self.from + at + needle.len();
                 if let Some(end) = self.said[start..].find('\n') {
                     self.from = start + end + 1;
-                    return self.said[start..start + end].to_owned();
+                    return self.said[start..start + end]
+                        .trim_end_matches('\r')
+                        .to_owned();
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "{needle:?} not said within {TIMEOUT:?}");
-            if readable(self.out.as_fd(), left) {
-                let mut buf = [0u8; 4096];
-                let n = std::io::Read::read(&mut self.out, &mut buf).unwrap();
-                assert!(n > 0, "the output ended before {needle:?}: {:?}", self.said);
-                self.said.push_str(&String::from_utf8_lossy(&buf[..n]));
+            match self.chunks.recv_timeout(left) {
+                Ok(chunk) => self.said.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("the output ended before {needle:?}: {:?}", self.said)
+                }
             }
         }
     }
 }
 
 /// A child whose standard output the parent reads.
-#[cfg(unix)]
 pub fn spawn(test: &str, role: &str, vars: &[(&str, String)]) -> (Reaped, Output) {
     use std::process::Stdio;
     let mut cmd = child(test, role);
