@@ -421,3 +421,35 @@ fn open_or_create_meets_whichever_side_comes_first() {
         assert_eq!(&*rx.recv().unwrap(), b"one channel");
     }
 }
+
+#[test]
+fn an_endpoint_made_on_a_thread_that_ended_is_alive_where_it_moved() {
+    // Liveness belongs to the endpoint, not to the thread that attached it
+    // (on Windows the lock is a mutex, which a thread owns: memshare's own
+    // lock thread holds it, so the attaching thread may end).
+    use memshare::channel::{inspect, EndpointState};
+    let rx = Receiver::create(4096).unwrap();
+    let segment = rx.segment().clone();
+    let mut tx = std::thread::spawn(move || Sender::attach(&segment).unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(
+        inspect(rx.segment()).unwrap().sender,
+        EndpointState::Attached
+    );
+    // And a second sender is still refused: the slot is held.
+    assert!(matches!(
+        Sender::attach(rx.segment()),
+        Err(Error::AlreadyAttached { .. })
+    ));
+    tx.send(b"moved").unwrap();
+    let mut rx = rx;
+    assert_eq!(&*rx.recv().unwrap(), b"moved");
+    // Dropped on this thread: released, and the slot is free again.
+    drop(tx);
+    assert_eq!(
+        inspect(rx.segment()).unwrap().sender,
+        EndpointState::Detached
+    );
+    let _again = Sender::attach(rx.segment()).unwrap();
+}

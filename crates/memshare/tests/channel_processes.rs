@@ -118,6 +118,9 @@ fn a_parked_receiver_notices_a_killed_sender_within_the_liveness_interval_at_the
             matches!(end, Err(Error::Disconnected { .. })),
             "round {round} ({wait}): {end:?}"
         );
+        // The killed sender's slot is free: its lock died with it (an
+        // abandoned mutex on Windows).
+        drop(Sender::attach(rx.segment()).unwrap());
         detections.record(
             format!("{round} ({wait})"),
             noticed.saturating_duration_since(killed),

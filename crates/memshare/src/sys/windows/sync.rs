@@ -470,3 +470,122 @@ fn take(raw: HANDLE) -> std::result::Result<bool, u32> {
         _ => Err(last_error()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn section() -> Object {
+        Object::create_anonymous(4096, &super::super::CreateOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn a_routed_wait_sleeps_until_woken_or_the_timeout() {
+        let object = section();
+        let word = AtomicU32::new(7);
+        let _parks = object
+            .route_word(&word, 64, WordRole::Parks { waiter: 0 })
+            .unwrap();
+        // Nobody wakes it: the whole timeout (a wait that polled would
+        // return after 200 µs).
+        let start = Instant::now();
+        wait(&word, 7, Duration::from_millis(30));
+        assert!(
+            start.elapsed() >= Duration::from_millis(25),
+            "{:?}",
+            start.elapsed()
+        );
+        // The word differs: at once.
+        let start = Instant::now();
+        wait(&word, 6, Duration::from_secs(5));
+        assert!(start.elapsed() < Duration::from_secs(1));
+        // Woken by another route of the same word (as another process
+        // would be, through the event's name).
+        std::thread::scope(|s| {
+            let waker = s.spawn(|| {
+                let wakes = object
+                    .route_word(&word, 64, WordRole::Wakes { waiters: 1 })
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                word.fetch_add(1, Ordering::Release);
+                wake(&word, 1);
+                drop(wakes);
+            });
+            let start = Instant::now();
+            wait(&word, 7, Duration::from_secs(10));
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                start.elapsed()
+            );
+            waker.join().unwrap();
+        });
+        // A wake that came while nobody waited is kept: the next wait
+        // returns at once (spuriously: callers re-check).
+        let wakes = object
+            .route_word(&word, 64, WordRole::Wakes { waiters: 1 })
+            .unwrap();
+        wake(&word, 1);
+        drop(wakes);
+        let start = Instant::now();
+        wait(&word, 8, Duration::from_secs(10));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_unrouted_wait_polls() {
+        let word = AtomicU32::new(0);
+        let start = Instant::now();
+        wait(&word, 0, Duration::from_secs(10));
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_byte_is_held_by_one_holder_whatever_thread_took_it() {
+        let object = section();
+        assert!(!object.byte_locked(3).unwrap());
+        // Taken on a thread that then ends: still held.
+        let lock = std::thread::scope(|s| s.spawn(|| object.lock_byte(3).unwrap()).join())
+            .unwrap()
+            .expect("a free byte");
+        assert!(object.byte_locked(3).unwrap());
+        // Another holder, in this process too, is refused; asking did not
+        // take it.
+        assert!(object.lock_byte(3).unwrap().is_none());
+        assert!(object.byte_locked(3).unwrap());
+        assert!(!object.byte_locked(4).unwrap());
+        // Released on yet another thread.
+        std::thread::scope(|s| s.spawn(move || drop(lock)).join()).unwrap();
+        assert!(!object.byte_locked(3).unwrap());
+        assert!(object.lock_byte(3).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_section_without_a_name_cannot_carry_endpoints() {
+        let mut object = section();
+        object.sync_id = None;
+        assert!(matches!(
+            object.lock_byte(0),
+            Err(Error::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn sync_ids_come_from_the_kernel_name() {
+        assert_eq!(
+            super::super::sync_id("\\Sessions\\1\\BaseNamedObjects\\memshare.x").as_deref(),
+            Some("memshare.x")
+        );
+        assert_eq!(
+            super::super::sync_id("\\BaseNamedObjects\\memshare.x").as_deref(),
+            Some("g.memshare.x")
+        );
+        assert_eq!(super::super::sync_id("nothing"), None);
+        let object = section();
+        assert!(object
+            .sync_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("memshare-anon.")));
+    }
+}
