@@ -78,7 +78,9 @@ impl Failure {
 
     /// The kind of failure, one word for JSON: `not_found`,
     /// `already_exists`, `permission_denied`, `bad_input`, `no_server`,
-    /// `limit_reached`, `declined`, `timed_out` or `other`.
+    /// `limit_reached`, `declined`, `timed_out` or `other`. (For `ls` and
+    /// `info`'s JSON: Unix's.)
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub fn kind(&self) -> &'static str {
         match self.status {
             status::USAGE => "bad_input",
@@ -202,6 +204,7 @@ impl Failures {
     }
 
     /// Whether nothing failed so far.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         self.status.is_none()
     }

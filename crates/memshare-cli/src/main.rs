@@ -1,15 +1,24 @@
 //! The `memshare` command-line tool.
 
+// The benchmarks (Unix sockets, pipes, epoll baselines) and the machine's
+// list of named segments (`ls`, `info`, `gc`: /dev/shm and /proc) are
+// Unix's; Windows has no list of names to show.
+#[cfg(unix)]
 mod bench;
 mod cmd;
 mod duration;
+#[cfg(unix)]
 mod entry;
 mod fail;
 mod hex;
+#[cfg(unix)]
 mod os;
+#[cfg(unix)]
 mod owner;
+#[cfg(unix)]
 mod service;
 mod size;
+#[cfg(unix)]
 mod table;
 mod window;
 
@@ -36,13 +45,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[cfg(unix)]
     Bench(bench::Args),
+    #[cfg(unix)]
     #[command(hide = true)]
     BenchPeer(bench::PeerArgs),
+    #[cfg(unix)]
     Ls(cmd::ls::Args),
+    #[cfg(unix)]
     Info(cmd::info::Args),
     Create(cmd::create::Args),
     Rm(cmd::rm::Args),
+    #[cfg(unix)]
     Gc(cmd::gc::Args),
     Cat(cmd::cat::Args),
     Write(cmd::write::Args),
@@ -62,12 +76,17 @@ fn main() -> ExitCode {
         Err(err) => return parse_failure(err),
     };
     let result = match cli.command {
+        #[cfg(unix)]
         Command::Bench(args) => bench::run(args),
+        #[cfg(unix)]
         Command::BenchPeer(args) => bench::peer(args),
+        #[cfg(unix)]
         Command::Ls(args) => cmd::ls::run(args),
+        #[cfg(unix)]
         Command::Info(args) => cmd::info::run(args),
         Command::Create(args) => cmd::create::run(args),
         Command::Rm(args) => cmd::rm::run(args),
+        #[cfg(unix)]
         Command::Gc(args) => cmd::gc::run(args),
         Command::Cat(args) => cmd::cat::run(args),
         Command::Write(args) => cmd::write::run(args),

@@ -82,6 +82,7 @@ pub fn format_size(n: u64) -> String {
 
 /// `n` for people, rounded to one decimal of the largest unit it reaches:
 /// `23.5G`, `512.0K`, `100` (bytes).
+#[cfg_attr(not(unix), allow(dead_code))]
 pub fn format_approx(n: u64) -> String {
     for &(unit, power) in UNITS.iter().rev() {
         let scale = 1u64 << (10 * power);

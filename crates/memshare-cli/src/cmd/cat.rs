@@ -71,6 +71,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 /// mapping: a page that was never written reads as zeros without being
 /// allocated, so `cat` works on a full /dev/shm, and a segment shrunk
 /// meanwhile ends early instead of faulting.
+#[cfg(unix)]
 fn read_exact_at(segment: &Segment, offset: u64, buf: &mut [u8]) -> Result<(), Failure> {
     use std::os::fd::AsFd;
     let name = segment.name().unwrap_or_default();
@@ -89,6 +90,16 @@ fn read_exact_at(segment: &Segment, offset: u64, buf: &mut [u8]) -> Result<(), F
             Err(e) => return Err(Failure::other(format!("segment {name:?}: pread: {e}"))),
         }
     }
+    Ok(())
+}
+
+/// Reads `buf.len()` bytes at `offset` through a read-only view: a
+/// Windows section cannot shrink, and its pages are committed when it is
+/// made, so a view never faults.
+#[cfg(not(unix))]
+fn read_exact_at(segment: &Segment, offset: u64, buf: &mut [u8]) -> Result<(), Failure> {
+    let end = offset + buf.len() as u64;
+    segment.map_readonly(offset..end)?.read_at(0, buf)?;
     Ok(())
 }
 

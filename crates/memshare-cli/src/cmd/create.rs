@@ -3,7 +3,9 @@
 use memshare::Segment;
 
 use crate::fail::Failure;
-use crate::size::{format_approx, format_size, parse_size};
+#[cfg(unix)]
+use crate::size::format_approx;
+use crate::size::{format_size, parse_size};
 
 /// Create a named segment of SIZE zero bytes; it stays until `memshare rm`
 ///
@@ -37,6 +39,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     memshare::validate_name(&args.name)?;
     // Named segments are sparse: a size beyond the file system that holds
     // them is accepted by the system, but could never be filled.
+    #[cfg(unix)]
     if let Ok(capacity) = memshare::inspect::named_capacity() {
         if args.size > capacity {
             return Err(Failure::usage(format!(

@@ -25,6 +25,12 @@ mod channel;
 mod inherit;
 mod named;
 mod out;
+#[cfg(unix)]
+mod passing;
+// Step 3 on Windows: `duplicate_into` and a value on the peer's standard
+// input instead of a Unix socket.
+#[cfg(windows)]
+#[path = "demo/passing_windows.rs"]
 mod passing;
 mod peer;
 mod pubsub;
@@ -65,7 +71,7 @@ pub struct PeerArgs {
     /// Step 6: which of the clients this is (0 or 1)
     #[arg(long)]
     index: Option<usize>,
-    /// Step 3: the socket to listen on
+    /// Step 3 (Unix): the socket to listen on
     #[arg(long)]
     socket: Option<PathBuf>,
 }
@@ -97,6 +103,7 @@ const STEPS: [Step; 6] = [
         number: 3,
         title: "Handles sent to a process that was already running",
         win32: "DuplicateHandle into the other process, with FILE_MAP_READ for the read-only one",
+        // (On Windows that is what runs.)
         run: passing::parent,
     },
     Step {
@@ -155,16 +162,26 @@ fn nothing_left() -> Result<(), Failure> {
         pubsub::service_name(),
         rpc::service_name(),
     ] {
-        match memshare::inspect::named_info(&name) {
+        #[cfg(unix)]
+        let left = match memshare::inspect::named_info(&name) {
             // Where named segments cannot be inspected, steps 2, 5 and 6's own
             // checks stand.
-            Err(memshare::Error::NotFound { .. } | memshare::Error::Unsupported { .. }) => {}
-            Ok(_) => {
-                return Err(Failure::other(format!(
-                    "the demo left segment {name:?} behind"
-                )))
-            }
+            Err(memshare::Error::NotFound { .. } | memshare::Error::Unsupported { .. }) => false,
+            Ok(_) => true,
             Err(e) => return Err(e.into()),
+        };
+        // Windows: a name is there while something holds it, so opening it
+        // is the test (and the open goes with this handle).
+        #[cfg(not(unix))]
+        let left = match memshare::Segment::open_readonly(&name) {
+            Err(memshare::Error::NotFound { .. }) => false,
+            Ok(_) => true,
+            Err(e) => return Err(e.into()),
+        };
+        if left {
+            return Err(Failure::other(format!(
+                "the demo left segment {name:?} behind"
+            )));
         }
     }
     Ok(())

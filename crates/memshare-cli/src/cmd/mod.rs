@@ -4,8 +4,11 @@ pub mod call;
 pub mod cat;
 pub mod create;
 pub mod demo;
+#[cfg(unix)]
 pub mod gc;
+#[cfg(unix)]
 pub mod info;
+#[cfg(unix)]
 pub mod ls;
 pub mod publish;
 pub mod rm;
@@ -18,6 +21,7 @@ use std::io::Write;
 use crate::fail::Failure;
 
 /// Prints `value` as pretty JSON and a newline.
+#[cfg(unix)]
 fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Failure::other(format!("encoding JSON: {e}")))?;
@@ -28,6 +32,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
 /// `{"error": {"kind": ..., "message": ...}}` (see [`Failure::kind`]), so
 /// that a script reading standard output gets JSON either way; returns the
 /// failure, for its error line and status.
+#[cfg(unix)]
 fn json_failure(failure: Failure) -> Failure {
     let error = serde_json::json!({
         "error": { "kind": failure.kind(), "message": failure.message }

@@ -139,6 +139,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 
 /// A flag that SIGINT and SIGTERM set; a second signal, once it is set,
 /// ends the process at once (status 130 or 143, as if killed).
+#[cfg(unix)]
 fn stop_on_signals() -> Result<Arc<AtomicBool>, Failure> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
@@ -150,6 +151,13 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>, Failure> {
             .map_err(|e| Failure::other(format!("installing a signal handler: {e}")))?;
     }
     Ok(stop)
+}
+
+/// Never set: on Windows Ctrl+C ends the process (the service's name goes
+/// with it, as every Windows name goes with its last holder).
+#[cfg(not(unix))]
+fn stop_on_signals() -> Result<Arc<AtomicBool>, Failure> {
+    Ok(Arc::new(AtomicBool::new(false)))
 }
 
 /// What became of a request: the response's length, or why it was
@@ -236,8 +244,11 @@ fn exec(
 /// How a command ended, for a message: `exited with status 3`, `was
 /// killed by signal 9`.
 fn exit_text(exit: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (exit.code(), exit.signal()) {
+    #[cfg(unix)]
+    let signal = std::os::unix::process::ExitStatusExt::signal(&exit);
+    #[cfg(not(unix))]
+    let signal: Option<i32> = None;
+    match (exit.code(), signal) {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(signal)) => format!("was killed by signal {signal}"),
         (None, None) => format!("ended: {exit}"),

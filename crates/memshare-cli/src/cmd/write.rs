@@ -2,7 +2,6 @@
 
 use std::io::Read;
 
-use memshare::inspect::SegmentKind;
 use memshare::Segment;
 
 use crate::fail::Failure;
@@ -28,11 +27,29 @@ pub struct Args {
     force: bool,
 }
 
+/// Whether the segment `name` holds a channel (as `memshare ls` tells;
+/// where there is no list of names, as the channel's own header tells).
+#[cfg(unix)]
+fn holds_channel(segment: &Segment) -> Result<bool, Failure> {
+    use memshare::inspect::SegmentKind;
+    let name = segment.name().unwrap_or_default();
+    Ok(memshare::inspect::named_info(name)?.kind == Some(SegmentKind::Channel))
+}
+
+/// Whether `segment` holds a channel (its header says so).
+#[cfg(not(unix))]
+fn holds_channel(segment: &Segment) -> Result<bool, Failure> {
+    Ok(!matches!(
+        memshare::channel::inspect(segment),
+        Err(memshare::Error::NotAChannel { .. })
+    ))
+}
+
 pub fn run(args: Args) -> Result<(), Failure> {
     let segment = Segment::open(&args.name)?;
     let size = segment.len();
     let name = &args.name;
-    if !args.force && memshare::inspect::named_info(name)?.kind == Some(SegmentKind::Channel) {
+    if !args.force && holds_channel(&segment)? {
         return Err(Failure::usage(format!(
             "segment {name:?} holds a channel: writing would overwrite its header or messages \
              under the processes that use it; nothing was written (--force writes anyway)"

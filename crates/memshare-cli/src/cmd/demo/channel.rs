@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use memshare::channel::{Receiver, Sender};
 use memshare::{CommandExt, Error, Segment};
 
-use super::out::Out;
+use super::out::{Out, WINDOWS};
 use super::peer::{self, Peer, TIMEOUT};
 use crate::fail::Failure;
 
@@ -37,10 +37,14 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
          each a channel in an anonymous segment of {} bytes (1 KiB header, then the ring)",
         ping.segment().len()
     ));
-    out.os(
+    out.os(if WINDOWS {
+        "CreateFileMappingW, MapViewOfFile; CreateMutexW(\"Local\\memshare-lock.<section>.<byte>\"), \
+         taken by this process's lock thread: abandoned by the kernel when this end dies; \
+         CreateEventW(\"Local\\memshare-wake.<section>.<offset>.0\"): the event this end sleeps on"
+    } else {
         "memfd_create, ftruncate, F_ADD_SEALS, mmap; then open(\"/proc/self/fd/N\", O_RDWR) and \
-         fcntl(F_OFD_SETLK) on one byte: a lock the kernel drops when this end dies",
-    );
+         fcntl(F_OFD_SETLK) on one byte: a lock the kernel drops when this end dies"
+    });
     out.say("start `memshare demo-peer 4`, sharing both segments (keys \"ping\", \"pong\")");
     let mut cmd = peer::command(4)?;
     cmd.share("ping", ping.segment())
@@ -135,10 +139,14 @@ pub(super) fn child(out: &Out) -> Result<(), Failure> {
         "pid {}: Segment::inherited(\"ping\") and (\"pong\"), Receiver::attach and Sender::attach",
         std::process::id()
     ));
-    out.os(
+    out.os(if WINDOWS {
+        "the checks of step 1, MapViewOfFile of each, our end's mutex and event; waiting: spin, \
+         then WaitForSingleObject on our event, which the other end sets (SetEvent) only when \
+         our waiting flag says we sleep"
+    } else {
         "the checks of step 1, mmap of each, open(\"/proc/self/fd/N\", O_RDWR) + \
-         fcntl(F_OFD_SETLK) on our end's byte; waiting: spin, then futex(FUTEX_WAIT)",
-    );
+         fcntl(F_OFD_SETLK) on our end's byte; waiting: spin, then futex(FUTEX_WAIT)"
+    });
     pong.send(READY.as_bytes())?;
     let mut quiet = false;
     loop {
@@ -164,7 +172,11 @@ pub(super) fn child(out: &Out) -> Result<(), Failure> {
         pong.send(&message)?;
     }
     out.say("recv → Disconnected: the parent's sender is gone; exit");
-    out.note("a peer that dies is noticed too: its F_OFD_SETLK lock is gone (checked every 20 ms while waiting)");
+    out.note(if WINDOWS {
+        "a peer that dies is noticed too: its mutex is abandoned (NtQueryMutant, every 20 ms while waiting)"
+    } else {
+        "a peer that dies is noticed too: its F_OFD_SETLK lock is gone (checked every 20 ms while waiting)"
+    });
     Ok(())
 }
 

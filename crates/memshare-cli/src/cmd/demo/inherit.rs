@@ -1,11 +1,12 @@
 //! Step 1: an anonymous segment, given to exactly one child
 //! (`CommandExt::share` in the parent, `Segment::inherited` in the child).
 
-use std::os::fd::{AsFd, AsRawFd};
-
 use memshare::{CommandExt, Segment};
 
-use super::out::{fd_target, is_cloexec, open_descriptors, read_text, Out, LINUX};
+use super::out::{
+    fd_target, handle_number, handle_text, is_cloexec, open_descriptors, read_text, Out, LINUX,
+    WINDOWS,
+};
 use super::peer::{self, Peer};
 use crate::fail::Failure;
 
@@ -18,12 +19,23 @@ const REPLY_AT: usize = 1024;
 
 pub(super) fn parent(out: &Out) -> Result<(), Failure> {
     let segment = Segment::create(LEN)?;
-    let fd = segment.as_fd().as_raw_fd();
+    let fd = handle_number(&segment);
     out.say(format!(
-        "Segment::create({LEN}): an anonymous segment, no name anywhere; our descriptor {fd}{}",
+        "Segment::create({LEN}): an anonymous segment, no name anywhere; our {}{}",
+        handle_text(&segment),
         target_suffix(fd)
     ));
-    if LINUX {
+    if WINDOWS {
+        out.os(format!(
+            "CreateFileMappingW(INVALID_HANDLE_VALUE, empty DACL, PAGE_READWRITE|SEC_COMMIT, 0, \
+             {LEN}, \"Local\\memshare-anon.<128 random bits>\"), DuplicateHandle to \
+             SECTION_MAP_READ|SECTION_MAP_WRITE|SECTION_QUERY"
+        ));
+        out.note(
+            "nobody may open that kernel name (the DACL grants nothing); it only names the \
+             events and mutexes of channels in it",
+        );
+    } else if LINUX {
         out.os(format!(
             "memfd_create(\"memshare\", MFD_CLOEXEC|MFD_ALLOW_SEALING), ftruncate({LEN}), \
              fcntl(F_ADD_SEALS, F_SEAL_SHRINK|F_SEAL_GROW)"
@@ -39,9 +51,11 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
     let message = format!("Hello from the parent, pid {}", std::process::id());
     view.write_at(0, message.as_bytes())?;
     out.say(format!("map(..), then write {message:?} at offset 0"));
-    out.os(format!(
-        "mmap(NULL, {LEN}, PROT_READ|PROT_WRITE, MAP_SHARED, {fd}, 0)"
-    ));
+    out.os(if WINDOWS {
+        format!("MapViewOfFile({fd:#x}, FILE_MAP_READ|FILE_MAP_WRITE, 0, 0, {LEN})")
+    } else {
+        format!("mmap(NULL, {LEN}, PROT_READ|PROT_WRITE, MAP_SHARED, {fd}, 0)")
+    });
 
     let mut cmd = peer::command(1)?;
     cmd.share(KEY, &segment);
@@ -56,10 +70,13 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
         "start `memshare demo-peer 1` with cmd.share({KEY:?}, &segment); its environment gets"
     ));
     out.say(format!("    {var}={value}"));
-    out.os(
+    out.os(if WINDOWS {
+        "DuplicateHandle (not inheritable) into an offer of this process's broker, under a \
+         random token; CreateProcessW: the child claims it over \\\\.\\pipe\\memshare-broker-<pid>"
+    } else {
         "fcntl(F_DUPFD_CLOEXEC): a copy for the child; fork; in the child only: \
-         fcntl(copy, F_SETFD, 0), execve",
-    );
+         fcntl(copy, F_SETFD, 0), execve"
+    });
     let child = Peer::spawn(&mut cmd)?;
     // The command kept the copy open for the child; the child has it now.
     drop(cmd);
@@ -72,6 +89,13 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
     out.say(format!(
         "the child exited; read its reply at offset {REPLY_AT}: {reply:?}"
     ));
+    if WINDOWS {
+        out.say(format!(
+            "our handle {fd:#x} is not inheritable, and the broker gave the section to that one \
+             child (its pid and creation time): any other child, even one started by another \
+             thread at the same moment, gets nothing"
+        ));
+    }
     if let Some(true) = is_cloexec(fd) {
         out.say(format!(
             "our own descriptor {fd} is close-on-exec (O_CLOEXEC in /proc/self/fdinfo/{fd}): \
@@ -83,18 +107,29 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
 
 pub(super) fn child(out: &Out) -> Result<(), Failure> {
     let segment = Segment::inherited(KEY)?;
-    let fd = segment.as_fd().as_raw_fd();
+    let fd = handle_number(&segment);
     out.say(format!(
-        "pid {}: Segment::inherited({KEY:?}) took descriptor {fd}{}",
+        "pid {}: Segment::inherited({KEY:?}) took {}{}",
         std::process::id(),
+        handle_text(&segment),
         target_suffix(fd)
     ));
-    out.os(format!(
-        "getenv({}), getppid (the value names our parent), fstat + fstatfs (a shared-memory \
-         object of that identity and size){}, fcntl(F_SETFD, FD_CLOEXEC)",
-        memshare::share::inherit_env_var(KEY)?,
-        if LINUX { ", fcntl(F_GET_SEALS)" } else { "" }
-    ));
+    if WINDOWS {
+        out.os(format!(
+            "GetEnvironmentVariableW({}), CreateFileW of the parent's broker pipe \
+             (GetNamedPipeServerProcessId: the parent), the token sent; the broker \
+             DuplicateHandles the section into exactly this process; checked: NtQueryObject \
+             (a Section), NtQuerySection (its size, committed)",
+            memshare::share::inherit_env_var(KEY)?
+        ));
+    } else {
+        out.os(format!(
+            "getenv({}), getppid (the value names our parent), fstat + fstatfs (a shared-memory \
+             object of that identity and size){}, fcntl(F_SETFD, FD_CLOEXEC)",
+            memshare::share::inherit_env_var(KEY)?,
+            if LINUX { ", fcntl(F_GET_SEALS)" } else { "" }
+        ));
+    }
 
     let view = segment.map(..)?;
     let message = read_text(&view, 0)?;
@@ -125,11 +160,15 @@ pub(super) fn child(out: &Out) -> Result<(), Failure> {
             );
         }
     }
-    out.say("exit: the kernel closes the descriptor and unmaps the view");
+    out.say(if WINDOWS {
+        "exit: the kernel closes the handle and unmaps the view"
+    } else {
+        "exit: the kernel closes the descriptor and unmaps the view"
+    });
     Ok(())
 }
 
 /// ` (/memfd:memshare (deleted))`: what the descriptor is, where `/proc` says.
-fn target_suffix(fd: i32) -> String {
+fn target_suffix(fd: i64) -> String {
     fd_target(fd).map_or_else(String::new, |t| format!(" → {t}"))
 }

@@ -6,10 +6,9 @@ use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use memshare::inspect::NamedLifetime;
 use memshare::{Error, Segment};
 
-use super::out::{read_text, Out};
+use super::out::{read_text, Out, WINDOWS};
 use super::peer::{self, Peer, POLL, TIMEOUT};
 use crate::fail::Failure;
 
@@ -24,6 +23,8 @@ const REPLIED_AT: usize = 2048;
 /// after it (our handle, the peer, killed) is gone; on success the name is
 /// gone already.
 pub(super) struct NameGuard<'a> {
+    // (Windows: nothing to remove, a name goes with its last holder.)
+    #[cfg_attr(not(unix), allow(dead_code))]
     name: &'a str,
     armed: bool,
 }
@@ -42,9 +43,51 @@ impl<'a> NameGuard<'a> {
 
 impl Drop for NameGuard<'_> {
     fn drop(&mut self) {
+        // (Windows: a name goes with its last holder, nothing to remove.)
+        #[cfg(unix)]
         if self.armed && memshare::inspect::named_info(self.name).is_ok() {
             let _ = Segment::remove(self.name);
         }
+    }
+}
+
+/// What inspection says of the name: its mode, its holders, whether its
+/// lifetime is counted. `None` where the machine's names cannot be
+/// inspected (not Unix) or the name is not there.
+fn look(name: &str) -> Option<(u32, u64, bool)> {
+    #[cfg(unix)]
+    {
+        use memshare::inspect::NamedLifetime;
+        let info = memshare::inspect::named_info(name).ok()?;
+        Some((
+            info.mode,
+            info.holders as u64,
+            info.lifetime == Some(NamedLifetime::Shared),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = name;
+        None
+    }
+}
+
+/// Whether the name is there, as inspection says: `None` where it cannot
+/// say (not Unix).
+fn still_named(name: &str) -> Option<Result<Option<u64>, Error>> {
+    #[cfg(unix)]
+    {
+        Some(match memshare::inspect::named_info(name) {
+            Ok(info) => Ok(Some(info.holders as u64)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(Error::Unsupported { .. }) => return None,
+            Err(e) => Err(e),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = name;
+        None
     }
 }
 
@@ -58,23 +101,33 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
     let mut guard = NameGuard::new(&name);
     let segment = Segment::create_named(&name, LEN)?;
     guard.arm();
-    out.say(format!(
-        "Segment::create_named({name:?}, {LEN}): anyone of this user may open /dev/shm/{name}"
-    ));
-    out.os(format!(
-        "shm_open(\"/{name}\", O_CREAT|O_EXCL|O_RDWR, 0600), flock(LOCK_SH), fchmod(0600), \
-         fsetxattr(\"user.memshare.lifetime\", \"shared\"), ftruncate({LEN})"
-    ));
+    if WINDOWS {
+        out.say(format!(
+            "Segment::create_named({name:?}, {LEN}): anyone of this user may open \
+             Local\\memshare.{name}"
+        ));
+        out.os(format!(
+            "CreateFileMappingW(INVALID_HANDLE_VALUE, D:P(A;;GA;;;<your SID>), \
+             PAGE_READWRITE|SEC_COMMIT, 0, {LEN}, \"Local\\memshare.{name}\") → not \
+             ERROR_ALREADY_EXISTS"
+        ));
+        out.note("the kernel counts the handles and views; the name goes with the last one");
+    } else {
+        out.say(format!(
+            "Segment::create_named({name:?}, {LEN}): anyone of this user may open /dev/shm/{name}"
+        ));
+        out.os(format!(
+            "shm_open(\"/{name}\", O_CREAT|O_EXCL|O_RDWR, 0600), flock(LOCK_SH), fchmod(0600), \
+             fsetxattr(\"user.memshare.lifetime\", \"shared\"), ftruncate({LEN})"
+        ));
+    }
     // Inspection (/dev/shm, /proc/locks) is Linux's; elsewhere these lines
     // are left out.
-    let info = memshare::inspect::named_info(&name).ok();
-    let counted = info
-        .as_ref()
-        .is_some_and(|info| info.lifetime == Some(NamedLifetime::Shared));
-    if let Some(info) = &info {
+    let info = look(&name);
+    let counted = info.is_some_and(|(_, _, counted)| counted);
+    if let Some((mode, holders, _)) = info {
         out.note(format!(
-            "mode {:04o}, {} holder; every holder keeps a shared flock on the object",
-            info.mode, info.holders
+            "mode {mode:04o}, {holders} holder; every holder keeps a shared flock on the object"
         ));
     }
 
@@ -107,6 +160,7 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
     out.say(format!(
         "the word at offset {REPLIED_AT} turned 1 (an Acquire load); read the reply: {reply:?}"
     ));
+    #[cfg(unix)]
     if let Ok(info) = memshare::inspect::named_info(&name) {
         let pids = memshare::inspect::holder_pids(&name).unwrap_or_default();
         out.say(format!(
@@ -123,28 +177,32 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
     drop(view);
     drop(segment);
     out.say("drop our view and our handle: the creator is gone");
-    match memshare::inspect::named_info(&name) {
-        Ok(info) => {
+    match still_named(&name) {
+        Some(Ok(Some(holders))) => {
             out.os("munmap, flock(LOCK_EX|LOCK_NB) → EWOULDBLOCK (someone else holds it), close");
             out.note(format!(
-                "the name stays: /dev/shm/{name} has {} holder, the child",
-                info.holders
+                "the name stays: /dev/shm/{name} has {holders} holder, the child"
             ));
         }
-        Err(Error::NotFound { .. }) if counted => {
+        Some(Ok(None)) if counted => {
             return Err(Failure::other(format!(
                 "segment {name:?} vanished while the child still held it"
             )))
         }
-        Err(Error::NotFound { .. }) => {
+        Some(Ok(None)) => {
             out.os(format!("munmap, shm_unlink(\"/{name}\"), close"));
             out.note(
                 "this file system cannot record lifetimes (tmpfs before Linux 6.6): the creator \
                  removes the name when it lets go, as most POSIX libraries do",
             );
         }
-        Err(Error::Unsupported { .. }) => {}
-        Err(e) => return Err(e.into()),
+        Some(Err(e)) => return Err(e.into()),
+        None if WINDOWS => {
+            out.os(
+                "UnmapViewOfFile, CloseHandle: the child's handle keeps the section and its name",
+            );
+        }
+        None => {}
     }
 
     out.say("close the child's standard input: its cue to let go too");
@@ -157,7 +215,14 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
                 "Segment::open({name:?}) → NotFound: the name went with its last holder, \
                  as a Windows name goes with its last handle"
             ));
-            out.os(format!("shm_open(\"/{name}\", O_RDWR) → ENOENT"));
+            out.os(if WINDOWS {
+                format!(
+                    "OpenFileMappingW(\"Local\\memshare.{name}\"), then Global\\ → \
+                     ERROR_FILE_NOT_FOUND"
+                )
+            } else {
+                format!("shm_open(\"/{name}\", O_RDWR) → ENOENT")
+            });
             Ok(())
         }
         Ok(_) => Err(Failure::other(format!(
@@ -174,10 +239,17 @@ pub(super) fn child(out: &Out, name: Option<&str>) -> Result<(), Failure> {
         "pid {}: Segment::open({name:?}): one more holder",
         std::process::id()
     ));
-    out.os(format!(
-        "shm_open(\"/{name}\", O_RDWR), fgetxattr(\"user.memshare.lifetime\"), \
-         flock(LOCK_SH|LOCK_NB), then a check that the name still leads to what we locked"
-    ));
+    out.os(if WINDOWS {
+        format!(
+            "OpenFileMappingW(SECTION_MAP_READ|SECTION_MAP_WRITE|SECTION_QUERY, \
+             \"Local\\memshare.{name}\"), NtQuerySection (its size, in whole pages)"
+        )
+    } else {
+        format!(
+            "shm_open(\"/{name}\", O_RDWR), fgetxattr(\"user.memshare.lifetime\"), \
+             flock(LOCK_SH|LOCK_NB), then a check that the name still leads to what we locked"
+        )
+    });
     let view = segment.map(..)?;
     let message = read_text(&view, 0)?;
     out.say(format!("map(..), read {message:?}"));
@@ -195,20 +267,20 @@ pub(super) fn child(out: &Out, name: Option<&str>) -> Result<(), Failure> {
     drop(view);
     drop(segment);
     out.say("standard input closed: drop the view and the handle");
-    match memshare::inspect::named_info(name) {
-        Err(Error::NotFound { .. }) => {
+    match still_named(name) {
+        Some(Ok(None)) => {
             out.os(format!(
                 "munmap, flock(LOCK_EX|LOCK_NB) succeeds (no other holder), \
                  shm_unlink(\"/{name}\"), close"
             ));
             out.note("we were the last holder: the name is gone");
         }
-        Ok(info) => out.note(format!(
-            "the name is still there ({} holders)",
-            info.holders
-        )),
+        Some(Ok(Some(holders))) => out.note(format!("the name is still there ({holders} holders)")),
+        None if WINDOWS => {
+            out.os("UnmapViewOfFile, CloseHandle: the last handle, so the kernel drops the name");
+        }
         // Cannot look from outside here: the parent's open tells.
-        Err(_) => {}
+        _ => {}
     }
     Ok(())
 }

@@ -98,8 +98,36 @@ impl Out {
 }
 
 /// Whether the system calls are Linux's (memfd, seals, /proc); elsewhere
-/// the demo names the POSIX calls memshare falls back to.
+/// the demo names the POSIX calls memshare falls back to, or Win32's.
 pub(super) const LINUX: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// Whether the system calls are Win32's (the model itself).
+pub(super) const WINDOWS: bool = cfg!(windows);
+
+/// How this process refers to `segment`: its descriptor number on Unix,
+/// its handle's value on Windows.
+pub(super) fn handle_number(segment: &memshare::Segment) -> i64 {
+    #[cfg(unix)]
+    {
+        use std::os::fd::{AsFd, AsRawFd};
+        i64::from(segment.as_fd().as_raw_fd())
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::io::{AsHandle, AsRawHandle};
+        segment.as_handle().as_raw_handle() as isize as i64
+    }
+}
+
+/// "descriptor 5" or "handle 0x1a4".
+pub(super) fn handle_text(segment: &memshare::Segment) -> String {
+    let n = handle_number(segment);
+    if WINDOWS {
+        format!("handle {n:#x}")
+    } else {
+        format!("descriptor {n}")
+    }
+}
 
 /// The text stored at `offset` of `view`: up to the first NUL, at most 1 KiB.
 pub(super) fn read_text(view: &View, offset: usize) -> Result<String, Failure> {
@@ -111,15 +139,21 @@ pub(super) fn read_text(view: &View, offset: usize) -> Result<String, Failure> {
 
 /// What descriptor `fd` of this process refers to, as `/proc` shows it
 /// (`/memfd:memshare (deleted)`, `/dev/shm/NAME`); `None` elsewhere.
-pub(super) fn fd_target(fd: i32) -> Option<String> {
+pub(super) fn fd_target(fd: i64) -> Option<String> {
+    if WINDOWS {
+        return None;
+    }
     let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
     Some(target.display().to_string())
 }
 
 /// The descriptors open in this process, with what they refer to; `None`
 /// where `/proc` is not there.
-pub(super) fn open_descriptors() -> Option<Vec<(i32, String)>> {
-    let numbers: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+pub(super) fn open_descriptors() -> Option<Vec<(i64, String)>> {
+    if WINDOWS {
+        return None;
+    }
+    let numbers: Vec<i64> = std::fs::read_dir("/proc/self/fd")
         .ok()?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();
@@ -136,11 +170,11 @@ pub(super) fn open_descriptors() -> Option<Vec<(i32, String)>> {
 /// Whether descriptor `fd` of this process is close-on-exec, from
 /// `/proc/self/fdinfo` (`O_CLOEXEC` in its `flags:` line); `None` if that
 /// cannot be read.
-pub(super) fn is_cloexec(fd: i32) -> Option<bool> {
+pub(super) fn is_cloexec(fd: i64) -> Option<bool> {
     // O_CLOEXEC as fdinfo shows it: the asm-generic value, which x86, ARM,
     // RISC-V, MIPS and PowerPC use; SPARC has its own.
     const O_CLOEXEC: u32 = 0o2000000;
-    if cfg!(any(target_arch = "sparc", target_arch = "sparc64")) {
+    if WINDOWS || cfg!(any(target_arch = "sparc", target_arch = "sparc64")) {
         return None;
     }
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;

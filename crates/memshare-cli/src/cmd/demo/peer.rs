@@ -2,6 +2,7 @@
 //! `memshare demo-peer STEP`, and reaped whatever happens.
 
 use std::io::Read;
+#[cfg(unix)]
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -53,6 +54,12 @@ impl Peer {
 
     pub(super) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The peer's process (Windows: a handle to give segments to).
+    #[cfg(windows)]
+    pub(super) fn process(&self) -> &Child {
+        &self.child
     }
 
     /// The peer's standard input, if it was piped; dropping it tells the
@@ -150,8 +157,10 @@ impl Drop for Peer {
 
 /// A private directory (mode 0700) for the demo's socket, removed with
 /// everything in it when dropped.
+#[cfg(unix)]
 pub(super) struct TempDir(PathBuf);
 
+#[cfg(unix)]
 impl TempDir {
     pub(super) fn new() -> Result<TempDir, Failure> {
         use std::os::unix::fs::DirBuilderExt;
@@ -172,6 +181,7 @@ impl TempDir {
     }
 }
 
+#[cfg(unix)]
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);

@@ -10,7 +10,7 @@ use memshare::pubsub::{Publisher, ServiceConfig, Subscriber};
 use memshare::Error;
 
 use super::named::NameGuard;
-use super::out::{Out, LINUX};
+use super::out::{Out, LINUX, WINDOWS};
 use super::peer::{self, Peer, POLL, TIMEOUT};
 use crate::fail::Failure;
 
@@ -36,7 +36,11 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
          buffers",
         publisher.segment().len() >> 10
     ));
-    out.os(if LINUX {
+    out.os(if WINDOWS {
+        "CreateFileMappingW(\"Local\\memshare.<name>\"), MapViewOfFile; our publisher slot's \
+         mutex (CreateMutexW, taken by the lock thread) and the event we sleep on when the ring \
+         is full"
+    } else if LINUX {
         "open(\"/dev/shm\", O_TMPFILE), flock(LOCK_SH), fchmod, fsetxattr, ftruncate + fallocate \
          (every page now, not a SIGBUS later), linkat to the name; mmap, then fcntl(F_OFD_SETLK) \
          on our publisher slot's byte"
@@ -92,7 +96,10 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
             message.len()
         ));
     }
-    out.os(if LINUX {
+    out.os(if WINDOWS {
+        "no system call to publish: stores into shared memory; SetEvent only for a subscriber \
+         parked waiting, its own event"
+    } else if LINUX {
         "no system call to publish: stores into shared memory; futex(FUTEX_WAKE) only for a \
          subscriber parked waiting"
     } else {
@@ -136,7 +143,13 @@ pub(super) fn child(out: &Out, name: Option<&str>) -> Result<(), Failure> {
             std::process::id(),
             subscriber.slot()
         )),
-        Told::Os(format!(
+        Told::Os(if WINDOWS {
+            "OpenFileMappingW; MapViewOfFile: the subscribers' blocks writable, the publishers' \
+             regions read-only; our slot's mutex; waiting: spin, then WaitForSingleObject on our \
+             own event (Local\\memshare-wake.<section>.136.<slot>)"
+                .to_owned()
+        } else {
+            format!(
             "shm_open(O_RDWR), flock(LOCK_SH|LOCK_NB); mmap: the subscribers' blocks writable, \
              the publishers' regions read-only; {}",
             if LINUX {
@@ -146,7 +159,8 @@ pub(super) fn child(out: &Out, name: Option<&str>) -> Result<(), Failure> {
                 "fcntl(F_SETLK) on our slot's byte; waiting: spin, then short sleeps (no shared \
                  futex here)"
             }
-        )),
+        )
+        }),
     ];
     loop {
         match subscriber.recv_timeout(TIMEOUT) {

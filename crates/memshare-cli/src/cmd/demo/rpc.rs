@@ -9,7 +9,7 @@ use memshare::rpc::{Client, Server, ServerConfig};
 use memshare::Error;
 
 use super::named::NameGuard;
-use super::out::{Out, LINUX};
+use super::out::{Out, LINUX, WINDOWS};
 use super::peer::{self, Peer, TIMEOUT};
 use crate::fail::Failure;
 
@@ -58,7 +58,10 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
          a response buffer per request in flight",
         server.segment().len() >> 10
     ));
-    out.os(if LINUX {
+    out.os(if WINDOWS {
+        "CreateFileMappingW(\"Local\\memshare.<name>\"), MapViewOfFile; the server's mutex \
+         (CreateMutexW, taken by the lock thread) and the event it sleeps on"
+    } else if LINUX {
         "open(\"/dev/shm\", O_TMPFILE), flock(LOCK_SH), fchmod, fsetxattr, ftruncate + fallocate, \
          linkat to the name; mmap, then fcntl(F_OFD_SETLK) on the server's byte"
     } else {
@@ -124,7 +127,10 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
             }
         }
     }
-    out.os(if LINUX {
+    out.os(if WINDOWS {
+        "no system call per call while both sides are awake: stores into shared memory; \
+         SetEvent only for a side parked waiting"
+    } else if LINUX {
         "no system call per call while both sides are awake: stores into shared memory; \
          futex(FUTEX_WAKE) only for a side parked waiting"
     } else {
@@ -149,7 +155,12 @@ pub(super) fn parent(out: &Out) -> Result<(), Failure> {
     }
 
     drop(server);
-    out.say("drop the server: the service is marked detached and its name removed");
+    out.say(if WINDOWS {
+        "drop the server: the service is marked detached; its name goes with its last holder, \
+         which was the server (the clients have exited)"
+    } else {
+        "drop the server: the service is marked detached and its name removed"
+    });
     match Client::connect(&name) {
         Err(Error::NotFound { .. }) => {
             out.say(format!(
@@ -184,13 +195,21 @@ pub(super) fn child(out: &Out, name: Option<&str>, index: Option<usize>) -> Resu
             client.id().slot()
         )),
         Told::Os(format!(
-            "shm_open(O_RDWR), flock(LOCK_SH|LOCK_NB); {} on a free client slot's byte; mmap: \
-             the header page and our own region only, the response buffers read-only",
-            if LINUX {
+            "{}; {} on a free client slot's byte; {}: the header page and our own region only, \
+             the response buffers read-only",
+            if WINDOWS {
+                "OpenFileMappingW"
+            } else {
+                "shm_open(O_RDWR), flock(LOCK_SH|LOCK_NB)"
+            },
+            if WINDOWS {
+                "a mutex (CreateMutexW, taken by the lock thread)"
+            } else if LINUX {
                 "fcntl(F_OFD_SETLK)"
             } else {
                 "fcntl(F_SETLK)"
-            }
+            },
+            if WINDOWS { "MapViewOfFile" } else { "mmap" }
         )),
     ];
     for request in calls {
