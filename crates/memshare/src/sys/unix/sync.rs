@@ -2,8 +2,11 @@
 //!
 //! - Wait/wake on a 32-bit word in shared memory: a *shared* (not
 //!   `FUTEX_PRIVATE_FLAG`) futex on Linux, keyed by the physical page, so it
-//!   works between processes that map the page at different addresses.
-//!   Elsewhere a short sleep stands in for the wait (correct, slower).
+//!   works between processes that map the page at different addresses;
+//!   on macOS `os_sync_wait_on_address` (or `__ulock_wait2`) and on
+//!   FreeBSD `_umtx_op(UMTX_OP_WAIT_UINT)`, shared too
+//!   (`sync/address_wait.rs`). Elsewhere a short sleep stands in for the
+//!   wait (correct, slower).
 //!   The word itself is what is waited on, so an endpoint's routes
 //!   (`Object::route_word`, which Windows needs) are nothing here.
 //! - Liveness: a holder takes a write lock on one byte of the object
@@ -12,7 +15,11 @@
 //!   happens when the holder drops it or its process dies, however it
 //!   dies; others ask with `F_OFD_GETLK`. Unlike a pid in shared memory,
 //!   this cannot be fooled by pid reuse. (Which byte means what is the
-//!   business of the layer above: the channel's endpoints.)
+//!   business of the layer above: the channel's endpoints.) Other Unixes
+//!   have no OFD locks, and macOS and FreeBSD take no record locks on
+//!   shared-memory objects at all (`fcntl(F_SETLK)` is `EBADF` there: xnu's
+//!   fcntl wants a vnode, FreeBSD's shm objects have no advisory-lock
+//!   operation), so endpoints cannot attach there: `Unsupported`, named.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
@@ -63,8 +70,25 @@ impl Object {
         match imp::set_lock(fd.as_fd(), byte) {
             Ok(true) => Ok(Some(ByteLock { _fd: fd })),
             Ok(false) => Ok(None),
-            Err(e) => Err(os_error(self.name(), "fcntl(F_OFD_SETLK)", e)),
+            Err(e) => Err(self.lock_error("fcntl(F_OFD_SETLK)", e)),
         }
+    }
+
+    /// The error of a lock call: where the system takes no record locks on
+    /// shared-memory objects (`EBADF`: macOS, FreeBSD), `Unsupported`
+    /// saying so.
+    fn lock_error(&self, op: &'static str, e: rustix::io::Errno) -> crate::Error {
+        if e == rustix::io::Errno::BADF {
+            return crate::Error::Unsupported {
+                what: format!(
+                    "{}: channel and service endpoints on this system: its shared-memory \
+                     objects take no record locks (fcntl(F_SETLK) says EBADF), which their \
+                     liveness needs",
+                    super::describe(self.name())
+                ),
+            };
+        }
+        os_error(self.name(), op, e)
     }
 
     /// The route of `word`, at byte `offset` of this object, for an
@@ -83,7 +107,7 @@ impl Object {
     /// `byte`.
     pub(crate) fn byte_locked(&self, byte: u64) -> Result<bool> {
         imp::lock_held(self.fd(), lock_offset(byte))
-            .map_err(|e| os_error(self.name(), "fcntl(F_OFD_GETLK)", e))
+            .map_err(|e| self.lock_error("fcntl(F_OFD_GETLK)", e))
     }
 }
 
@@ -167,18 +191,19 @@ mod imp {
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[path = "sync/address_wait.rs"]
+mod address_wait;
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 mod imp {
-    //! No shared futex and no OFD locks: sleep briefly instead of waiting,
-    //! and use process-associated record locks (which a process's own
-    //! endpoints do not see, so liveness works between processes only).
+    //! No futex: the system's own wait on an address (`address_wait`). No
+    //! OFD locks: process-associated record locks, where the system takes
+    //! them on shared-memory objects (see the module docs: macOS and
+    //! FreeBSD do not).
     use super::*;
     use rustix::io::Errno;
 
-    pub(super) fn wait(_word: &AtomicU32, _expected: u32, timeout: Duration) {
-        std::thread::sleep(timeout.min(Duration::from_micros(200)));
-    }
-
-    pub(super) fn wake(_word: &AtomicU32, _n: u32) {}
+    pub(super) use super::address_wait::{wait, wake};
 
     pub(super) fn reopen(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
         rustix::io::fcntl_dupfd_cloexec(fd, 3)
