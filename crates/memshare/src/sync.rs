@@ -2,10 +2,13 @@
 //!
 //! The building block of blocking wake-ups between processes: a *shared*
 //! futex on Linux (keyed by the physical page, so it works between
-//! processes that map the page at different addresses); elsewhere a short
-//! sleep stands in for the wait. Process-local primitives (`std`'s
-//! `Mutex`/`Condvar`, `WaitOnAddress`, private futexes) do not work across
-//! processes.
+//! processes that map the page at different addresses), the shared forms
+//! of `os_sync_wait_on_address` on macOS and `_umtx_op` on FreeBSD. On
+//! Windows no wait on an address works across processes: there a short
+//! sleep stands in for [`wait`] on an arbitrary word (memshare's channels
+//! and services put a kernel event behind the words they use), and on
+//! other systems too. Process-local primitives (`std`'s `Mutex`/`Condvar`,
+//! `WaitOnAddress`, private futexes) do not work across processes.
 //!
 //! [`wait`] returns on a wake, on a timeout, on a signal, at once if the word
 //! no longer holds `expected`, and possibly spuriously: always re-check your

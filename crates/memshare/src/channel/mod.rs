@@ -51,13 +51,15 @@
 //!   issues a `SeqCst` fence, reads the flag and, if set, bumps the word and
 //!   wakes it. The parker also fences after setting the flag and re-checks
 //!   the ring before sleeping, and the futex wait compares the word, so no
-//!   wake-up is lost. No system call happens while the peer is awake.
+//!   wake-up is lost. No system call happens while the peer is awake. (On
+//!   Windows an auto-reset event per parked end carries the wake, which
+//!   stays set until consumed: the same argument holds.)
 //!
 //! # Crashes and hostile peers
 //!
 //! - Each endpoint holds a lock on a byte of the segment (an `F_OFD_SETLK`
-//!   lock on its own open file description) that the kernel drops when the
-//!   process dies. A waiting endpoint checks it at least every
+//!   lock on its own open file description; on Windows a named mutex) that
+//!   the kernel drops when the process dies. A waiting endpoint checks it at least every
 //!   [`LIVENESS_INTERVAL`], so a killed peer is noticed within that bound.
 //!   A frame is published only after it is complete, so a sender killed
 //!   mid-message never shows a partial message; everything it committed is
