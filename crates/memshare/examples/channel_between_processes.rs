@@ -4,28 +4,20 @@
 //! sends a thousand messages and drops its end; the child receives every
 //! one, in order, and then learns that the sender is gone.
 //!
-//! Unix only: channels use the futex and byte locks of Unix systems.
-//!
 //! ```text
 //! cargo run -p memshare --example channel_between_processes
 //! ```
 
-#[cfg(unix)]
 use std::process::Command;
 
-#[cfg(unix)]
 use memshare::channel::{Receiver, Sender};
-#[cfg(unix)]
 use memshare::{CommandExt, Error, Result, Segment};
 
 /// The key both sides agree on.
-#[cfg(unix)]
 const KEY: &str = "channel";
 /// How many messages the parent sends.
-#[cfg(unix)]
 const MESSAGES: usize = 1000;
 
-#[cfg(unix)]
 fn main() -> Result<()> {
     if std::env::args().nth(1).as_deref() == Some("child") {
         return child();
@@ -50,7 +42,6 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-#[cfg(unix)]
 fn child() -> Result<()> {
     println!("child:  this is process {}", std::process::id());
     let segment = Segment::inherited(KEY)?;
@@ -74,10 +65,4 @@ fn child() -> Result<()> {
     }
     println!("child:  received {received} messages in order, then the sender was gone");
     Ok(())
-}
-
-#[cfg(not(unix))]
-fn main() {
-    eprintln!("channel_between_processes: Unix only (memshare's channels are Unix-only)");
-    std::process::exit(1);
 }

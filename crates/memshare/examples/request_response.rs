@@ -5,25 +5,18 @@
 //! ten requests, two at a time, checking every answer. Each answer reaches
 //! the request it answers, whatever order the server answers in.
 //!
-//! Unix only: the service uses the futex and byte locks of Unix systems.
-//!
 //! ```text
 //! cargo run -p memshare --example request_response
 //! ```
 
-#[cfg(unix)]
 use std::process::Command;
 
-#[cfg(unix)]
 use memshare::rpc::{Client, Server, ServerConfig};
-#[cfg(unix)]
 use memshare::Result;
 
 /// Requests each client sends.
-#[cfg(unix)]
 const CALLS: u64 = 10;
 
-#[cfg(unix)]
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     if args.next().as_deref() == Some("client") {
@@ -64,7 +57,6 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-#[cfg(unix)]
 fn client(name: &str) -> Result<()> {
     println!("child:  this is process {}", std::process::id());
     let mut client = Client::connect_timeout(name, std::time::Duration::from_secs(30))?;
@@ -78,10 +70,4 @@ fn client(name: &str) -> Result<()> {
     }
     println!("client: {CALLS} answers, each to its own request");
     Ok(())
-}
-
-#[cfg(not(unix))]
-fn main() {
-    eprintln!("request_response: Unix only (memshare's services are Unix-only)");
-    std::process::exit(1);
 }
