@@ -472,3 +472,48 @@ fn a_scribbling_server_gets_errors_or_answers_never_a_crash_or_hang() {
     server.kill();
     let _ = memshare::Segment::remove(&name);
 }
+
+/// The queuing child: pushes three requests, says so, and waits to be
+/// killed.
+#[cfg(target_os = "linux")]
+fn queuer() {
+    let mut client = Client::connect_timeout(&env("MST_NAME"), TIMEOUT).unwrap();
+    let pending: Vec<_> = (0..3)
+        .map(|i| client.send_request(format!("q{i}").as_bytes()).unwrap())
+        .collect();
+    println!("queued={}", pending.len());
+    std::thread::sleep(TIMEOUT);
+}
+
+// (Linux: the thread's CPU time is read with CLOCK_THREAD_CPUTIME_ID.)
+#[cfg(target_os = "linux")]
+#[test]
+fn a_server_that_owes_a_dead_client_parks_instead_of_spinning_on_its_queue() {
+    const TEST: &str = "a_server_that_owes_a_dead_client_parks_instead_of_spinning_on_its_queue";
+    if role().is_some() {
+        queuer();
+        return;
+    }
+    let name = unique_name("rpc-owed");
+    let server = Server::create(&name, config()).unwrap();
+    server.set_wait_strategy(memshare::channel::WaitStrategy::Park);
+    let (child, mut out) = spawn(TEST, "queuer", &[("MST_NAME", name.clone())]);
+    out.after("queued=");
+    // The server takes one request and holds it; two more stay queued.
+    let owed = server.recv_timeout(TIMEOUT).unwrap();
+    child.kill();
+    // The server sees the client dead (it still owes it an answer, so its
+    // region is not reset yet).
+    assert!(server.clients().unwrap().is_empty());
+    let cpu = common::thread_cpu_time();
+    let end = server.recv_timeout(Duration::from_millis(300));
+    let spent = common::thread_cpu_time() - cpu;
+    assert!(matches!(end, Err(Error::TimedOut { .. })), "{end:?}");
+    // Parked, it wakes every liveness interval; spinning, it would burn
+    // the whole 300 ms.
+    assert!(
+        spent < Duration::from_millis(60),
+        "the server used {spent:?} of CPU in a 300 ms wait"
+    );
+    drop(owed);
+}

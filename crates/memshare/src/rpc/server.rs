@@ -414,7 +414,10 @@ impl Server {
             }
             let k = &known[c as usize];
             let tail = if k.instance == block.instance.load(Ordering::Acquire) {
-                if k.evicted.is_some() {
+                // Not served: what it queued is not waited for (a dead
+                // client's requests would keep the server from parking
+                // until its region is reset).
+                if k.evicted.is_some() || k.dead {
                     continue;
                 }
                 k.tail

@@ -536,3 +536,16 @@ pub fn spawn(test: &str, role: &str, vars: &[(&str, String)]) -> (Reaped, Output
     let out = kid.0.as_mut().unwrap().stdout.take().unwrap();
     (kid, Output::new(out))
 }
+
+/// The CPU time the calling thread has used so far.
+#[cfg(target_os = "linux")]
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, exclusively borrowed timespec for the call.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(r, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
