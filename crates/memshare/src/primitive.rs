@@ -1,5 +1,5 @@
 //! The atomics and the futex word the shared-memory protocols (the channel,
-//! publish-subscribe) are written against: the real ones, or loom's under
+//! publish-subscribe, request/response, the wait set) are written against: the real ones, or loom's under
 //! `--cfg loom`, so that the loom models run the protocols' own code (as
 //! crossbeam does).
 
@@ -67,15 +67,53 @@ impl FutexWord {
     }
 }
 
+/// Sleeps while every word of `words` holds the value paired with it, for
+/// at most `timeout`; returns early on a wake of any of them, a signal, or
+/// spuriously (callers re-check). `futex_waitv` on Linux (see `sys`);
+/// Unix only (the wait set's).
+#[cfg(all(unix, not(loom)))]
+pub(crate) fn wait_many(words: &[(&FutexWord, u32)], timeout: Duration) {
+    crate::sys::wait_many(words.iter().map(|&(w, v)| (&w.0, v)), timeout);
+}
+
 /// The model of a futex word: `wait` sleeps only if the word still holds
 /// `expected`, checked under the lock that the wake takes, as the kernel's
 /// bucket lock does. It has no timeout (the real one wakes every liveness
 /// interval), so a lost wake-up is a deadlock, which loom reports.
+///
+/// Every word of a model shares one "kernel" (a loom mutex over the queue
+/// of sleepers, and a condvar), so that a waiter can sleep on several words
+/// at once ([`wait_many`], the model of `futex_waitv`). A wake marks the
+/// sleepers queued on its word (up to `n`, first come first woken) and
+/// only those return: there are no spurious wake-ups in the model, which
+/// would hide a lost one.
 #[cfg(loom)]
 pub(crate) struct FutexWord {
     word: AtomicU32,
-    lock: loom::sync::Mutex<()>,
+}
+
+/// The modelled kernel's queue of sleepers.
+#[cfg(loom)]
+struct Kernel {
+    queue: loom::sync::Mutex<Sleepers>,
     cond: loom::sync::Condvar,
+}
+
+#[cfg(loom)]
+#[derive(Default)]
+struct Sleepers {
+    next: u64,
+    /// Per sleeper: its ticket, the addresses of the words it sleeps on,
+    /// and whether a wake picked it.
+    queued: Vec<(u64, Vec<usize>, bool)>,
+}
+
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref KERNEL: Kernel = Kernel {
+        queue: loom::sync::Mutex::new(Sleepers::default()),
+        cond: loom::sync::Condvar::new(),
+    };
 }
 
 #[cfg(loom)]
@@ -83,8 +121,6 @@ impl FutexWord {
     pub(crate) fn new() -> FutexWord {
         FutexWord {
             word: AtomicU32::new(0),
-            lock: loom::sync::Mutex::new(()),
-            cond: loom::sync::Condvar::new(),
         }
     }
 
@@ -92,26 +128,71 @@ impl FutexWord {
         self.word.load(Ordering::Acquire)
     }
 
-    pub(crate) fn wait(&self, expected: u32, _timeout: Duration) {
-        let guard = self.lock.lock().unwrap();
-        if self.word.load(Ordering::Relaxed) != expected {
-            return; // EAGAIN
+    fn addr(&self) -> usize {
+        self as *const FutexWord as usize
+    }
+
+    pub(crate) fn wait(&self, expected: u32, timeout: Duration) {
+        wait_many(&[(self, expected)], timeout);
+    }
+
+    fn wake(&self, n: usize) {
+        let mut sleepers = KERNEL.queue.lock().unwrap();
+        let mut woken = 0;
+        for (_, words, picked) in sleepers.queued.iter_mut() {
+            if woken < n && !*picked && words.contains(&self.addr()) {
+                *picked = true;
+                woken += 1;
+            }
         }
-        drop(self.cond.wait(guard).unwrap());
+        drop(sleepers);
+        if woken > 0 {
+            KERNEL.cond.notify_all();
+        }
     }
 
     pub(crate) fn bump_and_wake(&self) {
         self.word.fetch_add(1, Ordering::Release);
-        let _guard = self.lock.lock().unwrap();
-        self.cond.notify_all();
+        self.wake(1);
     }
 
     pub(crate) fn bump_and_wake_all(&self) {
-        self.bump_and_wake();
+        self.word.fetch_add(1, Ordering::Release);
+        self.wake(usize::MAX);
     }
 
     pub(crate) fn bump_and_wake_waiters(&self, _waiters: u64) {
         self.bump_and_wake_all();
+    }
+}
+
+/// The model of `futex_waitv`: sleeps, under the kernel's lock, only if
+/// every word still holds its value (else returns at once, as EAGAIN),
+/// until a wake of one of the words picks this sleeper.
+#[cfg(loom)]
+pub(crate) fn wait_many(words: &[(&FutexWord, u32)], _timeout: Duration) {
+    let mut sleepers = KERNEL.queue.lock().unwrap();
+    if words
+        .iter()
+        .any(|(w, expected)| w.word.load(Ordering::Relaxed) != *expected)
+    {
+        return; // EAGAIN
+    }
+    let ticket = sleepers.next;
+    sleepers.next += 1;
+    let addrs = words.iter().map(|(w, _)| w.addr()).collect();
+    sleepers.queued.push((ticket, addrs, false));
+    loop {
+        sleepers = KERNEL.cond.wait(sleepers).unwrap();
+        let at = sleepers
+            .queued
+            .iter()
+            .position(|(t, _, _)| *t == ticket)
+            .expect("a sleeper stays queued until it returns");
+        if sleepers.queued[at].2 {
+            sleepers.queued.remove(at);
+            return;
+        }
     }
 }
 

@@ -52,6 +52,23 @@ pub(crate) fn wake_waiters(word: &AtomicU32, _waiters: u64) {
 #[derive(Debug)]
 pub(crate) struct WordRoute;
 
+/// The most words [`wait_many`] waits on at once: what `futex_waitv`
+/// takes (`FUTEX_WAITV_MAX` in the kernel).
+pub(crate) const WAIT_MANY_MAX: usize = 128;
+
+/// How long one sleep of [`wait_many`] lasts at most where it cannot wait
+/// on the words themselves (Linux before 5.16, other systems): it polls.
+pub(crate) const WAIT_MANY_POLL: Duration = Duration::from_micros(200);
+
+/// Waits while every word of `words` (at most [`WAIT_MANY_MAX`]) holds
+/// the value paired with it, for at most `timeout`. Returns on a wake of
+/// any of them, a timeout, a signal, at once if one differs, or after
+/// [`WAIT_MANY_POLL`] where the system cannot wait on several words:
+/// callers re-check their conditions after every return.
+pub(crate) fn wait_many<'a>(words: impl Iterator<Item = (&'a AtomicU32, u32)>, timeout: Duration) {
+    imp::wait_many(words, timeout)
+}
+
 /// A write lock on one byte of an object, held through an open file
 /// description of its own. Dropping it releases the lock; so does the
 /// death of the process, however it dies.
@@ -163,6 +180,57 @@ mod imp {
         let _ = futex::wake(word, futex::Flags::empty(), n);
     }
 
+    /// Set once `futex_waitv` said ENOSYS (Linux before 5.16): from then
+    /// on `wait_many` polls.
+    static NO_WAITV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    pub(super) fn wait_many<'a>(
+        words: impl Iterator<Item = (&'a AtomicU32, u32)>,
+        timeout: Duration,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !NO_WAITV.load(Relaxed) {
+            let waiters: Vec<futex::Wait> = words
+                .map(|(word, expected)| {
+                    let mut w = futex::Wait::new();
+                    w.val = u64::from(expected);
+                    w.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+                    // Shared (no FUTEX2_PRIVATE): the words are in memory
+                    // other processes map, as for `wait`.
+                    w.flags = futex::WaitFlags::SIZE_U32;
+                    w
+                })
+                .collect();
+            debug_assert!(waiters.len() <= WAIT_MANY_MAX);
+            // futex_waitv takes an absolute time on the clock it is given.
+            let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+            let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
+            let deadline = futex::Timespec {
+                tv_sec: now
+                    .tv_sec
+                    .saturating_add(timeout.as_secs().min(i64::MAX as u64) as i64)
+                    .saturating_add((nanos / 1_000_000_000) as i64),
+                tv_nsec: (nanos % 1_000_000_000) as i64,
+            };
+            match futex::waitv(
+                &waiters,
+                futex::WaitvFlags::empty(),
+                Some(&deadline),
+                futex::ClockId::Monotonic,
+            ) {
+                // Woken, a word differed (EAGAIN), the time is up, a
+                // signal: all mean "re-check".
+                Ok(_) | Err(Errno::AGAIN | Errno::TIMEDOUT | Errno::INTR) => return,
+                Err(Errno::NOSYS) => NO_WAITV.store(true, Relaxed),
+                // Anything else (EINVAL, EFAULT: not expected with words
+                // we map ourselves): poll this once rather than return at
+                // once, which would make the caller's loop a busy one.
+                Err(_) => {}
+            }
+        }
+        std::thread::sleep(timeout.min(WAIT_MANY_POLL));
+    }
+
     /// A new open file description of the same object: the lock must be
     /// this endpoint's own, not shared with every `dup` of the segment.
     pub(super) fn reopen(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
@@ -205,6 +273,13 @@ mod imp {
 
     pub(super) use super::address_wait::{wait, wake};
 
+    pub(super) fn wait_many<'a>(
+        _words: impl Iterator<Item = (&'a AtomicU32, u32)>,
+        timeout: Duration,
+    ) {
+        std::thread::sleep(timeout.min(WAIT_MANY_POLL));
+    }
+
     pub(super) fn reopen(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
         rustix::io::fcntl_dupfd_cloexec(fd, 3)
     }
@@ -222,5 +297,55 @@ mod imp {
         let mut lock = flock_for(byte, libc::F_WRLCK.into());
         fcntl_lock(fd, libc::F_GETLK, &mut lock)?;
         Ok(i32::from(lock.l_type) != i32::from(libc::F_UNLCK))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{wait_many, wake};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// A wake of any one of the words ends the wait; a word that moved
+    /// ends it at once; nothing ends it at the timeout.
+    #[test]
+    fn wait_many_returns_on_a_wake_of_any_word_a_moved_word_or_the_timeout() {
+        let words: Vec<AtomicU32> = (0..128).map(AtomicU32::new).collect();
+        let expect = |words: &[AtomicU32]| -> Vec<u32> {
+            words.iter().map(|w| w.load(Ordering::Relaxed)).collect()
+        };
+
+        let snapshot = expect(&words);
+        let started = Instant::now();
+        wait_many(
+            words.iter().zip(snapshot.iter().copied()),
+            Duration::from_millis(30),
+        );
+        let slept = started.elapsed();
+        assert!(
+            slept >= Duration::from_millis(25),
+            "returned after {slept:?}"
+        );
+
+        let mut stale = expect(&words);
+        stale[77] += 1;
+        let started = Instant::now();
+        wait_many(words.iter().zip(stale), Duration::from_secs(10));
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        let snapshot = expect(&words);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                words[101].fetch_add(1, Ordering::Release);
+                wake(&words[101], 1);
+            });
+            let started = Instant::now();
+            wait_many(
+                words.iter().zip(snapshot.iter().copied()),
+                Duration::from_secs(10),
+            );
+            assert!(started.elapsed() < Duration::from_secs(5));
+        });
     }
 }
