@@ -152,3 +152,53 @@ pub(crate) fn new_instance() -> u64 {
     hasher.write_u32(std::process::id());
     hasher.finish() | 1
 }
+
+/// What an endpoint shares, inside this process, with the wait sets it is
+/// a member of ([`crate::WaitSet`]), which hold no borrow of it: whether
+/// it was dropped, a request to ask about its peers afresh, and what the
+/// kind needs of its private state (`T`).
+#[derive(Debug, Default)]
+pub(crate) struct Link<T = ()> {
+    dropped: std::sync::atomic::AtomicBool,
+    recheck: std::sync::atomic::AtomicBool,
+    pub(crate) state: T,
+}
+
+impl<T> Link<T> {
+    pub(crate) fn new(state: T) -> std::sync::Arc<Link<T>> {
+        std::sync::Arc::new(Link {
+            dropped: Default::default(),
+            recheck: Default::default(),
+            state,
+        })
+    }
+
+    /// Said by the endpoint's `drop`.
+    pub(crate) fn set_dropped(&self) {
+        // Relaxed: a hint for the wait sets, which read nothing it orders.
+        self.dropped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[cfg(unix)]
+    pub(crate) fn dropped(&self) -> bool {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A wait set saw a peer of the endpoint gone (its lock free): the
+    /// endpoint's next look asks the kernel itself rather than trust an
+    /// answer younger than [`LIVENESS_INTERVAL`], so that it reports what
+    /// the set reported.
+    #[cfg(unix)]
+    pub(crate) fn request_recheck(&self) {
+        self.recheck
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a recheck was requested (and clears the request). One load
+    /// when none was.
+    pub(crate) fn take_recheck(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.recheck.load(Relaxed) && self.recheck.swap(false, Relaxed)
+    }
+}

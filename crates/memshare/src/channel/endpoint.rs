@@ -3,11 +3,12 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::layout::{self, Header, Side};
 use super::ring::{self, Corruption, Ring};
-use crate::endpoint::Routes;
+use crate::endpoint::{Link, Routes};
 use crate::sys::ByteLock;
 use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
 use crate::{Error, Result, Segment, ViewMut};
@@ -27,6 +28,8 @@ pub(crate) struct Endpoint {
     /// its state word says (a peer that zeroes it before dying must not
     /// look like one that never came).
     peer_seen: bool,
+    /// What the wait sets this endpoint is a member of share with it.
+    pub(crate) link: Arc<Link>,
     segment: Segment,
     /// The futex words it parks on (its own) and wakes (the peer's).
     _routes: Routes,
@@ -165,6 +168,7 @@ impl Endpoint {
             strategy: WaitStrategy::default(),
             last_liveness: Instant::now(),
             peer_seen,
+            link: Link::new(()),
             segment: segment.clone(),
             _routes: routes,
             _lock: lock,
@@ -218,6 +222,12 @@ impl Endpoint {
         &self.segment
     }
 
+    /// Whether this side has seen a peer (see `peer_gone`).
+    #[cfg(unix)]
+    pub(crate) fn peer_seen(&self) -> bool {
+        self.peer_seen
+    }
+
     pub(crate) fn capacity(&self) -> u64 {
         self.ring.capacity()
     }
@@ -266,7 +276,9 @@ impl Endpoint {
                 if state != layout::STATE_NEW {
                     self.peer_seen = true;
                 }
-                if self.last_liveness.elapsed() < LIVENESS_INTERVAL {
+                // (A wait set that found the peer's lock free asks for a
+                // fresh answer: the endpoint then reports what it did.)
+                if self.last_liveness.elapsed() < LIVENESS_INTERVAL && !self.link.take_recheck() {
                     return Ok(false);
                 }
                 self.last_liveness = Instant::now();
@@ -309,6 +321,7 @@ impl Endpoint {
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
+        self.link.set_dropped();
         let h = self.header();
         h.state(self.side)
             .store(layout::STATE_DETACHED, Ordering::Release);

@@ -74,15 +74,15 @@
 //!   Loops are bounded and waits have deadlines or liveness checks.
 
 #[cfg(not(loom))]
-mod endpoint;
+pub(crate) mod endpoint;
 #[cfg(not(loom))]
 mod inspect;
 pub mod layout;
 #[cfg(all(test, loom))]
-mod loom_model;
+pub(crate) mod loom_model;
 #[cfg(not(loom))]
 mod receiver;
-mod ring;
+pub(crate) mod ring;
 #[cfg(not(loom))]
 mod sender;
 #[cfg(not(loom))]

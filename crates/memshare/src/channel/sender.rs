@@ -224,6 +224,13 @@ impl Sender {
         Ok(self.guard(slot, len))
     }
 
+    /// What a wait set needs of this sender: its endpoint, and whether it
+    /// saw the receiver move its position.
+    #[cfg(unix)]
+    pub(crate) fn wait_parts(&self) -> (&Endpoint, bool) {
+        (&self.ep, self.core.peer_moved)
+    }
+
     fn guard(&mut self, slot: (u64, u64), len: usize) -> SendGuard<'_> {
         SendGuard {
             tx: self,

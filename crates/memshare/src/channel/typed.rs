@@ -89,6 +89,12 @@ impl<T: Pod> TypedSender<T> {
         self.inner.segment()
     }
 
+    /// The byte sender underneath, for a wait set.
+    #[cfg(unix)]
+    pub(crate) fn inner_ref(&self) -> &Sender {
+        &self.inner
+    }
+
     /// The byte sender underneath (wait strategy, capacity...).
     pub fn inner_mut(&mut self) -> &mut Sender {
         &mut self.inner
@@ -144,6 +150,12 @@ impl<T: Pod> TypedReceiver<T> {
     /// The segment the channel lives in.
     pub fn segment(&self) -> &Segment {
         self.inner.segment()
+    }
+
+    /// The byte receiver underneath, for a wait set.
+    #[cfg(unix)]
+    pub(crate) fn inner_ref(&self) -> &Receiver {
+        &self.inner
     }
 
     /// The byte receiver underneath (wait strategy, capacity...).

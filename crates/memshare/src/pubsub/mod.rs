@@ -67,12 +67,12 @@ mod config;
 mod inspect;
 pub mod layout;
 #[cfg(all(test, loom))]
-mod loom_model;
+pub(crate) mod loom_model;
 #[cfg(not(loom))]
 mod publisher;
-mod ring;
+pub(crate) mod ring;
 #[cfg(not(loom))]
-mod service;
+pub(crate) mod service;
 #[cfg(not(loom))]
 mod subscriber;
 #[cfg(not(loom))]

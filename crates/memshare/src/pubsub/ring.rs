@@ -17,6 +17,7 @@ use crate::primitive::{fence, AtomicU32, AtomicU64, Ordering};
 pub(crate) struct Corruption(pub(crate) String);
 
 /// A publisher's pool of buffers.
+#[cfg_attr(not(loom), derive(Clone))]
 pub(crate) struct Buffers {
     #[cfg(not(loom))]
     base: *mut u8,
@@ -543,12 +544,19 @@ impl SubCore {
         ring_len: u32,
         pubs: impl Publishers<'a>,
     ) -> bool {
-        cursors.iter().enumerate().all(|(p, &c)| {
-            let pv = pubs.get(p);
-            let e = &pv.entries[(c % u64::from(ring_len)) as usize];
-            let seq = e.seq.load(Ordering::Relaxed);
-            seq == 0 || seq <= c
-        })
+        cursors
+            .iter()
+            .enumerate()
+            .all(|(p, &c)| !SubCore::news_at(&pubs.get(p), c, ring_len))
+    }
+
+    /// Whether the entry that cursor `c` names in publisher `pv`'s ring
+    /// holds a sequence past it: a message, or a lap (one load). Being
+    /// written (0) or older: nothing.
+    pub(crate) fn news_at(pv: &PubView<'_>, c: u64, ring_len: u32) -> bool {
+        let e = &pv.entries[(c % u64::from(ring_len)) as usize];
+        let seq = e.seq.load(Ordering::Relaxed);
+        seq != 0 && seq > c
     }
 
     /// After receiving: wakes publishers waiting for room (overflow policy

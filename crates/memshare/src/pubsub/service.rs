@@ -4,6 +4,7 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::layout::{self, Entry, Geometry, Header, PublisherBlock, SubscriberHead};
 use super::ring::{Buffers, Corruption, PubView, Publishers, SubView};
@@ -22,7 +23,9 @@ pub(crate) enum Role {
     Observer,
 }
 
-/// A service's segment, checked and mapped.
+/// A service's segment, checked and mapped. A clone shares the mappings
+/// (a wait set's member keeps them while its endpoint may be gone).
+#[derive(Clone)]
 pub(crate) struct Service {
     segment: Segment,
     pub(crate) geometry: Geometry,
@@ -33,7 +36,7 @@ pub(crate) struct Service {
     publishers: Vec<Option<NonNull<u8>>>,
     buffers: Vec<Option<Buffers>>,
     // Declared last: dropped after everything that points into them.
-    windows: Vec<Window>,
+    windows: Arc<Vec<Window>>,
 }
 
 // SAFETY: the pointers point into `windows`, owned by the service; the
@@ -133,7 +136,7 @@ impl Service {
             subscribers,
             publishers,
             buffers,
-            windows,
+            windows: Arc::new(windows),
         })
     }
 

@@ -3,13 +3,14 @@
 use std::cell::RefCell;
 use std::ops::Deref;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout;
 use super::ring::{park_subscriber, Got, Limits, SubCore};
 use super::service::{Role, Service};
 use super::PublisherId;
-use crate::endpoint::{new_instance, Liveness, Routes};
+use crate::endpoint::{new_instance, Link, Liveness, Routes};
 use crate::sys::ByteLock;
 use crate::waiting::{Rounds, Step, WaitStrategy};
 use crate::{Error, Result, Segment};
@@ -45,6 +46,8 @@ pub struct Subscriber {
     strategy: WaitStrategy,
     /// The publishers' liveness, asked at most once per liveness interval.
     publishers: RefCell<Liveness>,
+    /// What the wait sets this subscriber is a member of share with it.
+    link: Arc<Link>,
     _routes: Routes,
     _lock: ByteLock,
     // Declared last: dropped after everything that points into it.
@@ -158,6 +161,7 @@ impl Subscriber {
             max_held: service.geometry.shape.max_held as usize,
             strategy: WaitStrategy::default(),
             publishers: RefCell::new(publishers),
+            link: Link::new(()),
             _routes: routes,
             _lock: lock,
             service,
@@ -254,6 +258,13 @@ impl Subscriber {
         }
     }
 
+    /// What a wait set needs of this subscriber: its service (a clone
+    /// sharing the mappings), its slot, and its link.
+    #[cfg(unix)]
+    pub(crate) fn wait_parts(&self) -> (&Service, u32, &Arc<Link>) {
+        (&self.service, self.index, &self.link)
+    }
+
     fn sample(&self, got: Got) -> Sample<'_> {
         Sample {
             subscriber: self,
@@ -286,10 +297,11 @@ impl Subscriber {
     }
 
     /// `Err(Disconnected)` if no publisher is alive and everything the
-    /// publishers published was received. After a park the publishers'
-    /// liveness is asked afresh.
+    /// publishers published was received. After a park (or when a wait
+    /// set saw the publishers gone) the publishers' liveness is asked
+    /// afresh.
     fn check_disconnected(&self, after_park: bool) -> Result<()> {
-        let max_age = if after_park {
+        let max_age = if after_park || self.link.take_recheck() {
             Duration::ZERO
         } else {
             crate::waiting::LIVENESS_INTERVAL
@@ -329,6 +341,7 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        self.link.set_dropped();
         let sub = self.service.subscriber(self.index);
         sub.head
             .state

@@ -15,7 +15,7 @@ use super::layout::{
 use super::protocol::{self, Answer};
 use super::service::{Role, Service};
 use super::{ClientId, ServerConfig};
-use crate::endpoint::{new_instance, Routes};
+use crate::endpoint::{new_instance, Link, Routes};
 use crate::primitive::Ordering;
 use crate::sys::ByteLock;
 use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
@@ -65,6 +65,11 @@ pub struct Client {
     strategy: WaitStrategy,
     /// When the server's lock was last asked about.
     last_liveness: Instant,
+    /// The slots whose answer this client waits for (sent, and the answer
+    /// not looked at yet): a bit per slot, kept here and copied into the
+    /// link for the wait sets this client is a member of.
+    awaiting: u64,
+    link: Arc<Link<AtomicU64>>,
     _routes: Routes,
     _lock: ByteLock,
 }
@@ -264,6 +269,8 @@ impl Client {
             abandoned: Arc::new(AtomicU64::new(0)),
             strategy: WaitStrategy::default(),
             last_liveness: Instant::now(),
+            awaiting: 0,
+            link: Link::new(AtomicU64::new(0)),
             _routes: routes,
             _lock: lock,
             service,
@@ -369,6 +376,7 @@ impl Client {
             request.len() as u32,
         );
         self.in_flight[slot as usize] = Some(id);
+        self.set_awaiting(slot, true);
         Ok((slot, id))
     }
 
@@ -485,7 +493,12 @@ impl Client {
     /// `Err(Corrupted)` if its slot says something no server following the
     /// protocol writes (the slot is lost).
     fn answer(&mut self, slot: u32, id: u64) -> Result<bool> {
-        match protocol::answer(self.service.region(self.index), slot, id) {
+        let answer = protocol::answer(self.service.region(self.index), slot, id);
+        if answer != Answer::Waiting {
+            // Looked at: not waited for any more.
+            self.set_awaiting(slot, false);
+        }
+        match answer {
             Answer::Waiting => Ok(false),
             Answer::Responded(_) => Ok(true),
             Answer::Declined => {
@@ -533,12 +546,45 @@ impl Client {
     /// inspection: the server does not look at a slot that is not in its
     /// ring).
     fn release(&mut self, slot: u32) {
+        self.set_awaiting(slot, false);
         if self.in_flight[slot as usize].take().is_some() {
             self.service.region(self.index).slots[slot as usize]
                 .state
                 .store(layout::SLOT_FREE, Ordering::Relaxed);
             self.free.push(slot);
         }
+    }
+
+    /// Says whether this client waits for the answer in `slot`, here and
+    /// to its wait sets (a plain store: only this client writes it).
+    fn set_awaiting(&mut self, slot: u32, awaiting: bool) {
+        let awaiting = if awaiting {
+            self.awaiting | 1 << slot
+        } else {
+            self.awaiting & !(1 << slot)
+        };
+        if awaiting != self.awaiting {
+            self.awaiting = awaiting;
+            self.link
+                .state
+                .store(awaiting, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// What a wait set needs of this client: its service (a clone shares
+    /// the mappings), its region, the server instance it connected to, its
+    /// link, and the slots whose `Pending` was dropped.
+    #[cfg(unix)]
+    pub(crate) fn wait_parts(
+        &self,
+    ) -> (&Service, u32, u64, &Arc<Link<AtomicU64>>, &Arc<AtomicU64>) {
+        (
+            &self.service,
+            self.index,
+            self.server_instance,
+            &self.link,
+            &self.abandoned,
+        )
     }
 
     /// A free slot, after taking back the slots of dropped `Pending`s
@@ -566,6 +612,7 @@ impl Client {
                     Answer::Broken(_) => {
                         // Lost: never reused.
                         handled |= 1 << slot;
+                        self.set_awaiting(slot, false);
                         self.in_flight[slot as usize] = None;
                     }
                 }
@@ -596,7 +643,9 @@ impl Client {
                     .into(),
             ));
         }
-        if fresh || self.last_liveness.elapsed() >= LIVENESS_INTERVAL {
+        // (A wait set that found the server's lock free asks for a fresh
+        // answer: the client then reports what it did.)
+        if fresh || self.link.take_recheck() || self.last_liveness.elapsed() >= LIVENESS_INTERVAL {
             self.last_liveness = Instant::now();
             if !self
                 .service
@@ -613,6 +662,7 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
+        self.link.set_dropped();
         let block = self.service.block(self.index);
         block.state.store(CLIENT_DETACHED, Ordering::Release);
         // Ring: the server resets the region soon, not a liveness interval

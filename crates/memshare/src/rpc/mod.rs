@@ -59,18 +59,18 @@
 //!   that breaks it can only send bad responses (or `Corrupted`).
 
 #[cfg(not(loom))]
-mod client;
+pub(crate) mod client;
 mod config;
 #[cfg(not(loom))]
 mod inspect;
 pub mod layout;
 #[cfg(all(test, loom))]
 mod loom_model;
-mod protocol;
+pub(crate) mod protocol;
 #[cfg(not(loom))]
-mod server;
+pub(crate) mod server;
 #[cfg(not(loom))]
-mod service;
+pub(crate) mod service;
 
 #[cfg(not(loom))]
 pub use client::{Client, Pending, Response};

@@ -4,6 +4,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{
@@ -13,7 +15,7 @@ use super::layout::{
 use super::protocol::{self, Take};
 use super::service::{Role, Service};
 use super::{ClientId, ServerConfig};
-use crate::endpoint::{new_instance, Liveness, Routes};
+use crate::endpoint::{new_instance, Link, Liveness, Routes};
 use crate::primitive::Ordering;
 use crate::sys::ByteLock;
 use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
@@ -55,8 +57,25 @@ pub struct Server {
     /// Receives since the last upkeep look at the time.
     polls: Cell<u32>,
     last_upkeep: Cell<Instant>,
+    /// What the wait sets this server is a member of share with it: per
+    /// client region, what it knows (`Known`'s instance, tail, and whether
+    /// it serves the client).
+    link: Arc<Link<Box<[Mirror]>>>,
     _routes: Routes,
     _lock: ByteLock,
+}
+
+/// What the server knows of one client region, as a wait set reads it
+/// (from another thread, maybe): a copy of `Known`'s instance and tail,
+/// and whether the client is left alone (evicted, or seen dead). The set
+/// looks at the client's head against this tail, as `nothing_pushed` does.
+/// A copy read while the server changes it can only make the set report
+/// the server when it has nothing, or late by at most a park slice.
+#[derive(Debug, Default)]
+pub(crate) struct Mirror {
+    pub(crate) instance: AtomicU64,
+    pub(crate) tail: AtomicU64,
+    pub(crate) ignored: AtomicBool,
 }
 
 /// What the server knows of one client region.
@@ -188,6 +207,7 @@ impl Server {
             next: Cell::new(0),
             polls: Cell::new(0),
             last_upkeep: Cell::new(Instant::now()),
+            link: Link::new((0..n).map(|_| Mirror::default()).collect()),
             _routes: routes,
             _lock: lock,
             service,
@@ -361,7 +381,12 @@ impl Server {
             return Ok(None);
         }
         let max_len = self.service.geometry.shape.max_request_len;
-        match protocol::take(self.service.region(c), doorbell, &mut k.tail, max_len) {
+        let taken = protocol::take(self.service.region(c), doorbell, &mut k.tail, max_len);
+        if let Take::Violation(what) = taken {
+            k.evicted = Some(what);
+        }
+        self.mirror(c, k);
+        match taken {
             Take::Empty => Ok(None),
             Take::Request { slot, id, len } => {
                 k.owed += 1;
@@ -378,8 +403,7 @@ impl Server {
                 self.service.check_region_intact(c)?;
                 Ok(Some(request))
             }
-            Take::Violation(what) => {
-                k.evicted = Some(what);
+            Take::Violation(_) => {
                 drop(known);
                 self.service.check_region_intact(c)?;
                 self.evict(c);
@@ -438,6 +462,10 @@ impl Server {
     /// within the interval), at the cost of a clock read every 64 looks for
     /// a request.
     fn upkeep_now_and_then(&self) -> Result<()> {
+        if self.link.take_recheck() {
+            // A wait set saw a client die: reclaim its region now.
+            return self.upkeep(Duration::ZERO);
+        }
         let polls = self.polls.get().wrapping_add(1);
         self.polls.set(polls);
         if polls % 64 == 0 && self.last_upkeep.get().elapsed() >= LIVENESS_INTERVAL / 2 {
@@ -483,6 +511,7 @@ impl Server {
                         };
                     }
                     k.dead = true;
+                    self.mirror(c, k);
                 }
                 _ => {}
             }
@@ -524,6 +553,7 @@ impl Server {
         // Release: a client that reads FREE sees the region reset.
         block.state.store(CLIENT_FREE, Ordering::Release);
         *k = Known::default();
+        self.mirror(c, k);
         let doorbell = self.service.doorbell(c);
         doorbell.pending.fetch_and(!doorbell.bit, Ordering::Relaxed);
         Ok(())
@@ -556,6 +586,22 @@ impl Server {
         self.service.check_region_intact(c)
     }
 
+    /// Copies what the server knows of client `c` for the wait sets.
+    fn mirror(&self, c: u32, k: &Known) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.link.state[c as usize];
+        m.instance.store(k.instance, Relaxed);
+        m.tail.store(k.tail, Relaxed);
+        m.ignored.store(k.evicted.is_some() || k.dead, Relaxed);
+    }
+
+    /// What a wait set needs of this server: its service (a clone shares
+    /// the mappings) and its link.
+    #[cfg(unix)]
+    pub(crate) fn wait_parts(&self) -> (&Service, &Arc<Link<Box<[Mirror]>>>) {
+        (&self.service, &self.link)
+    }
+
     fn max_response_len(&self) -> usize {
         usize::try_from(self.service.geometry.shape.max_response_len).unwrap_or(usize::MAX)
     }
@@ -563,6 +609,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.link.set_dropped();
         let h = self.service.header();
         h.server.state.store(SERVER_DETACHED, Ordering::Release);
         // Clients waiting for a response look at the server now.

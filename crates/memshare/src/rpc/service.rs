@@ -3,6 +3,7 @@
 //! typed views of the parts.
 
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use super::layout::{self, ClientBlock, Geometry, Header, Slot};
 use super::protocol::{Doorbell, Region};
@@ -33,7 +34,9 @@ struct Parts {
     windows: (usize, usize),
 }
 
-/// A service's segment, checked and mapped.
+/// A service's segment, checked and mapped. A clone shares the mappings
+/// (a wait set's member keeps them while its endpoint may be gone).
+#[derive(Clone)]
 pub(crate) struct Service {
     segment: Segment,
     pub(crate) geometry: Geometry,
@@ -41,7 +44,7 @@ pub(crate) struct Service {
     /// One per client region; `None` for the regions a client does not map.
     regions: Vec<Option<Parts>>,
     // Declared last: dropped after everything that points into them.
-    windows: Vec<Window>,
+    windows: Arc<Vec<Window>>,
 }
 
 // SAFETY: the pointers point into `windows`, owned by the service; the
@@ -150,7 +153,7 @@ impl Service {
             geometry,
             header,
             regions,
-            windows,
+            windows: Arc::new(windows),
         })
     }
 
