@@ -86,6 +86,8 @@ pub mod share;
 pub mod sync;
 mod sys;
 mod view;
+#[cfg(unix)]
+pub mod wait_set;
 mod waiting;
 
 pub use error::{Error, Result};
@@ -95,6 +97,8 @@ pub use share::inherit::CommandExt;
 #[cfg(unix)]
 pub use share::socket::{recv_segments, send_segments};
 pub use view::{ReadOnlyU32, ReadOnlyU64, View, ViewMut};
+#[cfg(all(unix, not(loom)))]
+pub use wait_set::WaitSet;
 
 /// The alignment of view windows on this system: the page size on Unix,
 /// 64 KiB on Windows. Views may start at any offset; memshare maps from the

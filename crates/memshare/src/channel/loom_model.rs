@@ -29,17 +29,26 @@ use super::ring::{park, Consumer, Producer, Ring};
 use crate::primitive::Ordering;
 
 /// A small ring, so that frames wrap, pad and fill it.
-const CAPACITY: u64 = 32;
+pub(crate) const CAPACITY: u64 = 32;
 
 /// The shared part: a header and a ring in ordinary memory.
-struct Channel {
-    header: Header,
-    ring: Ring,
+pub(crate) struct Channel {
+    pub(crate) header: Header,
+    pub(crate) ring: Ring,
+}
+
+impl Channel {
+    pub(crate) fn new() -> Channel {
+        Channel {
+            header: Header::zeroed(),
+            ring: Ring::zeroed(CAPACITY),
+        }
+    }
 }
 
 /// `Sender::send` with `WaitStrategy::Park`: find room (parking while the
 /// ring is full), write the payload, commit.
-fn send(ch: &Channel, core: &mut Producer, msg: &[u8]) {
+pub(crate) fn send(ch: &Channel, core: &mut Producer, msg: &[u8]) {
     let frame = frame_len(msg.len() as u64).unwrap();
     let slot = loop {
         if let Some(slot) = core.poll_space(&ch.header, &ch.ring, frame).unwrap() {
@@ -73,7 +82,7 @@ fn recv(ch: &Channel, core: &mut Consumer) -> Vec<u8> {
 
 /// Message `i` of length `len`: bytes that say which message and which byte
 /// they are, so that a mix-up or a stale byte shows.
-fn message(i: usize, len: usize) -> Vec<u8> {
+pub(crate) fn message(i: usize, len: usize) -> Vec<u8> {
     (0..len).map(|j| (i * 64 + j + 1) as u8).collect()
 }
 

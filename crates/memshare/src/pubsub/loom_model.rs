@@ -26,21 +26,21 @@ use crate::primitive::{AtomicU32, AtomicU64};
 
 /// A service with one publisher slot and one subscriber slot, in ordinary
 /// memory.
-struct Model {
-    limits: Limits,
+pub(crate) struct Model {
+    pub(crate) limits: Limits,
     max_held: usize,
-    wake: WakeBlock,
+    pub(crate) wake: WakeBlock,
     publisher_wake: PublisherWake,
-    block: PublisherBlock,
+    pub(crate) block: PublisherBlock,
     entries: Vec<Entry>,
-    buffers: Buffers,
+    pub(crate) buffers: Buffers,
     sub: SubscriberHead,
     holds: Vec<AtomicU32>,
     cursors: Vec<AtomicU64>,
 }
 
 impl Model {
-    fn new(depth: u32, max_held: u32, drop_oldest: bool) -> Model {
+    pub(crate) fn new(depth: u32, max_held: u32, drop_oldest: bool) -> Model {
         let shape = Shape {
             max_publishers: 1,
             max_subscribers: 1,
@@ -65,7 +65,7 @@ impl Model {
         }
     }
 
-    fn publisher(&self) -> PubView<'_> {
+    pub(crate) fn publisher(&self) -> PubView<'_> {
         PubView {
             block: &self.block,
             wake: &self.publisher_wake,
@@ -74,7 +74,7 @@ impl Model {
         }
     }
 
-    fn subscriber(&self) -> SubView<'_> {
+    pub(crate) fn subscriber(&self) -> SubView<'_> {
         SubView {
             head: &self.sub,
             holds: &self.holds,
@@ -84,13 +84,13 @@ impl Model {
 }
 
 /// Message `i`: 8 bytes that say which message they are.
-fn message(i: u64) -> [u8; 8] {
+pub(crate) fn message(i: u64) -> [u8; 8] {
     (i * 0x0101_0101_0101_0101 + 0x0102_0304_0506_0708).to_le_bytes()
 }
 
 /// The publisher publishes `count` messages (waiting for room under
 /// "block").
-fn publish(m: &Model, count: u64) {
+pub(crate) fn publish(m: &Model, count: u64) {
     let view = m.publisher();
     let mut core = PubCore::new(0, 1, m.limits, &view);
     for i in 0..count {

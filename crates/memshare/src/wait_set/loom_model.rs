@@ -1,0 +1,135 @@
+//! The loom model of the wait set's no-lost-wake-up argument, on its own
+//! code.
+//!
+//! `watch.rs` (each member's flag or bit, the readiness of a channel
+//! receiver and of a subscriber, and the park on all the members' words at
+//! once) is written against `crate::primitive`: loom's atomics, and a
+//! modelled kernel whose `wait_many` is `futex_waitv` (sleep only if every
+//! word still holds its snapshot, checked under the lock the wakes take;
+//! woken only by a wake of one of its words; no timeout, so a lost wake-up
+//! is a deadlock, which loom reports). The wakers are the protocols' own
+//! code, unchanged: a channel sender (`ring.rs`: commit, publish, its
+//! fence and its look at the receiver's flag) and a publisher
+//! (`pubsub/ring.rs`: publish, its fence, the swap of the parked bits).
+//!
+//! The set's thread does what `WaitSet::wait_until` does without the
+//! liveness questions and deadlines (left out: they only shorten a park):
+//! look at every member, park on all of them while none is ready, and on a
+//! report receive from the member with the endpoints' own code, which must
+//! then find a message (the report is never "nothing").
+//!
+//! Run it with
+//! `RUSTFLAGS="--cfg loom" cargo test --release -p memshare --lib wait_set::loom_model`.
+
+use std::time::Duration;
+
+use loom::sync::Arc;
+
+use super::watch::{levels, park, ChannelWatch, SubscriberWatch, Watch};
+use crate::channel::layout::Side;
+use crate::channel::loom_model::{self as chan, Channel, CAPACITY};
+use crate::channel::ring::{Consumer, Producer};
+use crate::primitive::{check, Ordering};
+use crate::pubsub::layout::STATE_ATTACHED;
+use crate::pubsub::loom_model::{self as ps, Model};
+use crate::pubsub::ring::SubCore;
+
+/// A channel sender sends `per_waker` messages and a publisher publishes
+/// as many, each in a thread of its own; this thread waits on a set of the
+/// channel's receiver and a subscriber of the service, and receives each
+/// message where the set reports one.
+fn run(per_waker: usize) {
+    let ch = Arc::new(Channel::new());
+    let service = Arc::new(Model::new(2, 1, false));
+    // The publisher is attached before the subscriber waits (a service
+    // with none is "disconnected", reported at once).
+    service.block.state.store(STATE_ATTACHED, Ordering::Relaxed);
+    let sender = {
+        let ch = ch.clone();
+        loom::thread::spawn(move || {
+            let mut core = Producer::default();
+            for i in 0..per_waker {
+                chan::send(&ch, &mut core, &chan::message(i, 3));
+            }
+        })
+    };
+    let publisher = {
+        let service = service.clone();
+        loom::thread::spawn(move || ps::publish(&service, per_waker as u64))
+    };
+
+    let views = [service.publisher()];
+    let pubs = &views[..];
+    let sub = service.subscriber();
+    let mut receiver = Consumer::default();
+    let mut subscriber = SubCore::new(service.limits, pubs);
+    let channel_member = ChannelWatch {
+        header: &ch.header,
+        side: Side::Receiver,
+        capacity: CAPACITY,
+    };
+    let subscriber_member = SubscriberWatch {
+        wake: &service.wake,
+        bit: 0,
+        cursors: sub.cursors,
+        publishers: pubs,
+        ring_len: service.limits.ring_len,
+    };
+    let members: [&dyn Watch; 2] = [&channel_member, &subscriber_member];
+    let (mut received, mut sampled) = (0, 0);
+    while received < per_waker || sampled < per_waker {
+        let ready = levels(&members);
+        if ready == 0 {
+            park(&members, Duration::MAX);
+            continue;
+        }
+        if ready & 1 != 0 {
+            let frame = receiver
+                .poll(&ch.header, &ch.ring)
+                .expect("an honest sender")
+                .expect("the set reported the receiver: a message is there");
+            let msg = ch.ring.read_bytes(frame.offset, frame.len);
+            assert_eq!(msg, chan::message(received, 3), "message {received}");
+            receiver.release(&ch.header, frame.next);
+            received += 1;
+        }
+        if ready & 2 != 0 {
+            let got = subscriber
+                .poll(&sub, pubs)
+                .expect("an honest publisher")
+                .expect("the set reported the subscriber: a message is there");
+            let bytes = service.buffers.read(got.buffer, got.len);
+            assert_eq!(bytes, ps::message(got.seq), "sample {}", got.seq);
+            assert_eq!(got.seq, sampled as u64);
+            subscriber.release(&sub, got.hold);
+            SubCore::wake_publishers(pubs);
+            sampled += 1;
+        }
+    }
+    sender.join().unwrap();
+    publisher.join().unwrap();
+    // The set took its flags back.
+    assert_eq!(
+        ch.header
+            .park(Side::Receiver)
+            .waiting
+            .load(Ordering::Relaxed),
+        0
+    );
+    assert_eq!(service.wake.parked.load(Ordering::Relaxed), 0);
+}
+
+/// One message from each waker: whichever comes first, and whether it
+/// comes before the set looks, while it arms, or once it sleeps, the set
+/// wakes and reports it, then the other.
+#[test]
+fn a_set_of_a_receiver_and_a_subscriber_is_woken_by_either() {
+    check(3, || run(1));
+}
+
+/// Two messages from each: the set parks again after each report, with
+/// the other member's flag set again each time.
+#[test]
+fn a_set_parked_again_after_each_report_is_woken_every_time() {
+    check(2, || run(2));
+}

@@ -1,0 +1,441 @@
+//! A wait set's members: what the set holds of each endpoint (its own
+//! reference to the shared memory, the geometry the endpoint validated,
+//! the endpoint's link), and how it asks whether a member's peers live.
+//! The handshake itself is `watch.rs`.
+
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use super::watch::{ChannelWatch, SubscriberWatch, Watch};
+use crate::channel::layout::{self as channel, Side};
+use crate::channel::{Receiver, Sender};
+use crate::endpoint::{Link, Liveness};
+use crate::primitive::{FutexWord, Ordering};
+use crate::pubsub::layout as pubsub;
+use crate::pubsub::Subscriber;
+use crate::rpc::layout::{self as rpc, phase_of, SLOT_REQUESTED, SLOT_TAKEN};
+use crate::rpc::server::Mirror;
+use crate::rpc::{Client, Server};
+use crate::{Result, Segment, ViewMut};
+
+/// One member of a wait set. Public only as the (unnameable) type of the
+/// sealed traits' method.
+pub struct Member {
+    kind: Kind,
+    /// What the last look at the member's peers found: gone. While it
+    /// says so, every wait asks again (and reports the member). (A
+    /// server's dead clients are remembered in its member instead, and
+    /// reported by `ready` until the server has seen to them.)
+    gone: bool,
+}
+
+enum Kind {
+    Channel(ChannelMember),
+    Subscriber(SubscriberMember),
+    Server(ServerMember),
+    Client(ClientMember),
+}
+
+// SAFETY: the pointers point into mappings the member owns (its own view,
+// or a service's windows shared through an `Arc`); everything reached
+// through them is atomics. Links are `Arc`s of atomics.
+unsafe impl Send for Member {}
+
+/// A channel's end: the header page, mapped by the set.
+struct ChannelMember {
+    header: NonNull<channel::Header>,
+    side: Side,
+    capacity: u64,
+    /// The peer's position when the member was added: a move says a peer
+    /// came (as for the endpoint's own `peer_moved`).
+    peer_position: u64,
+    peer_seen: bool,
+    link: Arc<Link>,
+    segment: Segment,
+    // Declared last: dropped after the pointer into it.
+    view: ViewMut,
+}
+
+struct SubscriberMember {
+    index: u32,
+    link: Arc<Link>,
+    /// What the set last learnt of each publisher slot's liveness.
+    publishers: Liveness,
+    service: crate::pubsub::service::Service,
+}
+
+struct ServerMember {
+    link: Arc<Link<Box<[Mirror]>>>,
+    /// The client instances the set saw dead, per region (0: none), so
+    /// that it reports each once the server has not yet seen to it.
+    dead: Vec<u64>,
+    service: crate::rpc::service::Service,
+}
+
+struct ClientMember {
+    index: u32,
+    server_instance: u64,
+    link: Arc<Link<AtomicU64>>,
+    abandoned: Arc<AtomicU64>,
+    service: crate::rpc::service::Service,
+}
+
+impl Member {
+    fn new(kind: Kind) -> Member {
+        Member { kind, gone: false }
+    }
+
+    /// A channel's receiver, waiting for a message.
+    pub(crate) fn receiver(rx: &Receiver) -> Result<Member> {
+        let (ep, moved) = rx.wait_parts();
+        Member::channel(ep, moved)
+    }
+
+    /// A channel's sender, waiting for room.
+    pub(crate) fn sender(tx: &Sender) -> Result<Member> {
+        let (ep, moved) = tx.wait_parts();
+        Member::channel(ep, moved)
+    }
+
+    fn channel(ep: &crate::channel::endpoint::Endpoint, moved: bool) -> Result<Member> {
+        let segment = ep.segment().clone();
+        // The header page only: the set reads the positions, states and
+        // parking words, never the ring.
+        let view = segment.map(..channel::HEADER_LEN as u64)?;
+        // SAFETY: the view maps the segment from offset 0, page-aligned,
+        // at least HEADER_LEN bytes (the endpoint checked the segment's
+        // length when it attached); `Header` is `#[repr(C)]` atomics and
+        // padding, valid for any bytes; the member keeps the view.
+        let header = unsafe { NonNull::new_unchecked(view.as_mut_ptr().cast::<channel::Header>()) };
+        // SAFETY: as above.
+        let h = unsafe { header.as_ref() };
+        let peer_position = h.position(ep.side.peer()).load(Ordering::Relaxed);
+        Ok(Member::new(Kind::Channel(ChannelMember {
+            header,
+            side: ep.side,
+            capacity: ep.capacity(),
+            peer_position,
+            peer_seen: ep.peer_seen() || moved,
+            link: Arc::clone(&ep.link),
+            segment,
+            view,
+        })))
+    }
+
+    pub(crate) fn subscriber(sub: &Subscriber) -> Result<Member> {
+        let (service, index, link) = sub.wait_parts();
+        Ok(Member::new(Kind::Subscriber(SubscriberMember {
+            index,
+            link: Arc::clone(link),
+            publishers: Liveness::new(service.geometry.shape.max_publishers),
+            service: service.clone(),
+        })))
+    }
+
+    pub(crate) fn server(server: &Server) -> Result<Member> {
+        let (service, link) = server.wait_parts();
+        Ok(Member::new(Kind::Server(ServerMember {
+            link: Arc::clone(link),
+            dead: vec![0; service.geometry.shape.max_clients as usize],
+            service: service.clone(),
+        })))
+    }
+
+    pub(crate) fn client(client: &Client) -> Result<Member> {
+        let (service, index, server_instance, link, abandoned) = client.wait_parts();
+        Ok(Member::new(Kind::Client(ClientMember {
+            index,
+            server_instance,
+            link: Arc::clone(link),
+            abandoned: Arc::clone(abandoned),
+            service: service.clone(),
+        })))
+    }
+
+    /// Whether the member's endpoint was dropped.
+    fn dropped(&self) -> bool {
+        match &self.kind {
+            Kind::Channel(m) => m.link.dropped(),
+            Kind::Subscriber(m) => m.link.dropped(),
+            Kind::Server(m) => m.link.dropped(),
+            Kind::Client(m) => m.link.dropped(),
+        }
+    }
+
+    /// Whether the memory under the member's mappings is gone (a peer
+    /// truncated the segment): the endpoint then reports `Truncated`.
+    fn faulted(&self) -> bool {
+        match &self.kind {
+            Kind::Channel(m) => m.view.check_intact().is_err(),
+            Kind::Subscriber(m) => m.service.check_intact().is_err(),
+            Kind::Server(m) => m.service.check_intact().is_err(),
+            Kind::Client(m) => m.service.check_intact().is_err(),
+        }
+    }
+
+    /// Whether the last look at the member's peers found them gone.
+    pub(crate) fn gone(&self) -> bool {
+        self.gone
+    }
+
+    /// Asks the kernel whether the member's peers live (one lock query per
+    /// peer it relies on), and remembers the answer: `true` if they are
+    /// gone, and then the endpoint is asked to look afresh too (its next
+    /// try_ form asks the kernel rather than trust an older answer).
+    pub(crate) fn check_peers(&mut self) -> Result<bool> {
+        let gone = match &mut self.kind {
+            Kind::Channel(m) => m.peer_gone()?,
+            Kind::Subscriber(m) => m.publishers_gone()?,
+            Kind::Server(m) => m.client_died()?,
+            Kind::Client(m) => m.server_gone()?,
+        };
+        if gone {
+            match &self.kind {
+                Kind::Channel(m) => m.link.request_recheck(),
+                Kind::Subscriber(m) => m.link.request_recheck(),
+                Kind::Server(m) => m.link.request_recheck(),
+                Kind::Client(m) => m.link.request_recheck(),
+            }
+        }
+        self.gone = gone && !matches!(self.kind, Kind::Server(_));
+        Ok(gone)
+    }
+}
+
+impl ChannelMember {
+    fn header(&self) -> &channel::Header {
+        // SAFETY: points into `view`, which lives as long as `self`.
+        unsafe { self.header.as_ref() }
+    }
+
+    fn watch(&self) -> ChannelWatch<'_> {
+        ChannelWatch {
+            header: self.header(),
+            side: self.side,
+            capacity: self.capacity,
+        }
+    }
+
+    /// As `Endpoint::peer_gone`: the peer detached, or it was seen
+    /// (attached, or moving its position) and no longer holds its lock.
+    fn peer_gone(&mut self) -> Result<bool> {
+        let peer = self.side.peer();
+        let h = self.header();
+        let state = h.state(peer).load(Ordering::Acquire);
+        let moved = h.position(peer).load(Ordering::Relaxed) != self.peer_position;
+        if state == channel::STATE_DETACHED {
+            return Ok(true);
+        }
+        self.peer_seen |= moved || state != channel::STATE_NEW;
+        if !self.peer_seen {
+            return Ok(false);
+        }
+        Ok(!self
+            .segment
+            .object()
+            .byte_locked(channel::lock_byte(peer))?)
+    }
+}
+
+impl SubscriberMember {
+    fn watch(&self) -> SubscriberWatch<'_, crate::pubsub::service::AllPublishers<'_>> {
+        SubscriberWatch {
+            wake: &self.service.header().wake,
+            bit: self.index,
+            cursors: self.service.subscriber(self.index).cursors,
+            publishers: self.service.publishers(),
+            ring_len: self.service.geometry.ring_len,
+        }
+    }
+
+    /// As `Subscriber::check_disconnected`, asking afresh: no publisher
+    /// alive, and everything they published received.
+    fn publishers_gone(&mut self) -> Result<bool> {
+        let segment = self.service.segment();
+        let cursors = self.service.subscriber(self.index).cursors;
+        let mut drained = true;
+        for (p, pv) in self.service.publishers().iter() {
+            let state = pv.block.state.load(Ordering::Acquire);
+            let instance = pv.block.instance.load(Ordering::Acquire);
+            let byte = pubsub::publisher_lock_byte(p);
+            if self.publishers.alive(
+                segment,
+                p,
+                state == pubsub::STATE_ATTACHED,
+                instance,
+                byte,
+                std::time::Duration::ZERO,
+            )? {
+                return Ok(false);
+            }
+            let head = pv.block.head.load(Ordering::Acquire);
+            drained &= cursors[p as usize].load(Ordering::Relaxed) >= head;
+        }
+        Ok(drained)
+    }
+}
+
+impl ServerMember {
+    fn header(&self) -> &rpc::Header {
+        self.service.header()
+    }
+
+    /// As the server's own check before parking (`nothing_pushed`), with
+    /// the server's tails as it shares them: a client it serves pushed a
+    /// request it has not taken (its pending bit is set here too, as
+    /// there, for a client that died between its head and its bit); or a
+    /// client left (its detach rang the bell: the server resets its
+    /// region); or a client the set saw die that the server has not seen
+    /// to yet.
+    fn ready(&self) -> bool {
+        let n = self.service.geometry.shape.max_clients;
+        let h = self.header();
+        let mut ready = false;
+        for c in 0..n {
+            let block = self.service.block(c);
+            let state = block.state.load(Ordering::Acquire);
+            let doorbell = self.service.doorbell(c);
+            match state {
+                rpc::CLIENT_FREE => {}
+                rpc::CLIENT_ATTACHED | rpc::CLIENT_EVICTED => {
+                    let instance = block.instance.load(Ordering::Acquire);
+                    let known = &self.link.state[c as usize];
+                    let current = known.instance.load(Ordering::Relaxed) == instance;
+                    let ignored = current && known.ignored.load(Ordering::Relaxed);
+                    if instance != 0 && self.dead[c as usize] == instance && !ignored {
+                        ready = true;
+                    }
+                    if state != rpc::CLIENT_ATTACHED || ignored {
+                        continue;
+                    }
+                    let tail = if current {
+                        known.tail.load(Ordering::Relaxed)
+                    } else {
+                        0
+                    };
+                    if crate::rpc::protocol::has_requests(self.service.region(c), tail) {
+                        doorbell.pending.fetch_or(doorbell.bit, Ordering::Relaxed);
+                        ready = true;
+                    }
+                }
+                _ => {
+                    // Detached (or a state no client writes): the server
+                    // looks at it when its bit is set.
+                    let bits = h.pending[(c / 64) as usize].load(Ordering::Relaxed);
+                    ready |= bits & doorbell.bit != 0;
+                }
+            }
+        }
+        ready
+    }
+
+    /// Whether a client the server still serves (or still owes) died: its
+    /// lock is free. Each is asked once per look.
+    fn client_died(&mut self) -> Result<bool> {
+        let segment = self.service.segment();
+        let mut died = false;
+        for c in 0..self.service.geometry.shape.max_clients {
+            let block = self.service.block(c);
+            let state = block.state.load(Ordering::Acquire);
+            if !matches!(state, rpc::CLIENT_ATTACHED | rpc::CLIENT_EVICTED) {
+                continue;
+            }
+            let instance = block.instance.load(Ordering::Acquire);
+            let known = &self.link.state[c as usize];
+            if known.instance.load(Ordering::Relaxed) == instance
+                && known.ignored.load(Ordering::Relaxed)
+            {
+                // The server saw to it (evicted, or seen dead).
+                continue;
+            }
+            if !segment.object().byte_locked(rpc::client_lock_byte(c))? {
+                self.dead[c as usize] = instance;
+                died = true;
+            }
+        }
+        Ok(died)
+    }
+}
+
+impl ClientMember {
+    fn wake(&self) -> &rpc::WakeWords {
+        &self.service.header().client_wake[self.index as usize]
+    }
+
+    /// A request the client waits for is answered (or its slot holds what
+    /// no honest server writes: the client then says `Corrupted`); or the
+    /// server is gone as the state words say, or it evicted this client.
+    fn ready(&self) -> bool {
+        let h = self.service.header();
+        if h.server.state.load(Ordering::Acquire) != rpc::SERVER_ATTACHED
+            || h.server.instance.load(Ordering::Acquire) != self.server_instance
+            || h.server.retired.load(Ordering::Acquire) != 0
+            || self.service.block(self.index).state.load(Ordering::Acquire) == rpc::CLIENT_EVICTED
+        {
+            return true;
+        }
+        let mut awaiting =
+            self.link.state.load(Ordering::Relaxed) & !self.abandoned.load(Ordering::Relaxed);
+        let slots = self.service.region(self.index).slots;
+        while awaiting != 0 {
+            let s = awaiting.trailing_zeros() as usize;
+            awaiting &= awaiting - 1;
+            let Some(slot) = slots.get(s) else { break };
+            let phase = phase_of(slot.state.load(Ordering::Relaxed));
+            if phase != SLOT_REQUESTED && phase != SLOT_TAKEN {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether the server's lock is free.
+    fn server_gone(&mut self) -> Result<bool> {
+        Ok(!self
+            .service
+            .segment()
+            .object()
+            .byte_locked(rpc::SERVER_LOCK_BYTE)?)
+    }
+}
+
+impl Watch for Member {
+    fn word(&self) -> &FutexWord {
+        match &self.kind {
+            Kind::Channel(m) => m.watch().word(),
+            Kind::Subscriber(m) => &m.service.header().wake.futex,
+            Kind::Server(m) => &m.header().server_wake.futex,
+            Kind::Client(m) => &m.wake().futex,
+        }
+    }
+
+    fn arm(&self) {
+        match &self.kind {
+            Kind::Channel(m) => m.watch().arm(),
+            Kind::Subscriber(m) => m.watch().arm(),
+            // As `protocol::park_server` and `park_client`.
+            Kind::Server(m) => m.header().server_wake.waiting.store(1, Ordering::Relaxed),
+            Kind::Client(m) => m.wake().waiting.store(1, Ordering::Relaxed),
+        }
+    }
+
+    fn disarm(&self) {
+        match &self.kind {
+            Kind::Channel(m) => m.watch().disarm(),
+            Kind::Subscriber(m) => m.watch().disarm(),
+            Kind::Server(m) => m.header().server_wake.waiting.store(0, Ordering::Relaxed),
+            Kind::Client(m) => m.wake().waiting.store(0, Ordering::Relaxed),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        let found = match &self.kind {
+            Kind::Channel(m) => m.watch().ready(),
+            Kind::Subscriber(m) => m.watch().ready(),
+            Kind::Server(m) => m.ready(),
+            Kind::Client(m) => m.ready(),
+        };
+        found || self.dropped() || self.faulted()
+    }
+}

@@ -1,0 +1,125 @@
+//! Wait sets: one thread waits on many endpoints at once.
+//!
+//! A [`WaitSet`] holds up to [`MAX_MEMBERS`] endpoints of any kind (channel
+//! receivers, channel senders waiting for room, publish-subscribe
+//! subscribers, request/response servers and clients) and waits until
+//! one of them has something, reporting which by the [`Token`] its
+//! [`add`](WaitSet::add) returned. The endpoint itself is not borrowed:
+//! receive from it with its own `try_` form once it is reported.
+//!
+//! ```
+//! use memshare::channel::{Receiver, Sender};
+//! use memshare::pubsub::{Publisher, ServiceConfig, Subscriber};
+//! use memshare::WaitSet;
+//! use std::time::Duration;
+//! # fn main() -> memshare::Result<()> {
+//! let mut receiver = Receiver::create(4096)?;
+//! let mut sender = Sender::attach(receiver.segment())?; // another process, usually
+//! let name = format!("doc-waitset-{}", std::process::id());
+//! let mut publisher = Publisher::create(&name, ServiceConfig::new())?;
+//! let subscriber = Subscriber::open(&name)?;
+//!
+//! let mut set = WaitSet::new()?;
+//! let a = set.add(&receiver)?;
+//! let b = set.add(&subscriber)?;
+//!
+//! sender.send(b"to a")?;
+//! publisher.publish_copy(b"to b")?;
+//! let mut seen = Vec::new();
+//! while seen.len() < 2 {
+//!     for token in set.wait_timeout(Duration::from_secs(5))? {
+//!         if token == a {
+//!             let msg = receiver.try_recv()?.expect("reported: a message");
+//!             seen.push(msg.to_vec());
+//!         } else if token == b {
+//!             let sample = subscriber.try_recv()?.expect("reported: a message");
+//!             seen.push(sample.to_vec());
+//!         }
+//!     }
+//! }
+//! seen.sort();
+//! assert_eq!(seen, [b"to a".to_vec(), b"to b".to_vec()]);
+//! assert!(set.remove(a));
+//! assert_eq!(set.len(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # What "ready" means
+//!
+//! A wait reports the members that are ready *now* (level-triggered): a
+//! member stays reported at every wait for as long as it stays ready (a
+//! message not received yet, a peer gone). After a member is reported,
+//! its endpoint's `try_` form returns a message or an error (such as
+//! [`Error::Disconnected`](crate::Error::Disconnected)), not "nothing",
+//! except in the benign cases listed.
+//!
+//! | member | added with | ready when | benign "nothing" |
+//! |---|---|---|---|
+//! | [`channel::Receiver`](crate::channel::Receiver) (and typed) | [`add`](WaitSet::add) | a message is published, or the sender is gone | the sender published only the padding frame before a wrapped message it is about to publish: `try_recv` consumes the padding |
+//! | [`channel::Sender`](crate::channel::Sender) (and typed) | [`add_writable`](WaitSet::add_writable) | there is room for the smallest message (an empty one; a larger one may still not fit), or the receiver is gone | — |
+//! | [`pubsub::Subscriber`](crate::pubsub::Subscriber) (and typed) | [`add`](WaitSet::add) | a publisher has a message for it (or lapped it), or every publisher is gone and everything was received, as `try_recv` reports `Disconnected` (also before any publisher came) | — |
+//! | [`rpc::Server`](crate::rpc::Server) | [`add`](WaitSet::add) | a client pushed a request the server has not taken; or a client left or died and the server should reclaim its slot | a client left or died: `try_recv` reclaims its slot and may return `None` (it does so at once for a reported death, not a liveness interval later) |
+//! | [`rpc::Client`](crate::rpc::Client) | [`add`](WaitSet::add) | a response (or a decline) to a request in flight came, or the server is gone | — (with nothing in flight, a report means the server is gone: `send_request` says `Disconnected`) |
+//!
+//! A member whose endpoint was dropped is reported at every wait until it
+//! is [removed](WaitSet::remove). A member holds its endpoint's segment
+//! (and so a named one's name, as any holder does) until it is removed or
+//! the set dropped. Remove a member whose endpoint reported
+//! `Disconnected`, too: it would be reported at every wait.
+//!
+//! # Cost
+//!
+//! - While members are ready, a wait is loads of each member's shared
+//!   words: no system call (but see liveness below).
+//! - Otherwise the set parks, as an endpoint does: for each member it sets
+//!   the flag (or bit) the member's own park sets, so that the member's
+//!   peers, unchanged, wake it; then one `futex_waitv` sleeps on every
+//!   member's word at once, costing no CPU until a peer wakes it.
+//! - Liveness: every [`LIVENESS_INTERVAL`](crate::channel::LIVENESS_INTERVAL)
+//!   (20 ms), whether parked or busy, the set asks the kernel whether the
+//!   peers of each member not ready are alive (one lock query per peer, as
+//!   the endpoints do), so that a peer that dies, however it dies, is
+//!   reported within about that interval.
+//!
+//! # The limit of 128 members
+//!
+//! `futex_waitv` (Linux 5.16) sleeps on at most 128 words in one call.
+//! More members would need a thread per 128 or a poll over slices, each a
+//! cost on every wake-up; the set refuses the 129th member instead
+//! ([`Error::LimitReached`](crate::Error::LimitReached)). Use several sets
+//! in several threads for more. On Linux before 5.16 (`ENOSYS`), and on
+//! other Unix systems, the set polls: it sleeps 200 µs at a time and looks
+//! again (correct, slower to wake, and not free while parked).
+//!
+//! # Threads
+//!
+//! A wait set is used from one thread at a time (`wait` takes `&mut
+//! self`); it is `Send`. Its members are usually used from the same
+//! thread, between waits. An endpoint may also be used from another thread
+//! while a set waits on it, but not parked there at the same time (its
+//! own blocking `recv`): the set and the endpoint would share the
+//! endpoint's one flag, and the first to wake clears it for both, so the
+//! other's wake-up may come late, by at most a liveness interval (both
+//! park in slices of at most that).
+//!
+//! # Trust
+//!
+//! Everything the set reads of a member is in shared memory a peer may
+//! write; every index is bounded by the geometry the endpoint validated
+//! when it attached, copied into the member. A hostile peer can make a
+//! member reported when it has nothing (its endpoint then says so), or
+//! not reported while it breaks the protocol (as it can stall the endpoint
+//! itself); it cannot make the set read out of bounds, crash or sleep
+//! longer than a liveness interval without looking again.
+
+#[cfg(not(loom))]
+mod member;
+#[cfg(not(loom))]
+mod set;
+pub(crate) mod watch;
+
+#[cfg(all(test, loom))]
+mod loom_model;
+
+#[cfg(not(loom))]
+pub use set::{Ready, Token, WaitSet, Waitable, Writable, MAX_MEMBERS};

@@ -1,0 +1,447 @@
+//! The wait set itself: its members, tokens, and the wait loop (look,
+//! ask about the peers now and then, park).
+
+use std::time::{Duration, Instant};
+
+use super::member::Member;
+use super::watch::{levels, park};
+use crate::channel::{Receiver, Sender, TypedReceiver, TypedSender};
+use crate::pubsub::{Subscriber, TypedSubscriber};
+use crate::rpc::{Client, Server};
+use crate::waiting::LIVENESS_INTERVAL;
+use crate::{Error, Result};
+
+/// The most members a [`WaitSet`] holds: what one `futex_waitv` call
+/// sleeps on (see the [module docs](super#the-limit-of-128-members)).
+pub const MAX_MEMBERS: usize = crate::sys::WAIT_MANY_MAX;
+
+/// The shortest park (unless the deadline is nearer): a futex wait that
+/// returns at once is a spin with system calls.
+const MIN_SLICE: Duration = Duration::from_micros(100);
+
+/// Names a member of a [`WaitSet`]: what [`WaitSet::add`] returned, and
+/// what a wait reports when that member is ready. Unique within its set
+/// (a token is never reused, even after [`WaitSet::remove`]).
+///
+/// ```
+/// use std::collections::HashMap;
+/// use memshare::channel::Receiver;
+/// use memshare::WaitSet;
+/// # fn main() -> memshare::Result<()> {
+/// let mut set = WaitSet::new()?;
+/// let mut receivers = HashMap::new();
+/// for _ in 0..3 {
+///     let rx = Receiver::create(4096)?;
+///     receivers.insert(set.add(&rx)?, rx);
+/// }
+/// assert_eq!(receivers.len(), 3);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(u64);
+
+impl Token {
+    /// The token as a number (the count of members added to its set
+    /// before it).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// The members a wait found ready: an iterator of their [`Token`]s, in the
+/// order they were added. It owns its tokens (no borrow of the set), so
+/// the set can be changed while it is walked.
+///
+/// ```
+/// use std::time::Duration;
+/// use memshare::channel::{Receiver, Sender};
+/// use memshare::WaitSet;
+/// # fn main() -> memshare::Result<()> {
+/// let rx = Receiver::create(4096)?;
+/// let mut tx = Sender::attach(rx.segment())?;
+/// let mut set = WaitSet::new()?;
+/// let token = set.add(&rx)?;
+/// tx.send(b"hi")?;
+/// let ready = set.wait_timeout(Duration::from_secs(5))?;
+/// assert_eq!(ready.len(), 1);
+/// assert!(ready.contains(token));
+/// assert_eq!(ready.collect::<Vec<_>>(), [token]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Ready {
+    tokens: [Token; MAX_MEMBERS],
+    next: usize,
+    end: usize,
+}
+
+impl Ready {
+    fn empty() -> Ready {
+        Ready {
+            tokens: [Token(0); MAX_MEMBERS],
+            next: 0,
+            end: 0,
+        }
+    }
+
+    /// How many members are left to walk.
+    pub fn len(&self) -> usize {
+        self.end - self.next
+    }
+
+    /// Whether none is left (the wait timed out, if nothing was walked).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `token`'s member is among those left to walk.
+    pub fn contains(&self, token: Token) -> bool {
+        self.tokens[self.next..self.end].contains(&token)
+    }
+}
+
+impl Iterator for Ready {
+    type Item = Token;
+
+    fn next(&mut self) -> Option<Token> {
+        if self.next == self.end {
+            return None;
+        }
+        self.next += 1;
+        Some(self.tokens[self.next - 1])
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len(), Some(self.len()))
+    }
+}
+
+impl ExactSizeIterator for Ready {}
+
+impl std::fmt::Debug for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(&self.tokens[self.next..self.end])
+            .finish()
+    }
+}
+
+mod sealed {
+    /// Makes the member a set holds of an endpoint.
+    pub trait Readiness {
+        fn member(&self) -> crate::Result<super::Member>;
+    }
+
+    /// As [`Readiness`], for a sender waiting for room.
+    pub trait Room {
+        fn member(&self) -> crate::Result<super::Member>;
+    }
+}
+
+/// An endpoint a [`WaitSet`] can wait on for something to receive:
+/// [`channel::Receiver`](crate::channel::Receiver),
+/// [`TypedReceiver`](crate::channel::TypedReceiver),
+/// [`pubsub::Subscriber`](crate::pubsub::Subscriber),
+/// [`TypedSubscriber`](crate::pubsub::TypedSubscriber),
+/// [`rpc::Server`](crate::rpc::Server) and [`rpc::Client`](crate::rpc::Client).
+/// (Sealed: implemented by memshare's endpoints only.)
+pub trait Waitable: sealed::Readiness {}
+
+/// An endpoint a [`WaitSet`] can wait on for room to send:
+/// [`channel::Sender`](crate::channel::Sender) and
+/// [`TypedSender`](crate::channel::TypedSender). (Sealed.)
+pub trait Writable: sealed::Room {}
+
+macro_rules! waitable {
+    ($($ty:ty => |$e:ident| $make:expr;)*) => {$(
+        impl sealed::Readiness for $ty {
+            fn member(&self) -> Result<Member> {
+                let $e = self;
+                $make
+            }
+        }
+        impl Waitable for $ty {}
+    )*};
+}
+
+waitable! {
+    Receiver => |rx| Member::receiver(rx);
+    Subscriber => |sub| Member::subscriber(sub);
+    Server => |server| Member::server(server);
+    Client => |client| Member::client(client);
+}
+
+impl<T: bytemuck::Pod> sealed::Readiness for TypedReceiver<T> {
+    fn member(&self) -> Result<Member> {
+        Member::receiver(self.inner_ref())
+    }
+}
+impl<T: bytemuck::Pod> Waitable for TypedReceiver<T> {}
+
+impl<T: bytemuck::Pod> sealed::Readiness for TypedSubscriber<T> {
+    fn member(&self) -> Result<Member> {
+        Member::subscriber(self.inner())
+    }
+}
+impl<T: bytemuck::Pod> Waitable for TypedSubscriber<T> {}
+
+impl sealed::Room for Sender {
+    fn member(&self) -> Result<Member> {
+        Member::sender(self)
+    }
+}
+impl Writable for Sender {}
+
+impl<T: bytemuck::Pod> sealed::Room for TypedSender<T> {
+    fn member(&self) -> Result<Member> {
+        Member::sender(self.inner_ref())
+    }
+}
+impl<T: bytemuck::Pod> Writable for TypedSender<T> {}
+
+/// One thread waiting on many endpoints: see the [module docs](super).
+///
+/// ```
+/// use std::time::Duration;
+/// use memshare::rpc::{Client, Server, ServerConfig};
+/// use memshare::WaitSet;
+/// # fn main() -> memshare::Result<()> {
+/// let name = format!("doc-waitset-rpc-{}", std::process::id());
+/// let server = Server::create(&name, ServerConfig::new())?;
+/// let mut client = Client::connect(&name)?; // another process, usually
+///
+/// let mut set = WaitSet::new()?;
+/// let s = set.add(&server)?;
+/// let c = set.add(&client)?;
+/// assert!(set.wait_timeout(Duration::from_millis(1))?.is_empty());
+///
+/// let pending = client.send_request(b"ping")?;
+/// assert!(set.wait()?.contains(s));
+/// server.try_recv()?.expect("reported: a request").respond(b"pong")?;
+/// assert!(set.wait()?.contains(c));
+/// assert_eq!(&*client.try_receive_response(&pending)?.expect("reported"), b"pong");
+/// # Ok(()) }
+/// ```
+pub struct WaitSet {
+    tokens: Vec<Token>,
+    members: Vec<Member>,
+    /// The next token's number.
+    next: u64,
+    /// When the members' peers were last asked about (all at once).
+    last_round: Option<Instant>,
+}
+
+impl WaitSet {
+    /// An empty wait set.
+    pub fn new() -> Result<WaitSet> {
+        Ok(WaitSet {
+            tokens: Vec::new(),
+            members: Vec::new(),
+            next: 0,
+            last_round: None,
+        })
+    }
+
+    /// Adds `endpoint`, to be reported when it has something to receive
+    /// (see the [module docs](super#what-ready-means) for each kind). The
+    /// endpoint is not borrowed: the set keeps its own reference to the
+    /// shared memory. [`Error::LimitReached`] if the set has
+    /// [`MAX_MEMBERS`] already.
+    pub fn add<E: Waitable + ?Sized>(&mut self, endpoint: &E) -> Result<Token> {
+        self.insert(|| endpoint.member())
+    }
+
+    /// Adds a channel sender, to be reported when there is room in its
+    /// ring for the smallest message (or its receiver is gone): a sender
+    /// waiting for room alongside other endpoints.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memshare::channel::{Receiver, Sender};
+    /// use memshare::WaitSet;
+    /// # fn main() -> memshare::Result<()> {
+    /// let mut tx = Sender::create(64)?;
+    /// let mut rx = Receiver::attach(tx.segment())?;
+    /// while tx.try_send(&[7; 16])? {} // full
+    /// let mut set = WaitSet::new()?;
+    /// let room = set.add_writable(&tx)?;
+    /// assert!(set.wait_timeout(Duration::from_millis(1))?.is_empty());
+    /// drop(rx.recv()?); // frees room
+    /// assert!(set.wait()?.contains(room));
+    /// assert!(tx.try_send(&[8; 16])?);
+    /// # Ok(()) }
+    /// ```
+    pub fn add_writable<S: Writable + ?Sized>(&mut self, sender: &S) -> Result<Token> {
+        self.insert(|| sender.member())
+    }
+
+    fn insert(&mut self, member: impl FnOnce() -> Result<Member>) -> Result<Token> {
+        if self.members.len() >= MAX_MEMBERS {
+            return Err(Error::LimitReached {
+                object: "wait set".into(),
+                what: "a wait set holds at most 128 members (futex_waitv sleeps on at most \
+                       128 words at once): use another set, in another thread"
+                    .into(),
+                limit: MAX_MEMBERS as u64,
+            });
+        }
+        let member = member()?;
+        let token = Token(self.next);
+        self.next += 1;
+        self.tokens.push(token);
+        self.members.push(member);
+        Ok(token)
+    }
+
+    /// Removes the member `token` names: `false` if it is not a member
+    /// (removed already, or another set's).
+    ///
+    /// ```
+    /// use memshare::channel::Receiver;
+    /// use memshare::WaitSet;
+    /// # fn main() -> memshare::Result<()> {
+    /// let rx = Receiver::create(4096)?;
+    /// let mut set = WaitSet::new()?;
+    /// let token = set.add(&rx)?;
+    /// assert!(set.contains(token));
+    /// assert!(set.remove(token));
+    /// assert!(!set.remove(token));
+    /// assert!(set.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn remove(&mut self, token: Token) -> bool {
+        match self.tokens.iter().position(|&t| t == token) {
+            Some(i) => {
+                self.tokens.remove(i);
+                self.members.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `token` names a member of this set.
+    pub fn contains(&self, token: Token) -> bool {
+        self.tokens.contains(&token)
+    }
+
+    /// How many members the set has.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the set has no member.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The members' tokens, in the order they were added.
+    pub fn tokens(&self) -> impl Iterator<Item = Token> + '_ {
+        self.tokens.iter().copied()
+    }
+
+    /// Waits until a member is ready; returns the ones that are.
+    /// [`Error::InvalidInput`] if the set is empty (it would never
+    /// return).
+    pub fn wait(&mut self) -> Result<Ready> {
+        if self.members.is_empty() {
+            return Err(Error::InvalidInput {
+                object: "wait set".into(),
+                reason: "it has no members: a wait would never return".into(),
+            });
+        }
+        self.wait_until(None, true)
+    }
+
+    /// Like [`WaitSet::wait`], for at most `timeout`: empty if no member
+    /// became ready meanwhile. (An empty set sleeps for `timeout`.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memshare::channel::{Receiver, Sender};
+    /// use memshare::WaitSet;
+    /// # fn main() -> memshare::Result<()> {
+    /// let rx = Receiver::create(4096)?;
+    /// let _tx = Sender::attach(rx.segment())?;
+    /// let mut set = WaitSet::new()?;
+    /// set.add(&rx)?;
+    /// assert!(set.wait_timeout(Duration::from_millis(5))?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Ready> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.wait_until(deadline, true)
+    }
+
+    /// The members ready now, without waiting (empty if none).
+    pub fn try_wait(&mut self) -> Result<Ready> {
+        self.wait_until(None, false)
+    }
+
+    /// Looks at the members, asks about their peers when that is due,
+    /// parks while none is ready.
+    fn wait_until(&mut self, deadline: Option<Instant>, block: bool) -> Result<Ready> {
+        loop {
+            let mut ready = levels(&self.members);
+            let now = Instant::now();
+            let round = self
+                .last_round
+                .is_none_or(|t| now.duration_since(t) >= LIVENESS_INTERVAL);
+            for (i, m) in self.members.iter_mut().enumerate() {
+                if ready & 1 << i == 0 && (round || m.gone()) && m.check_peers()? {
+                    ready |= 1 << i;
+                }
+            }
+            if round {
+                self.last_round = Some(now);
+            }
+            if ready != 0 {
+                return Ok(self.report(ready));
+            }
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
+            if !block || left.is_zero() {
+                return Ok(Ready::empty());
+            }
+            // Until the next round of questions is due, or the deadline.
+            let since = self.last_round.map_or(Duration::ZERO, |t| t.elapsed());
+            let slice = LIVENESS_INTERVAL
+                .saturating_sub(since)
+                .max(MIN_SLICE)
+                .min(left);
+            if self.members.is_empty() {
+                std::thread::sleep(slice);
+                continue;
+            }
+            park(&self.members, slice);
+        }
+    }
+
+    fn report(&self, ready: u128) -> Ready {
+        let mut out = Ready::empty();
+        let mut bits = ready;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            out.tokens[out.end] = self.tokens[i];
+            out.end += 1;
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for WaitSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitSet")
+            .field("members", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,716 @@
+//! Wait sets: 128 members of every kind where exactly the one that
+//! receives is reported; peers SIGKILLed in other processes (each kind's
+//! member reported within the liveness interval, and its endpoint then
+//! says `Disconnected`, or the server reclaims the dead client); a sender
+//! waiting for room freed by a receiver in another process; a park
+//! ping-pong between two processes through sets (a lost wake-up would show
+//! as a stall of a liveness interval); timeouts, removal, the limit, a
+//! dropped endpoint. The test binary re-runs itself as the peers.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::chan::rng;
+use common::{env, in_dev_shm, role, spawn, unique_name, Detections, TIMEOUT};
+use memshare::channel::{Receiver, Sender, WaitStrategy, LIVENESS_INTERVAL};
+use memshare::pubsub::{Publisher, ServiceConfig, Subscriber};
+use memshare::rpc::{Client, Pending, Request, Server, ServerConfig};
+use memshare::wait_set::{Token, MAX_MEMBERS};
+use memshare::{Error, WaitSet};
+
+fn small_service() -> ServiceConfig {
+    ServiceConfig::new().max_message_len(64).depth(4).history(1)
+}
+
+fn small_server(clients: u32) -> ServerConfig {
+    ServerConfig::new()
+        .max_clients(clients)
+        .max_in_flight(2)
+        .max_request_len(64)
+        .max_response_len(64)
+}
+
+/// The tokens a wait reported, sorted.
+fn reported(set: &mut WaitSet, timeout: Duration) -> Vec<Token> {
+    let mut tokens: Vec<Token> = set.wait_timeout(timeout).unwrap().collect();
+    tokens.sort();
+    tokens
+}
+
+/// One member of the big set, with what makes it ready and what takes
+/// that back.
+enum Member {
+    /// A channel receiver; its sender.
+    Receiver(Receiver, Sender),
+    /// A sender waiting for room (its ring full); its receiver.
+    Room(Sender, Receiver),
+    /// A subscriber of a service of its own; the publisher.
+    Subscriber(Subscriber, Publisher),
+    /// A server of its own; a client of it.
+    Server(Server, Client),
+    /// A client of the shared helper server, with a request in flight that
+    /// the helper holds.
+    Client(Client, Option<Pending>),
+}
+
+/// Makes `member` ready (not a client: see the test).
+fn trigger(member: &mut Member) {
+    match member {
+        Member::Receiver(_, tx) => tx.send(b"to you").unwrap(),
+        Member::Room(_, rx) => drop(rx.try_recv().unwrap().unwrap()),
+        Member::Subscriber(_, publisher) => publisher.publish_copy(b"to you").unwrap(),
+        Member::Server(_, client) => drop(client.send_request(b"to you").unwrap()),
+        Member::Client(..) => unreachable!("answered by the helper server"),
+    }
+}
+
+/// Fills `tx`'s ring.
+fn fill(tx: &mut Sender) {
+    while tx.try_send(&[9; 24]).unwrap() {}
+}
+
+/// Takes every request the helper server has and holds it, by client.
+fn take_all<'a>(helper: &'a Server, held: &mut HashMap<u32, Request<'a>>) {
+    while let Some(r) = helper.try_recv().unwrap() {
+        held.insert(r.client().slot(), r);
+    }
+}
+
+#[test]
+fn of_128_members_of_every_kind_exactly_the_one_that_receives_is_reported() {
+    let tag = unique_name("ws-mix");
+    let helper_name = format!("{tag}-helper");
+    let helper = Server::create(&helper_name, small_server(32)).unwrap();
+    let mut held = HashMap::new();
+    let mut members = Vec::new();
+    for i in 0..MAX_MEMBERS {
+        let member = match i % 5 {
+            0 | 1 => {
+                let rx = Receiver::create(256).unwrap();
+                let tx = Sender::attach(rx.segment()).unwrap();
+                Member::Receiver(rx, tx)
+            }
+            2 => {
+                let mut tx = Sender::create(64).unwrap();
+                let rx = Receiver::attach(tx.segment()).unwrap();
+                fill(&mut tx);
+                Member::Room(tx, rx)
+            }
+            3 if i % 2 == 0 => {
+                let name = format!("{tag}-p{i}");
+                let publisher = Publisher::create(&name, small_service()).unwrap();
+                Member::Subscriber(Subscriber::open(&name).unwrap(), publisher)
+            }
+            3 => {
+                let name = format!("{tag}-s{i}");
+                let server = Server::create(&name, small_server(1)).unwrap();
+                Member::Server(server, Client::connect(&name).unwrap())
+            }
+            _ => {
+                let mut client = Client::connect(&helper_name).unwrap();
+                let pending = client.send_request(b"hold me").unwrap();
+                Member::Client(client, Some(pending))
+            }
+        };
+        members.push(member);
+    }
+    take_all(&helper, &mut held);
+
+    let mut set = WaitSet::new().unwrap();
+    let mut tokens = Vec::new();
+    for m in &members {
+        let token = match m {
+            Member::Receiver(rx, _) => set.add(rx),
+            Member::Room(tx, _) => set.add_writable(tx),
+            Member::Subscriber(sub, _) => set.add(sub),
+            Member::Server(server, _) => set.add(server),
+            Member::Client(client, _) => set.add(client),
+        };
+        tokens.push(token.unwrap());
+    }
+    assert_eq!(set.len(), MAX_MEMBERS);
+    // The 129th is refused, saying the limit.
+    let extra = Receiver::create(64).unwrap();
+    match set.add(&extra) {
+        Err(e @ Error::LimitReached { limit: 128, .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("128"), "{text}");
+        }
+        other => panic!("129th member: {other:?}"),
+    }
+    assert!(reported(&mut set, Duration::from_millis(30)).is_empty());
+
+    let mut pick = rng(0x3a17);
+    let kinds = ["receiver", "room", "subscriber", "server", "client"];
+    let mut seen_kinds = [0; 5];
+    // How long after the trigger a parked set was woken, per such round.
+    let mut late = Vec::new();
+    for round in 0..150 {
+        let i = (pick() % MAX_MEMBERS as u64) as usize;
+        // Half the rounds make it ready before the wait, half while the
+        // set is parked (from another thread, a moment later).
+        let later = round % 2 == 1;
+        let kind;
+        {
+            let member = &mut members[i];
+            kind = match member {
+                Member::Receiver(..) => 0,
+                Member::Room(..) => 1,
+                Member::Subscriber(..) => 2,
+                Member::Server(..) => 3,
+                Member::Client(..) => 4,
+            };
+            seen_kinds[kind] += 1;
+        }
+        let got = if let Member::Client(client, _) = &members[i] {
+            // The helper server's requests cannot leave this thread: the
+            // answer comes before the wait.
+            let answer = held.remove(&client.id().slot()).unwrap();
+            answer.respond(b"to you").unwrap();
+            reported(&mut set, TIMEOUT)
+        } else if later {
+            std::thread::scope(|s| {
+                let member = &mut members[i];
+                let t = s.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(3));
+                    trigger(member);
+                    Instant::now()
+                });
+                let got = reported(&mut set, TIMEOUT);
+                let woken = Instant::now();
+                late.push(woken.saturating_duration_since(t.join().unwrap()));
+                got
+            })
+        } else {
+            trigger(&mut members[i]);
+            reported(&mut set, TIMEOUT)
+        };
+        assert_eq!(
+            got,
+            [tokens[i]],
+            "round {round}: member {i} ({}) received",
+            kinds[kind]
+        );
+        // Its endpoint finds what was reported; then it is quiet again.
+        match &mut members[i] {
+            Member::Receiver(rx, _) => assert_eq!(&*rx.try_recv().unwrap().unwrap(), b"to you"),
+            Member::Room(tx, _) => fill(tx),
+            Member::Subscriber(sub, _) => {
+                assert_eq!(&*sub.try_recv().unwrap().unwrap(), b"to you")
+            }
+            Member::Server(server, _) => {
+                let r = server.try_recv().unwrap().unwrap();
+                assert_eq!(&*r, b"to you");
+                r.respond(b"ok").unwrap();
+            }
+            Member::Client(client, pending) => {
+                let p = pending.take().unwrap();
+                assert_eq!(
+                    &*client.try_receive_response(&p).unwrap().unwrap(),
+                    b"to you"
+                );
+                *pending = Some(client.send_request(b"hold me").unwrap());
+                take_all(&helper, &mut held);
+            }
+        }
+        assert!(
+            set.try_wait().unwrap().is_empty(),
+            "round {round}: still reported after the message was taken"
+        );
+    }
+    assert!(seen_kinds.iter().all(|&n| n >= 5), "{seen_kinds:?}");
+    late.sort();
+    let median = late[late.len() / 2];
+    eprintln!(
+        "128 members: woken {median:?} after the trigger (median), {:?} at worst",
+        late.last().unwrap()
+    );
+    // A lost wake-up waits for the end of a park slice (up to a liveness
+    // interval).
+    assert!(median < Duration::from_millis(5), "median {median:?}");
+    drop(set);
+    drop(held);
+    drop(members);
+    drop(helper);
+    assert!(!in_dev_shm(&helper_name));
+}
+
+#[test]
+fn a_wait_with_nothing_ready_times_out_empty_and_a_removed_member_is_not_reported() {
+    let rx = Receiver::create(256).unwrap();
+    let mut tx = Sender::attach(rx.segment()).unwrap();
+    let other = Receiver::create(256).unwrap();
+    let _other_tx = Sender::attach(other.segment()).unwrap();
+    let mut set = WaitSet::new().unwrap();
+    let a = set.add(&rx).unwrap();
+    let b = set.add(&other).unwrap();
+    assert_ne!(a, b);
+    let started = Instant::now();
+    let ready = set.wait_timeout(Duration::from_millis(50)).unwrap();
+    let waited = started.elapsed();
+    assert!(ready.is_empty(), "{ready:?}");
+    assert!(waited >= Duration::from_millis(45), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+
+    tx.send(b"x").unwrap();
+    assert_eq!(reported(&mut set, TIMEOUT), [a]);
+    // Level-triggered: still there until received.
+    assert_eq!(reported(&mut set, TIMEOUT), [a]);
+    assert!(set.remove(a));
+    assert!(!set.remove(a));
+    assert!(!set.contains(a));
+    assert_eq!(set.tokens().collect::<Vec<_>>(), [b]);
+    assert!(reported(&mut set, Duration::from_millis(20)).is_empty());
+    // Added again: a new token.
+    let c = set.add(&rx).unwrap();
+    assert!(c != a && c != b);
+    assert_eq!(reported(&mut set, TIMEOUT), [c]);
+
+    // An empty set: `wait` refuses, `wait_timeout` sleeps.
+    let mut empty = WaitSet::new().unwrap();
+    assert!(matches!(empty.wait(), Err(Error::InvalidInput { .. })));
+    let started = Instant::now();
+    assert!(empty
+        .wait_timeout(Duration::from_millis(20))
+        .unwrap()
+        .is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(15));
+}
+
+#[test]
+fn a_dropped_endpoint_is_reported_until_removed_and_a_left_client_makes_the_server_reclaim() {
+    let mut rx = Receiver::create(256).unwrap();
+    let tx = Sender::attach(rx.segment()).unwrap();
+    let quiet = Receiver::create(256).unwrap();
+    let _quiet_tx = Sender::attach(quiet.segment()).unwrap();
+    let mut set = WaitSet::new().unwrap();
+    let r = set.add(&rx).unwrap();
+    let q = set.add(&quiet).unwrap();
+    // The sender leaves: the receiver is reported, and says Disconnected.
+    drop(tx);
+    assert_eq!(reported(&mut set, TIMEOUT), [r]);
+    assert!(matches!(rx.try_recv(), Err(Error::Disconnected { .. })));
+    // The receiver itself is dropped: reported until removed.
+    drop(rx);
+    assert_eq!(reported(&mut set, TIMEOUT), [r]);
+    assert_eq!(reported(&mut set, TIMEOUT), [r]);
+    assert!(set.remove(r));
+    assert!(reported(&mut set, Duration::from_millis(20)).is_empty());
+    assert!(set.remove(q));
+
+    // A client that leaves rings the server, which then reclaims its slot.
+    let name = unique_name("ws-left");
+    let server = Server::create(&name, small_server(2)).unwrap();
+    let client = Client::connect(&name).unwrap();
+    let s = set.add(&server).unwrap();
+    assert!(reported(&mut set, Duration::from_millis(20)).is_empty());
+    assert_eq!(server.clients().unwrap().len(), 1);
+    drop(client);
+    assert_eq!(reported(&mut set, TIMEOUT), [s]);
+    assert!(server.try_recv().unwrap().is_none());
+    assert!(server.clients().unwrap().is_empty());
+    assert!(reported(&mut set, Duration::from_millis(20)).is_empty());
+
+    // A subscriber whose service has no publisher is disconnected, as its
+    // own try_recv says.
+    let name = unique_name("ws-nopub");
+    let publisher = Publisher::create(&name, small_service()).unwrap();
+    let sub = Subscriber::open(&name).unwrap();
+    let t = set.add(&sub).unwrap();
+    assert!(reported(&mut set, Duration::from_millis(20)).is_empty());
+    drop(publisher);
+    assert_eq!(reported(&mut set, TIMEOUT), [t]);
+    assert!(matches!(sub.try_recv(), Err(Error::Disconnected { .. })));
+}
+
+#[test]
+fn a_client_is_reported_when_its_answer_comes_while_the_set_is_parked() {
+    const ROUNDS: usize = 20;
+    let name = unique_name("ws-answer");
+    let server = Server::create(&name, small_server(2)).unwrap();
+    let mut client = Client::connect(&name).unwrap();
+    let quiet = Receiver::create(256).unwrap();
+    let _quiet_tx = Sender::attach(quiet.segment()).unwrap();
+    let mut set = WaitSet::new().unwrap();
+    set.add(&quiet).unwrap();
+    let c = set.add(&client).unwrap();
+    // The server answers each request a moment after it takes it, from a
+    // thread of its own, while the set is parked.
+    let answerer = std::thread::spawn(move || {
+        for _ in 0..ROUNDS {
+            let request = server.recv_timeout(TIMEOUT).unwrap();
+            std::thread::sleep(Duration::from_millis(3));
+            request.respond(b"now").unwrap();
+        }
+        server
+    });
+    for round in 0..ROUNDS {
+        let pending = client.send_request(b"later").unwrap();
+        assert_eq!(reported(&mut set, TIMEOUT), [c], "round {round}");
+        assert_eq!(
+            &*client.try_receive_response(&pending).unwrap().unwrap(),
+            b"now"
+        );
+        assert!(set.try_wait().unwrap().is_empty());
+    }
+    drop(answerer.join().unwrap());
+}
+
+/// The peer child: attaches to `MST_NAME` as `MST_KIND` says, says
+/// `ready`, and waits to be killed.
+fn peer() {
+    let name = env("MST_NAME");
+    let kind = env("MST_KIND");
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    match kind.as_str() {
+        "sender" => keep.push(Box::new(Sender::open(&name).unwrap())),
+        "receiver" => keep.push(Box::new(Receiver::open(&name).unwrap())),
+        "publisher" => {
+            let mut publisher = Publisher::create(&name, small_service()).unwrap();
+            publisher.publish_copy(b"before").unwrap();
+            keep.push(Box::new(publisher));
+        }
+        "server" => keep.push(Box::new(Server::create(&name, small_server(2)).unwrap())),
+        "client" => {
+            let mut client = Client::connect_timeout(&name, TIMEOUT).unwrap();
+            let pending = client.send_request(b"never answered").unwrap();
+            keep.push(Box::new(pending));
+            keep.push(Box::new(client));
+        }
+        other => panic!("unknown kind {other}"),
+    }
+    println!("ready");
+    std::thread::sleep(TIMEOUT);
+    drop(keep);
+}
+
+#[test]
+fn a_peer_killed_in_another_process_wakes_the_set_and_its_endpoint_says_disconnected() {
+    const TEST: &str =
+        "a_peer_killed_in_another_process_wakes_the_set_and_its_endpoint_says_disconnected";
+    if role().is_some() {
+        peer();
+        return;
+    }
+    let mut detections = Detections::new("a killed peer, through a wait set", LIVENESS_INTERVAL);
+    let mut pick = rng(0xdead);
+    // Members that stay quiet, so the set waits on several words.
+    let quiet: Vec<(Receiver, Sender)> = (0..8)
+        .map(|_| {
+            let rx = Receiver::create(256).unwrap();
+            let tx = Sender::attach(rx.segment()).unwrap();
+            (rx, tx)
+        })
+        .collect();
+    let kinds = ["sender", "receiver", "publisher", "server", "client"];
+    for round in 0..15 {
+        let kind = kinds[round % kinds.len()];
+        let name = unique_name("ws-kill");
+        let mut set = WaitSet::new().unwrap();
+        for (rx, _) in &quiet {
+            set.add(rx).unwrap();
+        }
+        // This side's endpoint, the peer in the child.
+        let mut rx = None;
+        let mut tx = None;
+        let mut sub = None;
+        let mut server = None;
+        let mut client = None;
+        let mut pending = None;
+        let child;
+        let token = match kind {
+            "sender" => {
+                let r = Receiver::create_named(&name, 256).unwrap();
+                let (c, mut out) = spawn(
+                    TEST,
+                    "peer",
+                    &[("MST_NAME", name.clone()), ("MST_KIND", kind.into())],
+                );
+                out.after("ready");
+                child = c;
+                let t = set.add(&r).unwrap();
+                rx = Some(r);
+                t
+            }
+            "receiver" => {
+                let mut s = Sender::create_named(&name, 64).unwrap();
+                let (c, mut out) = spawn(
+                    TEST,
+                    "peer",
+                    &[("MST_NAME", name.clone()), ("MST_KIND", kind.into())],
+                );
+                out.after("ready");
+                child = c;
+                fill(&mut s);
+                let t = set.add_writable(&s).unwrap();
+                tx = Some(s);
+                t
+            }
+            "publisher" => {
+                let (c, mut out) = spawn(
+                    TEST,
+                    "peer",
+                    &[("MST_NAME", name.clone()), ("MST_KIND", kind.into())],
+                );
+                out.after("ready");
+                child = c;
+                let s = Subscriber::open(&name).unwrap();
+                let t = set.add(&s).unwrap();
+                sub = Some(s);
+                t
+            }
+            "server" => {
+                let (c, mut out) = spawn(
+                    TEST,
+                    "peer",
+                    &[("MST_NAME", name.clone()), ("MST_KIND", kind.into())],
+                );
+                out.after("ready");
+                child = c;
+                let mut cl = Client::connect(&name).unwrap();
+                pending = Some(cl.send_request(b"never answered").unwrap());
+                let t = set.add(&cl).unwrap();
+                client = Some(cl);
+                t
+            }
+            _ => {
+                let sv = Server::create(&name, small_server(2)).unwrap();
+                let (c, mut out) = spawn(
+                    TEST,
+                    "peer",
+                    &[("MST_NAME", name.clone()), ("MST_KIND", kind.into())],
+                );
+                out.after("ready");
+                child = c;
+                // Its request is taken and answered, so that the server
+                // owes the client nothing when it dies.
+                sv.recv_timeout(TIMEOUT).unwrap().respond(b"ok").unwrap();
+                let t = set.add(&sv).unwrap();
+                server = Some(sv);
+                t
+            }
+        };
+        // A publisher's message is there before the kill: received first.
+        if let Some(s) = &sub {
+            assert_eq!(reported(&mut set, TIMEOUT), [token]);
+            assert_eq!(&*s.try_recv().unwrap().unwrap(), b"before");
+        }
+        assert!(
+            set.try_wait().unwrap().is_empty(),
+            "round {round} ({kind}): reported before the kill"
+        );
+        let mut delay = Duration::from_micros(pick() % 30_000);
+        if round % 2 == 1 {
+            // The endpoint asks about its peer just before the kill, half
+            // a liveness interval after the set last did: the set notices
+            // the death first, while the endpoint's own answer is still
+            // fresh. The endpoint must then ask again, not trust it.
+            std::thread::sleep(LIVENESS_INTERVAL / 2);
+            let nothing = "nothing before the kill";
+            if let Some(r) = &mut rx {
+                assert!(r.try_recv().unwrap().is_none(), "{nothing}");
+            }
+            if let Some(s) = &mut tx {
+                assert!(!s.try_send(b"x").unwrap(), "{nothing}");
+            }
+            if let Some(s) = &sub {
+                assert!(s.try_recv().unwrap().is_none(), "{nothing}");
+            }
+            if let (Some(c), Some(p)) = (&mut client, &pending) {
+                assert!(c.try_receive_response(p).unwrap().is_none(), "{nothing}");
+            }
+            if let Some(sv) = &server {
+                assert!(sv.try_recv().unwrap().is_none(), "{nothing}");
+                assert_eq!(sv.clients().unwrap().len(), 1);
+            }
+            delay = Duration::ZERO;
+        }
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let killed = Instant::now();
+            child.kill();
+            killed
+        });
+        let got = reported(&mut set, TIMEOUT);
+        let noticed = Instant::now();
+        let killed = killer.join().unwrap();
+        assert_eq!(got, [token], "round {round} ({kind})");
+        detections.record(
+            format!("{round} ({kind})"),
+            noticed.saturating_duration_since(killed),
+        );
+        // The endpoint says what the set reported.
+        let disconnected = |r: memshare::Result<()>, what: &str| {
+            assert!(
+                matches!(r, Err(Error::Disconnected { .. })),
+                "round {round} ({kind}): {what}: {r:?}"
+            )
+        };
+        if let Some(mut r) = rx {
+            disconnected(r.try_recv().map(drop), "try_recv");
+        }
+        if let Some(mut s) = tx {
+            disconnected(s.try_send(b"x").map(drop), "try_send");
+        }
+        if let Some(s) = sub {
+            disconnected(s.try_recv().map(drop), "try_recv");
+        }
+        if let (Some(mut c), Some(p)) = (client, pending) {
+            disconnected(c.try_receive_response(&p).map(drop), "try_receive_response");
+        }
+        if let Some(sv) = server {
+            assert!(sv.try_recv().unwrap().is_none());
+            assert!(
+                sv.clients().unwrap().is_empty(),
+                "round {round}: the dead client is still listed"
+            );
+            // Seen to: not reported again.
+            assert!(
+                set.try_wait().unwrap().is_empty(),
+                "round {round}: reported again"
+            );
+        }
+    }
+    detections.check();
+}
+
+/// The receiver child for the room test: opens the channel, says
+/// `ready`, and after `MST_DELAY_MS` receives one message.
+fn slow_receiver() {
+    let mut rx = Receiver::open(&env("MST_NAME")).unwrap();
+    println!("ready");
+    let delay: u64 = env("MST_DELAY_MS").parse().unwrap();
+    std::thread::sleep(Duration::from_millis(delay));
+    drop(rx.recv().unwrap());
+    println!("received");
+    std::thread::sleep(TIMEOUT);
+}
+
+#[test]
+fn a_sender_waiting_for_room_is_reported_when_a_receiver_in_another_process_frees_it() {
+    const TEST: &str =
+        "a_sender_waiting_for_room_is_reported_when_a_receiver_in_another_process_frees_it";
+    if role().is_some() {
+        slow_receiver();
+        return;
+    }
+    let name = unique_name("ws-room");
+    let mut tx = Sender::create_named(&name, 64).unwrap();
+    fill(&mut tx);
+    let mut set = WaitSet::new().unwrap();
+    let room = set.add_writable(&tx).unwrap();
+    let (child, mut out) = spawn(
+        TEST,
+        "receiver",
+        &[("MST_NAME", name.clone()), ("MST_DELAY_MS", "50".into())],
+    );
+    out.after("ready");
+    assert!(reported(&mut set, Duration::from_millis(10)).is_empty());
+    let started = Instant::now();
+    assert_eq!(reported(&mut set, TIMEOUT), [room]);
+    assert!(started.elapsed() >= Duration::from_millis(20));
+    assert!(tx.try_send(&[1; 24]).unwrap());
+    out.after("received");
+    child.kill();
+    drop(tx);
+    // The set holds the segment (and so its name) until it lets it go.
+    assert!(in_dev_shm(&name));
+    drop(set);
+    assert!(!in_dev_shm(&name));
+}
+
+/// The echo child: waits on a set of its receiver and echoes each message
+/// back, `MST_ROUNDS` times.
+fn echo() {
+    let mut rx = Receiver::open(&env("MST_PING")).unwrap();
+    let mut tx = Sender::open(&env("MST_PONG")).unwrap();
+    let rounds: u64 = env("MST_ROUNDS").parse().unwrap();
+    let mut set = WaitSet::new().unwrap();
+    let token = set.add(&rx).unwrap();
+    println!("ready");
+    let mut buf = Vec::new();
+    for _ in 0..rounds {
+        loop {
+            if let Some(msg) = rx.try_recv().unwrap() {
+                buf.clear();
+                buf.extend_from_slice(&msg);
+                break;
+            }
+            assert!(set.wait().unwrap().contains(token));
+        }
+        tx.send(&buf).unwrap();
+    }
+    println!("done");
+}
+
+#[test]
+fn a_park_ping_pong_through_wait_sets_never_stalls_for_a_liveness_interval() {
+    const TEST: &str = "a_park_ping_pong_through_wait_sets_never_stalls_for_a_liveness_interval";
+    if role().is_some() {
+        echo();
+        return;
+    }
+    const ROUNDS: u64 = 3000;
+    let ping = unique_name("ws-ping");
+    let pong = unique_name("ws-pong");
+    let mut tx = Sender::create_named(&ping, 4096).unwrap();
+    let mut rx = Receiver::create_named(&pong, 4096).unwrap();
+    tx.set_wait_strategy(WaitStrategy::Park);
+    // Other members, quiet: the set sleeps on all their words too.
+    let quiet: Vec<(Receiver, Sender)> = (0..16)
+        .map(|_| {
+            let r = Receiver::create(256).unwrap();
+            let s = Sender::attach(r.segment()).unwrap();
+            (r, s)
+        })
+        .collect();
+    let mut set = WaitSet::new().unwrap();
+    for (r, _) in &quiet {
+        set.add(r).unwrap();
+    }
+    let token = set.add(&rx).unwrap();
+    let (child, mut out) = spawn(
+        TEST,
+        "echo",
+        &[
+            ("MST_PING", ping.clone()),
+            ("MST_PONG", pong.clone()),
+            ("MST_ROUNDS", ROUNDS.to_string()),
+        ],
+    );
+    out.after("ready");
+    let mut trips = Vec::with_capacity(ROUNDS as usize);
+    for i in 0..ROUNDS {
+        let started = Instant::now();
+        tx.send(&i.to_le_bytes()).unwrap();
+        let echoed = loop {
+            if let Some(msg) = rx.try_recv().unwrap() {
+                break u64::from_le_bytes(msg[..].try_into().unwrap());
+            }
+            let ready = set.wait().unwrap();
+            assert_eq!(ready.collect::<Vec<_>>(), [token]);
+        };
+        trips.push(started.elapsed());
+        assert_eq!(echoed, i);
+    }
+    out.after("done");
+    child.wait_success(TIMEOUT);
+    trips.sort();
+    let median = trips[trips.len() / 2];
+    let worst = *trips.last().unwrap();
+    let stalled = trips
+        .iter()
+        .filter(|&&t| t >= LIVENESS_INTERVAL * 9 / 10)
+        .count();
+    eprintln!("ping-pong through wait sets: median {median:?}, worst {worst:?}, {stalled} round trips of 18 ms or more");
+    // A lost wake-up costs a park slice (up to a liveness interval):
+    // scheduling noise on a busy machine is milliseconds, and rare.
+    assert!(median < Duration::from_millis(2), "median {median:?}");
+    assert!(
+        stalled <= 2,
+        "{stalled} round trips stalled for a liveness interval"
+    );
+}
