@@ -39,6 +39,7 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
         "Throughput",
         "raw-spin",
         "channel-park",
+        "waitset-park",
         "pipe",
         "memcpy",
         "rpc-spin",
@@ -54,9 +55,9 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
-    // 9 + 2 latency transports (request/response: 64 B), 6 + 2 throughput
-    // transports at 2 sizes.
-    assert_eq!(results.len(), 11 + 8 * 2);
+    // 10 + 2 latency transports (a wait set's; request/response: 64 B),
+    // 6 + 2 throughput transports at 2 sizes.
+    assert_eq!(results.len(), 12 + 8 * 2);
     for r in results {
         match r["kind"].as_str().unwrap() {
             "latency" => assert!(r["median_ns"].as_f64().unwrap() > 0.0, "{r}"),
@@ -66,6 +67,13 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
     }
     let comparisons = report["comparisons"].as_array().unwrap();
     assert!(!comparisons.is_empty());
+    // A wake-up through a set of 128 against a single parked receiver's.
+    assert!(
+        comparisons
+            .iter()
+            .any(|c| c["memshare"] == "waitset-park" && c["baseline"] == "channel-park"),
+        "{comparisons:?}"
+    );
     for c in comparisons {
         assert!(c["ratio"].as_f64().unwrap() > 0.0, "{c}");
         let mut keys: Vec<_> = c.as_object().unwrap().keys().collect();

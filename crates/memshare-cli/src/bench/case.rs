@@ -22,6 +22,9 @@ pub enum Transport {
     ChannelSpinPark,
     /// memshare channel, park-only waiting.
     ChannelPark,
+    /// As `channel-park`, each side waiting through a wait set of 128
+    /// members (its receiver and 127 quiet channels).
+    WaitsetPark,
     /// memshare channel, `send(&[u8])`: one copy in.
     ChannelSend,
     /// memshare channel, `reserve` + `commit`: written in place, zero-copy.
@@ -87,13 +90,14 @@ pub const RPC_CLIENTS: usize = 4;
 
 impl Transport {
     /// The transports measured for latency.
-    pub const LATENCY: [Transport; 9] = [
+    pub const LATENCY: [Transport; 10] = [
         Transport::RawSpin,
         Transport::ChannelSpin,
         Transport::RawSpinFutex,
         Transport::ChannelSpinPark,
         Transport::RawFutex,
         Transport::ChannelPark,
+        Transport::WaitsetPark,
         Transport::Pipe,
         Transport::UnixSocket,
         Transport::Tcp,
@@ -138,6 +142,7 @@ impl Transport {
             Transport::ChannelSpin => "channel-spin",
             Transport::ChannelSpinPark => "channel-spin-park",
             Transport::ChannelPark => "channel-park",
+            Transport::WaitsetPark => "waitset-park",
             Transport::ChannelSend => "channel-send",
             Transport::ChannelReserve => "channel-reserve",
             Transport::Pipe => "pipe",
@@ -160,6 +165,7 @@ impl Transport {
     /// Whether this is a memshare transport (as opposed to a baseline).
     pub fn is_memshare(self) -> bool {
         self.name().starts_with("channel")
+            || self.name().starts_with("waitset")
             || self.is_pubsub()
             || (self.is_rpc() && self != Transport::RpcUnixSocket)
     }

@@ -106,6 +106,9 @@ pub enum Link {
     /// The Unix-socket request/response server (the benchmark): one
     /// socket per client.
     Sockets(Vec<UnixStream>),
+    /// Latency over channels through 128-member wait sets (boxed: the
+    /// set and its quiet members).
+    WaitSet(Box<super::waitset::SetLink>),
     /// memcpy: nothing crosses a process boundary.
     None,
 }
@@ -298,6 +301,10 @@ pub fn parent_side(
             cmd.try_share("pong", rx.segment())?;
             (Link::Channels(tx, rx), None)
         }
+        WaitsetPark => (
+            Link::WaitSet(Box::new(super::waitset::SetLink::parent(cmd)?)),
+            None,
+        ),
         ChannelSend | ChannelReserve => {
             let rx = Receiver::create(ring_for(case))?;
             cmd.try_share("data", rx.segment())?;
@@ -404,6 +411,7 @@ pub fn peer_side(case: &Case, given: Given) -> Result<Link, Failure> {
             tx.set_wait_strategy(wait_strategy(case.transport));
             Link::Channels(tx, rx)
         }
+        WaitsetPark => Link::WaitSet(Box::new(super::waitset::SetLink::peer()?)),
         ChannelSend | ChannelReserve => {
             Link::ChannelOut(Sender::attach(&Segment::inherited("data")?)?)
         }
@@ -597,6 +605,7 @@ impl Link {
                 }
                 Ok(())
             }
+            Link::WaitSet(set) => set.round_trip(msg, deadline),
             Link::Stream(s) => {
                 s.write_all(msg).map_err(io("write"))?;
                 s.read_exact(msg).map_err(io("read"))?;
@@ -624,6 +633,7 @@ impl Link {
                 client.call(&[])?;
                 Ok(())
             }
+            Link::WaitSet(set) => set.stop_pong(),
             Link::Stream(s) => {
                 s.close_write();
                 Ok(())
@@ -673,6 +683,7 @@ impl Link {
                 };
                 tx.publish_copy(&msg[..n])?;
             },
+            Link::WaitSet(set) => set.pong(size, deadline),
             Link::RpcServer(server) => loop {
                 let request = server.recv()?;
                 if request.is_empty() {

@@ -19,6 +19,7 @@ mod output;
 mod report;
 mod rpc;
 mod run;
+mod waitset;
 
 use std::path::PathBuf;
 use std::time::Duration;

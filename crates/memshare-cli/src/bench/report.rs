@@ -48,6 +48,8 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
         (Transport::ChannelSpin, Transport::RawSpin),
         (Transport::ChannelSpinPark, Transport::RawSpinFutex),
         (Transport::ChannelPark, Transport::RawFutex),
+        // A wake-up through a set of 128 against one parked receiver's.
+        (Transport::WaitsetPark, Transport::ChannelPark),
         (Transport::PubsubSpin, Transport::ChannelSpin),
         (Transport::RpcSpin, Transport::RpcChannelsSpin),
     ] {
