@@ -17,6 +17,11 @@
 //! compile; inspection of the machine's named segments is Unix-only. The
 //! platform differences are listed in the repository's `docs/platforms.md`.
 //!
+//! On top of segments: `channel` (a ring of messages between two
+//! processes), `pubsub` (many publishers to many subscribers), `rpc` (a
+//! server for many clients), and, on Unix, `WaitSet` (one thread waiting
+//! on many of their endpoints at once).
+//!
 //! ```
 //! use memshare::Segment;
 //!

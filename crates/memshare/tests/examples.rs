@@ -295,12 +295,22 @@ fn request_response() {
     ]);
 }
 
-/// The Unix-only example (`send_segments` needs a Unix socket) builds on
-/// Windows and says, when run, that it is Unix-only, with a failing status.
+#[cfg(unix)]
+#[test]
+fn wait_set() {
+    run("wait_set").assert_says(&[
+        "child:  this is process ",
+        "parent: 15 messages from 3 children and 3 calls, in one thread",
+    ]);
+}
+
+/// The Unix-only examples (`send_segments` needs a Unix socket; the wait
+/// set sleeps on futex words) build on Windows and say, when run, that
+/// they are Unix-only, with a failing status.
 #[cfg(not(unix))]
 #[test]
 fn unix_only_examples_say_so() {
-    for name in ["send_to_running_process"] {
+    for name in ["send_to_running_process", "wait_set"] {
         let run = run(name);
         assert!(
             !run.status.success() && run.stderr.contains("Unix only") && run.stdout.is_empty(),

@@ -714,3 +714,80 @@ fn a_park_ping_pong_through_wait_sets_never_stalls_for_a_liveness_interval() {
         "{stalled} round trips stalled for a liveness interval"
     );
 }
+
+#[test]
+fn a_peer_scribbling_over_every_shared_word_cannot_make_a_set_crash_or_oversleep() {
+    let tag = unique_name("ws-hostile");
+    let mut rx = Receiver::create(256).unwrap();
+    let _tx = Sender::attach(rx.segment()).unwrap();
+    let mut room = Sender::create(64).unwrap();
+    let _room_rx = Receiver::attach(room.segment()).unwrap();
+    fill(&mut room);
+    let publisher = Publisher::create(&format!("{tag}-p"), small_service()).unwrap();
+    let sub = Subscriber::open(&format!("{tag}-p")).unwrap();
+    let server = Server::create(&format!("{tag}-s"), small_server(2)).unwrap();
+    let mut client = Client::connect(&format!("{tag}-s")).unwrap();
+    let pending = client.send_request(b"hi").unwrap();
+    let mut set = WaitSet::new().unwrap();
+    set.add(&rx).unwrap();
+    set.add_writable(&room).unwrap();
+    set.add(&sub).unwrap();
+    set.add(&server).unwrap();
+    set.add(&client).unwrap();
+    // Every byte of every segment, as a hostile peer may write it.
+    let views: Vec<memshare::ViewMut> = [
+        rx.segment(),
+        room.segment(),
+        publisher.segment(),
+        server.segment(),
+    ]
+    .into_iter()
+    .map(|s| s.map(..).unwrap())
+    .collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut waits = 0;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut next = rng(0xbad);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let view = &views[(next() % views.len() as u64) as usize];
+                // Mostly the headers and control parts, where the words are.
+                let span = if next() % 4 == 0 {
+                    view.len()
+                } else {
+                    view.len().min(8192)
+                };
+                let at = (next() as usize % (span / 8)) * 8;
+                let word = view.atomic_u64(at).unwrap();
+                let value = match next() % 4 {
+                    0 => 0,
+                    1 => u64::MAX,
+                    2 => next() % 64,
+                    _ => next(),
+                };
+                word.store(value, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let end = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < end {
+            let started = Instant::now();
+            let ready = set.wait_timeout(Duration::from_millis(5)).unwrap();
+            let took = started.elapsed();
+            // A wait ends at its deadline, or a liveness round later.
+            assert!(took < Duration::from_secs(1), "a wait took {took:?}");
+            waits += 1;
+            // The endpoints say whatever they say; nothing crashes.
+            if !ready.is_empty() {
+                let _ = rx.try_recv().map(|m| m.map(|m| m.len()));
+                let _ = room.try_send(b"x");
+                let _ = sub.try_recv().map(|m| m.map(|m| m.len()));
+                let _ = server.try_recv().map(|r| r.map(|r| r.len()));
+                let _ = client
+                    .try_receive_response(&pending)
+                    .map(|r| r.map(|r| r.len()));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(waits > 10, "{waits} waits");
+}
