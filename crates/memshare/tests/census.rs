@@ -337,6 +337,39 @@ fn a_whole_session_leaves_no_descriptor_name_or_child_behind() {
     }
     start.assert_unchanged("after request/response");
 
+    // A wait set over a named channel whose sender is a child, a
+    // subscriber and a server here: reported, then everything dropped, the
+    // set last (its members hold the segments and names until then).
+    {
+        use memshare::pubsub::{Publisher, ServiceConfig, Subscriber};
+        use memshare::rpc::{Server, ServerConfig};
+        use memshare::WaitSet;
+        let (chan, service, calls) = (unique_name("cs"), unique_name("cs"), unique_name("cs"));
+        let mut rx = Receiver::create_named(&chan, 1 << 12).unwrap();
+        let publisher = Publisher::create(&service, ServiceConfig::new()).unwrap();
+        let sub = Subscriber::open(&service).unwrap();
+        let server = Server::create(&calls, ServerConfig::new()).unwrap();
+        let mut set = WaitSet::new().unwrap();
+        let r = set.add(&rx).unwrap();
+        set.add(&sub).unwrap();
+        set.add(&server).unwrap();
+        let mut cmd = spawn("named-sender");
+        cmd.env("MST_NAME", &chan);
+        let sender = Reaped::spawn(cmd);
+        assert!(set.wait().unwrap().contains(r));
+        assert_eq!(&*rx.recv().unwrap(), b"by name");
+        sender.wait_success(TIMEOUT);
+        assert!(set.wait().unwrap().contains(r));
+        assert!(matches!(rx.try_recv(), Err(Error::Disconnected { .. })));
+        drop((rx, publisher, sub, server));
+        assert!(in_dev_shm(&chan));
+        drop(set);
+        for name in [&chan, &service, &calls] {
+            assert!(!in_dev_shm(name), "{name}");
+        }
+    }
+    start.assert_unchanged("after a wait set");
+
     // A descriptor taken from a child with pidfd_getfd, then the child killed.
     {
         let mut cmd = spawn("holder");
