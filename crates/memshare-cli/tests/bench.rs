@@ -39,7 +39,7 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
         "Throughput",
         "raw-spin",
         "channel-park",
-        "waitset-park",
+        "waitset-wakeup",
         "pipe",
         "memcpy",
         "rpc-spin",
@@ -55,9 +55,9 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
-    // 10 + 2 latency transports (a wait set's; request/response: 64 B),
+    // 11 + 2 latency transports (the wake-ups; request/response: 64 B),
     // 6 + 2 throughput transports at 2 sizes.
-    assert_eq!(results.len(), 12 + 8 * 2);
+    assert_eq!(results.len(), 13 + 8 * 2);
     for r in results {
         match r["kind"].as_str().unwrap() {
             "latency" => assert!(r["median_ns"].as_f64().unwrap() > 0.0, "{r}"),
@@ -71,7 +71,7 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
     assert!(
         comparisons
             .iter()
-            .any(|c| c["memshare"] == "waitset-park" && c["baseline"] == "channel-park"),
+            .any(|c| c["memshare"] == "waitset-wakeup" && c["baseline"] == "channel-wakeup"),
         "{comparisons:?}"
     );
     for c in comparisons {

@@ -22,9 +22,13 @@ pub enum Transport {
     ChannelSpinPark,
     /// memshare channel, park-only waiting.
     ChannelPark,
-    /// As `channel-park`, each side waiting through a wait set of 128
-    /// members (its receiver and 127 quiet channels).
-    WaitsetPark,
+    /// A wake-up, not a ping-pong: the time from a send (stamped with the
+    /// monotonic clock) to a parked receiver (park-only waiting) holding
+    /// the message, one every 200 µs.
+    ChannelWakeup,
+    /// As `channel-wakeup`, the receiver waiting through a wait set of 128
+    /// members (it and 127 quiet channels).
+    WaitsetWakeup,
     /// memshare channel, `send(&[u8])`: one copy in.
     ChannelSend,
     /// memshare channel, `reserve` + `commit`: written in place, zero-copy.
@@ -90,14 +94,15 @@ pub const RPC_CLIENTS: usize = 4;
 
 impl Transport {
     /// The transports measured for latency.
-    pub const LATENCY: [Transport; 10] = [
+    pub const LATENCY: [Transport; 11] = [
         Transport::RawSpin,
         Transport::ChannelSpin,
         Transport::RawSpinFutex,
         Transport::ChannelSpinPark,
         Transport::RawFutex,
         Transport::ChannelPark,
-        Transport::WaitsetPark,
+        Transport::ChannelWakeup,
+        Transport::WaitsetWakeup,
         Transport::Pipe,
         Transport::UnixSocket,
         Transport::Tcp,
@@ -142,7 +147,8 @@ impl Transport {
             Transport::ChannelSpin => "channel-spin",
             Transport::ChannelSpinPark => "channel-spin-park",
             Transport::ChannelPark => "channel-park",
-            Transport::WaitsetPark => "waitset-park",
+            Transport::ChannelWakeup => "channel-wakeup",
+            Transport::WaitsetWakeup => "waitset-wakeup",
             Transport::ChannelSend => "channel-send",
             Transport::ChannelReserve => "channel-reserve",
             Transport::Pipe => "pipe",

@@ -106,9 +106,9 @@ pub enum Link {
     /// The Unix-socket request/response server (the benchmark): one
     /// socket per client.
     Sockets(Vec<UnixStream>),
-    /// Latency over channels through 128-member wait sets (boxed: the
-    /// set and its quiet members).
-    WaitSet(Box<super::waitset::SetLink>),
+    /// A wake-up case: the stamped messages and, for `waitset-wakeup`, the
+    /// benchmark's wait set (boxed: the set and its quiet members).
+    Wakeup(Box<super::waitset::WakeLink>),
     /// memcpy: nothing crosses a process boundary.
     None,
 }
@@ -301,8 +301,11 @@ pub fn parent_side(
             cmd.try_share("pong", rx.segment())?;
             (Link::Channels(tx, rx), None)
         }
-        WaitsetPark => (
-            Link::WaitSet(Box::new(super::waitset::SetLink::parent(cmd)?)),
+        ChannelWakeup | WaitsetWakeup => (
+            Link::Wakeup(Box::new(super::waitset::WakeLink::parent(
+                cmd,
+                case.transport == WaitsetWakeup,
+            )?)),
             None,
         ),
         ChannelSend | ChannelReserve => {
@@ -411,7 +414,7 @@ pub fn peer_side(case: &Case, given: Given) -> Result<Link, Failure> {
             tx.set_wait_strategy(wait_strategy(case.transport));
             Link::Channels(tx, rx)
         }
-        WaitsetPark => Link::WaitSet(Box::new(super::waitset::SetLink::peer()?)),
+        ChannelWakeup | WaitsetWakeup => Link::Wakeup(Box::new(super::waitset::WakeLink::peer()?)),
         ChannelSend | ChannelReserve => {
             Link::ChannelOut(Sender::attach(&Segment::inherited("data")?)?)
         }
@@ -605,7 +608,6 @@ impl Link {
                 }
                 Ok(())
             }
-            Link::WaitSet(set) => set.round_trip(msg, deadline),
             Link::Stream(s) => {
                 s.write_all(msg).map_err(io("write"))?;
                 s.read_exact(msg).map_err(io("read"))?;
@@ -633,7 +635,7 @@ impl Link {
                 client.call(&[])?;
                 Ok(())
             }
-            Link::WaitSet(set) => set.stop_pong(),
+            Link::Wakeup(link) => link.stop(),
             Link::Stream(s) => {
                 s.close_write();
                 Ok(())
@@ -683,7 +685,7 @@ impl Link {
                 };
                 tx.publish_copy(&msg[..n])?;
             },
-            Link::WaitSet(set) => set.pong(size, deadline),
+            Link::Wakeup(link) => link.send_stamped(deadline),
             Link::RpcServer(server) => loop {
                 let request = server.recv()?;
                 if request.is_empty() {

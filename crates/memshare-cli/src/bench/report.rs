@@ -39,7 +39,8 @@ fn find(results: &[Measured], kind: Kind, t: Transport, size: usize) -> Option<&
 /// same bytes), a message rate against the pipe (64 B) or the best of the
 /// operating system's IPC; publish-subscribe fan-out against 1 → 1 of the
 /// same run, and the cost of publishing at each size against the smallest;
-/// pipelined calls against the Unix-socket server.
+/// pipelined calls against the Unix-socket server; the wake-up of a wait
+/// set of 128 against a single parked receiver's.
 pub fn compare(results: &[Measured]) -> Vec<Comparison> {
     let mut out = Vec::new();
     let lat =
@@ -48,10 +49,10 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
         (Transport::ChannelSpin, Transport::RawSpin),
         (Transport::ChannelSpinPark, Transport::RawSpinFutex),
         (Transport::ChannelPark, Transport::RawFutex),
-        // A wake-up through a set of 128 against one parked receiver's.
-        (Transport::WaitsetPark, Transport::ChannelPark),
         (Transport::PubsubSpin, Transport::ChannelSpin),
         (Transport::RpcSpin, Transport::RpcChannelsSpin),
+        // A parked wait set of 128 woken, against one parked receiver.
+        (Transport::WaitsetWakeup, Transport::ChannelWakeup),
     ] {
         if let (Some(a), Some(b)) = (lat(ours), lat(base)) {
             out.push(Comparison {
@@ -61,6 +62,8 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
                         "{} call round trip, median",
                         size_label(ours.latency_size())
                     )
+                } else if ours == Transport::WaitsetWakeup {
+                    "wake-up latency, median".into()
                 } else {
                     "one-way latency, median".into()
                 },
@@ -236,7 +239,10 @@ pub fn table(report: &Report) -> String {
         .filter(|m| m.case.kind == Kind::Latency)
         .collect();
     if !lat.is_empty() {
-        let _ = writeln!(s, "\nLatency (one way = round trip / 2)");
+        let _ = writeln!(
+            s,
+            "\nLatency (one way = round trip / 2; *-wakeup: from the send to the parked receiver holding it)"
+        );
         let _ = writeln!(
             s,
             "  {:<18} {:>6} {:>10} {:>10} {:>10} {:>10} {:>9}",

@@ -197,7 +197,10 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
 
     let outcome = match case.kind {
         Kind::Latency => {
-            let hist = ping_pong(&mut link, case, timing.measure, deadline)?;
+            let hist = match &mut link {
+                Link::Wakeup(wakeups) => wakeups.measure(timing.measure, deadline)?,
+                _ => ping_pong(&mut link, case, timing.measure, deadline)?,
+            };
             link.stop_pong(case.transport)?;
             Outcome::Latency(hist)
         }

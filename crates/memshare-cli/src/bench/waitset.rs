@@ -1,112 +1,165 @@
-//! `waitset-park`: the `channel-park` ping-pong with each side waiting
-//! through a wait set of 128 members (its receiver and 127 channels that
-//! stay quiet), so that every message is the wake-up of a set of 128
-//! parked members. Compared with `channel-park` (a single parked receiver)
-//! of the same run.
+//! `channel-wakeup` and `waitset-wakeup`: the time from a send to a parked
+//! receiver holding the message, alone (a channel receiver, park-only
+//! waiting) and through a wait set of 128 members (the receiver and 127
+//! channels that stay quiet). The peer sends a message every
+//! [`GAP`], stamped with the monotonic clock just before the send, so the
+//! receiver is asleep when it comes; the benchmark reads the clock when it
+//! holds the message. (A ping-pong would not measure this: a side that is
+//! slow to fall asleep, as a set of 128 is, often finds the answer before
+//! it sleeps.) The ratio of the two medians is issue 14's wait-set floor.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use memshare::channel::{Receiver, Sender, WaitStrategy};
 use memshare::wait_set::{Token, MAX_MEMBERS};
-use memshare::{Segment, WaitSet};
+use memshare::{CommandExt, Segment, WaitSet};
 
 use crate::fail::Failure;
 
-/// One side of the ping-pong: its two channel ends, and its set.
-pub struct SetLink {
+/// Between two messages of the peer: long enough for the receiver to have
+/// parked (a wake-up and a receive take tens of microseconds).
+const GAP: Duration = Duration::from_micros(200);
+
+/// Messages received before measuring.
+const WARMUP: usize = 100;
+
+/// The monotonic clock, in nanoseconds: the same clock in both processes.
+fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(t.tv_nsec as u64)
+}
+
+/// One side of a wake-up case: the stamped messages come over `rx` (to
+/// the benchmark), the word to stop over the other channel; with a set,
+/// the benchmark waits through it.
+pub struct WakeLink {
     tx: Sender,
     rx: Receiver,
-    set: WaitSet,
-    token: Token,
+    set: Option<(WaitSet, Token)>,
     /// The quiet members (each a receiver with its sender, never used).
     _quiet: Vec<(Receiver, Sender)>,
 }
 
-impl SetLink {
-    /// `tx` and `rx` as `channel-park` has them, in a set with 127 quiet
-    /// channels.
-    fn new(mut tx: Sender, mut rx: Receiver) -> Result<SetLink, Failure> {
-        tx.set_wait_strategy(WaitStrategy::Park);
+impl WakeLink {
+    /// The benchmark's side: makes the channels and shares them with `cmd`;
+    /// with `set`, a wait set of the receiver and 127 quiet channels.
+    pub fn parent(cmd: &mut std::process::Command, set: bool) -> Result<WakeLink, Failure> {
+        let tx = Sender::create(4096)?;
+        let mut rx = Receiver::create(4096)?;
         rx.set_wait_strategy(WaitStrategy::Park);
-        let mut set = WaitSet::new()?;
-        let mut quiet = Vec::with_capacity(MAX_MEMBERS - 1);
-        for _ in 1..MAX_MEMBERS {
-            let r = Receiver::create(64)?;
-            let s = Sender::attach(r.segment())?;
-            set.add(&r)?;
-            quiet.push((r, s));
-        }
-        let token = set.add(&rx)?;
-        Ok(SetLink {
+        cmd.try_share("ping", tx.segment())?;
+        cmd.try_share("pong", rx.segment())?;
+        let mut quiet = Vec::new();
+        let set = if set {
+            let mut set = WaitSet::new()?;
+            for _ in 1..MAX_MEMBERS {
+                let r = Receiver::create(64)?;
+                let s = Sender::attach(r.segment())?;
+                set.add(&r)?;
+                quiet.push((r, s));
+            }
+            let token = set.add(&rx)?;
+            Some((set, token))
+        } else {
+            None
+        };
+        Ok(WakeLink {
             tx,
             rx,
             set,
-            token,
             _quiet: quiet,
         })
     }
 
-    /// The benchmark's side: makes the channels, shares them with `cmd`.
-    pub fn parent(cmd: &mut std::process::Command) -> Result<SetLink, Failure> {
-        use memshare::CommandExt;
-        let tx = Sender::create(4096)?;
-        let rx = Receiver::create(4096)?;
-        cmd.try_share("ping", tx.segment())?;
-        cmd.try_share("pong", rx.segment())?;
-        SetLink::new(tx, rx)
-    }
-
     /// The peer's side.
-    pub fn peer() -> Result<SetLink, Failure> {
-        let rx = Receiver::attach(&Segment::inherited("ping")?)?;
-        let tx = Sender::attach(&Segment::inherited("pong")?)?;
-        SetLink::new(tx, rx)
+    pub fn peer() -> Result<WakeLink, Failure> {
+        Ok(WakeLink {
+            rx: Receiver::attach(&Segment::inherited("ping")?)?,
+            tx: Sender::attach(&Segment::inherited("pong")?)?,
+            set: None,
+            _quiet: Vec::new(),
+        })
     }
 
-    /// The next message, waiting through the set while there is none.
-    fn receive(&mut self, deadline: Instant) -> Result<Vec<u8>, Failure> {
-        loop {
-            if let Some(msg) = self.rx.try_recv()? {
-                return Ok(msg.to_vec());
+    /// Waits for the next message (parked: alone, or through the set) and
+    /// returns how long after its stamp this side held it.
+    fn wake_up(&mut self, deadline: Instant) -> Result<Duration, Failure> {
+        let late = || Failure::other("bench: the other side stopped sending");
+        let stamp = loop {
+            match &mut self.set {
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let msg = self.rx.recv_timeout(left).map_err(|_| late())?;
+                    break stamp_of(&msg)?;
+                }
+                Some((set, token)) => {
+                    if let Some(msg) = self.rx.try_recv()? {
+                        break stamp_of(&msg)?;
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let ready = set.wait_timeout(left)?;
+                    if ready.is_empty() {
+                        return Err(late());
+                    }
+                    if !ready.contains(*token) {
+                        return Err(Failure::other(
+                            "bench: a quiet member of the wait set was reported",
+                        ));
+                    }
+                }
             }
-            let ready = self
-                .set
-                .wait_timeout(deadline.saturating_duration_since(Instant::now()))?;
-            if ready.is_empty() {
-                return Err(Failure::other("bench: the other side stopped answering"));
-            }
-            if !ready.contains(self.token) {
-                return Err(Failure::other(
-                    "bench: a quiet member of the wait set was reported",
-                ));
-            }
-        }
+        };
+        Ok(Duration::from_nanos(now_ns().saturating_sub(stamp)))
     }
 
-    /// One round trip from the benchmark's side: `msg` goes and comes
-    /// back.
-    pub fn round_trip(&mut self, msg: &[u8], deadline: Instant) -> Result<(), Failure> {
-        self.tx.send(msg)?;
-        if self.receive(deadline)? != msg {
-            return Err(Failure::other("bench: the peer answered the wrong message"));
+    /// The benchmark's side: the wake-ups of `duration` (after a warm-up),
+    /// in nanoseconds.
+    pub fn measure(
+        &mut self,
+        duration: Duration,
+        deadline: Instant,
+    ) -> Result<Histogram<u64>, Failure> {
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+            .map_err(|e| Failure::other(format!("bench: histogram: {e}")))?;
+        for _ in 0..WARMUP {
+            self.wake_up(deadline)?;
         }
-        Ok(())
+        let end = Instant::now() + duration;
+        while Instant::now() < end {
+            let late = self.wake_up(deadline)?;
+            hist.saturating_record((late.as_nanos() as u64).max(1));
+        }
+        Ok(hist)
     }
 
     /// Tells the peer to stop.
-    pub fn stop_pong(&mut self) -> Result<(), Failure> {
-        Ok(self.tx.send(&[])?)
+    pub fn stop(&mut self) -> Result<(), Failure> {
+        Ok(self.tx.send(b"stop")?)
     }
 
-    /// The peer's side: echoes each message (at most `size` bytes) until
-    /// told to stop.
-    pub fn pong(&mut self, size: usize, deadline: Instant) -> Result<(), Failure> {
-        loop {
-            let msg = self.receive(deadline)?;
-            if msg.is_empty() {
+    /// The peer's side: a stamped message every [`GAP`] until told to stop.
+    pub fn send_stamped(&mut self, deadline: Instant) -> Result<(), Failure> {
+        while Instant::now() < deadline {
+            if self.rx.try_recv()?.is_some() {
                 return Ok(());
             }
-            self.tx.send(&msg[..msg.len().min(size)])?;
+            std::thread::sleep(GAP);
+            match self.tx.send(&now_ns().to_le_bytes()) {
+                // The benchmark stopped and went while this side slept.
+                Err(memshare::Error::Disconnected { .. }) => return Ok(()),
+                other => other?,
+            }
         }
+        Err(Failure::other("bench-peer: never told to stop"))
     }
+}
+
+fn stamp_of(msg: &[u8]) -> Result<u64, Failure> {
+    let bytes: [u8; 8] = msg
+        .try_into()
+        .map_err(|_| Failure::other("bench: a wake-up message is not 8 bytes"))?;
+    Ok(u64::from_le_bytes(bytes))
 }
