@@ -1,10 +1,12 @@
 //! `channel-wakeup` and `waitset-wakeup`: the time from a send to a parked
 //! receiver holding the message, alone (a channel receiver, park-only
 //! waiting) and through a wait set of 128 members (the receiver and 127
-//! channels that stay quiet). The peer sends a message every
-//! [`GAP`], stamped with the monotonic clock just before the send, so the
-//! receiver is asleep when it comes; the benchmark reads the clock when it
-//! holds the message. (A ping-pong would not measure this: a side that is
+//! channels that stay quiet). The peer sends a message stamped with the
+//! monotonic clock just before the send; the benchmark reads the clock when
+//! it holds the message, then acknowledges it, and the peer waits
+//! [`GAP`] after the acknowledgement before the next: one message at a
+//! time (a benchmark held up by the host never finds a queue of old ones),
+//! and the receiver is asleep when it comes. (A ping-pong would not measure this: a side that is
 //! slow to fall asleep, as a set of 128 is, often finds the answer before
 //! it sleeps.) The ratio of the two medians is issue 14's wait-set floor.
 
@@ -17,8 +19,8 @@ use memshare::{CommandExt, Segment, WaitSet};
 
 use crate::fail::Failure;
 
-/// Between two messages of the peer: long enough for the receiver to have
-/// parked (a wake-up and a receive take tens of microseconds).
+/// From an acknowledgement to the next message: long enough for the
+/// receiver to have parked again (that takes microseconds).
 const GAP: Duration = Duration::from_micros(200);
 
 /// Messages received before measuring.
@@ -33,8 +35,8 @@ fn now_ns() -> u64 {
 }
 
 /// One side of a wake-up case: the stamped messages come over `rx` (to
-/// the benchmark), the word to stop over the other channel; with a set,
-/// the benchmark waits through it.
+/// the benchmark), the acknowledgements and the word to stop over the
+/// other channel; with a set, the benchmark waits through it.
 pub struct WakeLink {
     tx: Sender,
     rx: Receiver,
@@ -112,7 +114,9 @@ impl WakeLink {
                 }
             }
         };
-        Ok(Duration::from_nanos(now_ns().saturating_sub(stamp)))
+        let late = Duration::from_nanos(now_ns().saturating_sub(stamp));
+        self.tx.send(b"ack")?;
+        Ok(late)
     }
 
     /// The benchmark's side: the wake-ups of `duration` (after a warm-up),
@@ -140,20 +144,25 @@ impl WakeLink {
         Ok(self.tx.send(b"stop")?)
     }
 
-    /// The peer's side: a stamped message every [`GAP`] until told to stop.
+    /// The peer's side: a stamped message, then (after its
+    /// acknowledgement) [`GAP`], until told to stop.
     pub fn send_stamped(&mut self, deadline: Instant) -> Result<(), Failure> {
-        while Instant::now() < deadline {
-            if self.rx.try_recv()?.is_some() {
-                return Ok(());
-            }
+        loop {
             std::thread::sleep(GAP);
             match self.tx.send(&now_ns().to_le_bytes()) {
-                // The benchmark stopped and went while this side slept.
+                // The benchmark stopped and went meanwhile.
                 Err(memshare::Error::Disconnected { .. }) => return Ok(()),
                 other => other?,
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let reply = self
+                .rx
+                .recv_timeout(left)
+                .map_err(|_| Failure::other("bench-peer: never told to stop"))?;
+            if *reply == *b"stop" {
+                return Ok(());
+            }
         }
-        Err(Failure::other("bench-peer: never told to stop"))
     }
 }
 
