@@ -57,7 +57,7 @@
 //! |---|---|---|---|
 //! | [`channel::Receiver`](crate::channel::Receiver) (and typed) | [`add`](WaitSet::add) | a message is published, or the sender is gone | the sender published only the padding frame before a wrapped message it is about to publish: `try_recv` consumes the padding |
 //! | [`channel::Sender`](crate::channel::Sender) (and typed) | [`add_writable`](WaitSet::add_writable) | there is room for the smallest message (an empty one; a larger one may still not fit), or the receiver is gone | — |
-//! | [`pubsub::Subscriber`](crate::pubsub::Subscriber) (and typed) | [`add`](WaitSet::add) | a publisher has a message for it (or lapped it), or every publisher is gone and everything was received, as `try_recv` reports `Disconnected` (also before any publisher came) | — |
+//! | [`pubsub::Subscriber`](crate::pubsub::Subscriber) (and typed) | [`add`](WaitSet::add) | a publisher has a message for it (or lapped it), or every publisher is gone and everything was received, as `try_recv` reports `Disconnected` (also before any publisher came) | — (a subscriber that holds `max_held` samples gets `LimitReached` from `try_recv` until it drops one) |
 //! | [`rpc::Server`](crate::rpc::Server) | [`add`](WaitSet::add) | a client pushed a request the server has not taken; or a client left or died and the server should reclaim its slot | a client left or died: `try_recv` reclaims its slot and may return `None` (it does so at once for a reported death, not a liveness interval later) |
 //! | [`rpc::Client`](crate::rpc::Client) | [`add`](WaitSet::add) | a response (or a decline) to a request in flight came, or the server is gone | — (with nothing in flight, a report means the server is gone: `send_request` says `Disconnected`) |
 //!
@@ -74,7 +74,10 @@
 //! - Otherwise the set parks, as an endpoint does: for each member it sets
 //!   the flag (or bit) the member's own park sets, so that the member's
 //!   peers, unchanged, wake it; then one `futex_waitv` sleeps on every
-//!   member's word at once, costing no CPU until a peer wakes it.
+//!   member's word at once, costing no CPU until a peer wakes it. Waking
+//!   from it costs more than a single endpoint's wake-up: the kernel takes
+//!   every word's entry off its queue before the call returns (about 10 µs
+//!   for 128 words on a 2-vCPU VM; `docs/benchmarks.md`).
 //! - Liveness: every [`LIVENESS_INTERVAL`](crate::channel::LIVENESS_INTERVAL)
 //!   (20 ms), whether parked or busy, the set asks the kernel whether the
 //!   peers of each member not ready are alive (one lock query per peer, as
