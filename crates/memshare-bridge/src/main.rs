@@ -1,0 +1,3 @@
+//! `memshare-bridge` (the command line comes with the bridge itself).
+
+fn main() {}
