@@ -79,4 +79,11 @@ impl Error {
             source,
         }
     }
+
+    pub(crate) fn memshare(service: &str, source: memshare::Error) -> Error {
+        Error::Memshare {
+            service: service.to_owned(),
+            source,
+        }
+    }
 }

@@ -16,7 +16,7 @@
 //! docs/bridge.md has the deployment picture, the configuration reference,
 //! the reliability rules and the wire format.
 //!
-//! ```ignore
+//! ```no_run
 //! use memshare_bridge::{Bridge, Config};
 //! # fn main() -> memshare_bridge::Result<()> {
 //! let config = Config::from_toml(r#"
@@ -36,13 +36,25 @@
 //! ```
 
 #[cfg(unix)]
+mod bridge;
+#[cfg(unix)]
 pub mod config;
 #[cfg(unix)]
 mod error;
 #[cfg(unix)]
+mod pubsub;
+#[cfg(unix)]
+mod rpc;
+#[cfg(unix)]
+mod stats;
+#[cfg(unix)]
 pub mod wire;
 
+#[cfg(unix)]
+pub use bridge::Bridge;
 #[cfg(unix)]
 pub use config::{Config, PubsubConfig, RpcConfig};
 #[cfg(unix)]
 pub use error::{Error, Result};
+#[cfg(unix)]
+pub use stats::Stats;
