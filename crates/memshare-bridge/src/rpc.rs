@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use memshare::channel::WaitStrategy;
 use memshare::rpc::{Client, Request, Server, ServerConfig};
 use zenoh::bytes::ZBytes;
 use zenoh::handlers::{CallbackDrop, FifoChannel, FifoChannelHandler};
@@ -164,7 +165,9 @@ impl Caller {
     /// Calls the local server with `request`, connecting first if needed.
     fn call(&self, client: &mut Option<Client>, request: &[u8]) -> memshare::Result<ZBytes> {
         if client.is_none() {
-            *client = Some(Client::connect(&self.service)?);
+            let mut c = Client::connect(&self.service)?;
+            c.set_wait_strategy(WaitStrategy::Park);
+            *client = Some(c);
         }
         let c = client.as_mut().expect("just connected");
         let response = c.call_timeout(request, self.timeout)?;
@@ -204,6 +207,7 @@ impl StandIn {
             match Server::create(&self.service, self.config) {
                 Ok(server) => {
                     warned = false;
+                    server.set_wait_strategy(WaitStrategy::Park);
                     self.ctx.info(format!(
                         "{}: serving the name here for the remote server",
                         self.service
