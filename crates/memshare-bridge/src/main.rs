@@ -5,7 +5,11 @@
 //! memshare-bridge --pubsub camera --rpc calc --listen tcp/192.0.2.1:7447
 //! memshare-bridge --pubsub camera --rpc-remote calc --connect tcp/192.0.2.1:7447
 //! memshare-bridge --config bridge.toml
+//! memshare-bridge bench
 //! ```
+
+#[cfg(unix)]
+mod bench;
 
 #[cfg(unix)]
 fn main() {
@@ -25,19 +29,34 @@ mod cli {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use clap::{Args, Parser};
+    use clap::{Args, Parser, Subcommand};
     use memshare_bridge::config::{Mode, ServerSide};
     use memshare_bridge::{Bridge, Config, Error, PubsubConfig, RpcConfig};
+
+    use crate::bench;
 
     #[derive(Parser)]
     #[command(
         name = "memshare-bridge",
         version,
-        about = "Carries memshare publish-subscribe and request/response services between machines over Zenoh"
+        about = "Carries memshare publish-subscribe and request/response services between machines over Zenoh",
+        args_conflicts_with_subcommands = true
     )]
     struct Cli {
+        #[command(subcommand)]
+        command: Option<Command>,
         #[command(flatten)]
         run: RunArgs,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Bridged throughput and latency against Zenoh's own pub/sub
+        /// between the same two endpoints (about a minute; --quick: seconds)
+        Bench(bench::BenchArgs),
+        /// One process of the bench (run by `bench` itself)
+        #[command(hide = true)]
+        BenchRole(bench::RoleArgs),
     }
 
     /// Flags add to the configuration file's services; endpoint flags
@@ -84,7 +103,12 @@ mod cli {
 
     pub fn main() {
         let cli = Cli::parse();
-        std::process::exit(run(cli.run));
+        let status = match cli.command {
+            Some(Command::Bench(args)) => bench::run(&args),
+            Some(Command::BenchRole(args)) => bench::role(&args),
+            None => run(cli.run),
+        };
+        std::process::exit(status);
     }
 
     fn split(arg: &str) -> (&str, Option<String>) {
