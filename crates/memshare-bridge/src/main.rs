@@ -103,6 +103,10 @@ mod cli {
 
     pub fn main() {
         let cli = Cli::parse();
+        // Zenoh's own diagnostics (a link that fails, a refused
+        // certificate) on standard error: its errors unless RUST_LOG says
+        // more (RUST_LOG=zenoh=info shows every link opened and closed).
+        zenoh::init_log_from_env_or("error");
         let status = match cli.command {
             Some(Command::Bench(args)) => bench::run(&args),
             Some(Command::BenchRole(args)) => bench::role(&args),

@@ -605,7 +605,7 @@ mod roles {
             received += 1;
             waited = Duration::ZERO;
             last_at = Instant::now();
-            if resume && received % 10 == 0 {
+            if resume && received.is_multiple_of(10) {
                 println!("progress {received}");
             }
         }
