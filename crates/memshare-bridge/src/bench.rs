@@ -121,6 +121,16 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn bench(plan: &Plan) -> Result<(), String> {
+    // What else runs here matters on a small machine: say it.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!(
+        "memshare-bridge bench: {} CPUs, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let mut rows = Vec::new();
     let wanted = |what: &str| plan.only.as_deref().is_none_or(|o| o == what);
     let sizes: &[usize] = if wanted("throughput") { &SIZES } else { &[] };
@@ -587,6 +597,11 @@ fn measure(count: &AtomicU64, get: &Get<'_>) -> Result<(), String> {
         (c1 - c0) as f64 / (t1 - t0).as_secs_f64(),
         c1 - c0
     );
+    // Keep receiving until stopped: a sender blocked on a receiver that
+    // left would not see its own stop.
+    while !stopped() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     Ok(())
 }
 
