@@ -9,7 +9,8 @@
 //! - calls of several clients on B reach the server on A, and each
 //!   response its own client;
 //! - a bridge killed and restarted (B, then A, whose link B must build
-//!   again) resumes the stream;
+//!   again) resumes the stream; so does a link cut (through a relay) and
+//!   mended, both bridges running;
 //! - a killed publisher on A is `Disconnected` on B once the bridges notice;
 //! - with both directions bridged on both sides, nothing loops back.
 //!
@@ -308,6 +309,86 @@ fn wait_progress(subscriber: &support::Proc, at_least: u64) {
 }
 
 #[test]
+fn a_dropped_link_resumes_when_it_comes_back() {
+    const TEST: &str = "a_dropped_link_resumes_when_it_comes_back";
+    if skip_or_role(TEST) {
+        return;
+    }
+    let _one = one_at_a_time();
+    let (a, b) = (Machine::new("A"), Machine::new("B"));
+    let dir = TempDir::new("link");
+    let a_port = free_port();
+    // B reaches A only through the relay, and does not listen: the link
+    // cannot go around it.
+    let relay = support::Relay::new(a_port);
+    let bridge_a = a.bridge(&dir.write(
+        "a.toml",
+        &format!(
+            "[zenoh]\nlisten = [\"tcp/127.0.0.1:{a_port}\"]\n\n[[pubsub]]\nservice = \"ticks\"\ndirection = \"out\"\n"
+        ),
+    ));
+    let bridge_b = b.bridge(&dir.write(
+        "b.toml",
+        &format!(
+            "[zenoh]\nlisten = []\nconnect = [\"tcp/127.0.0.1:{}\"]\n\n[[pubsub]]\nservice = \"ticks\"\ndirection = \"in\"\n{}",
+            relay.port(),
+            blocking_shape(64, 1)
+        ),
+    ));
+    let subscriber = b.role(
+        TEST,
+        "subscriber",
+        &[
+            var("SERVICE", "ticks"),
+            var("RESUME", 1),
+            var("COUNT", 1_000_000),
+            var("SIZE", 64),
+        ],
+    );
+    subscriber.wait_for("subscribed", PATIENCE);
+    let publisher = a.role(
+        TEST,
+        "publisher",
+        &[
+            var("SERVICE", "ticks"),
+            var("COUNT", 1_000_000),
+            var("POLICY", "block"),
+            var("PACE_US", 2000),
+            var("SIZE", 64),
+        ],
+    );
+    subscriber.wait_for("progress 50", PATIENCE);
+    relay.cut();
+    // B's bridge notices (the connection is reset) and lets its publisher
+    // go: its subscriber is told, and the stream stops.
+    subscriber.wait_for("waiting: Disconnected", PATIENCE);
+    let stalled = progress(&subscriber);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        progress(&subscriber) <= stalled + 10,
+        "{:?}",
+        subscriber.said()
+    );
+    // Zenoh on B keeps trying its connect endpoint: once the link is
+    // back, the stream resumes.
+    relay.mend();
+    wait_progress(&subscriber, stalled + 50);
+    publisher.kill();
+    subscriber.stop();
+    let said_b = bridge_b.stop();
+    bridge_a.stop();
+    eprintln!("bridge B: {said_b:?}");
+    let _ = a
+        .command(std::env::current_exe().unwrap())
+        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE, "remove")
+        .env("SERVICE", "ticks")
+        .output();
+    a.assert_clean();
+    b.assert_clean();
+}
+
+#[test]
 fn a_killed_publisher_is_disconnected_on_the_far_side_once_the_bridges_notice() {
     const TEST: &str = "a_killed_publisher_is_disconnected_on_the_far_side_once_the_bridges_notice";
     if skip_or_role(TEST) {
@@ -562,6 +643,7 @@ mod roles {
         let mut received = 0u64;
         let mut last_at = Instant::now();
         let mut waited = Duration::ZERO;
+        let mut gone = false;
         while received < count && !stop.load(std::sync::atomic::Ordering::Relaxed) {
             let message = match s.recv_timeout(Duration::from_millis(100)) {
                 Ok(m) => m,
@@ -569,8 +651,12 @@ mod roles {
                     waited += Duration::from_millis(100);
                     continue;
                 }
-                // A restarted bridge: its publisher is gone for a while.
+                // A restarted bridge, a cut link: the bridge's publisher is
+                // gone for a while. Said once per episode.
                 Err(memshare::Error::Disconnected { .. }) if resume => {
+                    if !std::mem::replace(&mut gone, true) {
+                        println!("waiting: Disconnected after {received}");
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
@@ -604,6 +690,7 @@ mod roles {
             }
             received += 1;
             waited = Duration::ZERO;
+            gone = false;
             last_at = Instant::now();
             if resume && received.is_multiple_of(10) {
                 println!("progress {received}");

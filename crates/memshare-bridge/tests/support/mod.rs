@@ -289,3 +289,83 @@ impl Drop for Proc {
         }
     }
 }
+
+/// A TCP relay on 127.0.0.1 that the link between two bridges goes
+/// through, so that a test can cut the link (every connection shut down,
+/// new ones refused) and mend it, with both bridges running.
+pub struct Relay {
+    port: u16,
+    state: Arc<RelayState>,
+}
+
+struct RelayState {
+    up: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+    links: Mutex<Vec<std::net::TcpStream>>,
+}
+
+impl Relay {
+    /// A relay to `upstream` (a port on 127.0.0.1).
+    pub fn new(upstream: u16) -> Relay {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(RelayState {
+            up: true.into(),
+            stop: false.into(),
+            links: Mutex::new(Vec::new()),
+        });
+        let s = Arc::clone(&state);
+        std::thread::spawn(move || {
+            while !s.stop.load(Ordering::Relaxed) {
+                let Ok((inbound, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                if !s.up.load(Ordering::Relaxed) {
+                    continue; // dropped: the connection is refused
+                }
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                inbound.set_nonblocking(false).unwrap();
+                let mut links = s.links.lock().unwrap();
+                for (from, to) in [(&inbound, &outbound), (&outbound, &inbound)] {
+                    let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                links.push(inbound);
+                links.push(outbound);
+            }
+        });
+        Relay { port, state }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Cuts the link: shuts every connection down and refuses new ones.
+    pub fn cut(&self) {
+        self.state.up.store(false, Ordering::Relaxed);
+        for link in self.state.links.lock().unwrap().drain(..) {
+            let _ = link.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn mend(&self) {
+        self.state.up.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.state.stop.store(true, Ordering::Relaxed);
+    }
+}
