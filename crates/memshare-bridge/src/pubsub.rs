@@ -187,7 +187,9 @@ pub(crate) fn start(ctx: &Arc<Ctx>, cfg: &PubsubConfig) -> Result<Carried> {
 }
 
 /// Whether some remote bridge subscribes to the key (Zenoh's matching
-/// status), and a way to wait until one does.
+/// status), and a way to wait until one does. `open` is written under
+/// `lock` (so a waiter cannot miss the notification) and read without it on
+/// the fast path: Relaxed, as it guards no other data.
 #[derive(Default)]
 struct Gate {
     open: AtomicBool,
@@ -307,6 +309,11 @@ impl Outbound {
                 return Ok(());
             }
             if !self.gate.wait(IDLE) {
+                // Ask again now and then: a change between the first
+                // answer and the listener's declaration would be missed.
+                if let Ok(status) = self.publisher.matching_status().wait() {
+                    self.gate.set(status.matching());
+                }
                 continue;
             }
             match subscriber.recv_timeout(IDLE) {
