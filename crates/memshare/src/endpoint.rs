@@ -162,6 +162,12 @@ pub(crate) struct Link<T = ()> {
     dropped: std::sync::atomic::AtomicBool,
     recheck: std::sync::atomic::AtomicBool,
     pub(crate) state: T,
+    /// The endpoint's registration with the async notifier, made the first
+    /// time a future or a readiness descriptor waits on it (see
+    /// `crate::aio`), shared by every future of the endpoint and of the
+    /// wait sets it is a member of.
+    #[cfg(feature = "async")]
+    pub(crate) aio: std::sync::OnceLock<std::sync::Arc<crate::aio::notifier::Registration>>,
 }
 
 impl<T> Link<T> {
@@ -170,6 +176,8 @@ impl<T> Link<T> {
             dropped: Default::default(),
             recheck: Default::default(),
             state,
+            #[cfg(feature = "async")]
+            aio: Default::default(),
         })
     }
 

@@ -81,10 +81,10 @@ pub mod layout;
 #[cfg(all(test, loom))]
 pub(crate) mod loom_model;
 #[cfg(not(loom))]
-mod receiver;
+pub(crate) mod receiver;
 pub(crate) mod ring;
 #[cfg(not(loom))]
-mod sender;
+pub(crate) mod sender;
 #[cfg(not(loom))]
 mod typed;
 

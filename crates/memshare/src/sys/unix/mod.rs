@@ -3,6 +3,8 @@
 //! The Linux-only pieces (memfd, seals, the lifetime marker in an extended
 //! attribute) live in `platform`, with a fallback for the other Unixes.
 
+#[cfg(feature = "async")]
+mod event;
 mod fault;
 mod inspect;
 mod names;
@@ -20,6 +22,8 @@ use rustix::mm;
 use super::{describe, Access, Meta, Owner, Prefault, WordRole};
 use crate::{Error, Result};
 
+#[cfg(feature = "async")]
+pub(crate) use event::Event;
 pub(crate) use inspect::{holder_pids, list_named, named_capacity, stat_named};
 pub use inspect::{NamedInfo, NamedLifetime, SegmentKind};
 pub(crate) use names::{reclaim_if_stale, remove_named, Reclaim};
