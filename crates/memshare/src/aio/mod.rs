@@ -116,8 +116,10 @@ use notifier::{listener_id, Listener, Registration};
 
 /// A future's wait on the notifier: its listener id, and the registrations
 /// it listens on (one per endpoint; a wait set's future, one per member).
-/// Dropped, it stops listening.
+/// Dropped, it stops listening. Free to make: a future ready at its first
+/// poll never takes an id nor allocates.
 pub(crate) struct Wait {
+    /// 0 until the first park.
     id: u64,
     on: Vec<Arc<Registration>>,
 }
@@ -125,9 +127,16 @@ pub(crate) struct Wait {
 impl Wait {
     pub(crate) fn new() -> Wait {
         Wait {
-            id: listener_id(),
+            id: 0,
             on: Vec::new(),
         }
+    }
+
+    fn id(&mut self) -> u64 {
+        if self.id == 0 {
+            self.id = listener_id();
+        }
+        self.id
     }
 
     /// Listens on `registration` with the task's waker (the endpoint found
@@ -140,7 +149,7 @@ impl Wait {
     ) -> Poll<crate::Result<T>> {
         match registration {
             Ok(r) => {
-                r.listen(self.id, Listener::Waker(cx.waker().clone()));
+                r.listen(self.id(), Listener::Waker(cx.waker().clone()));
                 if !self.on.iter().any(|o| Arc::ptr_eq(o, &r)) {
                     self.on.push(r);
                 }
@@ -155,8 +164,9 @@ impl Wait {
 
     /// Listens on every registration of `all` (a wait set's members).
     pub(crate) fn park_all(&mut self, all: Vec<Arc<Registration>>, cx: &mut Context<'_>) {
+        let id = self.id();
         for r in &all {
-            r.listen(self.id, Listener::Waker(cx.waker().clone()));
+            r.listen(id, Listener::Waker(cx.waker().clone()));
         }
         for r in all {
             if !self.on.iter().any(|o| Arc::ptr_eq(o, &r)) {
