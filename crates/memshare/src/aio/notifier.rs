@@ -88,9 +88,45 @@ struct Slot {
     in_sleep: bool,
     /// Its registration was dropped: freed once not in a sleep.
     dead: bool,
+    /// The processes watched (`sys::watch_pid`) for the member's peers.
+    pids: Vec<u32>,
+    /// Whether those watches cover every peer (else the peers are polled
+    /// every liveness interval), as of the last look at the pids.
+    covered: bool,
+    /// Whether the pids were looked at since the slot became active.
+    fresh: bool,
 }
 
 impl Slot {
+    /// Watches the processes the member's words name as its peers (a new
+    /// watch is trusted only after the peers' locks are asked, which the
+    /// caller does next). Whether anything changed.
+    fn refresh_pids(&mut self) -> bool {
+        self.fresh = true;
+        let now = self.member.peer_pids().unwrap_or_default();
+        if now == self.pids {
+            return false;
+        }
+        self.unwatch();
+        let mut covered = !now.is_empty();
+        for &pid in &now {
+            if crate::sys::watch_pid(pid) {
+                self.pids.push(pid);
+            } else {
+                covered = false;
+            }
+        }
+        self.covered = covered;
+        true
+    }
+
+    fn unwatch(&mut self) {
+        for pid in self.pids.drain(..) {
+            crate::sys::unwatch_pid(pid);
+        }
+        self.covered = false;
+    }
+
     fn active(&self) -> bool {
         !self.dead && !self.listeners.is_empty()
     }
@@ -112,9 +148,21 @@ struct State {
     /// The worker is between its step 2 and its step 4: it sleeps, or is
     /// about to. A registrant then bumps the control word.
     sleeping: bool,
-    /// When the peers of the active slots were last asked about.
+    /// When the peers of the active slots that no pid watch covers were
+    /// last asked about.
     last_round: Option<Instant>,
+    /// When the peers of every active slot were last asked about (the
+    /// safety net under the pid watches).
+    last_slow: Option<Instant>,
+    /// `sys::deaths()` as of the last full round.
+    deaths: u64,
 }
+
+/// How often the peers of endpoints whose peers' deaths the kernel tells
+/// (a pidfd per peer process) are asked anyway: the safety net for a pid
+/// that is not the peer's (a peer in another pid namespace, or one that
+/// wrote a wrong pid).
+pub(crate) const SLOW_ROUND: Duration = Duration::from_secs(5);
 
 /// One notifier thread and what it watches.
 struct Worker {
@@ -146,33 +194,52 @@ impl Worker {
             // Free the slots of dropped registrations.
             for s in st.slots.iter_mut() {
                 if s.as_ref().is_some_and(|s| s.dead && !s.in_sleep) {
-                    *s = None;
+                    if let Some(mut slot) = s.take() {
+                        slot.unwatch();
+                    }
                 }
             }
             st.taken = st.slots.iter().flatten().count();
-            // Step 1: the peers, every liveness interval.
+            // Step 1: the peers: those no pid watch covers every liveness
+            // interval; all of them after a watched process died, and
+            // every slow round.
             let now = Instant::now();
-            let round = st
-                .last_round
-                .is_none_or(|t| now.duration_since(t) >= LIVENESS_INTERVAL);
+            let due = |last: Option<Instant>, every: Duration| {
+                last.is_none_or(|t| now.duration_since(t) >= every)
+            };
+            let round = due(st.last_round, LIVENESS_INTERVAL);
+            let deaths = crate::sys::deaths();
+            let slow = due(st.last_slow, SLOW_ROUND) || deaths != st.deaths;
             let mut any_active = false;
+            let mut any_uncovered = false;
             for s in st.slots.iter_mut().flatten() {
                 if !s.active() {
+                    s.fresh = false;
                     continue;
                 }
                 any_active = true;
+                let watched = (slow || !s.fresh) && s.refresh_pids();
+                let ask = slow || watched || (round && !s.covered) || s.member.gone();
                 // An error asking (the kernel refused a lock query) is
                 // reported too: the endpoint's own look says what.
-                if (round || s.member.gone()) && s.member.check_peers().unwrap_or(true) {
+                if ask && s.member.check_peers().unwrap_or(true) {
                     fired.extend(s.listeners.drain(..).map(|(_, l)| l));
                 }
+                any_uncovered |= !s.covered;
             }
-            st.last_round = match (any_active, round) {
+            if !any_active {
                 // Nothing to watch, nothing to ask: no timer.
-                (false, _) => None,
-                (true, true) => Some(now),
-                (true, false) => st.last_round,
-            };
+                st.last_round = None;
+                st.last_slow = None;
+            } else {
+                if round {
+                    st.last_round = Some(now);
+                }
+                if slow {
+                    st.last_slow = Some(now);
+                    st.deaths = deaths;
+                }
+            }
             // Step 2: arm and look.
             let active: Vec<usize> = (0..st.slots.len())
                 .filter(|&i| st.slots[i].as_ref().is_some_and(Slot::active))
@@ -221,8 +288,14 @@ impl Worker {
             let slice = if active.is_empty() {
                 Duration::MAX
             } else {
-                let since = st.last_round.map_or(Duration::ZERO, |t| t.elapsed());
-                LIVENESS_INTERVAL.saturating_sub(since).max(MIN_SLICE)
+                let left = |last: Option<Instant>, every: Duration| {
+                    every.saturating_sub(last.map_or(Duration::ZERO, |t| t.elapsed()))
+                };
+                let mut slice = left(st.last_slow, SLOW_ROUND);
+                if any_uncovered {
+                    slice = slice.min(left(st.last_round, LIVENESS_INTERVAL));
+                }
+                slice.max(MIN_SLICE)
             };
             drop(guard);
             // Step 3: sleep.
@@ -278,7 +351,12 @@ impl Registration {
             armed: false,
             in_sleep: false,
             dead: false,
+            pids: Vec::new(),
+            covered: false,
+            fresh: false,
         };
+        // A watched process's death wakes every worker to ask at once.
+        crate::sys::on_death(kick_all);
         for worker in workers.iter() {
             let mut st = worker.lock();
             if st.taken < SLOTS_PER_WORKER {
@@ -373,9 +451,20 @@ impl Drop for Registration {
             slot.disarm();
             slot.dead = true;
             if !slot.in_sleep {
+                slot.unwatch();
                 st.slots[self.index] = None;
                 st.taken -= 1;
             }
+        }
+    }
+}
+
+/// Wakes every worker (a watched process died: they ask about their
+/// peers now).
+fn kick_all() {
+    if let Some(workers) = WORKERS.get() {
+        for w in workers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            w.kick();
         }
     }
 }

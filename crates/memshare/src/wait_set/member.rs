@@ -213,6 +213,34 @@ impl Member {
         crate::aio::registration(slot, || self.duplicate())
     }
 
+    /// The processes whose deaths are all this member's peers' deaths, as
+    /// their shared words say (hints: see `sys::watch_pid`), or `None` if
+    /// they cannot be named (no peer attached yet, a peer that wrote no
+    /// pid, publishers, clients that come and go): then the notifier polls
+    /// the member's peers every liveness interval.
+    #[cfg(feature = "async")]
+    pub(crate) fn peer_pids(&self) -> Option<Vec<u32>> {
+        let pid = match &self.kind {
+            Kind::Channel(m) => {
+                let h = m.header();
+                let peer = m.side.peer();
+                if h.state(peer).load(Ordering::Acquire) != channel::STATE_ATTACHED {
+                    return None;
+                }
+                h.pid(peer).load(Ordering::Relaxed)
+            }
+            Kind::Client(m) => {
+                let h = m.service.header();
+                if h.server.state.load(Ordering::Acquire) != rpc::SERVER_ATTACHED {
+                    return None;
+                }
+                h.server.pid.load(Ordering::Relaxed)
+            }
+            Kind::Subscriber(_) | Kind::Server(_) => return None,
+        };
+        (pid != 0).then(|| vec![pid])
+    }
+
     /// Whether the member's endpoint was dropped.
     fn dropped(&self) -> bool {
         match &self.kind {
