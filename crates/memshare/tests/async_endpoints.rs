@@ -317,9 +317,10 @@ fn an_uncommitted_reservation_and_an_abandoned_call_leave_nothing_behind() {
     let mut tx = Sender::create(4096).unwrap();
     let mut rx = Receiver::attach(tx.segment()).unwrap();
     futures::executor::block_on(async {
-        let mut slot = tx.reserve_async(5).await.unwrap();
-        slot.copy_from_slice(b"never");
-        drop(slot);
+        {
+            let mut slot = tx.reserve_async(5).await.unwrap();
+            slot.copy_from_slice(b"never");
+        } // dropped uncommitted
         tx.send_async(b"sent").await.unwrap();
     });
     assert_eq!(&*rx.try_recv().unwrap().unwrap(), b"sent");
