@@ -165,8 +165,9 @@ pub(crate) struct Link<T = ()> {
     /// The endpoint's registration with the async notifier, made the first
     /// time a future or a readiness descriptor waits on it (see
     /// `crate::aio`), shared by every future of the endpoint and of the
-    /// wait sets it is a member of.
-    #[cfg(feature = "async")]
+    /// wait sets it is a member of. (The notifier is Unix's: on Windows
+    /// the feature adds nothing.)
+    #[cfg(all(unix, feature = "async"))]
     pub(crate) aio: std::sync::OnceLock<std::sync::Arc<crate::aio::notifier::Registration>>,
 }
 
@@ -176,7 +177,7 @@ impl<T> Link<T> {
             dropped: Default::default(),
             recheck: Default::default(),
             state,
-            #[cfg(feature = "async")]
+            #[cfg(all(unix, feature = "async"))]
             aio: Default::default(),
         })
     }

@@ -23,7 +23,7 @@ pub(crate) struct FutexWord(AtomicU32);
 impl FutexWord {
     /// A word in this process's own memory (the async notifier's control
     /// word), at 0.
-    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    #[cfg_attr(not(all(unix, feature = "async")), allow(dead_code))]
     pub(crate) fn new() -> FutexWord {
         FutexWord(AtomicU32::new(0))
     }
