@@ -74,12 +74,20 @@ mod imp {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 mod imp {
     use super::*;
-    use rustix::pipe::{pipe_with, PipeFlags};
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    use rustix::io::{fcntl_setfd, FdFlags};
 
     pub(super) const CREATE: &str = "pipe";
 
     pub(super) fn new() -> Result<Event, Errno> {
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        // `pipe` and then the flags: macOS has no `pipe2` (a child forked
+        // by another thread in between may inherit the ends, as with
+        // descriptors received on macOS, `platform::received_cloexec`).
+        let (read, write) = rustix::pipe::pipe()?;
+        for fd in [&read, &write] {
+            fcntl_setfd(fd, FdFlags::CLOEXEC)?;
+            fcntl_setfl(fd, fcntl_getfl(fd)? | OFlags::NONBLOCK)?;
+        }
         Ok(Event {
             read,
             write: Some(write),

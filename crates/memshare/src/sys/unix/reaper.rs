@@ -30,6 +30,8 @@ pub(crate) fn deaths() -> u64 {
     DEATHS.load(Relaxed)
 }
 
+// Only Linux watches (the other systems' callers poll).
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 fn died() {
     DEATHS.fetch_add(1, Relaxed);
     if let Some(hook) = HOOK.get() {
