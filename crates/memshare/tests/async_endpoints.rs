@@ -6,7 +6,8 @@
 //! (every kind's future says `Disconnected` within about a liveness
 //! interval); cancel safety (futures dropped at every point lose and
 //! duplicate nothing, and leave the endpoint's own blocking calls
-//! unharmed); readiness descriptors in a raw epoll loop; wait sets.
+//! unharmed); readiness descriptors in a raw epoll loop; wait sets;
+//! the typed endpoints' futures on smol's executor (async-executor).
 //! The test binary re-runs itself as the peers.
 #![cfg(all(target_os = "linux", feature = "async"))]
 
@@ -20,8 +21,10 @@ use std::time::{Duration, Instant};
 use common::chan::{message, rng};
 use common::{env, role, spawn, unique_name, Detections, TIMEOUT};
 use futures::StreamExt;
-use memshare::channel::{Receiver, Sender, LIVENESS_INTERVAL};
-use memshare::pubsub::{Overflow, Publisher, ServiceConfig, Subscriber};
+use memshare::channel::{Receiver, Sender, TypedReceiver, TypedSender, LIVENESS_INTERVAL};
+use memshare::pubsub::{
+    Overflow, Publisher, ServiceConfig, Subscriber, TypedPublisher, TypedSubscriber,
+};
 use memshare::rpc::{Client, Server, ServerConfig};
 use memshare::{Error, WaitSet};
 
@@ -170,6 +173,115 @@ fn pubsub_and_rpc_futures_on_the_futures_executor() {
         }
     });
     calling.join().unwrap();
+}
+
+/// A value of the typed tests: 16 bytes, so that a 256-byte ring holds
+/// only a few (each frame takes 24).
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Tick {
+    seq: u64,
+    check: u64,
+}
+
+fn tick(seq: u64) -> Tick {
+    Tick {
+        seq,
+        check: seq.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    }
+}
+
+fn assert_send<T: Send>(t: T) -> T {
+    t
+}
+
+/// Runs `f` on smol's executor `ex` (on this thread), failing the test
+/// after `TIMEOUT` (a lost wake-up hangs): the deadline is a thread that
+/// sleeps, then wakes a future of its own.
+fn on_smol<T>(ex: &async_executor::Executor<'_>, f: impl Future<Output = T>) -> T {
+    use std::sync::{Arc, Mutex};
+    let due: Arc<Mutex<(bool, Option<Waker>)>> = Arc::default();
+    let alarm = Arc::clone(&due);
+    std::thread::spawn(move || {
+        std::thread::sleep(TIMEOUT);
+        let mut due = alarm.lock().unwrap();
+        due.0 = true;
+        if let Some(waker) = due.1.take() {
+            waker.wake();
+        }
+    });
+    let deadline = std::future::poll_fn(|cx| {
+        let mut due = due.lock().unwrap();
+        if due.0 {
+            return Poll::Ready(None);
+        }
+        due.1 = Some(cx.waker().clone());
+        Poll::Pending
+    });
+    futures_lite::future::block_on(
+        ex.run(futures_lite::future::or(async { Some(f.await) }, deadline)),
+    )
+    .expect("hung")
+}
+
+/// The typed endpoints' futures on another executor: smol's
+/// (`async_executor`, run by `futures_lite::future::block_on` on this one
+/// thread). A typed sender task and a typed receiver task on a 256-byte
+/// ring wait on each other through the notifier at almost every value;
+/// then a typed subscriber task receives a publisher thread's values; a
+/// value of the wrong size is `Corrupted`, as for the blocking `recv`.
+/// The typed futures are `Send` (spawned on the multi-thread executor).
+#[test]
+fn typed_endpoints_on_smol_s_executor() {
+    const N: u64 = 5000;
+    let mut rx = TypedReceiver::<Tick>::create(256).unwrap();
+    let mut tx = TypedSender::<Tick>::attach(rx.segment()).unwrap();
+    let ex = async_executor::Executor::new();
+    let sending = ex.spawn(assert_send(async move {
+        for seq in 0..N {
+            tx.send_async(&tick(seq)).await.unwrap();
+        }
+        tx.inner_mut().send_async(b"short").await.unwrap();
+    }));
+    let receiving = ex.spawn(assert_send(async move {
+        for seq in 0..N {
+            assert_eq!(rx.recv_async().await.unwrap(), tick(seq));
+        }
+        assert!(matches!(
+            rx.recv_async().await,
+            Err(Error::Corrupted { .. })
+        ));
+        // The sender is gone (its task ended and dropped it).
+        assert!(matches!(
+            rx.recv_async().await,
+            Err(Error::Disconnected { .. })
+        ));
+    }));
+    on_smol(&ex, async {
+        sending.await;
+        receiving.await;
+    });
+
+    let name = unique_name("async-typed-ps");
+    let config = ServiceConfig::new().depth(4).overflow(Overflow::Block);
+    let mut publisher = TypedPublisher::<Tick>::create(&name, config).unwrap();
+    let mut subscriber = TypedSubscriber::<Tick>::open(&name).unwrap();
+    let publishing = std::thread::spawn(move || {
+        for seq in 0..N {
+            publisher.publish(&tick(seq)).unwrap();
+        }
+    });
+    let receiving = ex.spawn(assert_send(async move {
+        for seq in 0..N {
+            assert_eq!(subscriber.recv_async().await.unwrap(), tick(seq));
+        }
+        assert!(matches!(
+            subscriber.recv_async().await,
+            Err(Error::Disconnected { .. })
+        ));
+    }));
+    on_smol(&ex, receiving);
+    publishing.join().unwrap();
 }
 
 /// A wait set's future, woken by either member, on tokio.

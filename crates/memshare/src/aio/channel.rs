@@ -10,7 +10,7 @@ use super::notifier::Registration;
 use super::readiness::Readiness;
 use super::Wait;
 use crate::channel::ring::Frame;
-use crate::channel::{Receiver, RecvGuard, SendGuard, Sender};
+use crate::channel::{Receiver, RecvGuard, SendGuard, Sender, TypedReceiver, TypedSender};
 use crate::wait_set::member::Member;
 use crate::{Error, Result};
 
@@ -307,5 +307,53 @@ impl std::fmt::Debug for ReserveFuture<'_> {
             .field("len", &self.len)
             .field("done", &self.tx.is_none())
             .finish_non_exhaustive()
+    }
+}
+
+impl<T: bytemuck::Pod> TypedReceiver<T> {
+    /// Receives the next value, waiting (asynchronously) while there is
+    /// none: [`TypedReceiver::recv`] as a future, the byte receiver's
+    /// [`Receiver::recv_async`] with the value copied out when it comes. A
+    /// message of another size is consumed and reported as
+    /// [`Error::Corrupted`], as by `recv`.
+    ///
+    /// Cancel safe: dropped before it is ready, it has taken no message
+    /// (the value is copied out in the poll that finds the message).
+    ///
+    /// ```
+    /// use memshare::channel::{TypedReceiver, TypedSender};
+    /// # fn main() -> memshare::Result<()> {
+    /// let mut rx = TypedReceiver::<u64>::create(4096)?;
+    /// let mut tx = TypedSender::<u64>::attach(rx.segment())?;
+    /// let sender = std::thread::spawn(move || tx.send(&7));
+    /// assert_eq!(futures::executor::block_on(rx.recv_async())?, 7);
+    /// # sender.join().unwrap()?; Ok(()) }
+    /// ```
+    pub async fn recv_async(&mut self) -> Result<T> {
+        crate::channel::typed::value_of(self.inner_mut().recv_async().await?)
+    }
+
+    /// A descriptor that becomes readable when this receiver has a value,
+    /// its sender is gone, or it was dropped (see
+    /// [`Receiver::readiness`]).
+    pub fn readiness(&self) -> Result<Readiness> {
+        self.inner_ref().readiness()
+    }
+}
+
+impl<T: bytemuck::Pod> TypedSender<T> {
+    /// Sends a copy of `value`, waiting (asynchronously) while the ring is
+    /// full: [`TypedSender::send`] as a future ([`Sender::send_async`] of
+    /// its bytes).
+    ///
+    /// Cancel safe: dropped before it is ready, nothing was sent.
+    pub async fn send_async(&mut self, value: &T) -> Result<()> {
+        self.inner_mut().send_async(bytemuck::bytes_of(value)).await
+    }
+
+    /// A descriptor that becomes readable when this sender has room, its
+    /// receiver is gone, or it was dropped (see [`Sender::readiness`]).
+    pub fn readiness(&self) -> Result<Readiness> {
+        self.inner_ref().readiness()
     }
 }

@@ -9,12 +9,16 @@
 //! | [`rpc::Client`](crate::rpc::Client) | [`call_async`](crate::rpc::Client::call_async) | [`Response`](crate::rpc::Response), in place |
 //! | [`rpc::Server`](crate::rpc::Server) | [`recv_async`](crate::rpc::Server::recv_async) | [`Request`](crate::rpc::Request), in place |
 //! | [`WaitSet`](crate::WaitSet) | [`wait_async`](crate::WaitSet::wait_async) | [`Ready`](crate::wait_set::Ready) |
+//! | [`channel::TypedReceiver`](crate::channel::TypedReceiver) | [`recv_async`](crate::channel::TypedReceiver::recv_async) | `T`, a copy |
+//! | [`channel::TypedSender`](crate::channel::TypedSender) | [`send_async`](crate::channel::TypedSender::send_async) | `()` |
+//! | [`pubsub::TypedSubscriber`](crate::pubsub::TypedSubscriber) | [`recv_async`](crate::pubsub::TypedSubscriber::recv_async) | `T`, a copy |
 //!
 //! The futures are plain [`std::future::Future`]s driven by
 //! [`Waker`](std::task::Waker)s: tokio (either runtime), smol,
 //! `futures::executor`, or any other. Receivers and subscribers are also
 //! [`futures_core::Stream`]s of owned copies ([`Receiver::stream`](crate::channel::Receiver::stream),
-//! [`Subscriber::stream`](crate::pubsub::Subscriber::stream)). The futures
+//! [`Subscriber::stream`](crate::pubsub::Subscriber::stream); the typed
+//! endpoints have no streams: loop on their `recv_async`). The futures
 //! borrow their endpoint mutably, so they are `Send` whenever the endpoint
 //! is (every endpoint is `Send`), and can be spawned on a multi-thread
 //! runtime.
@@ -47,9 +51,14 @@
 //!   parked future sleeps without a timer.
 //! - A peer's death wakes its futures with
 //!   [`Error::Disconnected`](crate::Error::Disconnected) within the
-//!   [liveness interval](crate::channel::LIVENESS_INTERVAL) (20 ms): the
-//!   notifier asks about the peers of the endpoints it watches every
-//!   interval, one lock query per peer.
+//!   [liveness interval](crate::channel::LIVENESS_INTERVAL) (20 ms): on
+//!   Linux the kernel tells the deaths of the peers whose process id the
+//!   layout publishes (channel ends, an rpc client's server) through
+//!   pidfds, and their locks are asked only every 5 s besides; the other
+//!   peers (publishers, a server's clients) are asked every interval, one
+//!   lock query per peer.
+//! - Unix only: on Windows the feature adds nothing (the repository's
+//!   `docs/platforms.md`).
 //! - No thread per endpoint, and no polling with sleeps.
 //!
 //! # Cancel safety
@@ -65,6 +74,7 @@
 //! | `Server::recv_async` | no request is taken |
 //! | `Client::call_async` | once polled, the request is sent; its response is discarded when it comes (its slot is busy until then), as after `call_timeout` |
 //! | `WaitSet::wait_async` | nothing (a wait takes nothing from its members) |
+//! | the typed endpoints' futures | as their byte endpoint's (the value is copied out in the poll that finds it) |
 //!
 //! Dropping a future that is waiting costs a lock and, if the notifier
 //! sleeps on its endpoint, a wake of the notifier (so that it stops

@@ -9,7 +9,7 @@ use super::notifier::Registration;
 use super::readiness::Readiness;
 use super::Wait;
 use crate::pubsub::ring::Got;
-use crate::pubsub::{Sample, Subscriber};
+use crate::pubsub::{Sample, Subscriber, TypedSubscriber};
 use crate::wait_set::member::Member;
 use crate::{Error, Result};
 
@@ -168,5 +168,25 @@ impl std::fmt::Debug for SampleStream<'_> {
         f.debug_struct("SampleStream")
             .field("ended", &self.ended)
             .finish_non_exhaustive()
+    }
+}
+
+impl<T: bytemuck::Pod> TypedSubscriber<T> {
+    /// Receives the next value, waiting (asynchronously) while there is
+    /// none: [`TypedSubscriber::recv`] as a future, the byte subscriber's
+    /// [`Subscriber::recv_async`] with the value copied out when it comes
+    /// (so the sample is released at once). Like that one, it borrows the
+    /// subscriber mutably, so that the future is `Send`.
+    ///
+    /// Cancel safe: dropped before it is ready, it has taken no message.
+    pub async fn recv_async(&mut self) -> Result<T> {
+        crate::pubsub::typed::value_of(self.inner_mut().recv_async().await?)
+    }
+
+    /// A descriptor that becomes readable when this subscriber has a
+    /// message, every publisher is gone, or it was dropped (see
+    /// [`Subscriber::readiness`]).
+    pub fn readiness(&self) -> Result<Readiness> {
+        self.inner().readiness()
     }
 }

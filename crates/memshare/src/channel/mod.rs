@@ -86,7 +86,7 @@ pub(crate) mod ring;
 #[cfg(not(loom))]
 pub(crate) mod sender;
 #[cfg(not(loom))]
-mod typed;
+pub(crate) mod typed;
 
 pub use crate::waiting::{WaitStrategy, DEFAULT_SPINS, LIVENESS_INTERVAL};
 #[cfg(not(loom))]
