@@ -168,7 +168,7 @@ pub(crate) struct Link<T = ()> {
     /// wait sets it is a member of. (The notifier is Unix's: on Windows
     /// the feature adds nothing.)
     #[cfg(all(unix, feature = "async"))]
-    pub(crate) aio: std::sync::OnceLock<std::sync::Arc<crate::aio::notifier::Registration>>,
+    pub(crate) aio: crate::aio::notifier::RegistrationSlot,
 }
 
 impl<T> Link<T> {
@@ -187,6 +187,10 @@ impl<T> Link<T> {
         // Relaxed: a hint for the wait sets, which read nothing it orders.
         self.dropped
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        // The registration's member holds this link: kept here, it would
+        // never be dropped (nor the mapping and name it holds).
+        #[cfg(all(unix, feature = "async"))]
+        self.aio.close();
     }
 
     #[cfg(unix)]

@@ -676,6 +676,17 @@ fn a_peer_killed_in_another_process_wakes_every_kind_of_future_with_disconnected
         );
         detections.record(format!("{round} ({kind})"), at.duration_since(killed));
         drop(quiet_futures);
+        // The endpoint the future held is gone with its task, and with it
+        // the last holder of the name: the notifier must not keep it (its
+        // registration holds a mapping of the segment).
+        let deadline = Instant::now() + TIMEOUT;
+        while common::in_dev_shm(&name) {
+            assert!(
+                Instant::now() < deadline,
+                "{kind}: {name} is still in /dev/shm after its endpoints were dropped"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     detections.check();
 }

@@ -202,12 +202,8 @@ impl Drop for Wait {
 /// The registration of an endpoint whose link slot is `slot`, made with
 /// `member()` the first time.
 pub(crate) fn registration(
-    slot: &std::sync::OnceLock<Arc<Registration>>,
+    slot: &notifier::RegistrationSlot,
     member: impl FnOnce() -> crate::Result<crate::wait_set::member::Member>,
 ) -> crate::Result<Arc<Registration>> {
-    if let Some(r) = slot.get() {
-        return Ok(Arc::clone(r));
-    }
-    let r = Arc::new(Registration::new(member()?)?);
-    Ok(Arc::clone(slot.get_or_init(|| r)))
+    slot.get_or_make(|| Registration::new(member()?))
 }

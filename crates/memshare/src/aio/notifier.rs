@@ -446,16 +446,82 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut st = self.worker.lock();
+        let mut in_sleep = false;
         if let Some(slot) = st.slots[self.index].as_mut() {
             slot.listeners.clear();
             slot.disarm();
             slot.dead = true;
-            if !slot.in_sleep {
+            in_sleep = slot.in_sleep;
+            if !in_sleep {
                 slot.unwatch();
                 st.slots[self.index] = None;
                 st.taken -= 1;
             }
         }
+        drop(st);
+        // The worker frees a slot it sleeps on when it wakes: now, so that
+        // the member's mapping (and a named segment's name, which its last
+        // holder removes) does not outlive the endpoint.
+        if in_sleep {
+            self.worker.kick();
+        }
+    }
+}
+
+/// Where an endpoint keeps its registration (in its `Link`, shared with
+/// the wait sets it is a member of): made the first time something waits
+/// on the endpoint, given up when the endpoint drops. The slot's member
+/// holds the link, so a registration kept past the endpoint's drop would
+/// keep itself, the member's mapping and a named segment's name alive for
+/// as long as the process (the name left behind at exit).
+#[derive(Debug)]
+pub(crate) struct RegistrationSlot {
+    /// `None` once closed: the endpoint dropped.
+    inner: std::sync::Mutex<Option<Option<Arc<Registration>>>>,
+}
+
+impl Default for RegistrationSlot {
+    fn default() -> RegistrationSlot {
+        RegistrationSlot {
+            inner: std::sync::Mutex::new(Some(None)),
+        }
+    }
+}
+
+impl RegistrationSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Option<Arc<Registration>>>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The registration, made with `make` the first time. After [`close`]
+    /// a new one is made for the caller alone (a wait set waiting on a
+    /// member whose endpoint dropped), never kept here.
+    ///
+    /// [`close`]: RegistrationSlot::close
+    pub(crate) fn get_or_make(
+        &self,
+        make: impl FnOnce() -> crate::Result<Registration>,
+    ) -> crate::Result<Arc<Registration>> {
+        let mut guard = self.lock();
+        match &mut *guard {
+            Some(Some(r)) => Ok(Arc::clone(r)),
+            Some(empty) => {
+                let r = Arc::new(make()?);
+                *empty = Some(Arc::clone(&r));
+                Ok(r)
+            }
+            None => {
+                drop(guard);
+                Ok(Arc::new(make()?))
+            }
+        }
+    }
+
+    /// The endpoint dropped: gives up its registration (freed once no
+    /// future or descriptor holds it) and keeps none from now on.
+    pub(crate) fn close(&self) {
+        let taken = self.lock().take();
+        drop(taken);
     }
 }
 
