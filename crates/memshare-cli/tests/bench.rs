@@ -40,6 +40,8 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
         "raw-spin",
         "channel-park",
         "waitset-wakeup",
+        "async-wakeup",
+        "channel-recv-async",
         "pipe",
         "memcpy",
         "rpc-spin",
@@ -55,9 +57,9 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
-    // 11 + 2 latency transports (the wake-ups; request/response: 64 B),
-    // 6 + 2 throughput transports at 2 sizes.
-    assert_eq!(results.len(), 13 + 8 * 2);
+    // 12 + 2 latency transports (the wake-ups; request/response: 64 B),
+    // 7 + 2 throughput transports at 2 sizes (with the async cases).
+    assert_eq!(results.len(), 14 + 9 * 2);
     for r in results {
         match r["kind"].as_str().unwrap() {
             "latency" => assert!(r["median_ns"].as_f64().unwrap() > 0.0, "{r}"),
@@ -74,6 +76,18 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
             .any(|c| c["memshare"] == "waitset-wakeup" && c["baseline"] == "channel-wakeup"),
         "{comparisons:?}"
     );
+    // The async cases against their blocking twins (issue 15's floors).
+    for (ours, base) in [
+        ("async-wakeup", "channel-wakeup"),
+        ("channel-recv-async", "channel-send"),
+    ] {
+        assert!(
+            comparisons
+                .iter()
+                .any(|c| c["memshare"] == ours && c["baseline"] == base),
+            "no {ours} against {base}: {comparisons:?}"
+        );
+    }
     for c in comparisons {
         assert!(c["ratio"].as_f64().unwrap() > 0.0, "{c}");
         let mut keys: Vec<_> = c.as_object().unwrap().keys().collect();

@@ -162,6 +162,13 @@ pub(crate) struct Link<T = ()> {
     dropped: std::sync::atomic::AtomicBool,
     recheck: std::sync::atomic::AtomicBool,
     pub(crate) state: T,
+    /// The endpoint's registration with the async notifier, made the first
+    /// time a future or a readiness descriptor waits on it (see
+    /// `crate::aio`), shared by every future of the endpoint and of the
+    /// wait sets it is a member of. (The notifier is Unix's: on Windows
+    /// the feature adds nothing.)
+    #[cfg(all(unix, feature = "async"))]
+    pub(crate) aio: crate::aio::notifier::RegistrationSlot,
 }
 
 impl<T> Link<T> {
@@ -170,6 +177,8 @@ impl<T> Link<T> {
             dropped: Default::default(),
             recheck: Default::default(),
             state,
+            #[cfg(all(unix, feature = "async"))]
+            aio: Default::default(),
         })
     }
 
@@ -178,6 +187,10 @@ impl<T> Link<T> {
         // Relaxed: a hint for the wait sets, which read nothing it orders.
         self.dropped
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        // The registration's member holds this link: kept here, it would
+        // never be dropped (nor the mapping and name it holds).
+        #[cfg(all(unix, feature = "async"))]
+        self.aio.close();
     }
 
     #[cfg(unix)]

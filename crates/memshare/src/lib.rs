@@ -76,6 +76,8 @@
 // they use is unused there.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+#[cfg(all(unix, not(loom), feature = "async"))]
+pub mod aio;
 pub mod channel;
 #[cfg(not(loom))]
 mod endpoint;

@@ -21,6 +21,13 @@ pub(crate) struct FutexWord(AtomicU32);
 
 #[cfg(not(loom))]
 impl FutexWord {
+    /// A word in this process's own memory (the async notifier's control
+    /// word), at 0.
+    #[cfg_attr(not(all(unix, feature = "async")), allow(dead_code))]
+    pub(crate) fn new() -> FutexWord {
+        FutexWord(AtomicU32::new(0))
+    }
+
     /// The current sequence number.
     pub(crate) fn load(&self) -> u32 {
         // Acquire: what the waker did before its bump is visible to a

@@ -304,6 +304,18 @@ fn wait_set() {
     ]);
 }
 
+/// The tokio example (the `async` feature, which the workspace's build has:
+/// memshare-cli asks for it).
+#[cfg(all(unix, feature = "async"))]
+#[test]
+fn tokio_channel() {
+    run("tokio_channel").assert_says(&[
+        "child:  this is process ",
+        "child:  sent 1000 messages",
+        "parent: received 1000 messages in a tokio task with recv_async, then the sender was gone",
+    ]);
+}
+
 /// The Unix-only examples (`send_segments` needs a Unix socket; the wait
 /// set sleeps on futex words) build on Windows and say, when run, that
 /// they are Unix-only, with a failing status.

@@ -29,8 +29,14 @@ pub enum Transport {
     /// As `channel-wakeup`, the receiver waiting through a wait set of 128
     /// members (it and 127 quiet channels).
     WaitsetWakeup,
+    /// As `channel-wakeup`, the receiver a task awaiting `recv_async`
+    /// (woken by the notifier thread through its waker).
+    AsyncWakeup,
     /// memshare channel, `send(&[u8])`: one copy in.
     ChannelSend,
+    /// As `channel-send`, the receiver awaiting `recv_async` for every
+    /// message (the sender keeps the ring busy).
+    ChannelRecvAsync,
     /// memshare channel, `reserve` + `commit`: written in place, zero-copy.
     ChannelReserve,
     /// An anonymous pipe.
@@ -94,7 +100,7 @@ pub const RPC_CLIENTS: usize = 4;
 
 impl Transport {
     /// The transports measured for latency.
-    pub const LATENCY: [Transport; 11] = [
+    pub const LATENCY: [Transport; 12] = [
         Transport::RawSpin,
         Transport::ChannelSpin,
         Transport::RawSpinFutex,
@@ -103,15 +109,17 @@ impl Transport {
         Transport::ChannelPark,
         Transport::ChannelWakeup,
         Transport::WaitsetWakeup,
+        Transport::AsyncWakeup,
         Transport::Pipe,
         Transport::UnixSocket,
         Transport::Tcp,
     ];
 
     /// The transports measured for throughput.
-    pub const THROUGHPUT: [Transport; 6] = [
+    pub const THROUGHPUT: [Transport; 7] = [
         Transport::ChannelReserve,
         Transport::ChannelSend,
+        Transport::ChannelRecvAsync,
         Transport::Pipe,
         Transport::UnixSocket,
         Transport::Tcp,
@@ -149,7 +157,9 @@ impl Transport {
             Transport::ChannelPark => "channel-park",
             Transport::ChannelWakeup => "channel-wakeup",
             Transport::WaitsetWakeup => "waitset-wakeup",
+            Transport::AsyncWakeup => "async-wakeup",
             Transport::ChannelSend => "channel-send",
+            Transport::ChannelRecvAsync => "channel-recv-async",
             Transport::ChannelReserve => "channel-reserve",
             Transport::Pipe => "pipe",
             Transport::UnixSocket => "unix-socket",
@@ -172,6 +182,7 @@ impl Transport {
     pub fn is_memshare(self) -> bool {
         self.name().starts_with("channel")
             || self.name().starts_with("waitset")
+            || self.name().starts_with("async")
             || self.is_pubsub()
             || (self.is_rpc() && self != Transport::RpcUnixSocket)
     }

@@ -301,14 +301,15 @@ pub fn parent_side(
             cmd.try_share("pong", rx.segment())?;
             (Link::Channels(tx, rx), None)
         }
-        ChannelWakeup | WaitsetWakeup => (
+        ChannelWakeup | WaitsetWakeup | AsyncWakeup => (
             Link::Wakeup(Box::new(super::waitset::WakeLink::parent(
                 cmd,
                 case.transport == WaitsetWakeup,
+                case.transport == AsyncWakeup,
             )?)),
             None,
         ),
-        ChannelSend | ChannelReserve => {
+        ChannelSend | ChannelReserve | ChannelRecvAsync => {
             let rx = Receiver::create(ring_for(case))?;
             cmd.try_share("data", rx.segment())?;
             (Link::ChannelIn(rx), None)
@@ -414,8 +415,10 @@ pub fn peer_side(case: &Case, given: Given) -> Result<Link, Failure> {
             tx.set_wait_strategy(wait_strategy(case.transport));
             Link::Channels(tx, rx)
         }
-        ChannelWakeup | WaitsetWakeup => Link::Wakeup(Box::new(super::waitset::WakeLink::peer()?)),
-        ChannelSend | ChannelReserve => {
+        ChannelWakeup | WaitsetWakeup | AsyncWakeup => {
+            Link::Wakeup(Box::new(super::waitset::WakeLink::peer()?))
+        }
+        ChannelSend | ChannelReserve | ChannelRecvAsync => {
             Link::ChannelOut(Sender::attach(&Segment::inherited("data")?)?)
         }
         Pipe => {

@@ -13,7 +13,9 @@
 //! compared in like conditions. Every memshare figure is reported as a
 //! ratio to its baseline measured in the same run.
 
+mod asynch;
 mod case;
+mod idle;
 mod link;
 mod output;
 mod report;
@@ -77,6 +79,11 @@ pub struct Args {
     /// instead of the table. Checked before anything runs.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Instead of the cases: the CPU time of this process while N channel
+    /// receivers are awaited by parked `recv_async` futures, over
+    /// --duration seconds (default 10), against as long with none pending.
+    #[arg(long, value_name = "N")]
+    async_idle: Option<usize>,
     /// Also draw the results as an SVG plot in this file; `-`: to standard
     /// output, instead of the table. Checked before anything runs.
     #[arg(long, value_name = "FILE")]
@@ -201,6 +208,9 @@ fn outputs(args: &Args) -> Result<(Option<Output>, Option<Output>), Failure> {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
+    if let Some(n) = args.async_idle {
+        return idle::run(n, seconds(args.duration, 10.0, "duration")?);
+    }
     let timing = Timing {
         measure: seconds(
             args.duration,

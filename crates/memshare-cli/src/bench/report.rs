@@ -53,6 +53,8 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
         (Transport::RpcSpin, Transport::RpcChannelsSpin),
         // A parked wait set of 128 woken, against one parked receiver.
         (Transport::WaitsetWakeup, Transport::ChannelWakeup),
+        // A task parked in recv_async, against one parked receiver.
+        (Transport::AsyncWakeup, Transport::ChannelWakeup),
     ] {
         if let (Some(a), Some(b)) = (lat(ours), lat(base)) {
             out.push(Comparison {
@@ -62,7 +64,7 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
                         "{} call round trip, median",
                         size_label(ours.latency_size())
                     )
-                } else if ours == Transport::WaitsetWakeup {
+                } else if ours == Transport::WaitsetWakeup || ours == Transport::AsyncWakeup {
                     "wake-up latency, median".into()
                 } else {
                     "one-way latency, median".into()
@@ -74,6 +76,17 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
         }
     }
     let rate = |t, size| find(results, Kind::Throughput, t, size).and_then(|m| m.msgs_per_sec);
+    if let (Some(a), Some(b)) = (
+        rate(Transport::ChannelRecvAsync, 64),
+        rate(Transport::ChannelSend, 64),
+    ) {
+        out.push(Comparison {
+            what: "64 B messages/s, received with recv_async".into(),
+            memshare: Transport::ChannelRecvAsync.name().into(),
+            baseline: Transport::ChannelSend.name().into(),
+            ratio: a / b,
+        });
+    }
     if let (Some(a), Some(b)) = (rate(Transport::ChannelSend, 64), rate(Transport::Pipe, 64)) {
         out.push(Comparison {
             what: "64 B messages/s".into(),

@@ -1,12 +1,15 @@
-//! `channel-wakeup` and `waitset-wakeup`: the time from a send to a parked
-//! receiver holding the message, alone (a channel receiver, park-only
-//! waiting) and through a wait set of 128 members (the receiver and 127
-//! channels that stay quiet). The peer sends a message stamped with the
-//! monotonic clock just before the send; the benchmark reads the clock when
-//! it holds the message, then acknowledges it, and the peer waits
-//! [`GAP`] after the acknowledgement before the next: one message at a
-//! time (a benchmark held up by the host never finds a queue of old ones),
-//! and the receiver is asleep when it comes. (A ping-pong would not measure this: a side that is
+//! `channel-wakeup`, `waitset-wakeup` and `async-wakeup`: the time from a
+//! send to a parked receiver holding the message, alone (a channel
+//! receiver, park-only waiting), through a wait set of 128 members (the
+//! receiver and 127 channels that stay quiet), and as a task parked in
+//! `recv_async` (woken by the memshare notifier's thread through its
+//! waker, on the benchmark's own thread: see `asynch.rs`). The peer sends
+//! a message stamped with the monotonic clock just before the send; the
+//! benchmark reads the clock when it holds the message, then acknowledges
+//! it, and the peer waits [`GAP`] after the acknowledgement before the
+//! next: one message at a time (a benchmark held up by the host never
+//! finds a queue of old ones), and the receiver is asleep when it comes.
+//! (A ping-pong would not measure this: a side that is
 //! slow to fall asleep, as a set of 128 is, often finds the answer before
 //! it sleeps.) The ratio of the two medians is issue 14's wait-set floor.
 
@@ -41,14 +44,21 @@ pub struct WakeLink {
     tx: Sender,
     rx: Receiver,
     set: Option<(WaitSet, Token)>,
+    /// `async-wakeup`: the waker of the benchmark's thread.
+    waker: Option<std::task::Waker>,
     /// The quiet members (each a receiver with its sender, never used).
     _quiet: Vec<(Receiver, Sender)>,
 }
 
 impl WakeLink {
     /// The benchmark's side: makes the channels and shares them with `cmd`;
-    /// with `set`, a wait set of the receiver and 127 quiet channels.
-    pub fn parent(cmd: &mut std::process::Command, set: bool) -> Result<WakeLink, Failure> {
+    /// with `set`, a wait set of the receiver and 127 quiet channels; with
+    /// `asynchronous`, receives with `recv_async`.
+    pub fn parent(
+        cmd: &mut std::process::Command,
+        set: bool,
+        asynchronous: bool,
+    ) -> Result<WakeLink, Failure> {
         let tx = Sender::create(4096)?;
         let mut rx = Receiver::create(4096)?;
         rx.set_wait_strategy(WaitStrategy::Park);
@@ -72,6 +82,7 @@ impl WakeLink {
             tx,
             rx,
             set,
+            waker: asynchronous.then(super::asynch::waker),
             _quiet: quiet,
         })
     }
@@ -82,6 +93,7 @@ impl WakeLink {
             rx: Receiver::attach(&Segment::inherited("ping")?)?,
             tx: Sender::attach(&Segment::inherited("pong")?)?,
             set: None,
+            waker: None,
             _quiet: Vec::new(),
         })
     }
@@ -91,6 +103,11 @@ impl WakeLink {
     fn wake_up(&mut self, deadline: Instant) -> Result<Duration, Failure> {
         let late = || Failure::other("bench: the other side stopped sending");
         let stamp = loop {
+            if let Some(waker) = &self.waker {
+                let msg = super::asynch::block_on_until(waker, self.rx.recv_async(), deadline)
+                    .ok_or_else(late)??;
+                break stamp_of(&msg)?;
+            }
             match &mut self.set {
                 None => {
                     let left = deadline.saturating_duration_since(Instant::now());

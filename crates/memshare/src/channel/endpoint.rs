@@ -174,6 +174,12 @@ impl Endpoint {
             _lock: lock,
             view,
         };
+        // Before the state: a peer that sees this side attached sees its
+        // pid (a hint for watching its death, see docs/channel-layout.md).
+        endpoint
+            .header()
+            .pid(side)
+            .store(std::process::id(), Ordering::Relaxed);
         endpoint
             .header()
             .state(side)

@@ -112,6 +112,12 @@ pub(crate) struct FixedBlock {
     pub(crate) sender_state: AtomicU32,
     /// 68: the receiver's state.
     pub(crate) receiver_state: AtomicU32,
+    /// 72: the sender's process id, written when it attaches (0: not
+    /// known, as written by a layout before it). A hint for watching the
+    /// process's death, never trusted alone (§3.4).
+    pub(crate) sender_pid: AtomicU32,
+    /// 76: the receiver's process id, likewise.
+    pub(crate) receiver_pid: AtomicU32,
 }
 
 /// A position (`write_pos` or `read_pos`) alone in its block.
@@ -140,6 +146,8 @@ const _: () = {
     assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, capacity) == 16);
     assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, sender_state) == 64);
     assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, receiver_state) == 68);
+    assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, sender_pid) == 72);
+    assert!(offset_of!(Header, fixed) + offset_of!(FixedBlock, receiver_pid) == 76);
     assert!(offset_of!(Header, producer) + offset_of!(PositionBlock, pos) == 128);
     assert!(offset_of!(Header, recv_park) + offset_of!(ParkBlock, futex) == 256);
     assert!(offset_of!(Header, recv_park) + offset_of!(ParkBlock, waiting) == 260);
@@ -155,6 +163,14 @@ impl Header {
         match side {
             Side::Sender => &self.fixed.sender_state,
             Side::Receiver => &self.fixed.receiver_state,
+        }
+    }
+
+    /// The process id `side` wrote when it attached (0: unknown).
+    pub(crate) fn pid(&self, side: Side) -> &AtomicU32 {
+        match side {
+            Side::Sender => &self.fixed.sender_pid,
+            Side::Receiver => &self.fixed.receiver_pid,
         }
     }
 
@@ -193,6 +209,8 @@ impl Header {
                 _pad: [0; 40],
                 sender_state: AtomicU32::new(0),
                 receiver_state: AtomicU32::new(0),
+                sender_pid: AtomicU32::new(0),
+                receiver_pid: AtomicU32::new(0),
             },
             producer: position(),
             recv_park: park(),

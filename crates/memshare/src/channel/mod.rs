@@ -81,12 +81,12 @@ pub mod layout;
 #[cfg(all(test, loom))]
 pub(crate) mod loom_model;
 #[cfg(not(loom))]
-mod receiver;
+pub(crate) mod receiver;
 pub(crate) mod ring;
 #[cfg(not(loom))]
-mod sender;
+pub(crate) mod sender;
 #[cfg(not(loom))]
-mod typed;
+pub(crate) mod typed;
 
 pub use crate::waiting::{WaitStrategy, DEFAULT_SPINS, LIVENESS_INTERVAL};
 #[cfg(not(loom))]

@@ -141,12 +141,15 @@ impl Receiver {
 
     /// Receives the next message if there is one now.
     pub fn try_recv(&mut self) -> Result<Option<RecvGuard<'_>>> {
+        Ok(self.try_frame()?.map(|frame| self.guard(frame)))
+    }
+
+    /// What `try_recv` finds: the next frame, if there is one now (the
+    /// async receive's look).
+    pub(crate) fn try_frame(&mut self) -> Result<Option<Frame>> {
         match self.poll()? {
-            Some(frame) => Ok(Some(self.guard(frame))),
-            None => match self.check_disconnected()? {
-                Some(frame) => Ok(Some(self.guard(frame))),
-                None => Ok(None),
-            },
+            Some(frame) => Ok(Some(frame)),
+            None => self.check_disconnected(),
         }
     }
 
@@ -200,7 +203,7 @@ impl Receiver {
         (&self.ep, self.core.peer_moved)
     }
 
-    fn guard(&mut self, frame: Frame) -> RecvGuard<'_> {
+    pub(crate) fn guard(&mut self, frame: Frame) -> RecvGuard<'_> {
         RecvGuard { rx: self, frame }
     }
 

@@ -193,8 +193,14 @@ impl Sender {
 
     /// Reserves `len` bytes if there is room now.
     pub fn try_reserve(&mut self, len: usize) -> Result<Option<SendGuard<'_>>> {
+        Ok(self.try_slot(len)?.map(|slot| self.guard(slot, len)))
+    }
+
+    /// What `try_reserve` finds: room for `len` bytes now, if there is
+    /// (the async reserve's look).
+    pub(crate) fn try_slot(&mut self, len: usize) -> Result<Option<(u64, u64)>> {
         match self.poll_space(len)? {
-            Some(slot) => Ok(Some(self.guard(slot, len))),
+            Some(slot) => Ok(Some(slot)),
             None => {
                 if self.ep.peer_gone(self.core.peer_moved)? {
                     return Err(self.ep.disconnected());
@@ -231,7 +237,7 @@ impl Sender {
         (&self.ep, self.core.peer_moved)
     }
 
-    fn guard(&mut self, slot: (u64, u64), len: usize) -> SendGuard<'_> {
+    pub(crate) fn guard(&mut self, slot: (u64, u64), len: usize) -> SendGuard<'_> {
         SendGuard {
             tx: self,
             slot,

@@ -182,7 +182,7 @@ impl<T: Pod> TypedReceiver<T> {
 /// The value a message holds: a copy (the frame's address need not be
 /// aligned for `T`). A message of another size is consumed all the same and
 /// reported as [`Error::Corrupted`].
-fn value_of<T: Pod>(msg: RecvGuard<'_>) -> Result<T> {
+pub(crate) fn value_of<T: Pod>(msg: RecvGuard<'_>) -> Result<T> {
     if msg.len() == std::mem::size_of::<T>() {
         return Ok(bytemuck::pod_read_unaligned(&msg));
     }

@@ -76,7 +76,7 @@ pub(crate) mod service;
 #[cfg(not(loom))]
 mod subscriber;
 #[cfg(not(loom))]
-mod typed;
+pub(crate) mod typed;
 
 pub use config::{Overflow, ServiceConfig};
 #[cfg(not(loom))]

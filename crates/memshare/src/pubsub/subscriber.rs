@@ -265,7 +265,7 @@ impl Subscriber {
         (&self.service, self.index, &self.link)
     }
 
-    fn sample(&self, got: Got) -> Sample<'_> {
+    pub(crate) fn sample(&self, got: Got) -> Sample<'_> {
         Sample {
             subscriber: self,
             got,
@@ -274,7 +274,7 @@ impl Subscriber {
 
     /// The next message of any publisher, held; `LimitReached` if this
     /// subscriber already holds `max_held` samples.
-    fn poll(&self) -> Result<Option<Got>> {
+    pub(crate) fn poll(&self) -> Result<Option<Got>> {
         let mut core = self.core.borrow_mut();
         if !core.can_hold(self.max_held) {
             return Err(Error::LimitReached {
@@ -300,7 +300,7 @@ impl Subscriber {
     /// publishers published was received. After a park (or when a wait
     /// set saw the publishers gone) the publishers' liveness is asked
     /// afresh.
-    fn check_disconnected(&self, after_park: bool) -> Result<()> {
+    pub(crate) fn check_disconnected(&self, after_park: bool) -> Result<()> {
         let max_age = if after_park || self.link.take_recheck() {
             Duration::ZERO
         } else {

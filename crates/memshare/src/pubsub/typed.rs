@@ -125,6 +125,12 @@ impl<T: Pod> TypedSubscriber<T> {
         &self.inner
     }
 
+    /// The byte subscriber underneath, mutably (its futures borrow it so).
+    #[cfg(all(unix, feature = "async"))]
+    pub(crate) fn inner_mut(&mut self) -> &mut Subscriber {
+        &mut self.inner
+    }
+
     /// Receives the next value, waiting while there is none.
     pub fn recv(&self) -> Result<T> {
         value_of(self.inner.recv()?)
@@ -153,7 +159,7 @@ impl<T: Pod> TypedSubscriber<T> {
     }
 }
 
-fn value_of<T: Pod>(sample: Sample<'_>) -> Result<T> {
+pub(crate) fn value_of<T: Pod>(sample: Sample<'_>) -> Result<T> {
     if sample.len() == std::mem::size_of::<T>() {
         return Ok(bytemuck::pod_read_unaligned(&sample));
     }

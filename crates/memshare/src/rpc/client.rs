@@ -341,7 +341,7 @@ impl Client {
     }
 
     /// Sends `request`: its slot and id.
-    fn send(&mut self, request: &[u8]) -> Result<(u32, u64)> {
+    pub(crate) fn send(&mut self, request: &[u8]) -> Result<(u32, u64)> {
         let max =
             usize::try_from(self.service.geometry.shape.max_request_len).unwrap_or(usize::MAX);
         if request.len() > max {
@@ -492,7 +492,7 @@ impl Client {
     /// `Err(NoResponse)` if declined (the slot is free again),
     /// `Err(Corrupted)` if its slot says something no server following the
     /// protocol writes (the slot is lost).
-    fn answer(&mut self, slot: u32, id: u64) -> Result<bool> {
+    pub(crate) fn answer(&mut self, slot: u32, id: u64) -> Result<bool> {
         let answer = protocol::answer(self.service.region(self.index), slot, id);
         if answer != Answer::Waiting {
             // Looked at: not waited for any more.
@@ -522,7 +522,7 @@ impl Client {
 
     /// The guard over the response to request `id` in `slot`, which is
     /// answered.
-    fn response(&mut self, slot: u32, id: u64) -> Result<Response<'_>> {
+    pub(crate) fn response(&mut self, slot: u32, id: u64) -> Result<Response<'_>> {
         let region = self.service.region(self.index);
         let len = region.slots[slot as usize]
             .response_len
@@ -569,6 +569,14 @@ impl Client {
                 .state
                 .store(awaiting, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Frees `slot` when its answer comes (an async call dropped before
+    /// its response), as a timed-out `call_timeout` does.
+    #[cfg(all(unix, feature = "async"))]
+    pub(crate) fn abandon(&self, slot: u32) {
+        self.abandoned
+            .fetch_or(1 << slot, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What a wait set needs of this client: its service (a clone shares
@@ -625,7 +633,7 @@ impl Client {
     /// `Err(Disconnected)` if the server is gone (detached, replaced, or
     /// dead: its lock asked at most once per liveness interval, or now if
     /// `fresh`), `Err(Corrupted)` if it evicted this client.
-    fn check_server(&mut self, fresh: bool) -> Result<()> {
+    pub(crate) fn check_server(&mut self, fresh: bool) -> Result<()> {
         let h = self.service.header();
         let gone = || Error::Disconnected {
             object: self.service.describe(),

@@ -311,7 +311,7 @@ impl Server {
     }
 
     /// One look at the pending mask, from where the last look left off.
-    fn poll(&self) -> Result<Option<Request<'_>>> {
+    pub(crate) fn poll(&self) -> Result<Option<Request<'_>>> {
         let n = self.service.geometry.shape.max_clients;
         let words = n.div_ceil(64);
         let start = self.next.get();
@@ -461,7 +461,7 @@ impl Server {
     /// that with answering what a dead client is owed, its region is reset
     /// within the interval), at the cost of a clock read every 64 looks for
     /// a request.
-    fn upkeep_now_and_then(&self) -> Result<()> {
+    pub(crate) fn upkeep_now_and_then(&self) -> Result<()> {
         if self.link.take_recheck() {
             // A wait set saw a client die: reclaim its region now.
             return self.upkeep(Duration::ZERO);

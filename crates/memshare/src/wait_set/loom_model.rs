@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use loom::sync::Arc;
 
-use super::watch::{levels, park, ChannelWatch, SubscriberWatch, Watch};
+use super::watch::{levels, park, prepare, ChannelWatch, SubscriberWatch, Watch};
 use crate::channel::layout::Side;
 use crate::channel::loom_model::{self as chan, Channel, CAPACITY};
 use crate::channel::ring::{Consumer, Producer};
@@ -132,4 +132,163 @@ fn a_set_of_a_receiver_and_a_subscriber_is_woken_by_either() {
 #[test]
 fn a_set_parked_again_after_each_report_is_woken_every_time() {
     check(2, || run(2));
+}
+
+/// The async notifier's registration handshake (`aio/notifier.rs`), with
+/// the wait set's own `prepare` and the channel's own sender: a task
+/// finds the ring empty and registers (under the worker's lock; it wakes
+/// the worker through its control word if the worker sleeps, as
+/// `Registration::listen` does); the worker runs its rounds as `run` does
+/// (control word snapshot under the lock, `prepare` over the registered
+/// members, then a sleep on their words and the control word, unlocked;
+/// flags taken back under the lock); the sender sends. The task's park is
+/// a futex word the worker bumps to wake it (a waker), snapshotted before
+/// each look, as an executor's wake before the next poll. A lost wake-up
+/// anywhere is a deadlock, which loom reports. (The worker's loop is a
+/// transcription of `run`; `prepare`, `wait_many` and the ring are the real
+/// code.)
+mod notifier {
+    use super::*;
+    use crate::primitive::{wait_many, FutexWord};
+
+    #[derive(Default)]
+    struct State {
+        listening: bool,
+        sleeping: bool,
+        armed: bool,
+        stop: bool,
+    }
+
+    struct Shared {
+        ch: Channel,
+        control: FutexWord,
+        task: FutexWord,
+        state: loom::sync::Mutex<State>,
+    }
+
+    fn member(ch: &Channel) -> ChannelWatch<'_> {
+        ChannelWatch {
+            header: &ch.header,
+            side: Side::Receiver,
+            capacity: CAPACITY,
+        }
+    }
+
+    fn worker(s: &Shared) {
+        loop {
+            let mut st = s.state.lock().unwrap();
+            if st.stop {
+                return;
+            }
+            let control = s.control.load();
+            if !st.listening {
+                st.sleeping = true;
+                drop(st);
+                wait_many(&[(&s.control, control)], Duration::MAX);
+                s.state.lock().unwrap().sleeping = false;
+                continue;
+            }
+            let m = member(&s.ch);
+            let members = [m];
+            let (ready, mut words) = prepare(&members);
+            st.armed = true;
+            if ready != 0 {
+                st.listening = false;
+                m.disarm();
+                st.armed = false;
+                drop(st);
+                s.task.bump_and_wake(); // the waker
+                continue;
+            }
+            st.sleeping = true;
+            drop(st);
+            words.push((&s.control, control));
+            wait_many(&words, Duration::MAX);
+            let mut st = s.state.lock().unwrap();
+            st.sleeping = false;
+            if st.armed {
+                m.disarm();
+                st.armed = false;
+            }
+        }
+    }
+
+    fn run(messages: usize) {
+        let s = Arc::new(Shared {
+            ch: Channel::new(),
+            control: FutexWord::new(),
+            task: FutexWord::new(),
+            state: loom::sync::Mutex::new(State::default()),
+        });
+        let notifier = {
+            let s = s.clone();
+            loom::thread::spawn(move || worker(&s))
+        };
+        let sender = {
+            let s = s.clone();
+            loom::thread::spawn(move || {
+                let mut core = Producer::default();
+                for i in 0..messages {
+                    chan::send(&s.ch, &mut core, &chan::message(i, 3));
+                }
+            })
+        };
+        // The task: recv_async's polls.
+        let mut receiver = Consumer::default();
+        for i in 0..messages {
+            loop {
+                let seq = s.task.load();
+                if let Some(frame) = receiver.poll(&s.ch.header, &s.ch.ring).expect("honest") {
+                    let msg = s.ch.ring.read_bytes(frame.offset, frame.len);
+                    assert_eq!(msg, chan::message(i, 3));
+                    receiver.release(&s.ch.header, frame.next);
+                    break;
+                }
+                // Register: Registration::listen.
+                let mut st = s.state.lock().unwrap();
+                let was = st.listening;
+                st.listening = true;
+                let sleeping = st.sleeping;
+                drop(st);
+                if !was && sleeping {
+                    s.control.bump_and_wake();
+                }
+                s.task.wait(seq, Duration::MAX); // Pending, until woken
+            }
+        }
+        sender.join().unwrap();
+        // Done: Registration::forget, then stop the worker.
+        let mut st = s.state.lock().unwrap();
+        st.listening = false;
+        st.stop = true;
+        if st.armed {
+            member(&s.ch).disarm();
+            st.armed = false;
+        }
+        drop(st);
+        s.control.bump_and_wake();
+        notifier.join().unwrap();
+        assert_eq!(
+            s.ch.header
+                .park(Side::Receiver)
+                .waiting
+                .load(Ordering::Relaxed),
+            0
+        );
+    }
+
+    /// One message: whether it comes before the task looks, between its
+    /// look and its registration, while the worker arms, or once it
+    /// sleeps, the task is woken and receives it.
+    #[test]
+    fn a_task_registered_with_the_notifier_is_woken_by_the_sender() {
+        check(3, || run(1));
+    }
+
+    /// Two messages: the task registers again after the first, with the
+    /// worker asleep on its control word or about to be.
+    #[test]
+    fn a_task_registered_again_is_woken_again() {
+        check(2, || run(2));
+    }
 }

@@ -153,6 +153,94 @@ impl Member {
         })))
     }
 
+    /// Another member for the same endpoint, with mappings of its own (the
+    /// async notifier's, which outlives any one wait of the set).
+    #[cfg(feature = "async")]
+    pub(crate) fn duplicate(&self) -> Result<Member> {
+        let kind = match &self.kind {
+            Kind::Channel(m) => {
+                let view = m.segment.map(..channel::HEADER_LEN as u64)?;
+                // SAFETY: as in `Member::channel`: the header page of a
+                // segment the endpoint validated, kept with the view.
+                let header =
+                    unsafe { NonNull::new_unchecked(view.as_mut_ptr().cast::<channel::Header>()) };
+                Kind::Channel(ChannelMember {
+                    header,
+                    side: m.side,
+                    capacity: m.capacity,
+                    peer_position: m.peer_position,
+                    peer_seen: m.peer_seen,
+                    link: Arc::clone(&m.link),
+                    segment: m.segment.clone(),
+                    view,
+                })
+            }
+            Kind::Subscriber(m) => Kind::Subscriber(SubscriberMember {
+                index: m.index,
+                link: Arc::clone(&m.link),
+                publishers: Liveness::new(m.service.geometry.shape.max_publishers),
+                service: m.service.clone(),
+            }),
+            Kind::Server(m) => Kind::Server(ServerMember {
+                link: Arc::clone(&m.link),
+                dead: vec![0; m.dead.len()],
+                service: m.service.clone(),
+            }),
+            Kind::Client(m) => Kind::Client(ClientMember {
+                index: m.index,
+                server_instance: m.server_instance,
+                link: Arc::clone(&m.link),
+                abandoned: Arc::clone(&m.abandoned),
+                service: m.service.clone(),
+            }),
+        };
+        Ok(Member::new(kind))
+    }
+
+    /// The endpoint's registration with the async notifier (made once, on
+    /// a duplicate of `make()`'s member, and shared by every future and
+    /// readiness descriptor of the endpoint and of its wait sets).
+    #[cfg(feature = "async")]
+    pub(crate) fn registration(
+        &self,
+    ) -> Result<std::sync::Arc<crate::aio::notifier::Registration>> {
+        let slot = match &self.kind {
+            Kind::Channel(m) => &m.link.aio,
+            Kind::Subscriber(m) => &m.link.aio,
+            Kind::Server(m) => &m.link.aio,
+            Kind::Client(m) => &m.link.aio,
+        };
+        crate::aio::registration(slot, || self.duplicate())
+    }
+
+    /// The processes whose deaths are all this member's peers' deaths, as
+    /// their shared words say (hints: see `sys::watch_pid`), or `None` if
+    /// they cannot be named (no peer attached yet, a peer that wrote no
+    /// pid, publishers, clients that come and go): then the notifier polls
+    /// the member's peers every liveness interval.
+    #[cfg(feature = "async")]
+    pub(crate) fn peer_pids(&self) -> Option<Vec<u32>> {
+        let pid = match &self.kind {
+            Kind::Channel(m) => {
+                let h = m.header();
+                let peer = m.side.peer();
+                if h.state(peer).load(Ordering::Acquire) != channel::STATE_ATTACHED {
+                    return None;
+                }
+                h.pid(peer).load(Ordering::Relaxed)
+            }
+            Kind::Client(m) => {
+                let h = m.service.header();
+                if h.server.state.load(Ordering::Acquire) != rpc::SERVER_ATTACHED {
+                    return None;
+                }
+                h.server.pid.load(Ordering::Relaxed)
+            }
+            Kind::Subscriber(_) | Kind::Server(_) => return None,
+        };
+        (pid != 0).then(|| vec![pid])
+    }
+
     /// Whether the member's endpoint was dropped.
     fn dropped(&self) -> bool {
         match &self.kind {

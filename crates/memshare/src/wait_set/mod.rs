@@ -116,7 +116,7 @@
 //! longer than a liveness interval without looking again.
 
 #[cfg(not(loom))]
-mod member;
+pub(crate) mod member;
 #[cfg(not(loom))]
 mod set;
 pub(crate) mod watch;

@@ -425,6 +425,12 @@ impl WaitSet {
         }
     }
 
+    /// The members (the async wait listens on each).
+    #[cfg(feature = "async")]
+    pub(crate) fn members(&self) -> &[Member] {
+        &self.members
+    }
+
     fn report(&self, ready: u128) -> Ready {
         let mut out = Ready::empty();
         let mut bits = ready;

@@ -69,11 +69,28 @@ pub(crate) fn levels<W: Watch>(watches: &[W]) -> u128 {
 /// ready then (0 if none: it slept, or the wait returned at once because a
 /// word had moved). The flags are cleared before it returns.
 pub(crate) fn park<W: Watch>(watches: &[W], slice: Duration) -> u128 {
+    let (ready, words) = prepare(watches);
+    if ready == 0 && !slice.is_zero() {
+        wait_many(&words, slice);
+    }
+    for w in watches {
+        w.disarm();
+    }
+    ready
+}
+
+/// The first half of [`park`]: snapshots every member's word, sets its
+/// flag (or bit), issues the SeqCst fence, then looks: the members ready
+/// now, and the words to sleep on (each with its snapshot) if none is.
+/// The caller sleeps on them (or not), then disarms every member. The
+/// async notifier (`crate::aio`) runs this same code between its lock and
+/// its sleep.
+pub(crate) fn prepare<W: Watch>(watches: &[W]) -> (u128, Vec<(&FutexWord, u32)>) {
     let mut words: Vec<(usize, &FutexWord, u32)> = Vec::with_capacity(watches.len());
     for (i, w) in watches.iter().enumerate() {
         let word = w.word();
         // Snapshot first: a wake after this point changes the word, and
-        // the wait below then returns at once.
+        // the wait then returns at once.
         let seq = word.load();
         w.arm();
         words.push((i, word, seq));
@@ -90,14 +107,7 @@ pub(crate) fn park<W: Watch>(watches: &[W], slice: Duration) -> u128 {
     let words: Vec<(&FutexWord, u32)> = words.into_iter().map(|(_, w, s)| (w, s)).collect();
     // The other half of the pair with each member's waker (module docs).
     fence(Ordering::SeqCst);
-    let ready = levels(watches);
-    if ready == 0 && !slice.is_zero() {
-        wait_many(&words, slice);
-    }
-    for w in watches {
-        w.disarm();
-    }
-    ready
+    (levels(watches), words)
 }
 
 /// A channel's end, as a member: a receiver waiting for a message, or a

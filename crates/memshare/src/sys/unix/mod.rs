@@ -3,10 +3,14 @@
 //! The Linux-only pieces (memfd, seals, the lifetime marker in an extended
 //! attribute) live in `platform`, with a fallback for the other Unixes.
 
+#[cfg(feature = "async")]
+mod event;
 mod fault;
 mod inspect;
 mod names;
 mod platform;
+#[cfg(feature = "async")]
+mod reaper;
 mod share;
 mod sync;
 
@@ -20,9 +24,13 @@ use rustix::mm;
 use super::{describe, Access, Meta, Owner, Prefault, WordRole};
 use crate::{Error, Result};
 
+#[cfg(feature = "async")]
+pub(crate) use event::Event;
 pub(crate) use inspect::{holder_pids, list_named, named_capacity, stat_named};
 pub use inspect::{NamedInfo, NamedLifetime, SegmentKind};
 pub(crate) use names::{reclaim_if_stale, remove_named, Reclaim};
+#[cfg(feature = "async")]
+pub(crate) use reaper::{deaths, on_death, unwatch_pid, watch_pid};
 pub(crate) use share::{
     adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid, recv_with_fds,
     send_with_fds,

@@ -1,0 +1,209 @@
+//! Async: every endpoint awaited from any executor, and readiness
+//! descriptors for event loops (the `async` feature).
+//!
+//! | endpoint | future | output |
+//! |---|---|---|
+//! | [`channel::Receiver`](crate::channel::Receiver) | [`recv_async`](crate::channel::Receiver::recv_async) | [`RecvGuard`](crate::channel::RecvGuard), in place |
+//! | [`channel::Sender`](crate::channel::Sender) | [`reserve_async`](crate::channel::Sender::reserve_async), [`send_async`](crate::channel::Sender::send_async) | [`SendGuard`](crate::channel::SendGuard), `()` |
+//! | [`pubsub::Subscriber`](crate::pubsub::Subscriber) | [`recv_async`](crate::pubsub::Subscriber::recv_async) | [`Sample`](crate::pubsub::Sample), in place |
+//! | [`rpc::Client`](crate::rpc::Client) | [`call_async`](crate::rpc::Client::call_async) | [`Response`](crate::rpc::Response), in place |
+//! | [`rpc::Server`](crate::rpc::Server) | [`recv_async`](crate::rpc::Server::recv_async) | [`Request`](crate::rpc::Request), in place |
+//! | [`WaitSet`](crate::WaitSet) | [`wait_async`](crate::WaitSet::wait_async) | [`Ready`](crate::wait_set::Ready) |
+//! | [`channel::TypedReceiver`](crate::channel::TypedReceiver) | [`recv_async`](crate::channel::TypedReceiver::recv_async) | `T`, a copy |
+//! | [`channel::TypedSender`](crate::channel::TypedSender) | [`send_async`](crate::channel::TypedSender::send_async) | `()` |
+//! | [`pubsub::TypedSubscriber`](crate::pubsub::TypedSubscriber) | [`recv_async`](crate::pubsub::TypedSubscriber::recv_async) | `T`, a copy |
+//!
+//! The futures are plain [`std::future::Future`]s driven by
+//! [`Waker`](std::task::Waker)s: tokio (either runtime), smol,
+//! `futures::executor`, or any other. Receivers and subscribers are also
+//! [`futures_core::Stream`]s of owned copies ([`Receiver::stream`](crate::channel::Receiver::stream),
+//! [`Subscriber::stream`](crate::pubsub::Subscriber::stream); the typed
+//! endpoints have no streams: loop on their `recv_async`). The futures
+//! borrow their endpoint mutably, so they are `Send` whenever the endpoint
+//! is (every endpoint is `Send`), and can be spawned on a multi-thread
+//! runtime.
+//!
+//! ```
+//! use memshare::channel::{Receiver, Sender};
+//! # fn main() -> memshare::Result<()> {
+//! let mut rx = Receiver::create(4096)?;
+//! let mut tx = Sender::attach(rx.segment())?; // another process, usually
+//! futures::executor::block_on(async {
+//!     tx.send_async(b"hello").await?;
+//!     let msg = rx.recv_async().await?;
+//!     assert_eq!(&*msg, b"hello");
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! # Cost
+//!
+//! - When the endpoint has something (the peer is ahead), a future is
+//!   ready at its first poll: its endpoint's `try_` form, no system call,
+//!   no lock, as the blocking calls.
+//! - Otherwise the task parks on the *notifier*: this process's notifier
+//!   threads (one per 127 endpoints that ever waited, started when first
+//!   needed) sleep in one `futex_waitv` on the futex words of every
+//!   endpoint a task waits on, parked exactly as a [`WaitSet`](crate::WaitSet)
+//!   parks on its members, so the peers, unchanged, wake them; they wake
+//!   the tasks' wakers. A parked future costs no CPU; a notifier with no
+//!   parked future sleeps without a timer.
+//! - A peer's death wakes its futures with
+//!   [`Error::Disconnected`](crate::Error::Disconnected) within the
+//!   [liveness interval](crate::channel::LIVENESS_INTERVAL) (20 ms): on
+//!   Linux the kernel tells the deaths of the peers whose process id the
+//!   layout publishes (channel ends, an rpc client's server) through
+//!   pidfds, and their locks are asked only every 5 s besides; the other
+//!   peers (publishers, a server's clients) are asked every interval, one
+//!   lock query per peer.
+//! - Unix only: on Windows the feature adds nothing (the repository's
+//!   `docs/platforms.md`).
+//! - No thread per endpoint, and no polling with sleeps.
+//!
+//! # Cancel safety
+//!
+//! Dropping a future before it is ready is always safe, and loses nothing:
+//!
+//! | future | dropped before it is ready |
+//! |---|---|
+//! | `Receiver::recv_async` | no message is taken: the next receive gets it |
+//! | `Sender::reserve_async` | nothing is reserved; no frame is started (a frame is written only once the guard exists, and published only by `commit`) |
+//! | `Sender::send_async` | nothing is sent, or the whole message is (it is copied and committed in the poll that finds room) |
+//! | `Subscriber::recv_async` | no message is taken |
+//! | `Server::recv_async` | no request is taken |
+//! | `Client::call_async` | once polled, the request is sent; its response is discarded when it comes (its slot is busy until then), as after `call_timeout` |
+//! | `WaitSet::wait_async` | nothing (a wait takes nothing from its members) |
+//! | the typed endpoints' futures | as their byte endpoint's (the value is copied out in the poll that finds it) |
+//!
+//! Dropping a future that is waiting costs a lock and, if the notifier
+//! sleeps on its endpoint, a wake of the notifier (so that it stops
+//! sleeping on the endpoint's word before the endpoint's own blocking
+//! calls park on it).
+//!
+//! # Readiness descriptors
+//!
+//! For event loops that wait on descriptors (epoll, mio, calloop, asyncio's
+//! `add_reader`): `readiness()` on every endpoint (and on a wait set) gives
+//! a [`Readiness`], an `AsFd` (an `eventfd` on Linux) that becomes
+//! readable when the endpoint has something, its peer is gone, or it was
+//! dropped. It stays readable until re-armed: receive with the endpoint's
+//! `try_` form until it says `None`, then call [`Readiness::rearm`], which
+//! reads the descriptor empty and watches again (it becomes readable again
+//! at once if the endpoint already has something: no message is missed
+//! between the last `try_` and the re-arm).
+//!
+//! # Threads, and the endpoint's own blocking calls
+//!
+//! An endpoint's futures and its blocking calls can be used in turn (a
+//! future dropped, then `recv`): the future's drop gives the endpoint's
+//! flag back. They must not wait at the same time from two threads on
+//! one endpoint (its `&mut` borrows prevent that, except for a wait set's
+//! future and its members' own futures, which share the endpoint's one
+//! registration with the notifier and are all woken).
+
+pub(crate) mod notifier;
+
+mod channel;
+mod pubsub;
+mod readiness;
+mod rpc;
+mod wait_set;
+
+pub use channel::{RecvFuture, RecvStream, ReserveFuture};
+pub use pubsub::{SampleStream, SubscriberRecvFuture};
+pub use readiness::Readiness;
+pub use rpc::ServerRecvFuture;
+pub use wait_set::WaitFuture;
+
+#[doc(hidden)]
+pub use notifier::notifier_threads;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use notifier::{listener_id, Listener, Registration};
+
+/// A future's wait on the notifier: its listener id, and the registrations
+/// it listens on (one per endpoint; a wait set's future, one per member).
+/// Dropped, it stops listening. Free to make: a future ready at its first
+/// poll never takes an id nor allocates.
+pub(crate) struct Wait {
+    /// 0 until the first park.
+    id: u64,
+    on: Vec<Arc<Registration>>,
+}
+
+impl Wait {
+    pub(crate) fn new() -> Wait {
+        Wait {
+            id: 0,
+            on: Vec::new(),
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        if self.id == 0 {
+            self.id = listener_id();
+        }
+        self.id
+    }
+
+    /// Listens on `registration` with the task's waker (the endpoint found
+    /// nothing): the task is woken when the notifier finds it has
+    /// something. Always `Pending`.
+    pub(crate) fn park<T>(
+        &mut self,
+        registration: Result<Arc<Registration>, crate::Error>,
+        cx: &mut Context<'_>,
+    ) -> Poll<crate::Result<T>> {
+        match registration {
+            Ok(r) => {
+                r.listen(self.id(), Listener::Waker(cx.waker().clone()));
+                if !self.on.iter().any(|o| Arc::ptr_eq(o, &r)) {
+                    self.on.push(r);
+                }
+                Poll::Pending
+            }
+            Err(e) => {
+                self.done();
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+
+    /// Listens on every registration of `all` (a wait set's members).
+    pub(crate) fn park_all(&mut self, all: Vec<Arc<Registration>>, cx: &mut Context<'_>) {
+        let id = self.id();
+        for r in &all {
+            r.listen(id, Listener::Waker(cx.waker().clone()));
+        }
+        for r in all {
+            if !self.on.iter().any(|o| Arc::ptr_eq(o, &r)) {
+                self.on.push(r);
+            }
+        }
+    }
+
+    /// Stops listening (the future is done).
+    pub(crate) fn done(&mut self) {
+        for r in self.on.drain(..) {
+            r.forget(self.id);
+        }
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+/// The registration of an endpoint whose link slot is `slot`, made with
+/// `member()` the first time.
+pub(crate) fn registration(
+    slot: &notifier::RegistrationSlot,
+    member: impl FnOnce() -> crate::Result<crate::wait_set::member::Member>,
+) -> crate::Result<Arc<Registration>> {
+    slot.get_or_make(|| Registration::new(member()?))
+}

@@ -1,0 +1,545 @@
+//! The per-process notifier: threads that sleep on the futex words of
+//! every endpoint an async task (or a readiness descriptor) waits on, and
+//! wake the task (or signal the descriptor) when the endpoint has
+//! something, its peer is gone, or it was dropped.
+//!
+//! Each endpoint that ever waited has one [`Registration`], kept in its
+//! link (so shared by all its futures and by the wait sets it is a member
+//! of), holding a slot in one worker: a wait set member of its own (its
+//! own mapping of the endpoint's shared words) and the listeners waiting
+//! on it (wakers, descriptors). A worker holds up to 127 slots; with its
+//! control word that is the 128 words one `futex_waitv` sleeps on. Workers
+//! are started when the first slot needs one, and sleep on their control
+//! word alone (no CPU, no timer) while none of their slots has a listener.
+//!
+//! A worker's round, with the slots that have listeners:
+//!
+//! 1. (locked) Every liveness interval, ask whether their peers live (the
+//!    wait set's `check_peers`); report those that are gone.
+//! 2. (locked) `watch::prepare`: snapshot each member's word, set its flag
+//!    or bit as the endpoint's own park does, SeqCst fence, look. Report
+//!    the members found ready: their listeners are taken and woken (after
+//!    the lock), their flags cleared.
+//! 3. (unlocked) If none was ready, sleep on all the words and the control
+//!    word at once, until the next liveness round at most.
+//! 4. (locked) Clear the flags of the members armed in step 2; the next
+//!    round looks again.
+//!
+//! A future that finds nothing adds its waker to its endpoint's slot under
+//! the worker's lock and bumps the control word if the worker sleeps (the
+//! worker snapshots it under the same lock before it sleeps), so the
+//! worker's next step 2 covers the slot; if the message came before that
+//! step's fence, its look sees it; if after, the peer sees the flag and
+//! bumps the word the worker sleeps on. This is the wait set's argument
+//! (`wait_set/watch.rs`, loom-checked there and, with the registration, in
+//! `loom_model.rs` here).
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use crate::primitive::{wait_many, FutexWord};
+use crate::wait_set::member::Member;
+use crate::wait_set::watch::{prepare, Watch};
+use crate::waiting::LIVENESS_INTERVAL;
+use crate::Result;
+
+/// Slots per worker: one `futex_waitv` sleeps on 128 words, one of which
+/// is the worker's control word.
+pub(crate) const SLOTS_PER_WORKER: usize = crate::sys::WAIT_MANY_MAX - 1;
+
+/// The shortest sleep: a futex wait that returns at once is a spin with
+/// system calls.
+const MIN_SLICE: Duration = Duration::from_micros(100);
+
+/// Who waits on a slot, taken (and woken) when the slot is reported.
+pub(crate) enum Listener {
+    /// A task: woken.
+    Waker(Waker),
+    /// A readiness descriptor: made readable.
+    Event(Arc<crate::sys::Event>),
+}
+
+impl Listener {
+    fn fire(self) {
+        match self {
+            Listener::Waker(w) => w.wake(),
+            Listener::Event(e) => e.signal(),
+        }
+    }
+}
+
+/// A new listener id (futures and descriptors each take one, to find their
+/// own listener again).
+pub(crate) fn listener_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Relaxed)
+}
+
+struct Slot {
+    member: Member,
+    listeners: Vec<(u64, Listener)>,
+    /// The worker set the member's flag in its last step 2 and has not
+    /// cleared it yet.
+    armed: bool,
+    /// The member's words are in the worker's current sleep: the member
+    /// (and its mapping) is not dropped before the worker returns.
+    in_sleep: bool,
+    /// Its registration was dropped: freed once not in a sleep.
+    dead: bool,
+    /// The processes watched (`sys::watch_pid`) for the member's peers.
+    pids: Vec<u32>,
+    /// Whether those watches cover every peer (else the peers are polled
+    /// every liveness interval), as of the last look at the pids.
+    covered: bool,
+    /// Whether the pids were looked at since the slot became active.
+    fresh: bool,
+}
+
+impl Slot {
+    /// Watches the processes the member's words name as its peers (a new
+    /// watch is trusted only after the peers' locks are asked, which the
+    /// caller does next). Whether anything changed.
+    fn refresh_pids(&mut self) -> bool {
+        self.fresh = true;
+        let now = self.member.peer_pids().unwrap_or_default();
+        if now == self.pids {
+            return false;
+        }
+        self.unwatch();
+        let mut covered = !now.is_empty();
+        for &pid in &now {
+            if crate::sys::watch_pid(pid) {
+                self.pids.push(pid);
+            } else {
+                covered = false;
+            }
+        }
+        self.covered = covered;
+        true
+    }
+
+    fn unwatch(&mut self) {
+        for pid in self.pids.drain(..) {
+            crate::sys::unwatch_pid(pid);
+        }
+        self.covered = false;
+    }
+
+    fn active(&self) -> bool {
+        !self.dead && !self.listeners.is_empty()
+    }
+
+    /// Clears the member's flag if the worker set it.
+    fn disarm(&mut self) {
+        if self.armed {
+            self.member.disarm();
+            self.armed = false;
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    slots: Vec<Option<Slot>>,
+    /// Slots taken (registrations alive or not yet freed).
+    taken: usize,
+    /// The worker is between its step 2 and its step 4: it sleeps, or is
+    /// about to. A registrant then bumps the control word.
+    sleeping: bool,
+    /// When the peers of the active slots that no pid watch covers were
+    /// last asked about.
+    last_round: Option<Instant>,
+    /// When the peers of every active slot were last asked about (the
+    /// safety net under the pid watches).
+    last_slow: Option<Instant>,
+    /// `sys::deaths()` as of the last full round.
+    deaths: u64,
+}
+
+/// How often the peers of endpoints whose peers' deaths the kernel tells
+/// (a pidfd per peer process) are asked anyway: the safety net for a pid
+/// that is not the peer's (a peer in another pid namespace, or one that
+/// wrote a wrong pid).
+pub(crate) const SLOW_ROUND: Duration = Duration::from_secs(5);
+
+/// One notifier thread and what it watches.
+struct Worker {
+    control: FutexWord,
+    state: Mutex<State>,
+}
+
+impl Worker {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in a worker's round (none is expected) must not make
+        // every later future panic too: the state is consistent between
+        // statements that hold the lock.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the worker out of its sleep (it then looks at its slots).
+    fn kick(&self) {
+        self.control.bump_and_wake();
+    }
+
+    fn run(&self) {
+        let mut fired: Vec<Listener> = Vec::new();
+        loop {
+            let mut guard = self.lock();
+            let st = &mut *guard;
+            // Snapshot under the lock: a registrant that changes a slot
+            // after the unlock below bumps the word after this.
+            let control = self.control.load();
+            // Free the slots of dropped registrations.
+            for s in st.slots.iter_mut() {
+                if s.as_ref().is_some_and(|s| s.dead && !s.in_sleep) {
+                    if let Some(mut slot) = s.take() {
+                        slot.unwatch();
+                    }
+                }
+            }
+            st.taken = st.slots.iter().flatten().count();
+            // Step 1: the peers: those no pid watch covers every liveness
+            // interval; all of them after a watched process died, and
+            // every slow round.
+            let now = Instant::now();
+            let due = |last: Option<Instant>, every: Duration| {
+                last.is_none_or(|t| now.duration_since(t) >= every)
+            };
+            let round = due(st.last_round, LIVENESS_INTERVAL);
+            let deaths = crate::sys::deaths();
+            let slow = due(st.last_slow, SLOW_ROUND) || deaths != st.deaths;
+            let mut any_active = false;
+            let mut any_uncovered = false;
+            for s in st.slots.iter_mut().flatten() {
+                if !s.active() {
+                    s.fresh = false;
+                    continue;
+                }
+                any_active = true;
+                let watched = (slow || !s.fresh) && s.refresh_pids();
+                let ask = slow || watched || (round && !s.covered) || s.member.gone();
+                // An error asking (the kernel refused a lock query) is
+                // reported too: the endpoint's own look says what.
+                if ask && s.member.check_peers().unwrap_or(true) {
+                    fired.extend(s.listeners.drain(..).map(|(_, l)| l));
+                }
+                any_uncovered |= !s.covered;
+            }
+            if !any_active {
+                // Nothing to watch, nothing to ask: no timer.
+                st.last_round = None;
+                st.last_slow = None;
+            } else {
+                if round {
+                    st.last_round = Some(now);
+                }
+                if slow {
+                    st.last_slow = Some(now);
+                    st.deaths = deaths;
+                }
+            }
+            // Step 2: arm and look.
+            let active: Vec<usize> = (0..st.slots.len())
+                .filter(|&i| st.slots[i].as_ref().is_some_and(Slot::active))
+                .collect();
+            let (ready, mut sleep) = {
+                let members: Vec<&Member> = active
+                    .iter()
+                    .filter_map(|&i| st.slots[i].as_ref().map(|s| &s.member))
+                    .collect();
+                let (ready, words) = prepare(&members);
+                // Raw pointers: the words stay valid through the sleep
+                // (members are dropped by this thread alone, at the top of
+                // a round, never while `in_sleep`), but the lock is not
+                // held then.
+                let sleep: Vec<(*const FutexWord, u32)> = words
+                    .iter()
+                    .map(|&(w, seq)| (w as *const FutexWord, seq))
+                    .collect();
+                (ready, sleep)
+            };
+            for (bit, &i) in active.iter().enumerate() {
+                let Some(s) = st.slots[i].as_mut() else {
+                    continue;
+                };
+                s.armed = true;
+                if ready & 1 << bit != 0 {
+                    fired.extend(s.listeners.drain(..).map(|(_, l)| l));
+                }
+            }
+            if !fired.is_empty() {
+                for s in st.slots.iter_mut().flatten() {
+                    s.disarm();
+                }
+                drop(guard);
+                for l in fired.drain(..) {
+                    l.fire();
+                }
+                continue;
+            }
+            for &i in &active {
+                if let Some(s) = st.slots[i].as_mut() {
+                    s.in_sleep = true;
+                }
+            }
+            st.sleeping = true;
+            let slice = if active.is_empty() {
+                Duration::MAX
+            } else {
+                let left = |last: Option<Instant>, every: Duration| {
+                    every.saturating_sub(last.map_or(Duration::ZERO, |t| t.elapsed()))
+                };
+                let mut slice = left(st.last_slow, SLOW_ROUND);
+                if any_uncovered {
+                    slice = slice.min(left(st.last_round, LIVENESS_INTERVAL));
+                }
+                slice.max(MIN_SLICE)
+            };
+            drop(guard);
+            // Step 3: sleep.
+            sleep.push((&self.control as *const FutexWord, control));
+            {
+                // SAFETY: each pointer is a member's word, in a mapping its
+                // slot owns, and slots marked `in_sleep` are not dropped
+                // until step 4 below clears the mark; or it is the control
+                // word, which lives as long as the worker.
+                let words: Vec<(&FutexWord, u32)> = sleep
+                    .iter()
+                    .map(|&(w, seq)| (unsafe { &*w }, seq))
+                    .collect();
+                wait_many(&words, slice);
+            }
+            // Step 4: take the flags back.
+            let mut st = self.lock();
+            st.sleeping = false;
+            for s in st.slots.iter_mut().flatten() {
+                s.in_sleep = false;
+                s.disarm();
+            }
+        }
+    }
+}
+
+/// The workers of this process.
+static WORKERS: OnceLock<Mutex<Vec<Arc<Worker>>>> = OnceLock::new();
+
+/// An endpoint's slot in a worker, for as long as the endpoint (or a wait
+/// set that has it as a member, or a readiness descriptor) lives.
+pub(crate) struct Registration {
+    worker: Arc<Worker>,
+    index: usize,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("slot", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registration {
+    /// Gives `member` a slot in a worker with room (started if none has).
+    pub(crate) fn new(member: Member) -> Result<Registration> {
+        let workers = WORKERS.get_or_init(|| Mutex::new(Vec::new()));
+        let mut workers = workers.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = Slot {
+            member,
+            listeners: Vec::new(),
+            armed: false,
+            in_sleep: false,
+            dead: false,
+            pids: Vec::new(),
+            covered: false,
+            fresh: false,
+        };
+        // A watched process's death wakes every worker to ask at once.
+        crate::sys::on_death(kick_all);
+        for worker in workers.iter() {
+            let mut st = worker.lock();
+            if st.taken < SLOTS_PER_WORKER {
+                st.taken += 1;
+                let index = match st.slots.iter().position(Option::is_none) {
+                    Some(i) => i,
+                    None => {
+                        st.slots.push(None);
+                        st.slots.len() - 1
+                    }
+                };
+                st.slots[index] = Some(slot);
+                return Ok(Registration {
+                    worker: Arc::clone(worker),
+                    index,
+                });
+            }
+        }
+        let worker = Arc::new(Worker {
+            control: FutexWord::new(),
+            state: Mutex::new(State {
+                slots: vec![Some(slot)],
+                taken: 1,
+                ..State::default()
+            }),
+        });
+        let runs = Arc::clone(&worker);
+        std::thread::Builder::new()
+            .name("memshare-notifier".into())
+            .spawn(move || runs.run())
+            .map_err(|e| crate::Error::from_io(None, "spawn the notifier thread", e))?;
+        workers.push(Arc::clone(&worker));
+        Ok(Registration { worker, index: 0 })
+    }
+
+    /// Adds (or replaces) listener `id`: it is fired the next time the
+    /// worker finds the endpoint ready (at once if it is now), its peer
+    /// gone, or it dropped. One-shot: add it again to wait again.
+    pub(crate) fn listen(&self, id: u64, listener: Listener) {
+        let mut st = self.worker.lock();
+        let sleeping = st.sleeping;
+        let slot = st.slots[self.index]
+            .as_mut()
+            .expect("a live registration has its slot");
+        let was_active = slot.active();
+        match slot.listeners.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, l)) => {
+                if let (Listener::Waker(old), Listener::Waker(new)) = (&*l, &listener) {
+                    if old.will_wake(new) {
+                        return;
+                    }
+                }
+                *l = listener;
+            }
+            None => slot.listeners.push((id, listener)),
+        }
+        drop(st);
+        if !was_active && sleeping {
+            // The worker sleeps without this slot's word: it must arm it.
+            self.worker.kick();
+        }
+    }
+
+    /// Removes listener `id` (a future done or dropped, a descriptor
+    /// dropped). If that leaves the slot without listeners, the member's
+    /// flag is cleared now, so that the endpoint's own blocking calls park
+    /// alone, and the worker is woken to sleep without the member's word.
+    pub(crate) fn forget(&self, id: u64) {
+        let mut st = self.worker.lock();
+        let slot = st.slots[self.index]
+            .as_mut()
+            .expect("a live registration has its slot");
+        let before = slot.listeners.len();
+        slot.listeners.retain(|(i, _)| *i != id);
+        if before == slot.listeners.len() || slot.active() {
+            return;
+        }
+        slot.disarm();
+        let in_sleep = slot.in_sleep;
+        drop(st);
+        if in_sleep {
+            self.worker.kick();
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut st = self.worker.lock();
+        let mut in_sleep = false;
+        if let Some(slot) = st.slots[self.index].as_mut() {
+            slot.listeners.clear();
+            slot.disarm();
+            slot.dead = true;
+            in_sleep = slot.in_sleep;
+            if !in_sleep {
+                slot.unwatch();
+                st.slots[self.index] = None;
+                st.taken -= 1;
+            }
+        }
+        drop(st);
+        // The worker frees a slot it sleeps on when it wakes: now, so that
+        // the member's mapping (and a named segment's name, which its last
+        // holder removes) does not outlive the endpoint.
+        if in_sleep {
+            self.worker.kick();
+        }
+    }
+}
+
+/// Where an endpoint keeps its registration (in its `Link`, shared with
+/// the wait sets it is a member of): made the first time something waits
+/// on the endpoint, given up when the endpoint drops. The slot's member
+/// holds the link, so a registration kept past the endpoint's drop would
+/// keep itself, the member's mapping and a named segment's name alive for
+/// as long as the process (the name left behind at exit).
+#[derive(Debug)]
+pub(crate) struct RegistrationSlot {
+    /// `None` once closed: the endpoint dropped.
+    inner: std::sync::Mutex<Option<Option<Arc<Registration>>>>,
+}
+
+impl Default for RegistrationSlot {
+    fn default() -> RegistrationSlot {
+        RegistrationSlot {
+            inner: std::sync::Mutex::new(Some(None)),
+        }
+    }
+}
+
+impl RegistrationSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Option<Arc<Registration>>>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The registration, made with `make` the first time. After [`close`]
+    /// a new one is made for the caller alone (a wait set waiting on a
+    /// member whose endpoint dropped), never kept here.
+    ///
+    /// [`close`]: RegistrationSlot::close
+    pub(crate) fn get_or_make(
+        &self,
+        make: impl FnOnce() -> crate::Result<Registration>,
+    ) -> crate::Result<Arc<Registration>> {
+        let mut guard = self.lock();
+        match &mut *guard {
+            Some(Some(r)) => Ok(Arc::clone(r)),
+            Some(empty) => {
+                let r = Arc::new(make()?);
+                *empty = Some(Arc::clone(&r));
+                Ok(r)
+            }
+            None => {
+                drop(guard);
+                Ok(Arc::new(make()?))
+            }
+        }
+    }
+
+    /// The endpoint dropped: gives up its registration (freed once no
+    /// future or descriptor holds it) and keeps none from now on.
+    pub(crate) fn close(&self) {
+        let taken = self.lock().take();
+        drop(taken);
+    }
+}
+
+/// Wakes every worker (a watched process died: they ask about their
+/// peers now).
+fn kick_all() {
+    if let Some(workers) = WORKERS.get() {
+        for w in workers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            w.kick();
+        }
+    }
+}
+
+/// How many notifier threads this process has started (for tests and the
+/// idle measurement).
+#[doc(hidden)]
+pub fn notifier_threads() -> usize {
+    WORKERS
+        .get()
+        .map_or(0, |w| w.lock().unwrap_or_else(|e| e.into_inner()).len())
+}

@@ -1,0 +1,177 @@
+//! Deaths of processes, told by the kernel: for the async notifier's
+//! liveness (`crate::aio`). A process id is watched through a pidfd
+//! (`pidfd_open`, Linux 5.3), which becomes readable when the process
+//! exits; one thread of this process (started with the first watch)
+//! sleeps in `epoll_wait` on every watched pidfd, without a timeout, and
+//! on a death counts it and calls the hook the notifier set (which wakes
+//! the notifier threads to ask about their peers now). Elsewhere (and
+//! where `pidfd_open` fails) nothing is watched: the callers poll.
+//!
+//! A pid says nothing by itself (it may be reused, or be what a peer
+//! claims): the caller asks the peer's lock after the watch begins, and
+//! trusts the watch only while the lock is held.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+
+/// Deaths seen so far (of watched processes).
+static DEATHS: AtomicU64 = AtomicU64::new(0);
+
+/// What to call on a death (set once, by the notifier).
+static HOOK: OnceLock<fn()> = OnceLock::new();
+
+/// Sets the hook called after each death (the first call wins).
+pub(crate) fn on_death(hook: fn()) {
+    let _ = HOOK.set(hook);
+}
+
+/// How many watched processes have died so far.
+pub(crate) fn deaths() -> u64 {
+    DEATHS.load(Relaxed)
+}
+
+// Only Linux watches (the other systems' callers poll).
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+fn died() {
+    DEATHS.fetch_add(1, Relaxed);
+    if let Some(hook) = HOOK.get() {
+        hook();
+    }
+}
+
+/// Watches process `pid` (one more watcher): `false` if it cannot be
+/// watched (no such process now, no pidfd here, out of descriptors).
+pub(crate) fn watch_pid(pid: u32) -> bool {
+    imp::watch(pid)
+}
+
+/// One watcher fewer of `pid` (after a `true` from [`watch_pid`]).
+pub(crate) fn unwatch_pid(pid: u32) {
+    imp::unwatch(pid)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod imp {
+    use std::collections::HashMap;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::sync::{Mutex, OnceLock};
+
+    use rustix::event::epoll;
+    use rustix::process::{pidfd_open, Pid, PidfdFlags};
+
+    struct Reaper {
+        epoll: OwnedFd,
+        /// Per pid: its pidfd (in the epoll set until its process died)
+        /// and how many watch it.
+        pids: Mutex<HashMap<u32, (OwnedFd, usize)>>,
+    }
+
+    static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
+
+    fn reaper() -> Option<&'static Reaper> {
+        REAPER
+            .get_or_init(|| {
+                let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).ok()?;
+                std::thread::Builder::new()
+                    .name("memshare-reaper".into())
+                    .spawn(run)
+                    .ok()?;
+                Some(Reaper {
+                    epoll,
+                    pids: Mutex::new(HashMap::new()),
+                })
+            })
+            .as_ref()
+    }
+
+    fn run() {
+        // The reaper is set before this thread looks (it waits for it).
+        let reaper = loop {
+            if let Some(r) = REAPER.get() {
+                match r {
+                    Some(r) => break r,
+                    None => return,
+                }
+            }
+            std::thread::yield_now();
+        };
+        let mut events = Vec::with_capacity(64);
+        loop {
+            events.clear();
+            match epoll::wait(
+                &reaper.epoll,
+                rustix::buffer::spare_capacity(&mut events),
+                None,
+            ) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                // Not expected (the set is ours): stop watching rather
+                // than spin; the callers' slow polls still see deaths.
+                Err(_) => return,
+            }
+            let pids = reaper.pids.lock().unwrap_or_else(|e| e.into_inner());
+            for event in &events {
+                let pid = event.data.u64() as u32;
+                if let Some((fd, _)) = pids.get(&pid) {
+                    // Readable for good: out of the set.
+                    let _ = epoll::delete(&reaper.epoll, fd.as_fd());
+                }
+            }
+            drop(pids);
+            if !events.is_empty() {
+                super::died();
+            }
+        }
+    }
+
+    pub(super) fn watch(pid: u32) -> bool {
+        let Some(reaper) = reaper() else {
+            return false;
+        };
+        let mut pids = reaper.pids.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, n)) = pids.get_mut(&pid) {
+            *n += 1;
+            return true;
+        }
+        let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+            return false;
+        };
+        let Ok(fd) = pidfd_open(p, PidfdFlags::empty()) else {
+            return false;
+        };
+        if epoll::add(
+            &reaper.epoll,
+            &fd,
+            epoll::EventData::new_u64(u64::from(pid)),
+            epoll::EventFlags::IN,
+        )
+        .is_err()
+        {
+            return false;
+        }
+        pids.insert(pid, (fd, 1));
+        true
+    }
+
+    pub(super) fn unwatch(pid: u32) {
+        let Some(reaper) = reaper() else { return };
+        let mut pids = reaper.pids.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((fd, n)) = pids.get_mut(&pid) {
+            *n -= 1;
+            if *n == 0 {
+                // (Already out of the set if its process died.)
+                let _ = epoll::delete(&reaper.epoll, fd.as_fd());
+                pids.remove(&pid);
+            }
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod imp {
+    pub(super) fn watch(_pid: u32) -> bool {
+        false
+    }
+
+    pub(super) fn unwatch(_pid: u32) {}
+}

@@ -1,0 +1,692 @@
+//! Async (the `async` feature): every endpoint's future on tokio's
+//! current-thread and multi-thread runtimes and on `futures::executor`;
+//! both ends of a small channel parked on each other through the notifier
+//! for thousands of messages (a lost wake-up is a hang, caught by the
+//! timeout); wake-ups from other processes, and peers SIGKILLed there
+//! (every kind's future says `Disconnected` within about a liveness
+//! interval); cancel safety (futures dropped at every point lose and
+//! duplicate nothing, and leave the endpoint's own blocking calls
+//! unharmed); readiness descriptors in a raw epoll loop; wait sets;
+//! the typed endpoints' futures on smol's executor (async-executor).
+//! The test binary re-runs itself as the peers.
+#![cfg(all(target_os = "linux", feature = "async"))]
+
+mod common;
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use common::chan::{message, rng};
+use common::{env, role, spawn, unique_name, Detections, TIMEOUT};
+use futures::StreamExt;
+use memshare::channel::{Receiver, Sender, TypedReceiver, TypedSender, LIVENESS_INTERVAL};
+use memshare::pubsub::{
+    Overflow, Publisher, ServiceConfig, Subscriber, TypedPublisher, TypedSubscriber,
+};
+use memshare::rpc::{Client, Server, ServerConfig};
+use memshare::{Error, WaitSet};
+
+/// Runs `f` to completion on a tokio current-thread runtime, failing the
+/// test after `TIMEOUT` (a lost wake-up hangs).
+fn current_thread<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(async { tokio::time::timeout(TIMEOUT, f).await.expect("hung") })
+}
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// Polls `f` once with a waker that does nothing.
+fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    std::pin::Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+const COUNT: u64 = 20_000;
+
+/// A sender task and a receiver task on one current-thread runtime, on a
+/// 512-byte ring: each waits for the other through the notifier at almost
+/// every message. Every message arrives once, in order, intact.
+#[test]
+fn both_ends_of_a_small_ring_wait_on_each_other_on_a_current_thread_runtime() {
+    let mut rx = Receiver::create(512).unwrap();
+    let mut tx = Sender::attach(rx.segment()).unwrap();
+    let max = tx.max_message_len();
+    current_thread(async move {
+        let sending = async {
+            let mut buf = Vec::new();
+            for seq in 0..COUNT {
+                message(seq, max, &mut buf);
+                tx.send_async(&buf).await.unwrap();
+            }
+            drop(tx);
+        };
+        let receiving = async {
+            let mut buf = Vec::new();
+            for seq in 0..COUNT {
+                let msg = rx.recv_async().await.unwrap();
+                message(seq, max, &mut buf);
+                assert_eq!(&*msg, &buf[..], "message {seq}");
+            }
+            assert!(matches!(
+                rx.recv_async().await,
+                Err(Error::Disconnected { .. })
+            ));
+        };
+        futures::join!(sending, receiving);
+    });
+}
+
+/// The same on tokio's multi-thread runtime, each end spawned (the futures
+/// are `Send`), the sender reserving in place.
+#[test]
+fn both_ends_spawned_on_a_multi_thread_runtime() {
+    let mut rx = Receiver::create(256).unwrap();
+    let mut tx = Sender::attach(rx.segment()).unwrap();
+    let rt = multi_thread();
+    let sending = rt.spawn(async move {
+        for seq in 0..COUNT {
+            let mut slot = tx.reserve_async(8).await.unwrap();
+            slot.copy_from_slice(&seq.to_le_bytes());
+            slot.commit();
+        }
+    });
+    let receiving = rt.spawn(async move {
+        let mut seq = 0u64;
+        let mut stream = rx.stream();
+        while let Some(msg) = stream.next().await {
+            assert_eq!(msg.unwrap(), seq.to_le_bytes(), "message {seq}");
+            seq += 1;
+        }
+        seq
+    });
+    rt.block_on(async {
+        tokio::time::timeout(TIMEOUT, sending)
+            .await
+            .expect("hung")
+            .unwrap();
+        let got = tokio::time::timeout(TIMEOUT, receiving)
+            .await
+            .expect("hung")
+            .unwrap();
+        assert_eq!(got, COUNT);
+    });
+}
+
+/// Publish-subscribe and request/response on `futures::executor`, with
+/// their peers in threads: subscribers of one service (sharing its word),
+/// a server and a client each waiting through the notifier.
+#[test]
+fn pubsub_and_rpc_futures_on_the_futures_executor() {
+    let name = unique_name("async-ps");
+    let config = ServiceConfig::new().depth(4).overflow(Overflow::Block);
+    let mut publisher = Publisher::create(&name, config).unwrap();
+    let mut a = Subscriber::open(&name).unwrap();
+    let mut b = Subscriber::open(&name).unwrap();
+    let publishing = std::thread::spawn(move || {
+        for i in 0..2000u32 {
+            publisher.publish_copy(&i.to_le_bytes()).unwrap();
+        }
+    });
+    futures::executor::block_on(async {
+        for i in 0..2000u32 {
+            let x = a.recv_async().await.unwrap();
+            assert_eq!(&*x, i.to_le_bytes());
+            drop(x);
+            let y = b.recv_async().await.unwrap();
+            assert_eq!(&*y, i.to_le_bytes());
+        }
+        assert!(matches!(
+            a.recv_async().await,
+            Err(Error::Disconnected { .. })
+        ));
+        let rest: Vec<_> = b.stream().collect().await;
+        assert!(rest.is_empty());
+    });
+    publishing.join().unwrap();
+
+    let name = unique_name("async-rpc");
+    let mut server = Server::create(&name, ServerConfig::new()).unwrap();
+    let mut client = Client::connect(&name).unwrap();
+    let calling = std::thread::spawn(move || {
+        futures::executor::block_on(async {
+            for i in 0..2000u32 {
+                let reply = client.call_async(&i.to_le_bytes()).await.unwrap();
+                assert_eq!(&*reply, (i * 2).to_le_bytes());
+            }
+        })
+    });
+    futures::executor::block_on(async {
+        for _ in 0..2000u32 {
+            let request = server.recv_async().await.unwrap();
+            let i = u32::from_le_bytes((*request).try_into().unwrap());
+            request.respond(&(i * 2).to_le_bytes()).unwrap();
+        }
+    });
+    calling.join().unwrap();
+}
+
+/// A value of the typed tests: 16 bytes, so that a 256-byte ring holds
+/// only a few (each frame takes 24).
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Tick {
+    seq: u64,
+    check: u64,
+}
+
+fn tick(seq: u64) -> Tick {
+    Tick {
+        seq,
+        check: seq.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    }
+}
+
+fn assert_send<T: Send>(t: T) -> T {
+    t
+}
+
+/// Runs `f` on smol's executor `ex` (on this thread), failing the test
+/// after `TIMEOUT` (a lost wake-up hangs): the deadline is a thread that
+/// sleeps, then wakes a future of its own.
+fn on_smol<T>(ex: &async_executor::Executor<'_>, f: impl Future<Output = T>) -> T {
+    use std::sync::{Arc, Mutex};
+    let due: Arc<Mutex<(bool, Option<Waker>)>> = Arc::default();
+    let alarm = Arc::clone(&due);
+    std::thread::spawn(move || {
+        std::thread::sleep(TIMEOUT);
+        let mut due = alarm.lock().unwrap();
+        due.0 = true;
+        if let Some(waker) = due.1.take() {
+            waker.wake();
+        }
+    });
+    let deadline = std::future::poll_fn(|cx| {
+        let mut due = due.lock().unwrap();
+        if due.0 {
+            return Poll::Ready(None);
+        }
+        due.1 = Some(cx.waker().clone());
+        Poll::Pending
+    });
+    futures_lite::future::block_on(
+        ex.run(futures_lite::future::or(async { Some(f.await) }, deadline)),
+    )
+    .expect("hung")
+}
+
+/// The typed endpoints' futures on another executor: smol's
+/// (`async_executor`, run by `futures_lite::future::block_on` on this one
+/// thread). A typed sender task and a typed receiver task on a 256-byte
+/// ring wait on each other through the notifier at almost every value;
+/// then a typed subscriber task receives a publisher thread's values; a
+/// value of the wrong size is `Corrupted`, as for the blocking `recv`.
+/// The typed futures are `Send` (spawned on the multi-thread executor).
+#[test]
+fn typed_endpoints_on_smol_s_executor() {
+    const N: u64 = 5000;
+    let mut rx = TypedReceiver::<Tick>::create(256).unwrap();
+    let mut tx = TypedSender::<Tick>::attach(rx.segment()).unwrap();
+    let ex = async_executor::Executor::new();
+    let sending = ex.spawn(assert_send(async move {
+        for seq in 0..N {
+            tx.send_async(&tick(seq)).await.unwrap();
+        }
+        tx.inner_mut().send_async(b"short").await.unwrap();
+    }));
+    let receiving = ex.spawn(assert_send(async move {
+        for seq in 0..N {
+            assert_eq!(rx.recv_async().await.unwrap(), tick(seq));
+        }
+        assert!(matches!(
+            rx.recv_async().await,
+            Err(Error::Corrupted { .. })
+        ));
+        // The sender is gone (its task ended and dropped it).
+        assert!(matches!(
+            rx.recv_async().await,
+            Err(Error::Disconnected { .. })
+        ));
+    }));
+    on_smol(&ex, async {
+        sending.await;
+        receiving.await;
+    });
+
+    let name = unique_name("async-typed-ps");
+    let config = ServiceConfig::new().depth(4).overflow(Overflow::Block);
+    let mut publisher = TypedPublisher::<Tick>::create(&name, config).unwrap();
+    let mut subscriber = TypedSubscriber::<Tick>::open(&name).unwrap();
+    let publishing = std::thread::spawn(move || {
+        for seq in 0..N {
+            publisher.publish(&tick(seq)).unwrap();
+        }
+    });
+    let receiving = ex.spawn(assert_send(async move {
+        for seq in 0..N {
+            assert_eq!(subscriber.recv_async().await.unwrap(), tick(seq));
+        }
+        assert!(matches!(
+            subscriber.recv_async().await,
+            Err(Error::Disconnected { .. })
+        ));
+    }));
+    on_smol(&ex, receiving);
+    publishing.join().unwrap();
+}
+
+/// A wait set's future, woken by either member, on tokio.
+#[test]
+fn a_wait_set_future_is_woken_by_any_member() {
+    let mut a = Receiver::create(4096).unwrap();
+    let mut b = Receiver::create(4096).unwrap();
+    let mut ta = Sender::attach(a.segment()).unwrap();
+    let mut tb = Sender::attach(b.segment()).unwrap();
+    let mut set = WaitSet::new().unwrap();
+    let token_a = set.add(&a).unwrap();
+    let token_b = set.add(&b).unwrap();
+    let sending = std::thread::spawn(move || {
+        for i in 0..500u32 {
+            std::thread::sleep(Duration::from_micros(50));
+            if i % 2 == 0 { &mut ta } else { &mut tb }
+                .send(&i.to_le_bytes())
+                .unwrap();
+        }
+        (ta, tb)
+    });
+    current_thread(async {
+        let mut got = 0;
+        while got < 500 {
+            for token in set.wait_async().await.unwrap() {
+                let rx = if token == token_a {
+                    &mut a
+                } else {
+                    assert_eq!(token, token_b);
+                    &mut b
+                };
+                while rx.try_recv().unwrap().is_some() {
+                    got += 1;
+                }
+            }
+        }
+    });
+    sending.join().unwrap();
+    assert!(matches!(
+        futures::executor::block_on(WaitSet::new().unwrap().wait_async()),
+        Err(Error::InvalidInput { .. })
+    ));
+}
+
+/// Cancel safety: receives raced against short timeouts (each lost race
+/// drops a pending `recv_async`) take every message exactly once, in
+/// order; sends raced the same way send each message once or not at all.
+/// After a pending future is dropped, the endpoint's own blocking `recv`
+/// is woken by the next message at once (the notifier gave its flag back),
+/// not a liveness interval later.
+#[test]
+fn futures_dropped_while_waiting_lose_and_duplicate_nothing() {
+    let mut rx = Receiver::create(128).unwrap();
+    let mut tx = Sender::attach(rx.segment()).unwrap();
+    let rt = multi_thread();
+    let sending = rt.spawn(async move {
+        let mut seq = 0u64;
+        let mut next = rng(7);
+        let mut cancelled = 0;
+        while seq < 3000 {
+            let wait = Duration::from_micros(next() % 300);
+            if next() % 4 == 0 {
+                tokio::time::sleep(Duration::from_micros(300)).await; // let the ring empty
+            }
+            match tokio::time::timeout(wait, tx.send_async(&seq.to_le_bytes())).await {
+                Ok(sent) => {
+                    sent.unwrap();
+                    seq += 1;
+                }
+                Err(_) => cancelled += 1,
+            }
+        }
+        cancelled
+    });
+    let receiving = rt.spawn(async move {
+        let mut seq = 0u64;
+        let mut next = rng(11);
+        let mut cancelled = 0;
+        while seq < 3000 {
+            let wait = Duration::from_micros(next() % 300);
+            if next() % 8 == 0 {
+                tokio::time::sleep(Duration::from_micros(200)).await; // let the ring fill
+            }
+            match tokio::time::timeout(wait, rx.recv_async()).await {
+                Ok(msg) => {
+                    assert_eq!(&*msg.unwrap(), seq.to_le_bytes(), "message {seq}");
+                    seq += 1;
+                }
+                Err(_) => cancelled += 1,
+            }
+        }
+        (rx, cancelled)
+    });
+    let (mut rx, sends_cancelled, receives_cancelled) = rt.block_on(async {
+        let s = tokio::time::timeout(TIMEOUT, sending).await.expect("hung");
+        let r = tokio::time::timeout(TIMEOUT, receiving)
+            .await
+            .expect("hung");
+        let (rx, rc) = r.unwrap();
+        (rx, s.unwrap(), rc)
+    });
+    eprintln!("cancelled: {sends_cancelled} sends, {receives_cancelled} receives");
+    assert!(
+        receives_cancelled > 0,
+        "no receive was cancelled: the test tested nothing"
+    );
+    assert!(matches!(rx.try_recv(), Err(Error::Disconnected { .. })));
+
+    // A pending future dropped, then the blocking call on the same
+    // endpoint, parked at once: woken by the message without delay.
+    let mut rx = Receiver::create(4096).unwrap();
+    let mut tx = Sender::attach(rx.segment()).unwrap();
+    rx.set_wait_strategy(memshare::channel::WaitStrategy::Park);
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        {
+            let mut f = rx.recv_async();
+            assert!(poll_once(&mut f).is_pending());
+        }
+        let sending = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            let sent = Instant::now();
+            tx.send(b"x").unwrap();
+            (tx, sent)
+        });
+        let msg = rx.recv().unwrap();
+        let got = Instant::now();
+        drop(msg);
+        let (t, sent) = sending.join().unwrap();
+        tx = t;
+        slow.push(got.duration_since(sent));
+    }
+    slow.sort();
+    assert!(
+        slow[slow.len() / 2] < LIVENESS_INTERVAL / 2,
+        "blocking receives after a dropped future: {slow:?}"
+    );
+}
+
+/// `reserve_async` dropped after it is ready (its guard dropped
+/// uncommitted) sends nothing; a `call_async` dropped after it sent is
+/// answered into the void and its slot comes back.
+#[test]
+fn an_uncommitted_reservation_and_an_abandoned_call_leave_nothing_behind() {
+    let mut tx = Sender::create(4096).unwrap();
+    let mut rx = Receiver::attach(tx.segment()).unwrap();
+    futures::executor::block_on(async {
+        {
+            let mut slot = tx.reserve_async(5).await.unwrap();
+            slot.copy_from_slice(b"never");
+        } // dropped uncommitted
+        tx.send_async(b"sent").await.unwrap();
+    });
+    assert_eq!(&*rx.try_recv().unwrap().unwrap(), b"sent");
+    assert!(rx.try_recv().unwrap().is_none());
+
+    let name = unique_name("async-abandon");
+    let config = ServerConfig::new().max_in_flight(1);
+    let server = Server::create(&name, config).unwrap();
+    let mut client = Client::connect(&name).unwrap();
+    {
+        let mut call = pin!(client.call_async(b"first"));
+        assert!(call
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending());
+    }
+    server.recv().unwrap().respond(b"late").unwrap();
+    let serving = std::thread::spawn(move || {
+        let request = server.recv().unwrap();
+        assert_eq!(&*request, b"second");
+        request.respond(b"ok").unwrap();
+        server
+    });
+    let reply = futures::executor::block_on(client.call_async(b"second")).unwrap();
+    assert_eq!(&*reply, b"ok");
+    drop(reply);
+    serving.join().unwrap();
+}
+
+/// The readiness descriptor in a raw epoll loop: readable when a message
+/// comes, not after `rearm` with nothing left, readable again at the next
+/// message, and at the sender's drop.
+#[test]
+fn a_readiness_descriptor_in_a_raw_epoll_loop() {
+    use rustix::event::epoll;
+    let mut rx = Receiver::create(4096).unwrap();
+    let mut tx = Sender::attach(rx.segment()).unwrap();
+    let ready = rx.readiness().unwrap();
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+    epoll::add(
+        &ep,
+        &ready,
+        epoll::EventData::new_u64(1),
+        epoll::EventFlags::IN,
+    )
+    .unwrap();
+    let wait = |ms: i32| -> usize {
+        let mut events = Vec::with_capacity(4);
+        let timeout = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: i64::from(ms) * 1_000_000,
+        };
+        epoll::wait(&ep, spare(&mut events), Some(&timeout)).unwrap();
+        events.len()
+    };
+    assert_eq!(wait(30), 0, "readable with nothing to receive");
+    let sending = std::thread::spawn(move || {
+        for i in 0..100u32 {
+            std::thread::sleep(Duration::from_micros(300));
+            tx.send(&i.to_le_bytes()).unwrap();
+        }
+        tx
+    });
+    let mut got = 0u32;
+    let deadline = Instant::now() + TIMEOUT;
+    while got < 100 {
+        assert!(Instant::now() < deadline, "stalled at {got}");
+        if wait(1000) == 0 {
+            continue;
+        }
+        while let Some(msg) = rx.try_recv().unwrap() {
+            assert_eq!(&*msg, got.to_le_bytes());
+            got += 1;
+        }
+        ready.rearm();
+    }
+    let tx = sending.join().unwrap();
+    assert_eq!(wait(30), 0, "readable after rearm with nothing left");
+    drop(tx);
+    assert_eq!(wait(1000), 1, "not readable after the sender's drop");
+    assert!(matches!(rx.try_recv(), Err(Error::Disconnected { .. })));
+}
+
+fn spare<T>(v: &mut Vec<T>) -> rustix::buffer::SpareCapacity<'_, T> {
+    rustix::buffer::spare_capacity(v)
+}
+
+/// The peer child: attaches to `MST_NAME` as `MST_KIND` says, says
+/// `ready`, then sends (a channel sender: `MST_COUNT` messages, one every
+/// 200 µs) or waits to be killed.
+fn peer() {
+    let name = env("MST_NAME");
+    let kind = env("MST_KIND");
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    match kind.as_str() {
+        "sender" => {
+            let mut tx = Sender::open(&name).unwrap();
+            println!("ready");
+            let count: u64 = std::env::var("MST_COUNT").map_or(0, |c| c.parse().unwrap());
+            for seq in 0..count {
+                std::thread::sleep(Duration::from_micros(200));
+                tx.send(&seq.to_le_bytes()).unwrap();
+            }
+            keep.push(Box::new(tx));
+        }
+        "receiver" => keep.push(Box::new(Receiver::open(&name).unwrap())),
+        "publisher" => keep.push(Box::new(
+            Publisher::create(&name, ServiceConfig::new()).unwrap(),
+        )),
+        "server" => keep.push(Box::new(
+            Server::create(&name, ServerConfig::new()).unwrap(),
+        )),
+        other => panic!("unknown kind {other}"),
+    }
+    println!("ready");
+    std::thread::sleep(TIMEOUT);
+    drop(keep);
+}
+
+/// Messages from another process wake a task parked in `recv_async`, all
+/// of them, in order.
+#[test]
+fn a_sender_in_another_process_wakes_a_parked_task() {
+    const TEST: &str = "a_sender_in_another_process_wakes_a_parked_task";
+    if role().is_some() {
+        peer();
+        return;
+    }
+    let name = unique_name("async-xproc");
+    let mut rx = Receiver::create_named(&name, 4096).unwrap();
+    let (_child, mut out) = spawn(
+        TEST,
+        "peer",
+        &[
+            ("MST_NAME", name.clone()),
+            ("MST_KIND", "sender".into()),
+            ("MST_COUNT", "2000".into()),
+        ],
+    );
+    out.after("ready");
+    current_thread(async {
+        for seq in 0..2000u64 {
+            let msg = rx.recv_async().await.unwrap();
+            assert_eq!(&*msg, seq.to_le_bytes());
+        }
+    });
+}
+
+/// A peer SIGKILLed in another process wakes the future waiting on it
+/// with `Disconnected` within about a liveness interval: a receiver's
+/// sender, a full sender's receiver, a subscriber's publisher, a client's
+/// server; and a readiness descriptor becomes readable.
+#[test]
+fn a_peer_killed_in_another_process_wakes_every_kind_of_future_with_disconnected() {
+    const TEST: &str =
+        "a_peer_killed_in_another_process_wakes_every_kind_of_future_with_disconnected";
+    if role().is_some() {
+        peer();
+        return;
+    }
+    // Futures that stay parked meanwhile, so the notifier watches several
+    // words (and asks about several peers) at once.
+    let mut quiet: Vec<(Receiver, Sender)> = (0..20)
+        .map(|_| {
+            let rx = Receiver::create(256).unwrap();
+            let tx = Sender::attach(rx.segment()).unwrap();
+            (rx, tx)
+        })
+        .collect();
+    let mut detections = Detections::new("a killed peer, through a future", LIVENESS_INTERVAL);
+    let rt = multi_thread();
+    let kinds = ["sender", "receiver", "publisher", "server"];
+    for round in 0..16 {
+        let kind = kinds[round % kinds.len()];
+        let name = unique_name("async-kill");
+        let (vars, mine): (Vec<(&str, String)>, Box<dyn std::any::Any + Send>) = match kind {
+            "sender" => (
+                vec![("MST_KIND", "sender".into())],
+                Box::new(Receiver::create_named(&name, 256).unwrap()),
+            ),
+            "receiver" => (
+                vec![("MST_KIND", "receiver".into())],
+                Box::new(Sender::create_named(&name, 64).unwrap()),
+            ),
+            _ => (vec![("MST_KIND", kind.into())], Box::new(())),
+        };
+        let mut vars = vars;
+        vars.push(("MST_NAME", name.clone()));
+        let (child, mut out) = spawn(TEST, "peer", &vars);
+        out.after("ready");
+        let mut next = rng(round as u64 + 1);
+        let waiting: tokio::task::JoinHandle<(Result<(), Error>, Instant)> = match kind {
+            "sender" => {
+                let mut rx = *mine.downcast::<Receiver>().unwrap();
+                rt.spawn(async move {
+                    let r = rx.recv_async().await.map(drop);
+                    (r, Instant::now())
+                })
+            }
+            "receiver" => {
+                let mut tx = *mine.downcast::<Sender>().unwrap();
+                while tx.try_send(&[1; 16]).unwrap() {}
+                rt.spawn(async move {
+                    let r = tx.send_async(&[2; 16]).await;
+                    (r, Instant::now())
+                })
+            }
+            "publisher" => {
+                let mut sub = Subscriber::open(&name).unwrap();
+                rt.spawn(async move {
+                    let r = sub.recv_async().await.map(drop);
+                    (r, Instant::now())
+                })
+            }
+            _ => {
+                let mut client = Client::connect_timeout(&name, TIMEOUT).unwrap();
+                rt.spawn(async move {
+                    let r = client.call_async(b"never answered").await.map(drop);
+                    (r, Instant::now())
+                })
+            }
+        };
+        let quiet_futures: Vec<_> = quiet
+            .iter_mut()
+            .map(|(rx, _)| {
+                let mut f = Box::pin(rx.recv_async());
+                assert!(poll_once(&mut f).is_pending());
+                f
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(5 + next() % 30));
+        let killed = Instant::now();
+        child.kill();
+        let (result, at) = rt
+            .block_on(async { tokio::time::timeout(TIMEOUT, waiting).await })
+            .expect("the future was never woken")
+            .unwrap();
+        assert!(
+            matches!(result, Err(Error::Disconnected { .. })),
+            "{kind}: {result:?}"
+        );
+        detections.record(format!("{round} ({kind})"), at.duration_since(killed));
+        drop(quiet_futures);
+        // The endpoint the future held is gone with its task, and with it
+        // the last holder of the name: the notifier must not keep it (its
+        // registration holds a mapping of the segment).
+        let deadline = Instant::now() + TIMEOUT;
+        while common::in_dev_shm(&name) {
+            assert!(
+                Instant::now() < deadline,
+                "{kind}: {name} is still in /dev/shm after its endpoints were dropped"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    detections.check();
+}
