@@ -307,6 +307,8 @@ impl Worker {
                 // word, which lives as long as the worker.
                 let words: Vec<(&FutexWord, u32)> = sleep
                     .iter()
+                    // SAFETY: as said above: a word in a mapping an
+                    // `in_sleep` slot keeps, or the worker's control word.
                     .map(|&(w, seq)| (unsafe { &*w }, seq))
                     .collect();
                 wait_many(&words, slice);

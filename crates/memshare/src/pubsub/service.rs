@@ -124,6 +124,7 @@ impl Service {
             // SAFETY: the pool lies inside the region, which `windows`
             // keeps mapped as long as the service.
             let pool =
+                // SAFETY: as just said: inside the region `windows` keeps.
                 unsafe { Buffers::new(base.as_ptr().add(g.buffers_at as usize), g.buffer_stride) };
             publishers.push(Some(base));
             buffers.push(Some(pool));

@@ -163,6 +163,7 @@ impl Member {
                 // SAFETY: as in `Member::channel`: the header page of a
                 // segment the endpoint validated, kept with the view.
                 let header =
+                    // SAFETY: as just said.
                     unsafe { NonNull::new_unchecked(view.as_mut_ptr().cast::<channel::Header>()) };
                 Kind::Channel(ChannelMember {
                     header,

@@ -357,6 +357,7 @@ impl Object {
                 // SAFETY: the attributes and the name outlive the call.
                 // Auto-reset (a wait consumes the wake-up), not set.
                 let raw =
+                    // SAFETY: as just said: both outlive the call.
                     unsafe { CreateEventW(descriptor.attributes(), 0, 0, wide_name.as_ptr()) };
                 let event = Handle::from_raw(raw)
                     .ok_or_else(|| self.sync_error("CreateEventW", &name, last_error()))?;

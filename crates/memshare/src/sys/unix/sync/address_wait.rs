@@ -90,7 +90,7 @@ mod apple {
     fn api() -> &'static Api {
         static API: OnceLock<Api> = OnceLock::new();
         API.get_or_init(|| {
-            // SAFETY (each transmute): the symbol is the libSystem function
+            // SAFETY: (each transmute) the symbol is the libSystem function
             // of that name, whose C signature the type spells out (from
             // <os/os_sync_wait_on_address.h> and xnu's bsd/sys/ulock.h).
             unsafe {
@@ -136,6 +136,7 @@ mod apple {
         // process maps for the whole call (the caller holds the mapping),
         // the size and flags are those the header documents.
         match *api() {
+            // SAFETY: as said above the match.
             Api::OsSync { wait, .. } => unsafe {
                 wait(
                     addr,
@@ -146,6 +147,7 @@ mod apple {
                     nanos,
                 );
             },
+            // SAFETY: as said above the match.
             Api::Ulock2 { wait, .. } => unsafe {
                 wait(
                     UL_COMPARE_AND_WAIT_SHARED | ULF_NO_ERRNO,
@@ -155,6 +157,7 @@ mod apple {
                     0,
                 );
             },
+            // SAFETY: as said above the match.
             Api::Ulock { wait, .. } => unsafe {
                 let micros = u32::try_from(timeout.as_micros())
                     .unwrap_or(u32::MAX)
@@ -178,10 +181,12 @@ mod apple {
         match *api() {
             Api::OsSync {
                 wake_any, wake_all, ..
-            } => unsafe {
+            } => {
                 let wake = if n == 1 { wake_any } else { wake_all };
-                wake(addr, 4, libc::OS_SYNC_WAKE_BY_ADDRESS_SHARED);
-            },
+                // SAFETY: as said above the match.
+                unsafe { wake(addr, 4, libc::OS_SYNC_WAKE_BY_ADDRESS_SHARED) };
+            }
+            // SAFETY: as said above the match.
             Api::Ulock2 { wake, .. } | Api::Ulock { wake, .. } => unsafe {
                 let all = if n == 1 { 0 } else { ULF_WAKE_ALL };
                 wake(UL_COMPARE_AND_WAIT_SHARED | ULF_NO_ERRNO | all, addr, 0);
