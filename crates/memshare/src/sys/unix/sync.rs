@@ -19,13 +19,15 @@
 //!   have no OFD locks, and macOS and FreeBSD take no record locks on
 //!   shared-memory objects at all (`fcntl(F_SETLK)` is `EBADF` there: xnu's
 //!   fcntl wants a vnode, FreeBSD's shm objects have no advisory-lock
-//!   operation), so endpoints cannot attach there: `Unsupported`, named.
+//!   operation): there a holder takes an `flock` on a lock file of its own
+//!   per (object, byte), which belongs to the open file description just
+//!   as an OFD lock does (`sync/lock_file.rs`).
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use super::{os_error, Object, WordRole};
+use super::{Object, WordRole};
 use crate::Result;
 
 /// Waits while `*word == expected`, for at most `timeout`. Returns on a
@@ -74,38 +76,15 @@ pub(crate) fn wait_many<'a>(words: impl Iterator<Item = (&'a AtomicU32, u32)>, t
 /// death of the process, however it dies.
 #[derive(Debug)]
 pub(crate) struct ByteLock {
-    _fd: OwnedFd,
+    _held: imp::Held,
 }
 
 impl Object {
-    /// Locks byte `byte` of the object (`F_OFD_SETLK` on a new open file
-    /// description, so that the lock is this holder's alone, not shared
-    /// with every `dup` of the segment). `Ok(None)` if someone holds it.
+    /// Locks byte `byte` of the object through a new open file description,
+    /// so that the lock is this holder's alone, not shared with every `dup`
+    /// of the segment. `Ok(None)` if someone holds it.
     pub(crate) fn lock_byte(&self, byte: u64) -> Result<Option<ByteLock>> {
-        let byte = lock_offset(byte);
-        let fd = imp::reopen(self.fd()).map_err(|e| os_error(self.name(), "reopen", e))?;
-        match imp::set_lock(fd.as_fd(), byte) {
-            Ok(true) => Ok(Some(ByteLock { _fd: fd })),
-            Ok(false) => Ok(None),
-            Err(e) => Err(self.lock_error("fcntl(F_OFD_SETLK)", e)),
-        }
-    }
-
-    /// The error of a lock call: where the system takes no record locks on
-    /// shared-memory objects (`EBADF`: macOS, FreeBSD), `Unsupported`
-    /// saying so.
-    fn lock_error(&self, op: &'static str, e: rustix::io::Errno) -> crate::Error {
-        if e == rustix::io::Errno::BADF {
-            return crate::Error::Unsupported {
-                what: format!(
-                    "{}: channel and service endpoints on this system: its shared-memory \
-                     objects take no record locks (fcntl(F_SETLK) says EBADF), which their \
-                     liveness needs",
-                    super::describe(self.name())
-                ),
-            };
-        }
-        os_error(self.name(), op, e)
+        Ok(imp::lock_byte(self, byte)?.map(|held| ByteLock { _held: held }))
     }
 
     /// The route of `word`, at byte `offset` of this object, for an
@@ -120,52 +99,20 @@ impl Object {
         Ok(WordRoute)
     }
 
-    /// Whether some holder other than this process's own locks holds byte
-    /// `byte`.
+    /// Whether some holder (this process's other descriptions included)
+    /// holds byte `byte`.
     pub(crate) fn byte_locked(&self, byte: u64) -> Result<bool> {
-        imp::lock_held(self.fd(), lock_offset(byte))
-            .map_err(|e| self.lock_error("fcntl(F_OFD_GETLK)", e))
-    }
-}
-
-/// A byte offset as `fcntl` takes it (callers use offsets below 2^63).
-fn lock_offset(byte: u64) -> i64 {
-    i64::try_from(byte).unwrap_or(i64::MAX)
-}
-
-fn flock_for(byte: i64, kind: libc::c_int) -> libc::flock {
-    // SAFETY: `flock` is a plain C struct for which all-zero is valid.
-    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = kind as _;
-    lock.l_whence = libc::SEEK_SET as _;
-    lock.l_start = byte as _;
-    lock.l_len = 1;
-    lock
-}
-
-fn fcntl_lock(
-    fd: BorrowedFd<'_>,
-    cmd: libc::c_int,
-    lock: &mut libc::flock,
-) -> rustix::io::Result<()> {
-    // SAFETY: `fd` is open for the duration of the call and `lock` is a
-    // valid, exclusively borrowed `struct flock`.
-    let r = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, lock as *mut libc::flock) };
-    if r == -1 {
-        Err(
-            rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
-                .unwrap_or(rustix::io::Errno::IO),
-        )
-    } else {
-        Ok(())
+        imp::byte_locked(self, byte)
     }
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod imp {
     use super::*;
+    use crate::sys::unix::os_error;
     use rustix::io::Errno;
     use rustix::thread::futex;
+    use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
     pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
         let ts = futex::Timespec {
@@ -231,9 +178,29 @@ mod imp {
         std::thread::sleep(timeout.min(WAIT_MANY_POLL));
     }
 
+    /// What a [`ByteLock`] holds: the open file description with the lock.
+    pub(super) type Held = OwnedFd;
+
+    pub(super) fn lock_byte(object: &Object, byte: u64) -> Result<Option<Held>> {
+        let fd = reopen(object.fd()).map_err(|e| os_error(object.name(), "reopen", e))?;
+        let mut lock = flock_for(lock_offset(byte), libc::F_WRLCK);
+        match fcntl_lock(fd.as_fd(), libc::F_OFD_SETLK, &mut lock) {
+            Ok(()) => Ok(Some(fd)),
+            Err(Errno::AGAIN | Errno::ACCESS) => Ok(None),
+            Err(e) => Err(os_error(object.name(), "fcntl(F_OFD_SETLK)", e)),
+        }
+    }
+
+    pub(super) fn byte_locked(object: &Object, byte: u64) -> Result<bool> {
+        let mut lock = flock_for(lock_offset(byte), libc::F_WRLCK);
+        fcntl_lock(object.fd(), libc::F_OFD_GETLK, &mut lock)
+            .map_err(|e| os_error(object.name(), "fcntl(F_OFD_GETLK)", e))?;
+        Ok(i32::from(lock.l_type) != libc::F_UNLCK)
+    }
+
     /// A new open file description of the same object: the lock must be
     /// this endpoint's own, not shared with every `dup` of the segment.
-    pub(super) fn reopen(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    fn reopen(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
         let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
         rustix::fs::open(
             path.as_str(),
@@ -242,19 +209,34 @@ mod imp {
         )
     }
 
-    pub(super) fn set_lock(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
-        let mut lock = flock_for(byte, libc::F_WRLCK);
-        match fcntl_lock(fd, libc::F_OFD_SETLK, &mut lock) {
-            Ok(()) => Ok(true),
-            Err(Errno::AGAIN | Errno::ACCESS) => Ok(false),
-            Err(e) => Err(e),
-        }
+    /// A byte offset as `fcntl` takes it (callers use offsets below 2^63).
+    fn lock_offset(byte: u64) -> i64 {
+        i64::try_from(byte).unwrap_or(i64::MAX)
     }
 
-    pub(super) fn lock_held(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
-        let mut lock = flock_for(byte, libc::F_WRLCK);
-        fcntl_lock(fd, libc::F_OFD_GETLK, &mut lock)?;
-        Ok(i32::from(lock.l_type) != libc::F_UNLCK)
+    fn flock_for(byte: i64, kind: libc::c_int) -> libc::flock {
+        // SAFETY: `flock` is a plain C struct for which all-zero is valid.
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        lock.l_type = kind as _;
+        lock.l_whence = libc::SEEK_SET as _;
+        lock.l_start = byte as _;
+        lock.l_len = 1;
+        lock
+    }
+
+    fn fcntl_lock(
+        fd: BorrowedFd<'_>,
+        cmd: libc::c_int,
+        lock: &mut libc::flock,
+    ) -> Result<(), Errno> {
+        // SAFETY: `fd` is open for the duration of the call and `lock` is a
+        // valid, exclusively borrowed `struct flock`.
+        let r = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, lock as *mut libc::flock) };
+        if r == -1 {
+            Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -262,14 +244,16 @@ mod imp {
 #[path = "sync/address_wait.rs"]
 mod address_wait;
 
+#[cfg(any(test, not(any(target_os = "linux", target_os = "android"))))]
+#[path = "sync/lock_file.rs"]
+mod lock_file;
+
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 mod imp {
     //! No futex: the system's own wait on an address (`address_wait`). No
-    //! OFD locks: process-associated record locks, where the system takes
-    //! them on shared-memory objects (see the module docs: macOS and
-    //! FreeBSD do not).
+    //! OFD locks, and no record locks on shared-memory objects at all:
+    //! lock files (`lock_file`, see the module docs).
     use super::*;
-    use rustix::io::Errno;
 
     pub(super) use super::address_wait::{wait, wake};
 
@@ -280,23 +264,17 @@ mod imp {
         std::thread::sleep(timeout.min(WAIT_MANY_POLL));
     }
 
-    pub(super) fn reopen(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-        rustix::io::fcntl_dupfd_cloexec(fd, 3)
+    /// What a [`ByteLock`] holds: the lock file, locked.
+    pub(super) type Held = lock_file::FileLock<'static>;
+
+    pub(super) fn lock_byte(object: &Object, byte: u64) -> Result<Option<Held>> {
+        let dir = lock_file::directory()?;
+        lock_file::lock(dir.as_fd(), &lock_file::object_key(object.fd())?, byte)
     }
 
-    pub(super) fn set_lock(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
-        let mut lock = flock_for(byte, libc::F_WRLCK.into());
-        match fcntl_lock(fd, libc::F_SETLK, &mut lock) {
-            Ok(()) => Ok(true),
-            Err(Errno::AGAIN | Errno::ACCESS) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    pub(super) fn lock_held(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
-        let mut lock = flock_for(byte, libc::F_WRLCK.into());
-        fcntl_lock(fd, libc::F_GETLK, &mut lock)?;
-        Ok(i32::from(lock.l_type) != i32::from(libc::F_UNLCK))
+    pub(super) fn byte_locked(object: &Object, byte: u64) -> Result<bool> {
+        let dir = lock_file::directory()?;
+        lock_file::held(dir.as_fd(), &lock_file::object_key(object.fd())?, byte)
     }
 }
 
