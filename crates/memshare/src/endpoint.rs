@@ -193,7 +193,6 @@ impl<T> Link<T> {
         self.aio.close();
     }
 
-    #[cfg(unix)]
     pub(crate) fn dropped(&self) -> bool {
         self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -202,7 +201,6 @@ impl<T> Link<T> {
     /// endpoint's next look asks the kernel itself rather than trust an
     /// answer younger than [`LIVENESS_INTERVAL`], so that it reports what
     /// the set reported.
-    #[cfg(unix)]
     pub(crate) fn request_recheck(&self) {
         self.recheck
             .store(true, std::sync::atomic::Ordering::Relaxed);

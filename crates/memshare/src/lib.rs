@@ -93,7 +93,6 @@ pub mod share;
 pub mod sync;
 mod sys;
 mod view;
-#[cfg(unix)]
 pub mod wait_set;
 mod waiting;
 
@@ -104,7 +103,7 @@ pub use share::inherit::CommandExt;
 #[cfg(unix)]
 pub use share::socket::{recv_segments, send_segments};
 pub use view::{ReadOnlyU32, ReadOnlyU64, View, ViewMut};
-#[cfg(all(unix, not(loom)))]
+#[cfg(not(loom))]
 pub use wait_set::WaitSet;
 
 /// The alignment of view windows on this system: the page size on Unix,

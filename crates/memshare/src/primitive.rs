@@ -76,9 +76,9 @@ impl FutexWord {
 
 /// Sleeps while every word of `words` holds the value paired with it, for
 /// at most `timeout`; returns early on a wake of any of them, a signal, or
-/// spuriously (callers re-check). `futex_waitv` on Linux (see `sys`);
-/// Unix only (the wait set's).
-#[cfg(all(unix, not(loom)))]
+/// spuriously (callers re-check). `futex_waitv` on Linux,
+/// `WaitForMultipleObjects` on the words' events on Windows (see `sys`).
+#[cfg(not(loom))]
 pub(crate) fn wait_many(words: &[(&FutexWord, u32)], timeout: Duration) {
     crate::sys::wait_many(words.iter().map(|&(w, v)| (&w.0, v)), timeout);
 }

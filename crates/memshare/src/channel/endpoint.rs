@@ -229,7 +229,6 @@ impl Endpoint {
     }
 
     /// Whether this side has seen a peer (see `peer_gone`).
-    #[cfg(unix)]
     pub(crate) fn peer_seen(&self) -> bool {
         self.peer_seen
     }

@@ -198,7 +198,6 @@ impl Receiver {
 
     /// What a wait set needs of this receiver: its endpoint, and whether
     /// it saw the sender move its position.
-    #[cfg(unix)]
     pub(crate) fn wait_parts(&self) -> (&Endpoint, bool) {
         (&self.ep, self.core.peer_moved)
     }

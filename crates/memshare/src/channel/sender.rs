@@ -232,7 +232,6 @@ impl Sender {
 
     /// What a wait set needs of this sender: its endpoint, and whether it
     /// saw the receiver move its position.
-    #[cfg(unix)]
     pub(crate) fn wait_parts(&self) -> (&Endpoint, bool) {
         (&self.ep, self.core.peer_moved)
     }

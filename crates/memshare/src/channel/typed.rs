@@ -90,7 +90,6 @@ impl<T: Pod> TypedSender<T> {
     }
 
     /// The byte sender underneath, for a wait set.
-    #[cfg(unix)]
     pub(crate) fn inner_ref(&self) -> &Sender {
         &self.inner
     }
@@ -153,7 +152,6 @@ impl<T: Pod> TypedReceiver<T> {
     }
 
     /// The byte receiver underneath, for a wait set.
-    #[cfg(unix)]
     pub(crate) fn inner_ref(&self) -> &Receiver {
         &self.inner
     }

@@ -260,7 +260,6 @@ impl Subscriber {
 
     /// What a wait set needs of this subscriber: its service (a clone
     /// sharing the mappings), its slot, and its link.
-    #[cfg(unix)]
     pub(crate) fn wait_parts(&self) -> (&Service, u32, &Arc<Link>) {
         (&self.service, self.index, &self.link)
     }

@@ -582,7 +582,6 @@ impl Client {
     /// What a wait set needs of this client: its service (a clone shares
     /// the mappings), its region, the server instance it connected to, its
     /// link, and the slots whose `Pending` was dropped.
-    #[cfg(unix)]
     pub(crate) fn wait_parts(
         &self,
     ) -> (&Service, u32, u64, &Arc<Link<AtomicU64>>, &Arc<AtomicU64>) {

@@ -597,7 +597,6 @@ impl Server {
 
     /// What a wait set needs of this server: its service (a clone shares
     /// the mappings) and its link.
-    #[cfg(unix)]
     pub(crate) fn wait_parts(&self) -> (&Service, &Arc<Link<Box<[Mirror]>>>) {
         (&self.service, &self.link)
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::watch::{ChannelWatch, SubscriberWatch, Watch};
 use crate::channel::layout::{self as channel, Side};
 use crate::channel::{Receiver, Sender};
-use crate::endpoint::{Link, Liveness};
+use crate::endpoint::{Link, Liveness, Routes};
 use crate::primitive::{FutexWord, Ordering};
 use crate::pubsub::layout as pubsub;
 use crate::pubsub::Subscriber;
@@ -53,6 +53,12 @@ struct ChannelMember {
     peer_seen: bool,
     link: Arc<Link>,
     segment: Segment,
+    /// The route of the side's word in the set's own view (Windows wakes
+    /// a word through the event registered for its address: the set waits
+    /// on the event its endpoint parks on, opened again by name; nothing
+    /// on Unix, where the word itself is waited on). Dropped before the
+    /// view.
+    _routes: Routes,
     // Declared last: dropped after the pointer into it.
     view: ViewMut,
 }
@@ -111,6 +117,8 @@ impl Member {
         // SAFETY: as above.
         let h = unsafe { header.as_ref() };
         let peer_position = h.position(ep.side.peer()).load(Ordering::Relaxed);
+        let mut routes = Routes::default();
+        routes.parks(&segment, h, &h.park(ep.side).futex)?;
         Ok(Member::new(Kind::Channel(ChannelMember {
             header,
             side: ep.side,
@@ -119,6 +127,7 @@ impl Member {
             peer_seen: ep.peer_seen() || moved,
             link: Arc::clone(&ep.link),
             segment,
+            _routes: routes,
             view,
         })))
     }
@@ -165,6 +174,10 @@ impl Member {
                 let header =
                     // SAFETY: as just said.
                     unsafe { NonNull::new_unchecked(view.as_mut_ptr().cast::<channel::Header>()) };
+                let mut routes = Routes::default();
+                // SAFETY: as just said: the header page, kept with the view.
+                let h = unsafe { header.as_ref() };
+                routes.parks(&m.segment, h, &h.park(m.side).futex)?;
                 Kind::Channel(ChannelMember {
                     header,
                     side: m.side,
@@ -173,6 +186,7 @@ impl Member {
                     peer_seen: m.peer_seen,
                     link: Arc::clone(&m.link),
                     segment: m.segment.clone(),
+                    _routes: routes,
                     view,
                 })
             }

@@ -84,11 +84,14 @@
 //!   the endpoints do), so that a peer that dies, however it dies, is
 //!   reported within about that interval.
 //!
-//! # The limit of 128 members
+//! # The limit of members
 //!
-//! `futex_waitv` (Linux 5.16) sleeps on at most 128 words in one call.
-//! More members would need a thread per 128 or a poll over slices, each a
-//! cost on every wake-up; the set refuses the 129th member instead
+//! `futex_waitv` (Linux 5.16) sleeps on at most 128 words in one call,
+//! and Windows' `WaitForMultipleObjects` on at most 64 handles (there the
+//! set waits on the auto-reset events its members' endpoints park on).
+//! More members would need a thread per call or a poll over slices, each a
+//! cost on every wake-up; the set refuses one more than
+//! [`MAX_MEMBERS`] (128 on Unix, 64 on Windows) instead
 //! ([`Error::LimitReached`](crate::Error::LimitReached)). Use several sets
 //! in several threads for more. On Linux before 5.16 (`ENOSYS`), and on
 //! other Unix systems, the set polls: it sleeps 200 µs at a time and looks

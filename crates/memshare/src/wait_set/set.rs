@@ -12,7 +12,8 @@ use crate::waiting::LIVENESS_INTERVAL;
 use crate::{Error, Result};
 
 /// The most members a [`WaitSet`] holds: what one `futex_waitv` call
-/// sleeps on (see the [module docs](super#the-limit-of-128-members)).
+/// sleeps on (128), or one `WaitForMultipleObjects` on Windows (64) (see
+/// the [module docs](super#the-limit-of-members)).
 pub const MAX_MEMBERS: usize = crate::sys::WAIT_MANY_MAX;
 
 /// The shortest park (unless the deadline is nearer): a futex wait that
@@ -285,9 +286,10 @@ impl WaitSet {
         if self.members.len() >= MAX_MEMBERS {
             return Err(Error::LimitReached {
                 object: "wait set".into(),
-                what: "a wait set holds at most 128 members (futex_waitv sleeps on at most \
-                       128 words at once): use another set, in another thread"
-                    .into(),
+                what: format!(
+                    "a wait set holds at most {MAX_MEMBERS} members (what one wait of this \
+                     system sleeps on at once): use another set, in another thread"
+                ),
                 limit: MAX_MEMBERS as u64,
             });
         }

@@ -31,7 +31,7 @@ use crate::{Error, Result};
 use super::{describe, Access, Meta, Owner, Prefault};
 pub(crate) use handle::Handle;
 pub(crate) use share::{adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid};
-pub(crate) use sync::{wait, wake, wake_waiters, ByteLock, WordRoute};
+pub(crate) use sync::{wait, wait_many, wake, wake_waiters, ByteLock, WordRoute, WAIT_MANY_MAX};
 
 /// What a creator asks for beyond the size.
 #[derive(Clone, Copy, Debug, Default)]

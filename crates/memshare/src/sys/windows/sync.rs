@@ -53,8 +53,11 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateMutexW, OpenEventW, OpenMutexW, ReleaseMutex, SetEvent,
-    WaitForSingleObject, EVENT_MODIFY_STATE, INFINITE,
+    WaitForMultipleObjects, WaitForSingleObject, EVENT_MODIFY_STATE, INFINITE,
 };
+
+/// `MAXIMUM_WAIT_OBJECTS` (winnt.h).
+const MAXIMUM_WAIT_OBJECTS: u32 = 64;
 
 use super::handle::Handle;
 use super::security::Descriptor;
@@ -102,13 +105,9 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
         std::thread::sleep(timeout.min(Duration::from_micros(200)));
         return;
     };
-    // Whole milliseconds, rounded up (a park slice is at least 100 µs):
-    // a zero wait would make the caller's loop spin with system calls.
-    let ms = timeout.as_nanos().div_ceil(1_000_000);
-    let ms = u32::try_from(ms).unwrap_or(INFINITE - 1).min(INFINITE - 1);
     // SAFETY: `event` is an open event handle, kept open by the `Arc` for
     // the duration of the call.
-    let r = unsafe { WaitForSingleObject(event.raw(), ms) };
+    let r = unsafe { WaitForSingleObject(event.raw(), wait_ms(timeout)) };
     debug_assert!(
         r == WAIT_OBJECT_0 || r == WAIT_TIMEOUT,
         "WaitForSingleObject on a wake event: {r:#x} (error {})",
@@ -129,6 +128,61 @@ pub(crate) fn wake_waiters(word: &AtomicU32, waiters: u64) {
     if let Some(route) = routes().waker(address(word)) {
         route.wake(waiters);
     }
+}
+
+/// The most words [`wait_many`] waits on at once: what
+/// `WaitForMultipleObjects` takes (`MAXIMUM_WAIT_OBJECTS`).
+pub(crate) const WAIT_MANY_MAX: usize = MAXIMUM_WAIT_OBJECTS as usize;
+
+/// How long one sleep of [`wait_many`] lasts at most when a word has no
+/// event behind it (a word no endpoint of this process parks on): it polls.
+const WAIT_MANY_POLL: Duration = Duration::from_micros(200);
+
+/// Waits while every word of `words` (at most [`WAIT_MANY_MAX`]) holds
+/// the value paired with it, for at most `timeout`: on the events of the
+/// endpoints that park on them in this process, all at once
+/// (`WaitForMultipleObjects`, any one). Returns on a wake of any of them,
+/// a timeout, at once if a word differs (or an event was set while nobody
+/// waited), or after [`WAIT_MANY_POLL`] if a word has no event: callers
+/// re-check their conditions after every return.
+pub(crate) fn wait_many<'a>(words: impl Iterator<Item = (&'a AtomicU32, u32)>, timeout: Duration) {
+    let mut events = Vec::with_capacity(WAIT_MANY_MAX);
+    let mut poll = false;
+    {
+        let table = routes();
+        for (word, expected) in words {
+            if word.load(Ordering::Acquire) != expected {
+                return;
+            }
+            match table.parker(address(word)) {
+                Some(event) if events.len() < WAIT_MANY_MAX => events.push(event),
+                _ => poll = true,
+            }
+        }
+    }
+    if poll || events.is_empty() {
+        std::thread::sleep(timeout.min(WAIT_MANY_POLL));
+        return;
+    }
+    let handles: Vec<HANDLE> = events.iter().map(|e| e.raw()).collect();
+    // SAFETY: `handles` holds `handles.len()` (1..=64) open event handles,
+    // kept open by `events` for the duration of the call.
+    let r = unsafe {
+        WaitForMultipleObjects(handles.len() as u32, handles.as_ptr(), 0, wait_ms(timeout))
+    };
+    debug_assert!(
+        (WAIT_OBJECT_0..WAIT_OBJECT_0 + handles.len() as u32).contains(&r) || r == WAIT_TIMEOUT,
+        "WaitForMultipleObjects on wake events: {r:#x} (error {})",
+        last_error()
+    );
+}
+
+/// A wait's timeout in whole milliseconds, rounded up (a park slice is at
+/// least 100 µs: a zero wait would make the caller's loop spin with system
+/// calls), below `INFINITE`.
+fn wait_ms(timeout: Duration) -> u32 {
+    let ms = timeout.as_nanos().div_ceil(1_000_000);
+    u32::try_from(ms).unwrap_or(INFINITE - 1).min(INFINITE - 1)
 }
 
 fn address(word: &AtomicU32) -> usize {
