@@ -59,11 +59,13 @@
 //!
 //! # Inspection
 //!
-//! [`inspect::list_named`] and [`inspect::named_info`] describe the machine's
+//! [`inspect::list_named`](inspect/fn.list_named.html) and
+//! [`inspect::named_info`](inspect/fn.named_info.html) describe the machine's
 //! named segments (size, owner, holders, lifetime, kind) without taking part
-//! in their lifetimes; [`inspect::reclaim_stale`] removes a name whose
-//! holders all died. The `memshare` command-line tool (`memshare ls`,
-//! `memshare gc`) is built on them.
+//! in their lifetimes; [`inspect::reclaim_stale`](inspect/fn.reclaim_stale.html)
+//! removes a name whose holders all died (Unix: plain links, since Windows
+//! documentation has no `inspect`). The `memshare` command-line tool
+//! (`memshare ls`, `memshare gc`) is built on them.
 
 #![warn(missing_docs)]
 // On docs.rs, items that exist on some platforms only say which ones

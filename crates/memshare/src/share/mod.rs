@@ -38,7 +38,8 @@
 //! A child that something else spawns (Python's `subprocess`,
 //! `posix_spawn`) gets the same from [`Segment::offer_to_child`] (Unix): a
 //! [`ChildOffer`] holds the descriptor to keep open in the child and the
-//! variable and value to set.
+//! variable and value to set. (The Unix-only items are plain links, which
+//! the Windows documentation has no target for.)
 //!
 //! ## On Windows
 //!
@@ -82,10 +83,11 @@
 //! [`Segment`]: crate::Segment
 //! [`Segment::inherited`]: crate::Segment::inherited
 //! [`Segment::inherited_from`]: crate::Segment::inherited_from
-//! [`Segment::offer_to_child`]: crate::Segment::offer_to_child
+//! [`Segment::offer_to_child`]: ../struct.Segment.html#method.offer_to_child
+//! [`ChildOffer`]: struct.ChildOffer.html
 //! [`Error::InvalidHandle`]: crate::Error::InvalidHandle
-//! [`send_segments`]: crate::send_segments
-//! [`recv_segments`]: crate::recv_segments
+//! [`send_segments`]: ../fn.send_segments.html
+//! [`recv_segments`]: ../fn.recv_segments.html
 
 // `CommandExt`, `send_segments` and `recv_segments` are used through the
 // crate root (`memshare::CommandExt`); the rest of sharing lives here.
