@@ -167,7 +167,7 @@ pub(crate) struct Link<T = ()> {
     /// `crate::aio`), shared by every future of the endpoint and of the
     /// wait sets it is a member of. (The notifier is Unix's: on Windows
     /// the feature adds nothing.)
-    #[cfg(all(unix, feature = "async"))]
+    #[cfg(feature = "async")]
     pub(crate) aio: crate::aio::notifier::RegistrationSlot,
 }
 
@@ -177,7 +177,7 @@ impl<T> Link<T> {
             dropped: Default::default(),
             recheck: Default::default(),
             state,
-            #[cfg(all(unix, feature = "async"))]
+            #[cfg(feature = "async")]
             aio: Default::default(),
         })
     }
@@ -189,7 +189,7 @@ impl<T> Link<T> {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         // The registration's member holds this link: kept here, it would
         // never be dropped (nor the mapping and name it holds).
-        #[cfg(all(unix, feature = "async"))]
+        #[cfg(feature = "async")]
         self.aio.close();
     }
 

@@ -78,7 +78,7 @@
 // they use is unused there.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
-#[cfg(all(unix, not(loom), feature = "async"))]
+#[cfg(all(not(loom), feature = "async"))]
 pub mod aio;
 pub mod channel;
 #[cfg(not(loom))]

@@ -61,6 +61,14 @@ impl FutexWord {
         crate::sys::wake_waiters(&self.0, waiters);
     }
 
+    /// Prepares this word, in this process's own memory, for waits and
+    /// wakes between its threads (see `sys::route_local`); kept as long as
+    /// the word is used.
+    #[cfg(feature = "async")]
+    pub(crate) fn route_local(&self) -> crate::Result<crate::sys::WordRoute> {
+        crate::sys::route_local(&self.0)
+    }
+
     /// Prepares this word, at byte `offset` of `segment`, for an endpoint
     /// that uses it as `role`; kept as long as the endpoint (see
     /// `sys::WordRole`).

@@ -6,10 +6,11 @@
 //! (every kind's future says `Disconnected` within about a liveness
 //! interval); cancel safety (futures dropped at every point lose and
 //! duplicate nothing, and leave the endpoint's own blocking calls
-//! unharmed); readiness descriptors in a raw epoll loop; wait sets;
+//! unharmed); readiness descriptors in a raw event loop (poll(2) on Unix,
+//! `WaitForSingleObject` on Windows); wait sets;
 //! the typed endpoints' futures on smol's executor (async-executor).
 //! The test binary re-runs itself as the peers.
-#![cfg(all(target_os = "linux", feature = "async"))]
+#![cfg(feature = "async")]
 
 mod common;
 
@@ -462,33 +463,40 @@ fn an_uncommitted_reservation_and_an_abandoned_call_leave_nothing_behind() {
     serving.join().unwrap();
 }
 
-/// The readiness descriptor in a raw epoll loop: readable when a message
+/// Whether `ready` becomes readable (set, on Windows) within `ms`: the
+/// event loop's wait, poll(2) on Unix.
+#[cfg(unix)]
+fn readable(ready: &memshare::aio::Readiness, ms: i32) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(ready, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: i64::from(ms / 1000),
+        tv_nsec: i64::from(ms % 1000) * 1_000_000,
+    };
+    poll(&mut fds, Some(&timeout)).unwrap() == 1
+}
+
+/// Whether `ready` becomes readable (set, on Windows) within `ms`:
+/// `WaitForSingleObject` on the event handle.
+#[cfg(windows)]
+fn readable(ready: &memshare::aio::Readiness, ms: i32) -> bool {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Foundation::WAIT_OBJECT_0;
+    use windows_sys::Win32::System::Threading::WaitForSingleObject;
+    // SAFETY: the readiness handle is open while `ready` lives.
+    let r = unsafe { WaitForSingleObject(ready.as_raw_handle(), ms as u32) };
+    r == WAIT_OBJECT_0
+}
+
+/// The readiness descriptor in a raw event loop: readable when a message
 /// comes, not after `rearm` with nothing left, readable again at the next
 /// message, and at the sender's drop.
 #[test]
-fn a_readiness_descriptor_in_a_raw_epoll_loop() {
-    use rustix::event::epoll;
+fn a_readiness_descriptor_in_a_raw_event_loop() {
     let mut rx = Receiver::create(4096).unwrap();
     let mut tx = Sender::attach(rx.segment()).unwrap();
     let ready = rx.readiness().unwrap();
-    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
-    epoll::add(
-        &ep,
-        &ready,
-        epoll::EventData::new_u64(1),
-        epoll::EventFlags::IN,
-    )
-    .unwrap();
-    let wait = |ms: i32| -> usize {
-        let mut events = Vec::with_capacity(4);
-        let timeout = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: i64::from(ms) * 1_000_000,
-        };
-        epoll::wait(&ep, spare(&mut events), Some(&timeout)).unwrap();
-        events.len()
-    };
-    assert_eq!(wait(30), 0, "readable with nothing to receive");
+    assert!(!readable(&ready, 30), "readable with nothing to receive");
     let sending = std::thread::spawn(move || {
         for i in 0..100u32 {
             std::thread::sleep(Duration::from_micros(300));
@@ -500,7 +508,7 @@ fn a_readiness_descriptor_in_a_raw_epoll_loop() {
     let deadline = Instant::now() + TIMEOUT;
     while got < 100 {
         assert!(Instant::now() < deadline, "stalled at {got}");
-        if wait(1000) == 0 {
+        if !readable(&ready, 1000) {
             continue;
         }
         while let Some(msg) = rx.try_recv().unwrap() {
@@ -510,14 +518,16 @@ fn a_readiness_descriptor_in_a_raw_epoll_loop() {
         ready.rearm();
     }
     let tx = sending.join().unwrap();
-    assert_eq!(wait(30), 0, "readable after rearm with nothing left");
+    assert!(
+        !readable(&ready, 30),
+        "readable after rearm with nothing left"
+    );
     drop(tx);
-    assert_eq!(wait(1000), 1, "not readable after the sender's drop");
+    assert!(
+        readable(&ready, 1000),
+        "not readable after the sender's drop"
+    );
     assert!(matches!(rx.try_recv(), Err(Error::Disconnected { .. })));
-}
-
-fn spare<T>(v: &mut Vec<T>) -> rustix::buffer::SpareCapacity<'_, T> {
-    rustix::buffer::spare_capacity(v)
 }
 
 /// The peer child: attaches to `MST_NAME` as `MST_KIND` says, says

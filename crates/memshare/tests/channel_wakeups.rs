@@ -4,7 +4,7 @@
 //! A parked endpoint waits on its futex word for at most
 //! [`LIVENESS_INTERVAL`], so a lost wake-up does not hang: it stalls the
 //! round trip until that wait times out, a whole slice later. The test
-//! fails on any round trip that stalls for most of a slice. (Alone in its
+//! fails on more than two round trips that stall for most of a slice. (Alone in its
 //! binary, so that the spinning tests of `channel_processes` do not compete
 //! for the CPUs.)
 //!
@@ -103,8 +103,13 @@ fn a_park_mode_ping_pong_across_processes_never_stalls() {
         drop(ping); // the child sees Disconnected and exits
         ponger.wait_success(TIMEOUT);
         eprintln!("{wait}: the slowest round trip took {worst:?}");
+        // A busy machine (or Wine's wineserver) deschedules a process for
+        // tens of milliseconds now and then: once in 25,000 round trips
+        // seen in CI-like runs (143 ms under Wine while builds ran), so two
+        // such are allowed, as in `wait_set`'s ping-pong. A lost wake-up
+        // stalls the round trips that race, many of them.
         assert!(
-            stalls.is_empty(),
+            stalls.len() <= 2,
             "{wait}: round trips stalled beyond {STALL:?} (a lost wake-up waits out a park slice of {LIVENESS_INTERVAL:?}): {stalls:?}"
         );
     }

@@ -57,8 +57,11 @@
 //!   pidfds, and their locks are asked only every 5 s besides; the other
 //!   peers (publishers, a server's clients) are asked every interval, one
 //!   lock query per peer.
-//! - Unix only: on Windows the feature adds nothing (the repository's
-//!   `docs/platforms.md`).
+//! - On Windows the notifier threads wait on the auto-reset events the
+//!   endpoints park on (`WaitForMultipleObjects`: 63 endpoints and a
+//!   control word per thread) and no process death is told by the
+//!   kernel: every peer is asked every interval, one lock query each (the
+//!   repository's `docs/platforms.md`).
 //! - No thread per endpoint, and no polling with sleeps.
 //!
 //! # Cancel safety
@@ -85,9 +88,10 @@
 //!
 //! For event loops that wait on descriptors (epoll, mio, calloop, asyncio's
 //! `add_reader`): `readiness()` on every endpoint (and on a wait set) gives
-//! a [`Readiness`], an `AsFd` (an `eventfd` on Linux) that becomes
-//! readable when the endpoint has something, its peer is gone, or it was
-//! dropped. It stays readable until re-armed: receive with the endpoint's
+//! a [`Readiness`], an `AsFd` (an `eventfd` on Linux, a pipe on other
+//! Unixes; on Windows an `AsRawHandle`, a manual-reset event) that becomes
+//! readable (set) when the endpoint has something, its peer is gone, or it
+//! was dropped. It stays readable until re-armed: receive with the endpoint's
 //! `try_` form until it says `None`, then call [`Readiness::rearm`], which
 //! reads the descriptor empty and watches again (it becomes readable again
 //! at once if the endpoint already has something: no message is missed

@@ -386,9 +386,16 @@ impl Registration {
             }),
         });
         let runs = Arc::clone(&worker);
+        // The control word's route (an event of its own on Windows;
+        // nothing on Unix), registered before any wait on it; the worker
+        // lives as long as the process, so does the route.
+        let route = worker.control.route_local()?;
         std::thread::Builder::new()
             .name("memshare-notifier".into())
-            .spawn(move || runs.run())
+            .spawn(move || {
+                let _route = route;
+                runs.run()
+            })
             .map_err(|e| crate::Error::from_io(None, "spawn the notifier thread", e))?;
         workers.push(Arc::clone(&worker));
         Ok(Registration { worker, index: 0 })

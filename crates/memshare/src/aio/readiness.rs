@@ -1,6 +1,10 @@
-//! Readiness descriptors, for event loops that wait on descriptors.
+//! Readiness descriptors, for event loops that wait on descriptors (a
+//! waitable event handle on Windows).
 
+#[cfg(unix)]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+#[cfg(windows)]
+use std::os::windows::io::{AsRawHandle, RawHandle};
 use std::sync::Arc;
 
 use super::notifier::{listener_id, Listener, Registration};
@@ -10,7 +14,9 @@ use crate::Result;
 /// readable when its endpoint has something, its peer is gone, or it was
 /// dropped: for event loops that wait on descriptors (epoll, mio,
 /// calloop, asyncio's `add_reader`). Made by each endpoint's
-/// `readiness()`.
+/// `readiness()`. On Windows it is a manual-reset event handle
+/// (`std::os::windows::io::AsRawHandle`) that becomes set,
+/// for `WaitForMultipleObjects` loops.
 ///
 /// It stays readable until [`Readiness::rearm`]: when it is readable,
 /// receive with the endpoint's `try_` form until it says `None` (or there
@@ -21,6 +27,7 @@ use crate::Result;
 /// thread per descriptor.
 ///
 /// ```
+/// # #[cfg(unix)] {
 /// use std::os::fd::AsFd;
 /// use memshare::channel::{Receiver, Sender};
 /// use rustix::event::{poll, PollFd, PollFlags};
@@ -37,6 +44,7 @@ use crate::Result;
 /// }
 /// ready.rearm(); // nothing left: not readable until the next message
 /// # let _ = ready.as_fd();
+/// # }
 /// # Ok(()) }
 /// ```
 pub struct Readiness {
@@ -71,15 +79,24 @@ impl Readiness {
     }
 }
 
+#[cfg(unix)]
 impl AsFd for Readiness {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.event.as_fd()
     }
 }
 
+#[cfg(unix)]
 impl AsRawFd for Readiness {
     fn as_raw_fd(&self) -> RawFd {
         self.event.as_fd().as_raw_fd()
+    }
+}
+
+#[cfg(windows)]
+impl AsRawHandle for Readiness {
+    fn as_raw_handle(&self) -> RawHandle {
+        self.event.as_raw_handle()
     }
 }
 
@@ -94,7 +111,7 @@ impl Drop for Readiness {
 impl std::fmt::Debug for Readiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Readiness")
-            .field("fd", &self.as_raw_fd())
+            .field("id", &self.id)
             .finish_non_exhaustive()
     }
 }

@@ -126,7 +126,7 @@ impl<T: Pod> TypedSubscriber<T> {
     }
 
     /// The byte subscriber underneath, mutably (its futures borrow it so).
-    #[cfg(all(unix, feature = "async"))]
+    #[cfg(feature = "async")]
     pub(crate) fn inner_mut(&mut self) -> &mut Subscriber {
         &mut self.inner
     }

@@ -573,7 +573,7 @@ impl Client {
 
     /// Frees `slot` when its answer comes (an async call dropped before
     /// its response), as a timed-out `call_timeout` does.
-    #[cfg(all(unix, feature = "async"))]
+    #[cfg(feature = "async")]
     pub(crate) fn abandon(&self, slot: u32) {
         self.abandoned
             .fetch_or(1 << slot, std::sync::atomic::Ordering::Relaxed);

@@ -35,6 +35,8 @@ pub(crate) use share::{
     adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid, recv_with_fds,
     send_with_fds,
 };
+#[cfg(feature = "async")]
+pub(crate) use sync::route_local;
 pub(crate) use sync::{wait, wait_many, wake, wake_waiters, ByteLock, WordRoute, WAIT_MANY_MAX};
 
 /// What a creator asks for beyond the size.

@@ -54,6 +54,13 @@ pub(crate) fn wake_waiters(word: &AtomicU32, _waiters: u64) {
 #[derive(Debug)]
 pub(crate) struct WordRoute;
 
+/// The route of `word`, a word of this process's own memory that its
+/// threads wait on and wake: nothing to prepare (the word is waited on).
+#[cfg(feature = "async")]
+pub(crate) fn route_local(_word: &AtomicU32) -> Result<WordRoute> {
+    Ok(WordRoute)
+}
+
 /// The most words [`wait_many`] waits on at once: what `futex_waitv`
 /// takes (`FUTEX_WAITV_MAX` in the kernel).
 pub(crate) const WAIT_MANY_MAX: usize = 128;

@@ -7,7 +7,11 @@
 //! while any handle or view of the section exists.
 
 mod broker;
+#[cfg(feature = "async")]
+mod event;
 mod handle;
+#[cfg(feature = "async")]
+mod reaper;
 mod security;
 mod share;
 mod sync;
@@ -29,8 +33,14 @@ use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 use crate::{Error, Result};
 
 use super::{describe, Access, Meta, Owner, Prefault};
+#[cfg(feature = "async")]
+pub(crate) use event::Event;
 pub(crate) use handle::Handle;
+#[cfg(feature = "async")]
+pub(crate) use reaper::{deaths, on_death, unwatch_pid, watch_pid};
 pub(crate) use share::{adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid};
+#[cfg(feature = "async")]
+pub(crate) use sync::route_local;
 pub(crate) use sync::{wait, wait_many, wake, wake_waiters, ByteLock, WordRoute, WAIT_MANY_MAX};
 
 /// What a creator asks for beyond the size.

@@ -209,6 +209,10 @@ enum Route {
     Parks(Arc<Handle>),
     /// It wakes the waiters here: their events, opened when first woken.
     Wakes(Wakes),
+    /// A word in this process's own memory (the async notifier's control
+    /// word): one unnamed event that its waits wait on and its wakes set.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    Local(Arc<Handle>),
 }
 
 #[derive(Debug)]
@@ -285,7 +289,7 @@ impl Routes {
             .iter()
             .rev()
             .find_map(|(_, r)| match &**r {
-                Route::Parks(event) => Some(event.clone()),
+                Route::Parks(event) | Route::Local(event) => Some(event.clone()),
                 Route::Wakes(_) => None,
             })
     }
@@ -296,7 +300,7 @@ impl Routes {
         let list = table.get(&address)?;
         list.iter()
             .rev()
-            .find(|(_, r)| matches!(**r, Route::Wakes(_)))
+            .find(|(_, r)| matches!(**r, Route::Wakes(_) | Route::Local(_)))
             .map(|(_, r)| r.clone())
     }
 
@@ -307,10 +311,29 @@ impl Routes {
 
 impl Route {
     fn wake(&self, waiters: u64) {
-        if let Route::Wakes(wakes) = self {
-            wakes.wake(waiters);
+        match self {
+            Route::Wakes(wakes) => wakes.wake(waiters),
+            Route::Local(event) => {
+                // SAFETY: an open event handle, kept open by the `Arc`.
+                let ok = unsafe { SetEvent(event.raw()) };
+                debug_assert!(ok != 0, "SetEvent: error {}", last_error());
+            }
+            Route::Parks(_) => {}
         }
     }
+}
+
+/// The route of `word`, a word of this process's own memory that threads
+/// of this process wait on ([`wait`], [`wait_many`]) and wake: an unnamed
+/// auto-reset event of its own. Kept as long as the word is used.
+#[cfg(feature = "async")]
+pub(crate) fn route_local(word: &AtomicU32) -> Result<WordRoute> {
+    // SAFETY: no attributes (not inheritable), no name; auto-reset, not
+    // set.
+    let raw = unsafe { CreateEventW(std::ptr::null(), 0, 0, std::ptr::null()) };
+    let event = Handle::from_raw(raw)
+        .ok_or_else(|| win_error(None, "CreateEventW (local)", last_error()))?;
+    Ok(routes().add(address(word), Route::Local(Arc::new(event))))
 }
 
 /// Holds a byte of an object (a named mutex owned by this process's lock
@@ -533,6 +556,46 @@ mod tests {
 
     fn section() -> Object {
         Object::create_anonymous(4096, &super::super::CreateOptions::default()).unwrap()
+    }
+
+    /// The async notifier's control word: a wait on several words, one of
+    /// them local, sleeps on the events (the whole timeout: a wait that
+    /// polled would return after 200 µs) and a wake of the local word from
+    /// another thread ends it.
+    #[cfg(feature = "async")]
+    #[test]
+    fn a_wait_on_many_words_sleeps_on_their_events_and_a_local_wake_ends_it() {
+        let object = section();
+        let shared = AtomicU32::new(3);
+        let _parks = object
+            .route_word(&shared, 64, WordRole::Parks { waiter: 0 })
+            .unwrap();
+        let local = AtomicU32::new(0);
+        let _local = route_local(&local).unwrap();
+        let start = Instant::now();
+        wait_many(
+            [(&shared, 3), (&local, 0)].into_iter(),
+            Duration::from_millis(50),
+        );
+        let slept = start.elapsed();
+        assert!(
+            slept >= Duration::from_millis(45),
+            "returned after {slept:?}"
+        );
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                local.fetch_add(1, Ordering::Release);
+                wake(&local, 1);
+            });
+            let start = Instant::now();
+            wait_many(
+                [(&shared, 3), (&local, 0)].into_iter(),
+                Duration::from_secs(5),
+            );
+            let slept = start.elapsed();
+            assert!(slept < Duration::from_secs(2), "not woken: {slept:?}");
+        });
     }
 
     #[test]
