@@ -552,6 +552,10 @@ impl Client {
     /// `Err(Corrupted)` if its slot says something no server following the
     /// protocol writes (the slot is lost).
     pub(crate) fn answer(&mut self, slot: u32, id: u64) -> Result<bool> {
+        // The response's first line, asked for before the slot's: when the
+        // answer is there, the two lines the server wrote come across
+        // together, not one after the other.
+        protocol::prefetch_read(self.service.response_buffer(self.index, slot));
         let answer = protocol::answer(self.service.region(self.index), slot, id);
         if answer != Answer::Waiting {
             // Looked at: not waited for any more.

@@ -145,6 +145,8 @@ pub(crate) struct Ring {
     /// (a ring entry naming such a slot again is a violation: the server
     /// never lends one response buffer twice).
     pub(crate) held: u64,
+    /// Whether the last take read a new batch (entries `tail - 1..seen`).
+    fresh: bool,
 }
 
 impl Default for Ring {
@@ -154,6 +156,7 @@ impl Default for Ring {
             seen: 0,
             entries: [0; RING_MAX],
             held: 0,
+            fresh: false,
         }
     }
 }
@@ -168,6 +171,16 @@ impl Ring {
             held: self.held,
             ..Ring::default()
         };
+    }
+
+    /// If the last take read a new batch from the ring: the slots its
+    /// entries name (the one just taken first), unchecked; once.
+    pub(crate) fn fresh_batch(&mut self) -> Option<impl Iterator<Item = u32> + '_> {
+        if !std::mem::take(&mut self.fresh) {
+            return None;
+        }
+        let entries = &self.entries;
+        Some((self.tail.wrapping_sub(1)..self.seen).map(move |n| entries[n as usize % RING_MAX]))
     }
 
     /// The request in `slot` is answered (or dropped): its buffers are no
@@ -215,6 +228,7 @@ pub(crate) fn take(
             n += 1;
         }
         ring.seen = head;
+        ring.fresh = true;
     }
     let slot = ring.entries[ring.tail as usize % RING_MAX];
     ring.tail += 1;
@@ -240,6 +254,63 @@ pub(crate) fn take(
         slot,
         id: id_of(word),
         len,
+    }
+}
+
+/// Asks the processor to bring the cache line at `p` in for writing, ahead
+/// of the write (the server does for the slots and response buffers of a
+/// batch it reads: their lines then come across at once, not one after
+/// another as each request is answered). Only a hint: nothing is read or
+/// written, and no address faults.
+#[inline(always)]
+pub(crate) fn prefetch_write(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    if prefetchw_supported() {
+        // SAFETY: PREFETCHW (supported, as CPUID said) only hints; it
+        // neither reads nor writes memory, never faults, and changes no
+        // register or flag.
+        unsafe {
+            std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly));
+        }
+    } else {
+        prefetch_read(p);
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    let _ = p;
+}
+
+/// As [`prefetch_write`], for reading (the request buffers of a batch).
+#[inline(always)]
+pub(crate) fn prefetch_read(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    // SAFETY: a prefetch only hints: it reads nothing architecturally and
+    // never faults, whatever the address; SSE is in x86_64's baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    let _ = p;
+}
+
+/// Whether the processor has PREFETCHW (CPUID 8000_0001h, ECX bit 8),
+/// asked once.
+#[cfg(all(target_arch = "x86_64", not(loom)))]
+fn prefetchw_supported() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    static KNOWN: AtomicU8 = AtomicU8::new(0);
+    match KNOWN.load(Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            // SAFETY: CPUID is on every x86_64 processor, and leaf
+            // 8000_0001h is defined on every one (the unsafe block is
+            // needed before Rust 1.89, where `__cpuid` became safe).
+            #[allow(unused_unsafe)]
+            let leaf = unsafe { std::arch::x86_64::__cpuid(0x8000_0001) };
+            let has = leaf.ecx & (1 << 8) != 0;
+            KNOWN.store(if has { 2 } else { 1 }, Relaxed);
+            has
+        }
     }
 }
 

@@ -398,6 +398,18 @@ impl Server {
         if let Take::Violation(what) = taken {
             k.evicted = Some(what);
         }
+        if let Some(batch) = k.ring.fresh_batch() {
+            // The lines this batch's answers write, and its requests, asked
+            // for all at once (the server takes them one at a time, round
+            // robin with the other clients).
+            let region = self.service.region(c);
+            let g = &self.service.geometry;
+            for slot in batch.filter(|&s| s < g.shape.max_in_flight) {
+                protocol::prefetch_write(std::ptr::from_ref(&region.slots[slot as usize]).cast());
+                protocol::prefetch_read(self.service.request_buffer(c, slot));
+                protocol::prefetch_write(self.service.response_buffer(c, slot));
+            }
+        }
         self.mirror(c, k);
         match taken {
             Take::Empty => Ok(None),
