@@ -65,6 +65,12 @@ pub struct Client {
     /// Slots whose `Pending` was dropped before its response came (a bit
     /// per slot; shared with the `Pending`s).
     abandoned: Arc<AtomicU64>,
+    /// Clones of `abandoned` made ahead for a batch's `Pending`s: a clone
+    /// is a locked instruction, which waits for every store before it, so
+    /// one made between two requests of a batch would wait for the first
+    /// request's lines to come across (made at the batch's start, they
+    /// wait for nothing).
+    spare: Vec<Arc<AtomicU64>>,
     strategy: WaitStrategy,
     /// When the server's lock was last asked about.
     last_liveness: Instant,
@@ -271,6 +277,7 @@ impl Client {
             free: (0..slots).rev().collect(),
             in_flight: vec![None; slots as usize],
             abandoned: Arc::new(AtomicU64::new(0)),
+            spare: Vec::with_capacity(slots as usize),
             strategy: WaitStrategy::default(),
             last_liveness: Instant::now(),
             awaiting: 0,
@@ -367,6 +374,10 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn batch(&mut self) -> RequestBatch<'_> {
+        let slots = self.service.geometry.shape.max_in_flight as usize;
+        while self.spare.len() < slots {
+            self.spare.push(Arc::clone(&self.abandoned));
+        }
         RequestBatch {
             client: self,
             checked: false,
@@ -605,15 +616,14 @@ impl Client {
         })
     }
 
-    /// Frees `slot` for a new request (and says so in the slot, for
-    /// inspection: the server does not look at a slot that is not in its
-    /// ring).
+    /// Frees `slot` for a new request. The slot keeps its answer's phase
+    /// until its next request: the server does not look at a slot that is
+    /// not in its ring, and a store here would cost a transfer of the
+    /// line the server writes the answer in (its next request writes it
+    /// anyway).
     fn release(&mut self, slot: u32) {
         self.set_awaiting(slot, false);
         if self.in_flight[slot as usize].take().is_some() {
-            self.service.region(self.index).slots[slot as usize]
-                .state
-                .store(layout::SLOT_FREE, Ordering::Relaxed);
             self.free.push(slot);
         }
     }
@@ -773,12 +783,16 @@ impl RequestBatch<'_> {
     pub fn send_request(&mut self, request: &[u8]) -> Result<Pending> {
         let (slot, id) = self.client.push(request, !self.checked)?;
         self.checked = true;
+        let abandoned = match self.client.spare.pop() {
+            Some(spare) => spare,
+            None => Arc::clone(&self.client.abandoned),
+        };
         Ok(Pending {
             client: self.client.instance,
             slot,
             id,
             received: Cell::new(false),
-            abandoned: Arc::clone(&self.client.abandoned),
+            abandoned,
         })
     }
 
@@ -795,10 +809,7 @@ impl Drop for RequestBatch<'_> {
 impl std::fmt::Debug for RequestBatch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestBatch")
-            .field(
-                "unpublished",
-                &(self.client.head - self.client.published),
-            )
+            .field("unpublished", &(self.client.head - self.client.published))
             .finish()
     }
 }
