@@ -476,7 +476,6 @@ impl Client {
     /// The response to `pending` if it has come, else `None` at once.
     pub fn try_receive_response(&mut self, pending: &Pending) -> Result<Option<Response<'_>>> {
         self.check_pending(pending)?;
-        self.publish();
         let (slot, id) = (pending.slot, pending.id);
         let answered = match self.answer(slot, id) {
             Ok(false) => match self.check_server(false) {
@@ -504,9 +503,6 @@ impl Client {
         deadline: Option<Instant>,
         abandon: bool,
     ) -> Result<Response<'_>> {
-        // (A batch forgotten with `mem::forget` left its requests
-        // unpublished: no answer would come.)
-        self.publish();
         let mut rounds = Rounds::new(self.strategy, deadline);
         loop {
             if self.answer(slot, id)? {
@@ -563,6 +559,9 @@ impl Client {
     /// `Err(Corrupted)` if its slot says something no server following the
     /// protocol writes (the slot is lost).
     pub(crate) fn answer(&mut self, slot: u32, id: u64) -> Result<bool> {
+        // (A batch forgotten with `mem::forget` left its requests
+        // unpublished: no answer would come.)
+        self.publish();
         // The response's first line, asked for before the slot's: when the
         // answer is there, the two lines the server wrote come across
         // together, not one after the other.
@@ -771,7 +770,7 @@ impl Drop for Client {
 /// [`RequestBatch::send_request`] writes its request and pushes it onto
 /// the ring; the server is told of them all at once when the batch is
 /// dropped or published. (A batch leaked with `mem::forget` is published by
-/// the client's next wait for a response.)
+/// the client's next look for a response.)
 pub struct RequestBatch<'a> {
     client: &'a mut Client,
     /// Whether the server was checked in this batch (once is enough).

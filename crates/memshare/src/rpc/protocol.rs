@@ -295,6 +295,8 @@ pub(crate) fn prefetch_read(p: *const u8) {
 /// Whether the processor has PREFETCHW (CPUID 8000_0001h, ECX bit 8),
 /// asked once.
 #[cfg(all(target_arch = "x86_64", not(loom)))]
+// (`__cpuid` is safe from Rust 1.89 on, unsafe in the MSRV's.)
+#[allow(unused_unsafe)]
 fn prefetchw_supported() -> bool {
     use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
     static KNOWN: AtomicU8 = AtomicU8::new(0);
@@ -303,9 +305,7 @@ fn prefetchw_supported() -> bool {
         2 => true,
         _ => {
             // SAFETY: CPUID is on every x86_64 processor, and leaf
-            // 8000_0001h is defined on every one (the unsafe block is
-            // needed before Rust 1.89, where `__cpuid` became safe).
-            #[allow(unused_unsafe)]
+            // 8000_0001h is defined on every one.
             let leaf = unsafe { std::arch::x86_64::__cpuid(0x8000_0001) };
             let has = leaf.ecx & (1 << 8) != 0;
             KNOWN.store(if has { 2 } else { 1 }, Relaxed);
