@@ -93,9 +93,22 @@ fuzz_target!(|data: &[u8]| {
                 view.write_at(at, &bytes).unwrap();
             }
             3 => {
-                if pending.len() < 6 {
-                    if let Ok(p) = client.send_request(&[op; 8]) {
-                        pending.push(p);
+                if op & 0x08 == 0 {
+                    if pending.len() < 6 {
+                        if let Ok(p) = client.send_request(&[op; 8]) {
+                            pending.push(p);
+                        }
+                    }
+                } else {
+                    // A batch of up to 3, published together.
+                    let mut batch = client.batch();
+                    for _ in 0..(sel % 3 + 1) {
+                        if pending.len() >= 6 {
+                            break;
+                        }
+                        if let Ok(p) = batch.send_request(&[op; 8]) {
+                            pending.push(p);
+                        }
                     }
                 }
             }

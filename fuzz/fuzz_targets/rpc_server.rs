@@ -7,7 +7,8 @@
 //! The input is a script of operations: write a word of the hostile
 //! client's control part (anywhere, or its ring head, ring entries, slot
 //! words and request lengths with plausible values), its pending bit or
-//! wake words; send honestly from it; take requests (holding up to four)
+//! wake words; send honestly from it (one request, or a batch published
+//! together); take requests (holding up to four)
 //! and answer or decline them; a bystander call.
 #![no_main]
 
@@ -114,7 +115,16 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             4 => {
-                if pending.len() < 8 {
+                if pending.len() < 8 && op & 0x08 != 0 {
+                    // Honest requests published as one batch (the server
+                    // reads them from one look at the head).
+                    let mut batch = hostile.batch();
+                    for n in 0..(sel % 3 + 1) {
+                        if let Ok(p) = batch.send_request(&[op; 16][..sel.saturating_sub(n)]) {
+                            pending.push(p);
+                        }
+                    }
+                } else if pending.len() < 8 {
                     if let Ok(p) = hostile.send_request(&[op; 16][..sel]) {
                         pending.push(p);
                     }

@@ -53,6 +53,9 @@ pub struct Client {
     server_instance: u64,
     /// Requests pushed onto the ring so far.
     head: u64,
+    /// The head as the server may see it: requests pushed in a
+    /// [`RequestBatch`] are published when it ends.
+    published: u64,
     /// The id the next request gets.
     next_id: u64,
     /// Slots free for a request.
@@ -62,6 +65,12 @@ pub struct Client {
     /// Slots whose `Pending` was dropped before its response came (a bit
     /// per slot; shared with the `Pending`s).
     abandoned: Arc<AtomicU64>,
+    /// Clones of `abandoned` made ahead for a batch's `Pending`s: a clone
+    /// is a locked instruction, which waits for every store before it, so
+    /// one made between two requests of a batch would wait for the first
+    /// request's lines to come across (made at the batch's start, they
+    /// wait for nothing).
+    spare: Vec<Arc<AtomicU64>>,
     strategy: WaitStrategy,
     /// When the server's lock was last asked about.
     last_liveness: Instant,
@@ -261,12 +270,14 @@ impl Client {
             instance,
             server_instance,
             head,
+            published: head,
             // Ids start at a random point: a request id is not a guess of
             // what another client (or an earlier one) used.
             next_id: new_instance() & ID_MASK,
             free: (0..slots).rev().collect(),
             in_flight: vec![None; slots as usize],
             abandoned: Arc::new(AtomicU64::new(0)),
+            spare: Vec::with_capacity(slots as usize),
             strategy: WaitStrategy::default(),
             last_liveness: Instant::now(),
             awaiting: 0,
@@ -340,8 +351,50 @@ impl Client {
         })
     }
 
+    /// Sends several requests with one notice to the server: requests
+    /// sent through the batch are published together when it is dropped
+    /// (or [`RequestBatch::publish`]ed), with one store of the ring's head
+    /// and one look at the server's doorbell for all of them, as a socket
+    /// client writes several requests with one `write`.
+    ///
+    /// ```
+    /// use memshare::rpc::{Client, Server, ServerConfig};
+    /// # fn main() -> memshare::Result<()> {
+    /// # let name = format!("doc-rpc-batch-{}", std::process::id());
+    /// # let server = Server::create(&name, ServerConfig::new())?;
+    /// let mut client = Client::connect(&name)?;
+    /// let mut batch = client.batch();
+    /// let first = batch.send_request(b"one")?;
+    /// let second = batch.send_request(b"two")?;
+    /// batch.publish();
+    /// # server.recv()?.respond(b"1")?;
+    /// # server.recv()?.respond(b"2")?;
+    /// assert_eq!(&*client.receive_response(&first)?, b"1");
+    /// assert_eq!(&*client.receive_response(&second)?, b"2");
+    /// # Ok(()) }
+    /// ```
+    pub fn batch(&mut self) -> RequestBatch<'_> {
+        let slots = self.service.geometry.shape.max_in_flight as usize;
+        while self.spare.len() < slots {
+            self.spare.push(Arc::clone(&self.abandoned));
+        }
+        RequestBatch {
+            client: self,
+            checked: false,
+        }
+    }
+
     /// Sends `request`: its slot and id.
     pub(crate) fn send(&mut self, request: &[u8]) -> Result<(u32, u64)> {
+        let sent = self.push(request, true)?;
+        self.publish();
+        Ok(sent)
+    }
+
+    /// Writes `request` in a free slot and pushes it onto the ring, not yet
+    /// published: its slot and id. With `check`, the server is checked
+    /// first (a batch checks it once).
+    fn push(&mut self, request: &[u8], check: bool) -> Result<(u32, u64)> {
         let max =
             usize::try_from(self.service.geometry.shape.max_request_len).unwrap_or(usize::MAX);
         if request.len() > max {
@@ -351,7 +404,9 @@ impl Client {
                 max,
             });
         }
-        self.check_server(false)?;
+        if check {
+            self.check_server(false)?;
+        }
         let Some(slot) = self.free_slot() else {
             return Err(Error::LimitReached {
                 object: self.service.describe(),
@@ -367,9 +422,8 @@ impl Client {
         unsafe { std::ptr::copy_nonoverlapping(request.as_ptr(), buffer, request.len()) };
         let id = self.next_id;
         self.next_id = (id + 1) & ID_MASK;
-        self.head = protocol::send(
+        self.head = protocol::push(
             self.service.region(self.index),
-            self.service.doorbell(self.index),
             self.head,
             slot,
             id,
@@ -378,6 +432,18 @@ impl Client {
         self.in_flight[slot as usize] = Some(id);
         self.set_awaiting(slot, true);
         Ok((slot, id))
+    }
+
+    /// Publishes the requests pushed and not yet published, if any.
+    fn publish(&mut self) {
+        if self.published != self.head {
+            protocol::publish(
+                self.service.region(self.index),
+                self.service.doorbell(self.index),
+                self.head,
+            );
+            self.published = self.head;
+        }
     }
 
     /// Waits for the response to `pending` (sent by this client, not yet
@@ -493,6 +559,13 @@ impl Client {
     /// `Err(Corrupted)` if its slot says something no server following the
     /// protocol writes (the slot is lost).
     pub(crate) fn answer(&mut self, slot: u32, id: u64) -> Result<bool> {
+        // (A batch forgotten with `mem::forget` left its requests
+        // unpublished: no answer would come.)
+        self.publish();
+        // The response's first line, asked for before the slot's: when the
+        // answer is there, the two lines the server wrote come across
+        // together, not one after the other.
+        protocol::prefetch_read(self.service.response_buffer(self.index, slot));
         let answer = protocol::answer(self.service.region(self.index), slot, id);
         if answer != Answer::Waiting {
             // Looked at: not waited for any more.
@@ -542,15 +615,14 @@ impl Client {
         })
     }
 
-    /// Frees `slot` for a new request (and says so in the slot, for
-    /// inspection: the server does not look at a slot that is not in its
-    /// ring).
+    /// Frees `slot` for a new request. The slot keeps its answer's phase
+    /// until its next request: the server does not look at a slot that is
+    /// not in its ring, and a store here would cost a transfer of the
+    /// line the server writes the answer in (its next request writes it
+    /// anyway).
     fn release(&mut self, slot: u32) {
         self.set_awaiting(slot, false);
         if self.in_flight[slot as usize].take().is_some() {
-            self.service.region(self.index).slots[slot as usize]
-                .state
-                .store(layout::SLOT_FREE, Ordering::Relaxed);
             self.free.push(slot);
         }
     }
@@ -633,6 +705,29 @@ impl Client {
     /// dead: its lock asked at most once per liveness interval, or now if
     /// `fresh`), `Err(Corrupted)` if it evicted this client.
     pub(crate) fn check_server(&mut self, fresh: bool) -> Result<()> {
+        self.check_server_words()?;
+        // (A wait set that found the server's lock free asks for a fresh
+        // answer: the client then reports what it did.)
+        if fresh || self.link.take_recheck() || self.last_liveness.elapsed() >= LIVENESS_INTERVAL {
+            self.last_liveness = Instant::now();
+            if !self
+                .service
+                .segment()
+                .object()
+                .byte_locked(SERVER_LOCK_BYTE)?
+            {
+                return Err(Error::Disconnected {
+                    object: self.service.describe(),
+                    peer: "server",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Client::check_server`] without the lock: what the state words
+    /// say (the server detached or was replaced; this client evicted).
+    fn check_server_words(&self) -> Result<()> {
         let h = self.service.header();
         let gone = || Error::Disconnected {
             object: self.service.describe(),
@@ -649,19 +744,6 @@ impl Client {
                 "the server stopped serving this client: it saw the client break the protocol"
                     .into(),
             ));
-        }
-        // (A wait set that found the server's lock free asks for a fresh
-        // answer: the client then reports what it did.)
-        if fresh || self.link.take_recheck() || self.last_liveness.elapsed() >= LIVENESS_INTERVAL {
-            self.last_liveness = Instant::now();
-            if !self
-                .service
-                .segment()
-                .object()
-                .byte_locked(SERVER_LOCK_BYTE)?
-            {
-                return Err(gone());
-            }
         }
         Ok(())
     }
@@ -680,6 +762,53 @@ impl Drop for Client {
         if doorbell.server_wake.waiting.load(Ordering::Relaxed) != 0 {
             doorbell.server_wake.futex.bump_and_wake();
         }
+    }
+}
+
+/// Requests sent together ([`Client::batch`]): each
+/// [`RequestBatch::send_request`] writes its request and pushes it onto
+/// the ring; the server is told of them all at once when the batch is
+/// dropped or published. (A batch leaked with `mem::forget` is published by
+/// the client's next look for a response.)
+pub struct RequestBatch<'a> {
+    client: &'a mut Client,
+    /// Whether the server was checked in this batch (once is enough).
+    checked: bool,
+}
+
+impl RequestBatch<'_> {
+    /// As [`Client::send_request`], published when the batch ends.
+    pub fn send_request(&mut self, request: &[u8]) -> Result<Pending> {
+        let (slot, id) = self.client.push(request, !self.checked)?;
+        self.checked = true;
+        let abandoned = match self.client.spare.pop() {
+            Some(spare) => spare,
+            None => Arc::clone(&self.client.abandoned),
+        };
+        Ok(Pending {
+            client: self.client.instance,
+            slot,
+            id,
+            received: Cell::new(false),
+            abandoned,
+        })
+    }
+
+    /// Publishes the batch's requests (as dropping it does).
+    pub fn publish(self) {}
+}
+
+impl Drop for RequestBatch<'_> {
+    fn drop(&mut self) {
+        self.client.publish();
+    }
+}
+
+impl std::fmt::Debug for RequestBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestBatch")
+            .field("unpublished", &(self.client.head - self.client.published))
+            .finish()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::layout::{
     self, phase_of, CLIENT_ATTACHED, CLIENT_DETACHED, CLIENT_EVICTED, CLIENT_FREE, SERVER_ATTACHED,
-    SERVER_DETACHED, SERVER_LOCK_BYTE, SERVER_NEW, SLOT_FREE,
+    SERVER_DETACHED, SERVER_LOCK_BYTE, SERVER_NEW, SLOT_REQUESTED, SLOT_TAKEN,
 };
 use super::service::{Role, Service};
 use super::{ClientId, ServerConfig};
@@ -52,7 +52,7 @@ pub struct ClientState {
     pub pid: u32,
     /// Requests it sent.
     pub sent: u64,
-    /// Requests in flight: sent, and their response not yet received.
+    /// Requests in flight: sent, and not answered yet.
     pub in_flight: u32,
 }
 
@@ -123,7 +123,12 @@ pub fn inspect(segment: &Segment) -> Result<RpcState> {
             in_flight: region
                 .slots
                 .iter()
-                .filter(|s| phase_of(s.state.load(Ordering::Relaxed)) != SLOT_FREE)
+                .filter(|s| {
+                    matches!(
+                        phase_of(s.state.load(Ordering::Relaxed)),
+                        SLOT_REQUESTED | SLOT_TAKEN
+                    )
+                })
                 .count() as u32,
         });
     }

@@ -1,7 +1,9 @@
 //! The loom model of the request/response protocol, on its own code.
 //!
 //! `protocol.rs` (a request's way through its slot, the ring and the
-//! pending bit; the answer's way back; both parks) is written against
+//! pending bit, alone or published in a batch; the server's private copy
+//! of the ring and its record of the slots it holds; the answer's way
+//! back; both parks) is written against
 //! `crate::primitive`: loom's atomics and a modelled futex under
 //! `--cfg loom` (no timeout: a lost wake-up is a deadlock loom reports).
 //! The request and response bytes are loom cells: a side that reads a
@@ -71,16 +73,23 @@ impl Model {
 }
 
 /// The client: sends `requests` requests (slot i carries value 10 + i,
-/// id 100 + i), then waits for every answer, parking when there is none;
+/// id 100 + i), each published at once or (`batch`) all published
+/// together, then waits for every answer, parking when there is none;
 /// each response must be its request's value plus 1000.
-fn client(m: &Model, requests: u32) {
+fn client(m: &Model, requests: u32, batch: bool) {
     let mut head = 0;
     for i in 0..requests {
         m.requests[i as usize].with_mut(|p| {
             // SAFETY: the slot is the client's until it is pushed.
             unsafe { *p = 10 + i }
         });
-        head = protocol::send(m.region(), m.doorbell(), head, i, 100 + u64::from(i), 4);
+        head = protocol::push(m.region(), head, i, 100 + u64::from(i), 4);
+        if !batch {
+            protocol::publish(m.region(), m.doorbell(), head);
+        }
+    }
+    if batch {
+        protocol::publish(m.region(), m.doorbell(), head);
     }
     for i in 0..requests {
         loop {
@@ -122,14 +131,14 @@ enum Wait {
 /// and answers them in reverse order of arrival once all are taken (with
 /// `reverse`) or each at once.
 fn server(m: &Model, requests: u32, reverse: bool, wait: Wait) {
-    let mut tail = 0;
+    let mut ring = protocol::Ring::default();
     let mut taken = Vec::new();
     while taken.len() < requests as usize {
         if m.pending.load(crate::primitive::Ordering::Relaxed) & 1 == 0 {
             match wait {
                 Wait::Spin => loom::thread::yield_now(),
                 Wait::Park => {
-                    let t = tail;
+                    let t = ring.tail;
                     protocol::park_server(&m.server_wake, Duration::from_secs(1), || {
                         if protocol::has_requests(m.region(), t) {
                             m.pending.fetch_or(1, crate::primitive::Ordering::Relaxed);
@@ -142,7 +151,7 @@ fn server(m: &Model, requests: u32, reverse: bool, wait: Wait) {
             }
             continue;
         }
-        match protocol::take(m.region(), m.doorbell(), &mut tail, 4) {
+        match protocol::take(m.region(), m.doorbell(), &mut ring, 4) {
             Take::Request { slot, id, len } => {
                 assert_eq!((id, len), (100 + u64::from(slot), 4));
                 let value = m.requests[slot as usize].with(|p| {
@@ -150,12 +159,10 @@ fn server(m: &Model, requests: u32, reverse: bool, wait: Wait) {
                     unsafe { *p }
                 });
                 assert_eq!(value, 10 + slot);
-                if reverse {
-                    taken.push((slot, id, value));
-                } else {
-                    answer(m, slot, id, value);
-                    taken.push((slot, id, value));
+                if !reverse {
+                    answer(m, &mut ring, slot, id, value);
                 }
+                taken.push((slot, id, value));
             }
             Take::Empty => {}
             Take::Violation(what) => panic!("{what}"),
@@ -163,50 +170,58 @@ fn server(m: &Model, requests: u32, reverse: bool, wait: Wait) {
     }
     if reverse {
         for &(slot, id, value) in taken.iter().rev() {
-            answer(m, slot, id, value);
+            answer(m, &mut ring, slot, id, value);
         }
     }
 }
 
-fn answer(m: &Model, slot: u32, id: u64, value: u32) {
+fn answer(m: &Model, ring: &mut protocol::Ring, slot: u32, id: u64, value: u32) {
     m.responses[slot as usize].with_mut(|p| {
         // SAFETY: the server owes this slot's answer: the client does not
         // read the response buffer before it is given.
         unsafe { *p = value + 1000 }
     });
     assert!(protocol::finish(m.region(), slot, id, Some(8)));
+    ring.release(slot);
 }
 
-fn run(preemption_bound: usize, requests: u32, reverse: bool, wait: Wait) {
+fn run(preemption_bound: usize, requests: u32, reverse: bool, wait: Wait, batch: bool) {
     check(preemption_bound, move || {
         let m = Model::new(requests as usize);
         let s = {
             let m = Arc::clone(&m);
             loom::thread::spawn(move || server(&m, requests, reverse, wait))
         };
-        client(&m, requests);
+        client(&m, requests, batch);
         s.join().unwrap();
     });
 }
 
 #[test]
 fn one_call_with_both_parks() {
-    run(6, 1, false, Wait::Park);
+    run(6, 1, false, Wait::Park, false);
 }
 
 #[test]
 fn two_pipelined_requests_answered_in_reverse() {
-    run(3, 2, true, Wait::Park);
+    run(3, 2, true, Wait::Park, false);
 }
 
 #[test]
 fn two_pipelined_requests_answered_as_taken() {
-    run(3, 2, false, Wait::Park);
+    run(3, 2, false, Wait::Park, false);
+}
+
+/// Two requests published together (`Client::batch`): the server reads
+/// both from one look at the head, and parks or is woken as for one.
+#[test]
+fn two_requests_published_as_a_batch() {
+    run(3, 2, false, Wait::Park, true);
 }
 
 /// A server that never parks relies on the pending bit alone: a request
 /// pushed while it clears the bit of an empty ring is still seen.
 #[test]
 fn a_spinning_server_sees_every_request() {
-    run(3, 2, false, Wait::Spin);
+    run(3, 2, false, Wait::Spin, false);
 }

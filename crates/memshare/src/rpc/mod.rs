@@ -73,7 +73,7 @@ pub(crate) mod server;
 pub(crate) mod service;
 
 #[cfg(not(loom))]
-pub use client::{Client, Pending, Response};
+pub use client::{Client, Pending, RequestBatch, Response};
 pub use config::ServerConfig;
 #[cfg(not(loom))]
 pub use inspect::{inspect, ClientState, RpcState, ServerState};

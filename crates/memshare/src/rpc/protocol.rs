@@ -35,17 +35,10 @@ pub(crate) struct Doorbell<'a> {
     pub(crate) server_wake: &'a WakeWords,
 }
 
-/// Client: publishes request `id` in `slot` (its bytes already in the
-/// slot's request buffer) as request number `head` of the ring; returns
-/// the new head.
-pub(crate) fn send(
-    region: Region<'_>,
-    doorbell: Doorbell<'_>,
-    head: u64,
-    slot: u32,
-    id: u64,
-    len: u32,
-) -> u64 {
+/// Client: writes request `id` in `slot` (its bytes already in the slot's
+/// request buffer) as request number `head` of the ring, without telling
+/// the server yet ([`publish`] does); returns the new head.
+pub(crate) fn push(region: Region<'_>, head: u64, slot: u32, id: u64, len: u32) -> u64 {
     let s = &region.slots[slot as usize];
     s.request_len.store(len, Ordering::Relaxed);
     // Release: a server that sees REQUESTED sees the length and the bytes.
@@ -53,8 +46,15 @@ pub(crate) fn send(
         .store(slot_word(id, SLOT_REQUESTED), Ordering::Release);
     let ring_len = region.entries.len() as u64;
     region.entries[(head % ring_len) as usize].store(slot, Ordering::Relaxed);
-    // Release: a server that sees the head sees the entry (and the slot).
-    region.head.store(head + 1, Ordering::Release);
+    head + 1
+}
+
+/// Client: publishes the requests pushed up to `head` (one store of the
+/// head, one fence and one look at the doorbell for however many).
+pub(crate) fn publish(region: Region<'_>, doorbell: Doorbell<'_>, head: u64) {
+    // Release: a server that sees the head sees the entries (and the
+    // slots).
+    region.head.store(head, Ordering::Release);
     // Pairs with the fence in `take` (the server clears the bit, then
     // looks at the head again) and with the one in `park_server` (it sets
     // its flag, then looks at every head): either the server sees this
@@ -66,7 +66,6 @@ pub(crate) fn send(
     if doorbell.server_wake.waiting.load(Ordering::Relaxed) != 0 {
         doorbell.server_wake.futex.bump_and_wake();
     }
-    head + 1
 }
 
 /// What a client finds in the slot of its request `id`.
@@ -125,60 +124,194 @@ pub(crate) enum Take {
     Violation(&'static str),
 }
 
-/// Server: takes the next request of a client whose ring it has read up
-/// to `tail` (advanced past what is taken). `max_len`: the largest request.
+/// The most entries a request ring has (`MAX_IN_FLIGHT`, a power of two).
+const RING_MAX: usize = super::layout::MAX_IN_FLIGHT as usize;
+
+/// What the server keeps privately of one client's ring: how far it has
+/// taken requests (`tail`), the entries it has read and not taken yet
+/// (from `tail` up to `seen`, the head it last loaded; copied out when it
+/// loaded that head, so that a batch of requests costs one look at the
+/// line the client writes on every send, not one per request), and which
+/// slots hold a request it took and has not answered.
+#[derive(Clone, Debug)]
+pub(crate) struct Ring {
+    /// Requests taken so far.
+    pub(crate) tail: u64,
+    /// The head last loaded: entries `tail..seen` are in `entries`.
+    seen: u64,
+    /// Entry `n` (for `tail <= n < seen`) at `n % RING_MAX`.
+    entries: [u32; RING_MAX],
+    /// A bit per slot whose request the server took and has not answered
+    /// (a ring entry naming such a slot again is a violation: the server
+    /// never lends one response buffer twice).
+    pub(crate) held: u64,
+    /// Whether the last take read a new batch (entries `tail - 1..seen`).
+    fresh: bool,
+}
+
+impl Default for Ring {
+    fn default() -> Ring {
+        Ring {
+            tail: 0,
+            seen: 0,
+            entries: [0; RING_MAX],
+            held: 0,
+            fresh: false,
+        }
+    }
+}
+
+impl Ring {
+    /// A ring read from the start (a new client instance, a reset
+    /// region), keeping the slots still held: answers the server still
+    /// owes an earlier instance (only possible if a client rewrote its
+    /// instance) keep their buffers.
+    pub(crate) fn restart(&mut self) {
+        *self = Ring {
+            held: self.held,
+            ..Ring::default()
+        };
+    }
+
+    /// If the last take read a new batch from the ring: the slots its
+    /// entries name (the one just taken first), unchecked; once.
+    pub(crate) fn fresh_batch(&mut self) -> Option<impl Iterator<Item = u32> + '_> {
+        if !std::mem::take(&mut self.fresh) {
+            return None;
+        }
+        let entries = &self.entries;
+        Some((self.tail.wrapping_sub(1)..self.seen).map(move |n| entries[n as usize % RING_MAX]))
+    }
+
+    /// The request in `slot` is answered (or dropped): its buffers are no
+    /// longer lent.
+    pub(crate) fn release(&mut self, slot: u32) {
+        self.held &= !(1u64 << (slot % 64));
+    }
+}
+
+/// Server: takes the next request of a client, from the entries it read
+/// before if any are left, else from the ring (all the entries the client
+/// pushed so far are read at once). `max_len`: the largest request.
 pub(crate) fn take(
     region: Region<'_>,
     doorbell: Doorbell<'_>,
-    tail: &mut u64,
+    ring: &mut Ring,
     max_len: u64,
 ) -> Take {
-    let ring_len = region.entries.len() as u64;
-    // Acquire: the entry and the slot written before the head.
-    let mut head = region.head.load(Ordering::Acquire);
-    if head == *tail {
-        doorbell.pending.fetch_and(!doorbell.bit, Ordering::Relaxed);
-        // Pairs with the fence in `send`: a request pushed before the bit
-        // was cleared is seen now; one pushed after sets the bit again.
-        fence(Ordering::SeqCst);
-        head = region.head.load(Ordering::Acquire);
-        if head == *tail {
-            return Take::Empty;
+    if ring.seen == ring.tail {
+        let ring_len = region.entries.len() as u64;
+        // Acquire: the entries and the slots written before the head.
+        let mut head = region.head.load(Ordering::Acquire);
+        if head == ring.tail {
+            doorbell.pending.fetch_and(!doorbell.bit, Ordering::Relaxed);
+            // Pairs with the fence in `publish`: a request pushed before the
+            // bit was cleared is seen now; one pushed after sets the bit
+            // again.
+            fence(Ordering::SeqCst);
+            head = region.head.load(Ordering::Acquire);
+            if head == ring.tail {
+                return Take::Empty;
+            }
+            // Taken now; the bit stays set for the rest.
+            doorbell.pending.fetch_or(doorbell.bit, Ordering::Relaxed);
         }
-        // Taken now; the bit stays set for the rest.
-        doorbell.pending.fetch_or(doorbell.bit, Ordering::Relaxed);
+        if head.wrapping_sub(ring.tail) > ring_len || ring_len as usize > RING_MAX {
+            return Take::Violation(
+                "its request ring's head is not within one ring of the requests taken",
+            );
+        }
+        let mut n = ring.tail;
+        while n != head {
+            ring.entries[n as usize % RING_MAX] =
+                region.entries[(n % ring_len) as usize].load(Ordering::Relaxed);
+            n += 1;
+        }
+        ring.seen = head;
+        ring.fresh = true;
     }
-    if head.wrapping_sub(*tail) > ring_len {
-        return Take::Violation(
-            "its request ring's head is not within one ring of the requests taken",
-        );
-    }
-    let slot = region.entries[(*tail % ring_len) as usize].load(Ordering::Relaxed);
-    *tail += 1;
-    let Some(s) = region.slots.get(slot as usize) else {
+    let slot = ring.entries[ring.tail as usize % RING_MAX];
+    ring.tail += 1;
+    let Some(s) = region.slots.get(slot as usize).filter(|_| slot < 64) else {
         return Take::Violation("a ring entry names a slot beyond max_in_flight");
     };
+    let bit = 1u64 << slot;
+    if ring.held & bit != 0 {
+        return Take::Violation("a ring entry names a slot whose request is not answered yet");
+    }
+    // Acquire: the request's length and bytes, written before (the head's
+    // Acquire covers them too).
     let word = s.state.load(Ordering::Acquire);
     if phase_of(word) != SLOT_REQUESTED {
         return Take::Violation("a ring entry names a slot that holds no request");
-    }
-    let id = id_of(word);
-    if s.state
-        .compare_exchange(
-            word,
-            slot_word(id, SLOT_TAKEN),
-            Ordering::Acquire,
-            Ordering::Relaxed,
-        )
-        .is_err()
-    {
-        return Take::Violation("a slot changed while the server took its request");
     }
     let len = s.request_len.load(Ordering::Relaxed);
     if u64::from(len) > max_len {
         return Take::Violation("a request is longer than max_request_len");
     }
-    Take::Request { slot, id, len }
+    ring.held |= bit;
+    Take::Request {
+        slot,
+        id: id_of(word),
+        len,
+    }
+}
+
+/// Asks the processor to bring the cache line at `p` in for writing, ahead
+/// of the write (the server does for the slots and response buffers of a
+/// batch it reads: their lines then come across at once, not one after
+/// another as each request is answered). Only a hint: nothing is read or
+/// written, and no address faults.
+#[inline(always)]
+pub(crate) fn prefetch_write(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    if prefetchw_supported() {
+        // SAFETY: PREFETCHW (supported, as CPUID said) only hints; it
+        // neither reads nor writes memory, never faults, and changes no
+        // register or flag.
+        unsafe {
+            std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly));
+        }
+    } else {
+        prefetch_read(p);
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    let _ = p;
+}
+
+/// As [`prefetch_write`], for reading (the request buffers of a batch).
+#[inline(always)]
+pub(crate) fn prefetch_read(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    // SAFETY: a prefetch only hints: it reads nothing architecturally and
+    // never faults, whatever the address; SSE is in x86_64's baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    let _ = p;
+}
+
+/// Whether the processor has PREFETCHW (CPUID 8000_0001h, ECX bit 8),
+/// asked once.
+#[cfg(all(target_arch = "x86_64", not(loom)))]
+// (`__cpuid` is safe from Rust 1.89 on, unsafe in the MSRV's.)
+#[allow(unused_unsafe)]
+fn prefetchw_supported() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    static KNOWN: AtomicU8 = AtomicU8::new(0);
+    match KNOWN.load(Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            // SAFETY: CPUID is on every x86_64 processor, and leaf
+            // 8000_0001h is defined on every one.
+            let leaf = unsafe { std::arch::x86_64::__cpuid(0x8000_0001) };
+            let has = leaf.ecx & (1 << 8) != 0;
+            KNOWN.store(if has { 2 } else { 1 }, Relaxed);
+            has
+        }
+    }
 }
 
 /// Server: whether a client whose ring it has read up to `tail` has
@@ -201,10 +334,14 @@ pub(crate) fn finish(region: Region<'_>, slot: u32, id: u64, response: Option<u3
         None => SLOT_DECLINED,
     };
     // Release: the client that sees the answer sees the length and bytes.
+    // The slot still holds the request as the client pushed it: the server
+    // writes no phase between (taking a request is private to the server:
+    // `Ring::held`), so that a call costs it one transaction on the slot's
+    // line, this one.
     let answered = s
         .state
         .compare_exchange(
-            slot_word(id, SLOT_TAKEN),
+            slot_word(id, SLOT_REQUESTED),
             slot_word(id, phase),
             Ordering::Release,
             Ordering::Relaxed,

@@ -83,8 +83,9 @@ pub(crate) struct Mirror {
 struct Known {
     /// The client instance this is about (0: none yet).
     instance: u64,
-    /// Requests taken from its ring so far.
-    tail: u64,
+    /// Its ring as far as the server read it: requests taken (`tail`),
+    /// entries read and not taken yet, slots held.
+    ring: protocol::Ring,
     /// Requests handed out and not yet answered.
     owed: u32,
     /// Requests answered (with a response).
@@ -93,6 +94,21 @@ struct Known {
     dead: bool,
     /// It broke the protocol: not served any more.
     evicted: Option<&'static str>,
+}
+
+impl Known {
+    /// What the server knows of a new client `instance` (0: none) in the
+    /// region: nothing yet, but the slots it still holds (lent to requests
+    /// it took from an earlier one, not yet answered).
+    fn renew(&mut self, instance: u64) {
+        let mut ring = std::mem::take(&mut self.ring);
+        ring.restart();
+        *self = Known {
+            instance,
+            ring,
+            ..Known::default()
+        };
+    }
 }
 
 /// One client as [`Server::clients`] reports it.
@@ -364,10 +380,7 @@ impl Server {
         if k.instance != instance {
             // A new client in this region (it was reset when the last one
             // went): its ring starts at 0.
-            *k = Known {
-                instance,
-                ..Known::default()
-            };
+            k.renew(instance);
         }
         if k.dead {
             // Its process died: what it queued is dropped with its region.
@@ -381,9 +394,21 @@ impl Server {
             return Ok(None);
         }
         let max_len = self.service.geometry.shape.max_request_len;
-        let taken = protocol::take(self.service.region(c), doorbell, &mut k.tail, max_len);
+        let taken = protocol::take(self.service.region(c), doorbell, &mut k.ring, max_len);
         if let Take::Violation(what) = taken {
             k.evicted = Some(what);
+        }
+        if let Some(batch) = k.ring.fresh_batch() {
+            // The lines this batch's answers write, and its requests, asked
+            // for all at once (the server takes them one at a time, round
+            // robin with the other clients).
+            let region = self.service.region(c);
+            let g = &self.service.geometry;
+            for slot in batch.filter(|&s| s < g.shape.max_in_flight) {
+                protocol::prefetch_write(std::ptr::from_ref(&region.slots[slot as usize]).cast());
+                protocol::prefetch_read(self.service.request_buffer(c, slot));
+                protocol::prefetch_write(self.service.response_buffer(c, slot));
+            }
         }
         self.mirror(c, k);
         match taken {
@@ -444,7 +469,7 @@ impl Server {
                 if k.evicted.is_some() || k.dead {
                     continue;
                 }
-                k.tail
+                k.ring.tail
             } else {
                 0
             };
@@ -505,10 +530,7 @@ impl Server {
                     let mut known = self.clients.borrow_mut();
                     let k = &mut known[c as usize];
                     if k.instance != instance {
-                        *k = Known {
-                            instance,
-                            ..Known::default()
-                        };
+                        k.renew(instance);
                     }
                     k.dead = true;
                     self.mirror(c, k);
@@ -552,7 +574,7 @@ impl Server {
         block.pid.store(0, Ordering::Relaxed);
         // Release: a client that reads FREE sees the region reset.
         block.state.store(CLIENT_FREE, Ordering::Release);
-        *k = Known::default();
+        k.renew(0);
         self.mirror(c, k);
         let doorbell = self.service.doorbell(c);
         doorbell.pending.fetch_and(!doorbell.bit, Ordering::Relaxed);
@@ -565,6 +587,8 @@ impl Server {
         let c = client.slot;
         let mut known = self.clients.borrow_mut();
         let k = &mut known[c as usize];
+        // Its buffers are the server's no more.
+        k.ring.release(slot);
         if k.instance != client.instance {
             // The region was reset: impossible while a request is owed, but
             // never answer into someone else's region.
@@ -591,7 +615,7 @@ impl Server {
         use std::sync::atomic::Ordering::Relaxed;
         let m = &self.link.state[c as usize];
         m.instance.store(k.instance, Relaxed);
-        m.tail.store(k.tail, Relaxed);
+        m.tail.store(k.ring.tail, Relaxed);
         m.ignored.store(k.evicted.is_some() || k.dead, Relaxed);
     }
 
