@@ -463,7 +463,9 @@ impl Outbound {
             .put(payload)
             .attachment(attachment)
             .wait()
-            .map_err(|e| Error::zenoh(format!("putting on {}", self.publisher.key_expr()), e))
+            .map_err(|e| Error::zenoh(format!("putting on {}", self.publisher.key_expr()), e))?;
+        Counters::add(&self.counters.puts, 1);
+        Ok(())
     }
 
     fn is_own(&self, publisher: PublisherId) -> bool {
