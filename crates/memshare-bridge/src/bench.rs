@@ -20,6 +20,11 @@
 //! each, and the median of the runs' ratios (bridged / Zenoh alone of the
 //! same run, under the same load).
 //!
+//! The bridge puts with Zenoh's express flag, a batch of what its local
+//! subscriber had waiting at a time (src/pubsub.rs); Zenoh alone puts one
+//! message at a time with Zenoh's default batching, or with the express
+//! flag too under `--zenoh-express`.
+//!
 //! The bench's memshare endpoints park while they wait, as the bridge's do
 //! (a spinning wait takes the CPU the Zenoh threads need), and Zenoh's own
 //! wait in its runtime: neither side spins.
@@ -57,6 +62,10 @@ pub struct BenchArgs {
     /// Only the throughput cases, or only the latency ones
     #[arg(long, value_parser = ["throughput", "latency"])]
     only: Option<String>,
+    /// Zenoh alone puts with the express flag, as the bridge does (default:
+    /// Zenoh's default, batching)
+    #[arg(long)]
+    zenoh_express: bool,
 }
 
 /// One process of the bench.
@@ -83,6 +92,7 @@ const LATENCY_CEILING: f64 = 1.3;
 
 struct Plan {
     only: Option<String>,
+    zenoh_express: bool,
     seconds: f64,
     runs: usize,
     rounds: usize,
@@ -92,6 +102,7 @@ struct Plan {
 pub fn run(args: &BenchArgs) -> i32 {
     let plan = Plan {
         only: args.only.clone(),
+        zenoh_express: args.zenoh_express,
         seconds: args.seconds.unwrap_or(if args.quick { 1.0 } else { 3.0 }),
         runs: args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
         rounds: args.rounds.unwrap_or(if args.quick { 500 } else { 5000 }),
@@ -131,6 +142,9 @@ fn bench(plan: &Plan) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    if plan.zenoh_express {
+        eprintln!("  Zenoh alone puts with the express flag (--zenoh-express), as the bridge does");
+    }
     let mut rows = Vec::new();
     let wanted = |what: &str| plan.only.as_deref().is_none_or(|o| o == what);
     let sizes: &[usize] = if wanted("throughput") { &SIZES } else { &[] };
@@ -283,7 +297,11 @@ fn throughput(plan: &Plan, size: usize, bridged: bool) -> Result<f64, String> {
         sink.wait_for("ready")?;
         let _source = Proc::role(
             "zenoh-source",
-            &[format!("connect={listen}"), format!("size={size}")],
+            &[
+                format!("connect={listen}"),
+                format!("size={size}"),
+                format!("express={}", plan.zenoh_express),
+            ],
         )?;
         sink.wait_for("result")?
     };
@@ -340,11 +358,12 @@ fn latency(plan: &Plan, bridged: bool) -> Result<(f64, f64), String> {
         )?;
         ping.wait_for("result")?
     } else {
-        let mut echo = Proc::role("zenoh-echo", &[format!("listen={listen}")])?;
+        let express = format!("express={}", plan.zenoh_express);
+        let mut echo = Proc::role("zenoh-echo", &[format!("listen={listen}"), express.clone()])?;
         echo.wait_for("ready")?;
         let mut ping = Proc::role(
             "zenoh-ping",
-            &[&[format!("connect={listen}")], &rounds[..]].concat(),
+            &[&[format!("connect={listen}"), express], &rounds[..]].concat(),
         )?;
         ping.wait_for("result")?
     };
@@ -559,6 +578,11 @@ pub fn role(args: &RoleArgs) -> i32 {
 
 type Get<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
+/// Whether a Zenoh role puts with the express flag (`express=true`).
+fn express(get: &Get<'_>) -> bool {
+    get("express").is_some_and(|v| v == "true")
+}
+
 fn setting<T: std::str::FromStr>(get: &Get<'_>, key: &str) -> Result<T, String> {
     get(key)
         .ok_or_else(|| format!("no {key}"))?
@@ -626,6 +650,7 @@ fn zenoh_source(get: &Get<'_>) -> Result<(), String> {
     let publisher = session
         .declare_publisher("bench/thr")
         .congestion_control(CongestionControl::Block)
+        .express(express(get))
         .wait()
         .map_err(|e| e.to_string())?;
     let payload = vec![0x5au8; size];
@@ -645,6 +670,7 @@ fn zenoh_echo(get: &Get<'_>) -> Result<(), String> {
     let publisher = session
         .declare_publisher("bench/pong")
         .congestion_control(CongestionControl::Block)
+        .express(express(get))
         .wait()
         .map_err(|e| e.to_string())?;
     let _sub = session
@@ -684,6 +710,7 @@ fn zenoh_ping(get: &Get<'_>) -> Result<(), String> {
     let publisher = session
         .declare_publisher("bench/ping")
         .congestion_control(CongestionControl::Block)
+        .express(express(get))
         .wait()
         .map_err(|e| e.to_string())?;
     let mut payload = vec![0u8; size];

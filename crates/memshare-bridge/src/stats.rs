@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub sent: AtomicU64,
+    pub puts: AtomicU64,
     pub published: AtomicU64,
     pub lost: AtomicU64,
     pub refused: AtomicU64,
@@ -27,6 +28,7 @@ impl Counters {
             service: service.to_owned(),
             kind,
             sent: get(&self.sent),
+            puts: get(&self.puts),
             published: get(&self.published),
             lost: get(&self.lost),
             refused: get(&self.refused),
@@ -47,6 +49,9 @@ pub struct Stats {
     pub kind: &'static str,
     /// Publish-subscribe: local messages sent to Zenoh.
     pub sent: u64,
+    /// Publish-subscribe: the Zenoh publications they went out in (fewer
+    /// than `sent` when messages waiting together went in one).
+    pub puts: u64,
     /// Publish-subscribe: remote messages published into the local service.
     pub published: u64,
     /// Publish-subscribe: remote messages that never came, by the gaps in
@@ -75,8 +80,14 @@ impl std::fmt::Display for Stats {
         } else {
             write!(
                 f,
-                "pubsub {}: {} sent, {} published, {} lost, {} refused, {} too large",
-                self.service, self.sent, self.published, self.lost, self.refused, self.too_large
+                "pubsub {}: {} sent, {} published, {} lost, {} refused, {} too large, {} puts",
+                self.service,
+                self.sent,
+                self.published,
+                self.lost,
+                self.refused,
+                self.too_large,
+                self.puts
             )
         }
     }

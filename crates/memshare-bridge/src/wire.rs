@@ -3,20 +3,23 @@
 //! header in front of a republished message. docs/bridge.md ("Wire format")
 //! says the same in prose, for other implementations.
 //!
-//! The payload of a publication is the message's bytes, unchanged; the
-//! payload of a query is the request's, of a reply the response's. All
-//! integers are little-endian.
+//! The payload of a "message" publication is the message's bytes,
+//! unchanged; of a "messages" publication, several messages, each after a
+//! record header; the payload of a query is the request's, of a reply the
+//! response's. All integers are little-endian.
 //!
 //! ```text
 //! attachment, every kind (16 bytes):
 //!   0  4  magic "MSBR"
 //!   4  1  version (1)
-//!   5  1  kind: 0 message, 1 publishers gone, 2 request
+//!   5  1  kind: 0 message, 1 publishers gone, 2 request, 3 messages
 //!   6  2  zero
 //!   8  8  origin bridge id (random, drawn when the bridge starts; never 0)
-//! kind 0 "message" continues (64 bytes in all):
-//!  16  8  publisher id (memshare's PublisherId on the origin machine)
-//!  24  8  sequence (that publisher's sequence number of the message)
+//! kinds 0 "message" and 3 "messages" continue (64 bytes in all):
+//!  16  8  kind 0: publisher id (memshare's PublisherId on the origin
+//!         machine); kind 3: zero
+//!  24  8  kind 0: sequence (that publisher's sequence number of the
+//!         message); kind 3: how many records the payload holds
 //!  32  8  max_message_len   \
 //!  40  4  max_publishers     |
 //!  44  4  max_subscribers    |  the shape of the origin's service
@@ -25,6 +28,18 @@
 //!  56  4  max_held           |
 //!  60  1  overflow: 0 block, 1 drop-oldest
 //!  61  3  zero              /
+//! ```
+//!
+//! A "messages" payload is its records back to back, nothing between or
+//! after them (a bridge sends what its local subscriber had waiting at
+//! once, in one publication, rather than one publication per message):
+//!
+//! ```text
+//! record (20 bytes, then the message):
+//!   0  8  publisher id on the origin machine
+//!   8  8  that publisher's sequence number of the message
+//!  16  4  the message's length
+//!  20     the message
 //! ```
 //!
 //! A receiver ignores bytes past the length its version defines, and
@@ -42,6 +57,8 @@ pub const VERSION: u8 = 1;
 pub const PREFIX_LEN: usize = 16;
 /// The length of a "message" attachment.
 pub const MESSAGE_LEN: usize = 64;
+/// The length of a record's header in a "messages" payload.
+pub const RECORD_HEADER_LEN: usize = 20;
 
 /// A bridge's identity on the wire: drawn at random when it starts, so a
 /// restarted bridge is a new one.
@@ -100,11 +117,22 @@ pub enum Attachment {
         /// The bridge that asks.
         bridge: BridgeId,
     },
+    /// Messages of a publish-subscribe service, each in a record of the
+    /// payload ([`Records`]).
+    Messages {
+        /// The bridge that took them from its local service.
+        bridge: BridgeId,
+        /// How many records the payload holds.
+        count: u64,
+        /// The shape of the origin's service.
+        config: ServiceConfig,
+    },
 }
 
 const KIND_MESSAGE: u8 = 0;
 const KIND_GONE: u8 = 1;
 const KIND_REQUEST: u8 = 2;
+const KIND_MESSAGES: u8 = 3;
 
 impl Attachment {
     /// The bridge the attachment comes from.
@@ -112,7 +140,8 @@ impl Attachment {
         match *self {
             Attachment::Message { bridge, .. }
             | Attachment::PublishersGone { bridge }
-            | Attachment::Request { bridge } => bridge,
+            | Attachment::Request { bridge }
+            | Attachment::Messages { bridge, .. } => bridge,
         }
     }
 
@@ -122,20 +151,25 @@ impl Attachment {
             Attachment::Message { .. } => (KIND_MESSAGE, MESSAGE_LEN),
             Attachment::PublishersGone { .. } => (KIND_GONE, PREFIX_LEN),
             Attachment::Request { .. } => (KIND_REQUEST, PREFIX_LEN),
+            Attachment::Messages { .. } => (KIND_MESSAGES, MESSAGE_LEN),
         };
         let mut out = vec![0u8; len];
         out[0..4].copy_from_slice(&MAGIC);
         out[4] = VERSION;
         out[5] = kind;
         out[8..16].copy_from_slice(&self.bridge().0.to_le_bytes());
-        if let Attachment::Message {
-            publisher,
-            sequence,
-            config,
-            ..
-        } = self
-        {
-            out[16..24].copy_from_slice(&publisher.0.to_le_bytes());
+        let shaped = match *self {
+            Attachment::Message {
+                publisher,
+                sequence,
+                config,
+                ..
+            } => Some((publisher.0, sequence, config)),
+            Attachment::Messages { count, config, .. } => Some((0, count, config)),
+            _ => None,
+        };
+        if let Some((publisher, sequence, config)) = shaped {
+            out[16..24].copy_from_slice(&publisher.to_le_bytes());
             out[24..32].copy_from_slice(&sequence.to_le_bytes());
             out[32..40].copy_from_slice(&config.get_max_message_len().to_le_bytes());
             out[40..44].copy_from_slice(&config.get_max_publishers().to_le_bytes());
@@ -180,7 +214,7 @@ impl Attachment {
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         let bridge = BridgeId(u64_at(8));
         match bytes[5] {
-            KIND_MESSAGE => {
+            kind @ (KIND_MESSAGE | KIND_MESSAGES) => {
                 if bytes.len() < MESSAGE_LEN {
                     return Err(bad(format!(
                         "a message attachment of {} bytes, shorter than {MESSAGE_LEN}",
@@ -202,17 +236,111 @@ impl Attachment {
                     .history(u32_at(52))
                     .max_held(u32_at(56))
                     .overflow(overflow);
-                Ok(Attachment::Message {
-                    bridge,
-                    publisher: PublisherId(u64_at(16)),
-                    sequence: u64_at(24),
-                    config,
+                Ok(if kind == KIND_MESSAGE {
+                    Attachment::Message {
+                        bridge,
+                        publisher: PublisherId(u64_at(16)),
+                        sequence: u64_at(24),
+                        config,
+                    }
+                } else {
+                    Attachment::Messages {
+                        bridge,
+                        count: u64_at(24),
+                        config,
+                    }
                 })
             }
             KIND_GONE => Ok(Attachment::PublishersGone { bridge }),
             KIND_REQUEST => Ok(Attachment::Request { bridge }),
             other => Err(bad(format!("unknown kind {other}"))),
         }
+    }
+}
+
+/// Appends a record of a "messages" payload: `message`, published by
+/// `publisher` with sequence number `sequence`.
+pub fn push_record(payload: &mut Vec<u8>, publisher: PublisherId, sequence: u64, message: &[u8]) {
+    let len = u32::try_from(message.len()).expect("a memshare message is shorter than 4 GiB");
+    payload.extend_from_slice(&publisher.0.to_le_bytes());
+    payload.extend_from_slice(&sequence.to_le_bytes());
+    payload.extend_from_slice(&len.to_le_bytes());
+    payload.extend_from_slice(message);
+}
+
+/// The records of a "messages" payload, in order: each message with its
+/// publisher and sequence number. A record that runs past the payload's
+/// end is an [`Error::Wire`] (and the last item); so is a count that
+/// disagrees with what the payload holds.
+///
+/// ```
+/// use memshare::pubsub::PublisherId;
+/// use memshare_bridge::wire::{push_record, Records};
+/// let mut payload = Vec::new();
+/// push_record(&mut payload, PublisherId(7), 0, b"first");
+/// push_record(&mut payload, PublisherId(7), 1, b"second");
+/// let got: Vec<_> = Records::new(&payload, 2).map(|r| r.unwrap()).collect();
+/// assert_eq!(got, [(PublisherId(7), 0, &b"first"[..]), (PublisherId(7), 1, &b"second"[..])]);
+/// ```
+#[derive(Debug)]
+pub struct Records<'a> {
+    rest: &'a [u8],
+    left: u64,
+    failed: bool,
+}
+
+impl<'a> Records<'a> {
+    /// The records of `payload`, which its attachment says are `count`.
+    pub fn new(payload: &'a [u8], count: u64) -> Records<'a> {
+        Records {
+            rest: payload,
+            left: count,
+            failed: false,
+        }
+    }
+
+    fn bad(&mut self, detail: String) -> Option<Result<(PublisherId, u64, &'a [u8])>> {
+        self.failed = true;
+        Some(Err(Error::Wire {
+            key: "messages".into(),
+            detail,
+        }))
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<(PublisherId, u64, &'a [u8])>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.left == 0 {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let extra = self.rest.len();
+            return self.bad(format!("{extra} bytes after the last record"));
+        }
+        let r = self.rest;
+        if r.len() < RECORD_HEADER_LEN {
+            let (left, len) = (self.left, r.len());
+            return self.bad(format!(
+                "{left} more records said, {len} bytes left: no room for a record header"
+            ));
+        }
+        let publisher = u64::from_le_bytes(r[0..8].try_into().expect("8 bytes"));
+        let sequence = u64::from_le_bytes(r[8..16].try_into().expect("8 bytes"));
+        let len = u32::from_le_bytes(r[16..20].try_into().expect("4 bytes")) as usize;
+        let Some(message) = r[RECORD_HEADER_LEN..].get(..len) else {
+            let left = r.len() - RECORD_HEADER_LEN;
+            return self.bad(format!(
+                "a record of {len} bytes with {left} bytes left in the payload"
+            ));
+        };
+        self.rest = &r[RECORD_HEADER_LEN + len..];
+        self.left -= 1;
+        Some(Ok((PublisherId(publisher), sequence, message)))
     }
 }
 
@@ -331,6 +459,11 @@ mod tests {
             Attachment::Request {
                 bridge: BridgeId(1),
             },
+            Attachment::Messages {
+                bridge: BridgeId(2),
+                count: 300,
+                config,
+            },
         ] {
             let bytes = a.encode();
             assert_eq!(&bytes[0..4], b"MSBR");
@@ -397,6 +530,43 @@ mod tests {
         .encode();
         short.truncate(40);
         assert!(Attachment::decode(&short).is_err());
+    }
+
+    #[test]
+    fn records_round_trip_and_bad_ones_are_refused() {
+        let mut payload = Vec::new();
+        push_record(&mut payload, PublisherId(1), 5, b"");
+        push_record(&mut payload, PublisherId(2), 6, &[9; 100]);
+        assert_eq!(payload.len(), 2 * RECORD_HEADER_LEN + 100);
+        let got: Vec<_> = Records::new(&payload, 2).map(|r| r.unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                (PublisherId(1), 5, &[][..]),
+                (PublisherId(2), 6, &[9; 100][..])
+            ]
+        );
+        // The documented layout.
+        assert_eq!(&payload[0..8], &1u64.to_le_bytes());
+        assert_eq!(&payload[8..16], &5u64.to_le_bytes());
+        assert_eq!(&payload[16..20], &0u32.to_le_bytes());
+        // Fewer records said than there are, more, and one cut short: the
+        // good records come first, then one error, then nothing.
+        let fewer: Vec<_> = Records::new(&payload, 1).collect();
+        assert_eq!(fewer.len(), 2);
+        assert!(fewer[1]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("after the last"));
+        let more: Vec<_> = Records::new(&payload, 3).collect();
+        assert_eq!(more.len(), 3);
+        assert!(more[2].is_err());
+        let cut: Vec<_> = Records::new(&payload[..payload.len() - 1], 2).collect();
+        assert_eq!(cut.len(), 2);
+        assert!(cut[0].is_ok() && cut[1].is_err());
+        let huge = [&[0u8; 16][..], &u32::MAX.to_le_bytes()].concat();
+        assert!(Records::new(&huge, 1).next().unwrap().is_err());
     }
 
     #[test]

@@ -163,6 +163,79 @@ fn messages_from_64_bytes_to_1_mib_arrive_in_order_with_their_contents_and_origi
     b.assert_clean();
 }
 
+/// A publisher faster than the link: what waits together crosses in one
+/// Zenoh publication ("messages"), and every message still arrives once,
+/// in order, with its contents, its origin publisher and sequence number.
+#[test]
+fn a_burst_of_small_messages_crosses_batched_in_order_with_its_origins() {
+    const TEST: &str = "a_burst_of_small_messages_crosses_batched_in_order_with_its_origins";
+    if skip_or_role(TEST) {
+        return;
+    }
+    let _one = one_at_a_time();
+    let (a, b) = (Machine::new("A"), Machine::new("B"));
+    let pair = Pair::new("burst");
+    let count = 3000;
+    let bridge_a = a.bridge(&pair.a("[[pubsub]]\nservice = \"ticks\"\ndirection = \"out\"\n"));
+    let bridge_b = b.bridge(&pair.b(&format!(
+        "[[pubsub]]\nservice = \"ticks\"\ndirection = \"in\"\norigin_header = true\n{}",
+        blocking_shape(64 + 32, 1)
+    )));
+    let small = [var("SIZE", 64)];
+    let subscriber = b.role(
+        TEST,
+        "subscriber",
+        &[
+            var("SERVICE", "ticks"),
+            var("COUNT", count),
+            var("ORIGIN_HEADER", 1),
+            var("EXPECT_DISCONNECT", 1),
+            small[0].clone(),
+        ],
+    );
+    subscriber.wait_for("subscribed", PATIENCE);
+    let publisher = a.role(
+        TEST,
+        "publisher",
+        &[
+            var("SERVICE", "ticks"),
+            var("COUNT", count),
+            var("POLICY", "block"),
+            small[0].clone(),
+        ],
+    );
+    let id = publisher.value("publisher-id");
+    publisher.finish();
+    subscriber.wait_for(&format!("received {count}"), PATIENCE);
+    assert_eq!(subscriber.value("origin-publisher"), id);
+    subscriber.wait_for("publishers-gone", PATIENCE);
+    subscriber.finish();
+    let said_a = bridge_a.stop();
+    let said_b = bridge_b.stop();
+    let line = said_a
+        .iter()
+        .find(|l| l.contains(&format!("pubsub ticks: {count} sent")))
+        .unwrap_or_else(|| panic!("{said_a:?}"));
+    let puts: u64 = line
+        .rsplit(", ")
+        .next()
+        .and_then(|p| p.strip_suffix(" puts"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no puts in {line:?}"));
+    assert!(
+        (1..count).contains(&puts),
+        "{count} messages in {puts} puts: none batched ({line})"
+    );
+    assert!(
+        said_b
+            .iter()
+            .any(|l| l.contains(&format!("0 sent, {count} published, 0 lost, 0 refused"))),
+        "{said_b:?}"
+    );
+    a.assert_clean();
+    b.assert_clean();
+}
+
 #[test]
 fn rpc_calls_from_b_reach_the_server_behind_a_and_each_response_its_own_client() {
     const TEST: &str =

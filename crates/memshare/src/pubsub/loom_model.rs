@@ -151,7 +151,7 @@ fn subscribe(m: &Model, mut core: SubCore, last: u64) -> (Vec<u64>, u64) {
             }
         }
         if !m.limits.drop_oldest {
-            SubCore::wake_publishers(pubs);
+            core.wake_publishers(pubs);
         }
     }
     for h in held {

@@ -289,8 +289,9 @@ impl Subscriber {
         self.service.check_intact()?;
         let found = found.map_err(|c| self.service.corrupted(c))?;
         if found.is_some() && self.service.geometry.shape.overflow == layout::OVERFLOW_BLOCK {
-            // Room was made: wake a publisher waiting for it.
-            super::ring::SubCore::wake_publishers(pubs);
+            // Room was made: wake a publisher waiting for it (once per
+            // park).
+            self.core.borrow_mut().wake_publishers(pubs);
         }
         Ok(found)
     }
@@ -351,7 +352,7 @@ impl Drop for Subscriber {
             .parked
             .fetch_and(!(1 << self.index), Ordering::Relaxed);
         // A publisher waiting for this subscriber's room may go on.
-        super::ring::SubCore::wake_publishers(self.service.publishers());
+        super::ring::SubCore::wake_all_publishers(self.service.publishers());
     }
 }
 

@@ -102,7 +102,7 @@ fn run(per_waker: usize) {
             assert_eq!(bytes, ps::message(got.seq), "sample {}", got.seq);
             assert_eq!(got.seq, sampled as u64);
             subscriber.release(&sub, got.hold);
-            SubCore::wake_publishers(pubs);
+            subscriber.wake_publishers(pubs);
             sampled += 1;
         }
     }
