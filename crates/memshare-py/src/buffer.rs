@@ -268,6 +268,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for BytesIn {
         // and we release it exactly once, in Drop. PyBUF_ND | C-contiguous
         // gives a contiguous region of `len` bytes (or an error).
         let rc =
+            // SAFETY: as just said.
             unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_C_CONTIGUOUS) };
         if rc != 0 {
             return Err(PyErr::fetch(obj.py()));

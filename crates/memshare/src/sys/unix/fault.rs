@@ -247,6 +247,7 @@ fn pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void, f
             // SAFETY: installed with SA_SIGINFO, so it is a three-argument
             // handler; it gets exactly what the kernel gave us.
             let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
+                // SAFETY: as just said.
                 unsafe { std::mem::transmute(handler) };
             handler(sig, info, context);
         }
