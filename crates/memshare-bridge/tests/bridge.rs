@@ -49,6 +49,25 @@ fn skip_or_role(test: &str) -> bool {
     false
 }
 
+/// Asserts that a line of what a bridge said (`said`) holds `text`.
+fn assert_said(said: &[String], text: &str) {
+    assert!(
+        said.iter().any(|l| l.contains(text)),
+        "no {text:?} in {said:?}"
+    );
+}
+
+/// What every test here starts from: nothing if it skips or this process
+/// plays a role (see [`skip_or_role`]), else the two "machines", with the
+/// lock that runs these tests one at a time (dropped after them).
+fn machines(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Machine, Machine)> {
+    if skip_or_role(test) {
+        return None;
+    }
+    let one = one_at_a_time();
+    Some((one, Machine::new("A"), Machine::new("B")))
+}
+
 /// Configuration files for a pair of bridges: A listens on one port; B
 /// listens on another and connects to A.
 struct Pair {
@@ -105,11 +124,9 @@ fn var(name: &str, value: impl ToString) -> (&str, String) {
 fn messages_from_64_bytes_to_1_mib_arrive_in_order_with_their_contents_and_origin() {
     const TEST: &str =
         "messages_from_64_bytes_to_1_mib_arrive_in_order_with_their_contents_and_origin";
-    if skip_or_role(TEST) {
+    let Some((_one, a, b)) = machines(TEST) else {
         return;
-    }
-    let _one = one_at_a_time();
-    let (a, b) = (Machine::new("A"), Machine::new("B"));
+    };
     let pair = Pair::new("order");
     let count = 140; // 20 rounds of the 7 sizes: 28 MiB in all
     let bridge_a = a.bridge(&pair.a("[[pubsub]]\nservice = \"camera\"\ndirection = \"out\"\n"));
@@ -147,18 +164,8 @@ fn messages_from_64_bytes_to_1_mib_arrive_in_order_with_their_contents_and_origi
     subscriber.finish();
     let said_a = bridge_a.stop();
     let said_b = bridge_b.stop();
-    assert!(
-        said_a
-            .iter()
-            .any(|l| l.contains(&format!("pubsub camera: {count} sent"))),
-        "{said_a:?}"
-    );
-    assert!(
-        said_b
-            .iter()
-            .any(|l| l.contains(&format!("0 sent, {count} published, 0 lost"))),
-        "{said_b:?}"
-    );
+    assert_said(&said_a, &format!("pubsub camera: {count} sent"));
+    assert_said(&said_b, &format!("0 sent, {count} published, 0 lost"));
     a.assert_clean();
     b.assert_clean();
 }
@@ -169,11 +176,9 @@ fn messages_from_64_bytes_to_1_mib_arrive_in_order_with_their_contents_and_origi
 #[test]
 fn a_burst_of_small_messages_crosses_batched_in_order_with_its_origins() {
     const TEST: &str = "a_burst_of_small_messages_crosses_batched_in_order_with_its_origins";
-    if skip_or_role(TEST) {
+    let Some((_one, a, b)) = machines(TEST) else {
         return;
-    }
-    let _one = one_at_a_time();
-    let (a, b) = (Machine::new("A"), Machine::new("B"));
+    };
     let pair = Pair::new("burst");
     let count = 3000;
     let bridge_a = a.bridge(&pair.a("[[pubsub]]\nservice = \"ticks\"\ndirection = \"out\"\n"));
@@ -226,11 +231,9 @@ fn a_burst_of_small_messages_crosses_batched_in_order_with_its_origins() {
         (1..count).contains(&puts),
         "{count} messages in {puts} puts: none batched ({line})"
     );
-    assert!(
-        said_b
-            .iter()
-            .any(|l| l.contains(&format!("0 sent, {count} published, 0 lost, 0 refused"))),
-        "{said_b:?}"
+    assert_said(
+        &said_b,
+        &format!("0 sent, {count} published, 0 lost, 0 refused"),
     );
     a.assert_clean();
     b.assert_clean();
@@ -240,11 +243,9 @@ fn a_burst_of_small_messages_crosses_batched_in_order_with_its_origins() {
 fn rpc_calls_from_b_reach_the_server_behind_a_and_each_response_its_own_client() {
     const TEST: &str =
         "rpc_calls_from_b_reach_the_server_behind_a_and_each_response_its_own_client";
-    if skip_or_role(TEST) {
+    let Some((_one, a, b)) = machines(TEST) else {
         return;
-    }
-    let _one = one_at_a_time();
-    let (a, b) = (Machine::new("A"), Machine::new("B"));
+    };
     let pair = Pair::new("rpc");
     let (clients, calls) = (3, 40);
     let server = a.role(
@@ -283,8 +284,8 @@ fn rpc_calls_from_b_reach_the_server_behind_a_and_each_response_its_own_client()
     let said_a = bridge_a.stop();
     let said_b = bridge_b.stop();
     let answered = format!("rpc calc: {} calls answered, 0 declined", clients * calls);
-    assert!(said_a.iter().any(|l| l.contains(&answered)), "{said_a:?}");
-    assert!(said_b.iter().any(|l| l.contains(&answered)), "{said_b:?}");
+    assert_said(&said_a, &answered);
+    assert_said(&said_b, &answered);
     a.assert_clean();
     b.assert_clean();
 }
@@ -292,11 +293,9 @@ fn rpc_calls_from_b_reach_the_server_behind_a_and_each_response_its_own_client()
 #[test]
 fn a_killed_and_restarted_bridge_resumes_the_stream_on_either_side() {
     const TEST: &str = "a_killed_and_restarted_bridge_resumes_the_stream_on_either_side";
-    if skip_or_role(TEST) {
+    let Some((_one, a, b)) = machines(TEST) else {
         return;
-    }
-    let _one = one_at_a_time();
-    let (a, b) = (Machine::new("A"), Machine::new("B"));
+    };
     let pair = Pair::new("restart");
     let config_a = pair.a("[[pubsub]]\nservice = \"ticks\"\ndirection = \"out\"\n");
     let config_b = pair.b(&format!(
@@ -384,11 +383,9 @@ fn wait_progress(subscriber: &support::Proc, at_least: u64) {
 #[test]
 fn a_dropped_link_resumes_when_it_comes_back() {
     const TEST: &str = "a_dropped_link_resumes_when_it_comes_back";
-    if skip_or_role(TEST) {
+    let Some((_one, a, b)) = machines(TEST) else {
         return;
-    }
-    let _one = one_at_a_time();
-    let (a, b) = (Machine::new("A"), Machine::new("B"));
+    };
     let dir = TempDir::new("link");
     let a_port = free_port();
     // B reaches A only through the relay, and does not listen: the link
@@ -464,11 +461,9 @@ fn a_dropped_link_resumes_when_it_comes_back() {
 #[test]
 fn a_killed_publisher_is_disconnected_on_the_far_side_once_the_bridges_notice() {
     const TEST: &str = "a_killed_publisher_is_disconnected_on_the_far_side_once_the_bridges_notice";
-    if skip_or_role(TEST) {
+    let Some((_one, a, b)) = machines(TEST) else {
         return;
-    }
-    let _one = one_at_a_time();
-    let (a, b) = (Machine::new("A"), Machine::new("B"));
+    };
     let pair = Pair::new("killed");
     let bridge_a = a.bridge(&pair.a("[[pubsub]]\nservice = \"feed\"\n"));
     let bridge_b = b.bridge(&pair.b(&format!(
@@ -524,11 +519,9 @@ fn a_killed_publisher_is_disconnected_on_the_far_side_once_the_bridges_notice() 
 #[test]
 fn nothing_loops_back_when_both_directions_are_bridged() {
     const TEST: &str = "nothing_loops_back_when_both_directions_are_bridged";
-    if skip_or_role(TEST) {
+    let Some((_one, a, b)) = machines(TEST) else {
         return;
-    }
-    let _one = one_at_a_time();
-    let (a, b) = (Machine::new("A"), Machine::new("B"));
+    };
     let pair = Pair::new("loop");
     // Both sides: both directions (the default); the service has room for
     // a local publisher and the bridge's.
