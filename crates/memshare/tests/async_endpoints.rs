@@ -516,6 +516,55 @@ fn a_readiness_descriptor_in_a_raw_epoll_loop() {
     assert!(matches!(rx.try_recv(), Err(Error::Disconnected { .. })));
 }
 
+/// A descriptor (and a wait set's future) whose endpoint is dropped while
+/// the notifier sleeps becomes readable at once. The peers' pids are
+/// watched here (all in this process), so the notifier's own next look
+/// would come only with its slow round, 5 s later: the endpoint's drop
+/// wakes it. (Found by the fuzz target `notifier_hostile`.)
+#[test]
+fn a_descriptor_of_a_dropped_endpoint_is_readable_at_once() {
+    let rx = Receiver::create(4096).unwrap();
+    let _tx = Sender::attach(rx.segment()).unwrap();
+    let name = unique_name("aio-drop");
+    let server = Server::create(&name, ServerConfig::new()).unwrap();
+    let client = Client::connect(&name).unwrap();
+    let on_rx = rx.readiness().unwrap();
+    let on_client = client.readiness().unwrap();
+    let mut set = WaitSet::new().unwrap();
+    set.add(&client).unwrap();
+    let on_set = set.readiness().unwrap();
+    let readable = |r: &memshare::aio::Readiness, timeout: Duration| {
+        let mut fds = [rustix::event::PollFd::new(r, rustix::event::PollFlags::IN)];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: timeout.as_nanos() as i64,
+        };
+        rustix::event::poll(&mut fds, Some(&timeout)).unwrap() == 1
+    };
+    // Past the notifier's first looks at the peers: it sleeps.
+    assert!(!readable(&on_rx, Duration::from_millis(100)));
+    assert!(!readable(&on_client, Duration::ZERO));
+    let start = Instant::now();
+    drop(rx);
+    assert!(
+        readable(&on_rx, Duration::from_millis(900)),
+        "not readable {:?} after the receiver's drop",
+        start.elapsed()
+    );
+    let start = Instant::now();
+    drop(client);
+    assert!(
+        readable(&on_client, Duration::from_millis(900)),
+        "not readable {:?} after the client's drop",
+        start.elapsed()
+    );
+    assert!(
+        readable(&on_set, Duration::ZERO),
+        "the wait set's descriptor"
+    );
+    drop(server);
+}
+
 fn spare<T>(v: &mut Vec<T>) -> rustix::buffer::SpareCapacity<'_, T> {
     rustix::buffer::spare_capacity(v)
 }

@@ -117,7 +117,7 @@ pub use rpc::ServerRecvFuture;
 pub use wait_set::WaitFuture;
 
 #[doc(hidden)]
-pub use notifier::notifier_threads;
+pub use notifier::{notifier_slots, notifier_threads};
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
