@@ -51,7 +51,7 @@ struct ChannelMember {
     /// came (as for the endpoint's own `peer_moved`).
     peer_position: u64,
     peer_seen: bool,
-    link: Arc<Link>,
+    link: Arc<Link<AtomicU64>>,
     segment: Segment,
     // Declared last: dropped after the pointer into it.
     view: ViewMut,
@@ -303,6 +303,8 @@ impl ChannelMember {
             header: self.header(),
             side: self.side,
             capacity: self.capacity,
+            // (Process-local: what the endpoint's future waits for.)
+            frame: self.link.state.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
