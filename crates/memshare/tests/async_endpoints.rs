@@ -653,6 +653,41 @@ fn a_pending_future_is_not_woken_again_and_again_with_nothing_for_it() {
     assert_eq!(&*rx.try_recv().unwrap().unwrap(), b"after");
 }
 
+/// A wait set's future woken because the notifier found a member's peer
+/// gone completes at once, though the set itself has not asked about that
+/// peer yet (before: it was woken again and again until the set's own
+/// next round of questions, up to a liveness interval later). Here the
+/// sender detached, and a peer then wrote "attached" into its state word:
+/// only its lock, free, says it is gone. Found by the fuzz target
+/// `notifier_hostile`.
+#[test]
+fn a_wait_set_future_woken_for_a_peer_gone_completes_at_once() {
+    let rx = Receiver::create(4096).unwrap();
+    let tx = Sender::attach(rx.segment()).unwrap();
+    let view = rx.segment().map(..).unwrap();
+    let mut set = WaitSet::new().unwrap();
+    let token = set.add(&rx).unwrap();
+    let ready = rx.readiness().unwrap();
+    drop(tx);
+    let mut fds = [rustix::event::PollFd::new(
+        &ready,
+        rustix::event::PollFlags::IN,
+    )];
+    assert_eq!(rustix::event::poll(&mut fds, None).unwrap(), 1);
+    // The set sees the detached state (no question asked).
+    assert!(set.try_wait().unwrap().contains(token));
+    view.write_at(64, &1u32.to_le_bytes()).unwrap();
+    let start = Instant::now();
+    let (out, polls) = poll_for(pin!(set.wait_async()), Duration::from_secs(1));
+    let ready = out.expect("the set reports the member").unwrap();
+    assert!(ready.contains(token));
+    assert!(
+        polls <= 3,
+        "the wait set's future was polled {polls} times in {:?}",
+        start.elapsed()
+    );
+}
+
 fn spare<T>(v: &mut Vec<T>) -> rustix::buffer::SpareCapacity<'_, T> {
     rustix::buffer::spare_capacity(v)
 }

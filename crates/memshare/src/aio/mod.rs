@@ -142,6 +142,11 @@ impl Wait {
         }
     }
 
+    /// Whether it listened on the notifier before (the future was pending).
+    pub(crate) fn listened(&self) -> bool {
+        self.id != 0
+    }
+
     fn id(&mut self) -> u64 {
         if self.id == 0 {
             self.id = listener_id();
