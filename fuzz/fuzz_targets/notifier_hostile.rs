@@ -14,7 +14,8 @@
 //! the endpoint's limits, or an error) or stay pending without burning
 //! CPU: woken at most a few times in a window where nothing changes.
 //! Nothing may panic or hang. A descriptor whose endpoint is dropped
-//! becomes readable within the liveness interval (with slack). At the end
+//! becomes readable (at once; the bound is 3 s, for loaded machines:
+//! before the drop woke the notifier it took up to 5 s). At the end
 //! of every run, every registration with the notifier is given up (its
 //! slot count is back to zero) and no descriptor is left open: nothing
 //! grows from run to run.
@@ -475,7 +476,7 @@ fuzz_target!(|data: &[u8]| {
                                 for (k, d) in &descriptors {
                                     if *k == kind {
                                         assert!(
-                                            readable(d, Duration::from_millis(500)),
+                                            readable(d, Duration::from_secs(3)),
                                             "a descriptor of a dropped {kind:?} is not readable"
                                         );
                                     }
@@ -498,7 +499,7 @@ fuzz_target!(|data: &[u8]| {
 
     // Every registration given up (a slot the notifier sleeps on is freed
     // when it wakes: at once, it is kicked), and no descriptor left open.
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(5);
     while notifier_slots() != 0 {
         assert!(
             Instant::now() < deadline,

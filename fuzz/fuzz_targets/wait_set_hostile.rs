@@ -10,8 +10,11 @@
 //! its block, the pending mask, the server's block (state, retired,
 //! instance, pid) and both sides' wake words. Honest traffic runs too.
 //!
-//! Every wait must return cleanly by its deadline (≤ 2 ms asked, a second
-//! of slack for a loaded machine), report only members of the set, each
+//! Every wait must return cleanly by its deadline (≤ 2 ms asked, with 3 s
+//! of slack: on a loaded 2-core machine under ASan a 1 ms wait once took
+//! 1.1 s, never again in 100 replays; the unit test
+//! `wait_set::a_peer_scribbling_over_every_shared_word_cannot_make_a_set_crash_or_oversleep`
+//! holds the tight bound), report only members of the set, each
 //! once; and every member reported is acted on with its endpoint's `try_`
 //! form, which must return (a message, nothing, or an error such as
 //! `Corrupted` or `Disconnected`), never panic or block, and hand out only
@@ -47,11 +50,15 @@ const KINDS: [Kind; 5] = [
     Kind::Client,
 ];
 
-/// A call that must not block: it returns within a second.
+/// The slack on every bound: scheduling on a loaded machine, not the
+/// library (a hang is a bound missed by far, and libFuzzer's -timeout).
+const SLACK: Duration = Duration::from_secs(3);
+
+/// A call that must not block: it returns within the slack.
 fn quick<T>(what: &str, f: impl FnOnce() -> T) -> T {
     let start = Instant::now();
     let out = f();
-    assert!(start.elapsed() < Duration::from_secs(1), "{what} blocked");
+    assert!(start.elapsed() < SLACK, "{what} blocked");
     out
 }
 
@@ -227,7 +234,7 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let elapsed = start.elapsed();
                 assert!(
-                    elapsed < timeout + Duration::from_secs(1),
+                    elapsed < timeout + SLACK,
                     "a wait of {timeout:?} took {elapsed:?}"
                 );
                 let ready = match ready {
