@@ -530,6 +530,169 @@ fn a_readiness_descriptor_in_a_raw_event_loop() {
     assert!(matches!(rx.try_recv(), Err(Error::Disconnected { .. })));
 }
 
+/// A descriptor (and a wait set's future) whose endpoint is dropped while
+/// the notifier sleeps becomes readable at once. The peers' pids are
+/// watched here (all in this process), so the notifier's own next look
+/// would come only with its slow round, 5 s later: the endpoint's drop
+/// wakes it. (Found by the fuzz target `notifier_hostile`.)
+#[test]
+fn a_descriptor_of_a_dropped_endpoint_is_readable_at_once() {
+    let rx = Receiver::create(4096).unwrap();
+    let _tx = Sender::attach(rx.segment()).unwrap();
+    let name = unique_name("aio-drop");
+    let server = Server::create(&name, ServerConfig::new()).unwrap();
+    let client = Client::connect(&name).unwrap();
+    let on_rx = rx.readiness().unwrap();
+    let on_client = client.readiness().unwrap();
+    let mut set = WaitSet::new().unwrap();
+    set.add(&client).unwrap();
+    let on_set = set.readiness().unwrap();
+    // Past the notifier's first looks at the peers: it sleeps.
+    assert!(!readable(&on_rx, 100));
+    assert!(!readable(&on_client, 0));
+    let start = Instant::now();
+    drop(rx);
+    assert!(
+        readable(&on_rx, 900),
+        "not readable {:?} after the receiver's drop",
+        start.elapsed()
+    );
+    let start = Instant::now();
+    drop(client);
+    assert!(
+        readable(&on_client, 900),
+        "not readable {:?} after the client's drop",
+        start.elapsed()
+    );
+    assert!(
+        readable(&on_set, 900),
+        "the wait set's descriptor (the same registration as the client's)"
+    );
+    drop(server);
+}
+
+/// A waker that counts its wakes.
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Polls `fut` for `window`, again at every wake: its output if it
+/// completed, and how many times it was polled.
+fn poll_for<F: Future>(fut: std::pin::Pin<&mut F>, window: Duration) -> (Option<F::Output>, usize) {
+    let wakes = std::sync::Arc::new(Wakes(Default::default()));
+    let waker = Waker::from(std::sync::Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = fut;
+    let mut polls = 0;
+    let mut seen = usize::MAX;
+    let deadline = Instant::now() + window;
+    while Instant::now() < deadline {
+        let now = wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+        if now != seen {
+            seen = now;
+            polls += 1;
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return (Some(out), polls);
+            }
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    (None, polls)
+}
+
+/// A pending future is not woken again and again while its endpoint has
+/// nothing for it: a sender waiting for room for a message larger than
+/// the room there is (the notifier reported room for the smallest
+/// message, at every look, and the future spun through it), and a
+/// receiver whose published position a peer wrote over (the notifier
+/// read the ring as not empty, at every look). Found by the fuzz target
+/// `notifier_hostile`.
+#[test]
+fn a_pending_future_is_not_woken_again_and_again_with_nothing_for_it() {
+    let mut tx = Sender::create(64).unwrap();
+    let mut rx = Receiver::attach(tx.segment()).unwrap();
+    // A 16-byte frame received, then a 40-byte one: the next 24-byte
+    // frame needs the padding at the end (8 bytes), then finds 16 bytes
+    // free at the start, room for an 8-byte message only.
+    assert!(tx.try_send(&[0; 8]).unwrap());
+    assert_eq!(rx.try_recv().unwrap().unwrap().len(), 8);
+    assert!(tx.try_send(&[1; 32]).unwrap());
+    {
+        let mut fut = pin!(tx.reserve_async(16));
+        let (out, polls) = poll_for(fut.as_mut(), Duration::from_millis(200));
+        assert!(out.is_none(), "room for 24 bytes in 16");
+        assert!(
+            polls <= 3,
+            "the sender's future was polled {polls} times in 200 ms"
+        );
+        assert_eq!(&*rx.try_recv().unwrap().unwrap(), &[1; 32]);
+        let (out, _) = poll_for(fut, Duration::from_secs(5));
+        let mut slot = out.expect("room after a receive").unwrap();
+        slot.copy_from_slice(&[2; 16]);
+        slot.commit();
+    }
+    assert_eq!(&*rx.try_recv().unwrap().unwrap(), &[2; 16]);
+    // The sender (the peer) writes the receiver's published position.
+    let view = rx.segment().map(..).unwrap();
+    let mut read_pos = [0; 8];
+    view.read_at(384, &mut read_pos).unwrap();
+    let truth = u64::from_le_bytes(read_pos);
+    view.write_at(384, &(truth + 8).to_le_bytes()).unwrap();
+    let (out, polls) = poll_for(pin!(rx.recv_async()), Duration::from_millis(200));
+    assert!(out.is_none(), "a message out of nothing");
+    drop(out);
+    assert!(
+        polls <= 3,
+        "the receiver's future was polled {polls} times in 200 ms"
+    );
+    view.read_at(384, &mut read_pos).unwrap();
+    assert_eq!(
+        u64::from_le_bytes(read_pos),
+        truth,
+        "the true position, restored"
+    );
+    tx.send(b"after").unwrap();
+    assert_eq!(&*rx.try_recv().unwrap().unwrap(), b"after");
+}
+
+/// A wait set's future woken because the notifier found a member's peer
+/// gone completes at once, though the set itself has not asked about that
+/// peer yet (before: it was woken again and again until the set's own
+/// next round of questions, up to a liveness interval later). Here the
+/// sender detached, and a peer then wrote "attached" into its state word:
+/// only its lock, free, says it is gone. Found by the fuzz target
+/// `notifier_hostile`.
+#[test]
+fn a_wait_set_future_woken_for_a_peer_gone_completes_at_once() {
+    let rx = Receiver::create(4096).unwrap();
+    let tx = Sender::attach(rx.segment()).unwrap();
+    let view = rx.segment().map(..).unwrap();
+    let mut set = WaitSet::new().unwrap();
+    let token = set.add(&rx).unwrap();
+    let ready = rx.readiness().unwrap();
+    drop(tx);
+    assert!(
+        readable(&ready, 5000),
+        "not readable after the sender's drop"
+    );
+    // The set sees the detached state (no question asked).
+    assert!(set.try_wait().unwrap().contains(token));
+    view.write_at(64, &1u32.to_le_bytes()).unwrap();
+    let start = Instant::now();
+    let (out, polls) = poll_for(pin!(set.wait_async()), Duration::from_secs(1));
+    let ready = out.expect("the set reports the member").unwrap();
+    assert!(ready.contains(token));
+    assert!(
+        polls <= 3,
+        "the wait set's future was polled {polls} times in {:?}",
+        start.elapsed()
+    );
+}
+
 /// The peer child: attaches to `MST_NAME` as `MST_KIND` says, says
 /// `ready`, then sends (a channel sender: `MST_COUNT` messages, one every
 /// 200 µs) or waits to be killed.

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use super::notifier::Registration;
 use super::readiness::Readiness;
 use super::Wait;
+use crate::channel::layout::frame_len;
 use crate::channel::ring::Frame;
 use crate::channel::{Receiver, RecvGuard, SendGuard, Sender, TypedReceiver, TypedSender};
 use crate::wait_set::member::Member;
@@ -269,6 +270,21 @@ pub struct ReserveFuture<'a> {
     wait: Wait,
 }
 
+/// Tells the notifier (through the sender's link) which frame the sender's
+/// future waits for room for: `frame` bytes, or 0 when none waits. Without
+/// it the notifier would report room for the smallest frame, which a
+/// future waiting for a larger one takes for a wake-up and parks again at
+/// once, round after round.
+fn wanted(tx: &Sender, frame: u64) {
+    // Relaxed: the store comes before the future's `listen`, and the
+    // notifier reads it under the lock that `listen` takes.
+    tx.wait_parts()
+        .0
+        .link
+        .state
+        .store(frame, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl<'a> Future for ReserveFuture<'a> {
     type Output = Result<SendGuard<'a>>;
 
@@ -281,22 +297,36 @@ impl<'a> Future for ReserveFuture<'a> {
         match tx.try_slot(this.len) {
             Ok(Some(slot)) => {
                 this.wait.done();
+                wanted(tx, 0);
                 let tx = this.tx.take().expect("checked above");
                 Poll::Ready(Ok(tx.guard(slot, this.len)))
             }
             Ok(None) => {
+                // (try_slot refused a length whose frame overflows.)
+                wanted(tx, frame_len(this.len as u64).unwrap_or(0));
                 let r = sender_registration(tx);
                 let p = this.wait.park(r, cx);
                 if p.is_ready() {
+                    wanted(tx, 0);
                     this.tx = None;
                 }
                 p
             }
             Err(e) => {
                 this.wait.done();
+                wanted(tx, 0);
                 this.tx = None;
                 Poll::Ready(Err(e))
             }
+        }
+    }
+}
+
+impl Drop for ReserveFuture<'_> {
+    fn drop(&mut self) {
+        if let Some(tx) = &self.tx {
+            // Dropped while waiting: the sender waits for nothing now.
+            wanted(tx, 0);
         }
     }
 }

@@ -121,7 +121,7 @@ pub use rpc::ServerRecvFuture;
 pub use wait_set::WaitFuture;
 
 #[doc(hidden)]
-pub use notifier::notifier_threads;
+pub use notifier::{notifier_slots, notifier_threads};
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -144,6 +144,11 @@ impl Wait {
             id: 0,
             on: Vec::new(),
         }
+    }
+
+    /// Whether it listened on the notifier before (the future was pending).
+    pub(crate) fn listened(&self) -> bool {
+        self.id != 0
     }
 
     fn id(&mut self) -> u64 {

@@ -82,7 +82,14 @@ impl Future for WaitFuture<'_> {
                 reason: "it has no members: a wait would never return".into(),
             }));
         }
-        let result = set.try_wait().and_then(|ready| {
+        // Woken by the notifier (it listened before): its members may have
+        // found a peer gone that the set has not asked about yet.
+        let look = if this.wait.listened() {
+            set.try_wait_asking()
+        } else {
+            set.try_wait()
+        };
+        let result = look.and_then(|ready| {
             if !ready.is_empty() {
                 return Ok(Some(ready));
             }

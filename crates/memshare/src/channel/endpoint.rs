@@ -28,8 +28,13 @@ pub(crate) struct Endpoint {
     /// its state word says (a peer that zeroes it before dying must not
     /// look like one that never came).
     peer_seen: bool,
-    /// What the wait sets this endpoint is a member of share with it.
-    pub(crate) link: Arc<Link>,
+    /// What the wait sets this endpoint is a member of share with it; its
+    /// state, for a sender, is the frame length its pending
+    /// `reserve_async` waits for room for (0: none), so that the async
+    /// notifier reports the sender when that frame fits rather than when
+    /// the smallest does (which a future waiting for more would take for
+    /// a wake-up at every look: a spin).
+    pub(crate) link: Arc<Link<std::sync::atomic::AtomicU64>>,
     segment: Segment,
     /// The futex words it parks on (its own) and wakes (the peer's).
     _routes: Routes,
@@ -168,7 +173,7 @@ impl Endpoint {
             strategy: WaitStrategy::default(),
             last_liveness: Instant::now(),
             peer_seen,
-            link: Link::new(()),
+            link: Link::new(std::sync::atomic::AtomicU64::new(0)),
             segment: segment.clone(),
             _routes: routes,
             _lock: lock,
@@ -258,6 +263,24 @@ impl Endpoint {
         Error::Disconnected {
             object: self.describe(),
             peer: self.side.peer().name(),
+        }
+    }
+
+    /// Puts this side's true position (`own`) back into the header if a
+    /// peer wrote over it. Only this side writes its published position,
+    /// and wait sets and the async notifier read it as this side's truth
+    /// (`ChannelWatch::ready`): a peer that wrote another value there
+    /// would have them report this side ready at every look while its
+    /// `try_` form finds nothing, and a future would spin through the
+    /// notifier. Called by the `try_` forms when they find nothing: one
+    /// load of a line this side writes, a store only after such a write.
+    pub(crate) fn restore_position(&self, own: u64) {
+        let published = self.header().position(self.side);
+        if published.load(Ordering::Relaxed) != own {
+            // Release, as every publication of the position: it orders
+            // nothing new (the frames it covers were released when it was
+            // first published), but the peer loads it with Acquire.
+            published.store(own, Ordering::Release);
         }
     }
 

@@ -149,7 +149,10 @@ impl Receiver {
     pub(crate) fn try_frame(&mut self) -> Result<Option<Frame>> {
         match self.poll()? {
             Some(frame) => Ok(Some(frame)),
-            None => self.check_disconnected(),
+            None => {
+                self.ep.restore_position(self.core.read);
+                self.check_disconnected()
+            }
         }
     }
 

@@ -202,6 +202,7 @@ impl Sender {
         match self.poll_space(len)? {
             Some(slot) => Ok(Some(slot)),
             None => {
+                self.ep.restore_position(self.core.write);
                 if self.ep.peer_gone(self.core.peer_moved)? {
                     return Err(self.ep.disconnected());
                 }

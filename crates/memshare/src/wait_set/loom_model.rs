@@ -67,6 +67,7 @@ fn run(per_waker: usize) {
         header: &ch.header,
         side: Side::Receiver,
         capacity: CAPACITY,
+        frame: 0,
     };
     let subscriber_member = SubscriberWatch {
         wake: &service.wake,
@@ -171,6 +172,7 @@ mod notifier {
             header: &ch.header,
             side: Side::Receiver,
             capacity: CAPACITY,
+            frame: 0,
         }
     }
 

@@ -51,7 +51,7 @@ struct ChannelMember {
     /// came (as for the endpoint's own `peer_moved`).
     peer_position: u64,
     peer_seen: bool,
-    link: Arc<Link>,
+    link: Arc<Link<AtomicU64>>,
     segment: Segment,
     /// The route of the side's word in the set's own view (Windows wakes
     /// a word through the event registered for its address: the set waits
@@ -317,6 +317,8 @@ impl ChannelMember {
             header: self.header(),
             side: self.side,
             capacity: self.capacity,
+            // (Process-local: what the endpoint's future waits for.)
+            frame: self.link.state.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

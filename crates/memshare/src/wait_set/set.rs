@@ -386,6 +386,18 @@ impl WaitSet {
         self.wait_until(None, false)
     }
 
+    /// [`WaitSet::try_wait`], asking about the peers of every member not
+    /// ready whether or not a round of questions is due: the async wait,
+    /// woken by the notifier, whose own members may have found a peer gone
+    /// that this set has not asked about yet (it would otherwise report
+    /// nothing until its next round, up to a liveness interval later, and
+    /// the future would be woken again and again meanwhile).
+    #[cfg(feature = "async")]
+    pub(crate) fn try_wait_asking(&mut self) -> Result<Ready> {
+        self.last_round = None;
+        self.wait_until(None, false)
+    }
+
     /// Looks at the members, asks about their peers when that is due,
     /// parks while none is ready.
     fn wait_until(&mut self, deadline: Option<Instant>, block: bool) -> Result<Ready> {

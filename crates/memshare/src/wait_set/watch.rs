@@ -119,6 +119,10 @@ pub(crate) struct ChannelWatch<'a> {
     pub(crate) side: Side,
     /// The ring's size, as validated when the endpoint attached.
     pub(crate) capacity: u64,
+    /// Sender: the frame it waits for room for (its pending
+    /// `reserve_async`'s); 0 (or anything smaller): the smallest frame, an
+    /// empty message's.
+    pub(crate) frame: u64,
 }
 
 impl<'a> ChannelWatch<'a> {
@@ -143,7 +147,8 @@ impl<'a> ChannelWatch<'a> {
     }
 
     /// Receiver: a frame is published past the receiver's position.
-    /// Sender: there is room for the smallest frame (an empty message).
+    /// Sender: there is room for the smallest frame (an empty message), or
+    /// for the frame its pending `reserve_async` waits for.
     /// Either: the peer detached (its drop wakes this word whatever the
     /// flag says). Each side's own position is read from the header,
     /// where it publishes every move of it, so it is the endpoint's own
@@ -155,7 +160,8 @@ impl<'a> ChannelWatch<'a> {
             Side::Receiver => !Consumer::still_empty(h, own),
             Side::Sender => {
                 let smallest = channel::frame_len(0).unwrap_or(channel::FRAME_ALIGN);
-                !Producer::still_full(h, self.capacity, own, smallest)
+                let frame = self.frame.clamp(smallest, self.capacity);
+                !Producer::still_full(h, self.capacity, own, frame)
             }
         };
         found || h.state(self.side.peer()).load(Ordering::Relaxed) == channel::STATE_DETACHED
