@@ -27,11 +27,11 @@ use crate::Result;
 /// thread per descriptor.
 ///
 /// ```
-/// # #[cfg(unix)] {
+/// # #[cfg(unix)]
+/// # fn main() -> memshare::Result<()> {
 /// use std::os::fd::AsFd;
 /// use memshare::channel::{Receiver, Sender};
 /// use rustix::event::{poll, PollFd, PollFlags};
-/// # fn main() -> memshare::Result<()> {
 /// let mut rx = Receiver::create(4096)?;
 /// let mut tx = Sender::attach(rx.segment())?;
 /// let ready = rx.readiness()?;
@@ -44,8 +44,9 @@ use crate::Result;
 /// }
 /// ready.rearm(); // nothing left: not readable until the next message
 /// # let _ = ready.as_fd();
-/// # }
 /// # Ok(()) }
+/// # #[cfg(not(unix))]
+/// # fn main() {}
 /// ```
 pub struct Readiness {
     event: Arc<crate::sys::Event>,
