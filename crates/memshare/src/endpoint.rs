@@ -161,6 +161,14 @@ pub(crate) fn new_instance() -> u64 {
 pub(crate) struct Link<T = ()> {
     dropped: std::sync::atomic::AtomicBool,
     recheck: std::sync::atomic::AtomicBool,
+    /// A channel's peer was seen (attached, or moving its position) by the
+    /// endpoint or one of its wait-set or notifier members: from then on
+    /// all of them ask its lock. Shared, so that they agree: a peer that
+    /// moved its position and put it back is "seen" for every observer,
+    /// not only for the one that looked at the time (a notifier member
+    /// that thought the peer gone while the set's member did not woke the
+    /// set's future again and again: found by `notifier_hostile`).
+    peer_seen: std::sync::atomic::AtomicBool,
     pub(crate) state: T,
     /// The endpoint's registration with the async notifier, made the first
     /// time a future or a readiness descriptor waits on it (see
@@ -176,10 +184,24 @@ impl<T> Link<T> {
         std::sync::Arc::new(Link {
             dropped: Default::default(),
             recheck: Default::default(),
+            peer_seen: Default::default(),
             state,
             #[cfg(feature = "async")]
             aio: Default::default(),
         })
+    }
+
+    /// Records that the channel's peer was seen (see the field), and says
+    /// whether it was, by this observer (`now`) or any other before.
+    pub(crate) fn peer_seen(&self, now: bool) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Relaxed: a monotonic hint; the lock query that follows is what
+        // is trusted.
+        if now {
+            self.peer_seen.store(true, Relaxed);
+            return true;
+        }
+        self.peer_seen.load(Relaxed)
     }
 
     /// Said by the endpoint's `drop`.

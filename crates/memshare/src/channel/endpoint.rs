@@ -291,7 +291,7 @@ impl Endpoint {
     /// [`LIVENESS_INTERVAL`].
     pub(crate) fn peer_gone(&mut self, peer_moved: bool) -> Result<bool> {
         let peer = self.side.peer();
-        self.peer_seen |= peer_moved;
+        self.peer_seen = self.link.peer_seen(self.peer_seen || peer_moved);
         match self.header().state(peer).load(Ordering::Acquire) {
             layout::STATE_DETACHED => Ok(true),
             layout::STATE_NEW if !self.peer_seen => {
@@ -302,7 +302,7 @@ impl Endpoint {
             }
             state => {
                 if state != layout::STATE_NEW {
-                    self.peer_seen = true;
+                    self.peer_seen = self.link.peer_seen(true);
                 }
                 // (A wait set that found the peer's lock free asks for a
                 // fresh answer: the endpoint then reports what it did.)

@@ -332,7 +332,9 @@ impl ChannelMember {
         if state == channel::STATE_DETACHED {
             return Ok(true);
         }
-        self.peer_seen |= moved || state != channel::STATE_NEW;
+        self.peer_seen = self
+            .link
+            .peer_seen(self.peer_seen || moved || state != channel::STATE_NEW);
         if !self.peer_seen {
             return Ok(false);
         }
