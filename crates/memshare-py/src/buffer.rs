@@ -134,12 +134,11 @@ impl Lent {
         }
         let len = ffi::Py_ssize_t::try_from(self.len)
             .map_err(|_| PyValueError::new_err("length does not fit Py_ssize_t"))?;
-        // SAFETY: `view` is the caller's valid Py_buffer (checked non-null
-        // above); `ptr..ptr+len` is mapped memory that `owner` keeps alive
-        // and that is not released while the export count (incremented
-        // below, under the same lock as `released`) is above zero.
-        // PyBuffer_FillInfo takes a new reference to `owner` into
-        // `view.obj`, which CPython releases with the buffer.
+        // PyBuffer_FillInfo takes a new reference to `owner` into `view.obj`, which CPython
+        // releases with the buffer.
+        // SAFETY: `view` is the caller's valid Py_buffer (checked non-null above); `ptr..ptr+len`
+        // is mapped memory that `owner` keeps alive and that is not released while the export
+        // count (incremented below, under the same lock as `released`) is above zero.
         let rc = unsafe {
             ffi::PyBuffer_FillInfo(
                 view,
@@ -229,10 +228,9 @@ pub(crate) struct BytesIn {
     view: Box<ffi::Py_buffer>,
 }
 
-// SAFETY: the buffer's memory stays valid while the Py_buffer is held
-// (exporters refuse to resize or free exported memory); it is only read
-// with raw copies, from whichever thread. Releasing it (Drop) needs the
-// interpreter, which `Drop` attaches.
+// SAFETY: the buffer's memory stays valid while the Py_buffer is held (exporters refuse to resize
+// or free exported memory); it is only read with raw copies, from whichever thread. Releasing it
+// (Drop) needs the interpreter, which `Drop` attaches.
 unsafe impl Send for BytesIn {}
 // SAFETY: as for Send: `&BytesIn` only gives the pointer and the length.
 unsafe impl Sync for BytesIn {}

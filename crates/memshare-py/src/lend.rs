@@ -27,10 +27,9 @@ macro_rules! lender {
                 flags: std::os::raw::c_int,
             ) -> pyo3::PyResult<()> {
                 let owner = slf.clone().into_any();
-                // SAFETY: `view` is the Py_buffer CPython passed in; this
-                // object keeps the endpoint (and its mapping) alive through
-                // its `Arc`, and the memory is not released while the
-                // export count is above zero.
+                // SAFETY: `view` is the Py_buffer CPython passed in; this object keeps the endpoint
+                // (and its mapping) alive through its `Arc`, and the memory is not released while
+                // the export count is above zero.
                 unsafe { slf.get().lent.get_buffer(owner, view, flags) }
             }
 

@@ -54,13 +54,11 @@ pub(crate) struct State<T, G> {
     next_id: u64,
 }
 
-// SAFETY: `T` is the endpoint, `G` guards that borrow it. They are only
-// used under `Shared`'s mutex (every method takes `&mut State` from it),
-// so however many threads share a `Shared`, one at a time touches the
-// endpoint and its guards: the endpoints' non-thread-safe parts (`Cell`,
-// `RefCell`) are never used concurrently. `T: Send` says the endpoint
-// itself may move between threads; the guards are plain data plus a
-// pointer to it.
+// `T` is the endpoint, `G` guards that borrow it. They are only used under `Shared`'s mutex
+// (every method takes `&mut State` from it), so however many threads share a `Shared`, one at a
+// time touches the endpoint and its guards.
+// SAFETY: as just said, the endpoints' non-thread-safe parts (`Cell`, `RefCell`) are never used
+// concurrently; `T: Send` lets the endpoint move between threads; guards are plain data.
 unsafe impl<T: Send, G> Send for State<T, G> {}
 
 impl<T, G> State<T, G> {

@@ -72,12 +72,10 @@ pub struct ServerRecvFuture<'a> {
     wait: Wait,
 }
 
-// SAFETY: the future is made from an exclusive borrow of the server (a
-// `Server` is `Send`), so no other thread can reach the server through
-// another reference while the future lives: it is used from whichever one
-// thread polls the future. The `Request` it gives (not `Send`) is used
-// where it was given; the future drops its reference as it gives it, and
-// never touches the server again.
+// The `Request` the future gives (not `Send`) is used where it was given; the future drops its
+// reference as it gives it, and never touches the server again.
+// SAFETY: the future is made from an exclusive borrow of the server (a `Server` is `Send`): no
+// other thread reaches the server while the future lives, only the one that polls it.
 unsafe impl Send for ServerRecvFuture<'_> {}
 
 impl<'a> Future for ServerRecvFuture<'a> {

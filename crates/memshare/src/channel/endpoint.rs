@@ -426,9 +426,8 @@ fn segment_len_for(capacity: usize) -> Result<u64> {
 
 /// The header at the start of a view of a whole channel segment.
 fn header_of(view: &ViewMut) -> &Header {
-    // SAFETY: a view of a whole segment starts page-aligned (offset 0) and
-    // is at least HEADER_LEN bytes long (checked by the callers); `Header`
-    // is `#[repr(C)]` atomics and padding, valid for any bytes; it borrows
-    // the view.
+    // SAFETY: a view of a whole segment starts page-aligned (offset 0) and is at least HEADER_LEN
+    // bytes long (checked by the callers); `Header` is `#[repr(C)]` atomics and padding, valid for
+    // any bytes; it borrows the view.
     unsafe { &*view.as_mut_ptr().cast::<Header>() }
 }

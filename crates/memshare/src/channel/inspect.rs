@@ -73,10 +73,9 @@ pub fn inspect(segment: &Segment) -> Result<ChannelState> {
         return Err(not_a_channel("too small to be a channel".into()));
     }
     let view = segment.map_readonly(..)?;
-    // SAFETY: the view maps the whole segment from offset 0 (page-aligned)
-    // and is at least HEADER_LEN bytes; `Header` is atomics and padding,
-    // valid for any bytes; only loads are made through it (the pages are
-    // read-only); it borrows the view.
+    // SAFETY: the view maps the whole segment from offset 0 (page-aligned) and is at least
+    // HEADER_LEN bytes; `Header` is atomics and padding, valid for any bytes; only loads are made
+    // through it (the pages are read-only); it borrows the view.
     let h: &Header = unsafe { &*view.as_ptr().cast::<Header>() };
     let magic = h.fixed.magic.load(Ordering::Acquire);
     if magic != u64::from_le_bytes(layout::MAGIC) {

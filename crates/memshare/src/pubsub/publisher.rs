@@ -450,10 +450,9 @@ impl Deref for Loan<'_> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        // SAFETY: the buffer lies in the publisher's pool (taken from it by
-        // index below `pool_len`), `len <= max_message_len <= stride`, and
-        // it is this publisher's alone until published: no entry names it
-        // and no subscriber holds it (checked when it was freed).
+        // SAFETY: the buffer lies in the publisher's pool (taken from it by index below
+        // `pool_len`), `len <= max_message_len <= stride`, and it is this publisher's alone until
+        // published: no entry names it and no subscriber holds it (checked when it was freed).
         unsafe { std::slice::from_raw_parts(self.data(), self.len) }
     }
 }

@@ -158,11 +158,9 @@ impl Service {
     pub(crate) fn subscriber(&self, i: u32) -> SubView<'_> {
         let g = &self.geometry;
         let at = (u64::from(i) * g.subscriber_block) as usize;
-        // SAFETY: block `i` lies inside the subscriber table (the geometry
-        // was checked against the segment); its parts are atomics at the
-        // offsets the geometry gives, 8-aligned (blocks are 128-byte
-        // multiples from a page-aligned table); the window lives as long as
-        // `self`.
+        // SAFETY: block `i` lies inside the subscriber table (the geometry was checked against the
+        // segment); its parts are atomics at the offsets the geometry gives, 8-aligned (blocks are
+        // 128-byte multiples from a page-aligned table); the window lives as long as `self`.
         unsafe {
             let base = self.subscribers.as_ptr().add(at);
             SubView {

@@ -383,11 +383,10 @@ impl Deref for Sample<'_> {
             .service
             .publisher(self.got.publisher)
             .expect("a subscriber maps every publisher");
-        // SAFETY: the buffer index was checked against the pool and the
-        // length against the buffers' size when the message was polled;
-        // the buffer is held for this subscriber (no honest publisher
-        // writes it until the hold is released, in `drop`); the mapping is
-        // read-only and lives as long as the subscriber.
+        // The buffer is held for this subscriber: no honest publisher writes it until the hold is
+        // released, in `drop`.
+        // SAFETY: the buffer index was checked against the pool and the length against the
+        // buffers' size when the message was polled; the read-only mapping lives as long as `self`.
         unsafe { std::slice::from_raw_parts(pv.buffers.at(self.got.buffer), self.got.len) }
     }
 }

@@ -142,10 +142,9 @@ impl Deref for Response<'_> {
             .client
             .service
             .response_buffer(self.client.index, self.slot);
-        // SAFETY: `len` was checked against max_response_len, within the
-        // slot's buffer; mapped while the client lives; the server does not
-        // write the slot again before the client sends a new request in it,
-        // which needs this guard gone.
+        // SAFETY: `len` was checked against max_response_len, within the slot's buffer; mapped
+        // while the client lives; the server does not write the slot again before the client sends
+        // a new request in it, which needs this guard gone.
         unsafe { std::slice::from_raw_parts(buffer, self.len) }
     }
 }

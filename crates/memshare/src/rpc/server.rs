@@ -784,10 +784,9 @@ impl Deref for Request<'_> {
             .server
             .service
             .request_buffer(self.client.slot, self.slot);
-        // SAFETY: `len` was checked against max_request_len, within the
-        // slot's buffer; the request part stays mapped while the server
-        // lives; the client does not write the slot until it has the
-        // answer (one that breaks the protocol only changes bytes).
+        // SAFETY: `len` was checked against max_request_len, within the slot's buffer; the request
+        // part stays mapped while the server lives; the client does not write the slot until it has
+        // the answer (one that breaks the protocol only changes bytes).
         unsafe { std::slice::from_raw_parts(buffer, self.len) }
     }
 }

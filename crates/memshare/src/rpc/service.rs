@@ -186,9 +186,8 @@ impl Service {
     pub(crate) fn region(&self, c: u32) -> Region<'_> {
         let g = &self.geometry;
         let base = self.parts(c).control.as_ptr();
-        // SAFETY: the control part holds the ring's entries from
-        // RING_AT + 8 (4-aligned) and the slots from `slots_at`
-        // (64-aligned), both within `control_len` (checked geometry); they
+        // SAFETY: the control part holds the ring's entries from RING_AT + 8 (4-aligned) and the
+        // slots from `slots_at` (64-aligned), both within `control_len` (checked geometry); they
         // are atomics; the window lives as long as `self`.
         unsafe {
             Region {

@@ -109,10 +109,9 @@ impl Member {
         // The header page only: the set reads the positions, states and
         // parking words, never the ring.
         let view = segment.map(..channel::HEADER_LEN as u64)?;
-        // SAFETY: the view maps the segment from offset 0, page-aligned,
-        // at least HEADER_LEN bytes (the endpoint checked the segment's
-        // length when it attached); `Header` is `#[repr(C)]` atomics and
-        // padding, valid for any bytes; the member keeps the view.
+        // SAFETY: the view maps the segment from offset 0, page-aligned, at least HEADER_LEN bytes
+        // (the endpoint checked the segment's length when it attached); `Header` is `#[repr(C)]`
+        // atomics and padding, valid for any bytes; the member keeps the view.
         let header = unsafe { NonNull::new_unchecked(view.as_mut_ptr().cast::<channel::Header>()) };
         // SAFETY: as above.
         let h = unsafe { header.as_ref() };
@@ -169,11 +168,10 @@ impl Member {
         let kind = match &self.kind {
             Kind::Channel(m) => {
                 let view = m.segment.map(..channel::HEADER_LEN as u64)?;
+                let ptr = view.as_mut_ptr().cast::<channel::Header>();
                 // SAFETY: as in `Member::channel`: the header page of a
                 // segment the endpoint validated, kept with the view.
-                let header =
-                    // SAFETY: as just said.
-                    unsafe { NonNull::new_unchecked(view.as_mut_ptr().cast::<channel::Header>()) };
+                let header = unsafe { NonNull::new_unchecked(ptr) };
                 let mut routes = Routes::default();
                 // SAFETY: as just said: the header page, kept with the view.
                 let h = unsafe { header.as_ref() };

@@ -217,10 +217,9 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, context: *
         if let Some((slot, start, len)) = find(addr) {
             let prot = slot.prot.load(Ordering::Relaxed);
             let flags = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANON;
-            // SAFETY: `start..start + len` is a mapping memshare owns and
-            // has not unmapped (it unregisters first); replacing it with
-            // zero pages changes no Rust object's memory but the view's,
-            // whose owner learns of it through `faulted`.
+            // SAFETY: `start..start + len` is a mapping memshare owns and has not unmapped (it
+            // unregisters first); replacing it with zero pages changes no Rust object's memory but
+            // the view's, whose owner learns of it through `faulted`.
             let replaced = unsafe { libc::mmap(start as *mut c_void, len, prot, flags, -1, 0) };
             if replaced != libc::MAP_FAILED {
                 slot.faulted.store(true, Ordering::Release);
@@ -244,11 +243,10 @@ fn pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void, f
         libc::SIG_IGN if fault => default_action(sig),
         libc::SIG_IGN => {}
         handler if flags & libc::SA_SIGINFO != 0 => {
+            type Action = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void);
             // SAFETY: installed with SA_SIGINFO, so it is a three-argument
             // handler; it gets exactly what the kernel gave us.
-            let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
-                // SAFETY: as just said.
-                unsafe { std::mem::transmute(handler) };
+            let handler: Action = unsafe { std::mem::transmute(handler) };
             handler(sig, info, context);
         }
         handler => {

@@ -221,10 +221,9 @@ mod freebsd {
             _flags: 0,
             _clockid: libc::CLOCK_MONOTONIC as u32,
         };
-        // SAFETY: `word` is a u32 in memory this process maps for the whole
-        // call; `time` is a valid `_umtx_time` whose size is passed as the
-        // man page says. EINTR, ETIMEDOUT, or the word differing: the
-        // caller re-checks, so the result is not looked at.
+        // SAFETY: `word` is a u32 in memory this process maps for the whole call; `time` is a valid
+        // `_umtx_time` whose size is passed as the man page says. EINTR, ETIMEDOUT, or the word
+        // differing: the caller re-checks, so the result is not looked at.
         unsafe {
             libc::_umtx_op(
                 word.as_ptr().cast::<c_void>(),
