@@ -3,6 +3,9 @@
 //! header, a publish-subscribe service and a request/response service
 //! (each word a member's look, park or pid watch reads).
 
+use memshare::channel::{Receiver, Sender};
+use memshare::pubsub::{Overflow, Publisher, ServiceConfig, Subscriber};
+use memshare::rpc::{Client, Server, ServerConfig};
 use memshare::ViewMut;
 
 pub struct Input<'a>(pub &'a [u8]);
@@ -229,4 +232,95 @@ pub fn poke_rpc(input: &mut Input, view: &ViewMut, client_slot: usize, sel: u8) 
         }
     };
     view.write_at(at, &value.to_le_bytes()[..size]).unwrap();
+}
+
+/// One endpoint of every kind, with the raw views a hostile peer writes
+/// through: channel A (a receiver, its sender the peer), channel B (a
+/// sender filled by `mode >> 4` messages, its receiver the peer), a
+/// publish-subscribe service (`mode & 4`: Block, else DropOldest) and a
+/// request/response service with one client.
+pub struct Endpoints {
+    pub rx_a: Receiver,
+    pub tx_a: Sender,
+    pub view_a: ViewMut,
+    pub tx_b: Sender,
+    pub rx_b: Receiver,
+    pub view_b: ViewMut,
+    pub publisher: Publisher,
+    pub subscriber: Subscriber,
+    pub view_ps: ViewMut,
+    pub ps_layout: PubsubLayout,
+    pub sub_slot: usize,
+    pub server: Server,
+    pub client: Client,
+    pub view_rpc: ViewMut,
+    pub client_slot: usize,
+}
+
+impl Endpoints {
+    /// Builds them (the services under `ps_name` and `rpc_name`), or
+    /// `None` if the system refused one (the names are then removed).
+    pub fn build(capacity: usize, mode: u8, ps_name: &str, rpc_name: &str) -> Option<Endpoints> {
+        let built = Self::try_build(capacity, mode, ps_name, rpc_name);
+        if built.is_none() {
+            let _ = memshare::Segment::remove(ps_name);
+            let _ = memshare::Segment::remove(rpc_name);
+        }
+        built
+    }
+
+    fn try_build(capacity: usize, mode: u8, ps_name: &str, rpc_name: &str) -> Option<Endpoints> {
+        let rx_a = Receiver::create(capacity).ok()?;
+        let tx_a = Sender::attach(rx_a.segment()).ok()?;
+        let view_a = rx_a.segment().map(..).unwrap();
+        let mut tx_b = Sender::create(capacity).ok()?;
+        let rx_b = Receiver::attach(tx_b.segment()).ok()?;
+        for i in 0..(mode >> 4) {
+            let _ = tx_b.try_send(&[i; 12]);
+        }
+        let view_b = tx_b.segment().map(..).unwrap();
+        let config = ServiceConfig::new()
+            .max_publishers(2)
+            .max_subscribers(2)
+            .max_message_len(MAX_MESSAGE as u64)
+            .depth(4)
+            .history(1)
+            .max_held(2)
+            .overflow(if mode & 4 == 0 {
+                Overflow::DropOldest
+            } else {
+                Overflow::Block
+            });
+        let publisher = Publisher::create(ps_name, config).ok()?;
+        let subscriber = Subscriber::open(ps_name).ok()?;
+        let view_ps = publisher.segment().map(..).unwrap();
+        let ps_layout = PubsubLayout::read(&view_ps, 2, 2);
+        let sub_slot = subscriber.slot() as usize;
+        let rpc_config = ServerConfig::new()
+            .max_clients(2)
+            .max_in_flight(4)
+            .max_request_len(MAX_REQUEST)
+            .max_response_len(MAX_RESPONSE);
+        let server = Server::create(rpc_name, rpc_config).ok()?;
+        let client = Client::connect(rpc_name).ok()?;
+        let view_rpc = server.segment().map(..).unwrap();
+        let client_slot = client.id().slot() as usize;
+        Some(Endpoints {
+            rx_a,
+            tx_a,
+            view_a,
+            tx_b,
+            rx_b,
+            view_b,
+            publisher,
+            subscriber,
+            view_ps,
+            ps_layout,
+            sub_slot,
+            server,
+            client,
+            view_rpc,
+            client_slot,
+        })
+    }
 }

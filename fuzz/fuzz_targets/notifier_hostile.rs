@@ -32,9 +32,6 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use memshare::aio::{notifier_slots, Readiness};
-use memshare::channel::{Receiver, Sender};
-use memshare::pubsub::{Overflow, Publisher, ServiceConfig, Subscriber};
-use memshare::rpc::{Client, Server, ServerConfig};
 use memshare::{ViewMut, WaitSet};
 
 mod hostile;
@@ -201,59 +198,28 @@ fuzz_target!(|data: &[u8]| {
     });
 
     {
-        // Channel A: its receiver awaited, its sender the peer.
-        let Ok(rx_a) = Receiver::create(capacity) else {
+        // Awaited: channel A's receiver, room on channel B's sender, the
+        // subscriber, the server and the client.
+        let Some(Endpoints {
+            rx_a,
+            tx_a,
+            view_a,
+            tx_b,
+            rx_b,
+            view_b,
+            publisher,
+            subscriber,
+            view_ps,
+            ps_layout,
+            sub_slot,
+            server,
+            client,
+            view_rpc,
+            client_slot,
+        }) = Endpoints::build(capacity, mode, &ps_name, &rpc_name)
+        else {
             return;
         };
-        let Ok(tx_a) = Sender::attach(rx_a.segment()) else {
-            return;
-        };
-        let view_a = rx_a.segment().map(..).unwrap();
-        // Channel B: its sender awaits room.
-        let Ok(mut tx_b) = Sender::create(capacity) else {
-            return;
-        };
-        let Ok(rx_b) = Receiver::attach(tx_b.segment()) else {
-            return;
-        };
-        for i in 0..(mode >> 4) {
-            let _ = tx_b.try_send(&[i; 12]);
-        }
-        let view_b = tx_b.segment().map(..).unwrap();
-        let config = ServiceConfig::new()
-            .max_publishers(2)
-            .max_subscribers(2)
-            .max_message_len(MAX_MESSAGE as u64)
-            .depth(4)
-            .history(1)
-            .max_held(2)
-            .overflow(if mode & 4 == 0 {
-                Overflow::DropOldest
-            } else {
-                Overflow::Block
-            });
-        let Ok(publisher) = Publisher::create(&ps_name, config) else {
-            return;
-        };
-        let Ok(subscriber) = Subscriber::open(&ps_name) else {
-            return;
-        };
-        let view_ps = publisher.segment().map(..).unwrap();
-        let ps_layout = PubsubLayout::read(&view_ps, 2, 2);
-        let sub_slot = subscriber.slot() as usize;
-        let rpc_config = ServerConfig::new()
-            .max_clients(2)
-            .max_in_flight(4)
-            .max_request_len(MAX_REQUEST)
-            .max_response_len(MAX_RESPONSE);
-        let Ok(server) = Server::create(&rpc_name, rpc_config) else {
-            return;
-        };
-        let Ok(client) = Client::connect(&rpc_name) else {
-            return;
-        };
-        let view_rpc = server.segment().map(..).unwrap();
-        let client_slot = client.id().slot() as usize;
 
         let mut set = WaitSet::new().unwrap();
         set.add(&rx_a).unwrap();
