@@ -659,6 +659,43 @@ fn a_pending_future_is_not_woken_again_and_again_with_nothing_for_it() {
     assert_eq!(&*rx.try_recv().unwrap().unwrap(), b"after");
 }
 
+/// A pending subscriber's future is not woken again and again when a
+/// peer wrote over the cursor the subscriber publishes: the notifier read
+/// news at the written cursor (a message already received) at every look,
+/// while the subscriber's own cursor found nothing, and the future spun
+/// through it. Its `try_` form now puts the true cursor back. Found by the
+/// fuzz target `notifier_hostile`.
+#[test]
+fn a_pending_subscriber_whose_cursor_a_peer_wrote_over_is_not_woken_again_and_again() {
+    let name = unique_name("aio-cursor");
+    let mut publisher = Publisher::create(&name, ServiceConfig::new()).unwrap();
+    let mut sub = Subscriber::open(&name).unwrap();
+    assert_eq!(sub.slot(), 0);
+    publisher.publish_copy(b"first").unwrap();
+    assert_eq!(&*sub.try_recv().unwrap().unwrap(), b"first");
+    // The subscriber block of slot 0 starts at 4096; its cursors follow its
+    // 32-byte head and one hold word per held sample, 8-aligned
+    // (docs/pubsub-layout.md).
+    let held = sub.config().get_max_held() as usize;
+    let cursor_at = 4096 + (32 + 4 * held).next_multiple_of(8);
+    let view = sub.segment().map(..).unwrap();
+    let mut cursor = [0; 8];
+    view.read_at(cursor_at, &mut cursor).unwrap();
+    assert_eq!(u64::from_le_bytes(cursor), 1, "the cursor past \"first\"");
+    view.write_at(cursor_at, &0u64.to_le_bytes()).unwrap();
+    let (out, polls) = poll_for(pin!(sub.recv_async()), Duration::from_millis(200));
+    assert!(out.is_none(), "a message out of nothing");
+    drop(out);
+    assert!(
+        polls <= 3,
+        "the subscriber's future was polled {polls} times in 200 ms"
+    );
+    view.read_at(cursor_at, &mut cursor).unwrap();
+    assert_eq!(u64::from_le_bytes(cursor), 1, "the true cursor, restored");
+    publisher.publish_copy(b"after").unwrap();
+    assert_eq!(&*sub.try_recv().unwrap().unwrap(), b"after");
+}
+
 /// A wait set's future woken because the notifier found a member's peer
 /// gone completes at once, though the set itself has not asked about that
 /// peer yet (before: it was woken again and again until the set's own

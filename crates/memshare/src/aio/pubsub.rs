@@ -20,14 +20,7 @@ fn registration(sub: &Subscriber) -> Result<Arc<Registration>> {
 /// One poll of a receive: the next message (held), or `Pending` with the
 /// task listening on the notifier.
 fn poll_got(sub: &Subscriber, wait: &mut Wait, cx: &mut Context<'_>) -> Poll<Result<Got>> {
-    let found = sub
-        .poll()
-        .and_then(|got| match got {
-            Some(got) => Ok(Some(got)),
-            None => sub.check_disconnected(false).map(|()| None),
-        })
-        .transpose();
-    match found {
+    match sub.try_got().transpose() {
         Some(done) => {
             wait.done();
             Poll::Ready(done)

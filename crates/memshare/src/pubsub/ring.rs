@@ -535,6 +535,28 @@ impl SubCore {
         Ok(())
     }
 
+    /// Puts this subscriber's true cursors back into its block where a
+    /// peer wrote over them. Only the subscriber writes its published
+    /// cursors, and wait sets and the async notifier read them as its
+    /// truth (`SubscriberWatch::ready`): a peer that wrote other values
+    /// there would have them report the subscriber ready at every look
+    /// (news at the written cursor, or drained past a gone publisher's
+    /// head) while its `try_recv` finds nothing, and a future would spin
+    /// through the notifier. Called by the `try_` forms when they find
+    /// nothing: a load per publisher slot of lines this subscriber writes,
+    /// a store only after such a write.
+    pub(crate) fn restore_cursors(&self, sub: &SubView<'_>) {
+        for (published, &own) in sub.cursors.iter().zip(&self.cursors) {
+            if published.load(Ordering::Relaxed) != own {
+                // Release, as every publication of a cursor: it orders
+                // nothing new (the reads it covers were released when it
+                // was first published), but publishers load it with
+                // Acquire.
+                published.store(own, Ordering::Release);
+            }
+        }
+    }
+
     /// Lets go of hold word `hold`: the publisher may reuse the buffer.
     pub(crate) fn release(&mut self, sub: &SubView<'_>, hold: usize) {
         // Release: our reads of the buffer happen before its reuse.

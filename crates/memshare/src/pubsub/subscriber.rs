@@ -222,9 +222,20 @@ impl Subscriber {
 
     /// Receives the next message if there is one now.
     pub fn try_recv(&self) -> Result<Option<Sample<'_>>> {
+        Ok(self.try_got()?.map(|got| self.sample(got)))
+    }
+
+    /// What `try_recv` finds: the next message (held), if there is one now
+    /// (the async receive's look). Finding nothing, it puts this
+    /// subscriber's true cursors back where it publishes them
+    /// (`SubCore::restore_cursors`) and asks whether every publisher is
+    /// gone.
+    pub(crate) fn try_got(&self) -> Result<Option<Got>> {
         if let Some(got) = self.poll()? {
-            return Ok(Some(self.sample(got)));
+            return Ok(Some(got));
         }
+        let sub = self.service.subscriber(self.index);
+        self.core.borrow().restore_cursors(&sub);
         self.check_disconnected(false)?;
         Ok(None)
     }
