@@ -25,6 +25,7 @@ fn sender_registration(tx: &Sender) -> Result<Arc<Registration>> {
 
 /// One poll of a receive: the next frame, or `Pending` with the task
 /// listening on the notifier.
+#[inline]
 fn poll_frame(rx: &mut Receiver, wait: &mut Wait, cx: &mut Context<'_>) -> Poll<Result<Frame>> {
     match rx.try_frame() {
         Ok(Some(frame)) => {
@@ -59,6 +60,7 @@ impl Receiver {
     /// assert_eq!(&*msg, b"from a thread");
     /// # drop(msg); sender.join().unwrap()?; Ok(()) }
     /// ```
+    #[inline]
     pub fn recv_async(&mut self) -> RecvFuture<'_> {
         RecvFuture {
             rx: Some(self),
@@ -115,6 +117,7 @@ pub struct RecvFuture<'a> {
 impl<'a> Future for RecvFuture<'a> {
     type Output = Result<RecvGuard<'a>>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let rx = this

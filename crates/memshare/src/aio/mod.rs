@@ -139,6 +139,7 @@ pub(crate) struct Wait {
 }
 
 impl Wait {
+    #[inline]
     pub(crate) fn new() -> Wait {
         Wait {
             id: 0,
@@ -194,8 +195,18 @@ impl Wait {
         }
     }
 
-    /// Stops listening (the future is done).
+    /// Stops listening (the future is done). Inline, for the future that
+    /// was ready at its first poll and listened on nothing: the per-message
+    /// path of a receiver kept busy.
+    #[inline]
     pub(crate) fn done(&mut self) {
+        if !self.on.is_empty() {
+            self.forget_all();
+        }
+    }
+
+    #[cold]
+    fn forget_all(&mut self) {
         for r in self.on.drain(..) {
             r.forget(self.id);
         }
@@ -203,6 +214,7 @@ impl Wait {
 }
 
 impl Drop for Wait {
+    #[inline]
     fn drop(&mut self) {
         self.done();
     }

@@ -146,6 +146,7 @@ impl Receiver {
 
     /// What `try_recv` finds: the next frame, if there is one now (the
     /// async receive's look).
+    #[inline]
     pub(crate) fn try_frame(&mut self) -> Result<Option<Frame>> {
         match self.poll()? {
             Some(frame) => Ok(Some(frame)),
