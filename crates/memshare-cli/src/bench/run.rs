@@ -304,20 +304,24 @@ fn receive_all(link: &mut Link, t: Transport, size: usize) -> Result<(u64, f64),
     let mut acc = 0u64;
     match link {
         Link::ChannelIn(rx) if t == Transport::ChannelRecvAsync => {
-            // Every message through the future, on this thread: ready at
-            // once while the sender keeps the ring busy, parked on the
-            // notifier when it is empty.
+            // Every message through the future, in one task on this
+            // thread, as an application's receive loop is: ready at once
+            // while the sender keeps the ring busy, parked on the notifier
+            // when it is empty.
             let waker = super::asynch::waker();
             let deadline = Instant::now() + Duration::from_secs(3600);
-            loop {
-                let msg = super::asynch::block_on_until(&waker, rx.recv_async(), deadline)
-                    .ok_or_else(|| Failure::other("bench: the sender stopped sending"))??;
-                if msg.is_empty() {
-                    break;
+            let task = async {
+                loop {
+                    let msg = rx.recv_async().await?;
+                    if msg.is_empty() {
+                        return Ok::<_, memshare::Error>(());
+                    }
+                    acc ^= touch(&msg);
+                    bytes += msg.len() as u64;
                 }
-                acc ^= touch(&msg);
-                bytes += msg.len() as u64;
-            }
+            };
+            super::asynch::block_on_until(&waker, task, deadline)
+                .ok_or_else(|| Failure::other("bench: the sender stopped sending"))??;
         }
         Link::ChannelIn(rx) => loop {
             let msg = rx.recv()?;
