@@ -132,7 +132,8 @@ pub fn poke_pubsub(input: &mut Input, view: &ViewMut, l: &PubsubLayout, sel: u8,
         1 => (136, input.u64(), 4),
         // Publishers' wake words.
         2 => (1024 + 8 * p + 4 * usize::from(sel & 4 != 0), input.u64(), 4),
-        // A publisher's state, instance, head.
+        // A publisher's state, pid hint, instance, head.
+        3 if sel & 4 != 0 => (region + 4, u64::from(hostile_pid(input)), 4),
         3 => (region, input.u64() % 4, 4),
         4 => (
             region + 128,

@@ -696,6 +696,95 @@ fn a_pending_subscriber_whose_cursor_a_peer_wrote_over_is_not_woken_again_and_ag
     assert_eq!(&*sub.try_recv().unwrap().unwrap(), b"after");
 }
 
+/// A parked subscriber's future does not poll its publishers' liveness:
+/// each publisher publishes its pid, and the notifier watches that
+/// process's death instead of asking the publisher's lock every liveness
+/// interval (20 lock queries in the 400 ms before). The subscriber runs in
+/// a child of its own, where no other test's future counts. Linux only:
+/// elsewhere no kernel tells the notifier of a death (docs/platforms.md),
+/// and every peer is asked every interval.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_parked_subscriber_watches_its_publishers_process_instead_of_polling_it() {
+    const TEST: &str = "a_parked_subscriber_watches_its_publishers_process_instead_of_polling_it";
+    if role().is_some() {
+        let mut sub = Subscriber::open(&env("MST_NAME")).unwrap();
+        let mut fut = Box::pin(sub.recv_async());
+        assert!(poll_once(&mut fut).is_pending());
+        // The first round watches the publisher's process and asks its
+        // lock once, to trust the watch.
+        std::thread::sleep(Duration::from_millis(50));
+        let before = memshare::aio::notifier_peer_looks();
+        std::thread::sleep(Duration::from_millis(400));
+        let looks = memshare::aio::notifier_peer_looks() - before;
+        println!("looks {looks}");
+        return;
+    }
+    let name = unique_name("aio-pub-pid");
+    let publisher = Publisher::create(&name, ServiceConfig::new()).unwrap();
+    let (child, mut out) = spawn(TEST, "subscriber", &[("MST_NAME", name.clone())]);
+    let looks: u64 = out.after("looks ").parse().unwrap();
+    child.wait_success(TIMEOUT);
+    drop(publisher);
+    assert!(
+        looks <= 3,
+        "the notifier asked about the publisher {looks} times in 400 ms"
+    );
+}
+
+/// A publisher that attaches while a subscriber's future is parked is
+/// watched too: the notifier looks at the publishers' pids at every round
+/// (here the round the first publisher's detach causes). Here the first publisher
+/// (this process's) detaches once the second (a child's) has attached,
+/// and the child is SIGKILLed: `Disconnected` comes at once, not at the
+/// notifier's next 5 s safety-net round, as it did when only the pids seen
+/// when the wait began were watched.
+#[test]
+fn a_publisher_that_attaches_while_a_subscriber_waits_is_watched_too() {
+    const TEST: &str = "a_publisher_that_attaches_while_a_subscriber_waits_is_watched_too";
+    if role().is_some() {
+        peer();
+        return;
+    }
+    let name = unique_name("aio-pub-later");
+    let first = Publisher::create(&name, ServiceConfig::new().max_publishers(2)).unwrap();
+    let mut sub = Subscriber::open(&name).unwrap();
+    let mut fut = pin!(sub.recv_async());
+    let wakes = std::sync::Arc::new(Wakes(Default::default()));
+    let waker = Waker::from(std::sync::Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    let (child, mut out) = spawn(
+        TEST,
+        "peer",
+        &[("MST_KIND", "publisher-open".into()), ("MST_NAME", name)],
+    );
+    out.after("ready");
+    // The notifier's round after the attach's wake; the first publisher's
+    // detach wakes the future (it looks: the second is attached).
+    std::thread::sleep(Duration::from_millis(100));
+    drop(first);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    let seen = wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+    let killed = Instant::now();
+    child.kill();
+    // Only the notifier's wake tells the future (it is not polled before).
+    while wakes.0.load(std::sync::atomic::Ordering::SeqCst) == seen && killed.elapsed() < TIMEOUT {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the future was woken {took:?} after the publisher's kill"
+    );
+    let out = fut.as_mut().poll(&mut cx);
+    assert!(
+        matches!(out, Poll::Ready(Err(Error::Disconnected { .. }))),
+        "not Disconnected: {out:?}"
+    );
+}
+
 /// A wait set's future woken because the notifier found a member's peer
 /// gone completes at once, though the set itself has not asked about that
 /// peer yet (before: it was woken again and again until the set's own
@@ -752,6 +841,7 @@ fn peer() {
         "publisher" => keep.push(Box::new(
             Publisher::create(&name, ServiceConfig::new()).unwrap(),
         )),
+        "publisher-open" => keep.push(Box::new(Publisher::open(&name).unwrap())),
         "server" => keep.push(Box::new(
             Server::create(&name, ServerConfig::new()).unwrap(),
         )),

@@ -53,10 +53,10 @@
 //!   [`Error::Disconnected`](crate::Error::Disconnected) within the
 //!   [liveness interval](crate::channel::LIVENESS_INTERVAL) (20 ms): on
 //!   Linux the kernel tells the deaths of the peers whose process id the
-//!   layout publishes (channel ends, an rpc client's server) through
-//!   pidfds, and their locks are asked only every 5 s besides; the other
-//!   peers (publishers, a server's clients) are asked every interval, one
-//!   lock query per peer.
+//!   layout publishes (channel ends, a subscriber's publishers, an rpc
+//!   client's server) through pidfds, and their locks are asked only every
+//!   5 s besides; a server's clients are asked every interval, one lock
+//!   query per client.
 //! - On Windows the notifier threads wait on the auto-reset events the
 //!   endpoints park on (`WaitForMultipleObjects`: 63 endpoints and a
 //!   control word per thread) and no process death is told by the
@@ -121,7 +121,7 @@ pub use rpc::ServerRecvFuture;
 pub use wait_set::WaitFuture;
 
 #[doc(hidden)]
-pub use notifier::{notifier_slots, notifier_threads};
+pub use notifier::{notifier_peer_looks, notifier_slots, notifier_threads};
 
 use std::sync::Arc;
 use std::task::{Context, Poll};

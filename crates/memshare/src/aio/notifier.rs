@@ -218,10 +218,19 @@ impl Worker {
                     continue;
                 }
                 any_active = true;
-                let watched = (slow || !s.fresh) && s.refresh_pids();
+                // A subscriber's publishers come and go: its pids are
+                // looked at every round, a load per publisher slot (a
+                // publisher that attached while another was watched is
+                // watched from the round the other's departure or death
+                // causes).
+                let look = slow || !s.fresh || s.member.peers_come_and_go();
+                let watched = look && s.refresh_pids();
                 let ask = slow || watched || (round && !s.covered) || s.member.gone();
                 // An error asking (the kernel refused a lock query) is
                 // reported too: the endpoint's own look says what.
+                if ask {
+                    PEER_LOOKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 if ask && s.member.check_peers().unwrap_or(true) {
                     fired.extend(s.listeners.drain(..).map(|(_, l)| l));
                 }
@@ -574,4 +583,17 @@ pub fn notifier_slots() -> usize {
             .map(|w| w.lock().slots.iter().flatten().count())
             .sum()
     })
+}
+
+/// How many times this process's notifier threads asked about an
+/// endpoint's peers (a lock query per peer each time).
+static PEER_LOOKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times this process's notifier threads have asked about an
+/// endpoint's peers (each time, a lock query per peer): for tests, which
+/// check that a parked future whose peers' processes are watched does not
+/// poll them.
+#[doc(hidden)]
+pub fn notifier_peer_looks() -> u64 {
+    PEER_LOOKS.load(std::sync::atomic::Ordering::Relaxed)
 }

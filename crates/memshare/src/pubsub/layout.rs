@@ -156,6 +156,7 @@ const _: () = {
     assert!(offset_of!(Header, wake) + offset_of!(WakeBlock, futex) == 136);
     assert!(size_of::<PublisherBlock>() == PUBLISHER_BLOCK as usize);
     assert!(offset_of!(PublisherBlock, state) == 0);
+    assert!(offset_of!(PublisherBlock, pid) == 4);
     assert!(offset_of!(PublisherBlock, instance) == 16);
     assert!(offset_of!(PublisherBlock, head) == 128);
     assert!(size_of::<Entry>() == ENTRY_LEN as usize);
@@ -176,7 +177,10 @@ const _: () = {
 pub(crate) struct PublisherBlock {
     /// 0: `STATE_*`.
     pub(crate) state: AtomicU32,
-    _pad0: [u32; 3],
+    /// 4: the publisher's process id, stored before its state (a hint for
+    /// watching its death; 0: not known).
+    pub(crate) pid: AtomicU32,
+    _pad0: [u32; 2],
     /// 16: the current publisher's instance id (nonzero, random).
     pub(crate) instance: AtomicU64,
     _pad1: [u8; 104],

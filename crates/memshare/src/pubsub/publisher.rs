@@ -164,6 +164,9 @@ impl Publisher {
         let core = PubCore::new(index, instance, Limits::from(&service.geometry), &view);
         view.block.instance.store(instance, Ordering::Relaxed);
         view.block.head.store(core.head, Ordering::Release);
+        // Before the state: a subscriber that sees this publisher attached
+        // sees its pid (a hint for watching its death).
+        view.block.pid.store(std::process::id(), Ordering::Relaxed);
         view.block
             .state
             .store(layout::STATE_ATTACHED, Ordering::Release);

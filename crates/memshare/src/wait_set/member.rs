@@ -226,11 +226,21 @@ impl Member {
         crate::aio::registration(slot, || self.duplicate())
     }
 
+    /// Whether the member's peers attach and detach while it waits (a
+    /// subscriber's publishers), so that the notifier looks at their pids
+    /// at every round, not only when it starts watching.
+    #[cfg(feature = "async")]
+    pub(crate) fn peers_come_and_go(&self) -> bool {
+        matches!(self.kind, Kind::Subscriber(_))
+    }
+
     /// The processes whose deaths are all this member's peers' deaths, as
     /// their shared words say (hints: see `sys::watch_pid`), or `None` if
     /// they cannot be named (no peer attached yet, a peer that wrote no
-    /// pid, publishers, clients that come and go): then the notifier polls
-    /// the member's peers every liveness interval.
+    /// pid, a server's clients, which come and go): then the notifier
+    /// polls the member's peers every liveness interval. A subscriber's
+    /// publishers are named (every attached one), and looked at again at
+    /// every round of the notifier ([`Member::peers_come_and_go`]).
     #[cfg(feature = "async")]
     pub(crate) fn peer_pids(&self) -> Option<Vec<u32>> {
         let pid = match &self.kind {
@@ -249,7 +259,8 @@ impl Member {
                 }
                 h.server.pid.load(Ordering::Relaxed)
             }
-            Kind::Subscriber(_) | Kind::Server(_) => return None,
+            Kind::Subscriber(m) => return m.publisher_pids(),
+            Kind::Server(_) => return None,
         };
         (pid != 0).then(|| vec![pid])
     }
@@ -344,6 +355,25 @@ impl ChannelMember {
 }
 
 impl SubscriberMember {
+    #[cfg(feature = "async")]
+    /// The process ids the attached publishers published (each once), if
+    /// every attached publisher published one; `None` if one did not, or
+    /// none is attached.
+    fn publisher_pids(&self) -> Option<Vec<u32>> {
+        let mut pids = Vec::new();
+        for (_, pv) in self.service.publishers().iter() {
+            if pv.block.state.load(Ordering::Acquire) != pubsub::STATE_ATTACHED {
+                continue;
+            }
+            match pv.block.pid.load(Ordering::Relaxed) {
+                0 => return None,
+                pid if !pids.contains(&pid) => pids.push(pid),
+                _ => {}
+            }
+        }
+        (!pids.is_empty()).then_some(pids)
+    }
+
     fn watch(&self) -> SubscriberWatch<'_, crate::pubsub::service::AllPublishers<'_>> {
         SubscriberWatch {
             wake: &self.service.header().wake,
