@@ -458,7 +458,8 @@ pub(crate) mod model {
     pub(crate) fn publisher() -> PublisherBlock {
         PublisherBlock {
             state: AtomicU32::new(0),
-            _pad0: [0; 3],
+            pid: AtomicU32::new(0),
+            _pad0: [0; 2],
             instance: AtomicU64::new(0),
             _pad1: [0; 104],
             head: AtomicU64::new(0),
