@@ -708,16 +708,7 @@ fn a_pending_subscriber_whose_cursor_a_peer_wrote_over_is_not_woken_again_and_ag
 fn a_parked_subscriber_watches_its_publishers_process_instead_of_polling_it() {
     const TEST: &str = "a_parked_subscriber_watches_its_publishers_process_instead_of_polling_it";
     if role().is_some() {
-        let mut sub = Subscriber::open(&env("MST_NAME")).unwrap();
-        let mut fut = Box::pin(sub.recv_async());
-        assert!(poll_once(&mut fut).is_pending());
-        // The first round watches the publisher's process and asks its
-        // lock once, to trust the watch.
-        std::thread::sleep(Duration::from_millis(50));
-        let before = memshare::aio::notifier_peer_looks();
-        std::thread::sleep(Duration::from_millis(400));
-        let looks = memshare::aio::notifier_peer_looks() - before;
-        println!("looks {looks}");
+        count_parked_subscriber_looks();
         return;
     }
     let name = unique_name("aio-pub-pid");
@@ -729,6 +720,75 @@ fn a_parked_subscriber_watches_its_publishers_process_instead_of_polling_it() {
     assert!(
         looks <= 3,
         "the notifier asked about the publisher {looks} times in 400 ms"
+    );
+}
+
+/// The subscriber child of the tests above and below: parks a future on
+/// `MST_NAME` and prints how many times the notifier asked about its
+/// publishers in the 400 ms after its first rounds.
+#[cfg(target_os = "linux")]
+fn count_parked_subscriber_looks() {
+    let mut sub = Subscriber::open(&env("MST_NAME")).unwrap();
+    let mut fut = Box::pin(sub.recv_async());
+    assert!(poll_once(&mut fut).is_pending());
+    // The first rounds watch the publishers' processes and ask their
+    // locks, to trust the watches.
+    std::thread::sleep(Duration::from_millis(50));
+    let before = memshare::aio::notifier_peer_looks();
+    std::thread::sleep(Duration::from_millis(400));
+    let looks = memshare::aio::notifier_peer_looks() - before;
+    println!("looks {looks}");
+}
+
+/// Dead publishers whose blocks still say "attached" (SIGKILLed, no
+/// subscriber or publisher has cleaned up after them) neither make the
+/// notifier spin nor keep the live publisher polled. One was reaped (its
+/// pid can no longer be watched), one is a zombie (its pidfd is readable
+/// from the start). Before: every round tried the unwatchable pid again and
+/// re-watched the others with it, so the zombie's pidfd told a death at
+/// every round and the notifier spun (thousands of looks in 400 ms); and a
+/// publisher found dead kept its pid among those to watch, so the reaped
+/// one kept every publisher polled every liveness interval (20 looks).
+#[cfg(target_os = "linux")]
+#[test]
+fn dead_publishers_neither_make_the_notifier_spin_nor_keep_it_polling() {
+    const TEST: &str = "dead_publishers_neither_make_the_notifier_spin_nor_keep_it_polling";
+    match role().as_deref() {
+        Some("peer") => return peer(),
+        Some(_) => return count_parked_subscriber_looks(),
+        None => {}
+    }
+    let name = unique_name("aio-dead-pubs");
+    let publisher = Publisher::create(&name, ServiceConfig::new().max_publishers(3)).unwrap();
+    let vars = [
+        ("MST_KIND", "publisher-open".to_string()),
+        ("MST_NAME", name.clone()),
+    ];
+    let (reaped, mut out) = spawn(TEST, "peer", &vars);
+    out.after("ready");
+    let (mut zombie, mut out) = spawn(TEST, "peer", &vars);
+    out.after("ready");
+    reaped.kill();
+    // SIGKILL without a wait: a zombie until the guard reaps it below.
+    zombie.0.as_mut().unwrap().kill().unwrap();
+    // Their blocks still say attached; their locks are free.
+    common::wait_for(TIMEOUT, || {
+        let state = memshare::pubsub::inspect(publisher.segment()).unwrap();
+        let dead = state
+            .publishers
+            .iter()
+            .filter(|p| p.state == memshare::channel::EndpointState::Dead)
+            .count();
+        (dead == 2).then_some(())
+    });
+    let (child, mut out) = spawn(TEST, "subscriber", &[("MST_NAME", name.clone())]);
+    let looks: u64 = out.after("looks ").parse().unwrap();
+    child.wait_success(TIMEOUT);
+    drop(zombie);
+    drop(publisher);
+    assert!(
+        looks <= 3,
+        "the notifier asked about the publishers {looks} times in 400 ms"
     );
 }
 

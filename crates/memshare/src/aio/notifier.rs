@@ -88,7 +88,11 @@ struct Slot {
     in_sleep: bool,
     /// Its registration was dropped: freed once not in a sleep.
     dead: bool,
-    /// The processes watched (`sys::watch_pid`) for the member's peers.
+    /// The processes the member's words named as its peers at the last
+    /// look (sorted).
+    wanted: Vec<u32>,
+    /// Those of them watched (`sys::watch_pid`): all but the ones that
+    /// could not be (no such process, no pidfd here).
     pids: Vec<u32>,
     /// Whether those watches cover every peer (else the peers are polled
     /// every liveness interval), as of the last look at the pids.
@@ -101,21 +105,36 @@ impl Slot {
     /// Watches the processes the member's words name as its peers (a new
     /// watch is trusted only after the peers' locks are asked, which the
     /// caller does next). Whether anything changed.
+    ///
+    /// Compared with what the words named at the last look, not with what
+    /// is watched: a pid that cannot be watched is not tried again at every
+    /// round (which re-watched every other pid too, and a zombie's pidfd,
+    /// readable from the start, counted a death at each: the notifier
+    /// spun). Only the pids that came or went change watches.
     fn refresh_pids(&mut self) -> bool {
         self.fresh = true;
-        let now = self.member.peer_pids().unwrap_or_default();
-        if now == self.pids {
+        let mut now = self.member.peer_pids().unwrap_or_default();
+        now.sort_unstable();
+        now.dedup();
+        if now == self.wanted {
             return false;
         }
-        self.unwatch();
+        let mut watched = Vec::with_capacity(now.len());
         let mut covered = !now.is_empty();
         for &pid in &now {
-            if crate::sys::watch_pid(pid) {
-                self.pids.push(pid);
+            if self.pids.contains(&pid) || crate::sys::watch_pid(pid) {
+                watched.push(pid);
             } else {
                 covered = false;
             }
         }
+        for &pid in &self.pids {
+            if !watched.contains(&pid) {
+                crate::sys::unwatch_pid(pid);
+            }
+        }
+        self.pids = watched;
+        self.wanted = now;
         self.covered = covered;
         true
     }
@@ -124,6 +143,7 @@ impl Slot {
         for pid in self.pids.drain(..) {
             crate::sys::unwatch_pid(pid);
         }
+        self.wanted.clear();
         self.covered = false;
     }
 
@@ -362,6 +382,7 @@ impl Registration {
             armed: false,
             in_sleep: false,
             dead: false,
+            wanted: Vec::new(),
             pids: Vec::new(),
             covered: false,
             fresh: false,

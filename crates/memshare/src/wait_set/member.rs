@@ -361,8 +361,15 @@ impl SubscriberMember {
     /// none is attached.
     fn publisher_pids(&self) -> Option<Vec<u32>> {
         let mut pids = Vec::new();
-        for (_, pv) in self.service.publishers().iter() {
+        for (p, pv) in self.service.publishers().iter() {
             if pv.block.state.load(Ordering::Acquire) != pubsub::STATE_ATTACHED {
+                continue;
+            }
+            // A publisher found dead stays dead (its instance is not
+            // reused): its process needs no watch (once reaped it cannot
+            // be watched, and would keep the others polled).
+            let instance = pv.block.instance.load(Ordering::Acquire);
+            if self.publishers.known_dead(p, instance) {
                 continue;
             }
             match pv.block.pid.load(Ordering::Relaxed) {
@@ -385,11 +392,15 @@ impl SubscriberMember {
     }
 
     /// As `Subscriber::check_disconnected`, asking afresh: no publisher
-    /// alive, and everything they published received.
+    /// alive, and everything they published received. Every attached
+    /// publisher is asked, not only up to the first one alive, so that the
+    /// dead ones are known dead ([`SubscriberMember::publisher_pids`] then
+    /// leaves them out).
     fn publishers_gone(&mut self) -> Result<bool> {
         let segment = self.service.segment();
         let cursors = self.service.subscriber(self.index).cursors;
         let mut drained = true;
+        let mut any_alive = false;
         for (p, pv) in self.service.publishers().iter() {
             let state = pv.block.state.load(Ordering::Acquire);
             let instance = pv.block.instance.load(Ordering::Acquire);
@@ -402,12 +413,13 @@ impl SubscriberMember {
                 byte,
                 std::time::Duration::ZERO,
             )? {
-                return Ok(false);
+                any_alive = true;
+                continue;
             }
             let head = pv.block.head.load(Ordering::Acquire);
             drained &= cursors[p as usize].load(Ordering::Relaxed) >= head;
         }
-        Ok(drained)
+        Ok(!any_alive && drained)
     }
 }
 

@@ -61,9 +61,17 @@ mod imp {
 
     struct Reaper {
         epoll: OwnedFd,
-        /// Per pid: its pidfd (in the epoll set until its process died)
-        /// and how many watch it.
-        pids: Mutex<HashMap<u32, (OwnedFd, usize)>>,
+        /// Per pid: what is known of it.
+        pids: Mutex<HashMap<u32, Watched>>,
+    }
+
+    struct Watched {
+        /// The pidfd: in the epoll set until its process died.
+        fd: OwnedFd,
+        /// How many watch it.
+        watchers: usize,
+        /// Its process died (the pidfd was readable).
+        died: bool,
     }
 
     static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
@@ -109,12 +117,13 @@ mod imp {
                 // than spin; the callers' slow polls still see deaths.
                 Err(_) => return,
             }
-            let pids = reaper.pids.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pids = reaper.pids.lock().unwrap_or_else(|e| e.into_inner());
             for event in &events {
                 let pid = event.data.u64() as u32;
-                if let Some((fd, _)) = pids.get(&pid) {
+                if let Some(w) = pids.get_mut(&pid) {
                     // Readable for good: out of the set.
-                    let _ = epoll::delete(&reaper.epoll, fd.as_fd());
+                    let _ = epoll::delete(&reaper.epoll, w.fd.as_fd());
+                    w.died = true;
                 }
             }
             drop(pids);
@@ -129,38 +138,64 @@ mod imp {
             return false;
         };
         let mut pids = reaper.pids.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, n)) = pids.get_mut(&pid) {
-            *n += 1;
-            return true;
+        match pids.get_mut(&pid) {
+            Some(w) if !w.died => {
+                w.watchers += 1;
+                return true;
+            }
+            // The number may name a new process now (pids are reused):
+            // the watch of the dead one would never tell of its death. A
+            // fresh pidfd does (readable at once if the number still
+            // names the dead process, a zombie: one death more, told).
+            Some(w) => {
+                let Some(fd) = open(reaper, pid) else {
+                    return false;
+                };
+                *w = Watched {
+                    fd,
+                    watchers: w.watchers + 1,
+                    died: false,
+                };
+            }
+            None => {
+                let Some(fd) = open(reaper, pid) else {
+                    return false;
+                };
+                pids.insert(
+                    pid,
+                    Watched {
+                        fd,
+                        watchers: 1,
+                        died: false,
+                    },
+                );
+            }
         }
-        let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-            return false;
-        };
-        let Ok(fd) = pidfd_open(p, PidfdFlags::empty()) else {
-            return false;
-        };
-        if epoll::add(
+        true
+    }
+
+    /// A pidfd of `pid`, in the reaper's epoll set.
+    fn open(reaper: &Reaper, pid: u32) -> Option<OwnedFd> {
+        let p = i32::try_from(pid).ok().and_then(Pid::from_raw)?;
+        let fd = pidfd_open(p, PidfdFlags::empty()).ok()?;
+        epoll::add(
             &reaper.epoll,
             &fd,
             epoll::EventData::new_u64(u64::from(pid)),
             epoll::EventFlags::IN,
         )
-        .is_err()
-        {
-            return false;
-        }
-        pids.insert(pid, (fd, 1));
-        true
+        .ok()?;
+        Some(fd)
     }
 
     pub(super) fn unwatch(pid: u32) {
         let Some(reaper) = reaper() else { return };
         let mut pids = reaper.pids.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((fd, n)) = pids.get_mut(&pid) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(w) = pids.get_mut(&pid) {
+            w.watchers -= 1;
+            if w.watchers == 0 {
                 // (Already out of the set if its process died.)
-                let _ = epoll::delete(&reaper.epoll, fd.as_fd());
+                let _ = epoll::delete(&reaper.epoll, w.fd.as_fd());
                 pids.remove(&pid);
             }
         }
