@@ -31,6 +31,15 @@
 //!
 //! Both sides share this machine's /dev/shm, so the services are named per
 //! side (`msb-bench-a-…`, `msb-bench-b-…`) and mapped to one key each.
+//!
+//! Each side runs on a CPU of its own (`--placement machines`, the default
+//! where there are two CPUs): side A is the sender (the source or pinger, and
+//! bridge A), side B the receiver (bridge B and the sink or echo), and Zenoh
+//! alone's two processes are placed the same way. That is the deployment the
+//! bridge is for, two machines, each side's hand-offs staying on its own
+//! CPU; `--placement any` leaves the placement to the scheduler, which on a
+//! small machine moves the six processes of a bridged round trip between
+//! CPUs at every hop.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -66,6 +75,11 @@ pub struct BenchArgs {
     /// Zenoh's default, batching)
     #[arg(long)]
     zenoh_express: bool,
+    /// Where the processes run: `machines` puts each side (its bridge and
+    /// its memshare endpoint, or its Zenoh process) on a CPU of its own, as
+    /// on two machines; `any` lets the scheduler place them
+    #[arg(long, value_parser = ["machines", "any"], default_value = "machines")]
+    placement: String,
 }
 
 /// One process of the bench.
@@ -97,7 +111,19 @@ struct Plan {
     runs: usize,
     rounds: usize,
     warmup: f64,
+    /// The CPU of side A and of side B, or none (not pinned).
+    sides: Option<[usize; 2]>,
 }
+
+impl Plan {
+    fn side(&self, which: usize) -> Option<usize> {
+        self.sides.map(|s| s[which])
+    }
+}
+
+/// Side A's and side B's processes, as `Plan::side` takes them.
+const A: usize = 0;
+const B: usize = 1;
 
 pub fn run(args: &BenchArgs) -> i32 {
     let plan = Plan {
@@ -107,6 +133,11 @@ pub fn run(args: &BenchArgs) -> i32 {
         runs: args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
         rounds: args.rounds.unwrap_or(if args.quick { 500 } else { 5000 }),
         warmup: if args.quick { 0.3 } else { 1.0 },
+        sides: if args.placement == "machines" {
+            two_cpus()
+        } else {
+            None
+        },
     };
     match bench(&plan) {
         Ok(()) => 0,
@@ -144,6 +175,13 @@ fn bench(plan: &Plan) -> Result<(), String> {
     );
     if plan.zenoh_express {
         eprintln!("  Zenoh alone puts with the express flag (--zenoh-express), as the bridge does");
+    }
+    match plan.sides {
+        Some([a, b]) => eprintln!(
+            "  placement: side A (the sender, its bridge) on CPU {a}, side B on CPU {b}, \
+             as on two machines (--placement any: unpinned)"
+        ),
+        None => eprintln!("  placement: not pinned"),
     }
     let mut rows = Vec::new();
     let wanted = |what: &str| plan.only.as_deref().is_none_or(|o| o == what);
@@ -251,6 +289,37 @@ fn human(size: usize) -> String {
 }
 
 /// A free TCP port on 127.0.0.1 (free a moment ago).
+/// Two CPUs this process may run on, one per side, or none if it has one.
+#[cfg(target_os = "linux")]
+fn two_cpus() -> Option<[usize; 2]> {
+    let set = rustix::thread::sched_getaffinity(None).ok()?;
+    let mut cpus = (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c));
+    Some([cpus.next()?, cpus.next()?])
+}
+
+/// Pinning is Linux's `sched_setaffinity` here: elsewhere nothing is pinned.
+#[cfg(not(target_os = "linux"))]
+fn two_cpus() -> Option<[usize; 2]> {
+    None
+}
+
+/// Makes `cmd`'s process (and every thread it starts) run on `cpu` alone.
+#[cfg(target_os = "linux")]
+fn pin(cmd: &mut Command, cpu: usize) {
+    use std::os::unix::process::CommandExt;
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    // SAFETY: the closure runs in the forked child before exec; it only
+    // makes the sched_setaffinity system call on a set built beforehand (no
+    // allocation, no lock), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || rustix::thread::sched_setaffinity(None, &set).map_err(Into::into));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin(_cmd: &mut Command, _cpu: usize) {}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -271,28 +340,39 @@ fn throughput(plan: &Plan, size: usize, bridged: bool) -> Result<f64, String> {
         let tag = std::process::id();
         let (a, b) = (format!("msb-bench-a-{tag}"), format!("msb-bench-b-{tag}"));
         let dir = TempDir::new()?;
-        let _bridge_a = Proc::bridge(&dir, "a", &listen, None, &[(&a, "bench/thr", "out", size)])?;
+        let _bridge_a = Proc::bridge(
+            &dir,
+            "a",
+            &listen,
+            None,
+            &[(&a, "bench/thr", "out", size)],
+            plan.side(A),
+        )?;
         let _bridge_b = Proc::bridge(
             &dir,
             "b",
             &format!("tcp/127.0.0.1:{}", free_port()),
             Some(&listen),
             &[(&b, "bench/thr", "in", size)],
+            plan.side(B),
         )?;
         let mut sink = Proc::role(
             "shm-sink",
             &[&[format!("service={b}")], &timing[..]].concat(),
+            plan.side(B),
         )?;
         sink.wait_for("ready")?;
         let _source = Proc::role(
             "shm-source",
             &[format!("service={a}"), format!("size={size}")],
+            plan.side(A),
         )?;
         sink.wait_for("result")?
     } else {
         let mut sink = Proc::role(
             "zenoh-sink",
             &[&[format!("listen={listen}")], &timing[..]].concat(),
+            plan.side(B),
         )?;
         sink.wait_for("ready")?;
         let _source = Proc::role(
@@ -302,6 +382,7 @@ fn throughput(plan: &Plan, size: usize, bridged: bool) -> Result<f64, String> {
                 format!("size={size}"),
                 format!("express={}", plan.zenoh_express),
             ],
+            plan.side(A),
         )?;
         sink.wait_for("result")?
     };
@@ -326,6 +407,7 @@ fn latency(plan: &Plan, bridged: bool) -> Result<(f64, f64), String> {
                 (&name("a", "ping"), "bench/ping", "out", PING),
                 (&name("a", "pong"), "bench/pong", "in", PING),
             ],
+            plan.side(A),
         )?;
         let _bridge_b = Proc::bridge(
             &dir,
@@ -336,6 +418,7 @@ fn latency(plan: &Plan, bridged: bool) -> Result<(f64, f64), String> {
                 (&name("b", "ping"), "bench/ping", "in", PING),
                 (&name("b", "pong"), "bench/pong", "out", PING),
             ],
+            plan.side(B),
         )?;
         let mut echo = Proc::role(
             "shm-echo",
@@ -343,6 +426,7 @@ fn latency(plan: &Plan, bridged: bool) -> Result<(f64, f64), String> {
                 format!("in={}", name("b", "ping")),
                 format!("out={}", name("b", "pong")),
             ],
+            plan.side(B),
         )?;
         echo.wait_for("ready")?;
         let mut ping = Proc::role(
@@ -355,15 +439,21 @@ fn latency(plan: &Plan, bridged: bool) -> Result<(f64, f64), String> {
                 &rounds[..],
             ]
             .concat(),
+            plan.side(A),
         )?;
         ping.wait_for("result")?
     } else {
         let express = format!("express={}", plan.zenoh_express);
-        let mut echo = Proc::role("zenoh-echo", &[format!("listen={listen}"), express.clone()])?;
+        let mut echo = Proc::role(
+            "zenoh-echo",
+            &[format!("listen={listen}"), express.clone()],
+            plan.side(B),
+        )?;
         echo.wait_for("ready")?;
         let mut ping = Proc::role(
             "zenoh-ping",
             &[&[format!("connect={listen}"), express], &rounds[..]].concat(),
+            plan.side(A),
         )?;
         ping.wait_for("result")?
     };
@@ -410,7 +500,11 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(what: String, mut cmd: Command) -> Result<Proc, String> {
+    /// Starts `cmd`, on CPU `cpu` alone if given.
+    fn spawn(what: String, mut cmd: Command, cpu: Option<usize>) -> Result<Proc, String> {
+        if let Some(cpu) = cpu {
+            pin(&mut cmd, cpu);
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -438,14 +532,14 @@ impl Proc {
     }
 
     /// This binary in a bench role.
-    fn role(role: &str, settings: &[String]) -> Result<Proc, String> {
+    fn role(role: &str, settings: &[String], cpu: Option<usize>) -> Result<Proc, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(exe);
         cmd.args(["bench-role", "--role", role]);
         for s in settings {
             cmd.arg("--set").arg(s);
         }
-        Proc::spawn(role.to_owned(), cmd)
+        Proc::spawn(role.to_owned(), cmd, cpu)
     }
 
     /// A bridge `side` listening on `listen`, connecting to `connect`,
@@ -456,6 +550,7 @@ impl Proc {
         listen: &str,
         connect: Option<&str>,
         services: &[(&str, &str, &str, usize)],
+        cpu: Option<usize>,
     ) -> Result<Proc, String> {
         let mut toml = format!("[zenoh]\nlisten = [\"{listen}\"]\n");
         if let Some(c) = connect {
@@ -476,7 +571,7 @@ impl Proc {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(exe);
         cmd.arg("--config").arg(&path);
-        let mut p = Proc::spawn(format!("bridge {side}"), cmd)?;
+        let mut p = Proc::spawn(format!("bridge {side}"), cmd, cpu)?;
         p.wait_for("memshare-bridge: ready")?;
         Ok(p)
     }
