@@ -792,6 +792,95 @@ fn dead_publishers_neither_make_the_notifier_spin_nor_keep_it_polling() {
     );
 }
 
+/// A pid number that died while watched and came back as another peer's
+/// process (pids are reused) is watched afresh: the new process's death
+/// wakes its peer's future at once. Before, the new watch joined the dead
+/// process's pidfd (told long ago, out of the reaper's set), and the death
+/// was told only by the notifier's 5 s safety-net round. The number is
+/// handed out again on purpose, through /proc/sys/kernel/ns_last_pid
+/// (root).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_pid_number_reused_by_a_new_peer_is_watched_afresh() {
+    const TEST: &str = "a_pid_number_reused_by_a_new_peer_is_watched_afresh";
+    const LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+    if role().is_some() {
+        peer();
+        return;
+    }
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .open(LAST_PID)
+        .is_err()
+    {
+        return common::privileged::skip(TEST, "cannot write /proc/sys/kernel/ns_last_pid");
+    }
+    let wakes = std::sync::Arc::new(Wakes(Default::default()));
+    let waker = Waker::from(std::sync::Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    let woken = |seen: usize, since: Instant| {
+        while wakes.0.load(std::sync::atomic::Ordering::SeqCst) == seen && since.elapsed() < TIMEOUT
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        since.elapsed()
+    };
+    let sender = |name: &str| {
+        let vars = [("MST_KIND", "sender".into()), ("MST_NAME", name.into())];
+        spawn(TEST, "peer", &vars)
+    };
+    // The first peer dies while watched; its receiver stays (and with it
+    // the watch of the dead process).
+    let name = unique_name("aio-pid-first");
+    let mut first = Receiver::create_named(&name, 256).unwrap();
+    let (child, mut out) = sender(&name);
+    out.after("ready");
+    let pid = child.pid();
+    {
+        let mut fut = pin!(first.recv_async());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        std::thread::sleep(Duration::from_millis(50));
+        let seen = wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+        child.kill();
+        woken(seen, Instant::now());
+        let out = fut.as_mut().poll(&mut cx);
+        assert!(
+            matches!(out, Poll::Ready(Err(Error::Disconnected { .. }))),
+            "{out:?}"
+        );
+    }
+    // The second peer under the same number (a process started between
+    // the write and the spawn takes it: then again).
+    let (mut second, child, mut out) = (0..200)
+        .find_map(|_| {
+            let name = unique_name("aio-pid-second");
+            let rx = Receiver::create_named(&name, 256).unwrap();
+            std::fs::write(LAST_PID, (pid - 1).to_string()).unwrap();
+            let (child, out) = sender(&name);
+            (child.pid() == pid).then_some((rx, child, out))
+        })
+        .expect("the pid number was not handed out again in 200 tries");
+    out.after("ready");
+    let mut fut = pin!(second.recv_async());
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    // The notifier's first round watches the new process.
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+    let killed = Instant::now();
+    child.kill();
+    let took = woken(seen, killed);
+    assert!(
+        took < Duration::from_secs(2),
+        "the future was woken {took:?} after its peer's kill"
+    );
+    let out = fut.as_mut().poll(&mut cx);
+    assert!(
+        matches!(out, Poll::Ready(Err(Error::Disconnected { .. }))),
+        "{out:?}"
+    );
+    drop(first);
+}
+
 /// A publisher that attaches while a subscriber's future is parked is
 /// watched too: the notifier looks at the publishers' pids at every round
 /// (here the round the first publisher's detach causes). Here the first publisher
