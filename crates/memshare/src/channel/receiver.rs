@@ -119,12 +119,7 @@ impl Receiver {
     /// Receives the next message, waiting while there is none. After the
     /// sender is gone (dropped, or its process died), the messages it
     /// committed are still received, then [`Error::Disconnected`](crate::Error::Disconnected).
-    #[inline]
     pub fn recv(&mut self) -> Result<RecvGuard<'_>> {
-        // A message already there is taken without the wait's setup.
-        if let Some(frame) = self.poll()? {
-            return Ok(self.guard(frame));
-        }
         self.recv_until(None)
     }
 
