@@ -850,16 +850,31 @@ fn a_pid_number_reused_by_a_new_peer_is_watched_afresh() {
         );
     }
     // The second peer under the same number (a process started between
-    // the write and the spawn takes it: then again).
-    let (mut second, child, mut out) = (0..200)
-        .find_map(|_| {
-            let name = unique_name("aio-pid-second");
-            let rx = Receiver::create_named(&name, 256).unwrap();
-            std::fs::write(LAST_PID, (pid - 1).to_string()).unwrap();
-            let (child, out) = sender(&name);
-            (child.pid() == pid).then_some((rx, child, out))
-        })
-        .expect("the pid number was not handed out again in 200 tries");
+    // the write and the spawn takes it: then again, once that process,
+    // another test's child perhaps, has left the number free).
+    let deadline = Instant::now() + 3 * TIMEOUT;
+    let (mut second, child, mut out) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the pid number {pid} was not free again within {:?}",
+            3 * TIMEOUT
+        );
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let name = unique_name("aio-pid-second");
+        let rx = Receiver::create_named(&name, 256).unwrap();
+        std::fs::write(LAST_PID, (pid - 1).to_string()).unwrap();
+        let (child, out) = sender(&name);
+        if child.pid() == pid {
+            break (rx, child, out);
+        }
+        // The child first (killed and reaped), then the receiver: the last
+        // holder of the name, which it removes.
+        drop(child);
+        drop(rx);
+    };
     out.after("ready");
     let mut fut = pin!(second.recv_async());
     assert!(fut.as_mut().poll(&mut cx).is_pending());
