@@ -580,6 +580,50 @@ impl std::task::Wake for Wakes {
     }
 }
 
+impl Wakes {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits (at most `TIMEOUT` from `since`) for a wake after the first
+    /// `seen`; how long after `since` it came.
+    fn after(&self, seen: usize, since: Instant) -> Duration {
+        while self.count() == seen && since.elapsed() < TIMEOUT {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        since.elapsed()
+    }
+}
+
+/// Kills `child`, the peer of `fut` (pending, polled with `cx`, whose
+/// waker counts into `wakes`), and asserts that the notifier's wake alone
+/// (the future is not polled meanwhile) tells it within 2 s, and that it
+/// then ends with `Disconnected`. `peer` names the child in a failure.
+fn assert_kill_wakes_with_disconnected<F, T>(
+    child: common::Reaped,
+    wakes: &Wakes,
+    mut fut: std::pin::Pin<&mut F>,
+    cx: &mut Context<'_>,
+    peer: &str,
+) where
+    F: Future<Output = Result<T, Error>>,
+    T: std::fmt::Debug,
+{
+    let seen = wakes.count();
+    let killed = Instant::now();
+    child.kill();
+    let took = wakes.after(seen, killed);
+    assert!(
+        took < Duration::from_secs(2),
+        "the future was woken {took:?} after {peer}'s kill"
+    );
+    let out = fut.as_mut().poll(cx);
+    assert!(
+        matches!(out, Poll::Ready(Err(Error::Disconnected { .. }))),
+        "not Disconnected: {out:?}"
+    );
+}
+
 /// Polls `fut` for `window`, again at every wake: its output if it
 /// completed, and how many times it was polled.
 fn poll_for<F: Future>(fut: std::pin::Pin<&mut F>, window: Duration) -> (Option<F::Output>, usize) {
@@ -818,13 +862,6 @@ fn a_pid_number_reused_by_a_new_peer_is_watched_afresh() {
     let wakes = std::sync::Arc::new(Wakes(Default::default()));
     let waker = Waker::from(std::sync::Arc::clone(&wakes));
     let mut cx = Context::from_waker(&waker);
-    let woken = |seen: usize, since: Instant| {
-        while wakes.0.load(std::sync::atomic::Ordering::SeqCst) == seen && since.elapsed() < TIMEOUT
-        {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        since.elapsed()
-    };
     let sender = |name: &str| {
         let vars = [("MST_KIND", "sender".into()), ("MST_NAME", name.into())];
         spawn(TEST, "peer", &vars)
@@ -840,9 +877,9 @@ fn a_pid_number_reused_by_a_new_peer_is_watched_afresh() {
         let mut fut = pin!(first.recv_async());
         assert!(fut.as_mut().poll(&mut cx).is_pending());
         std::thread::sleep(Duration::from_millis(50));
-        let seen = wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+        let seen = wakes.count();
         child.kill();
-        woken(seen, Instant::now());
+        wakes.after(seen, Instant::now());
         let out = fut.as_mut().poll(&mut cx);
         assert!(
             matches!(out, Poll::Ready(Err(Error::Disconnected { .. }))),
@@ -880,19 +917,7 @@ fn a_pid_number_reused_by_a_new_peer_is_watched_afresh() {
     assert!(fut.as_mut().poll(&mut cx).is_pending());
     // The notifier's first round watches the new process.
     std::thread::sleep(Duration::from_millis(100));
-    let seen = wakes.0.load(std::sync::atomic::Ordering::SeqCst);
-    let killed = Instant::now();
-    child.kill();
-    let took = woken(seen, killed);
-    assert!(
-        took < Duration::from_secs(2),
-        "the future was woken {took:?} after its peer's kill"
-    );
-    let out = fut.as_mut().poll(&mut cx);
-    assert!(
-        matches!(out, Poll::Ready(Err(Error::Disconnected { .. }))),
-        "{out:?}"
-    );
+    assert_kill_wakes_with_disconnected(child, &wakes, fut, &mut cx, "its peer");
     drop(first);
 }
 
@@ -930,23 +955,7 @@ fn a_publisher_that_attaches_while_a_subscriber_waits_is_watched_too() {
     drop(first);
     std::thread::sleep(Duration::from_millis(50));
     assert!(fut.as_mut().poll(&mut cx).is_pending());
-    let seen = wakes.0.load(std::sync::atomic::Ordering::SeqCst);
-    let killed = Instant::now();
-    child.kill();
-    // Only the notifier's wake tells the future (it is not polled before).
-    while wakes.0.load(std::sync::atomic::Ordering::SeqCst) == seen && killed.elapsed() < TIMEOUT {
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let took = killed.elapsed();
-    assert!(
-        took < Duration::from_secs(2),
-        "the future was woken {took:?} after the publisher's kill"
-    );
-    let out = fut.as_mut().poll(&mut cx);
-    assert!(
-        matches!(out, Poll::Ready(Err(Error::Disconnected { .. }))),
-        "not Disconnected: {out:?}"
-    );
+    assert_kill_wakes_with_disconnected(child, &wakes, fut, &mut cx, "the publisher");
 }
 
 /// A wait set's future woken because the notifier found a member's peer

@@ -372,10 +372,10 @@ impl SubscriberMember {
             if self.publishers.known_dead(p, instance) {
                 continue;
             }
+            // (Duplicates are the notifier's to drop.)
             match pv.block.pid.load(Ordering::Relaxed) {
                 0 => return None,
-                pid if !pids.contains(&pid) => pids.push(pid),
-                _ => {}
+                pid => pids.push(pid),
             }
         }
         (!pids.is_empty()).then_some(pids)

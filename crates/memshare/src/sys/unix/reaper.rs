@@ -138,7 +138,7 @@ mod imp {
             return false;
         };
         let mut pids = reaper.pids.lock().unwrap_or_else(|e| e.into_inner());
-        match pids.get_mut(&pid) {
+        let watchers = match pids.get_mut(&pid) {
             Some(w) if !w.died => {
                 w.watchers += 1;
                 return true;
@@ -147,30 +147,20 @@ mod imp {
             // the watch of the dead one would never tell of its death. A
             // fresh pidfd does (readable at once if the number still
             // names the dead process, a zombie: one death more, told).
-            Some(w) => {
-                let Some(fd) = open(reaper, pid) else {
-                    return false;
-                };
-                *w = Watched {
-                    fd,
-                    watchers: w.watchers + 1,
-                    died: false,
-                };
-            }
-            None => {
-                let Some(fd) = open(reaper, pid) else {
-                    return false;
-                };
-                pids.insert(
-                    pid,
-                    Watched {
-                        fd,
-                        watchers: 1,
-                        died: false,
-                    },
-                );
-            }
-        }
+            Some(w) => w.watchers,
+            None => 0,
+        };
+        let Some(fd) = open(reaper, pid) else {
+            return false;
+        };
+        pids.insert(
+            pid,
+            Watched {
+                fd,
+                watchers: watchers + 1,
+                died: false,
+            },
+        );
         true
     }
 
