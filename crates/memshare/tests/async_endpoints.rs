@@ -967,12 +967,22 @@ fn a_publisher_that_attaches_while_a_subscriber_waits_is_watched_too() {
 /// `notifier_hostile`.
 #[test]
 fn a_wait_set_future_woken_for_a_peer_gone_completes_at_once() {
+    // Another endpoint waited on all along, as in a busy process: the
+    // notifier is never idle, so it never starts a round of questions
+    // about every peer when the set's member becomes active (which hid
+    // the member's own missing question).
+    let other = Receiver::create(4096).unwrap();
+    let _other_tx = Sender::attach(other.segment()).unwrap();
+    let _other_ready = other.readiness().unwrap();
     let rx = Receiver::create(4096).unwrap();
     let tx = Sender::attach(rx.segment()).unwrap();
     let view = rx.segment().map(..).unwrap();
     let mut set = WaitSet::new().unwrap();
     let token = set.add(&rx).unwrap();
     let ready = rx.readiness().unwrap();
+    // The notifier's round with the sender attached: it watches this
+    // process (the sender's pid), the pid the peer writes back below.
+    std::thread::sleep(Duration::from_millis(50));
     drop(tx);
     assert!(
         readable(&ready, 5000),

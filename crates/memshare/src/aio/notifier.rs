@@ -99,25 +99,28 @@ struct Slot {
     covered: bool,
     /// Whether the pids were looked at since the slot became active.
     fresh: bool,
+    /// Whether the peers' locks were asked since the pids last changed (a
+    /// new watch is trusted only after that).
+    asked: bool,
 }
 
 impl Slot {
     /// Watches the processes the member's words name as its peers (a new
-    /// watch is trusted only after the peers' locks are asked, which the
-    /// caller does next). Whether anything changed.
+    /// watch is trusted only after the peers' locks are asked: `asked` is
+    /// cleared when anything changed, and the next round asks).
     ///
     /// Compared with what the words named at the last look, not with what
     /// is watched: a pid that cannot be watched is not tried again at every
     /// round (which re-watched every other pid too, and a zombie's pidfd,
     /// readable from the start, counted a death at each: the notifier
     /// spun). Only the pids that came or went change watches.
-    fn refresh_pids(&mut self) -> bool {
+    fn refresh_pids(&mut self) {
         self.fresh = true;
         let mut now = self.member.peer_pids().unwrap_or_default();
         now.sort_unstable();
         now.dedup();
         if now == self.wanted {
-            return false;
+            return;
         }
         let mut watched = Vec::with_capacity(now.len());
         let mut covered = !now.is_empty();
@@ -136,7 +139,19 @@ impl Slot {
         self.pids = watched;
         self.wanted = now;
         self.covered = covered;
-        true
+        self.asked = false;
+    }
+
+    /// Hands its listeners to `fired`, after a look at the pids its words
+    /// name now. A peer that detached (often why it fires) is then no
+    /// longer wanted, so that a peer attached by the time the slot is
+    /// active again is asked about, though it names the same pid: a
+    /// process that wrote "attached" back into the word of a peer that
+    /// left (holding no lock) is found gone at the next round, not at the
+    /// next slow round, 5 s later.
+    fn fire(&mut self, fired: &mut Vec<Listener>) {
+        self.refresh_pids();
+        fired.extend(self.listeners.drain(..).map(|(_, l)| l));
     }
 
     fn unwatch(&mut self) {
@@ -243,16 +258,18 @@ impl Worker {
                 // publisher that attached while another was watched is
                 // watched from the round the other's departure or death
                 // causes).
-                let look = slow || !s.fresh || s.member.peers_come_and_go();
-                let watched = look && s.refresh_pids();
-                let ask = slow || watched || (round && !s.covered) || s.member.gone();
+                if slow || !s.fresh || s.member.peers_come_and_go() {
+                    s.refresh_pids();
+                }
+                let ask = slow || !s.asked || (round && !s.covered) || s.member.gone();
                 // An error asking (the kernel refused a lock query) is
                 // reported too: the endpoint's own look says what.
                 if ask {
                     PEER_LOOKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
+                s.asked |= ask;
                 if ask && s.member.check_peers().unwrap_or(true) {
-                    fired.extend(s.listeners.drain(..).map(|(_, l)| l));
+                    s.fire(&mut fired);
                 }
                 any_uncovered |= !s.covered;
             }
@@ -295,7 +312,7 @@ impl Worker {
                 };
                 s.armed = true;
                 if ready & 1 << bit != 0 {
-                    fired.extend(s.listeners.drain(..).map(|(_, l)| l));
+                    s.fire(&mut fired);
                 }
             }
             if !fired.is_empty() {
@@ -386,6 +403,7 @@ impl Registration {
             pids: Vec::new(),
             covered: false,
             fresh: false,
+            asked: false,
         };
         // A watched process's death wakes every worker to ask at once.
         crate::sys::on_death(kick_all);
