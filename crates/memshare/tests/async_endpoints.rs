@@ -958,6 +958,96 @@ fn a_publisher_that_attaches_while_a_subscriber_waits_is_watched_too() {
     assert_kill_wakes_with_disconnected(child, &wakes, fut, &mut cx, "the publisher");
 }
 
+/// A server whose future waits watches its clients' processes for their
+/// deaths instead of asking their locks every liveness interval (20 lock
+/// queries per client in the 400 ms before: an idle async server cost a
+/// system call per client 50 times a second). The server runs in a child
+/// of its own, where no other test's future counts.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_parked_server_watches_its_clients_processes_instead_of_polling_them() {
+    const TEST: &str = "a_parked_server_watches_its_clients_processes_instead_of_polling_them";
+    if role().is_some() {
+        let mut server = Server::create(&env("MST_NAME"), ServerConfig::new()).unwrap();
+        println!("ready");
+        common::wait_for(TIMEOUT, || {
+            (server.clients().unwrap().len() == 2).then_some(())
+        });
+        let mut fut = Box::pin(server.recv_async());
+        assert!(poll_once(&mut fut).is_pending());
+        // The first rounds watch the clients' process and ask their locks.
+        std::thread::sleep(Duration::from_millis(50));
+        let before = memshare::aio::notifier_peer_looks();
+        std::thread::sleep(Duration::from_millis(400));
+        let looks = memshare::aio::notifier_peer_looks() - before;
+        println!("looks {looks}");
+        return;
+    }
+    let name = unique_name("aio-server-pids");
+    let (child, mut out) = spawn(TEST, "server", &[("MST_NAME", name.clone())]);
+    out.after("ready");
+    let clients = [
+        Client::connect(&name).unwrap(),
+        Client::connect(&name).unwrap(),
+    ];
+    let looks: u64 = out.after("looks ").parse().unwrap();
+    child.wait_success(TIMEOUT);
+    drop(clients);
+    assert!(
+        looks <= 3,
+        "the notifier asked about the clients {looks} times in 400 ms"
+    );
+}
+
+/// A client that connects while the server's future waits, and is
+/// SIGKILLed before it sends anything, is watched too: the server's future
+/// is woken by its death and resets its region at once, so the next client
+/// can connect (the service has room for one). The client's attach wakes
+/// the server's word; without that the notifier, watching no client, would
+/// learn of the death only at its 5 s safety-net round.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_client_that_connects_while_a_server_waits_is_watched_too() {
+    const TEST: &str = "a_client_that_connects_while_a_server_waits_is_watched_too";
+    if role().is_some() {
+        peer();
+        return;
+    }
+    let name = unique_name("aio-server-late");
+    let mut server = Server::create(&name, ServerConfig::new().max_clients(1)).unwrap();
+    let serving = std::thread::spawn(move || {
+        futures::executor::block_on(async {
+            let request = server.recv_async().await.unwrap();
+            let echo = request.to_vec();
+            request.respond(&echo).unwrap();
+        });
+    });
+    // The server's future parked, the notifier asleep with no client.
+    std::thread::sleep(Duration::from_millis(100));
+    let (child, mut out) = spawn(
+        TEST,
+        "peer",
+        &[("MST_KIND", "client".into()), ("MST_NAME", name.clone())],
+    );
+    out.after("ready");
+    // Its attach's wake, and the notifier's round that watches it.
+    std::thread::sleep(Duration::from_millis(100));
+    child.kill();
+    let killed = Instant::now();
+    let mut client = common::wait_for(TIMEOUT, || match Client::connect(&name) {
+        Ok(client) => Some(client),
+        Err(Error::LimitReached { .. }) => None,
+        Err(e) => panic!("connect: {e}"),
+    });
+    let took = killed.elapsed();
+    assert_eq!(&*client.call(b"after").unwrap(), b"after");
+    serving.join().unwrap();
+    assert!(
+        took < Duration::from_secs(2),
+        "the dead client's region was reset {took:?} after its death"
+    );
+}
+
 /// A wait set's future woken because the notifier found a member's peer
 /// gone completes at once, though the set itself has not asked about that
 /// peer yet (before: it was woken again and again until the set's own
@@ -1028,6 +1118,7 @@ fn peer() {
         "server" => keep.push(Box::new(
             Server::create(&name, ServerConfig::new()).unwrap(),
         )),
+        "client" => keep.push(Box::new(Client::connect(&name).unwrap())),
         other => panic!("unknown kind {other}"),
     }
     println!("ready");

@@ -54,9 +54,8 @@
 //!   [liveness interval](crate::channel::LIVENESS_INTERVAL) (20 ms): on
 //!   Linux the kernel tells the deaths of the peers whose process id the
 //!   layout publishes (channel ends, a subscriber's publishers, an rpc
-//!   client's server) through pidfds, and their locks are asked only every
-//!   5 s besides; a server's clients are asked every interval, one lock
-//!   query per client.
+//!   client's server, a server's clients) through pidfds, and their locks
+//!   are asked only every 5 s besides.
 //! - On Windows the notifier threads wait on the auto-reset events the
 //!   endpoints park on (`WaitForMultipleObjects`: 63 endpoints and a
 //!   control word per thread) and no process death is told by the

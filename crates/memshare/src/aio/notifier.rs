@@ -89,8 +89,8 @@ struct Slot {
     /// Its registration was dropped: freed once not in a sleep.
     dead: bool,
     /// The processes the member's words named as its peers at the last
-    /// look (sorted).
-    wanted: Vec<u32>,
+    /// look (sorted), or `None` if they could not all be named.
+    wanted: Option<Vec<u32>>,
     /// Those of them watched (`sys::watch_pid`): all but the ones that
     /// could not be (no such process, no pidfd here).
     pids: Vec<u32>,
@@ -107,24 +107,29 @@ struct Slot {
 impl Slot {
     /// Watches the processes the member's words name as its peers (a new
     /// watch is trusted only after the peers' locks are asked: `asked` is
-    /// cleared when anything changed, and the next round asks).
+    /// cleared when anything changed, and the next round asks). Whether
+    /// anything changed.
     ///
     /// Compared with what the words named at the last look, not with what
     /// is watched: a pid that cannot be watched is not tried again at every
     /// round (which re-watched every other pid too, and a zombie's pidfd,
     /// readable from the start, counted a death at each: the notifier
     /// spun). Only the pids that came or went change watches.
-    fn refresh_pids(&mut self) {
+    fn refresh_pids(&mut self) -> bool {
         self.fresh = true;
-        let mut now = self.member.peer_pids().unwrap_or_default();
-        now.sort_unstable();
-        now.dedup();
-        if now == self.wanted {
-            return;
+        let mut named = self.member.peer_pids();
+        if let Some(now) = named.as_mut() {
+            now.sort_unstable();
+            now.dedup();
         }
+        if named == self.wanted {
+            return false;
+        }
+        let now = named.as_deref().unwrap_or_default();
         let mut watched = Vec::with_capacity(now.len());
-        let mut covered = !now.is_empty();
-        for &pid in &now {
+        // Every peer named and watched (none at all: nothing to poll).
+        let mut covered = named.is_some();
+        for &pid in now {
             if self.pids.contains(&pid) || crate::sys::watch_pid(pid) {
                 watched.push(pid);
             } else {
@@ -137,9 +142,10 @@ impl Slot {
             }
         }
         self.pids = watched;
-        self.wanted = now;
+        self.wanted = named;
         self.covered = covered;
         self.asked = false;
+        true
     }
 
     /// Hands its listeners to `fired`, after a look at the pids its words
@@ -158,7 +164,7 @@ impl Slot {
         for pid in self.pids.drain(..) {
             crate::sys::unwatch_pid(pid);
         }
-        self.wanted.clear();
+        self.wanted = None;
         self.covered = false;
     }
 
@@ -306,6 +312,12 @@ impl Worker {
                     .collect();
                 (ready, sleep)
             };
+            // Peers that came while the flags were set (a client attaching
+            // to a server, a publisher to a subscriber's service) looked at
+            // the flag before it was set, and did not wake this thread:
+            // their pids are looked at again now, after the flags and the
+            // fence, and a change is seen to before any sleep.
+            let mut came = false;
             for (bit, &i) in active.iter().enumerate() {
                 let Some(s) = st.slots[i].as_mut() else {
                     continue;
@@ -313,9 +325,11 @@ impl Worker {
                 s.armed = true;
                 if ready & 1 << bit != 0 {
                     s.fire(&mut fired);
+                } else if s.member.peers_come_and_go() {
+                    came |= s.refresh_pids();
                 }
             }
-            if !fired.is_empty() {
+            if !fired.is_empty() || came {
                 for s in st.slots.iter_mut().flatten() {
                     s.disarm();
                 }
@@ -399,7 +413,7 @@ impl Registration {
             armed: false,
             in_sleep: false,
             dead: false,
-            wanted: Vec::new(),
+            wanted: None,
             pids: Vec::new(),
             covered: false,
             fresh: false,

@@ -262,6 +262,15 @@ impl Client {
         block.pid.store(std::process::id(), Ordering::Relaxed);
         // Release: a server that reads ATTACHED sees the instance.
         block.state.store(CLIENT_ATTACHED, Ordering::Release);
+        // A server waiting (a notifier watching for it) learns of the new
+        // client now, and watches its process, rather than asking about it
+        // every liveness interval. Pairs with the fence after the waiter
+        // sets its flag: either it sees this client, or this side sees the
+        // flag.
+        crate::primitive::fence(Ordering::SeqCst);
+        if h.server_wake.waiting.load(Ordering::Relaxed) != 0 {
+            h.server_wake.futex.bump_and_wake();
+        }
         service.check_intact()?;
         let slots = service.geometry.shape.max_in_flight;
         Ok(Client {

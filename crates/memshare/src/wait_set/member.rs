@@ -227,20 +227,23 @@ impl Member {
     }
 
     /// Whether the member's peers attach and detach while it waits (a
-    /// subscriber's publishers), so that the notifier looks at their pids
-    /// at every round, not only when it starts watching.
+    /// subscriber's publishers, a server's clients), so that the notifier
+    /// looks at their pids at every round, not only when it starts
+    /// watching.
     #[cfg(feature = "async")]
     pub(crate) fn peers_come_and_go(&self) -> bool {
-        matches!(self.kind, Kind::Subscriber(_))
+        matches!(self.kind, Kind::Subscriber(_) | Kind::Server(_))
     }
 
     /// The processes whose deaths are all this member's peers' deaths, as
     /// their shared words say (hints: see `sys::watch_pid`), or `None` if
     /// they cannot be named (no peer attached yet, a peer that wrote no
-    /// pid, a server's clients, which come and go): then the notifier
-    /// polls the member's peers every liveness interval. A subscriber's
-    /// publishers are named (every attached one), and looked at again at
-    /// every round of the notifier ([`Member::peers_come_and_go`]).
+    /// pid): then the notifier polls the member's peers every liveness
+    /// interval. A subscriber's publishers and a server's clients are named
+    /// (every attached one), and looked at again at every round of the
+    /// notifier ([`Member::peers_come_and_go`]); a server with no client
+    /// names none (`Some` of nothing: nothing to poll; a client that
+    /// attaches wakes the server's word).
     #[cfg(feature = "async")]
     pub(crate) fn peer_pids(&self) -> Option<Vec<u32>> {
         let pid = match &self.kind {
@@ -260,7 +263,7 @@ impl Member {
                 h.server.pid.load(Ordering::Relaxed)
             }
             Kind::Subscriber(m) => return m.publisher_pids(),
-            Kind::Server(_) => return None,
+            Kind::Server(m) => return m.client_pids(),
         };
         (pid != 0).then(|| vec![pid])
     }
@@ -426,6 +429,36 @@ impl SubscriberMember {
 impl ServerMember {
     fn header(&self) -> &rpc::Header {
         self.service.header()
+    }
+
+    /// The process ids of the clients the server serves (attached, or
+    /// evicted and not yet reset), but those it saw to and those found
+    /// dead (a reaped one cannot be watched, and would keep the others
+    /// polled); `None` if one of them wrote no pid.
+    #[cfg(feature = "async")]
+    fn client_pids(&self) -> Option<Vec<u32>> {
+        let mut pids = Vec::new();
+        for c in 0..self.service.geometry.shape.max_clients {
+            let block = self.service.block(c);
+            let state = block.state.load(Ordering::Acquire);
+            if !matches!(state, rpc::CLIENT_ATTACHED | rpc::CLIENT_EVICTED) {
+                continue;
+            }
+            let instance = block.instance.load(Ordering::Acquire);
+            let known = &self.link.state[c as usize];
+            if (known.instance.load(Ordering::Relaxed) == instance
+                && known.ignored.load(Ordering::Relaxed))
+                || self.dead[c as usize] == instance
+            {
+                continue;
+            }
+            // (Duplicates are the notifier's to drop.)
+            match block.pid.load(Ordering::Relaxed) {
+                0 => return None,
+                pid => pids.push(pid),
+            }
+        }
+        Some(pids)
     }
 
     /// As the server's own check before parking (`nothing_pushed`), with
