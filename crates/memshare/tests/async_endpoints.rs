@@ -1015,8 +1015,11 @@ fn a_client_that_connects_while_a_server_waits_is_watched_too() {
     }
     let name = unique_name("aio-server-late");
     let mut server = Server::create(&name, ServerConfig::new().max_clients(1)).unwrap();
+    // Bounded (`current_thread` fails the test after TIMEOUT): a lost
+    // wake-up fails the test instead of hanging the binary, and the
+    // server is dropped (its name removed) either way.
     let serving = std::thread::spawn(move || {
-        futures::executor::block_on(async {
+        current_thread(async {
             let request = server.recv_async().await.unwrap();
             let echo = request.to_vec();
             request.respond(&echo).unwrap();
@@ -1040,7 +1043,7 @@ fn a_client_that_connects_while_a_server_waits_is_watched_too() {
         Err(e) => panic!("connect: {e}"),
     });
     let took = killed.elapsed();
-    assert_eq!(&*client.call(b"after").unwrap(), b"after");
+    assert_eq!(&*client.call_timeout(b"after", TIMEOUT).unwrap(), b"after");
     serving.join().unwrap();
     assert!(
         took < Duration::from_secs(2),
