@@ -438,18 +438,8 @@ impl ServerMember {
     #[cfg(feature = "async")]
     fn client_pids(&self) -> Option<Vec<u32>> {
         let mut pids = Vec::new();
-        for c in 0..self.service.geometry.shape.max_clients {
-            let block = self.service.block(c);
-            let state = block.state.load(Ordering::Acquire);
-            if !matches!(state, rpc::CLIENT_ATTACHED | rpc::CLIENT_EVICTED) {
-                continue;
-            }
-            let instance = block.instance.load(Ordering::Acquire);
-            let known = &self.link.state[c as usize];
-            if (known.instance.load(Ordering::Relaxed) == instance
-                && known.ignored.load(Ordering::Relaxed))
-                || self.dead[c as usize] == instance
-            {
+        for (c, block, instance) in self.unseen_clients() {
+            if self.dead[c as usize] == instance {
                 continue;
             }
             // (Duplicates are the notifier's to drop.)
@@ -514,27 +504,34 @@ impl ServerMember {
     /// lock is free. Each is asked once per look.
     fn client_died(&mut self) -> Result<bool> {
         let segment = self.service.segment();
-        let mut died = false;
-        for c in 0..self.service.geometry.shape.max_clients {
+        let mut died = Vec::new();
+        for (c, _, instance) in self.unseen_clients() {
+            if !segment.object().byte_locked(rpc::client_lock_byte(c))? {
+                died.push((c, instance));
+            }
+        }
+        for &(c, instance) in &died {
+            self.dead[c as usize] = instance;
+        }
+        Ok(!died.is_empty())
+    }
+
+    /// The clients the server serves or still owes (attached, or evicted
+    /// and not yet reset), but those it saw to (evicted or seen dead, as
+    /// it shares in its mirror): region, block and instance.
+    fn unseen_clients(&self) -> impl Iterator<Item = (u32, &rpc::ClientBlock, u64)> {
+        (0..self.service.geometry.shape.max_clients).filter_map(move |c| {
             let block = self.service.block(c);
             let state = block.state.load(Ordering::Acquire);
             if !matches!(state, rpc::CLIENT_ATTACHED | rpc::CLIENT_EVICTED) {
-                continue;
+                return None;
             }
             let instance = block.instance.load(Ordering::Acquire);
             let known = &self.link.state[c as usize];
-            if known.instance.load(Ordering::Relaxed) == instance
-                && known.ignored.load(Ordering::Relaxed)
-            {
-                // The server saw to it (evicted, or seen dead).
-                continue;
-            }
-            if !segment.object().byte_locked(rpc::client_lock_byte(c))? {
-                self.dead[c as usize] = instance;
-                died = true;
-            }
-        }
-        Ok(died)
+            let seen_to = known.instance.load(Ordering::Relaxed) == instance
+                && known.ignored.load(Ordering::Relaxed);
+            (!seen_to).then_some((c, block, instance))
+        })
     }
 }
 
