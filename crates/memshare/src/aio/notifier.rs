@@ -259,12 +259,9 @@ impl Worker {
                     continue;
                 }
                 any_active = true;
-                // A subscriber's publishers come and go: its pids are
-                // looked at every round, a load per publisher slot (a
-                // publisher that attached while another was watched is
-                // watched from the round the other's departure or death
-                // causes).
-                if slow || !s.fresh || s.member.peers_come_and_go() {
+                // (The pids of peers that come and go are looked at in
+                // step 2 too, every round.)
+                if slow || !s.fresh {
                     s.refresh_pids();
                 }
                 let ask = slow || !s.asked || (round && !s.covered) || s.member.gone();
@@ -312,11 +309,13 @@ impl Worker {
                     .collect();
                 (ready, sleep)
             };
-            // Peers that came while the flags were set (a client attaching
-            // to a server, a publisher to a subscriber's service) looked at
-            // the flag before it was set, and did not wake this thread:
-            // their pids are looked at again now, after the flags and the
-            // fence, and a change is seen to before any sleep.
+            // A subscriber's publishers and a server's clients come and go:
+            // their pids are looked at every round, here, after the flags
+            // and the fence (a load per peer slot), so that one that came
+            // while the flags were set (its attach looked at the flag
+            // before it was set, and did not wake this thread) is seen to
+            // before any sleep: a change makes another round, which asks
+            // about the new peers.
             let mut came = false;
             for (bit, &i) in active.iter().enumerate() {
                 let Some(s) = st.slots[i].as_mut() else {

@@ -264,13 +264,8 @@ impl Client {
         block.state.store(CLIENT_ATTACHED, Ordering::Release);
         // A server waiting (a notifier watching for it) learns of the new
         // client now, and watches its process, rather than asking about it
-        // every liveness interval. Pairs with the fence after the waiter
-        // sets its flag: either it sees this client, or this side sees the
-        // flag.
-        crate::primitive::fence(Ordering::SeqCst);
-        if h.server_wake.waiting.load(Ordering::Relaxed) != 0 {
-            h.server_wake.futex.bump_and_wake();
-        }
+        // every liveness interval.
+        protocol::wake_server(&h.server_wake);
         service.check_intact()?;
         let slots = service.geometry.shape.max_in_flight;
         Ok(Client {
@@ -766,10 +761,7 @@ impl Drop for Client {
         // later.
         let doorbell = self.service.doorbell(self.index);
         doorbell.pending.fetch_or(doorbell.bit, Ordering::Release);
-        crate::primitive::fence(Ordering::SeqCst);
-        if doorbell.server_wake.waiting.load(Ordering::Relaxed) != 0 {
-            doorbell.server_wake.futex.bump_and_wake();
-        }
+        protocol::wake_server(doorbell.server_wake);
     }
 }
 

@@ -68,6 +68,18 @@ pub(crate) fn publish(region: Region<'_>, doorbell: Doorbell<'_>, head: u64) {
     }
 }
 
+/// Client: after a store the server must see (its state at attach or
+/// detach), a SeqCst fence, then a wake if the server's flag is up. Pairs
+/// with the fence after a waiter sets that flag (`park_server`, or an
+/// async notifier's): either the waiter sees the store, or this side sees
+/// the flag.
+pub(crate) fn wake_server(server_wake: &WakeWords) {
+    fence(Ordering::SeqCst);
+    if server_wake.waiting.load(Ordering::Relaxed) != 0 {
+        server_wake.futex.bump_and_wake();
+    }
+}
+
 /// What a client finds in the slot of its request `id`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Answer {

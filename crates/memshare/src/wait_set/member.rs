@@ -363,24 +363,16 @@ impl SubscriberMember {
     /// every attached publisher published one; `None` if one did not, or
     /// none is attached.
     fn publisher_pids(&self) -> Option<Vec<u32>> {
-        let mut pids = Vec::new();
-        for (p, pv) in self.service.publishers().iter() {
+        let pids = named_pids(self.service.publishers().iter().filter_map(|(p, pv)| {
             if pv.block.state.load(Ordering::Acquire) != pubsub::STATE_ATTACHED {
-                continue;
+                return None;
             }
             // A publisher found dead stays dead (its instance is not
             // reused): its process needs no watch (once reaped it cannot
             // be watched, and would keep the others polled).
             let instance = pv.block.instance.load(Ordering::Acquire);
-            if self.publishers.known_dead(p, instance) {
-                continue;
-            }
-            // (Duplicates are the notifier's to drop.)
-            match pv.block.pid.load(Ordering::Relaxed) {
-                0 => return None,
-                pid => pids.push(pid),
-            }
-        }
+            (!self.publishers.known_dead(p, instance)).then(|| pv.block.pid.load(Ordering::Relaxed))
+        }))?;
         (!pids.is_empty()).then_some(pids)
     }
 
@@ -437,18 +429,11 @@ impl ServerMember {
     /// polled); `None` if one of them wrote no pid.
     #[cfg(feature = "async")]
     fn client_pids(&self) -> Option<Vec<u32>> {
-        let mut pids = Vec::new();
-        for (c, block, instance) in self.unseen_clients() {
-            if self.dead[c as usize] == instance {
-                continue;
-            }
-            // (Duplicates are the notifier's to drop.)
-            match block.pid.load(Ordering::Relaxed) {
-                0 => return None,
-                pid => pids.push(pid),
-            }
-        }
-        Some(pids)
+        named_pids(
+            unseen_clients(&self.service, &self.link)
+                .filter(|&(c, _, instance)| self.dead[c as usize] != instance)
+                .map(|(_, block, _)| block.pid.load(Ordering::Relaxed)),
+        )
     }
 
     /// As the server's own check before parking (`nothing_pushed`), with
@@ -504,35 +489,44 @@ impl ServerMember {
     /// lock is free. Each is asked once per look.
     fn client_died(&mut self) -> Result<bool> {
         let segment = self.service.segment();
-        let mut died = Vec::new();
-        for (c, _, instance) in self.unseen_clients() {
+        let mut died = false;
+        for (c, _, instance) in unseen_clients(&self.service, &self.link) {
             if !segment.object().byte_locked(rpc::client_lock_byte(c))? {
-                died.push((c, instance));
+                self.dead[c as usize] = instance;
+                died = true;
             }
         }
-        for &(c, instance) in &died {
-            self.dead[c as usize] = instance;
-        }
-        Ok(!died.is_empty())
+        Ok(died)
     }
+}
 
-    /// The clients the server serves or still owes (attached, or evicted
-    /// and not yet reset), but those it saw to (evicted or seen dead, as
-    /// it shares in its mirror): region, block and instance.
-    fn unseen_clients(&self) -> impl Iterator<Item = (u32, &rpc::ClientBlock, u64)> {
-        (0..self.service.geometry.shape.max_clients).filter_map(move |c| {
-            let block = self.service.block(c);
-            let state = block.state.load(Ordering::Acquire);
-            if !matches!(state, rpc::CLIENT_ATTACHED | rpc::CLIENT_EVICTED) {
-                return None;
-            }
-            let instance = block.instance.load(Ordering::Acquire);
-            let known = &self.link.state[c as usize];
-            let seen_to = known.instance.load(Ordering::Relaxed) == instance
-                && known.ignored.load(Ordering::Relaxed);
-            (!seen_to).then_some((c, block, instance))
-        })
-    }
+/// The pids the peers wrote, or `None` if one wrote none (0: an older
+/// writer; then the peers are polled). Duplicates are the notifier's to
+/// drop.
+#[cfg(feature = "async")]
+fn named_pids(pids: impl Iterator<Item = u32>) -> Option<Vec<u32>> {
+    pids.map(|pid| (pid != 0).then_some(pid)).collect()
+}
+
+/// The clients a server serves or still owes (attached, or evicted and not
+/// yet reset), but those it saw to (evicted or seen dead, as it shares in
+/// its mirror `link`): region, block and instance.
+fn unseen_clients<'a>(
+    service: &'a crate::rpc::service::Service,
+    link: &'a Link<Box<[Mirror]>>,
+) -> impl Iterator<Item = (u32, &'a rpc::ClientBlock, u64)> {
+    (0..service.geometry.shape.max_clients).filter_map(move |c| {
+        let block = service.block(c);
+        let state = block.state.load(Ordering::Acquire);
+        if !matches!(state, rpc::CLIENT_ATTACHED | rpc::CLIENT_EVICTED) {
+            return None;
+        }
+        let instance = block.instance.load(Ordering::Acquire);
+        let known = &link.state[c as usize];
+        let seen_to = known.instance.load(Ordering::Relaxed) == instance
+            && known.ignored.load(Ordering::Relaxed);
+        (!seen_to).then_some((c, block, instance))
+    })
 }
 
 impl ClientMember {
