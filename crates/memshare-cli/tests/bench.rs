@@ -40,6 +40,7 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
         "raw-spin",
         "channel-park",
         "waitset-wakeup",
+        "raw-wakeup-waitv",
         "async-wakeup",
         "channel-recv-async",
         "pipe",
@@ -57,9 +58,10 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
-    // 12 + 2 latency transports (the wake-ups; request/response: 64 B),
-    // 7 + 2 throughput transports at 2 sizes (with the async cases).
-    assert_eq!(results.len(), 14 + 9 * 2);
+    // 14 + 2 latency transports (the wake-ups and their raw forms;
+    // request/response: 64 B), 7 + 2 throughput transports at 2 sizes
+    // (with the async cases).
+    assert_eq!(results.len(), 16 + 9 * 2);
     for r in results {
         match r["kind"].as_str().unwrap() {
             "latency" => assert!(r["median_ns"].as_f64().unwrap() > 0.0, "{r}"),
@@ -77,9 +79,12 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
         "{comparisons:?}"
     );
     // The async cases against their blocking twins (issue 15's floors).
+    // And the wake-ups against their raw forms (the kernel's alone).
     for (ours, base) in [
         ("async-wakeup", "channel-wakeup"),
         ("channel-recv-async", "channel-send"),
+        ("channel-wakeup", "raw-wakeup"),
+        ("waitset-wakeup", "raw-wakeup-waitv"),
     ] {
         assert!(
             comparisons

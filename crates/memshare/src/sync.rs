@@ -50,3 +50,43 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
 pub fn wake(word: &AtomicU32, n: u32) {
     sys::wake(word, n)
 }
+
+/// The most words [`wait_many`] sleeps on at once: what one
+/// `futex_waitv` takes on Linux (`WaitForMultipleObjects` on Windows takes
+/// 64).
+pub const WAIT_MANY_MAX: usize = sys::WAIT_MANY_MAX;
+
+/// Waits while every word of `words` holds the value paired with it, for
+/// at most `timeout`: one sleep on all of them (`futex_waitv` on Linux
+/// 5.16 and later). Returns on a [`wake`] of any of them, a timeout, a
+/// signal, at once if one differs, or possibly spuriously, as [`wait`].
+///
+/// Where the system cannot sleep on these words together (more than
+/// [`WAIT_MANY_MAX`] of them, an older Linux, other systems) it sleeps for
+/// at most 200 µs and returns: a caller that re-checks in a loop, as it
+/// must anyway, still sees every change, later.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::time::Duration;
+/// # fn main() -> memshare::Result<()> {
+/// let segment = memshare::Segment::create(4096)?;
+/// let view = segment.map(..)?;
+/// let (a, b) = (view.atomic_u32(0)?, view.atomic_u32(64)?);
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         b.store(1, Ordering::Release);
+///         memshare::sync::wake(b, 1);
+///     });
+///     // Until either word moves from 0.
+///     while a.load(Ordering::Acquire) == 0 && b.load(Ordering::Acquire) == 0 {
+///         memshare::sync::wait_many(&[(a, 0), (b, 0)], Duration::from_millis(100));
+///     }
+/// });
+/// assert_eq!(b.load(Ordering::Acquire), 1);
+/// # Ok(())
+/// # }
+/// ```
+pub fn wait_many(words: &[(&AtomicU32, u32)], timeout: Duration) {
+    sys::wait_many(words.iter().copied(), timeout)
+}

@@ -22,6 +22,13 @@ pub enum Transport {
     ChannelSpinPark,
     /// memshare channel, park-only waiting.
     ChannelPark,
+    /// The raw form of `channel-wakeup`: the peer stamps a shared word,
+    /// bumps a futex word and wakes it; the benchmark sleeps on that word.
+    RawWakeup,
+    /// As `raw-wakeup`, the benchmark asleep on 128 words at once (that
+    /// one and 127 quiet ones, a segment each) in one `futex_waitv`: the
+    /// raw form of `waitset-wakeup`.
+    RawWakeupWaitv,
     /// A wake-up, not a ping-pong: the time from a send (stamped with the
     /// monotonic clock) to a parked receiver (park-only waiting) holding
     /// the message, one every 200 µs.
@@ -100,13 +107,15 @@ pub const RPC_CLIENTS: usize = 4;
 
 impl Transport {
     /// The transports measured for latency.
-    pub const LATENCY: [Transport; 12] = [
+    pub const LATENCY: [Transport; 14] = [
         Transport::RawSpin,
         Transport::ChannelSpin,
         Transport::RawSpinFutex,
         Transport::ChannelSpinPark,
         Transport::RawFutex,
         Transport::ChannelPark,
+        Transport::RawWakeup,
+        Transport::RawWakeupWaitv,
         Transport::ChannelWakeup,
         Transport::WaitsetWakeup,
         Transport::AsyncWakeup,
@@ -155,6 +164,8 @@ impl Transport {
             Transport::ChannelSpin => "channel-spin",
             Transport::ChannelSpinPark => "channel-spin-park",
             Transport::ChannelPark => "channel-park",
+            Transport::RawWakeup => "raw-wakeup",
+            Transport::RawWakeupWaitv => "raw-wakeup-waitv",
             Transport::ChannelWakeup => "channel-wakeup",
             Transport::WaitsetWakeup => "waitset-wakeup",
             Transport::AsyncWakeup => "async-wakeup",

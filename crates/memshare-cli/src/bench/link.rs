@@ -17,6 +17,7 @@ use memshare::rpc::{Client, Server, ServerConfig};
 use memshare::{CommandExt, Segment, ViewMut};
 
 use super::case::{Case, Kind, Transport, RPC_CLIENTS};
+use super::waitset::Waiting;
 use crate::fail::Failure;
 
 /// Offsets of the words of the raw ping-pongs, each on its own cache line
@@ -301,11 +302,16 @@ pub fn parent_side(
             cmd.try_share("pong", rx.segment())?;
             (Link::Channels(tx, rx), None)
         }
-        ChannelWakeup | WaitsetWakeup | AsyncWakeup => (
+        ChannelWakeup | WaitsetWakeup | AsyncWakeup | RawWakeup | RawWakeupWaitv => (
             Link::Wakeup(Box::new(super::waitset::WakeLink::parent(
                 cmd,
-                case.transport == WaitsetWakeup,
-                case.transport == AsyncWakeup,
+                match case.transport {
+                    WaitsetWakeup => Waiting::Set,
+                    AsyncWakeup => Waiting::Async,
+                    RawWakeup => Waiting::Raw,
+                    RawWakeupWaitv => Waiting::RawMany,
+                    _ => Waiting::Alone,
+                },
             )?)),
             None,
         ),
@@ -415,8 +421,11 @@ pub fn peer_side(case: &Case, given: Given) -> Result<Link, Failure> {
             tx.set_wait_strategy(wait_strategy(case.transport));
             Link::Channels(tx, rx)
         }
-        ChannelWakeup | WaitsetWakeup | AsyncWakeup => {
-            Link::Wakeup(Box::new(super::waitset::WakeLink::peer()?))
+        ChannelWakeup | WaitsetWakeup | AsyncWakeup | RawWakeup | RawWakeupWaitv => {
+            Link::Wakeup(Box::new(super::waitset::WakeLink::peer(matches!(
+                case.transport,
+                RawWakeup | RawWakeupWaitv
+            ))?))
         }
         ChannelSend | ChannelReserve | ChannelRecvAsync => {
             Link::ChannelOut(Sender::attach(&Segment::inherited("data")?)?)

@@ -40,7 +40,8 @@ use run::Timing;
 #[command(
     after_help = "Latency: ping-pong between two processes, one-way = round trip / 2 \
 (channel-wakeup, waitset-wakeup: from a send to a parked receiver, alone or in a wait set of \
-128, holding the message), \
+128, holding the message; raw-wakeup, raw-wakeup-waitv: their raw forms, a futex word woken, \
+slept on alone or with 127 more in one futex_waitv), \
 median/p99/p99.9 from a histogram. Throughput: one way, the receiver reads every byte. \
 Publish-subscribe (--pubsub): 1 -> 1 and 1 -> 3 subscribers, one process each, overflow \
 \"block\"; messages/s is the slowest subscriber's, bytes/s what all of them received. \

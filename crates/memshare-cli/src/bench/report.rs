@@ -51,6 +51,10 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
         (Transport::ChannelPark, Transport::RawFutex),
         (Transport::PubsubSpin, Transport::ChannelSpin),
         (Transport::RpcSpin, Transport::RpcChannelsSpin),
+        // Each wake-up against its raw form: what memshare adds to the
+        // kernel's wake-up of one word, and of 128 in one futex_waitv.
+        (Transport::ChannelWakeup, Transport::RawWakeup),
+        (Transport::WaitsetWakeup, Transport::RawWakeupWaitv),
         // A parked wait set of 128 woken, against one parked receiver.
         (Transport::WaitsetWakeup, Transport::ChannelWakeup),
         // A task parked in recv_async, against one parked receiver.
@@ -64,7 +68,7 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
                         "{} call round trip, median",
                         size_label(ours.latency_size())
                     )
-                } else if ours == Transport::WaitsetWakeup || ours == Transport::AsyncWakeup {
+                } else if ours.name().ends_with("-wakeup") {
                     "wake-up latency, median".into()
                 } else {
                     "one-way latency, median".into()

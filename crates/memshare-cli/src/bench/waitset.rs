@@ -3,7 +3,12 @@
 //! receiver, park-only waiting), through a wait set of 128 members (the
 //! receiver and 127 channels that stay quiet), and as a task parked in
 //! `recv_async` (woken by the memshare notifier's thread through its
-//! waker, on the benchmark's own thread: see `asynch.rs`). The peer sends
+//! waker, on the benchmark's own thread: see `asynch.rs`). Their raw
+//! forms, `raw-wakeup` and `raw-wakeup-waitv`: the stamp in a shared word,
+//! the benchmark asleep on a futex word alone, or with 127 more words,
+//! each in a segment of its own as a wait set's members are, in one
+//! `futex_waitv` (`memshare::sync::wait_many`): what the kernel's wake-up
+//! of one word and of 128 costs, with no channel and no wait set. The peer sends
 //! a message stamped with the monotonic clock just before the send; the
 //! benchmark reads the clock when it holds the message, then acknowledges
 //! it, and the peer waits [`GAP`] after the acknowledgement before the
@@ -15,10 +20,12 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
 use hdrhistogram::Histogram;
 use memshare::channel::{Receiver, Sender, WaitStrategy};
 use memshare::wait_set::{Token, MAX_MEMBERS};
-use memshare::{CommandExt, Segment, WaitSet};
+use memshare::{CommandExt, Segment, ViewMut, WaitSet};
 
 use crate::fail::Failure;
 
@@ -48,17 +55,86 @@ pub struct WakeLink {
     waker: Option<std::task::Waker>,
     /// The quiet members (each a receiver with its sender, never used).
     _quiet: Vec<(Receiver, Sender)>,
+    /// The raw forms: the stamps come in a shared word, not over `rx`.
+    raw: Option<RawWords>,
+}
+
+/// How the benchmark's side of a wake-up case waits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// `channel-wakeup`: a receiver parked alone.
+    Alone,
+    /// `waitset-wakeup`: through a wait set of 128.
+    Set,
+    /// `async-wakeup`: a task awaiting `recv_async`.
+    Async,
+    /// `raw-wakeup`: a futex wait on the stamp's word.
+    Raw,
+    /// `raw-wakeup-waitv`: a wait on that word and 127 quiet ones.
+    RawMany,
+}
+
+/// The raw forms' words: in the segment both sides map (shared as
+/// "words"), the sequence word at byte 0 (bumped, then woken, for each
+/// stamp) and the stamp at byte 8; the benchmark's side also maps the
+/// quiet words (byte 0 of a segment each) it sleeps on with it.
+struct RawWords {
+    shared: ViewMut,
+    quiet: Vec<ViewMut>,
+    /// The sequence word's value when the last stamp was taken.
+    seen: u32,
+}
+
+impl RawWords {
+    fn words(view: &ViewMut) -> Result<(&AtomicU32, &AtomicU64), Failure> {
+        Ok((view.atomic_u32(0)?, view.atomic_u64(8)?))
+    }
+
+    /// The benchmark's side: sleeps until a new stamp, and returns it.
+    fn take(&mut self, deadline: Instant) -> Result<u64, Failure> {
+        let (seq, stamp) = Self::words(&self.shared)?;
+        loop {
+            // Acquire: the stamp, written before the bump.
+            let now = seq.load(Ordering::Acquire);
+            if now != self.seen {
+                self.seen = now;
+                return Ok(stamp.load(Ordering::Relaxed));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Failure::other("bench: the other side stopped sending"));
+            }
+            if self.quiet.is_empty() {
+                memshare::sync::wait(seq, now, left);
+            } else {
+                let mut words = Vec::with_capacity(self.quiet.len() + 1);
+                words.push((seq, now));
+                for view in &self.quiet {
+                    let word = view.atomic_u32(0)?;
+                    words.push((word, word.load(Ordering::Relaxed)));
+                }
+                memshare::sync::wait_many(&words, left);
+            }
+        }
+    }
+
+    /// The peer's side: stamps, bumps the word and wakes it.
+    fn give(view: &ViewMut) -> Result<(), Failure> {
+        let (seq, stamp) = Self::words(view)?;
+        stamp.store(now_ns(), Ordering::Relaxed);
+        // Release: the stamp, for whoever sees the bump.
+        seq.fetch_add(1, Ordering::Release);
+        memshare::sync::wake(seq, 1);
+        Ok(())
+    }
 }
 
 impl WakeLink {
     /// The benchmark's side: makes the channels and shares them with `cmd`;
-    /// with `set`, a wait set of the receiver and 127 quiet channels; with
-    /// `asynchronous`, receives with `recv_async`.
-    pub fn parent(
-        cmd: &mut std::process::Command,
-        set: bool,
-        asynchronous: bool,
-    ) -> Result<WakeLink, Failure> {
+    /// waits as `waiting` says (a wait set of the receiver and 127 quiet
+    /// channels; `recv_async`; the raw words, shared too).
+    pub fn parent(cmd: &mut std::process::Command, waiting: Waiting) -> Result<WakeLink, Failure> {
+        let set = waiting == Waiting::Set;
         let tx = Sender::create(4096)?;
         let mut rx = Receiver::create(4096)?;
         rx.set_wait_strategy(WaitStrategy::Park);
@@ -78,23 +154,51 @@ impl WakeLink {
         } else {
             None
         };
+        let raw = if matches!(waiting, Waiting::Raw | Waiting::RawMany) {
+            let shared = Segment::create(4096)?;
+            cmd.try_share("words", &shared)?;
+            let quiet = if waiting == Waiting::RawMany {
+                (1..memshare::sync::WAIT_MANY_MAX)
+                    .map(|_| Ok(Segment::create(4096)?.map(..)?))
+                    .collect::<Result<Vec<_>, Failure>>()?
+            } else {
+                Vec::new()
+            };
+            Some(RawWords {
+                shared: shared.map(..)?,
+                quiet,
+                seen: 0,
+            })
+        } else {
+            None
+        };
         Ok(WakeLink {
             tx,
             rx,
             set,
-            waker: asynchronous.then(super::asynch::waker),
+            waker: (waiting == Waiting::Async).then(super::asynch::waker),
             _quiet: quiet,
+            raw,
         })
     }
 
-    /// The peer's side.
-    pub fn peer() -> Result<WakeLink, Failure> {
+    /// The peer's side (`raw`: of a raw form).
+    pub fn peer(raw: bool) -> Result<WakeLink, Failure> {
         Ok(WakeLink {
             rx: Receiver::attach(&Segment::inherited("ping")?)?,
             tx: Sender::attach(&Segment::inherited("pong")?)?,
             set: None,
             waker: None,
             _quiet: Vec::new(),
+            raw: if raw {
+                Some(RawWords {
+                    shared: Segment::inherited("words")?.map(..)?,
+                    quiet: Vec::new(),
+                    seen: 0,
+                })
+            } else {
+                None
+            },
         })
     }
 
@@ -103,6 +207,9 @@ impl WakeLink {
     fn wake_up(&mut self, deadline: Instant) -> Result<Duration, Failure> {
         let late = || Failure::other("bench: the other side stopped sending");
         let stamp = loop {
+            if let Some(raw) = &mut self.raw {
+                break raw.take(deadline)?;
+            }
             if let Some(waker) = &self.waker {
                 let msg = super::asynch::block_on_until(waker, self.rx.recv_async(), deadline)
                     .ok_or_else(late)??;
@@ -166,10 +273,14 @@ impl WakeLink {
     pub fn send_stamped(&mut self, deadline: Instant) -> Result<(), Failure> {
         loop {
             std::thread::sleep(GAP);
-            match self.tx.send(&now_ns().to_le_bytes()) {
-                // The benchmark stopped and went meanwhile.
-                Err(memshare::Error::Disconnected { .. }) => return Ok(()),
-                other => other?,
+            if let Some(raw) = &self.raw {
+                RawWords::give(&raw.shared)?;
+            } else {
+                match self.tx.send(&now_ns().to_le_bytes()) {
+                    // The benchmark stopped and went meanwhile.
+                    Err(memshare::Error::Disconnected { .. }) => return Ok(()),
+                    other => other?,
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let reply = self

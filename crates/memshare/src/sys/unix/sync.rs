@@ -155,7 +155,11 @@ mod imp {
                     w
                 })
                 .collect();
-            debug_assert!(waiters.len() <= WAIT_MANY_MAX);
+            // More than one call takes: the caller (`sync::wait_many`) polls.
+            if waiters.len() > WAIT_MANY_MAX {
+                std::thread::sleep(timeout.min(WAIT_MANY_POLL));
+                return;
+            }
             // futex_waitv takes an absolute time on the clock it is given.
             let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
             let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
@@ -332,5 +336,26 @@ mod tests {
             );
             assert!(started.elapsed() < Duration::from_secs(5));
         });
+    }
+
+    #[test]
+    fn wait_many_on_more_words_than_one_call_takes_polls() {
+        let words: Vec<AtomicU32> = (0..super::WAIT_MANY_MAX as u32 + 1)
+            .map(AtomicU32::new)
+            .collect();
+        let snapshot: Vec<u32> = words.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+        for _ in 0..3 {
+            let started = Instant::now();
+            wait_many(
+                words.iter().zip(snapshot.iter().copied()),
+                Duration::from_secs(10),
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "slept {:?} on {} words instead of polling",
+                started.elapsed(),
+                words.len()
+            );
+        }
     }
 }
