@@ -1051,6 +1051,68 @@ fn a_client_that_connects_while_a_server_waits_is_watched_too() {
     );
 }
 
+/// A client the server evicted (it broke the protocol), SIGKILLed while
+/// the server's task waits in `recv_async`: its death wakes the task,
+/// whose look resets the region, so that the service's one client slot is
+/// free again within the liveness interval. (The notifier watched only the
+/// clients the server still served: the slot stayed taken.)
+#[cfg(target_os = "linux")]
+#[test]
+fn an_evicted_client_killed_while_a_server_waits_frees_its_slot() {
+    const TEST: &str = "an_evicted_client_killed_while_a_server_waits_frees_its_slot";
+    if role().is_some() {
+        peer();
+        return;
+    }
+    let name = unique_name("aio-server-evict");
+    let mut server = Server::create(&name, ServerConfig::new().max_clients(1)).unwrap();
+    let (child, mut out) = spawn(
+        TEST,
+        "peer",
+        &[("MST_KIND", "client".into()), ("MST_NAME", name.clone())],
+    );
+    out.after("ready");
+    // It breaks the protocol: its ring's head far ahead of what it sent,
+    // and its bit rung (the header page, then regions of `region_len`
+    // bytes; the pending mask at byte 384).
+    let slot = u64::from(server.clients().unwrap()[0].id.slot());
+    let region_len = {
+        let view = server.segment().map_readonly(..4096).unwrap();
+        view.read_pod::<u64>(72).unwrap()
+    };
+    let view = server.segment().map(..).unwrap();
+    view.write_pod::<u64>((4096 + slot * region_len + 128) as usize, &1_000_000)
+        .unwrap();
+    view.write_pod::<u64>((384 + slot / 64 * 8) as usize, &(1 << (slot % 64)))
+        .unwrap();
+    assert!(server.try_recv().unwrap().is_none());
+    assert!(server.clients().unwrap()[0].evicted.is_some());
+    // Bounded, as above.
+    let serving = std::thread::spawn(move || {
+        current_thread(async {
+            let request = server.recv_async().await.unwrap();
+            let echo = request.to_vec();
+            request.respond(&echo).unwrap();
+        });
+    });
+    // The server's future parked, the notifier watching.
+    std::thread::sleep(Duration::from_millis(100));
+    child.kill();
+    let killed = Instant::now();
+    let mut client = common::wait_for(TIMEOUT, || match Client::connect(&name) {
+        Ok(client) => Some(client),
+        Err(Error::LimitReached { .. }) => None,
+        Err(e) => panic!("connect: {e}"),
+    });
+    let took = killed.elapsed();
+    assert_eq!(&*client.call_timeout(b"after", TIMEOUT).unwrap(), b"after");
+    serving.join().unwrap();
+    assert!(
+        took < Duration::from_secs(2),
+        "the evicted client's region was reset {took:?} after its death"
+    );
+}
+
 /// A wait set's future woken because the notifier found a member's peer
 /// gone completes at once, though the set itself has not asked about that
 /// peer yet (before: it was woken again and again until the set's own

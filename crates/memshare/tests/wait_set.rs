@@ -580,6 +580,72 @@ fn a_peer_killed_in_another_process_wakes_the_set_and_its_endpoint_says_disconne
     detections.check();
 }
 
+/// A client the server evicted (it broke the protocol) and that is
+/// SIGKILLed later, while the server only waits through a set: the set
+/// reports the server, whose next look resets the region, so that the one
+/// client slot is free again. (The server leaves an evicted client's
+/// requests alone, but its region is reset only once it is gone: a set
+/// that did not watch it for death left the slot taken for good.)
+#[test]
+fn an_evicted_client_killed_later_is_reported_and_its_slot_freed() {
+    const TEST: &str = "an_evicted_client_killed_later_is_reported_and_its_slot_freed";
+    if role().is_some() {
+        peer();
+        return;
+    }
+    let name = unique_name("ws-evict");
+    let server = Server::create(&name, small_server(1)).unwrap();
+    let (child, mut out) = spawn(
+        TEST,
+        "peer",
+        &[("MST_NAME", name.clone()), ("MST_KIND", "client".into())],
+    );
+    out.after("ready");
+    let slot = u64::from(server.clients().unwrap()[0].id.slot());
+    // It breaks the protocol: its ring's head far ahead of what it sent,
+    // and its bit rung (where the layout puts them: the header page, then
+    // regions of `region_len` bytes; the pending mask at byte 384).
+    let region_len = {
+        let view = server.segment().map_readonly(..4096).unwrap();
+        view.read_pod::<u64>(72).unwrap()
+    };
+    let view = server.segment().map(..).unwrap();
+    view.write_pod::<u64>((4096 + slot * region_len + 128) as usize, &1_000_000)
+        .unwrap();
+    view.write_pod::<u64>((384 + slot / 64 * 8) as usize, &(1 << (slot % 64)))
+        .unwrap();
+    assert!(server.try_recv().unwrap().is_none());
+    let evicted = server.clients().unwrap();
+    assert!(evicted[0].evicted.is_some(), "{evicted:?}");
+    let mut set = WaitSet::new().unwrap();
+    let token = set.add(&server).unwrap();
+    assert!(
+        set.try_wait().unwrap().is_empty(),
+        "reported before the kill"
+    );
+    let killed = Instant::now();
+    child.kill();
+    // The server is looked at only when the set reports it.
+    assert_eq!(
+        reported(&mut set, TIMEOUT),
+        [token],
+        "the server's evicted client died and the set did not say"
+    );
+    let noticed = killed.elapsed();
+    assert!(server.try_recv().unwrap().is_none());
+    assert!(
+        server.clients().unwrap().is_empty(),
+        "the dead evicted client is still listed"
+    );
+    let _next = Client::connect(&name).unwrap();
+    // Within the liveness interval (the set's rounds ask every 20 ms),
+    // with room for a loaded machine.
+    assert!(
+        noticed < Duration::from_secs(2),
+        "noticed after {noticed:?}"
+    );
+}
+
 /// The receiver child for the room test: opens the channel, says
 /// `ready`, and after `MST_DELAY_MS` receives one message.
 fn slow_receiver() {

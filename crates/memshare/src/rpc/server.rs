@@ -67,15 +67,19 @@ pub struct Server {
 
 /// What the server knows of one client region, as a wait set reads it
 /// (from another thread, maybe): a copy of `Known`'s instance and tail,
-/// and whether the client is left alone (evicted, or seen dead). The set
-/// looks at the client's head against this tail, as `nothing_pushed` does.
-/// A copy read while the server changes it can only make the set report
-/// the server when it has nothing, or late by at most a park slice.
+/// whether the client's requests are left alone (evicted, or seen dead),
+/// and whether it was seen dead. The set looks at the client's head
+/// against this tail, as `nothing_pushed` does, and watches for the death
+/// of every client not seen dead: an evicted client's region too is reset
+/// only once the server sees it gone. A copy read while the server changes
+/// it can only make the set report the server when it has nothing, or
+/// late by at most a park slice.
 #[derive(Debug, Default)]
 pub(crate) struct Mirror {
     pub(crate) instance: AtomicU64,
     pub(crate) tail: AtomicU64,
     pub(crate) ignored: AtomicBool,
+    pub(crate) dead: AtomicBool,
 }
 
 /// What the server knows of one client region.
@@ -617,6 +621,7 @@ impl Server {
         m.instance.store(k.instance, Relaxed);
         m.tail.store(k.ring.tail, Relaxed);
         m.ignored.store(k.evicted.is_some() || k.dead, Relaxed);
+        m.dead.store(k.dead, Relaxed);
     }
 
     /// What a wait set needs of this server: its service (a clone shares

@@ -423,10 +423,10 @@ impl ServerMember {
         self.service.header()
     }
 
-    /// The process ids of the clients the server serves (attached, or
-    /// evicted and not yet reset), but those it saw to and those found
-    /// dead (a reaped one cannot be watched, and would keep the others
-    /// polled); `None` if one of them wrote no pid.
+    /// The process ids of the clients attached, or evicted and not yet
+    /// reset, but those the server saw dead and those found dead here (a
+    /// reaped one cannot be watched, and would keep the others polled);
+    /// `None` if one of them wrote no pid.
     #[cfg(feature = "async")]
     fn client_pids(&self) -> Option<Vec<u32>> {
         named_pids(
@@ -458,7 +458,10 @@ impl ServerMember {
                     let known = &self.link.state[c as usize];
                     let current = known.instance.load(Ordering::Relaxed) == instance;
                     let ignored = current && known.ignored.load(Ordering::Relaxed);
-                    if instance != 0 && self.dead[c as usize] == instance && !ignored {
+                    // Seen dead here, not yet by the server (evicted or
+                    // not: it resets the region once it sees it gone).
+                    let seen_dead = current && known.dead.load(Ordering::Relaxed);
+                    if instance != 0 && self.dead[c as usize] == instance && !seen_dead {
                         ready = true;
                     }
                     if state != rpc::CLIENT_ATTACHED || ignored {
@@ -485,8 +488,9 @@ impl ServerMember {
         ready
     }
 
-    /// Whether a client the server still serves (or still owes) died: its
-    /// lock is free. Each is asked once per look.
+    /// Whether a client whose death the server has yet to see died (its
+    /// lock is free), evicted ones too: their regions are reset only then.
+    /// Each is asked once per look.
     fn client_died(&mut self) -> Result<bool> {
         let segment = self.service.segment();
         let mut died = false;
@@ -508,9 +512,9 @@ fn named_pids(pids: impl Iterator<Item = u32>) -> Option<Vec<u32>> {
     pids.map(|pid| (pid != 0).then_some(pid)).collect()
 }
 
-/// The clients a server serves or still owes (attached, or evicted and not
-/// yet reset), but those it saw to (evicted or seen dead, as it shares in
-/// its mirror `link`): region, block and instance.
+/// The clients whose death the server has yet to see (attached, or
+/// evicted and not yet reset; not those it saw dead, as it shares in its
+/// mirror `link`): region, block and instance.
 fn unseen_clients<'a>(
     service: &'a crate::rpc::service::Service,
     link: &'a Link<Box<[Mirror]>>,
@@ -523,9 +527,9 @@ fn unseen_clients<'a>(
         }
         let instance = block.instance.load(Ordering::Acquire);
         let known = &link.state[c as usize];
-        let seen_to = known.instance.load(Ordering::Relaxed) == instance
-            && known.ignored.load(Ordering::Relaxed);
-        (!seen_to).then_some((c, block, instance))
+        let seen_dead = known.instance.load(Ordering::Relaxed) == instance
+            && known.dead.load(Ordering::Relaxed);
+        (!seen_dead).then_some((c, block, instance))
     })
 }
 
