@@ -51,9 +51,14 @@ pub fn wake(word: &AtomicU32, n: u32) {
     sys::wake(word, n)
 }
 
-/// The most words [`wait_many`] sleeps on at once: what one
-/// `futex_waitv` takes on Linux (`WaitForMultipleObjects` on Windows takes
-/// 64).
+/// The most words [`wait_many`] sleeps on at once where it sleeps on them
+/// in the kernel: 128 on Linux (what one `futex_waitv` takes). Elsewhere
+/// it polls (see [`wait_many`]); the value there is the bound memshare's
+/// own wait sets keep to (64 on Windows, `WaitForMultipleObjects`' limit).
+///
+/// ```
+/// assert!(memshare::sync::WAIT_MANY_MAX >= 64);
+/// ```
 pub const WAIT_MANY_MAX: usize = sys::WAIT_MANY_MAX;
 
 /// Waits while every word of `words` holds the value paired with it, for
@@ -62,9 +67,11 @@ pub const WAIT_MANY_MAX: usize = sys::WAIT_MANY_MAX;
 /// signal, at once if one differs, or possibly spuriously, as [`wait`].
 ///
 /// Where the system cannot sleep on these words together (more than
-/// [`WAIT_MANY_MAX`] of them, an older Linux, other systems) it sleeps for
-/// at most 200 µs and returns: a caller that re-checks in a loop, as it
-/// must anyway, still sees every change, later.
+/// [`WAIT_MANY_MAX`] of them, Linux before 5.16, other systems: on
+/// Windows only the words of memshare's own endpoints have the kernel
+/// events such a sleep needs) it sleeps for at most 200 µs and returns: a
+/// caller that re-checks in a loop, as it must anyway, still sees every
+/// change, later.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU32, Ordering};
@@ -88,5 +95,13 @@ pub const WAIT_MANY_MAX: usize = sys::WAIT_MANY_MAX;
 /// # }
 /// ```
 pub fn wait_many(words: &[(&AtomicU32, u32)], timeout: Duration) {
+    // Looked at first, so that a moved word returns at once where the
+    // system polls too.
+    if words
+        .iter()
+        .any(|&(word, expected)| word.load(std::sync::atomic::Ordering::Acquire) != expected)
+    {
+        return;
+    }
     sys::wait_many(words.iter().copied(), timeout)
 }

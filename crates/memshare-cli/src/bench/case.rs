@@ -27,7 +27,8 @@ pub enum Transport {
     RawWakeup,
     /// As `raw-wakeup`, the benchmark asleep on 128 words at once (that
     /// one and 127 quiet ones, a segment each) in one `futex_waitv`: the
-    /// raw form of `waitset-wakeup`.
+    /// raw form of `waitset-wakeup`. (Where there is no `futex_waitv`, Linux
+    /// before 5.16 and other systems, both poll every 200 µs.)
     RawWakeupWaitv,
     /// A wake-up, not a ping-pong: the time from a send (stamped with the
     /// monotonic clock) to a parked receiver (park-only waiting) holding

@@ -40,7 +40,8 @@ fn find(results: &[Measured], kind: Kind, t: Transport, size: usize) -> Option<&
 /// operating system's IPC; publish-subscribe fan-out against 1 → 1 of the
 /// same run, and the cost of publishing at each size against the smallest;
 /// pipelined calls against the Unix-socket server; the wake-up of a wait
-/// set of 128 against a single parked receiver's.
+/// set of 128 against a single parked receiver's, and each wake-up against
+/// its raw form (a futex word woken, slept on alone or with 127 more).
 pub fn compare(results: &[Measured]) -> Vec<Comparison> {
     let mut out = Vec::new();
     let lat =

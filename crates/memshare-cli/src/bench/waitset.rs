@@ -18,9 +18,8 @@
 //! slow to fall asleep, as a set of 128 is, often finds the answer before
 //! it sleeps.) The ratio of the two medians is issue 14's wait-set floor.
 
-use std::time::{Duration, Instant};
-
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use memshare::channel::{Receiver, Sender, WaitStrategy};

@@ -26,7 +26,7 @@ pub struct Member {
     /// What the last look at the member's peers found: gone. While it
     /// says so, every wait asks again (and reports the member). (A
     /// server's dead clients are remembered in its member instead, and
-    /// reported by `ready` until the server has seen to them.)
+    /// reported by `ready` until the server has seen them dead.)
     gone: bool,
 }
 
@@ -74,7 +74,7 @@ struct SubscriberMember {
 struct ServerMember {
     link: Arc<Link<Box<[Mirror]>>>,
     /// The client instances the set saw dead, per region (0: none), so
-    /// that it reports each once the server has not yet seen to it.
+    /// that it reports each while the server has not yet seen it dead.
     dead: Vec<u64>,
     service: crate::rpc::service::Service,
 }
@@ -430,7 +430,7 @@ impl ServerMember {
     #[cfg(feature = "async")]
     fn client_pids(&self) -> Option<Vec<u32>> {
         named_pids(
-            unseen_clients(&self.service, &self.link)
+            clients_not_seen_dead(&self.service, &self.link)
                 .filter(|&(c, _, instance)| self.dead[c as usize] != instance)
                 .map(|(_, block, _)| block.pid.load(Ordering::Relaxed)),
         )
@@ -442,7 +442,7 @@ impl ServerMember {
     /// there, for a client that died between its head and its bit); or a
     /// client left (its detach rang the bell: the server resets its
     /// region); or a client the set saw die that the server has not seen
-    /// to yet.
+    /// dead yet (evicted or not: it resets the region once it does).
     fn ready(&self) -> bool {
         let n = self.service.geometry.shape.max_clients;
         let h = self.header();
@@ -458,10 +458,10 @@ impl ServerMember {
                     let known = &self.link.state[c as usize];
                     let current = known.instance.load(Ordering::Relaxed) == instance;
                     let ignored = current && known.ignored.load(Ordering::Relaxed);
-                    // Seen dead here, not yet by the server (evicted or
-                    // not: it resets the region once it sees it gone).
-                    let seen_dead = current && known.dead.load(Ordering::Relaxed);
-                    if instance != 0 && self.dead[c as usize] == instance && !seen_dead {
+                    if instance != 0
+                        && self.dead[c as usize] == instance
+                        && !server_saw_dead(&self.link, c, instance)
+                    {
                         ready = true;
                     }
                     if state != rpc::CLIENT_ATTACHED || ignored {
@@ -494,7 +494,7 @@ impl ServerMember {
     fn client_died(&mut self) -> Result<bool> {
         let segment = self.service.segment();
         let mut died = false;
-        for (c, _, instance) in unseen_clients(&self.service, &self.link) {
+        for (c, _, instance) in clients_not_seen_dead(&self.service, &self.link) {
             if !segment.object().byte_locked(rpc::client_lock_byte(c))? {
                 self.dead[c as usize] = instance;
                 died = true;
@@ -512,10 +512,17 @@ fn named_pids(pids: impl Iterator<Item = u32>) -> Option<Vec<u32>> {
     pids.map(|pid| (pid != 0).then_some(pid)).collect()
 }
 
+/// Whether the server saw client instance `instance` of region `c` dead,
+/// as it shares in its mirror `link`.
+fn server_saw_dead(link: &Link<Box<[Mirror]>>, c: u32, instance: u64) -> bool {
+    let known = &link.state[c as usize];
+    known.instance.load(Ordering::Relaxed) == instance && known.dead.load(Ordering::Relaxed)
+}
+
 /// The clients whose death the server has yet to see (attached, or
-/// evicted and not yet reset; not those it saw dead, as it shares in its
-/// mirror `link`): region, block and instance.
-fn unseen_clients<'a>(
+/// evicted and not yet reset; not those it saw dead): region, block and
+/// instance.
+fn clients_not_seen_dead<'a>(
     service: &'a crate::rpc::service::Service,
     link: &'a Link<Box<[Mirror]>>,
 ) -> impl Iterator<Item = (u32, &'a rpc::ClientBlock, u64)> {
@@ -526,10 +533,7 @@ fn unseen_clients<'a>(
             return None;
         }
         let instance = block.instance.load(Ordering::Acquire);
-        let known = &link.state[c as usize];
-        let seen_dead = known.instance.load(Ordering::Relaxed) == instance
-            && known.dead.load(Ordering::Relaxed);
-        (!seen_dead).then_some((c, block, instance))
+        (!server_saw_dead(link, c, instance)).then_some((c, block, instance))
     })
 }
 

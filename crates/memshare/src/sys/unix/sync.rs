@@ -311,10 +311,14 @@ mod tests {
             Duration::from_millis(30),
         );
         let slept = started.elapsed();
+        // (Where it polls, macOS and FreeBSD, it returns after 200 µs.)
+        #[cfg(any(target_os = "linux", target_os = "android"))]
         assert!(
             slept >= Duration::from_millis(25),
             "returned after {slept:?}"
         );
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = slept;
 
         let mut stale = expect(&words);
         stale[77] += 1;
