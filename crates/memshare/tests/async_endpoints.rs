@@ -1035,16 +1035,7 @@ fn a_client_that_connects_while_a_server_waits_is_watched_too() {
     out.after("ready");
     // Its attach's wake, and the notifier's round that watches it.
     std::thread::sleep(Duration::from_millis(100));
-    child.kill();
-    let killed = Instant::now();
-    let mut client = common::wait_for(TIMEOUT, || match Client::connect(&name) {
-        Ok(client) => Some(client),
-        Err(Error::LimitReached { .. }) => None,
-        Err(e) => panic!("connect: {e}"),
-    });
-    let took = killed.elapsed();
-    assert_eq!(&*client.call_timeout(b"after", TIMEOUT).unwrap(), b"after");
-    serving.join().unwrap();
+    let took = kill_then_connect(child, &name, serving);
     assert!(
         took < Duration::from_secs(2),
         "the dead client's region was reset {took:?} after its death"
@@ -1072,19 +1063,7 @@ fn an_evicted_client_killed_while_a_server_waits_frees_its_slot() {
         &[("MST_KIND", "client".into()), ("MST_NAME", name.clone())],
     );
     out.after("ready");
-    // It breaks the protocol: its ring's head far ahead of what it sent,
-    // and its bit rung (the header page, then regions of `region_len`
-    // bytes; the pending mask at byte 384).
-    let slot = u64::from(server.clients().unwrap()[0].id.slot());
-    let region_len = {
-        let view = server.segment().map_readonly(..4096).unwrap();
-        view.read_pod::<u64>(72).unwrap()
-    };
-    let view = server.segment().map(..).unwrap();
-    view.write_pod::<u64>((4096 + slot * region_len + 128) as usize, &1_000_000)
-        .unwrap();
-    view.write_pod::<u64>((384 + slot / 64 * 8) as usize, &(1 << (slot % 64)))
-        .unwrap();
+    common::break_the_protocol_of(&server, server.clients().unwrap()[0].id.slot());
     assert!(server.try_recv().unwrap().is_none());
     assert!(server.clients().unwrap()[0].evicted.is_some());
     // Bounded, as above.
@@ -1097,9 +1076,24 @@ fn an_evicted_client_killed_while_a_server_waits_frees_its_slot() {
     });
     // The server's future parked, the notifier watching.
     std::thread::sleep(Duration::from_millis(100));
+    let took = kill_then_connect(child, &name, serving);
+    assert!(
+        took < Duration::from_secs(2),
+        "the evicted client's region was reset {took:?} after its death"
+    );
+}
+
+/// Kills the one client `child`, connects to `name` as soon as its slot is
+/// free, and calls the server that `serving` runs (it echoes one request,
+/// then ends): how long after the kill the slot was free.
+fn kill_then_connect(
+    child: common::Reaped,
+    name: &str,
+    serving: std::thread::JoinHandle<()>,
+) -> Duration {
     child.kill();
     let killed = Instant::now();
-    let mut client = common::wait_for(TIMEOUT, || match Client::connect(&name) {
+    let mut client = common::wait_for(TIMEOUT, || match Client::connect(name) {
         Ok(client) => Some(client),
         Err(Error::LimitReached { .. }) => None,
         Err(e) => panic!("connect: {e}"),
@@ -1107,10 +1101,7 @@ fn an_evicted_client_killed_while_a_server_waits_frees_its_slot() {
     let took = killed.elapsed();
     assert_eq!(&*client.call_timeout(b"after", TIMEOUT).unwrap(), b"after");
     serving.join().unwrap();
-    assert!(
-        took < Duration::from_secs(2),
-        "the evicted client's region was reset {took:?} after its death"
-    );
+    took
 }
 
 /// A wait set's future woken because the notifier found a member's peer

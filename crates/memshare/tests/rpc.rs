@@ -325,22 +325,11 @@ fn a_client_that_breaks_the_protocol_is_evicted_and_the_others_are_served() {
     let server = Server::create(&name, small()).unwrap();
     let mut good = Client::connect(&name).unwrap();
     let mut bad = Client::connect(&name).unwrap();
-    let slot = u64::from(bad.id().slot());
     let p = bad.send_request(b"fine").unwrap();
     server.recv().unwrap().respond(b"ok").unwrap();
     drop(bad.receive_response(&p).unwrap());
-    // Its ring head jumps far ahead of what it sent (written where the
-    // layout puts it: header page, then regions of `region_len` bytes).
-    let region_len = {
-        let view = server.segment().map_readonly(..4096).unwrap();
-        view.read_pod::<u64>(72).unwrap()
-    };
-    let view = server.segment().map(..).unwrap();
-    let head = 4096 + slot * region_len + 128;
-    view.write_pod::<u64>(head as usize, &1_000_000).unwrap();
-    let doorbell = 384 + (slot / 64) * 8;
-    view.write_pod::<u64>(doorbell as usize, &(1 << (slot % 64)))
-        .unwrap();
+    // Its ring head jumps far ahead of what it sent.
+    common::break_the_protocol_of(&server, bad.id().slot());
     assert!(server.try_recv().unwrap().is_none());
     let info = server.clients().unwrap();
     let evicted = info.iter().find(|c| c.id == bad.id()).unwrap();

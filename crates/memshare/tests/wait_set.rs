@@ -601,19 +601,7 @@ fn an_evicted_client_killed_later_is_reported_and_its_slot_freed() {
         &[("MST_NAME", name.clone()), ("MST_KIND", "client".into())],
     );
     out.after("ready");
-    let slot = u64::from(server.clients().unwrap()[0].id.slot());
-    // It breaks the protocol: its ring's head far ahead of what it sent,
-    // and its bit rung (where the layout puts them: the header page, then
-    // regions of `region_len` bytes; the pending mask at byte 384).
-    let region_len = {
-        let view = server.segment().map_readonly(..4096).unwrap();
-        view.read_pod::<u64>(72).unwrap()
-    };
-    let view = server.segment().map(..).unwrap();
-    view.write_pod::<u64>((4096 + slot * region_len + 128) as usize, &1_000_000)
-        .unwrap();
-    view.write_pod::<u64>((384 + slot / 64 * 8) as usize, &(1 << (slot % 64)))
-        .unwrap();
+    common::break_the_protocol_of(&server, server.clients().unwrap()[0].id.slot());
     assert!(server.try_recv().unwrap().is_none());
     let evicted = server.clients().unwrap();
     assert!(evicted[0].evicted.is_some(), "{evicted:?}");

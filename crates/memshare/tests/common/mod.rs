@@ -138,6 +138,24 @@ pub fn in_dev_shm(name: &str) -> bool {
     memshare::Segment::open_readonly(name).is_ok()
 }
 
+/// Makes the client in region `slot` of `server`'s service break the
+/// protocol, as the server's next look finds it: its ring's head far ahead
+/// of what it sent, and its pending bit rung (where docs/rpc-layout.md puts
+/// them: the header page, then regions of `region_len` bytes, which the
+/// header holds at byte 72; the pending mask at byte 384).
+pub fn break_the_protocol_of(server: &memshare::rpc::Server, slot: u32) {
+    let slot = u64::from(slot);
+    let region_len = {
+        let view = server.segment().map_readonly(..4096).unwrap();
+        view.read_pod::<u64>(72).unwrap()
+    };
+    let view = server.segment().map(..).unwrap();
+    view.write_pod::<u64>((4096 + slot * region_len + 128) as usize, &1_000_000)
+        .unwrap();
+    view.write_pod::<u64>((384 + slot / 64 * 8) as usize, &(1 << (slot % 64)))
+        .unwrap();
+}
+
 /// Polls `f` until it returns `Some`, for at most `timeout`.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
