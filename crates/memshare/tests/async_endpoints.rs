@@ -1014,17 +1014,8 @@ fn a_client_that_connects_while_a_server_waits_is_watched_too() {
         return;
     }
     let name = unique_name("aio-server-late");
-    let mut server = Server::create(&name, ServerConfig::new().max_clients(1)).unwrap();
-    // Bounded (`current_thread` fails the test after TIMEOUT): a lost
-    // wake-up fails the test instead of hanging the binary, and the
-    // server is dropped (its name removed) either way.
-    let serving = std::thread::spawn(move || {
-        current_thread(async {
-            let request = server.recv_async().await.unwrap();
-            let echo = request.to_vec();
-            request.respond(&echo).unwrap();
-        });
-    });
+    let server = Server::create(&name, ServerConfig::new().max_clients(1)).unwrap();
+    let serving = serve_one_echo(server);
     // The server's future parked, the notifier asleep with no client.
     std::thread::sleep(Duration::from_millis(100));
     let (child, mut out) = spawn(
@@ -1056,7 +1047,7 @@ fn an_evicted_client_killed_while_a_server_waits_frees_its_slot() {
         return;
     }
     let name = unique_name("aio-server-evict");
-    let mut server = Server::create(&name, ServerConfig::new().max_clients(1)).unwrap();
+    let server = Server::create(&name, ServerConfig::new().max_clients(1)).unwrap();
     let (child, mut out) = spawn(
         TEST,
         "peer",
@@ -1066,14 +1057,7 @@ fn an_evicted_client_killed_while_a_server_waits_frees_its_slot() {
     common::break_the_protocol_of(&server, server.clients().unwrap()[0].id.slot());
     assert!(server.try_recv().unwrap().is_none());
     assert!(server.clients().unwrap()[0].evicted.is_some());
-    // Bounded, as above.
-    let serving = std::thread::spawn(move || {
-        current_thread(async {
-            let request = server.recv_async().await.unwrap();
-            let echo = request.to_vec();
-            request.respond(&echo).unwrap();
-        });
-    });
+    let serving = serve_one_echo(server);
     // The server's future parked, the notifier watching.
     std::thread::sleep(Duration::from_millis(100));
     let took = kill_then_connect(child, &name, serving);
@@ -1081,6 +1065,20 @@ fn an_evicted_client_killed_while_a_server_waits_frees_its_slot() {
         took < Duration::from_secs(2),
         "the evicted client's region was reset {took:?} after its death"
     );
+}
+
+/// A thread whose task awaits `server.recv_async()` and echoes that one
+/// request. Bounded (`current_thread` fails the test after TIMEOUT): a lost
+/// wake-up fails the test instead of hanging the binary, and the server is
+/// dropped (its name removed) either way.
+fn serve_one_echo(mut server: Server) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        current_thread(async {
+            let request = server.recv_async().await.unwrap();
+            let echo = request.to_vec();
+            request.respond(&echo).unwrap();
+        });
+    })
 }
 
 /// Kills the one client `child`, connects to `name` as soon as its slot is

@@ -67,18 +67,17 @@ pub struct Server {
 
 /// What the server knows of one client region, as a wait set reads it
 /// (from another thread, maybe): a copy of `Known`'s instance and tail,
-/// whether the client's requests are left alone (evicted, or seen dead),
-/// and whether it was seen dead. The set looks at the client's head
-/// against this tail, as `nothing_pushed` does, and watches for the death
-/// of every client not seen dead: an evicted client's region too is reset
-/// only once the server sees it gone. A copy read while the server changes
+/// and whether the client was evicted or seen dead. The set looks at the
+/// head of a client that is neither against this tail, as `nothing_pushed`
+/// does, and watches for the death of every client not seen dead: an
+/// evicted client's region too is reset only once the server sees it gone. A copy read while the server changes
 /// it can only make the set report the server when it has nothing, or
 /// late by at most a park slice.
 #[derive(Debug, Default)]
 pub(crate) struct Mirror {
     pub(crate) instance: AtomicU64,
     pub(crate) tail: AtomicU64,
-    pub(crate) ignored: AtomicBool,
+    pub(crate) evicted: AtomicBool,
     pub(crate) dead: AtomicBool,
 }
 
@@ -620,7 +619,7 @@ impl Server {
         let m = &self.link.state[c as usize];
         m.instance.store(k.instance, Relaxed);
         m.tail.store(k.ring.tail, Relaxed);
-        m.ignored.store(k.evicted.is_some() || k.dead, Relaxed);
+        m.evicted.store(k.evicted.is_some(), Relaxed);
         m.dead.store(k.dead, Relaxed);
     }
 

@@ -457,7 +457,10 @@ impl ServerMember {
                     let instance = block.instance.load(Ordering::Acquire);
                     let known = &self.link.state[c as usize];
                     let current = known.instance.load(Ordering::Relaxed) == instance;
-                    let ignored = current && known.ignored.load(Ordering::Relaxed);
+                    // Not served: evicted, or seen dead.
+                    let ignored = current
+                        && (known.evicted.load(Ordering::Relaxed)
+                            || known.dead.load(Ordering::Relaxed));
                     if instance != 0
                         && self.dead[c as usize] == instance
                         && !server_saw_dead(&self.link, c, instance)
