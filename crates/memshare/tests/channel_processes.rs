@@ -46,8 +46,7 @@ fn a_killed_sender_loses_nothing_committed_and_is_noticed_in_the_liveness_interv
         let killer = std::thread::spawn(move || {
             wait_for(TIMEOUT, || watch.sender_attached().then_some(()));
             std::thread::sleep(delay);
-            let killed = Instant::now();
-            sender.kill(); // SIGKILL, then reaped
+            let killed = sender.kill(); // SIGKILL, then reaped
             (killed, watch)
         });
         let mut seq = 0;
@@ -107,9 +106,7 @@ fn a_parked_receiver_notices_a_killed_sender_within_the_liveness_interval_at_the
         let delay = Duration::from_micros(pick() % (5 * LIVENESS_INTERVAL.as_micros() as u64));
         let killer = std::thread::spawn(move || {
             std::thread::sleep(delay);
-            let killed = Instant::now();
-            sender.kill();
-            killed
+            sender.kill()
         });
         let end = rx.recv_timeout(TIMEOUT).map(drop);
         let noticed = Instant::now();
@@ -165,9 +162,7 @@ fn a_killed_receiver_is_noticed_by_a_blocked_sender_within_the_liveness_interval
         let delay = Duration::from_micros(pick() % (5 * LIVENESS_INTERVAL.as_micros() as u64));
         let killer = std::thread::spawn(move || {
             std::thread::sleep(delay);
-            let killed = Instant::now();
-            receiver.kill();
-            killed
+            receiver.kill()
         });
         let end = tx.send_timeout(&[7; 100], TIMEOUT);
         let noticed = Instant::now();

@@ -145,8 +145,7 @@ fn client_processes_get_their_own_responses_while_some_are_killed() {
             for ((kid, mut out), id) in kids.drain(2..).zip(&ids[2..]) {
                 out.after("calls=");
                 std::thread::sleep(Duration::from_micros(pick() % 5000));
-                let killed = Instant::now();
-                kid.kill();
+                let killed = kid.kill();
                 // Reset by the server's own upkeep (the test only watches).
                 wait_for(TIMEOUT, || {
                     let state = rpc::inspect(&segment).unwrap();
@@ -248,8 +247,7 @@ fn a_killed_server_ends_every_pending_call_and_a_new_one_takes_the_name() {
                 .collect();
             connected.wait();
             std::thread::sleep(Duration::from_micros(pick() % 20_000));
-            *killed_at.lock().unwrap() = Some(Instant::now());
-            server.kill();
+            *killed_at.lock().unwrap() = Some(server.kill());
             for c in clients {
                 detections.record(round, c.join().unwrap());
             }
