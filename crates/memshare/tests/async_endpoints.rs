@@ -1071,6 +1071,7 @@ fn an_evicted_client_killed_while_a_server_waits_frees_its_slot() {
 /// request. Bounded (`current_thread` fails the test after TIMEOUT): a lost
 /// wake-up fails the test instead of hanging the binary, and the server is
 /// dropped (its name removed) either way.
+#[cfg(target_os = "linux")]
 fn serve_one_echo(mut server: Server) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         current_thread(async {
@@ -1084,6 +1085,7 @@ fn serve_one_echo(mut server: Server) -> std::thread::JoinHandle<()> {
 /// Kills the one client `child`, connects to `name` as soon as its slot is
 /// free, and calls the server that `serving` runs (it echoes one request,
 /// then ends): how long after the kill the slot was free.
+#[cfg(target_os = "linux")]
 fn kill_then_connect(
     child: common::Reaped,
     name: &str,
