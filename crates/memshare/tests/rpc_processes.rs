@@ -1,7 +1,8 @@
 //! Request/response between real processes (the test binary re-runs itself
 //! as the others): client processes pipelining calls while some are
 //! SIGKILLed (each response reaches the request it answers; a dead
-//! client's region is reset within the liveness interval), a server
+//! client's region is reset within the liveness interval, by a server
+//! that waits and by one kept busy that never parks), a server
 //! SIGKILLed at random points (every pending call ends `Disconnected`
 //! within the interval, and a new server takes the name), a client that
 //! scribbles over everything a client may write, and a server that
@@ -66,7 +67,9 @@ fn serving<T: Send>(server: &Server, body: impl FnOnce() -> T + Send) -> (T, u64
                 answered += 1;
             }
         };
-        while !stop.load(Ordering::Relaxed) {
+        // (A body that panics ends the loop too: the panic fails the test
+        // at the join, instead of leaving this loop serving for ever.)
+        while !stop.load(Ordering::Relaxed) && !worker.is_finished() {
             match server.recv_timeout(Duration::from_millis(2)) {
                 Ok(request) => {
                     held.push(request);
@@ -514,4 +517,75 @@ fn a_server_that_owes_a_dead_client_parks_instead_of_spinning_on_its_queue() {
         "the server used {spent:?} of CPU in a 300 ms wait"
     );
     drop(owed);
+}
+
+/// The idle child: connects, makes one call, says so, and waits to be
+/// killed.
+fn idler() {
+    let mut client = Client::connect_timeout(&env("MST_NAME"), TIMEOUT).unwrap();
+    assert_eq!(&*client.call(b"hello").unwrap(), &answer_to(b"hello")[..]);
+    println!("ready={}", client.id());
+    std::thread::sleep(TIMEOUT);
+}
+
+#[test]
+fn a_busy_server_resets_a_killed_clients_region_within_the_liveness_interval_at_the_median() {
+    const TEST: &str =
+        "a_busy_server_resets_a_killed_clients_region_within_the_liveness_interval_at_the_median";
+    if role().is_some() {
+        idler();
+        return;
+    }
+    // One at a time: it keeps both CPUs busy, and it times detections.
+    let _serial = common::serial();
+    let name = unique_name("rpc-busy-upkeep");
+    let server = Server::create(&name, config()).unwrap();
+    // Never parked: a region is reset by the upkeep the server does
+    // between requests, not by the one after a park slice (the other
+    // tests' servers wait, and would reset it there).
+    server.set_wait_strategy(memshare::channel::WaitStrategy::Spin);
+    let segment = server.segment().clone();
+    let stop = AtomicBool::new(false);
+    let mut pick = rng(0xb05e);
+    let mut detections = Detections::new(
+        "a killed client's region reset by a busy server",
+        LIVENESS_INTERVAL,
+    );
+    let (calls, answered) = serving(&server, || {
+        std::thread::scope(|s| {
+            // A client that keeps the server busy.
+            let busy = s.spawn(|| {
+                let mut client = Client::connect(&name).unwrap();
+                let mut calls = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = request(0, calls);
+                    let response = client.call_timeout(&r, TIMEOUT).unwrap();
+                    assert_eq!(&*response, &answer_to(&r)[..]);
+                    calls += 1;
+                }
+                calls
+            });
+            // Stops the busy client however the rounds end (a panic too).
+            let stop_busy = common::OnDrop(|| stop.store(true, Ordering::Relaxed));
+            for round in 0..8 {
+                let (kid, mut out) = spawn(TEST, "idler", &[("MST_NAME", name.clone())]);
+                let id = out.after("ready=");
+                std::thread::sleep(Duration::from_micros(pick() % 20_000));
+                let died = kid.kill();
+                wait_for(TIMEOUT, || {
+                    let state = rpc::inspect(&segment).unwrap();
+                    (!state.clients.iter().any(|c| c.id.to_string() == id)).then_some(())
+                });
+                detections.record(round, died.elapsed());
+            }
+            drop(stop_busy);
+            busy.join().unwrap()
+        })
+    });
+    // The busy client's calls and the idle clients' one each.
+    assert!(calls > 100 && answered == calls + 8, "{calls} {answered}");
+    detections.check();
+    drop(segment);
+    drop(server);
+    assert!(!common::in_dev_shm(&name));
 }

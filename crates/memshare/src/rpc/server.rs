@@ -56,6 +56,7 @@ pub struct Server {
     next: Cell<u32>,
     /// Receives since the last upkeep look at the time.
     polls: Cell<u32>,
+    /// When the last upkeep ended.
     last_upkeep: Cell<Instant>,
     /// What the wait sets this server is a member of share with it: per
     /// client region, what it knows (`Known`'s instance, tail, and whether
@@ -508,9 +509,9 @@ impl Server {
     fn upkeep(&self, max_age: Duration) -> Result<()> {
         // Answers from the last upkeep or before are asked again: otherwise
         // one got a moment after that upkeep began would still be trusted
-        // now, and a client checked only every other interval.
+        // now, and a client checked only every other interval. (So the time
+        // kept is when the last upkeep ended: every answer it got is older.)
         let max_age = max_age.min(self.last_upkeep.get().elapsed());
-        self.last_upkeep.set(Instant::now());
         let segment = self.service.segment();
         for c in 0..self.service.geometry.shape.max_clients {
             let block = self.service.block(c);
@@ -542,6 +543,7 @@ impl Server {
             }
             self.reset_if_done(c)?;
         }
+        self.last_upkeep.set(Instant::now());
         Ok(())
     }
 

@@ -80,6 +80,17 @@ impl Reaped {
     }
 }
 
+/// Runs its closure when dropped, however the scope it lives in ends (a
+/// panic too): e.g. tells a helper thread to stop, so that a failed
+/// assertion fails the test instead of leaving a join waiting for ever.
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
 impl Drop for Reaped {
     fn drop(&mut self) {
         if let Some(child) = self.0.as_mut() {
