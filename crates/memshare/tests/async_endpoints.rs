@@ -610,8 +610,7 @@ fn assert_kill_wakes_with_disconnected<F, T>(
     T: std::fmt::Debug,
 {
     let seen = wakes.count();
-    let killed = Instant::now();
-    child.kill();
+    let killed = child.kill();
     let took = wakes.after(seen, killed);
     assert!(
         took < Duration::from_secs(2),
@@ -1091,8 +1090,7 @@ fn kill_then_connect(
     name: &str,
     serving: std::thread::JoinHandle<()>,
 ) -> Duration {
-    child.kill();
-    let killed = Instant::now();
+    let killed = child.kill();
     let mut client = common::wait_for(TIMEOUT, || match Client::connect(name) {
         Ok(client) => Some(client),
         Err(Error::LimitReached { .. }) => None,

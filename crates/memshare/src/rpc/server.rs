@@ -71,9 +71,10 @@ pub struct Server {
 /// and whether the client was evicted or seen dead. The set looks at the
 /// head of a client that is neither against this tail, as `nothing_pushed`
 /// does, and watches for the death of every client not seen dead: an
-/// evicted client's region too is reset only once the server sees it gone. A copy read while the server changes
-/// it can only make the set report the server when it has nothing, or
-/// late by at most a park slice.
+/// evicted client's region too is reset only once the server sees it
+/// gone. A copy read while the server changes it can only make the set
+/// report the server when it has nothing, or late by at most a park
+/// slice.
 #[derive(Debug, Default)]
 pub(crate) struct Mirror {
     pub(crate) instance: AtomicU64,

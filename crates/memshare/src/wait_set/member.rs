@@ -457,16 +457,12 @@ impl ServerMember {
                     let instance = block.instance.load(Ordering::Acquire);
                     let known = &self.link.state[c as usize];
                     let current = known.instance.load(Ordering::Relaxed) == instance;
-                    // Not served: evicted, or seen dead.
-                    let ignored = current
-                        && (known.evicted.load(Ordering::Relaxed)
-                            || known.dead.load(Ordering::Relaxed));
-                    if instance != 0
-                        && self.dead[c as usize] == instance
-                        && !server_saw_dead(&self.link, c, instance)
-                    {
+                    let saw_dead = server_saw_dead(&self.link, c, instance);
+                    if instance != 0 && self.dead[c as usize] == instance && !saw_dead {
                         ready = true;
                     }
+                    // Not served: evicted, or seen dead.
+                    let ignored = saw_dead || (current && known.evicted.load(Ordering::Relaxed));
                     if state != rpc::CLIENT_ATTACHED || ignored {
                         continue;
                     }

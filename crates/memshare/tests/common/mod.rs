@@ -415,13 +415,12 @@ pub fn has_capability(cap: u32) -> bool {
 /// peer's death, the instant [`Reaped::kill`] returns, not from the
 /// signal: a dying process holds its locks until the kernel has freed its
 /// memory, which is no part of the protocol (under ASan, 5 to 10 ms of a
-/// 20 ms interval). On
-/// this busy 2-vCPU machine one round can be delayed by tens of
-/// milliseconds for reasons that have nothing to do with the protocol, so
-/// one late round proves nothing; the rounds together do. Checked: the
-/// median is within one interval (an endpoint that asks every other
-/// interval has a median of one interval plus the noise), and no round
-/// took more than five (an endpoint that skips its check waits for a
+/// 20 ms interval). On this busy 2-vCPU machine one round can be delayed
+/// by tens of milliseconds for reasons that have nothing to do with the
+/// protocol, so one late round proves nothing; the rounds together do.
+/// Checked: the median is within one interval (an endpoint that asks every
+/// other interval has a median of one interval plus the noise), and no
+/// round took more than five (an endpoint that skips its check waits for a
 /// deadline, or forever).
 pub struct Detections {
     what: &'static str,
