@@ -59,14 +59,20 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
     // 14 + 2 latency transports (the wake-ups and their raw forms;
-    // request/response: 64 B), 7 + 2 throughput transports at 2 sizes
-    // (with the async cases).
-    assert_eq!(results.len(), 16 + 9 * 2);
+    // request/response: 64 B), 7 + 5 throughput transports at 2 sizes
+    // (with the async cases; request/response: memshare's, its two raw
+    // forms, the socket server's, and the one-thread case).
+    assert_eq!(results.len(), 16 + 12 * 2);
     for r in results {
         match r["kind"].as_str().unwrap() {
             "latency" => assert!(r["median_ns"].as_f64().unwrap() > 0.0, "{r}"),
             "throughput" => assert!(r["bytes_per_sec"].as_f64().unwrap() > 0.0, "{r}"),
             other => panic!("kind {other}"),
+        }
+        // Where the vCPUs were, before and after each two-process case.
+        if r["transport"] != "memcpy" && r["transport"] != "rpc-one-thread" {
+            assert!(r["probe_ns"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["probe_after_ns"].as_f64().unwrap() > 0.0, "{r}");
         }
     }
     let comparisons = report["comparisons"].as_array().unwrap();
@@ -97,7 +103,23 @@ fn bench_quick_writes_a_table_valid_json_and_a_plot() {
         assert!(c["ratio"].as_f64().unwrap() > 0.0, "{c}");
         let mut keys: Vec<_> = c.as_object().unwrap().keys().collect();
         keys.sort();
-        assert_eq!(keys, ["baseline", "memshare", "ratio", "what"], "{c}");
+        assert_eq!(
+            keys,
+            [
+                "baseline",
+                "memshare",
+                "placement_moved",
+                "probes_ns",
+                "ratio",
+                "what"
+            ],
+            "{c}"
+        );
+        // The lowest and highest of the two cases' four probes, and the
+        // mark when they are too far apart to compare like with like.
+        let [low, high] = [0, 1].map(|i| c["probes_ns"][i].as_f64().unwrap());
+        assert!(0.0 < low && low <= high, "{c}");
+        assert_eq!(c["placement_moved"], high > 1.5 * low, "{c}");
     }
 
     let svg = std::fs::read_to_string(&plot).unwrap();
@@ -382,7 +404,8 @@ fn bench_rpc_cases_report_ratios_and_leave_no_service_behind() {
             "--sizes",
             "64,64K",
             "--transports",
-            "rpc-spin,rpc-channels-spin,rpc-pipeline,rpc-unix-socket",
+            "rpc-spin,rpc-channels-spin,rpc-pipeline,rpc-raw-pipeline,rpc-raw-pipeline-spin,\
+             rpc-unix-socket,rpc-one-thread",
             "--json",
             json,
         ],
@@ -415,8 +438,8 @@ fn bench_rpc_cases_report_ratios_and_leave_no_service_behind() {
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
-    // 2 latency cases of 64 B; 2 throughput transports at 2 sizes.
-    assert_eq!(results.len(), 2 + 2 * 2, "{report}");
+    // 2 latency cases of 64 B; 5 throughput transports at 2 sizes.
+    assert_eq!(results.len(), 2 + 5 * 2, "{report}");
     for r in results {
         if r["kind"] == "latency" {
             assert_eq!(r["size"], 64, "{r}");
@@ -429,7 +452,13 @@ fn bench_rpc_cases_report_ratios_and_leave_no_service_behind() {
             .iter()
             .map(|v| v.as_f64().unwrap())
             .collect();
-        assert_eq!(each.len(), 4, "{r}");
+        // One client per process; rpc-one-thread's is in the benchmark.
+        let clients = if r["transport"] == "rpc-one-thread" {
+            1
+        } else {
+            4
+        };
+        assert_eq!(each.len(), clients, "{r}");
         assert!(each.iter().all(|&v| v > 0.0), "{r}");
         let calls = r["msgs_per_sec"].as_f64().unwrap();
         assert!(
@@ -451,6 +480,21 @@ fn bench_rpc_cases_report_ratios_and_leave_no_service_behind() {
         (
             "64 KiB calls/s, 4 clients",
             "rpc-pipeline",
+            "rpc-unix-socket",
+        ),
+        (
+            "64 B calls/s, 4 clients",
+            "rpc-pipeline",
+            "rpc-raw-pipeline",
+        ),
+        (
+            "64 KiB calls/s, 4 clients",
+            "rpc-raw-pipeline",
+            "rpc-unix-socket",
+        ),
+        (
+            "64 B calls/s, 4 clients",
+            "rpc-raw-pipeline-spin",
             "rpc-unix-socket",
         ),
     ] {

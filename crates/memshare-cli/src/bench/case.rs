@@ -95,8 +95,24 @@ pub enum Transport {
     /// calls of the case's size (`send_request` until `max_in_flight` are
     /// in flight, then `receive_response` of the oldest) to one server
     /// thread (the benchmark), which echoes each request in a loaned
-    /// response. Default waiting everywhere.
+    /// response. The clients park at once when they wait (as the socket
+    /// baseline's block in `read`); the server waits the default way.
     RpcPipeline,
+    /// The raw form of `rpc-pipeline`: the same clients and server thread,
+    /// as many calls in flight, over bare rings of sequence-stamped slots
+    /// (no service, no validation, no liveness): what any shared-memory
+    /// service must move per call, and no more. The clients park at once
+    /// (as `rpc-pipeline`'s), the server spins.
+    RpcRawPipeline,
+    /// As `rpc-raw-pipeline`, the clients spinning a while before they
+    /// sleep (as `raw-spin-futex`): the fastest raw form found here.
+    RpcRawPipelineSpin,
+    /// A client and the server in the benchmark's one thread: the client
+    /// sends `max_in_flight` calls as one batch, the server takes and echoes
+    /// each, the client receives them. No other CPU is involved (every line
+    /// stays in this CPU's cache): the library's own CPU cost of a call, the
+    /// ceiling of `rpc-pipeline` as `memcpy` is of the throughput cases.
+    RpcOneThread,
     /// The baseline of `rpc-pipeline`: a Unix-socket server, one thread,
     /// epoll over the 4 clients' sockets, echoing each request; each
     /// client keeps as many requests in flight over its `UnixStream`.
@@ -154,7 +170,13 @@ impl Transport {
     pub const RPC_LATENCY: [Transport; 2] = [Transport::RpcChannelsSpin, Transport::RpcSpin];
 
     /// The request/response transports measured at each message size.
-    pub const RPC_THROUGHPUT: [Transport; 2] = [Transport::RpcPipeline, Transport::RpcUnixSocket];
+    pub const RPC_THROUGHPUT: [Transport; 5] = [
+        Transport::RpcPipeline,
+        Transport::RpcRawPipeline,
+        Transport::RpcRawPipelineSpin,
+        Transport::RpcUnixSocket,
+        Transport::RpcOneThread,
+    ];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -186,6 +208,9 @@ impl Transport {
             Transport::RpcSpin => "rpc-spin",
             Transport::RpcChannelsSpin => "rpc-channels-spin",
             Transport::RpcPipeline => "rpc-pipeline",
+            Transport::RpcRawPipeline => "rpc-raw-pipeline",
+            Transport::RpcRawPipelineSpin => "rpc-raw-pipeline-spin",
+            Transport::RpcOneThread => "rpc-one-thread",
             Transport::RpcUnixSocket => "rpc-unix-socket",
         }
     }
@@ -196,7 +221,13 @@ impl Transport {
             || self.name().starts_with("waitset")
             || self.name().starts_with("async")
             || self.is_pubsub()
-            || (self.is_rpc() && self != Transport::RpcUnixSocket)
+            || matches!(
+                self,
+                Transport::RpcSpin
+                    | Transport::RpcChannelsSpin
+                    | Transport::RpcPipeline
+                    | Transport::RpcOneThread
+            )
     }
 
     /// Whether this is a publish-subscribe transport (run with `--pubsub`,
@@ -217,7 +248,10 @@ impl Transport {
     pub fn peers(self) -> usize {
         match self {
             Transport::Pubsub1To3 | Transport::Pubsub1To3Spin => 3,
-            Transport::RpcPipeline | Transport::RpcUnixSocket => RPC_CLIENTS,
+            Transport::RpcPipeline
+            | Transport::RpcRawPipeline
+            | Transport::RpcRawPipelineSpin
+            | Transport::RpcUnixSocket => RPC_CLIENTS,
             _ => 1,
         }
     }
@@ -288,6 +322,11 @@ pub struct Measured {
     /// One-way latency of a raw spin ping-pong measured just before the
     /// case, in nanoseconds: where the two vCPUs were at the time.
     pub probe_ns: f64,
+    /// The same probe right after the case (once every peer has measured):
+    /// the two differ when the vCPUs moved during the case. None where the
+    /// peers ended first, and for a case in one process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_after_ns: Option<f64>,
     /// Latency cases: one-way latency percentiles in nanoseconds.
     pub median_ns: Option<f64>,
     pub p99_ns: Option<f64>,

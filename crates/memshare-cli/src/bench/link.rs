@@ -17,6 +17,7 @@ use memshare::rpc::{Client, Server, ServerConfig};
 use memshare::{CommandExt, Segment, ViewMut};
 
 use super::case::{Case, Kind, Transport, RPC_CLIENTS};
+use super::raw_rpc::Rings as RawRings;
 use super::waitset::Waiting;
 use crate::fail::Failure;
 
@@ -29,7 +30,7 @@ const PONG_WAITING: usize = 384;
 
 /// How long a raw spin-then-futex waiter spins before it sleeps, the same
 /// as the channel's default.
-const RAW_SPINS: u32 = memshare::channel::DEFAULT_SPINS;
+pub const RAW_SPINS: u32 = memshare::channel::DEFAULT_SPINS;
 
 /// Makes an I/O error a failure naming what failed.
 pub fn io(what: &'static str) -> impl Fn(std::io::Error) -> Failure {
@@ -182,7 +183,7 @@ pub fn rpc_depth(size: usize) -> usize {
 }
 
 /// The request/response service of a throughput case.
-fn rpc_throughput_config(case: &Case) -> ServerConfig {
+pub fn rpc_throughput_config(case: &Case) -> ServerConfig {
     ServerConfig::new()
         .max_clients(RPC_CLIENTS as u32)
         .max_in_flight(rpc_depth(case.size) as u32)
@@ -202,7 +203,7 @@ pub struct Names(Vec<String>);
 impl Names {
     /// A name of its own for a service (this process's id and a count),
     /// removed with `self`.
-    fn fresh(&mut self, what: &str) -> String {
+    pub fn fresh(&mut self, what: &str) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "msbench-{}-{}-{what}",
@@ -377,6 +378,13 @@ pub fn parent_side(
             }
             (Link::RpcServer(Box::new(server)), None)
         }
+        RpcRawPipeline | RpcRawPipelineSpin => {
+            let segment = Segment::create(RawRings::new(case.size).len() as u64)?;
+            for cmd in cmds {
+                cmd.try_share("words", &segment)?;
+            }
+            (Link::Words(segment.map(..)?), None)
+        }
         RpcUnixSocket => {
             let mut mine = Vec::with_capacity(cmds.len());
             for cmd in cmds {
@@ -386,7 +394,7 @@ pub fn parent_side(
             }
             (Link::Sockets(mine), None)
         }
-        Memcpy => (Link::None, None),
+        Memcpy | RpcOneThread => (Link::None, None),
     };
     Ok((link, listener, names))
 }
@@ -413,7 +421,9 @@ pub struct Given {
 pub fn peer_side(case: &Case, given: Given) -> Result<Link, Failure> {
     use Transport::*;
     Ok(match case.transport {
-        RawSpin | RawFutex | RawSpinFutex => Link::Words(Segment::inherited("words")?.map(..)?),
+        RawSpin | RawFutex | RawSpinFutex | RpcRawPipeline | RpcRawPipelineSpin => {
+            Link::Words(Segment::inherited("words")?.map(..)?)
+        }
         ChannelSpin | ChannelSpinPark | ChannelPark | RpcChannelsSpin => {
             let mut rx = Receiver::attach(&Segment::inherited("ping")?)?;
             let mut tx = Sender::attach(&Segment::inherited("pong")?)?;
@@ -439,6 +449,15 @@ pub fn peer_side(case: &Case, given: Given) -> Result<Link, Failure> {
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(io("dup"))?;
+            // The process's own stdout is the pipe too: pointed elsewhere,
+            // so that closing the stream ends the pipe for the benchmark
+            // (this process lives on after its part, for the probe after
+            // the case).
+            let null = File::options()
+                .write(true)
+                .open("/dev/null")
+                .map_err(io("open /dev/null"))?;
+            rustix::stdio::dup2_stdout(&null).map_err(|e| io("dup2")(e.into()))?;
             Link::Stream(Stream::Pipe(Some(File::from(stdout)), File::from(stdin)))
         }
         UnixSocket | RpcUnixSocket => {
@@ -482,7 +501,7 @@ pub fn peer_side(case: &Case, given: Given) -> Result<Link, Failure> {
             client.set_wait_strategy(WaitStrategy::Park);
             Link::RpcClient(Box::new(client))
         }
-        Memcpy => Link::None,
+        Memcpy | RpcOneThread => Link::None,
     })
 }
 
@@ -526,11 +545,12 @@ pub fn wait_for(
     }
 }
 
-/// How long each raw transport spins before it sleeps.
-fn raw_spins(t: Transport) -> u32 {
+/// How long each raw transport spins before it sleeps (a raw pipelining
+/// client: for its oldest response).
+pub fn raw_spins(t: Transport) -> u32 {
     match t {
         Transport::RawSpin => u32::MAX,
-        Transport::RawFutex => 0,
+        Transport::RawFutex | Transport::RpcRawPipeline => 0,
         _ => RAW_SPINS,
     }
 }

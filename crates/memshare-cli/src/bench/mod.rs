@@ -9,15 +9,19 @@
 //! (the benchmark publishes), a request/response throughput case one per
 //! client (the benchmark serves), pinned to the other CPUs in turn. Before each case both sides idle (the host may move
 //! virtual CPUs around; idling lets it settle), then a short raw spin
-//! ping-pong — the probe — records where the CPUs are, so that figures are
-//! compared in like conditions. Every memshare figure is reported as a
-//! ratio to its baseline measured in the same run.
+//! ping-pong — the probe — records where the CPUs are; once every peer has
+//! measured, a second probe records where they were at the end. Every
+//! memshare figure is reported as a ratio to its baseline measured in the
+//! same run, and a ratio whose two cases' probes differ by more than
+//! [`report::MOVED`] times is marked: the vCPUs moved between or during
+//! them, and the two figures were not measured alike.
 
 mod asynch;
 mod case;
 mod idle;
 mod link;
 mod output;
+mod raw_rpc;
 mod report;
 mod rpc;
 mod run;
@@ -47,9 +51,13 @@ Publish-subscribe (--pubsub): 1 -> 1 and 1 -> 3 subscribers, one process each, o
 \"block\"; messages/s is the slowest subscriber's, bytes/s what all of them received. \
 Request/response: a 64-byte call's latency, client and server spinning (rpc-spin), against \
 two channels carrying the same bytes (rpc-channels-spin); 4 client processes pipelining calls \
-to one server thread (rpc-pipeline), against a Unix-socket server with epoll (rpc-unix-socket). \
-Each case runs in new peer processes; the table compares every memshare figure with its \
-baseline from the same run."
+to one server thread (rpc-pipeline), against a Unix-socket server with epoll (rpc-unix-socket) \
+and against its raw form, bare rings of stamped slots with the clients parking (rpc-raw-pipeline) \
+or spinning first (rpc-raw-pipeline-spin). \
+Each case runs in new peer processes; the probe column is a raw spin ping-pong's one-way \
+latency before/after the case (where the two CPUs were); the table compares every memshare \
+figure with its baseline from the same run, and marks a ratio whose cases' probes differ by \
+more than 1.5x (the CPUs moved)."
 )]
 pub struct Args {
     /// A few seconds in all: short idles and measurements.

@@ -16,6 +16,51 @@ pub struct Comparison {
     /// memshare / baseline: for latency lower is better, for throughput
     /// higher is better.
     pub ratio: f64,
+    /// The lowest and highest probe of the two cases (before and after
+    /// each): where the two vCPUs were while they ran. None for a case in
+    /// one process (memcpy, rpc-one-thread).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probes_ns: Option<[f64; 2]>,
+    /// Whether the probes say that the vCPUs moved between or during the
+    /// two cases (the highest more than [`MOVED`] times the lowest): the
+    /// two figures were then not measured alike, and the ratio says more
+    /// about the placement than about memshare.
+    pub placement_moved: bool,
+}
+
+/// How much the probes of two compared cases may differ before the ratio
+/// is marked: a cache line's transfer between near vCPUs against far ones
+/// (100 against 320 ns on the AMD EPYC guest) is well beyond it, the
+/// jitter of one placement (a few tens of percent) within it.
+pub const MOVED: f64 = 1.5;
+
+impl Comparison {
+    /// `ours` against `base`, `ratio` their figures' quotient, the two
+    /// named `memshare` and `baseline`.
+    fn between(
+        what: String,
+        (ours, memshare): (&Measured, String),
+        (base, baseline): (&Measured, String),
+        ratio: f64,
+    ) -> Comparison {
+        let probes: Vec<f64> = [ours, base]
+            .into_iter()
+            .flat_map(|m| [Some(m.probe_ns), m.probe_after_ns])
+            .flatten()
+            .filter(|&p| p > 0.0)
+            .collect();
+        let lowest = probes.iter().copied().reduce(f64::min);
+        let highest = probes.iter().copied().reduce(f64::max);
+        let probes_ns = lowest.zip(highest).map(|(l, h)| [l, h]);
+        Comparison {
+            what,
+            memshare,
+            baseline,
+            ratio,
+            probes_ns,
+            placement_moved: probes_ns.is_some_and(|[l, h]| h > MOVED * l),
+        }
+    }
 }
 
 /// Everything one run produced.
@@ -25,6 +70,11 @@ pub struct Report {
     pub command: String,
     pub results: Vec<Measured>,
     pub comparisons: Vec<Comparison>,
+}
+
+/// A case and its transport's name, for [`Comparison::between`].
+fn named(m: &Measured) -> (&Measured, String) {
+    (m, m.case.transport.name().to_owned())
 }
 
 fn find(results: &[Measured], kind: Kind, t: Transport, size: usize) -> Option<&Measured> {
@@ -39,13 +89,15 @@ fn find(results: &[Measured], kind: Kind, t: Transport, size: usize) -> Option<&
 /// same bytes), a message rate against the pipe (64 B) or the best of the
 /// operating system's IPC; publish-subscribe fan-out against 1 → 1 of the
 /// same run, and the cost of publishing at each size against the smallest;
-/// pipelined calls against the Unix-socket server; the wake-up of a wait
+/// pipelined calls against the Unix-socket server and against their raw
+/// form (and the raw forms against that server); the wake-up of a wait
 /// set of 128 against a single parked receiver's, and each wake-up against
 /// its raw form (a futex word woken, slept on alone or with 127 more).
 pub fn compare(results: &[Measured]) -> Vec<Comparison> {
     let mut out = Vec::new();
-    let lat =
-        |t: Transport| find(results, Kind::Latency, t, t.latency_size()).and_then(|m| m.median_ns);
+    let lat = |t: Transport| {
+        find(results, Kind::Latency, t, t.latency_size()).and_then(|m| m.median_ns.map(|v| (m, v)))
+    };
     for (ours, base) in [
         (Transport::ChannelSpin, Transport::RawSpin),
         (Transport::ChannelSpinPark, Transport::RawSpinFutex),
@@ -61,74 +113,73 @@ pub fn compare(results: &[Measured]) -> Vec<Comparison> {
         // A task parked in recv_async, against one parked receiver.
         (Transport::AsyncWakeup, Transport::ChannelWakeup),
     ] {
-        if let (Some(a), Some(b)) = (lat(ours), lat(base)) {
-            out.push(Comparison {
-                what: if ours.is_rpc() {
-                    // The same ratio as one way's: both are halved.
-                    format!(
-                        "{} call round trip, median",
-                        size_label(ours.latency_size())
-                    )
-                } else if ours.name().ends_with("-wakeup") {
-                    "wake-up latency, median".into()
-                } else {
-                    "one-way latency, median".into()
-                },
-                memshare: ours.name().into(),
-                baseline: base.name().into(),
-                ratio: a / b,
-            });
+        if let (Some((a, x)), Some((b, y))) = (lat(ours), lat(base)) {
+            let what = if ours.is_rpc() {
+                // The same ratio as one way's: both are halved.
+                format!(
+                    "{} call round trip, median",
+                    size_label(ours.latency_size())
+                )
+            } else if ours.name().ends_with("-wakeup") {
+                "wake-up latency, median".into()
+            } else {
+                "one-way latency, median".into()
+            };
+            out.push(Comparison::between(what, named(a), named(b), x / y));
         }
     }
-    let rate = |t, size| find(results, Kind::Throughput, t, size).and_then(|m| m.msgs_per_sec);
-    if let (Some(a), Some(b)) = (
-        rate(Transport::ChannelRecvAsync, 64),
-        rate(Transport::ChannelSend, 64),
-    ) {
-        out.push(Comparison {
-            what: "64 B messages/s, received with recv_async".into(),
-            memshare: Transport::ChannelRecvAsync.name().into(),
-            baseline: Transport::ChannelSend.name().into(),
-            ratio: a / b,
-        });
-    }
-    if let (Some(a), Some(b)) = (rate(Transport::ChannelSend, 64), rate(Transport::Pipe, 64)) {
-        out.push(Comparison {
-            what: "64 B messages/s".into(),
-            memshare: Transport::ChannelSend.name().into(),
-            baseline: "pipe".into(),
-            ratio: a / b,
-        });
+    let rate = |t, size| {
+        find(results, Kind::Throughput, t, size).and_then(|m| m.msgs_per_sec.map(|v| (m, v)))
+    };
+    for (what, ours, base) in [
+        (
+            "64 B messages/s, received with recv_async",
+            Transport::ChannelRecvAsync,
+            Transport::ChannelSend,
+        ),
+        ("64 B messages/s", Transport::ChannelSend, Transport::Pipe),
+    ] {
+        if let (Some((a, x)), Some((b, y))) = (rate(ours, 64), rate(base, 64)) {
+            out.push(Comparison::between(what.into(), named(a), named(b), x / y));
+        }
     }
     for size in [4096, 65536, 1 << 20] {
         let best = [Transport::Pipe, Transport::UnixSocket, Transport::Tcp]
             .into_iter()
-            .filter_map(|t| rate(t, size).map(|r| (t, r)))
+            .filter_map(|t| rate(t, size))
             .max_by(|a, b| a.1.total_cmp(&b.1));
-        let Some((base, b)) = best else { continue };
+        let Some((b, y)) = best else { continue };
         for ours in [Transport::ChannelReserve, Transport::ChannelSend] {
-            if let Some(a) = rate(ours, size) {
-                out.push(Comparison {
-                    what: format!("{} messages/s", size_label(size)),
-                    memshare: ours.name().into(),
-                    baseline: format!("best of pipe/unix/tcp ({})", base.name()),
-                    ratio: a / b,
-                });
+            if let Some((a, x)) = rate(ours, size) {
+                let baseline = format!("best of pipe/unix/tcp ({})", b.case.transport.name());
+                out.push(Comparison::between(
+                    format!("{} messages/s", size_label(size)),
+                    named(a),
+                    (b, baseline),
+                    x / y,
+                ));
             }
         }
     }
     compare_pubsub(results, &mut out);
     for size in sizes(results) {
-        if let (Some(a), Some(b)) = (
-            rate(Transport::RpcPipeline, size),
-            rate(Transport::RpcUnixSocket, size),
-        ) {
-            out.push(Comparison {
-                what: format!("{} calls/s, {RPC_CLIENTS} clients", size_label(size)),
-                memshare: Transport::RpcPipeline.name().into(),
-                baseline: Transport::RpcUnixSocket.name().into(),
-                ratio: a / b,
-            });
+        // memshare against the socket server and against its raw form; and
+        // the raw forms against the socket server: what a shared-memory
+        // service could reach here at most.
+        for (ours, base) in [
+            (Transport::RpcPipeline, Transport::RpcUnixSocket),
+            (Transport::RpcPipeline, Transport::RpcRawPipeline),
+            (Transport::RpcRawPipeline, Transport::RpcUnixSocket),
+            (Transport::RpcRawPipelineSpin, Transport::RpcUnixSocket),
+        ] {
+            if let (Some((a, x)), Some((b, y))) = (rate(ours, size), rate(base, size)) {
+                out.push(Comparison::between(
+                    format!("{} calls/s, {RPC_CLIENTS} clients", size_label(size)),
+                    named(a),
+                    named(b),
+                    x / y,
+                ));
+            }
         }
     }
     out
@@ -153,15 +204,17 @@ fn compare_pubsub(results: &[Measured], out: &mut Vec<Comparison>) {
     let get = |t, size| find(results, Kind::Throughput, t, size);
     for size in sizes(results) {
         // Zero-copy both, every byte written and read.
-        let one = get(Transport::Pubsub1To1, size).and_then(|m| m.msgs_per_sec);
-        let channel = get(Transport::ChannelReserve, size).and_then(|m| m.msgs_per_sec);
+        let one = get(Transport::Pubsub1To1, size);
+        let channel = get(Transport::ChannelReserve, size);
         if let (Some(a), Some(b)) = (one, channel) {
-            out.push(Comparison {
-                what: format!("{} messages/s", size_label(size)),
-                memshare: Transport::Pubsub1To1.name().into(),
-                baseline: Transport::ChannelReserve.name().into(),
-                ratio: a / b,
-            });
+            if let (Some(x), Some(y)) = (a.msgs_per_sec, b.msgs_per_sec) {
+                out.push(Comparison::between(
+                    format!("{} messages/s", size_label(size)),
+                    named(a),
+                    named(b),
+                    x / y,
+                ));
+            }
         }
         for (ours, base) in [
             (Transport::Pubsub1To3, Transport::Pubsub1To1),
@@ -171,7 +224,7 @@ fn compare_pubsub(results: &[Measured], out: &mut Vec<Comparison>) {
                 continue;
             };
             let label = size_label(size);
-            for (what, a, b) in [
+            for (what, x, y) in [
                 (
                     format!("{label} slowest sub msgs/s"),
                     a.msgs_per_sec,
@@ -183,33 +236,29 @@ fn compare_pubsub(results: &[Measured], out: &mut Vec<Comparison>) {
                     b.bytes_per_sec,
                 ),
             ] {
-                if let (Some(a), Some(b)) = (a, b) {
-                    out.push(Comparison {
-                        what,
-                        memshare: ours.name().into(),
-                        baseline: base.name().into(),
-                        ratio: a / b,
-                    });
+                if let (Some(x), Some(y)) = (x, y) {
+                    out.push(Comparison::between(what, named(a), named(b), x / y));
                 }
             }
         }
     }
-    let cost: Vec<(usize, f64)> = sizes(results)
+    let cost: Vec<(&Measured, f64)> = sizes(results)
         .into_iter()
         .filter_map(|size| {
-            get(Transport::PubsubPublish, size)
-                .and_then(|m| m.publish_ns)
-                .map(|ns| (size, ns))
+            get(Transport::PubsubPublish, size).and_then(|m| m.publish_ns.map(|ns| (m, ns)))
         })
         .collect();
     if let Some((&(smallest, base), rest)) = cost.split_first() {
-        for &(size, ns) in rest {
-            out.push(Comparison {
-                what: "publish cost, median".into(),
-                memshare: format!("pubsub-publish {}", size_label(size)),
-                baseline: format!("pubsub-publish {}", size_label(smallest)),
-                ratio: ns / base,
-            });
+        for &(m, ns) in rest {
+            out.push(Comparison::between(
+                "publish cost, median".into(),
+                (m, format!("pubsub-publish {}", size_label(m.case.size))),
+                (
+                    smallest,
+                    format!("pubsub-publish {}", size_label(smallest.case.size)),
+                ),
+                ns / base,
+            ));
         }
     }
 }
@@ -228,6 +277,14 @@ fn ns(v: Option<f64>) -> String {
         Some(v) if v >= 1e3 => format!("{:.2} us", v / 1e3),
         Some(v) => format!("{v:.0} ns"),
         None => "-".into(),
+    }
+}
+
+/// The probes of a case, before and after it ("110/326 ns").
+fn probe_label(m: &Measured) -> String {
+    match m.probe_after_ns {
+        Some(after) => format!("{:.0}/{after:.0} ns", m.probe_ns),
+        None => ns(Some(m.probe_ns)),
     }
 }
 
@@ -275,7 +332,7 @@ pub fn table(report: &Report) -> String {
                 ns(m.median_ns),
                 ns(m.p99_ns),
                 ns(m.p999_ns),
-                ns(Some(m.probe_ns)),
+                probe_label(m),
                 m.samples
             );
         }
@@ -300,7 +357,7 @@ pub fn table(report: &Report) -> String {
             let probe = if m.case.transport == Transport::Memcpy {
                 "-".to_owned()
             } else {
-                ns(Some(m.probe_ns))
+                probe_label(m)
             };
             let _ = writeln!(
                 s,
@@ -322,10 +379,23 @@ pub fn table(report: &Report) -> String {
              latency: lower is better, messages/s: higher is better)"
         );
         for c in &report.comparisons {
+            let moved = match c.probes_ns {
+                Some([low, high]) if c.placement_moved => {
+                    format!("  (vCPUs moved: probes {low:.0}-{high:.0} ns)")
+                }
+                _ => String::new(),
+            };
             let _ = writeln!(
                 s,
-                "  {:<26} {:<22} vs {:<36} {:>7.2}x",
+                "  {:<26} {:<22} vs {:<36} {:>7.2}x{moved}",
                 c.what, c.memshare, c.baseline, c.ratio,
+            );
+        }
+        if report.comparisons.iter().any(|c| c.placement_moved) {
+            let _ = writeln!(
+                s,
+                "  (A ratio so marked pairs figures measured with the vCPUs placed differently: \
+                 compare it only with care.)"
             );
         }
     }
@@ -365,7 +435,7 @@ fn pubsub_tables(s: &mut String, report: &Report) {
                 size_label(m.case.size),
                 rate_label(m.msgs_per_sec),
                 bytes_label(m.bytes_per_sec),
-                ns(Some(m.probe_ns)),
+                probe_label(m),
                 each.join(", ")
             );
         }
@@ -396,7 +466,7 @@ fn pubsub_tables(s: &mut String, report: &Report) {
                 ns(m.publish_p99_ns),
                 ns(m.clock_ns),
                 rate_label(m.msgs_per_sec),
-                ns(Some(m.probe_ns))
+                probe_label(m)
             );
         }
     }
@@ -419,7 +489,7 @@ fn rpc_table(s: &mut String, report: &Report) {
     );
     let _ = writeln!(
         s,
-        "  {:<18} {:>8} {:>12} {:>11} {:>10}  each client",
+        "  {:<21} {:>8} {:>12} {:>11} {:>10}  each client",
         "transport", "size", "calls", "requests", "probe"
     );
     for m in rpc {
@@ -429,14 +499,19 @@ fn rpc_table(s: &mut String, report: &Report) {
             .flatten()
             .map(|&r| rate_label(Some(r)))
             .collect();
+        let probe = if m.case.transport == Transport::RpcOneThread {
+            "-".to_owned()
+        } else {
+            probe_label(m)
+        };
         let _ = writeln!(
             s,
-            "  {:<18} {:>8} {:>12} {:>11} {:>10}  {}",
+            "  {:<21} {:>8} {:>12} {:>11} {:>10}  {}",
             m.case.transport.name(),
             size_label(m.case.size),
             rate_label(m.msgs_per_sec),
             bytes_label(m.bytes_per_sec),
-            ns(Some(m.probe_ns)),
+            probe,
             each.join(", ")
         );
     }

@@ -11,10 +11,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use memshare::rpc::Server;
+use memshare::rpc::{Client, Server};
 
 use super::case::Case;
-use super::link::{io, rpc_depth, Link, Stream};
+use super::link::{io, raw_spins, rpc_depth, rpc_throughput_config, Link, Names, Stream};
 use super::run::touch;
 use crate::fail::Failure;
 
@@ -34,6 +34,7 @@ pub fn serve_all(link: &mut Link, case: Case, deadline: Instant) -> Result<Serve
     match link {
         Link::RpcServer(server) => serve_memshare(server, clients, deadline),
         Link::Sockets(streams) => serve_sockets(streams, case.size, deadline),
+        Link::Words(view) => super::raw_rpc::serve(view, case.size, deadline),
         _ => Err(Failure::other("bench: not a serving link")),
     }
 }
@@ -328,7 +329,14 @@ impl Poller {
 /// A client (a peer): pipelines calls of `size` bytes for `duration`
 /// (keeps as many in flight as the service allows, reads every byte of
 /// each response), then waits for the rest and sends its end marker.
-pub fn call_all(link: &mut Link, size: usize, duration: Duration) -> Result<(), Failure> {
+/// (`index`: which client this is.)
+pub fn call_all(
+    link: &mut Link,
+    case: Case,
+    index: usize,
+    duration: Duration,
+) -> Result<(), Failure> {
+    let size = case.size;
     let depth = rpc_depth(size);
     let check_every = if size >= 65_536 { 1 } else { 64 };
     let end = Instant::now() + duration;
@@ -372,6 +380,10 @@ pub fn call_all(link: &mut Link, size: usize, duration: Duration) -> Result<(), 
             client.call(&[])?;
         }
         Link::Stream(s) => socket_calls(s, size, depth, end, &mut acc)?,
+        Link::Words(view) => {
+            let spins = raw_spins(case.transport);
+            super::raw_rpc::call(view, index, size, spins, duration)?
+        }
         _ => return Err(Failure::other("bench-peer: not a calling link")),
     }
     black_box(acc);
@@ -415,4 +427,52 @@ fn socket_calls(
     }
     s.close_write();
     Ok(())
+}
+
+/// `rpc-one-thread`: a client and the server in this one thread. The
+/// client sends `depth` calls of the case's size as one batch, the server
+/// takes and echoes each, the client receives them (and reads every byte),
+/// for `duration`: the library's own CPU cost of a call, every line in this
+/// CPU's cache.
+pub fn one_thread(case: Case, duration: Duration) -> Result<Served, Failure> {
+    let mut names = Names::default();
+    let name = names.fresh("rpc");
+    let server = Server::create(&name, rpc_throughput_config(&case))?;
+    let mut client = Client::connect(&name)?;
+    drop(names);
+    let depth = rpc_depth(case.size);
+    let request: Vec<u8> = (0..case.size).map(|i| i as u8).collect();
+    let missing = || Failure::other("bench: a call sent in this thread was not there");
+    let mut pending = VecDeque::with_capacity(depth);
+    let mut acc = 0u64;
+    let mut calls = 0u64;
+    let start = Instant::now();
+    loop {
+        let mut batch = client.batch();
+        for _ in 0..depth {
+            pending.push_back(batch.send_request(&request)?);
+        }
+        drop(batch);
+        for _ in 0..depth {
+            let request = server.try_recv()?.ok_or_else(missing)?;
+            let len = request.len();
+            let mut out = request.loan_response(len)?;
+            let (request, response) = out.split();
+            response.copy_from_slice(request);
+            out.send()?;
+        }
+        while let Some(p) = pending.pop_front() {
+            acc ^= touch(&client.try_receive_response(&p)?.ok_or_else(missing)?);
+        }
+        calls += depth as u64;
+        // A clock read every 64 calls or more.
+        if calls % 64 < depth as u64 && start.elapsed() > duration {
+            break;
+        }
+    }
+    black_box(acc);
+    Ok(Served {
+        calls: vec![calls],
+        elapsed: start.elapsed(),
+    })
 }

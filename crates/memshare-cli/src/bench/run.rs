@@ -77,6 +77,18 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// Whether the peer has failed: exited unsuccessfully (it is reaped;
+    /// `finish` still reports how).
+    fn failed(&mut self) -> bool {
+        self.0.as_mut().is_some_and(|child| match child.try_wait() {
+            Ok(Some(status)) => !status.success(),
+            Ok(None) => false,
+            Err(_) => true,
+        })
+    }
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
         if let Some(child) = self.0.as_mut() {
@@ -165,6 +177,11 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
         let rate = memcpy_rate(case.size, timing.measure);
         return Ok(throughput_result(case, 0.0, rate));
     }
+    if case.transport == Transport::RpcOneThread {
+        std::thread::sleep(timing.idle);
+        let served = rpc::one_thread(case, timing.measure)?;
+        return rpc_result(case, 0.0, &served);
+    }
     let ctl = Segment::create(4096)?;
     let ctl_view = ctl.map(..)?;
     let [ready, go, probe_ping, probe_pong, spare] = ctl_words(&ctl_view)?;
@@ -193,7 +210,7 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
     go.store(1, Ordering::Release);
     memshare::sync::wake(go, n as u32);
     let deadline = Instant::now() + timing.measure + Duration::from_secs(30);
-    let probe_ns = probe([probe_ping, probe_pong, spare], deadline)?;
+    let probe_ns = probe([probe_ping, probe_pong, spare], false, deadline)?;
 
     let outcome = match case.kind {
         Kind::Latency => {
@@ -221,22 +238,38 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
         }
     };
     drop(link);
-    for peer in peers {
+    let probe_after_ns = probe_after(
+        &mut peers,
+        [ready, go, probe_ping, probe_pong, spare],
+        deadline,
+    )?;
+    // A failed peer first: its failure is the error (peer 0 would wait
+    // for the probe after the case, which is not coming).
+    let mut peers: Vec<(bool, Peer)> = peers.into_iter().map(|mut p| (!p.failed(), p)).collect();
+    peers.sort_by_key(|(ok, _)| *ok);
+    for (_, peer) in peers {
         peer.finish(Duration::from_secs(30))?;
     }
-    Ok(match outcome {
+    let mut measured = match outcome {
         Outcome::Latency(hist) => latency_result(case, probe_ns, &hist),
         Outcome::Received(rate) => throughput_result(case, probe_ns, rate),
         Outcome::Published(cost) => pubsub_result(case, probe_ns, &ctl_view, n, cost)?,
         Outcome::Served(served) => rpc_result(case, probe_ns, &served)?,
-    })
+    };
+    measured.probe_after_ns = probe_after_ns;
+    Ok(measured)
 }
 
 /// A raw spin ping-pong on the control segment: the one-way latency
 /// (median) that says where the two vCPUs are right now.
-fn probe([ping, pong, spare]: [&AtomicU32; 3], deadline: Instant) -> Result<f64, Failure> {
+/// `after`: the probe after the case (its pings go on from the first's).
+fn probe(
+    [ping, pong, spare]: [&AtomicU32; 3],
+    after: bool,
+    deadline: Instant,
+) -> Result<f64, Failure> {
     let mut rtts = Vec::with_capacity(PROBE_ROUNDS as usize);
-    for i in 1..=PROBE_ROUNDS {
+    for i in probe_pings(after) {
         let t0 = Instant::now();
         ping.store(i, Ordering::Release);
         wait_for(pong, spare, |v| v == i, u32::MAX, deadline)?;
@@ -246,8 +279,46 @@ fn probe([ping, pong, spare]: [&AtomicU32; 3], deadline: Instant) -> Result<f64,
     Ok(rtts[rtts.len() / 2] as f64 / 2.0)
 }
 
-fn probe_answer([ping, pong, spare]: [&AtomicU32; 3], deadline: Instant) -> Result<(), Failure> {
-    for i in 1..=PROBE_ROUNDS {
+/// The values of the probe's pings: 1 to `PROBE_ROUNDS`, then as many
+/// more for the probe after the case.
+fn probe_pings(after: bool) -> std::ops::RangeInclusive<u32> {
+    let first = if after { PROBE_ROUNDS + 1 } else { 1 };
+    first..=first + PROBE_ROUNDS - 1
+}
+
+/// What the probe after a case found: once every peer has measured (each
+/// counts itself in `ready` again), peer 0 answers a second probe. `None`
+/// if a peer failed first (`Peer::finish` reports why).
+fn probe_after(
+    peers: &mut [Peer],
+    [ready, go, ping, pong, spare]: [&AtomicU32; 5],
+    deadline: Instant,
+) -> Result<Option<f64>, Failure> {
+    let measured = 2 * peers.len() as u32;
+    loop {
+        let counted = ready.load(Ordering::Acquire);
+        if counted >= measured {
+            break;
+        }
+        if peers.iter_mut().any(Peer::failed) {
+            return Ok(None);
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::other("bench: a peer never finished measuring"));
+        }
+        memshare::sync::wait(ready, counted, Duration::from_millis(2));
+    }
+    go.store(3, Ordering::Release);
+    memshare::sync::wake(go, peers.len() as u32);
+    probe([ping, pong, spare], true, deadline).map(Some)
+}
+
+fn probe_answer(
+    [ping, pong, spare]: [&AtomicU32; 3],
+    after: bool,
+    deadline: Instant,
+) -> Result<(), Failure> {
+    for i in probe_pings(after) {
         wait_for(ping, spare, |v| v == i, u32::MAX, deadline)?;
         pong.store(i, Ordering::Release);
     }
@@ -552,6 +623,7 @@ fn latency_result(case: Case, probe_ns: f64, hist: &Histogram<u64>) -> Measured 
     Measured {
         case,
         probe_ns,
+        probe_after_ns: None,
         median_ns: Some(hist.value_at_quantile(0.5) as f64),
         p99_ns: Some(hist.value_at_quantile(0.99) as f64),
         p999_ns: Some(hist.value_at_quantile(0.999) as f64),
@@ -570,6 +642,7 @@ fn throughput_result(case: Case, probe_ns: f64, bytes_per_sec: f64) -> Measured 
     Measured {
         case,
         probe_ns,
+        probe_after_ns: None,
         median_ns: None,
         p99_ns: None,
         p999_ns: None,
@@ -622,6 +695,7 @@ fn pubsub_result(
     Ok(Measured {
         case,
         probe_ns,
+        probe_after_ns: None,
         median_ns: None,
         p99_ns: None,
         p999_ns: None,
@@ -650,6 +724,7 @@ fn rpc_result(case: Case, probe_ns: f64, served: &Served) -> Result<Measured, Fa
     Ok(Measured {
         case,
         probe_ns,
+        probe_after_ns: None,
         median_ns: None,
         p99_ns: None,
         p999_ns: None,
@@ -688,7 +763,7 @@ pub fn peer(
     // Idle while the benchmark idles: sleep, don't spin.
     if index == 0 {
         wait_for(go, spare, |v| v >= 1, 0, deadline)?;
-        probe_answer([probe_ping, probe_pong, spare], deadline)?;
+        probe_answer([probe_ping, probe_pong, spare], false, deadline)?;
     } else {
         wait_for(go, spare, |v| v >= 2, 0, deadline)?;
     }
@@ -696,7 +771,7 @@ pub fn peer(
         Duration::try_from_secs_f64(seconds)
             .map_err(|_| Failure::usage("bench-peer: bad --seconds"))
     };
-    match case.kind {
+    let part = match case.kind {
         Kind::Latency => link.pong(case.transport, case.size, deadline),
         Kind::Throughput if case.transport.is_pubsub() => {
             let whole = case.transport != Transport::PubsubPublish;
@@ -707,8 +782,20 @@ pub fn peer(
             Ok(())
         }
         Kind::Throughput if case.transport.is_rpc() => {
-            rpc::call_all(&mut link, case.size, duration()?)
+            rpc::call_all(&mut link, case, index, duration()?)
         }
         Kind::Throughput => send_all(&mut link, case.transport, case.size, duration()?),
+    };
+    // (Closed first: a stream's reader may be waiting for its end.)
+    drop(link);
+    part?;
+    // Measured: counted in `ready` again; peer 0 answers the probe after
+    // the case once every peer has measured.
+    ready.fetch_add(1, Ordering::Release);
+    memshare::sync::wake(ready, 1);
+    if index == 0 {
+        wait_for(go, spare, |v| v >= 3, 0, deadline)?;
+        probe_answer([probe_ping, probe_pong, spare], true, deadline)?;
     }
+    Ok(())
 }
