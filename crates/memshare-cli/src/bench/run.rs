@@ -75,9 +75,7 @@ impl Peer {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-}
 
-impl Peer {
     /// Whether the peer has failed: exited unsuccessfully (it is reaped;
     /// `finish` still reports how).
     fn failed(&mut self) -> bool {
