@@ -230,6 +230,12 @@ impl Transport {
             )
     }
 
+    /// Whether the case runs in the benchmark's process alone (no peer,
+    /// no probe): `memcpy`, `rpc-one-thread`.
+    pub fn in_one_process(self) -> bool {
+        matches!(self, Transport::Memcpy | Transport::RpcOneThread)
+    }
+
     /// Whether this is a publish-subscribe transport (run with `--pubsub`,
     /// or when named).
     pub fn is_pubsub(self) -> bool {

@@ -30,7 +30,7 @@ const PONG_WAITING: usize = 384;
 
 /// How long a raw spin-then-futex waiter spins before it sleeps, the same
 /// as the channel's default.
-pub const RAW_SPINS: u32 = memshare::channel::DEFAULT_SPINS;
+const RAW_SPINS: u32 = memshare::channel::DEFAULT_SPINS;
 
 /// Makes an I/O error a failure naming what failed.
 pub fn io(what: &'static str) -> impl Fn(std::io::Error) -> Failure {

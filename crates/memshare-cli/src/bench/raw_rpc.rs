@@ -164,13 +164,12 @@ pub fn serve(view: &ViewMut, size: usize, deadline: Instant) -> Result<Served, F
                     break;
                 }
                 let response = rings.slot(c, true, k);
-                // SAFETY: `rings.len()` fits in the view (checked above), so
-                // both payloads (`size` bytes from 8 into a slot of at least
-                // `8 + size`) are inside it and do not overlap (different
-                // slots). The request is published and its client writes it
-                // no more until it has read this response; the response slot
-                // is this side's until it publishes it (its client has read
-                // the response of call `n - depth`).
+                // The request is published, and its client writes it no more
+                // until it has read this response; the response slot is this
+                // side's until it publishes it (its client has read response
+                // `n - depth`).
+                // SAFETY: both payloads are in the view (`rings.len()`
+                // checked above), in different slots, and this side's now.
                 unsafe {
                     ptr::copy_nonoverlapping(
                         view.as_ptr().add(request + DATA),
@@ -254,11 +253,11 @@ pub fn call(
             } else if word.load(Ordering::Acquire) != want {
                 break;
             }
+            let payload = view.as_ptr().wrapping_add(slot + DATA);
             // SAFETY: inside the view; the response is published and the
             // server writes this slot no more until this side sends call
             // `received + depth`.
-            let payload =
-                unsafe { std::slice::from_raw_parts(view.as_ptr().add(slot + DATA), size) };
+            let payload = unsafe { std::slice::from_raw_parts(payload, size) };
             acc ^= touch(payload);
             received += 1;
         }

@@ -280,8 +280,12 @@ fn ns(v: Option<f64>) -> String {
     }
 }
 
-/// The probes of a case, before and after it ("110/326 ns").
+/// The probes of a case, before and after it ("110/326 ns"); "-" for a
+/// case in one process.
 fn probe_label(m: &Measured) -> String {
+    if m.case.transport.in_one_process() {
+        return "-".into();
+    }
     match m.probe_after_ns {
         Some(after) => format!("{:.0}/{after:.0} ns", m.probe_ns),
         None => ns(Some(m.probe_ns)),
@@ -354,11 +358,6 @@ pub fn table(report: &Report) -> String {
             "transport", "size", "messages", "bytes", "probe"
         );
         for m in thr {
-            let probe = if m.case.transport == Transport::Memcpy {
-                "-".to_owned()
-            } else {
-                probe_label(m)
-            };
             let _ = writeln!(
                 s,
                 "  {:<18} {:>8} {:>12} {:>11} {:>10}",
@@ -366,7 +365,7 @@ pub fn table(report: &Report) -> String {
                 size_label(m.case.size),
                 rate_label(m.msgs_per_sec),
                 bytes_label(m.bytes_per_sec),
-                probe
+                probe_label(m)
             );
         }
     }
@@ -499,11 +498,6 @@ fn rpc_table(s: &mut String, report: &Report) {
             .flatten()
             .map(|&r| rate_label(Some(r)))
             .collect();
-        let probe = if m.case.transport == Transport::RpcOneThread {
-            "-".to_owned()
-        } else {
-            probe_label(m)
-        };
         let _ = writeln!(
             s,
             "  {:<21} {:>8} {:>12} {:>11} {:>10}  {}",
@@ -511,7 +505,7 @@ fn rpc_table(s: &mut String, report: &Report) {
             size_label(m.case.size),
             rate_label(m.msgs_per_sec),
             bytes_label(m.bytes_per_sec),
-            probe,
+            probe_label(m),
             each.join(", ")
         );
     }

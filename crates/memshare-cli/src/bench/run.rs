@@ -167,7 +167,8 @@ enum Outcome {
     Served(Served),
 }
 
-/// Measures `case`: in this process for `memcpy`, else with peers, peer
+/// Measures `case`: in this process for `memcpy` and `rpc-one-thread`,
+/// else with peers, peer
 /// `i` pinned to `cpus[i % cpus.len()]` (not pinned if `cpus` is empty).
 pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, Failure> {
     if case.transport == Transport::Memcpy {
