@@ -30,6 +30,17 @@ impl Window {
             Window::Writable(v) => v.check_intact(),
         }
     }
+
+    /// `Ok` unless the memory under one of `windows` is gone (another
+    /// process truncated the segment): one load while no mapping of the
+    /// process ever faulted, a look at each window after.
+    #[inline]
+    pub(crate) fn check_all<'a>(windows: impl IntoIterator<Item = &'a Window>) -> Result<()> {
+        if !crate::sys::any_mapping_faulted() {
+            return Ok(());
+        }
+        windows.into_iter().try_for_each(Window::check_intact)
+    }
 }
 
 /// What an endpoint last learnt of the other endpoints' liveness, so that

@@ -215,7 +215,7 @@ impl Service {
     /// `Ok` unless the memory under a mapping is gone (another process
     /// truncated the segment).
     pub(crate) fn check_intact(&self) -> Result<()> {
-        self.windows.iter().try_for_each(Window::check_intact)
+        Window::check_all(self.windows.iter())
     }
 
     /// The error for what the ring code found, unless the memory is gone,

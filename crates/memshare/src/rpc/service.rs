@@ -240,17 +240,17 @@ impl Service {
     /// `Ok` unless the memory under a mapping is gone (another process
     /// truncated the segment).
     pub(crate) fn check_intact(&self) -> Result<()> {
-        self.windows.iter().try_for_each(Window::check_intact)
+        Window::check_all(self.windows.iter())
     }
 
     /// [`Service::check_intact`] for the header and client `c`'s region
     /// only (what one request or answer touches).
     pub(crate) fn check_region_intact(&self, c: u32) -> Result<()> {
+        if !crate::sys::any_mapping_faulted() {
+            return Ok(());
+        }
         let (first, end) = self.parts(c).windows;
-        self.windows[0].check_intact()?;
-        self.windows[first..end]
-            .iter()
-            .try_for_each(Window::check_intact)
+        Window::check_all(self.windows[..1].iter().chain(&self.windows[first..end]))
     }
 
     /// `Corrupted` with `detail`, unless the memory is gone, which explains

@@ -91,6 +91,19 @@ impl Chunk {
 
 static TABLE: Chunk = Chunk::new();
 
+/// Faults the handler caught in this process so far (in any mapping): while
+/// it is 0, no mapping has faulted, and [`any_caught`] answers for all of
+/// them with one load.
+static CAUGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the handler ever caught a fault in this process. While it has
+/// not, every registered mapping is intact; once it has, ask each mapping
+/// ([`Registration::faulted`]).
+#[inline]
+pub(crate) fn any_caught() -> bool {
+    CAUGHT.load(Ordering::Acquire) != 0
+}
+
 /// The `SIGBUS` action that was in place before memshare's.
 static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
 static INSTALL: Once = Once::new();
@@ -223,6 +236,8 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, context: *
             let replaced = unsafe { libc::mmap(start as *mut c_void, len, prot, flags, -1, 0) };
             if replaced != libc::MAP_FAILED {
                 slot.faulted.store(true, Ordering::Release);
+                // After the mark: whoever sees the count sees the mark.
+                CAUGHT.fetch_add(1, Ordering::Release);
                 errno::set(saved_errno);
                 return;
             }

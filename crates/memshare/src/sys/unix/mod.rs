@@ -92,6 +92,14 @@ pub(crate) fn allocation_granularity() -> usize {
     rustix::param::page_size()
 }
 
+/// Whether any mapping of this process may have faulted: false while the
+/// `SIGBUS` handler has caught none (one load), so that an endpoint with
+/// several windows checks them all at once.
+#[inline]
+pub(crate) fn any_mapping_faulted() -> bool {
+    fault::any_caught()
+}
+
 impl Object {
     fn new(
         fd: OwnedFd,
@@ -332,7 +340,7 @@ impl Mapping {
     /// private zero pages instead of the object.
     #[inline]
     pub(crate) fn faulted(&self) -> bool {
-        self.registration.faulted()
+        fault::any_caught() && self.registration.faulted()
     }
 }
 

@@ -105,6 +105,14 @@ pub(crate) fn last_error() -> u32 {
     unsafe { GetLastError() }
 }
 
+/// Whether any mapping of this process may have faulted: never on
+/// Windows, where a view of a pagefile-backed section cannot shrink under
+/// its holder (see `Mapping::faulted`).
+#[inline]
+pub(crate) fn any_mapping_faulted() -> bool {
+    false
+}
+
 /// The allocation granularity: view offsets are multiples of it (64 KiB).
 pub(crate) fn allocation_granularity() -> usize {
     usize::try_from(system_info().dwAllocationGranularity)
