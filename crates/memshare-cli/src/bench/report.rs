@@ -6,6 +6,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::case::{Kind, Measured, Transport, RPC_CLIENTS};
+use crate::table::{
+    Align::{Left, Right},
+    Table,
+};
 
 /// A memshare figure set against the baseline it is compared with.
 #[derive(Clone, Debug, Serialize)]
@@ -308,7 +312,15 @@ fn bytes_label(v: Option<f64>) -> String {
     }
 }
 
-/// The report as text tables for people.
+/// Appends `table` to `s`, each line indented by two spaces.
+fn indented(s: &mut String, table: &Table) {
+    for line in table.render().lines() {
+        let _ = writeln!(s, "  {line}");
+    }
+}
+
+/// The report as text tables for people, each column as wide as its
+/// widest cell.
 pub fn table(report: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "machine: {}", report.machine);
@@ -322,24 +334,27 @@ pub fn table(report: &Report) -> String {
             s,
             "\nLatency (one way = round trip / 2; *-wakeup: from the send to the parked receiver holding it)"
         );
-        let _ = writeln!(
-            s,
-            "  {:<18} {:>6} {:>10} {:>10} {:>10} {:>10} {:>9}",
-            "transport", "size", "median", "p99", "p99.9", "probe", "samples"
-        );
+        let mut t = Table::new(&[
+            ("transport", Left),
+            ("size", Right),
+            ("median", Right),
+            ("p99", Right),
+            ("p99.9", Right),
+            ("probe", Right),
+            ("samples", Right),
+        ]);
         for m in lat {
-            let _ = writeln!(
-                s,
-                "  {:<18} {:>6} {:>10} {:>10} {:>10} {:>10} {:>9}",
-                m.case.transport.name(),
+            t.push(vec![
+                m.case.transport.name().into(),
                 size_label(m.case.size),
                 ns(m.median_ns),
                 ns(m.p99_ns),
                 ns(m.p999_ns),
                 probe_label(m),
-                m.samples
-            );
+                m.samples.to_string(),
+            ]);
         }
+        indented(&mut s, &t);
     }
     let thr: Vec<_> = report
         .results
@@ -352,53 +367,70 @@ pub fn table(report: &Report) -> String {
         .collect();
     if !thr.is_empty() {
         let _ = writeln!(s, "\nThroughput (one way, receiver reads every byte)");
-        let _ = writeln!(
-            s,
-            "  {:<18} {:>8} {:>12} {:>11} {:>10}",
-            "transport", "size", "messages", "bytes", "probe"
-        );
+        let mut t = Table::new(&[
+            ("transport", Left),
+            ("size", Right),
+            ("messages", Right),
+            ("bytes", Right),
+            ("probe", Right),
+        ]);
         for m in thr {
-            let _ = writeln!(
-                s,
-                "  {:<18} {:>8} {:>12} {:>11} {:>10}",
-                m.case.transport.name(),
+            t.push(vec![
+                m.case.transport.name().into(),
                 size_label(m.case.size),
                 rate_label(m.msgs_per_sec),
                 bytes_label(m.bytes_per_sec),
-                probe_label(m)
-            );
+                probe_label(m),
+            ]);
         }
+        indented(&mut s, &t);
     }
     pubsub_tables(&mut s, report);
     rpc_table(&mut s, report);
-    if !report.comparisons.is_empty() {
+    comparison_table(&mut s, report);
+    s
+}
+
+/// The ratios of memshare's figures to their baselines'.
+fn comparison_table(s: &mut String, report: &Report) {
+    if report.comparisons.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nmemshare against its baselines in this run (ratio: memshare / baseline; \
+         latency: lower is better, messages/s: higher is better)"
+    );
+    let mut t = Table::new(&[
+        ("figure", Left),
+        ("memshare", Left),
+        ("baseline", Left),
+        ("ratio", Right),
+        ("", Left),
+    ]);
+    for c in &report.comparisons {
+        let moved = match c.probes_ns {
+            Some([low, high]) if c.placement_moved => {
+                format!("(vCPUs moved: probes {low:.0}-{high:.0} ns)")
+            }
+            _ => String::new(),
+        };
+        t.push(vec![
+            c.what.clone(),
+            c.memshare.clone(),
+            c.baseline.clone(),
+            format!("{:.2}x", c.ratio),
+            moved,
+        ]);
+    }
+    indented(s, &t);
+    if report.comparisons.iter().any(|c| c.placement_moved) {
         let _ = writeln!(
             s,
-            "\nmemshare against its baselines in this run (memshare / baseline; \
-             latency: lower is better, messages/s: higher is better)"
+            "  (A ratio so marked pairs figures measured with the vCPUs placed differently: \
+             compare it only with care.)"
         );
-        for c in &report.comparisons {
-            let moved = match c.probes_ns {
-                Some([low, high]) if c.placement_moved => {
-                    format!("  (vCPUs moved: probes {low:.0}-{high:.0} ns)")
-                }
-                _ => String::new(),
-            };
-            let _ = writeln!(
-                s,
-                "  {:<26} {:<22} vs {:<36} {:>7.2}x{moved}",
-                c.what, c.memshare, c.baseline, c.ratio,
-            );
-        }
-        if report.comparisons.iter().any(|c| c.placement_moved) {
-            let _ = writeln!(
-                s,
-                "  (A ratio so marked pairs figures measured with the vCPUs placed differently: \
-                 compare it only with care.)"
-            );
-        }
     }
-    s
 }
 
 /// The publish-subscribe throughput and publish-cost tables.
@@ -415,29 +447,25 @@ fn pubsub_tables(s: &mut String, report: &Report) {
             s,
             "\nPublish-subscribe (loan, every byte written, publish; each subscriber reads every byte; overflow \"block\")"
         );
-        let _ = writeln!(
-            s,
-            "  {:<18} {:>8} {:>12} {:>11} {:>10}  each subscriber",
-            "transport", "size", "slowest sub", "delivered", "probe"
-        );
+        let mut t = Table::new(&[
+            ("transport", Left),
+            ("size", Right),
+            ("slowest sub", Right),
+            ("delivered", Right),
+            ("probe", Right),
+            ("each subscriber", Left),
+        ]);
         for m in fan {
-            let each: Vec<String> = m
-                .subscriber_msgs_per_sec
-                .iter()
-                .flatten()
-                .map(|&r| rate_label(Some(r)))
-                .collect();
-            let _ = writeln!(
-                s,
-                "  {:<18} {:>8} {:>12} {:>11} {:>10}  {}",
-                m.case.transport.name(),
+            t.push(vec![
+                m.case.transport.name().into(),
                 size_label(m.case.size),
                 rate_label(m.msgs_per_sec),
                 bytes_label(m.bytes_per_sec),
                 probe_label(m),
-                each.join(", ")
-            );
+                each_label(m.subscriber_msgs_per_sec.as_deref()),
+            ]);
         }
+        indented(s, &t);
     }
     let cost: Vec<_> = report
         .results
@@ -450,24 +478,27 @@ fn pubsub_tables(s: &mut String, report: &Report) {
             s,
             "\nPublish cost (try_loan + 8-byte header + publish, payload not written; 1 subscriber reading the header)"
         );
-        let _ = writeln!(
-            s,
-            "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>12} {:>10}",
-            "transport", "size", "median", "p99", "clock", "subscriber", "probe"
-        );
+        let mut t = Table::new(&[
+            ("transport", Left),
+            ("size", Right),
+            ("median", Right),
+            ("p99", Right),
+            ("clock", Right),
+            ("subscriber", Right),
+            ("probe", Right),
+        ]);
         for m in cost {
-            let _ = writeln!(
-                s,
-                "  {:<18} {:>8} {:>10} {:>10} {:>10} {:>12} {:>10}",
-                m.case.transport.name(),
+            t.push(vec![
+                m.case.transport.name().into(),
                 size_label(m.case.size),
                 ns(m.publish_ns),
                 ns(m.publish_p99_ns),
                 ns(m.clock_ns),
                 rate_label(m.msgs_per_sec),
-                probe_label(m)
-            );
+                probe_label(m),
+            ]);
         }
+        indented(s, &t);
     }
 }
 
@@ -486,29 +517,35 @@ fn rpc_table(s: &mut String, report: &Report) {
         "\nRequest/response ({RPC_CLIENTS} client processes pipelining calls to one server thread, \
          which echoes each request; every response byte read)"
     );
-    let _ = writeln!(
-        s,
-        "  {:<21} {:>8} {:>12} {:>11} {:>10}  each client",
-        "transport", "size", "calls", "requests", "probe"
-    );
+    let mut t = Table::new(&[
+        ("transport", Left),
+        ("size", Right),
+        ("calls", Right),
+        ("requests", Right),
+        ("probe", Right),
+        ("each client", Left),
+    ]);
     for m in rpc {
-        let each: Vec<String> = m
-            .client_calls_per_sec
-            .iter()
-            .flatten()
-            .map(|&r| rate_label(Some(r)))
-            .collect();
-        let _ = writeln!(
-            s,
-            "  {:<21} {:>8} {:>12} {:>11} {:>10}  {}",
-            m.case.transport.name(),
+        t.push(vec![
+            m.case.transport.name().into(),
             size_label(m.case.size),
             rate_label(m.msgs_per_sec),
             bytes_label(m.bytes_per_sec),
             probe_label(m),
-            each.join(", ")
-        );
+            each_label(m.client_calls_per_sec.as_deref()),
+        ]);
     }
+    indented(s, &t);
+}
+
+/// Per-subscriber or per-client rates, comma-separated.
+fn each_label(rates: Option<&[f64]>) -> String {
+    let each: Vec<String> = rates
+        .into_iter()
+        .flatten()
+        .map(|&r| rate_label(Some(r)))
+        .collect();
+    each.join(", ")
 }
 
 /// An SVG with two charts: median one-way latency per transport (log
@@ -707,5 +744,79 @@ fn throughput_chart(s: &mut String, report: &Report, x: f64, y: f64, w: f64, h: 
             ly + 4.0,
             t.name()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::case::Case;
+
+    fn throughput(transport: Transport, msgs_per_sec: f64) -> Measured {
+        Measured {
+            case: Case {
+                kind: Kind::Throughput,
+                transport,
+                size: 64,
+            },
+            probe_ns: 70.0,
+            probe_after_ns: Some(75.0),
+            median_ns: None,
+            p99_ns: None,
+            p999_ns: None,
+            samples: 0,
+            msgs_per_sec: Some(msgs_per_sec),
+            bytes_per_sec: Some(msgs_per_sec * 64.0),
+            subscriber_msgs_per_sec: None,
+            publish_ns: None,
+            publish_p99_ns: None,
+            clock_ns: None,
+            client_calls_per_sec: transport.is_rpc().then(|| vec![msgs_per_sec / 4.0; 4]),
+        }
+    }
+
+    /// Where, in each line of the table that follows the line starting
+    /// with `title`, the column whose header is `header` ends.
+    fn column_ends(text: &str, title: &str, header: &str) -> Vec<usize> {
+        let mut lines = text.lines().skip_while(|l| !l.starts_with(title)).skip(1);
+        let head = lines.next().expect("a header row");
+        let end = head.find(header).expect("the header") + header.len();
+        let mut ends = vec![end];
+        for row in lines.take_while(|l| l.starts_with("  ") && !l.starts_with("  (")) {
+            // The cell ending nearest the header's end, right-aligned to it.
+            let cut = row[..end.min(row.len())].trim_end().len();
+            ends.push(cut);
+        }
+        ends
+    }
+
+    #[test]
+    fn columns_stay_aligned_past_long_labels() {
+        let results = vec![
+            throughput(Transport::ChannelSend, 30e6),
+            throughput(Transport::ChannelRecvAsync, 33e6),
+            throughput(Transport::Pipe, 2e6),
+            throughput(Transport::RpcRawPipelineSpin, 15e6),
+            throughput(Transport::RpcUnixSocket, 1e6),
+        ];
+        let report = Report {
+            machine: "test".into(),
+            command: "memshare bench".into(),
+            comparisons: compare(&results),
+            results,
+        };
+        let text = table(&report);
+        for (title, header, rows) in [
+            ("memshare against", "ratio", 3),
+            ("Request/response", "size", 2),
+            ("Request/response", "probe", 2),
+        ] {
+            let ends = column_ends(&text, title, header);
+            assert_eq!(ends.len(), 1 + rows, "{title}: {ends:?}\n{text}");
+            assert!(
+                ends.iter().all(|&e| e == ends[0]),
+                "{title}: column {header:?} ends at {ends:?}\n{text}"
+            );
+        }
     }
 }
