@@ -506,3 +506,103 @@ fn bench_rpc_cases_report_ratios_and_leave_no_service_behind() {
         );
     }
 }
+
+/// The processes whose parent is `pid` (from /proc/*/stat).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": the fields after the last ')'.
+        let after = &stat[stat.rfind(')').unwrap_or(0) + 1..];
+        let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        if ppid == Some(pid) {
+            found.push(child);
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
+/// Whether process `pid` still runs (a zombie does not).
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat[stat.rfind(')').unwrap_or(0) + 1..]
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn a_peer_killed_in_the_middle_of_a_case_fails_the_run_at_once_naming_it() {
+    // One of each wait no library liveness check ends: raw words (a
+    // latency case), the server waiting for its clients' end markers
+    // (memshare's and the raw rings').
+    for transport in ["raw-spin-futex", "rpc-pipeline", "rpc-raw-pipeline"] {
+        // A 20 s measurement: a run that waited for it, or for its
+        // deadline half a minute later, would end long after the kill.
+        let mut bench = std::process::Command::new(env!("CARGO_BIN_EXE_memshare"))
+            .args(["bench", "--idle", "0", "--duration", "20", "--sizes", "64"])
+            .args(["--transports", transport])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = bench.id();
+        let found = Instant::now() + Duration::from_secs(60);
+        while children_of(pid).is_empty() && Instant::now() < found {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Well into the case: set up, probed, measuring.
+        std::thread::sleep(Duration::from_secs(2));
+        let peers = children_of(pid);
+        assert!(!peers.is_empty(), "{transport}: no peer ever ran");
+        let victim = *peers.last().unwrap();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(victim as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+        let killed = Instant::now();
+        let status = loop {
+            if let Some(status) = bench.try_wait().unwrap() {
+                break status;
+            }
+            if killed.elapsed() > Duration::from_secs(60) {
+                let _ = bench.kill();
+                let _ = bench.wait();
+                panic!("{transport}: the run went on a minute after its peer was killed");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let took = killed.elapsed();
+        eprintln!("{transport}: the run ended {took:?} after its peer was killed");
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut bench.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(1), "{transport}: {status}: {err}");
+        // At once: not at the end of the measurement (18 s on).
+        assert!(
+            took < Duration::from_secs(5),
+            "{transport}: ended {took:?} after the kill: {err}"
+        );
+        assert!(
+            err.contains("peer") && err.contains("failed") && err.contains("signal: 9"),
+            "{transport}: {err}"
+        );
+        for peer in children_of(pid).into_iter().chain(peers) {
+            assert!(!runs(peer), "{transport}: peer {peer} still runs");
+        }
+        let prefix = format!("msbench-{pid}-");
+        let left: Vec<_> = std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        assert!(left.is_empty(), "{transport}: left in /dev/shm: {left:?}");
+    }
+}

@@ -19,6 +19,7 @@ use memshare::{CommandExt, Segment, ViewMut};
 use super::case::{Case, Kind, Transport, RPC_CLIENTS};
 use super::raw_rpc::Rings as RawRings;
 use super::waitset::Waiting;
+use super::watch;
 use crate::fail::Failure;
 
 /// Offsets of the words of the raw ping-pongs, each on its own cache line
@@ -263,7 +264,7 @@ fn accept_within(listener: TcpListener, patience: Duration) -> Result<Link, Fail
                 return Ok(Link::Stream(Stream::Tcp(stream)));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if Instant::now() > deadline {
+                if watch::expired(deadline) {
                     return Err(Failure::other("bench: the peer never connected"));
                 }
                 std::thread::sleep(Duration::from_millis(1));
@@ -524,7 +525,7 @@ pub fn wait_for(
         }
         std::hint::spin_loop();
         n += 1;
-        if n % 65_536 == 0 && Instant::now() > deadline {
+        if n % 65_536 == 0 && watch::expired(deadline) {
             return Err(gone());
         }
     }
@@ -539,7 +540,7 @@ pub fn wait_for(
             memshare::sync::wait(word, current, Duration::from_millis(50));
         }
         waiting.store(0, Ordering::Relaxed);
-        if Instant::now() > deadline {
+        if watch::expired(deadline) {
             return Err(gone());
         }
     }

@@ -26,6 +26,7 @@ mod report;
 mod rpc;
 mod run;
 mod waitset;
+mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;

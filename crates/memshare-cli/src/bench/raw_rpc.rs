@@ -30,6 +30,7 @@ use super::case::RPC_CLIENTS;
 use super::link::rpc_depth;
 use super::rpc::Served;
 use super::run::touch;
+use super::watch;
 use crate::fail::Failure;
 
 /// Where a slot's payload starts (its sequence word is at 0).
@@ -150,6 +151,10 @@ pub fn serve(view: &ViewMut, size: usize, deadline: Instant) -> Result<Served, F
     let mut elapsed = Duration::ZERO;
     let mut idle = 0u32;
     while open > 0 {
+        // (One load per pass: the others may call on long after one died.)
+        if watch::peer_failed() {
+            return Err(Failure::other("bench: a client failed"));
+        }
         let mut served = false;
         for c in 0..RPC_CLIENTS {
             if ended[c] {
@@ -196,7 +201,7 @@ pub fn serve(view: &ViewMut, size: usize, deadline: Instant) -> Result<Served, F
         } else {
             std::hint::spin_loop();
             idle += 1;
-            if idle % 65_536 == 0 && Instant::now() > deadline {
+            if idle % 65_536 == 0 && watch::expired(deadline) {
                 return Err(Failure::other("bench: a client stopped calling"));
             }
         }

@@ -16,6 +16,7 @@ use memshare::rpc::{Client, Server};
 use super::case::Case;
 use super::link::{io, raw_spins, rpc_depth, rpc_throughput_config, Link, Names, Stream};
 use super::run::touch;
+use super::watch;
 use crate::fail::Failure;
 
 /// What the server of a request/response throughput case counted: the
@@ -44,10 +45,22 @@ fn serve_memshare(server: &Server, clients: usize, deadline: Instant) -> Result<
     let mut calls = vec![0u64; clients];
     let mut done = 0;
     while done < clients {
+        // (One load per call: the others may call on long after one died.)
+        if watch::peer_failed() {
+            return Err(Failure::other("bench: a client failed"));
+        }
         // Without a clock read while requests keep coming.
         let request = match server.try_recv()? {
             Some(request) => request,
-            None => server.recv_timeout(deadline.saturating_duration_since(Instant::now()))?,
+            // Looked at again every slice: a client that was killed
+            // sends no end marker.
+            None => loop {
+                match server.recv_timeout(watch::slice(deadline)) {
+                    Ok(request) => break request,
+                    Err(memshare::Error::TimedOut { .. }) if !watch::expired(deadline) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            },
         };
         let count = calls
             .get_mut(request.client().slot() as usize)
@@ -115,7 +128,7 @@ fn serve_sockets(
     let mut elapsed = Duration::ZERO;
     let mut ready = Vec::with_capacity(streams.len());
     while open > 0 {
-        if Instant::now() > deadline {
+        if watch::expired(deadline) {
             return Err(Failure::other("bench: a client stopped calling"));
         }
         poller

@@ -4,6 +4,7 @@
 use std::hint::black_box;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -12,6 +13,7 @@ use memshare::{CommandExt, Segment, ViewMut};
 use super::case::{Case, Kind, Measured, Transport};
 use super::link::{self, io, wait_for, Given, Link};
 use super::rpc::{self, Served};
+use super::watch;
 use crate::fail::Failure;
 use crate::os;
 
@@ -51,11 +53,15 @@ pub struct Timing {
 }
 
 /// A peer process that is killed and reaped if the benchmark stops early.
-struct Peer(Option<Child>);
+struct Peer {
+    child: Option<Child>,
+    /// Which it is, for messages: "peer 0 of CASE".
+    name: String,
+}
 
 impl Peer {
     fn finish(mut self, patience: Duration) -> Result<(), Failure> {
-        let Some(mut child) = self.0.take() else {
+        let Some(mut child) = self.child.take() else {
             return Ok(());
         };
         let deadline = Instant::now() + patience;
@@ -64,13 +70,19 @@ impl Peer {
                 return if status.success() {
                     Ok(())
                 } else {
-                    Err(Failure::other(format!("bench: the peer failed ({status})")))
+                    Err(Failure::other(format!(
+                        "bench: {} failed ({status})",
+                        self.name
+                    )))
                 };
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(Failure::other("bench: the peer did not finish"));
+                return Err(Failure::other(format!(
+                    "bench: {} did not finish",
+                    self.name
+                )));
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -79,21 +91,35 @@ impl Peer {
     /// Whether the peer has failed: exited unsuccessfully (it is reaped;
     /// `finish` still reports how).
     fn failed(&mut self) -> bool {
-        self.0.as_mut().is_some_and(|child| match child.try_wait() {
-            Ok(Some(status)) => !status.success(),
-            Ok(None) => false,
-            Err(_) => true,
-        })
+        self.child
+            .as_mut()
+            .is_some_and(|child| match child.try_wait() {
+                Ok(Some(status)) => !status.success(),
+                Ok(None) => false,
+                Err(_) => true,
+            })
     }
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
+        if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// The peers, failed ones first, finished in that order: a failed peer's
+/// failure is the case's error (the others may wait for what it no longer
+/// sends).
+fn finish_all(peers: Vec<Peer>) -> Result<(), Failure> {
+    let mut peers: Vec<(bool, Peer)> = peers.into_iter().map(|mut p| (!p.failed(), p)).collect();
+    peers.sort_by_key(|(ok, _)| *ok);
+    for (_, peer) in peers {
+        peer.finish(Duration::from_secs(30))?;
+    }
+    Ok(())
 }
 
 fn ctl_words(view: &ViewMut) -> Result<[&AtomicU32; 5], Failure> {
@@ -188,13 +214,59 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
     let mut cmds = (0..n)
         .map(|i| peer_command(&case, timing, peer_cpu(placement(&case, cpus), i), i, &ctl))
         .collect::<Result<Vec<_>, _>>()?;
-    let (mut link, later, names) = link::parent_side(&case, &mut cmds)?;
+    let (link, later, names) = link::parent_side(&case, &mut cmds)?;
     let mut peers = Vec::with_capacity(n);
     // The peers' ends of pipes and sockets are in the commands: each is
     // closed here once its peer is spawned.
-    for mut cmd in cmds {
-        peers.push(Peer(Some(cmd.spawn().map_err(io("spawn the peer"))?)));
+    for (i, mut cmd) in cmds.into_iter().enumerate() {
+        peers.push(Peer {
+            child: Some(cmd.spawn().map_err(io("spawn the peer"))?),
+            name: format!("peer {i} of {case}"),
+        });
     }
+    let peers = Mutex::new(peers);
+    let lock = || peers.lock().unwrap_or_else(PoisonError::into_inner);
+    let words = [ready, go, probe_ping, probe_pong, spare];
+    let run = watch::while_watching(
+        || lock().iter_mut().any(Peer::failed),
+        || run_case(case, timing, link, later, names, words),
+    );
+    let peers = peers.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let (probe_ns, outcome, probe_after_ns) = match run {
+        Ok(done) => done,
+        // A peer that failed is what went wrong (the benchmark's side
+        // then only saw it stop): its failure is the error.
+        Err(e) => {
+            let mut peers = peers;
+            if peers.iter_mut().any(Peer::failed) {
+                return Err(finish_all(peers).err().unwrap_or(e));
+            }
+            return Err(e);
+        }
+    };
+    finish_all(peers)?;
+    let mut measured = match outcome {
+        Outcome::Latency(hist) => latency_result(case, probe_ns, &hist),
+        Outcome::Received(rate) => throughput_result(case, probe_ns, rate),
+        Outcome::Published(cost) => pubsub_result(case, probe_ns, &ctl_view, n, cost)?,
+        Outcome::Served(served) => rpc_result(case, probe_ns, &served)?,
+    };
+    measured.probe_after_ns = probe_after_ns;
+    Ok(measured)
+}
+
+/// The benchmark's side of a case with peers, once they are spawned:
+/// waits for them to set up, probes, measures, probes again. Returns the
+/// probe before, what was measured, and the probe after.
+fn run_case(
+    case: Case,
+    timing: Timing,
+    mut link: Link,
+    later: Option<link::Later>,
+    names: link::Names,
+    [ready, go, probe_ping, probe_pong, spare]: [&AtomicU32; 5],
+) -> Result<(f64, Outcome, Option<f64>), Failure> {
+    let n = case.transport.peers();
     let start_deadline = Instant::now() + Duration::from_secs(30);
     wait_for(ready, spare, |v| v == n as u32, 0, start_deadline)?;
     if let Some(later) = later {
@@ -237,26 +309,8 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
         }
     };
     drop(link);
-    let probe_after_ns = probe_after(
-        &mut peers,
-        [ready, go, probe_ping, probe_pong, spare],
-        deadline,
-    )?;
-    // A failed peer first: its failure is the error (peer 0 would wait
-    // for the probe after the case, which is not coming).
-    let mut peers: Vec<(bool, Peer)> = peers.into_iter().map(|mut p| (!p.failed(), p)).collect();
-    peers.sort_by_key(|(ok, _)| *ok);
-    for (_, peer) in peers {
-        peer.finish(Duration::from_secs(30))?;
-    }
-    let mut measured = match outcome {
-        Outcome::Latency(hist) => latency_result(case, probe_ns, &hist),
-        Outcome::Received(rate) => throughput_result(case, probe_ns, rate),
-        Outcome::Published(cost) => pubsub_result(case, probe_ns, &ctl_view, n, cost)?,
-        Outcome::Served(served) => rpc_result(case, probe_ns, &served)?,
-    };
-    measured.probe_after_ns = probe_after_ns;
-    Ok(measured)
+    let probe_after_ns = probe_after(n, [ready, go, probe_ping, probe_pong, spare], deadline)?;
+    Ok((probe_ns, outcome, probe_after_ns))
 }
 
 /// A raw spin ping-pong on the control segment: the one-way latency
@@ -285,21 +339,21 @@ fn probe_pings(after: bool) -> std::ops::RangeInclusive<u32> {
     first..=first + PROBE_ROUNDS - 1
 }
 
-/// What the probe after a case found: once every peer has measured (each
-/// counts itself in `ready` again), peer 0 answers a second probe. `None`
-/// if a peer failed first (`Peer::finish` reports why).
+/// What the probe after a case found: once the `n` peers have measured
+/// (each counts itself in `ready` again), peer 0 answers a second probe.
+/// `None` if a peer failed first (`Peer::finish` reports why).
 fn probe_after(
-    peers: &mut [Peer],
+    n: usize,
     [ready, go, ping, pong, spare]: [&AtomicU32; 5],
     deadline: Instant,
 ) -> Result<Option<f64>, Failure> {
-    let measured = 2 * peers.len() as u32;
+    let measured = 2 * n as u32;
     loop {
         let counted = ready.load(Ordering::Acquire);
         if counted >= measured {
             break;
         }
-        if peers.iter_mut().any(Peer::failed) {
+        if watch::peer_failed() {
             return Ok(None);
         }
         if Instant::now() > deadline {
@@ -308,7 +362,7 @@ fn probe_after(
         memshare::sync::wait(ready, counted, Duration::from_millis(2));
     }
     go.store(3, Ordering::Release);
-    memshare::sync::wake(go, peers.len() as u32);
+    memshare::sync::wake(go, n as u32);
     probe([ping, pong, spare], true, deadline).map(Some)
 }
 

@@ -26,6 +26,7 @@ use memshare::channel::{Receiver, Sender, WaitStrategy};
 use memshare::wait_set::{Token, MAX_MEMBERS};
 use memshare::{CommandExt, Segment, ViewMut, WaitSet};
 
+use super::watch;
 use crate::fail::Failure;
 
 /// From an acknowledgement to the next message: long enough for the
@@ -99,7 +100,8 @@ impl RawWords {
                 self.seen = now;
                 return Ok(stamp.load(Ordering::Relaxed));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            // In slices: a peer killed sends nothing more.
+            let left = watch::slice(deadline);
             if left.is_zero() {
                 return Err(Failure::other("bench: the other side stopped sending"));
             }
