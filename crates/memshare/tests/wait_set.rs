@@ -819,8 +819,9 @@ fn a_peer_scribbling_over_every_shared_word_cannot_make_a_set_crash_or_oversleep
                 word.store(value, std::sync::atomic::Ordering::Relaxed);
             }
         });
+        // Half a second and at least 20 waits, however slow the machine.
         let end = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < end {
+        while Instant::now() < end || waits < 20 {
             let started = Instant::now();
             let ready = set.wait_timeout(Duration::from_millis(5)).unwrap();
             let took = started.elapsed();
@@ -840,5 +841,4 @@ fn a_peer_scribbling_over_every_shared_word_cannot_make_a_set_crash_or_oversleep
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    assert!(waits > 10, "{waits} waits");
 }
