@@ -6,6 +6,10 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
+/// Processes as /proc shows them (shared with the library's tests).
+#[path = "../../memshare/tests/common/procs.rs"]
+mod procs;
+
 #[test]
 fn bench_quick_writes_a_table_valid_json_and_a_plot() {
     let dir = std::env::temp_dir().join(format!("memshare-bench-test-{}", std::process::id()));
@@ -507,36 +511,6 @@ fn bench_rpc_cases_report_ratios_and_leave_no_service_behind() {
     }
 }
 
-/// The processes whose parent is `pid` (from /proc/*/stat).
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": the fields after the last ')'.
-        let after = &stat[stat.rfind(')').unwrap_or(0) + 1..];
-        let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
-        if ppid == Some(pid) {
-            found.push(child);
-        }
-    }
-    found.sort_unstable();
-    found
-}
-
-/// Whether process `pid` still runs (a zombie does not).
-fn runs(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat[stat.rfind(')').unwrap_or(0) + 1..]
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
 #[test]
 fn a_peer_killed_in_the_middle_of_a_case_fails_the_run_at_once_naming_it() {
     // One of each wait no library liveness check ends: raw words (a
@@ -554,12 +528,12 @@ fn a_peer_killed_in_the_middle_of_a_case_fails_the_run_at_once_naming_it() {
             .unwrap();
         let pid = bench.id();
         let found = Instant::now() + Duration::from_secs(60);
-        while children_of(pid).is_empty() && Instant::now() < found {
+        while procs::children_of(pid).is_empty() && Instant::now() < found {
             std::thread::sleep(Duration::from_millis(10));
         }
         // Well into the case: set up, probed, measuring.
         std::thread::sleep(Duration::from_secs(2));
-        let peers = children_of(pid);
+        let peers = procs::children_of(pid);
         assert!(!peers.is_empty(), "{transport}: no peer ever ran");
         let victim = *peers.last().unwrap();
         rustix::process::kill_process(
@@ -593,8 +567,8 @@ fn a_peer_killed_in_the_middle_of_a_case_fails_the_run_at_once_naming_it() {
             err.contains("peer") && err.contains("failed") && err.contains("signal: 9"),
             "{transport}: {err}"
         );
-        for peer in children_of(pid).into_iter().chain(peers) {
-            assert!(!runs(peer), "{transport}: peer {peer} still runs");
+        for peer in procs::children_of(pid).into_iter().chain(peers) {
+            assert!(!procs::runs(peer), "{transport}: peer {peer} still runs");
         }
         let prefix = format!("msbench-{pid}-");
         let left: Vec<_> = std::fs::read_dir("/dev/shm")

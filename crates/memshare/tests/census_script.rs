@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "common/procs.rs"]
+mod procs;
+
 /// A target directory of our own, removed when dropped.
 struct ProbeDir(PathBuf);
 
@@ -17,12 +20,6 @@ impl Drop for ProbeDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// The state letter of process `pid` (`Z` for a zombie).
-fn state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.chars().next()
 }
 
 #[test]
@@ -42,7 +39,7 @@ fn the_census_recognises_a_zombie_of_a_binary_deep_in_a_target_directory() {
     let mut zombie = Command::new(&binary).spawn().unwrap();
     let pid = zombie.id();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while state(pid) != Some('Z') {
+    while procs::state(pid) != Some('Z') {
         assert!(Instant::now() < deadline, "the probe did not exit");
         std::thread::sleep(Duration::from_millis(5));
     }

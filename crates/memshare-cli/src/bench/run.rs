@@ -231,13 +231,12 @@ pub fn measure(case: Case, timing: Timing, cpus: &[usize]) -> Result<Measured, F
         || lock().iter_mut().any(Peer::failed),
         || run_case(case, timing, link, later, names, words),
     );
-    let peers = peers.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let mut peers = peers.into_inner().unwrap_or_else(PoisonError::into_inner);
     let (probe_ns, outcome, probe_after_ns) = match run {
         Ok(done) => done,
         // A peer that failed is what went wrong (the benchmark's side
         // then only saw it stop): its failure is the error.
         Err(e) => {
-            let mut peers = peers;
             if peers.iter_mut().any(Peer::failed) {
                 return Err(finish_all(peers).err().unwrap_or(e));
             }

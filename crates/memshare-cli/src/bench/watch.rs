@@ -27,13 +27,13 @@ pub fn peer_failed() -> bool {
 /// Whether a wait that gives up at `deadline` gives up now: the deadline
 /// passed, or a peer failed.
 pub fn expired(deadline: Instant) -> bool {
-    PEER_FAILED.load(Ordering::Relaxed) || Instant::now() > deadline
+    peer_failed() || Instant::now() > deadline
 }
 
 /// How long a wait may sleep before it looks at [`expired`] again: until
 /// `deadline`, at most [`LOOK`]; zero once expired.
 pub fn slice(deadline: Instant) -> Duration {
-    if PEER_FAILED.load(Ordering::Relaxed) {
+    if peer_failed() {
         return Duration::ZERO;
     }
     deadline.saturating_duration_since(Instant::now()).min(LOOK)

@@ -125,20 +125,7 @@ impl Drop for NameSweeper {
 
 /// The process ids whose parent is this process (running or zombies).
 pub fn children() -> Vec<u32> {
-    let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // The fields after the command name, which is in parentheses and
-        // may itself contain spaces or parentheses.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let ppid: u32 = rest.split(' ').nth(1)?.parse().ok()?;
-        (ppid == me).then_some(pid)
-    })
-    .collect()
+    super::procs::children_of(std::process::id())
 }
 
 /// Asserts that this process has no children at all: none running, none

@@ -8,6 +8,8 @@
 pub mod census;
 pub mod chan;
 pub mod privileged;
+#[cfg(target_os = "linux")]
+pub mod procs;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
