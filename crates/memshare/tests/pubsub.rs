@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{in_dev_shm, unique_name};
 use memshare::channel::EndpointState;
@@ -46,6 +46,57 @@ fn every_subscriber_gets_every_message_in_order() {
         drop((publisher, subs));
         assert!(!in_dev_shm(&name));
     }
+}
+
+/// Subscribers parked at once (each in a thread of its own, on the
+/// service's one futex word, as subscriber processes are) are all woken by
+/// one publish, at once: not one of them, the others at the end of their
+/// park slice (Linux reads the count of a futex wake as an int, and a wake
+/// of `u32::MAX` waiters woke one).
+#[test]
+fn one_publish_wakes_every_parked_subscriber_at_once() {
+    const SUBSCRIBERS: usize = 3;
+    const ROUNDS: usize = 15;
+    let name = unique_name("fanout-wake");
+    let mut publisher = Publisher::create(&name, ServiceConfig::new().depth(64)).unwrap();
+    let (got_tx, got) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..SUBSCRIBERS)
+        .map(|_| {
+            let mut sub = Subscriber::open(&name).unwrap();
+            sub.set_wait_strategy(memshare::channel::WaitStrategy::Park);
+            let got_tx = got_tx.clone();
+            std::thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    drop(sub.recv_timeout(Duration::from_secs(30)).unwrap());
+                    got_tx.send(Instant::now()).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut slowest = Vec::new();
+    for _ in 0..ROUNDS {
+        // Every subscriber is parked by now.
+        std::thread::sleep(Duration::from_millis(5));
+        let sent = Instant::now();
+        publisher.publish_copy(b"wake up").unwrap();
+        let last = (0..SUBSCRIBERS)
+            .map(|_| got.recv_timeout(Duration::from_secs(30)).unwrap())
+            .max()
+            .unwrap();
+        slowest.push(last.saturating_duration_since(sent));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    slowest.sort();
+    let median = slowest[ROUNDS / 2];
+    assert!(
+        median < Duration::from_millis(5),
+        "the last of {SUBSCRIBERS} parked subscribers woke {median:?} (median) after the \
+         publish: {slowest:?}"
+    );
+    drop(publisher);
+    assert!(!in_dev_shm(&name));
 }
 
 #[test]

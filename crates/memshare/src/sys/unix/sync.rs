@@ -135,7 +135,9 @@ mod imp {
     }
 
     pub(super) fn wake(word: &AtomicU32, n: u32) {
-        let _ = futex::wake(word, futex::Flags::empty(), n);
+        // The kernel reads the count as an int: u32::MAX would be -1,
+        // which wakes one waiter, not all.
+        let _ = futex::wake(word, futex::Flags::empty(), n.min(i32::MAX as u32));
     }
 
     /// Set once `futex_waitv` said ENOSYS (Linux before 5.16): from then
