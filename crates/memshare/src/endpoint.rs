@@ -188,6 +188,9 @@ pub(crate) struct Link<T = ()> {
     /// that thought the peer gone while the set's member did not woke the
     /// set's future again and again: found by `notifier_hostile`).
     peer_seen: std::sync::atomic::AtomicBool,
+    /// The threads parked on the endpoint's word: the endpoint's own
+    /// blocking call, its wait-set members, the async notifier.
+    pub(crate) parkers: crate::primitive::Parkers,
     pub(crate) state: T,
     /// The endpoint's registration with the async notifier, made the first
     /// time a future or a readiness descriptor waits on it (see
@@ -204,6 +207,7 @@ impl<T> Link<T> {
             dropped: Default::default(),
             recheck: Default::default(),
             peer_seen: Default::default(),
+            parkers: Default::default(),
             state,
             #[cfg(feature = "async")]
             aio: Default::default(),

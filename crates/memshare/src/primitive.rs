@@ -41,10 +41,14 @@ impl FutexWord {
         crate::sys::wait(&self.0, expected, timeout);
     }
 
-    /// Bumps the word, then wakes the one waiter (there is one per word).
+    /// Bumps the word, then wakes the endpoint that parks on it (waiter 0:
+    /// there is one per word). Where the system waits on the word itself
+    /// (a futex), every thread asleep on it: the endpoint's process may
+    /// park on the word from several threads at once (its own blocking
+    /// call, a wait set, the async notifier: see [`Parkers`]).
     pub(crate) fn bump_and_wake(&self) {
         self.0.fetch_add(1, Ordering::Release);
-        crate::sys::wake(&self.0, 1);
+        crate::sys::wake_waiters(&self.0, 1);
     }
 
     /// Bumps the word, then wakes every waiter.
@@ -89,6 +93,45 @@ impl FutexWord {
 #[cfg(not(loom))]
 pub(crate) fn wait_many(words: &[(&FutexWord, u32)], timeout: Duration) {
     crate::sys::wait_many(words.iter().map(|&(w, v)| (&w.0, v)), timeout);
+}
+
+#[cfg(loom)]
+use loom::sync::Mutex;
+#[cfg(not(loom))]
+use std::sync::Mutex;
+
+/// The threads of this process parked on one endpoint's word at once: the
+/// endpoint's own blocking call, the wait sets it is a member of, the
+/// async notifier. They share the endpoint's one "waiting" flag (or bit)
+/// in shared memory, which its wakers look at: the first to park raises
+/// it, and only the last to leave lowers it. (Each lowering its own would
+/// lower it for all: the others, still asleep, would miss every wake-up
+/// until their slice ended.) Every park raises it, even when others are
+/// parked: a waker may have lowered it (the request/response server
+/// lowers a client's as it wakes it).
+#[derive(Debug, Default)]
+pub(crate) struct Parkers {
+    count: Mutex<u32>,
+}
+
+impl Parkers {
+    /// Counts one more parker and raises the flag (`raise`), under the
+    /// lock: a parker that leaves meanwhile does not lower it.
+    pub(crate) fn arm(&self, raise: impl FnOnce()) {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *count = count.saturating_add(1);
+        raise();
+    }
+
+    /// Counts one parker less, and lowers the flag (`lower`) if it was the
+    /// last.
+    pub(crate) fn disarm(&self, lower: impl FnOnce()) {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            lower();
+        }
+    }
 }
 
 /// The model of a futex word: `wait` sleeps only if the word still holds
@@ -166,9 +209,11 @@ impl FutexWord {
         }
     }
 
+    /// Every sleeper, as the real one wakes every thread asleep on a
+    /// futex.
     pub(crate) fn bump_and_wake(&self) {
         self.word.fetch_add(1, Ordering::Release);
-        self.wake(1);
+        self.wake(usize::MAX);
     }
 
     pub(crate) fn bump_and_wake_all(&self) {

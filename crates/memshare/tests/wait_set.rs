@@ -842,3 +842,166 @@ fn a_peer_scribbling_over_every_shared_word_cannot_make_a_set_crash_or_oversleep
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
 }
+
+/// How long after `give` the endpoint's own blocking call (in another
+/// thread) returned, per trial, while a set parked on the same endpoint:
+/// in the even trials the set parks beside the parked call and leaves (a
+/// 2 ms wait that times out) before the message comes; in the odd ones the
+/// set parks first, then the call, and the message comes while both are
+/// parked (a wake that reached one sleeper would reach the set, the first
+/// in the kernel's queue). `own` blocks until the endpoint has something
+/// and takes it; `give` (in a third thread) makes it ready.
+fn woken_beside_a_set(
+    set: &mut WaitSet,
+    mut own: impl FnMut() + Send,
+    mut give: impl FnMut() + Send,
+) -> [Vec<Duration>; 2] {
+    const TRIALS: usize = 30;
+    let mut late: [Vec<Duration>; 2] = Default::default();
+    std::thread::scope(|s| {
+        let (start, start_rx) = std::sync::mpsc::channel::<()>();
+        let (got_tx, got) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<bool>();
+        let (gave_tx, gave) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            while start_rx.recv().is_ok() {
+                own();
+                got_tx.send(Instant::now()).unwrap();
+            }
+        });
+        let starter = start.clone();
+        s.spawn(move || {
+            while let Ok(set_parked) = go_rx.recv() {
+                if set_parked {
+                    // The set parks, then the call.
+                    std::thread::sleep(Duration::from_millis(2));
+                    starter.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+                let at = Instant::now();
+                give();
+                gave_tx.send(at).unwrap();
+            }
+        });
+        for trial in 0..TRIALS {
+            if trial % 2 == 0 {
+                start.send(()).unwrap();
+                // The call parks.
+                std::thread::sleep(Duration::from_millis(5));
+                assert!(set
+                    .wait_timeout(Duration::from_millis(2))
+                    .unwrap()
+                    .is_empty());
+                go.send(false).unwrap();
+            } else {
+                go.send(true).unwrap();
+                // Reported, or (the call took it first) a timeout.
+                set.wait_timeout(Duration::from_millis(50)).unwrap();
+            }
+            let gave = gave.recv_timeout(TIMEOUT).unwrap();
+            let got = got.recv_timeout(TIMEOUT).unwrap();
+            late[trial % 2].push(got.saturating_duration_since(gave));
+        }
+        drop((go, start));
+    });
+    late
+}
+
+/// Asserts that the endpoint's own call was woken at once (median under
+/// 5 ms, where a missed wake-up waits for the end of its park slice, up to
+/// `LIVENESS_INTERVAL`), whether the set had left or was parked too.
+fn assert_woken_at_once(kind: &str, late: [Vec<Duration>; 2]) {
+    for (mut late, when) in late.into_iter().zip(["left", "parked"]) {
+        late.sort();
+        let median = late[late.len() / 2];
+        assert!(
+            median < Duration::from_millis(5),
+            "{kind}: its own call woke {median:?} (median) after the message, with a set that \
+             {when} beside it: {late:?}"
+        );
+    }
+}
+
+/// An endpoint's own blocking call and a wait set parked on it at once
+/// (from two threads) share its one flag, and both are woken: the set's
+/// leaving does not lower the flag under the parked call, and a wake
+/// reaches both. For each kind a set can wait on for something to receive.
+#[test]
+fn an_endpoints_own_call_parked_beside_a_set_is_woken_at_once() {
+    // A channel receiver.
+    let mut rx = Receiver::create(4096).unwrap();
+    rx.set_wait_strategy(WaitStrategy::Park);
+    let mut tx = Sender::attach(rx.segment()).unwrap();
+    let mut set = WaitSet::new().unwrap();
+    set.add(&rx).unwrap();
+    let late = woken_beside_a_set(
+        &mut set,
+        move || drop(rx.recv_timeout(TIMEOUT).unwrap()),
+        move || tx.send(b"now").unwrap(),
+    );
+    assert_woken_at_once("a channel receiver", late);
+
+    // A subscriber.
+    let name = unique_name("ws-beside");
+    let mut publisher = Publisher::create(&name, small_service()).unwrap();
+    let mut sub = Subscriber::open(&name).unwrap();
+    sub.set_wait_strategy(WaitStrategy::Park);
+    let mut set = WaitSet::new().unwrap();
+    set.add(&sub).unwrap();
+    let late = woken_beside_a_set(
+        &mut set,
+        move || drop(sub.recv_timeout(TIMEOUT).unwrap()),
+        move || publisher.publish_copy(b"now").unwrap(),
+    );
+    assert_woken_at_once("a subscriber", late);
+
+    // A server, answering each request.
+    let name = unique_name("ws-beside-server");
+    let server = Server::create(&name, small_server(2)).unwrap();
+    server.set_wait_strategy(WaitStrategy::Park);
+    let mut client = Client::connect(&name).unwrap();
+    let mut set = WaitSet::new().unwrap();
+    set.add(&server).unwrap();
+    let late = woken_beside_a_set(
+        &mut set,
+        move || {
+            server
+                .recv_timeout(TIMEOUT)
+                .unwrap()
+                .respond(b"ok")
+                .unwrap()
+        },
+        move || {
+            let pending = client.send_request(b"now").unwrap();
+            drop(client.receive_response_timeout(&pending, TIMEOUT).unwrap());
+        },
+    );
+    assert_woken_at_once("a server", late);
+
+    // A client awaiting its answer (the test answers, once the request is
+    // in flight).
+    let name = unique_name("ws-beside-client");
+    let server = Server::create(&name, small_server(2)).unwrap();
+    let mut client = Client::connect(&name).unwrap();
+    client.set_wait_strategy(WaitStrategy::Park);
+    let mut set = WaitSet::new().unwrap();
+    set.add(&client).unwrap();
+    let (sent, in_flight) = std::sync::mpsc::channel();
+    let late = woken_beside_a_set(
+        &mut set,
+        move || {
+            let pending = client.send_request(b"later").unwrap();
+            sent.send(()).unwrap();
+            drop(client.receive_response_timeout(&pending, TIMEOUT).unwrap());
+        },
+        move || {
+            in_flight.recv_timeout(TIMEOUT).unwrap();
+            server
+                .recv_timeout(TIMEOUT)
+                .unwrap()
+                .respond(b"now")
+                .unwrap();
+        },
+    );
+    assert_woken_at_once("a client", late);
+}

@@ -100,10 +100,12 @@
 //!
 //! An endpoint's futures and its blocking calls can be used in turn (a
 //! future dropped, then `recv`): the future's drop gives the endpoint's
-//! flag back. They must not wait at the same time from two threads on
-//! one endpoint (its `&mut` borrows prevent that, except for a wait set's
-//! future and its members' own futures, which share the endpoint's one
-//! registration with the notifier and are all woken).
+//! flag back. The notifier's thread, blocking wait sets and the endpoint's
+//! own blocking call may also park on one endpoint at once: they share its
+//! flag, which stays raised until the last of them leaves, and every wake
+//! reaches all of them (see the wait set's module docs for Windows). A wait
+//! set's future and its members' own futures share the endpoint's one
+//! registration with the notifier and are all woken.
 
 pub(crate) mod notifier;
 

@@ -335,7 +335,9 @@ impl Endpoint {
         let last = self.last_liveness;
         match rounds.next_within(|| LIVENESS_INTERVAL.saturating_sub(last.elapsed())) {
             Some(Step::Spin) => std::hint::spin_loop(),
-            Some(Step::Park(slice)) => ring::park(self.header(), self.side, slice, blocked),
+            Some(Step::Park(slice)) => {
+                ring::park(self.header(), self.side, &self.link.parkers, slice, blocked)
+            }
             None => {
                 return Err(Error::TimedOut {
                     object: self.describe(),

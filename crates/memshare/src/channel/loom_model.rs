@@ -26,7 +26,7 @@ use loom::sync::Arc;
 
 use super::layout::{frame_len, Header, Side, FRAME_HEADER};
 use super::ring::{park, Consumer, Producer, Ring};
-use crate::primitive::Ordering;
+use crate::primitive::{Ordering, Parkers};
 
 /// A small ring, so that frames wrap, pad and fill it.
 pub(crate) const CAPACITY: u64 = 32;
@@ -35,6 +35,9 @@ pub(crate) const CAPACITY: u64 = 32;
 pub(crate) struct Channel {
     pub(crate) header: Header,
     pub(crate) ring: Ring,
+    /// Each side's parkers (as in its endpoint's `Link`).
+    pub(crate) send_parkers: Parkers,
+    pub(crate) recv_parkers: Parkers,
 }
 
 impl Channel {
@@ -42,6 +45,8 @@ impl Channel {
         Channel {
             header: Header::zeroed(),
             ring: Ring::zeroed(CAPACITY),
+            send_parkers: Parkers::default(),
+            recv_parkers: Parkers::default(),
         }
     }
 }
@@ -55,9 +60,13 @@ pub(crate) fn send(ch: &Channel, core: &mut Producer, msg: &[u8]) {
             break slot;
         }
         let write = core.write;
-        park(&ch.header, Side::Sender, Duration::MAX, |h| {
-            Producer::still_full(h, CAPACITY, write, frame)
-        });
+        park(
+            &ch.header,
+            Side::Sender,
+            &ch.send_parkers,
+            Duration::MAX,
+            |h| Producer::still_full(h, CAPACITY, write, frame),
+        );
     };
     ch.ring.write_bytes(slot.0 + FRAME_HEADER, msg);
     core.commit(&ch.header, &ch.ring, slot, msg.len() as u32);
@@ -65,15 +74,19 @@ pub(crate) fn send(ch: &Channel, core: &mut Producer, msg: &[u8]) {
 
 /// `Receiver::recv` with `WaitStrategy::Park`, then reading the guard and
 /// dropping it.
-fn recv(ch: &Channel, core: &mut Consumer) -> Vec<u8> {
+pub(crate) fn recv(ch: &Channel, core: &mut Consumer) -> Vec<u8> {
     let frame = loop {
         if let Some(frame) = core.poll(&ch.header, &ch.ring).unwrap() {
             break frame;
         }
         let read = core.read;
-        park(&ch.header, Side::Receiver, Duration::MAX, |h| {
-            Consumer::still_empty(h, read)
-        });
+        park(
+            &ch.header,
+            Side::Receiver,
+            &ch.recv_parkers,
+            Duration::MAX,
+            |h| Consumer::still_empty(h, read),
+        );
     };
     let msg = ch.ring.read_bytes(frame.offset, frame.len);
     core.release(&ch.header, frame.next);
@@ -89,10 +102,7 @@ pub(crate) fn message(i: usize, len: usize) -> Vec<u8> {
 /// A sender thread sends messages of `lens`; this thread receives them and
 /// checks each against what was sent.
 fn run(lens: &'static [usize]) {
-    let ch = Arc::new(Channel {
-        header: Header::zeroed(),
-        ring: Ring::zeroed(CAPACITY),
-    });
+    let ch = Arc::new(Channel::new());
     let sender = ch.clone();
     let producer = loom::thread::spawn(move || {
         let mut core = Producer::default();

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::layout::{self, frame_len, max_message, Header, Side};
-use crate::primitive::{fence, Ordering};
+use crate::primitive::{fence, Ordering, Parkers};
 
 /// A contradiction in what the peer published: the caller turns it into
 /// `Error::Corrupted`, naming the channel.
@@ -136,10 +136,12 @@ pub(crate) fn publish(header: &Header, side: Side, value: u64) {
 
 /// Parks `side` on its futex word for at most `slice`, unless `blocked()`
 /// is already false after the "waiting" flag is set (the other half of the
-/// pair in [`publish`]).
+/// pair in [`publish`]). `parkers`: the side's parkers in this process,
+/// which share the flag.
 pub(crate) fn park(
     header: &Header,
     side: Side,
+    parkers: &Parkers,
     slice: Duration,
     blocked: impl Fn(&Header) -> bool,
 ) {
@@ -147,12 +149,12 @@ pub(crate) fn park(
     // Snapshot the word first: a wake after this point changes it, and the
     // futex wait below then returns at once.
     let seq = own.futex.load();
-    own.waiting.store(1, Ordering::Relaxed);
+    parkers.arm(|| own.waiting.store(1, Ordering::Relaxed));
     fence(Ordering::SeqCst);
     if blocked(header) && !slice.is_zero() {
         own.futex.wait(seq, slice);
     }
-    own.waiting.store(0, Ordering::Relaxed);
+    parkers.disarm(|| own.waiting.store(0, Ordering::Relaxed));
 }
 
 /// Wakes the peer of `side` whatever its flag says (a detach: the peer must

@@ -118,6 +118,8 @@ fn subscribe(m: &Model, mut core: SubCore, last: u64) -> (Vec<u64>, u64) {
     let views = [m.publisher()];
     let pubs = &views[..];
     let sub = m.subscriber();
+    // As the subscriber's `Link`'s.
+    let parkers = crate::primitive::Parkers::default();
     let mut held = Vec::new();
     let mut seen = Vec::new();
     loop {
@@ -145,7 +147,7 @@ fn subscribe(m: &Model, mut core: SubCore, last: u64) -> (Vec<u64>, u64) {
             }
             None => {
                 let cursors = core.cursors.clone();
-                park_subscriber(&m.wake, 0, Duration::MAX, || {
+                park_subscriber(&m.wake, 0, &parkers, Duration::MAX, || {
                     SubCore::nothing_new(&cursors, m.limits.ring_len, pubs)
                 });
             }

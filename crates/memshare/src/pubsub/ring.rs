@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::layout::{Entry, Geometry, PublisherBlock, PublisherWake, SubscriberHead, WakeBlock};
-use crate::primitive::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::primitive::{fence, AtomicU32, AtomicU64, Ordering, Parkers};
 
 /// A contradiction in what a peer wrote: the caller turns it into
 /// `Error::Corrupted`, naming the service.
@@ -627,20 +627,27 @@ impl SubCore {
 
 /// Parks subscriber `bit` on the service's futex for at most `slice`,
 /// unless `blocked()` is already false once its parked bit is set.
+/// `parkers`: the subscriber's parkers in this process, which share the
+/// bit.
 pub(crate) fn park_subscriber(
     wake: &WakeBlock,
     bit: u32,
+    parkers: &Parkers,
     slice: Duration,
     blocked: impl FnOnce() -> bool,
 ) {
     let seq = wake.futex.load();
-    wake.parked.fetch_or(1 << bit, Ordering::Relaxed);
+    parkers.arm(|| {
+        wake.parked.fetch_or(1 << bit, Ordering::Relaxed);
+    });
     // The other half of the pair in `PubCore::publish`.
     fence(Ordering::SeqCst);
     if blocked() && !slice.is_zero() {
         wake.futex.wait(seq, slice);
     }
-    wake.parked.fetch_and(!(1 << bit), Ordering::Relaxed);
+    parkers.disarm(|| {
+        wake.parked.fetch_and(!(1 << bit), Ordering::Relaxed);
+    });
 }
 
 /// The `waiting` word of a publisher that parks on futex value `seq`:

@@ -255,9 +255,13 @@ impl Subscriber {
                     let pubs = self.service.publishers();
                     let cursors = self.core.borrow().cursors.clone();
                     let ring_len = self.service.geometry.ring_len;
-                    park_subscriber(&self.service.header().wake, self.index, slice, || {
-                        SubCore::nothing_new(&cursors, ring_len, pubs)
-                    });
+                    park_subscriber(
+                        &self.service.header().wake,
+                        self.index,
+                        &self.link.parkers,
+                        slice,
+                        || SubCore::nothing_new(&cursors, ring_len, pubs),
+                    );
                 }
                 None => {
                     return Err(Error::TimedOut {

@@ -523,9 +523,13 @@ impl Client {
             let last = self.last_liveness;
             match rounds.next_within(|| LIVENESS_INTERVAL.saturating_sub(last.elapsed())) {
                 Some(Step::Spin) => std::hint::spin_loop(),
-                Some(Step::Park(slice)) => {
-                    protocol::park_client(self.service.region(self.index), slot, id, slice)
-                }
+                Some(Step::Park(slice)) => protocol::park_client(
+                    self.service.region(self.index),
+                    &self.link.parkers,
+                    slot,
+                    id,
+                    slice,
+                ),
                 None => {
                     if abandon {
                         self.abandoned

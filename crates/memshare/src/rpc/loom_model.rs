@@ -77,6 +77,8 @@ impl Model {
 /// together, then waits for every answer, parking when there is none;
 /// each response must be its request's value plus 1000.
 fn client(m: &Model, requests: u32, batch: bool) {
+    // As the client's `Link`'s.
+    let parkers = crate::primitive::Parkers::default();
     let mut head = 0;
     for i in 0..requests {
         m.requests[i as usize].with_mut(|p| {
@@ -106,6 +108,7 @@ fn client(m: &Model, requests: u32, batch: bool) {
                 Answer::Waiting => {
                     protocol::park_client(
                         m.region(),
+                        &parkers,
                         i,
                         100 + u64::from(i),
                         Duration::from_secs(1),
@@ -131,6 +134,8 @@ enum Wait {
 /// and answers them in reverse order of arrival once all are taken (with
 /// `reverse`) or each at once.
 fn server(m: &Model, requests: u32, reverse: bool, wait: Wait) {
+    // As the server's `Link`'s.
+    let parkers = crate::primitive::Parkers::default();
     let mut ring = protocol::Ring::default();
     let mut taken = Vec::new();
     while taken.len() < requests as usize {
@@ -139,7 +144,7 @@ fn server(m: &Model, requests: u32, reverse: bool, wait: Wait) {
                 Wait::Spin => loom::thread::yield_now(),
                 Wait::Park => {
                     let t = ring.tail;
-                    protocol::park_server(&m.server_wake, Duration::from_secs(1), || {
+                    protocol::park_server(&m.server_wake, &parkers, Duration::from_secs(1), || {
                         if protocol::has_requests(m.region(), t) {
                             m.pending.fetch_or(1, crate::primitive::Ordering::Relaxed);
                             false

@@ -10,7 +10,7 @@ use super::layout::{
     id_of, phase_of, slot_word, Slot, WakeWords, SLOT_DECLINED, SLOT_REQUESTED, SLOT_RESPONDED,
     SLOT_TAKEN,
 };
-use crate::primitive::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::primitive::{fence, AtomicU32, AtomicU64, Ordering, Parkers};
 
 /// What both sides see of one client region (and its wake words, which
 /// live in the header).
@@ -111,17 +111,24 @@ pub(crate) fn answer(region: Region<'_>, slot: u32, id: u64) -> Answer {
 }
 
 /// Client: parks for at most `slice` on its futex word, unless request
-/// `id` in `slot` is answered once the flag is set.
-pub(crate) fn park_client(region: Region<'_>, slot: u32, id: u64, slice: Duration) {
+/// `id` in `slot` is answered once the flag is set. `parkers`: the
+/// client's parkers in this process, which share the flag.
+pub(crate) fn park_client(
+    region: Region<'_>,
+    parkers: &Parkers,
+    slot: u32,
+    id: u64,
+    slice: Duration,
+) {
     let seq = region.wake.futex.load();
-    region.wake.waiting.store(1, Ordering::Relaxed);
+    parkers.arm(|| region.wake.waiting.store(1, Ordering::Relaxed));
     // Pairs with the fence in `finish`: either the server sees the flag,
     // or this side sees the answer.
     fence(Ordering::SeqCst);
     if answer(region, slot, id) == Answer::Waiting && !slice.is_zero() {
         region.wake.futex.wait(seq, slice);
     }
-    region.wake.waiting.store(0, Ordering::Relaxed);
+    parkers.disarm(|| region.wake.waiting.store(0, Ordering::Relaxed));
 }
 
 /// What the server found at the tail of a client's ring.
@@ -375,19 +382,21 @@ pub(crate) fn finish(region: Region<'_>, slot: u32, id: u64, response: Option<u3
 
 /// Server: parks for at most `slice` on its futex word, unless
 /// `nothing_pushed()` (a look at every client's head) is false once the
-/// flag is set.
+/// flag is set. `parkers`: the server's parkers in this process, which
+/// share the flag.
 pub(crate) fn park_server(
     server_wake: &WakeWords,
+    parkers: &Parkers,
     slice: Duration,
     nothing_pushed: impl FnOnce() -> bool,
 ) {
     let seq = server_wake.futex.load();
-    server_wake.waiting.store(1, Ordering::Relaxed);
+    parkers.arm(|| server_wake.waiting.store(1, Ordering::Relaxed));
     // Pairs with the fence in `send`: either a client sees the flag, or
     // this side sees its head.
     fence(Ordering::SeqCst);
     if nothing_pushed() && !slice.is_zero() {
         server_wake.futex.wait(seq, slice);
     }
-    server_wake.waiting.store(0, Ordering::Relaxed);
+    parkers.disarm(|| server_wake.waiting.store(0, Ordering::Relaxed));
 }

@@ -317,9 +317,12 @@ impl Server {
             match rounds.next_within(|| self.liveness.borrow().due()) {
                 Some(Step::Spin) => std::hint::spin_loop(),
                 Some(Step::Park(slice)) => {
-                    protocol::park_server(&self.service.header().server_wake, slice, || {
-                        self.nothing_pushed()
-                    });
+                    protocol::park_server(
+                        &self.service.header().server_wake,
+                        &self.link.parkers,
+                        slice,
+                        || self.nothing_pushed(),
+                    );
                 }
                 None => {
                     return Err(Error::TimedOut {

@@ -29,7 +29,7 @@ use super::watch::{levels, park, prepare, ChannelWatch, SubscriberWatch, Watch};
 use crate::channel::layout::Side;
 use crate::channel::loom_model::{self as chan, Channel, CAPACITY};
 use crate::channel::ring::{Consumer, Producer};
-use crate::primitive::{check, Ordering};
+use crate::primitive::{check, Ordering, Parkers};
 use crate::pubsub::layout::STATE_ATTACHED;
 use crate::pubsub::loom_model::{self as ps, Model};
 use crate::pubsub::ring::SubCore;
@@ -63,15 +63,18 @@ fn run(per_waker: usize) {
     let sub = service.subscriber();
     let mut receiver = Consumer::default();
     let mut subscriber = SubCore::new(service.limits, pubs);
+    let subscriber_parkers = Parkers::default();
     let channel_member = ChannelWatch {
         header: &ch.header,
         side: Side::Receiver,
+        parkers: &ch.recv_parkers,
         capacity: CAPACITY,
         frame: 0,
     };
     let subscriber_member = SubscriberWatch {
         wake: &service.wake,
         bit: 0,
+        parkers: &subscriber_parkers,
         cursors: sub.cursors,
         publishers: pubs,
         ring_len: service.limits.ring_len,
@@ -135,6 +138,81 @@ fn a_set_parked_again_after_each_report_is_woken_every_time() {
     check(2, || run(2));
 }
 
+/// A channel's receiver, as a member.
+fn member(ch: &Channel) -> ChannelWatch<'_> {
+    ChannelWatch {
+        header: &ch.header,
+        side: Side::Receiver,
+        parkers: &ch.recv_parkers,
+        capacity: CAPACITY,
+        frame: 0,
+    }
+}
+
+/// A set parked on a receiver while the receiver's own blocking `recv`
+/// (another thread) is parked on it too: they share the receiver's one
+/// flag, and the sender's wake must reach both. The set also holds a
+/// second channel's receiver; it stops looking at the first once it is
+/// reported (someone else receives there) and returns once the second's
+/// message came. Whether the set leaves before the first message, while
+/// the receiver is asleep, or after, the receiver is woken and gets it.
+/// (Planted: a set's leave that lowers the flag while the receiver is
+/// parked, or a sender's wake that wakes one sleeper, deadlock here.)
+#[test]
+fn a_set_and_the_receivers_own_recv_parked_at_once_are_both_woken() {
+    check(2, || {
+        let shared = Arc::new(Channel::new());
+        let other = Arc::new(Channel::new());
+        let senders: Vec<_> = [shared.clone(), other.clone()]
+            .into_iter()
+            .map(|ch| {
+                loom::thread::spawn(move || {
+                    chan::send(&ch, &mut Producer::default(), &chan::message(0, 3));
+                })
+            })
+            .collect();
+        let receiver = {
+            let ch = shared.clone();
+            loom::thread::spawn(move || {
+                let msg = chan::recv(&ch, &mut Consumer::default());
+                assert_eq!(msg, chan::message(0, 3));
+            })
+        };
+        let (shared_member, other_member) = (member(&shared), member(&other));
+        let mut members: Vec<&dyn Watch> = vec![&other_member, &shared_member];
+        let mut on_other = Consumer::default();
+        loop {
+            let ready = levels(&members);
+            if ready & 1 != 0 {
+                let frame = on_other
+                    .poll(&other.header, &other.ring)
+                    .expect("an honest sender")
+                    .expect("the set reported the receiver: a message is there");
+                on_other.release(&other.header, frame.next);
+                break;
+            }
+            if ready & 2 != 0 {
+                members.truncate(1);
+                continue;
+            }
+            park(&members, Duration::MAX);
+        }
+        for t in senders {
+            t.join().unwrap();
+        }
+        receiver.join().unwrap();
+        // Both parkers left: the flag is down.
+        assert_eq!(
+            shared
+                .header
+                .park(Side::Receiver)
+                .waiting
+                .load(Ordering::Relaxed),
+            0
+        );
+    });
+}
+
 /// The async notifier's registration handshake (`aio/notifier.rs`), with
 /// the wait set's own `prepare` and the channel's own sender: a task
 /// finds the ring empty and registers (under the worker's lock; it wakes
@@ -165,15 +243,6 @@ mod notifier {
         control: FutexWord,
         task: FutexWord,
         state: loom::sync::Mutex<State>,
-    }
-
-    fn member(ch: &Channel) -> ChannelWatch<'_> {
-        ChannelWatch {
-            header: &ch.header,
-            side: Side::Receiver,
-            capacity: CAPACITY,
-            frame: 0,
-        }
     }
 
     fn worker(s: &Shared) {

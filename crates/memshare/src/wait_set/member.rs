@@ -328,6 +328,7 @@ impl ChannelMember {
         ChannelWatch {
             header: self.header(),
             side: self.side,
+            parkers: &self.link.parkers,
             capacity: self.capacity,
             // (Process-local: what the endpoint's future waits for.)
             frame: self.link.state.load(std::sync::atomic::Ordering::Relaxed),
@@ -380,6 +381,7 @@ impl SubscriberMember {
         SubscriberWatch {
             wake: &self.service.header().wake,
             bit: self.index,
+            parkers: &self.link.parkers,
             cursors: self.service.subscriber(self.index).cursors,
             publishers: self.service.publishers(),
             ring_len: self.service.geometry.ring_len,
@@ -593,8 +595,14 @@ impl Watch for Member {
             Kind::Channel(m) => m.watch().arm(),
             Kind::Subscriber(m) => m.watch().arm(),
             // As `protocol::park_server` and `park_client`.
-            Kind::Server(m) => m.header().server_wake.waiting.store(1, Ordering::Relaxed),
-            Kind::Client(m) => m.wake().waiting.store(1, Ordering::Relaxed),
+            Kind::Server(m) => {
+                let waiting = &m.header().server_wake.waiting;
+                m.link.parkers.arm(|| waiting.store(1, Ordering::Relaxed));
+            }
+            Kind::Client(m) => {
+                let waiting = &m.wake().waiting;
+                m.link.parkers.arm(|| waiting.store(1, Ordering::Relaxed));
+            }
         }
     }
 
@@ -602,8 +610,18 @@ impl Watch for Member {
         match &self.kind {
             Kind::Channel(m) => m.watch().disarm(),
             Kind::Subscriber(m) => m.watch().disarm(),
-            Kind::Server(m) => m.header().server_wake.waiting.store(0, Ordering::Relaxed),
-            Kind::Client(m) => m.wake().waiting.store(0, Ordering::Relaxed),
+            Kind::Server(m) => {
+                let waiting = &m.header().server_wake.waiting;
+                m.link
+                    .parkers
+                    .disarm(|| waiting.store(0, Ordering::Relaxed));
+            }
+            Kind::Client(m) => {
+                let waiting = &m.wake().waiting;
+                m.link
+                    .parkers
+                    .disarm(|| waiting.store(0, Ordering::Relaxed));
+            }
         }
     }
 

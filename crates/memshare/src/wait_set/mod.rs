@@ -102,11 +102,13 @@
 //! A wait set is used from one thread at a time (`wait` takes `&mut
 //! self`); it is `Send`. Its members are usually used from the same
 //! thread, between waits. An endpoint may also be used from another thread
-//! while a set waits on it, but not parked there at the same time (its
-//! own blocking `recv`): the set and the endpoint would share the
-//! endpoint's one flag, and the first to wake clears it for both, so the
-//! other's wake-up may come late, by at most a liveness interval (both
-//! park in slices of at most that).
+//! while a set waits on it, its own blocking calls included: the endpoint's
+//! call and the set (and other sets, and the async notifier) then park on
+//! the endpoint's word at once, sharing its one flag, which stays raised
+//! until the last of them leaves, and a peer's wake reaches all of them.
+//! (On Windows they share the endpoint's one auto-reset event, which wakes
+//! one of them; the others look again at the end of their park slice, at
+//! most a liveness interval later.)
 //!
 //! # Trust
 //!

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::channel::layout::{self as channel, Side};
 use crate::channel::ring::{Consumer, Producer};
-use crate::primitive::{fence, wait_many, AtomicU64, FutexWord, Ordering};
+use crate::primitive::{fence, wait_many, AtomicU64, FutexWord, Ordering, Parkers};
 use crate::pubsub::layout::{self as pubsub, WakeBlock};
 use crate::pubsub::ring::{PubView, Publishers, SubCore};
 
@@ -117,6 +117,9 @@ pub(crate) struct ChannelWatch<'a> {
     pub(crate) header: &'a channel::Header,
     /// The member's side.
     pub(crate) side: Side,
+    /// The side's parkers in this process (its endpoint's), which share
+    /// its flag.
+    pub(crate) parkers: &'a Parkers,
     /// The ring's size, as validated when the endpoint attached.
     pub(crate) capacity: u64,
     /// Sender: the frame it waits for room for (its pending
@@ -133,17 +136,13 @@ impl<'a> ChannelWatch<'a> {
 
     /// The side's "waiting" flag, as `ring::park` sets it.
     pub(crate) fn arm(self) {
-        self.header
-            .park(self.side)
-            .waiting
-            .store(1, Ordering::Relaxed);
+        let waiting = &self.header.park(self.side).waiting;
+        self.parkers.arm(|| waiting.store(1, Ordering::Relaxed));
     }
 
     pub(crate) fn disarm(self) {
-        self.header
-            .park(self.side)
-            .waiting
-            .store(0, Ordering::Relaxed);
+        let waiting = &self.header.park(self.side).waiting;
+        self.parkers.disarm(|| waiting.store(0, Ordering::Relaxed));
     }
 
     /// Receiver: a frame is published past the receiver's position.
@@ -189,6 +188,8 @@ pub(crate) struct SubscriberWatch<'a, P> {
     pub(crate) wake: &'a WakeBlock,
     /// The subscriber's slot: its bit in the parked mask.
     pub(crate) bit: u32,
+    /// The subscriber's parkers in this process, which share its bit.
+    pub(crate) parkers: &'a Parkers,
     /// The subscriber's cursors as it publishes them in its block (one
     /// per publisher slot): where it will look next.
     pub(crate) cursors: &'a [AtomicU64],
@@ -203,13 +204,17 @@ impl<'a, P: Publishers<'a> + Copy> SubscriberWatch<'a, P> {
     }
 
     pub(crate) fn arm(&self) {
-        self.wake.parked.fetch_or(1 << self.bit, Ordering::Relaxed);
+        let parked = &self.wake.parked;
+        self.parkers.arm(|| {
+            parked.fetch_or(1 << self.bit, Ordering::Relaxed);
+        });
     }
 
     pub(crate) fn disarm(&self) {
-        self.wake
-            .parked
-            .fetch_and(!(1 << self.bit), Ordering::Relaxed);
+        let parked = &self.wake.parked;
+        self.parkers.disarm(|| {
+            parked.fetch_and(!(1 << self.bit), Ordering::Relaxed);
+        });
     }
 
     /// Some publisher's entry at the subscriber's cursor holds a message
