@@ -99,6 +99,44 @@ fn one_publish_wakes_every_parked_subscriber_at_once() {
     assert!(!in_dev_shm(&name));
 }
 
+/// A hostile process that writes a head of `u64::MAX` into a publisher
+/// slot no publisher holds yet makes neither a subscriber that opens nor
+/// the publisher that takes the slot overflow (a panic in a debug build; in
+/// a release build the subscriber took the slot's empty entry for message
+/// 0), and both go on with honest messages.
+#[test]
+fn a_hostile_head_in_a_free_publisher_slot_is_neither_a_panic_nor_a_message() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let name = unique_name("hostile-head");
+    let config = ServiceConfig::new().max_publishers(2).max_subscribers(2);
+    let mut first = Publisher::create(&name, config).unwrap();
+    // docs/pubsub-layout.md: publisher region 1 starts at publishers_at +
+    // publisher_region; its block's head is at byte 128 of it.
+    let view = first.segment().map(..).unwrap();
+    let subscribers = u64::from(view.atomic_u32(20).unwrap().load(Relaxed));
+    let subscriber_block = u64::from(view.atomic_u32(52).unwrap().load(Relaxed));
+    let publishers_at = (4096 + subscribers * subscriber_block).next_multiple_of(4096);
+    let region = view.atomic_u64(64).unwrap().load(Relaxed);
+    let head = (publishers_at + region + 128) as usize;
+    view.atomic_u64(head).unwrap().store(u64::MAX, Relaxed);
+
+    let sub = Subscriber::open(&name).unwrap();
+    assert!(sub.try_recv().unwrap().is_none());
+    let mut second = Publisher::open(&name).unwrap();
+    assert_eq!(second.slot(), 1);
+    assert!(second.next_sequence() < 1 << 62);
+    first.publish_copy(b"first").unwrap();
+    second.publish_copy(b"second").unwrap();
+    let mut got: Vec<Vec<u8>> = (0..2)
+        .map(|_| sub.recv_timeout(Duration::from_secs(5)).unwrap().to_vec())
+        .collect();
+    got.sort();
+    assert_eq!(got, [b"first".to_vec(), b"second".to_vec()]);
+    assert!(sub.try_recv().unwrap().is_none());
+    drop((view, first, second, sub));
+    assert!(!in_dev_shm(&name));
+}
+
 #[test]
 fn many_publishers_reach_every_subscriber_each_in_order() {
     let name = unique_name("n-m");

@@ -179,7 +179,10 @@ impl PubCore {
         // The head is past every sequence any entry holds: a publisher that
         // died after storing an entry but before its head loses nothing.
         let stored = view.block.head.load(Ordering::Acquire);
-        let mut head = stored;
+        // No honest publisher reaches 2^62 (as the entries' sequences
+        // below): a larger head is a hostile writer's, and would overflow
+        // the sequence arithmetic; start from the entries then.
+        let mut head = if stored < 1 << 62 { stored } else { 0 };
         for e in view.entries {
             let seq = e.seq.load(Ordering::Acquire);
             if seq != 0 && seq < (1 << 62) {
@@ -398,6 +401,9 @@ impl SubCore {
         let cursors: Vec<u64> = (0..pubs.count())
             .map(|p| {
                 let head = pubs.get(p).block.head.load(Ordering::Acquire);
+                // A head past 2^62 is a hostile writer's (as in `lapped`):
+                // start from 0 there, so that a cursor never overflows.
+                let head = if head < 1 << 62 { head } else { 0 };
                 head.saturating_sub(u64::from(limits.history))
             })
             .collect();
@@ -528,7 +534,7 @@ impl SubCore {
                 "publisher {p}: an entry holds a sequence past {c}, but its head {head} says it was not overwritten"
             )));
         }
-        self.missed += oldest - c;
+        self.missed = self.missed.saturating_add(oldest - c);
         self.cursors[p] = oldest;
         sub.head.missed.store(self.missed, Ordering::Relaxed);
         sub.cursors[p].store(oldest, Ordering::Release);

@@ -98,6 +98,21 @@ impl Service {
         })?;
         header_window.check_intact()?;
         let g = &geometry;
+        // The publisher chose its slot from an earlier look at the header:
+        // one that changed since (only a hostile writer does that) may no
+        // longer have it.
+        if let Role::Publisher(p) = role {
+            if p >= g.shape.max_publishers {
+                return Err(Error::Corrupted {
+                    object,
+                    detail: format!(
+                        "its header changed while a publisher attached: slot {p} is not below \
+                         max_publishers ({})",
+                        g.shape.max_publishers
+                    ),
+                });
+            }
+        }
         let table = g.subscribers_at..g.publishers_at;
         let subscribers_window = match role {
             Role::Publisher(_) | Role::Observer => Window::ReadOnly(segment.map_readonly(table)?),
@@ -252,5 +267,29 @@ impl<'a> AllPublishers<'a> {
     /// Each publisher's region, with its index.
     pub(crate) fn iter(self) -> impl Iterator<Item = (u32, PubView<'a>)> {
         (0..self.count()).map(move |p| (p as u32, self.get(p)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Role, Service};
+    use crate::pubsub::{Publisher, ServiceConfig};
+    use crate::Error;
+
+    /// A publisher's slot beyond the header's `max_publishers` (the header
+    /// changed between the publisher's look and its open) is `Corrupted`,
+    /// not an index out of bounds.
+    #[test]
+    fn a_publisher_slot_beyond_the_header_is_corrupted_not_a_panic() {
+        let name = format!("mst-pubsub-role-{}", std::process::id());
+        let publisher = Publisher::create(&name, ServiceConfig::new().max_publishers(2)).unwrap();
+        let segment = publisher.segment();
+        assert!(Service::open(segment, Role::Publisher(1)).is_ok());
+        match Service::open(segment, Role::Publisher(2)) {
+            Err(Error::Corrupted { detail, .. }) => {
+                assert!(detail.contains("max_publishers (2)"), "{detail}")
+            }
+            other => panic!("expected Corrupted, got {:?}", other.err()),
+        }
     }
 }

@@ -108,6 +108,21 @@ impl Service {
         })?;
         header_window.check_intact()?;
         let g = &geometry;
+        // The client chose its region from an earlier look at the header:
+        // one that changed since (only a hostile writer does that) may no
+        // longer have it.
+        if let Role::Client(c) = role {
+            if c >= g.shape.max_clients {
+                return Err(Error::Corrupted {
+                    object,
+                    detail: format!(
+                        "its header changed while a client attached: region {c} is not below \
+                         max_clients ({})",
+                        g.shape.max_clients
+                    ),
+                });
+            }
+        }
         let mut windows = vec![header_window];
         let mut regions = Vec::with_capacity(g.shape.max_clients as usize);
         for c in 0..g.shape.max_clients {
@@ -262,6 +277,30 @@ impl Service {
                 object: self.describe(),
                 detail,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Role, Service};
+    use crate::rpc::{Server, ServerConfig};
+    use crate::Error;
+
+    /// A client's region beyond the header's `max_clients` (the header
+    /// changed between the client's look and its open) is `Corrupted`, not
+    /// an index out of bounds.
+    #[test]
+    fn a_client_region_beyond_the_header_is_corrupted_not_a_panic() {
+        let name = format!("mst-rpc-role-{}", std::process::id());
+        let server = Server::create(&name, ServerConfig::new().max_clients(2)).unwrap();
+        let segment = server.segment();
+        assert!(Service::open(segment, Role::Client(1)).is_ok());
+        match Service::open(segment, Role::Client(2)) {
+            Err(Error::Corrupted { detail, .. }) => {
+                assert!(detail.contains("max_clients (2)"), "{detail}")
+            }
+            other => panic!("expected Corrupted, got {:?}", other.err()),
         }
     }
 }
