@@ -606,3 +606,77 @@ fn a_busy_server_resets_a_killed_clients_region_within_the_liveness_interval_at_
     drop(server);
     assert!(!common::in_dev_shm(&name));
 }
+
+/// The child that leaves things behind: connects, sends one request, says
+/// which region it has, and waits to be killed.
+fn one_request() {
+    let mut client = Client::connect_timeout(&env("MST_NAME"), TIMEOUT).unwrap();
+    let _pending = client.send_request(b"held").unwrap();
+    println!("region={}", client.id().slot());
+    std::thread::sleep(TIMEOUT);
+}
+
+/// What a hostile client left in its region before it died never reaches
+/// the next client of the region (found by a review):
+/// - it changed its `instance` under a request the server holds: the
+///   region is not reset (no other client takes it) until that request is
+///   answered or dropped, and then the next client's calls work (before:
+///   the server forgot what it owed, reset the region under the held slot,
+///   and the next client's first request, in that slot, got it evicted;
+///   in a debug build, answering the held request underflowed the count);
+/// - it wrote its region free itself, with a head no reset leaves: the next
+///   client starts from a clean region (before: it built on that head, and
+///   its first request overflowed it).
+#[test]
+fn what_a_dead_client_left_in_its_region_never_reaches_the_next_client() {
+    const TEST: &str = "what_a_dead_client_left_in_its_region_never_reaches_the_next_client";
+    use std::sync::atomic::Ordering::Relaxed;
+    if role().is_some() {
+        one_request();
+        return;
+    }
+    let name = unique_name("rpc-left");
+    let server = Server::create(&name, config().max_clients(1)).unwrap();
+    // docs/rpc-layout.md: region 0 starts at 4096; `state` at its byte 0,
+    // `instance` at 8, `head` at 128.
+    let view = server.segment().map(..).unwrap();
+    let (state, instance, head) = (4096, 4096 + 8, 4096 + 128);
+    let call = |client: &mut Client, request: &[u8]| {
+        let (answer, _) = serving(&server, || client.call(request).map(|r| r.to_vec()));
+        assert_eq!(answer.unwrap(), answer_to(request));
+    };
+
+    let (child, mut out) = spawn(TEST, "one", &[("MST_NAME", name.clone())]);
+    assert_eq!(out.after("region="), "0");
+    let held = server.recv_timeout(TIMEOUT).unwrap();
+    view.atomic_u64(instance).unwrap().fetch_xor(1, Relaxed);
+    child.kill();
+    wait_for(TIMEOUT, || {
+        server.clients().unwrap().is_empty().then_some(())
+    });
+    match Client::connect(&name) {
+        Err(Error::LimitReached { .. }) => {}
+        other => panic!(
+            "a region whose request the server still holds was taken: {:?}",
+            other.map(|c| c.id())
+        ),
+    }
+    drop(held);
+    let mut next = Client::connect_timeout(&name, TIMEOUT).unwrap();
+    call(&mut next, b"after a changed instance");
+    drop(next);
+    // The server resets the region it left (its upkeep).
+    wait_for(TIMEOUT, || {
+        server.clients().unwrap();
+        (view.atomic_u32(state).unwrap().load(Relaxed) == 0).then_some(())
+    });
+
+    let (child, mut out) = spawn(TEST, "one", &[("MST_NAME", name.clone())]);
+    assert_eq!(out.after("region="), "0");
+    view.atomic_u64(head).unwrap().store(u64::MAX, Relaxed);
+    view.atomic_u32(state).unwrap().store(0, Relaxed);
+    child.kill();
+    let mut next = Client::connect_timeout(&name, TIMEOUT).unwrap();
+    call(&mut next, b"after a region left free");
+    call(&mut next, b"and again");
+}

@@ -254,7 +254,20 @@ impl Client {
         routes.wakes(segment, h, [&h.server_wake.futex])?;
         let block = service.block(index);
         let instance = new_instance();
-        let head = block.head.load(Ordering::Relaxed);
+        // A region is free once the server reset it (head 0, every slot
+        // free): a client that wrote "free" itself (only a hostile one
+        // does) may have left any head, entries and slot words, which this
+        // client would build on (a head near 2^64 overflowed its first
+        // push; entries it left would be taken as this client's
+        // requests). Start clean, before saying attached.
+        let region = service.region(index);
+        region.head.store(0, Ordering::Relaxed);
+        for slot in region.slots {
+            slot.state.store(layout::SLOT_FREE, Ordering::Relaxed);
+            slot.request_len.store(0, Ordering::Relaxed);
+            slot.response_len.store(0, Ordering::Relaxed);
+        }
+        let head = 0;
         block.instance.store(instance, Ordering::Relaxed);
         block
             .server_instance

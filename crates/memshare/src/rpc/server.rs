@@ -91,7 +91,10 @@ struct Known {
     /// Its ring as far as the server read it: requests taken (`tail`),
     /// entries read and not taken yet, slots held.
     ring: protocol::Ring,
-    /// Requests handed out and not yet answered.
+    /// Requests taken from the region and not yet answered (or dropped),
+    /// whichever instance they came from: kept when the instance changes
+    /// (only a hostile client changes it under requests it is owed), so
+    /// that the region is not reset while the server holds slots of it.
     owed: u32,
     /// Requests answered (with a response).
     served: u64,
@@ -103,14 +106,15 @@ struct Known {
 
 impl Known {
     /// What the server knows of a new client `instance` (0: none) in the
-    /// region: nothing yet, but the slots it still holds (lent to requests
-    /// it took from an earlier one, not yet answered).
+    /// region: nothing yet, but the slots it still holds and the requests
+    /// it owes (taken from an earlier instance, not yet answered).
     fn renew(&mut self, instance: u64) {
         let mut ring = std::mem::take(&mut self.ring);
         ring.restart();
         *self = Known {
             instance,
             ring,
+            owed: self.owed,
             ..Known::default()
         };
     }
@@ -564,9 +568,8 @@ impl Server {
         let k = &mut known[c as usize];
         let block = self.service.block(c);
         let state = block.state.load(Ordering::Acquire);
-        let instance = block.instance.load(Ordering::Acquire);
         if state == CLIENT_FREE
-            || (k.instance == instance && k.owed > 0)
+            || k.owed > 0
             || self
                 .service
                 .segment()
@@ -604,14 +607,13 @@ impl Server {
         let k = &mut known[c as usize];
         // Its buffers are the server's no more.
         k.ring.release(slot);
-        if k.instance != client.instance {
-            // The region was reset: impossible while a request is owed, but
-            // never answer into someone else's region.
-            return Ok(());
-        }
-        k.owed -= 1;
+        k.owed = k.owed.saturating_sub(1);
         let block = self.service.block(c);
-        let serving = block.state.load(Ordering::Acquire) == CLIENT_ATTACHED
+        // Never answer into another instance's region: the region is not
+        // reset while a request is owed, but a hostile client may have
+        // changed its instance meanwhile.
+        let serving = k.instance == client.instance
+            && block.state.load(Ordering::Acquire) == CLIENT_ATTACHED
             && block.instance.load(Ordering::Acquire) == client.instance
             && k.evicted.is_none();
         if serving && protocol::finish(self.service.region(c), slot, id, response) {
