@@ -402,3 +402,56 @@ fn a_bad_configuration_names_the_limit() {
     }
     assert!(!in_dev_shm(&name));
 }
+
+/// A client that keeps the server busy while it wipes the other clients'
+/// pending bits (stores its own bit over the whole word) cannot starve
+/// them: the server looks at every client's head at its upkeep, twice per
+/// liveness interval, not only before it parks (it never parks here).
+/// Planted (no look at the heads while busy): the other client's request
+/// is never taken.
+#[test]
+fn a_client_wiping_the_pending_bits_of_others_while_busy_cannot_starve_them() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let name = unique_name("rpc-wipe");
+    let server = Server::create(&name, small()).unwrap();
+    let mut honest = Client::connect(&name).unwrap();
+    let mut hostile = Client::connect(&name).unwrap();
+    let (h, b) = (honest.id().slot(), hostile.id().slot());
+    assert_eq!(h / 64, b / 64, "the two share a word of the mask");
+    // docs/rpc-layout.md: pending[w] at byte 384 + 8w of the header.
+    let view = server.segment().map(..).unwrap();
+    let pending = view.atomic_u64(384 + 8 * (b / 64) as usize).unwrap();
+    let honest_call = honest.send_request(b"me too").unwrap();
+    let mut queued = hostile.send_request(b"busy").unwrap();
+    let start = std::time::Instant::now();
+    let mut served_honest = None;
+    while served_honest.is_none() && start.elapsed() < Duration::from_secs(2) {
+        pending.store(1 << (b % 64), Relaxed);
+        // The hostile client always has a request queued when the server
+        // looks: the server never runs out of work, so never parks.
+        let next = hostile.send_request(b"busy").unwrap();
+        let request = server.try_recv().unwrap().expect("a request is queued");
+        if request.client().slot() == h {
+            served_honest = Some(start.elapsed());
+        }
+        let answer = reversed(&request);
+        request.respond(&answer).unwrap();
+        if served_honest.is_none() {
+            hostile
+                .receive_response_timeout(&queued, Duration::from_secs(5))
+                .unwrap();
+            queued = next;
+        }
+    }
+    let after = served_honest.expect("the honest client's request was never taken");
+    assert!(
+        after < 4 * memshare::channel::LIVENESS_INTERVAL,
+        "taken {after:?} after it was sent"
+    );
+    assert_eq!(
+        &*honest
+            .receive_response_timeout(&honest_call, Duration::from_secs(5))
+            .unwrap(),
+        b"oot em"
+    );
+}

@@ -557,6 +557,12 @@ impl Server {
             }
             self.reset_if_done(c)?;
         }
+        // The pending bits are only a hint: a client may clear other
+        // clients' bits (a hostile one; or a store of its own word), and a
+        // server kept busy by the others would then never look at the
+        // heads of those (it does before parking). Look at every head now
+        // and then: their requests wait at most until the next upkeep.
+        self.nothing_pushed();
         self.last_upkeep.set(Instant::now());
         Ok(())
     }
@@ -590,12 +596,15 @@ impl Server {
         block.instance.store(0, Ordering::Relaxed);
         block.server_instance.store(0, Ordering::Relaxed);
         block.pid.store(0, Ordering::Relaxed);
+        // Before the region is free: a client that takes it may set the
+        // bit at once, and clearing it after would hide its first requests
+        // until the server next looked at every head.
+        let doorbell = self.service.doorbell(c);
+        doorbell.pending.fetch_and(!doorbell.bit, Ordering::Relaxed);
         // Release: a client that reads FREE sees the region reset.
         block.state.store(CLIENT_FREE, Ordering::Release);
         k.renew(0);
         self.mirror(c, k);
-        let doorbell = self.service.doorbell(c);
-        doorbell.pending.fetch_and(!doorbell.bit, Ordering::Relaxed);
         Ok(())
     }
 
