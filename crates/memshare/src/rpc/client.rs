@@ -144,7 +144,9 @@ impl Deref for Response<'_> {
             .response_buffer(self.client.index, self.slot);
         // SAFETY: `len` was checked against max_response_len, within the slot's buffer; mapped
         // while the client lives; the server does not write the slot again before the client sends
-        // a new request in it, which needs this guard gone.
+        // a new request in it, which needs this guard gone. A hostile server may write the bytes
+        // anyway while this borrow lives: it can change them (docs/security.md), never make the
+        // slice reach outside the buffer.
         unsafe { std::slice::from_raw_parts(buffer, self.len) }
     }
 }

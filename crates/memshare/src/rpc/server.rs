@@ -813,7 +813,8 @@ impl Deref for Request<'_> {
             .request_buffer(self.client.slot, self.slot);
         // SAFETY: `len` was checked against max_request_len, within the slot's buffer; the request
         // part stays mapped while the server lives; the client does not write the slot until it has
-        // the answer (one that breaks the protocol only changes bytes).
+        // the answer. A hostile client may write the bytes anyway while this borrow lives: it can
+        // change them (docs/security.md), never make the slice reach outside the buffer.
         unsafe { std::slice::from_raw_parts(buffer, self.len) }
     }
 }

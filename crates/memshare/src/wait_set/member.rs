@@ -591,6 +591,15 @@ impl Watch for Member {
     }
 
     fn arm(&self) {
+        // A dropped endpoint's flag (or bit) may belong to another endpoint
+        // by now (its slot taken again, by this process or another): a
+        // member left armed only costs its peers a needless wake, one that
+        // lowered the flag would leave the new owner asleep through its
+        // peers' wakes. (A dropped member is always ready: the set and the
+        // notifier do not sleep on it.)
+        if self.dropped() {
+            return;
+        }
         match &self.kind {
             Kind::Channel(m) => m.watch().arm(),
             Kind::Subscriber(m) => m.watch().arm(),
@@ -607,6 +616,10 @@ impl Watch for Member {
     }
 
     fn disarm(&self) {
+        // As in `arm`.
+        if self.dropped() {
+            return;
+        }
         match &self.kind {
             Kind::Channel(m) => m.watch().disarm(),
             Kind::Subscriber(m) => m.watch().disarm(),
@@ -633,5 +646,39 @@ impl Watch for Member {
             Kind::Client(m) => m.ready(),
         };
         found || self.dropped() || self.faulted()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Member, Watch};
+    use crate::primitive::Ordering;
+    use crate::pubsub::{Publisher, ServiceConfig, Subscriber};
+
+    /// A member whose subscriber was dropped leaves the parked bit of its
+    /// slot alone: the subscriber that took the slot again may be parked
+    /// with it set (found by a review: a set that had parked before the
+    /// drop cleared it when its slice ended, and the new subscriber slept
+    /// through the publishes until its own slice ended).
+    #[test]
+    fn a_dropped_subscribers_member_leaves_the_slots_parked_bit_alone() {
+        let name = format!("mst-member-dropped-{}", std::process::id());
+        let _publisher = Publisher::create(&name, ServiceConfig::new()).unwrap();
+        let first = Subscriber::open(&name).unwrap();
+        let member = Member::subscriber(&first).unwrap();
+        drop(first);
+        let second = Subscriber::open(&name).unwrap();
+        let (service, slot, _) = second.wait_parts();
+        assert_eq!(slot, 0, "the slot is taken again");
+        let parked = &service.header().wake.parked;
+        // The new subscriber parks (its bit set); the old member comes and
+        // goes.
+        parked.fetch_or(1, Ordering::Relaxed);
+        member.arm();
+        member.disarm();
+        assert_eq!(parked.load(Ordering::Relaxed) & 1, 1);
+        parked.fetch_and(!1, Ordering::Relaxed);
+        member.arm();
+        assert_eq!(parked.load(Ordering::Relaxed) & 1, 0);
     }
 }
