@@ -232,6 +232,7 @@ impl<T> Link<T> {
         // Relaxed: a hint for the wait sets, which read nothing it orders.
         self.dropped
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.parkers.close();
         // The registration's member holds this link: kept here, it would
         // never be dropped (nor the mapping and name it holds).
         #[cfg(feature = "async")]

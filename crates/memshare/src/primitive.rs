@@ -108,29 +108,51 @@ use std::sync::Mutex;
 /// lower it for all: the others, still asleep, would miss every wake-up
 /// until their slice ended.) Every park raises it, even when others are
 /// parked: a waker may have lowered it (the request/response server
-/// lowers a client's as it wakes it).
+/// lowers a client's as it wakes it). Once the endpoint is dropped
+/// ([`Parkers::close`]) nobody touches the flag again: its slot may belong
+/// to another endpoint by then.
 #[derive(Debug, Default)]
 pub(crate) struct Parkers {
-    count: Mutex<u32>,
+    state: Mutex<ParkersState>,
+}
+
+#[derive(Debug, Default)]
+struct ParkersState {
+    count: u32,
+    closed: bool,
 }
 
 impl Parkers {
     /// Counts one more parker and raises the flag (`raise`), under the
     /// lock: a parker that leaves meanwhile does not lower it.
     pub(crate) fn arm(&self, raise: impl FnOnce()) {
-        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        *count = count.saturating_add(1);
-        raise();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !state.closed {
+            state.count = state.count.saturating_add(1);
+            raise();
+        }
     }
 
     /// Counts one parker less, and lowers the flag (`lower`) if it was the
     /// last.
     pub(crate) fn disarm(&self, lower: impl FnOnce()) {
-        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            lower();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !state.closed {
+            state.count = state.count.saturating_sub(1);
+            if state.count == 0 {
+                lower();
+            }
         }
+    }
+
+    /// The endpoint is dropped: from now on nobody raises or lowers its
+    /// flag (a wait-set member of the endpoint lowered the bit of the
+    /// subscriber that took its slot next). Waits for an arm or a disarm
+    /// under way, so that the endpoint's drop, which clears its flag
+    /// itself, comes after it.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
     }
 }
 

@@ -591,15 +591,10 @@ impl Watch for Member {
     }
 
     fn arm(&self) {
-        // A dropped endpoint's flag (or bit) may belong to another endpoint
-        // by now (its slot taken again, by this process or another): a
-        // member left armed only costs its peers a needless wake, one that
-        // lowered the flag would leave the new owner asleep through its
-        // peers' wakes. (A dropped member is always ready: the set and the
+        // (Through the endpoint's parkers: once it is dropped they neither
+        // raise nor lower its flag, which may belong to another endpoint
+        // by then. A dropped member is always ready: the set and the
         // notifier do not sleep on it.)
-        if self.dropped() {
-            return;
-        }
         match &self.kind {
             Kind::Channel(m) => m.watch().arm(),
             Kind::Subscriber(m) => m.watch().arm(),
@@ -616,10 +611,6 @@ impl Watch for Member {
     }
 
     fn disarm(&self) {
-        // As in `arm`.
-        if self.dropped() {
-            return;
-        }
         match &self.kind {
             Kind::Channel(m) => m.watch().disarm(),
             Kind::Subscriber(m) => m.watch().disarm(),
