@@ -405,8 +405,9 @@ fn a_bad_configuration_names_the_limit() {
 
 /// A client that keeps the server busy while it wipes the other clients'
 /// pending bits (stores its own bit over the whole word) cannot starve
-/// them: the server looks at every client's head at its upkeep, twice per
-/// liveness interval, not only before it parks (it never parks here).
+/// them: the server looks at every client's head at its upkeep (the 64th
+/// look for a request after half a liveness interval), not only before it
+/// parks (it never parks here).
 /// Planted (no look at the heads while busy): the other client's request
 /// is never taken.
 #[test]
@@ -443,9 +444,11 @@ fn a_client_wiping_the_pending_bits_of_others_while_busy_cannot_starve_them() {
             queued = next;
         }
     }
+    // (Within a few liveness intervals; a loaded machine may take longer,
+    // so the bound is loose: without the look it is never taken.)
     let after = served_honest.expect("the honest client's request was never taken");
     assert!(
-        after < 4 * memshare::channel::LIVENESS_INTERVAL,
+        after < Duration::from_secs(1),
         "taken {after:?} after it was sent"
     );
     assert_eq!(

@@ -626,7 +626,10 @@ fn one_request() {
 ///   in a debug build, answering the held request underflowed the count);
 /// - it wrote its region free itself, with a head no reset leaves: the next
 ///   client starts from a clean region (before: it built on that head, and
-///   its first request overflowed it).
+///   its first request overflowed it);
+/// - it wrote its region free under a request the server holds: the next
+///   client's request in that slot waits for the held one's answer (before:
+///   the next client was evicted).
 #[test]
 fn what_a_dead_client_left_in_its_region_never_reaches_the_next_client() {
     const TEST: &str = "what_a_dead_client_left_in_its_region_never_reaches_the_next_client";
@@ -679,4 +682,34 @@ fn what_a_dead_client_left_in_its_region_never_reaches_the_next_client() {
     let mut next = Client::connect_timeout(&name, TIMEOUT).unwrap();
     call(&mut next, b"after a region left free");
     call(&mut next, b"and again");
+    drop(next);
+    wait_for(TIMEOUT, || {
+        server.clients().unwrap();
+        (view.atomic_u32(state).unwrap().load(Relaxed) == 0).then_some(())
+    });
+
+    // Written free under a request the server holds (in slot 0, the one
+    // the next client's first request takes): that request waits for the
+    // held one's answer; the next client is not evicted.
+    let (child, mut out) = spawn(TEST, "one", &[("MST_NAME", name.clone())]);
+    assert_eq!(out.after("region="), "0");
+    let held = server.recv_timeout(TIMEOUT).unwrap();
+    view.atomic_u32(state).unwrap().store(0, Relaxed);
+    child.kill();
+    let mut next = Client::connect_timeout(&name, TIMEOUT).unwrap();
+    let pending = next.send_request(b"behind a held slot").unwrap();
+    assert!(matches!(
+        server.recv_timeout(Duration::from_millis(50)),
+        Err(Error::TimedOut { .. })
+    ));
+    assert!(next.try_receive_response(&pending).unwrap().is_none());
+    drop(held);
+    let request = server.recv_timeout(TIMEOUT).unwrap();
+    let answer = answer_to(&request);
+    request.respond(&answer).unwrap();
+    assert_eq!(
+        &*next.receive_response_timeout(&pending, TIMEOUT).unwrap(),
+        &answer_to(b"behind a held slot")[..]
+    );
+    call(&mut next, b"and after it");
 }

@@ -164,6 +164,12 @@ pub(crate) struct Ring {
     /// (a ring entry naming such a slot again is a violation: the server
     /// never lends one response buffer twice).
     pub(crate) held: u64,
+    /// The held slots that an earlier instance of the region lent (a
+    /// client that wrote its region free under a request the server held,
+    /// which only a hostile one does): a request of the region's client in
+    /// one of them waits until it is answered, rather than counting as a
+    /// violation of that client's (it could not know).
+    pub(crate) stale: u64,
     /// Whether the last take read a new batch (entries `tail - 1..seen`).
     fresh: bool,
 }
@@ -175,6 +181,7 @@ impl Default for Ring {
             seen: 0,
             entries: [0; RING_MAX],
             held: 0,
+            stale: 0,
             fresh: false,
         }
     }
@@ -188,6 +195,7 @@ impl Ring {
     pub(crate) fn restart(&mut self) {
         *self = Ring {
             held: self.held,
+            stale: self.held,
             ..Ring::default()
         };
     }
@@ -206,6 +214,7 @@ impl Ring {
     /// longer lent.
     pub(crate) fn release(&mut self, slot: u32) {
         self.held &= !(1u64 << (slot % 64));
+        self.stale &= !(1u64 << (slot % 64));
     }
 }
 
@@ -255,6 +264,14 @@ pub(crate) fn take(
         return Take::Violation("a ring entry names a slot beyond max_in_flight");
     };
     let bit = 1u64 << slot;
+    if ring.stale & bit != 0 {
+        // Lent by an earlier instance of the region: this request waits
+        // (the entry is put back, the bit cleared: the server looks again
+        // once that slot is answered).
+        ring.tail -= 1;
+        doorbell.pending.fetch_and(!doorbell.bit, Ordering::Relaxed);
+        return Take::Empty;
+    }
     if ring.held & bit != 0 {
         return Take::Violation("a ring entry names a slot whose request is not answered yet");
     }

@@ -81,6 +81,9 @@ pub(crate) struct Mirror {
     pub(crate) tail: AtomicU64,
     pub(crate) evicted: AtomicBool,
     pub(crate) dead: AtomicBool,
+    /// Its next request waits for a slot an earlier instance of the
+    /// region held (`protocol::Ring::stale`): not ready until then.
+    pub(crate) blocked: AtomicBool,
 }
 
 /// What the server knows of one client region.
@@ -487,6 +490,11 @@ impl Server {
                 if k.evicted.is_some() || k.dead {
                     continue;
                 }
+                // Its next request waits for a slot an earlier instance
+                // held: the answer to that one sets its bit again.
+                if k.ring.stale != 0 {
+                    continue;
+                }
                 k.ring.tail
             } else {
                 0
@@ -615,7 +623,15 @@ impl Server {
         let mut known = self.clients.borrow_mut();
         let k = &mut known[c as usize];
         // Its buffers are the server's no more.
+        let was_stale = k.ring.stale != 0;
         k.ring.release(slot);
+        if was_stale && k.ring.stale == 0 {
+            // The region's client may have a request waiting for a slot
+            // an earlier instance held (`protocol::take`): look again.
+            let doorbell = self.service.doorbell(c);
+            doorbell.pending.fetch_or(doorbell.bit, Ordering::Relaxed);
+            self.mirror(c, k);
+        }
         k.owed = k.owed.saturating_sub(1);
         let block = self.service.block(c);
         // Never answer into another instance's region: the region is not
@@ -644,6 +660,7 @@ impl Server {
         m.tail.store(k.ring.tail, Relaxed);
         m.evicted.store(k.evicted.is_some(), Relaxed);
         m.dead.store(k.dead, Relaxed);
+        m.blocked.store(k.ring.stale != 0, Relaxed);
     }
 
     /// What a wait set needs of this server: its service (a clone shares

@@ -463,8 +463,13 @@ impl ServerMember {
                     if instance != 0 && self.dead[c as usize] == instance && !saw_dead {
                         ready = true;
                     }
-                    // Not served: evicted, or seen dead.
-                    let ignored = saw_dead || (current && known.evicted.load(Ordering::Relaxed));
+                    // Not served: evicted, or seen dead; or its next
+                    // request waits for the server (a slot an earlier
+                    // instance held: its answer rings the bell).
+                    let ignored = saw_dead
+                        || (current
+                            && (known.evicted.load(Ordering::Relaxed)
+                                || known.blocked.load(Ordering::Relaxed)));
                     if state != rpc::CLIENT_ATTACHED || ignored {
                         continue;
                     }
