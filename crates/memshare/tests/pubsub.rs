@@ -52,9 +52,28 @@ fn every_subscriber_gets_every_message_in_order() {
 /// service's one futex word, as subscriber processes are) are all woken by
 /// one publish, at once: not one of them, the others at the end of their
 /// park slice (Linux reads the count of a futex wake as an int, and a wake
-/// of `u32::MAX` waiters woke one).
+/// of `u32::MAX` waiters woke one). A loaded machine may delay a whole
+/// measurement: up to three are made, and one at once is enough (a missed
+/// wake-up is late in every one).
 #[test]
 fn one_publish_wakes_every_parked_subscriber_at_once() {
+    let mut medians = Vec::new();
+    for _ in 0..3 {
+        let (median, slowest) = last_parked_subscriber_woken();
+        if median < Duration::from_millis(5) {
+            return;
+        }
+        medians.push((median, slowest));
+    }
+    panic!(
+        "the last of the parked subscribers woke late after a publish (median, then each \
+         round), in each of 3 measurements: {medians:#?}"
+    );
+}
+
+/// Three parked subscribers, fifteen publishes: the median time from a
+/// publish to the last subscriber holding it, and each round's.
+fn last_parked_subscriber_woken() -> (Duration, Vec<Duration>) {
     const SUBSCRIBERS: usize = 3;
     const ROUNDS: usize = 15;
     let name = unique_name("fanout-wake");
@@ -88,15 +107,11 @@ fn one_publish_wakes_every_parked_subscriber_at_once() {
     for t in threads {
         t.join().unwrap();
     }
-    slowest.sort();
-    let median = slowest[ROUNDS / 2];
-    assert!(
-        median < Duration::from_millis(5),
-        "the last of {SUBSCRIBERS} parked subscribers woke {median:?} (median) after the \
-         publish: {slowest:?}"
-    );
     drop(publisher);
     assert!(!in_dev_shm(&name));
+    let mut sorted = slowest.clone();
+    sorted.sort();
+    (sorted[ROUNDS / 2], slowest)
 }
 
 /// A hostile process that writes a head of `u64::MAX` into a publisher

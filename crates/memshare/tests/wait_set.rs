@@ -909,17 +909,43 @@ fn woken_beside_a_set(
 
 /// Asserts that the endpoint's own call was woken at once (median under
 /// 5 ms, where a missed wake-up waits for the end of its park slice, up to
-/// `LIVENESS_INTERVAL`), whether the set had left or was parked too.
-fn assert_woken_at_once(kind: &str, late: [Vec<Duration>; 2]) {
-    for (mut late, when) in late.into_iter().zip(["left", "parked"]) {
-        late.sort();
-        let median = late[late.len() / 2];
-        assert!(
-            median < Duration::from_millis(5),
-            "{kind}: its own call woke {median:?} (median) after the message, with a set that \
-             {when} beside it: {late:?}"
-        );
+/// `LIVENESS_INTERVAL`), whether the set had left or was parked too. A
+/// loaded machine may delay a whole measurement: up to three are made, and
+/// one at once is enough (a missed wake-up is late in every one).
+fn assert_woken_at_once(
+    kind: &str,
+    set: &mut WaitSet,
+    mut own: impl FnMut() + Send,
+    mut give: impl FnMut() + Send,
+) {
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let late = woken_beside_a_set(set, &mut own, &mut give);
+        let slow: Vec<String> = late
+            .into_iter()
+            .zip(["left", "parked"])
+            // On Windows the set and the call wait on the endpoint's one
+            // auto-reset event, which a wake sets for one of them: the
+            // other looks again at the end of its slice (the wait set's
+            // module docs say so). Only the flag's sharing holds there.
+            .filter(|(_, when)| !(cfg!(windows) && *when == "parked"))
+            .filter_map(|(mut late, when)| {
+                late.sort();
+                let median = late[late.len() / 2];
+                (median >= Duration::from_millis(5)).then(|| {
+                    format!(
+                        "its own call woke {median:?} (median) after the message, with a set \
+                         that {when} beside it: {late:?}"
+                    )
+                })
+            })
+            .collect();
+        if slow.is_empty() {
+            return;
+        }
+        failures.extend(slow);
     }
+    panic!("{kind}, in each of 3 measurements: {failures:#?}");
 }
 
 /// An endpoint's own blocking call and a wait set parked on it at once
@@ -934,12 +960,12 @@ fn an_endpoints_own_call_parked_beside_a_set_is_woken_at_once() {
     let mut tx = Sender::attach(rx.segment()).unwrap();
     let mut set = WaitSet::new().unwrap();
     set.add(&rx).unwrap();
-    let late = woken_beside_a_set(
+    assert_woken_at_once(
+        "a channel receiver",
         &mut set,
         move || drop(rx.recv_timeout(TIMEOUT).unwrap()),
         move || tx.send(b"now").unwrap(),
     );
-    assert_woken_at_once("a channel receiver", late);
 
     // A subscriber.
     let name = unique_name("ws-beside");
@@ -948,12 +974,12 @@ fn an_endpoints_own_call_parked_beside_a_set_is_woken_at_once() {
     sub.set_wait_strategy(WaitStrategy::Park);
     let mut set = WaitSet::new().unwrap();
     set.add(&sub).unwrap();
-    let late = woken_beside_a_set(
+    assert_woken_at_once(
+        "a subscriber",
         &mut set,
         move || drop(sub.recv_timeout(TIMEOUT).unwrap()),
         move || publisher.publish_copy(b"now").unwrap(),
     );
-    assert_woken_at_once("a subscriber", late);
 
     // A server, answering each request.
     let name = unique_name("ws-beside-server");
@@ -962,7 +988,8 @@ fn an_endpoints_own_call_parked_beside_a_set_is_woken_at_once() {
     let mut client = Client::connect(&name).unwrap();
     let mut set = WaitSet::new().unwrap();
     set.add(&server).unwrap();
-    let late = woken_beside_a_set(
+    assert_woken_at_once(
+        "a server",
         &mut set,
         move || {
             server
@@ -976,7 +1003,6 @@ fn an_endpoints_own_call_parked_beside_a_set_is_woken_at_once() {
             drop(client.receive_response_timeout(&pending, TIMEOUT).unwrap());
         },
     );
-    assert_woken_at_once("a server", late);
 
     // A client awaiting its answer (the test answers, once the request is
     // in flight).
@@ -987,7 +1013,8 @@ fn an_endpoints_own_call_parked_beside_a_set_is_woken_at_once() {
     let mut set = WaitSet::new().unwrap();
     set.add(&client).unwrap();
     let (sent, in_flight) = std::sync::mpsc::channel();
-    let late = woken_beside_a_set(
+    assert_woken_at_once(
+        "a client",
         &mut set,
         move || {
             let pending = client.send_request(b"later").unwrap();
@@ -1003,5 +1030,4 @@ fn an_endpoints_own_call_parked_beside_a_set_is_woken_at_once() {
                 .unwrap();
         },
     );
-    assert_woken_at_once("a client", late);
 }
