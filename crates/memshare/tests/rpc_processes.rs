@@ -648,9 +648,21 @@ fn what_a_dead_client_left_in_its_region_never_reaches_the_next_client() {
         let (answer, _) = serving(&server, || client.call(request).map(|r| r.to_vec()));
         assert_eq!(answer.unwrap(), answer_to(request));
     };
+    // A child that sent one request, in region 0.
+    let leaving = || {
+        let (child, mut out) = spawn(TEST, "one", &[("MST_NAME", name.clone())]);
+        assert_eq!(out.after("region="), "0");
+        child
+    };
+    // The server resets the region the last client left (its upkeep).
+    let freed = || {
+        wait_for(TIMEOUT, || {
+            server.clients().unwrap();
+            (view.atomic_u32(state).unwrap().load(Relaxed) == 0).then_some(())
+        })
+    };
 
-    let (child, mut out) = spawn(TEST, "one", &[("MST_NAME", name.clone())]);
-    assert_eq!(out.after("region="), "0");
+    let child = leaving();
     let held = server.recv_timeout(TIMEOUT).unwrap();
     view.atomic_u64(instance).unwrap().fetch_xor(1, Relaxed);
     child.kill();
@@ -668,14 +680,9 @@ fn what_a_dead_client_left_in_its_region_never_reaches_the_next_client() {
     let mut next = Client::connect_timeout(&name, TIMEOUT).unwrap();
     call(&mut next, b"after a changed instance");
     drop(next);
-    // The server resets the region it left (its upkeep).
-    wait_for(TIMEOUT, || {
-        server.clients().unwrap();
-        (view.atomic_u32(state).unwrap().load(Relaxed) == 0).then_some(())
-    });
+    freed();
 
-    let (child, mut out) = spawn(TEST, "one", &[("MST_NAME", name.clone())]);
-    assert_eq!(out.after("region="), "0");
+    let child = leaving();
     view.atomic_u64(head).unwrap().store(u64::MAX, Relaxed);
     view.atomic_u32(state).unwrap().store(0, Relaxed);
     child.kill();
@@ -683,16 +690,12 @@ fn what_a_dead_client_left_in_its_region_never_reaches_the_next_client() {
     call(&mut next, b"after a region left free");
     call(&mut next, b"and again");
     drop(next);
-    wait_for(TIMEOUT, || {
-        server.clients().unwrap();
-        (view.atomic_u32(state).unwrap().load(Relaxed) == 0).then_some(())
-    });
+    freed();
 
     // Written free under a request the server holds (in slot 0, the one
     // the next client's first request takes): that request waits for the
     // held one's answer; the next client is not evicted.
-    let (child, mut out) = spawn(TEST, "one", &[("MST_NAME", name.clone())]);
-    assert_eq!(out.after("region="), "0");
+    let child = leaving();
     let held = server.recv_timeout(TIMEOUT).unwrap();
     view.atomic_u32(state).unwrap().store(0, Relaxed);
     child.kill();
