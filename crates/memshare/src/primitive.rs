@@ -145,6 +145,17 @@ impl Parkers {
         }
     }
 
+    /// [`Parkers::arm`] for a 0/1 flag (a channel side's, a request/response
+    /// endpoint's `waiting` word): stores 1.
+    pub(crate) fn arm_flag(&self, flag: &AtomicU32) {
+        self.arm(|| flag.store(1, Ordering::Relaxed));
+    }
+
+    /// [`Parkers::disarm`] for a 0/1 flag: stores 0 if it was the last.
+    pub(crate) fn disarm_flag(&self, flag: &AtomicU32) {
+        self.disarm(|| flag.store(0, Ordering::Relaxed));
+    }
+
     /// The endpoint is dropped: from now on nobody raises or lowers its
     /// flag (a wait-set member of the endpoint lowered the bit of the
     /// subscriber that took its slot next). Waits for an arm or a disarm

@@ -149,12 +149,12 @@ pub(crate) fn park(
     // Snapshot the word first: a wake after this point changes it, and the
     // futex wait below then returns at once.
     let seq = own.futex.load();
-    parkers.arm(|| own.waiting.store(1, Ordering::Relaxed));
+    parkers.arm_flag(&own.waiting);
     fence(Ordering::SeqCst);
     if blocked(header) && !slice.is_zero() {
         own.futex.wait(seq, slice);
     }
-    parkers.disarm(|| own.waiting.store(0, Ordering::Relaxed));
+    parkers.disarm_flag(&own.waiting);
 }
 
 /// Wakes the peer of `side` whatever its flag says (a detach: the peer must

@@ -142,11 +142,10 @@ impl Deref for Response<'_> {
             .client
             .service
             .response_buffer(self.client.index, self.slot);
+        // (A hostile server may still write these bytes while they are lent: it can change them,
+        // never the slice's bounds; docs/security.md.)
         // SAFETY: `len` was checked against max_response_len, within the slot's buffer; mapped
-        // while the client lives; the server does not write the slot again before the client sends
-        // a new request in it, which needs this guard gone. A hostile server may write the bytes
-        // anyway while this borrow lives: it can change them (docs/security.md), never make the
-        // slice reach outside the buffer.
+        // while the client lives; the server does not write the slot before its next request.
         unsafe { std::slice::from_raw_parts(buffer, self.len) }
     }
 }

@@ -121,14 +121,14 @@ pub(crate) fn park_client(
     slice: Duration,
 ) {
     let seq = region.wake.futex.load();
-    parkers.arm(|| region.wake.waiting.store(1, Ordering::Relaxed));
+    parkers.arm_flag(&region.wake.waiting);
     // Pairs with the fence in `finish`: either the server sees the flag,
     // or this side sees the answer.
     fence(Ordering::SeqCst);
     if answer(region, slot, id) == Answer::Waiting && !slice.is_zero() {
         region.wake.futex.wait(seq, slice);
     }
-    parkers.disarm(|| region.wake.waiting.store(0, Ordering::Relaxed));
+    parkers.disarm_flag(&region.wake.waiting);
 }
 
 /// What the server found at the tail of a client's ring.
@@ -408,12 +408,12 @@ pub(crate) fn park_server(
     nothing_pushed: impl FnOnce() -> bool,
 ) {
     let seq = server_wake.futex.load();
-    parkers.arm(|| server_wake.waiting.store(1, Ordering::Relaxed));
+    parkers.arm_flag(&server_wake.waiting);
     // Pairs with the fence in `send`: either a client sees the flag, or
     // this side sees its head.
     fence(Ordering::SeqCst);
     if nothing_pushed() && !slice.is_zero() {
         server_wake.futex.wait(seq, slice);
     }
-    parkers.disarm(|| server_wake.waiting.store(0, Ordering::Relaxed));
+    parkers.disarm_flag(&server_wake.waiting);
 }

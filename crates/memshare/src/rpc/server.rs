@@ -828,10 +828,10 @@ impl Deref for Request<'_> {
             .server
             .service
             .request_buffer(self.client.slot, self.slot);
-        // SAFETY: `len` was checked against max_request_len, within the slot's buffer; the request
-        // part stays mapped while the server lives; the client does not write the slot until it has
-        // the answer. A hostile client may write the bytes anyway while this borrow lives: it can
-        // change them (docs/security.md), never make the slice reach outside the buffer.
+        // (A hostile client may still write these bytes while they are lent: it can change them,
+        // never the slice's bounds; docs/security.md.)
+        // SAFETY: `len` was checked against max_request_len, within the slot's buffer; mapped
+        // while the server lives; the client does not write the slot until it has the answer.
         unsafe { std::slice::from_raw_parts(buffer, self.len) }
     }
 }

@@ -604,14 +604,8 @@ impl Watch for Member {
             Kind::Channel(m) => m.watch().arm(),
             Kind::Subscriber(m) => m.watch().arm(),
             // As `protocol::park_server` and `park_client`.
-            Kind::Server(m) => {
-                let waiting = &m.header().server_wake.waiting;
-                m.link.parkers.arm(|| waiting.store(1, Ordering::Relaxed));
-            }
-            Kind::Client(m) => {
-                let waiting = &m.wake().waiting;
-                m.link.parkers.arm(|| waiting.store(1, Ordering::Relaxed));
-            }
+            Kind::Server(m) => m.link.parkers.arm_flag(&m.header().server_wake.waiting),
+            Kind::Client(m) => m.link.parkers.arm_flag(&m.wake().waiting),
         }
     }
 
@@ -619,18 +613,8 @@ impl Watch for Member {
         match &self.kind {
             Kind::Channel(m) => m.watch().disarm(),
             Kind::Subscriber(m) => m.watch().disarm(),
-            Kind::Server(m) => {
-                let waiting = &m.header().server_wake.waiting;
-                m.link
-                    .parkers
-                    .disarm(|| waiting.store(0, Ordering::Relaxed));
-            }
-            Kind::Client(m) => {
-                let waiting = &m.wake().waiting;
-                m.link
-                    .parkers
-                    .disarm(|| waiting.store(0, Ordering::Relaxed));
-            }
+            Kind::Server(m) => m.link.parkers.disarm_flag(&m.header().server_wake.waiting),
+            Kind::Client(m) => m.link.parkers.disarm_flag(&m.wake().waiting),
         }
     }
 

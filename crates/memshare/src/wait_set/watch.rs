@@ -136,13 +136,12 @@ impl<'a> ChannelWatch<'a> {
 
     /// The side's "waiting" flag, as `ring::park` sets it.
     pub(crate) fn arm(self) {
-        let waiting = &self.header.park(self.side).waiting;
-        self.parkers.arm(|| waiting.store(1, Ordering::Relaxed));
+        self.parkers.arm_flag(&self.header.park(self.side).waiting);
     }
 
     pub(crate) fn disarm(self) {
-        let waiting = &self.header.park(self.side).waiting;
-        self.parkers.disarm(|| waiting.store(0, Ordering::Relaxed));
+        self.parkers
+            .disarm_flag(&self.header.park(self.side).waiting);
     }
 
     /// Receiver: a frame is published past the receiver's position.
