@@ -90,9 +90,42 @@ impl FutexWord {
 /// at most `timeout`; returns early on a wake of any of them, a signal, or
 /// spuriously (callers re-check). `futex_waitv` on Linux,
 /// `WaitForMultipleObjects` on the words' events on Windows (see `sys`).
-#[cfg(not(loom))]
+/// (The async notifier's sleep, whose words come and go from other
+/// threads; a wait set sleeps through a [`ManyWaiter`].)
+#[cfg(all(not(loom), feature = "async"))]
 pub(crate) fn wait_many(words: &[(&FutexWord, u32)], timeout: Duration) {
     crate::sys::wait_many(words.iter().map(|&(w, v)| (&w.0, v)), timeout);
+}
+
+/// One thread's sleeps on many words (a wait set's), keeping what it can
+/// between them: on Linux 6.7 and later each word's wait stays queued in
+/// an `io_uring` until a wake completes it (see `sys::ManyWaiter`), so a
+/// wake-up costs about a single wait's whatever the number of words.
+/// [`ManyWaiter::forget`] before a word waited on may be unmapped.
+#[cfg(not(loom))]
+#[derive(Default)]
+pub(crate) struct ManyWaiter(crate::sys::ManyWaiter);
+
+#[cfg(not(loom))]
+impl ManyWaiter {
+    /// How many words' waits stay queued (tests).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.0.queued()
+    }
+
+    /// Sleeps while every word of `words` holds the value paired with it
+    /// (and no word a sleep before waited on, not forgotten since, was
+    /// woken), for at most `timeout`; returns early on a wake of one of
+    /// them, a signal, or spuriously (callers re-check).
+    pub(crate) fn wait(&mut self, words: &[(&FutexWord, u32)], timeout: Duration) {
+        self.0.wait(words.iter().map(|&(w, v)| (&w.0, v)), timeout);
+    }
+
+    /// Stops the waits earlier sleeps left queued.
+    pub(crate) fn forget(&mut self) {
+        self.0.forget();
+    }
 }
 
 #[cfg(loom)]
@@ -285,6 +318,74 @@ pub(crate) fn wait_many(words: &[(&FutexWord, u32)], _timeout: Duration) {
         if sleepers.queued[at].2 {
             sleepers.queued.remove(at);
             return;
+        }
+    }
+}
+
+/// The model of the queued waits (`sys/unix/sync/queued_waits.rs`): each
+/// word's wait is a sleeper of its own in the model's kernel, queued (under
+/// the kernel's lock, if the word still holds the snapshot) by the first
+/// sleep that waits on the word and left queued until a wake picks it; a
+/// sleep takes the picked ones off first (the ring's completions), then
+/// sleeps until a wake picks one of its words' waits. No spurious
+/// returns: a lost wake-up is a deadlock.
+#[cfg(loom)]
+#[derive(Default)]
+pub(crate) struct ManyWaiter {
+    /// Per word queued: its address and its sleeper's ticket.
+    queued: Vec<(usize, u64)>,
+}
+
+#[cfg(loom)]
+impl ManyWaiter {
+    pub(crate) fn wait(&mut self, words: &[(&FutexWord, u32)], _timeout: Duration) {
+        let mut sleepers = KERNEL.queue.lock().unwrap();
+        // The completions: picked waits are queued no more.
+        self.queued.retain(|&(_, ticket)| {
+            match sleepers.queued.iter().position(|(t, _, _)| *t == ticket) {
+                Some(at) if sleepers.queued[at].2 => {
+                    sleepers.queued.remove(at);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            }
+        });
+        // The look at every snapshot before the sleep.
+        if words
+            .iter()
+            .any(|(w, expected)| w.word.load(Ordering::Relaxed) != *expected)
+        {
+            return;
+        }
+        // A word with no wait queued: queued with this sleep's snapshot
+        // (just compared, under the same lock).
+        for (w, _) in words {
+            if !self.queued.iter().any(|&(a, _)| a == w.addr()) {
+                let ticket = sleepers.next;
+                sleepers.next += 1;
+                sleepers.queued.push((ticket, vec![w.addr()], false));
+                self.queued.push((w.addr(), ticket));
+            }
+        }
+        loop {
+            let picked = self.queued.iter().any(|&(_, ticket)| {
+                sleepers
+                    .queued
+                    .iter()
+                    .any(|(t, _, picked)| *t == ticket && *picked)
+            });
+            if picked {
+                return;
+            }
+            sleepers = KERNEL.cond.wait(sleepers).unwrap();
+        }
+    }
+
+    pub(crate) fn forget(&mut self) {
+        let mut sleepers = KERNEL.queue.lock().unwrap();
+        for (_, ticket) in self.queued.drain(..) {
+            sleepers.queued.retain(|(t, _, _)| *t != ticket);
         }
     }
 }

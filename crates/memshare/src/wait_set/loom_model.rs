@@ -29,7 +29,7 @@ use super::watch::{levels, park, prepare, ChannelWatch, SubscriberWatch, Watch};
 use crate::channel::layout::Side;
 use crate::channel::loom_model::{self as chan, Channel, CAPACITY};
 use crate::channel::ring::{Consumer, Producer};
-use crate::primitive::{check, Ordering, Parkers};
+use crate::primitive::{check, ManyWaiter, Ordering, Parkers};
 use crate::pubsub::layout::STATE_ATTACHED;
 use crate::pubsub::loom_model::{self as ps, Model};
 use crate::pubsub::ring::SubCore;
@@ -81,10 +81,13 @@ fn run(per_waker: usize) {
     };
     let members: [&dyn Watch; 2] = [&channel_member, &subscriber_member];
     let (mut received, mut sampled) = (0, 0);
+    // One waiter for every park: the waits it queues stay queued from one
+    // park to the next, as the set's do.
+    let mut waiter = ManyWaiter::default();
     while received < per_waker || sampled < per_waker {
         let ready = levels(&members);
         if ready == 0 {
-            park(&members, Duration::MAX);
+            park(&members, Duration::MAX, &mut waiter);
             continue;
         }
         if ready & 1 != 0 {
@@ -181,6 +184,7 @@ fn a_set_and_the_receivers_own_recv_parked_at_once_are_both_woken() {
         let (shared_member, other_member) = (member(&shared), member(&other));
         let mut members: Vec<&dyn Watch> = vec![&other_member, &shared_member];
         let mut on_other = Consumer::default();
+        let mut waiter = ManyWaiter::default();
         loop {
             let ready = levels(&members);
             if ready & 1 != 0 {
@@ -192,10 +196,12 @@ fn a_set_and_the_receivers_own_recv_parked_at_once_are_both_woken() {
                 break;
             }
             if ready & 2 != 0 {
+                // As `WaitSet::remove`.
+                waiter.forget();
                 members.truncate(1);
                 continue;
             }
-            park(&members, Duration::MAX);
+            park(&members, Duration::MAX, &mut waiter);
         }
         for t in senders {
             t.join().unwrap();

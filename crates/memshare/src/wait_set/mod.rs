@@ -73,11 +73,18 @@
 //!   words: no system call (but see liveness below).
 //! - Otherwise the set parks, as an endpoint does: for each member it sets
 //!   the flag (or bit) the member's own park sets, so that the member's
-//!   peers, unchanged, wake it; then one `futex_waitv` sleeps on every
-//!   member's word at once, costing no CPU until a peer wakes it. Waking
-//!   from it costs more than a single endpoint's wake-up: the kernel takes
-//!   every word's entry off its queue before the call returns (about 10 µs
-//!   for 128 words on a 2-vCPU VM; `docs/benchmarks.md`).
+//!   peers, unchanged, wake it; then it sleeps on every member's word at
+//!   once, costing no CPU until a peer wakes it. On Linux 6.7 and later
+//!   each word's wait is a futex wait queued in an `io_uring` of the set's
+//!   own (one file descriptor, made at the set's first park) and left
+//!   queued from one park to the next: a wake-up costs about what a single
+//!   endpoint's does (1.2–1.4x on a 2-vCPU VM with 128 members;
+//!   `docs/benchmarks.md`), and a park queues again only the words that
+//!   were woken. Where `io_uring` is older or refused (a seccomp filter,
+//!   `kernel.io_uring_disabled`), one `futex_waitv` sleeps on every word
+//!   instead: waking from it costs more, because the kernel takes every
+//!   word's entry off its queue before the call returns (1.5–1.9x with
+//!   128 members).
 //! - Liveness: every [`LIVENESS_INTERVAL`](crate::channel::LIVENESS_INTERVAL)
 //!   (20 ms), whether parked or busy, the set asks the kernel whether the
 //!   peers of each member not ready are alive (one lock query per peer, as
@@ -86,8 +93,9 @@
 //!
 //! # The limit of members
 //!
-//! `futex_waitv` (Linux 5.16) sleeps on at most 128 words in one call,
-//! and Windows' `WaitForMultipleObjects` on at most 64 handles (there the
+//! `futex_waitv` (Linux 5.16, the set's sleep where `io_uring` is not
+//! available) sleeps on at most 128 words in one call, and Windows'
+//! `WaitForMultipleObjects` on at most 64 handles (there the
 //! set waits on the auto-reset events its members' endpoints park on).
 //! More members would need a thread per call or a poll over slices, each a
 //! cost on every wake-up; the set refuses one more than
@@ -100,7 +108,9 @@
 //! # Threads
 //!
 //! A wait set is used from one thread at a time (`wait` takes `&mut
-//! self`); it is `Send`. Its members are usually used from the same
+//! self`); it is `Send`. (Its `io_uring` takes requests from the thread
+//! that made it: a set moved to another thread makes a new one at its
+//! next park there.) Its members are usually used from the same
 //! thread, between waits. An endpoint may also be used from another thread
 //! while a set waits on it, its own blocking calls included: the endpoint's
 //! call and the set (and other sets, and the async notifier) then park on

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::member::Member;
 use super::watch::{levels, park};
 use crate::channel::{Receiver, Sender, TypedReceiver, TypedSender};
+use crate::primitive::ManyWaiter;
 use crate::pubsub::{Subscriber, TypedSubscriber};
 use crate::rpc::{Client, Server};
 use crate::waiting::LIVENESS_INTERVAL;
@@ -236,6 +237,9 @@ pub struct WaitSet {
     next: u64,
     /// When the members' peers were last asked about (all at once).
     last_round: Option<Instant>,
+    /// The sleep on the members' words (whose waits may stay queued from
+    /// one park to the next: see `primitive::ManyWaiter`).
+    waiter: ManyWaiter,
 }
 
 impl WaitSet {
@@ -246,6 +250,7 @@ impl WaitSet {
             members: Vec::new(),
             next: 0,
             last_round: None,
+            waiter: ManyWaiter::default(),
         })
     }
 
@@ -320,6 +325,9 @@ impl WaitSet {
     pub fn remove(&mut self, token: Token) -> bool {
         match self.tokens.iter().position(|&t| t == token) {
             Some(i) => {
+                // Before the member's mappings go: a wait queued on its
+                // word must not pass for one on a word mapped there later.
+                self.waiter.forget();
                 self.tokens.remove(i);
                 self.members.remove(i);
                 true
@@ -435,7 +443,7 @@ impl WaitSet {
                 std::thread::sleep(slice);
                 continue;
             }
-            park(&self.members, slice);
+            park(&self.members, slice, &mut self.waiter);
         }
     }
 
@@ -463,5 +471,44 @@ impl std::fmt::Debug for WaitSet {
         f.debug_struct("WaitSet")
             .field("members", &self.tokens)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WaitSet;
+    use crate::channel::{Receiver, Sender};
+    use std::time::Duration;
+
+    /// A removed member's word is no longer waited on: its waits are
+    /// cancelled before its mappings go (a new member mapped at the same
+    /// address would otherwise pass for one waited on, and its wakes would
+    /// be lost). Planted, `remove` without the forget: 2 waits still
+    /// queued.
+    #[test]
+    fn remove_stops_the_waits_the_sets_sleeps_left_queued() {
+        let rx = Receiver::create(4096).unwrap();
+        let _tx = Sender::attach(rx.segment()).unwrap();
+        let other = Receiver::create(4096).unwrap();
+        let _other_tx = Sender::attach(other.segment()).unwrap();
+        let mut set = WaitSet::new().unwrap();
+        let token = set.add(&rx).unwrap();
+        set.add(&other).unwrap();
+        assert!(set
+            .wait_timeout(Duration::from_millis(2))
+            .unwrap()
+            .is_empty());
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            assert_eq!(set.waiter.queued(), 2, "the sleep's waits, left queued");
+        }
+        assert!(set.remove(token));
+        assert_eq!(set.waiter.queued(), 0);
+        assert!(set
+            .wait_timeout(Duration::from_millis(2))
+            .unwrap()
+            .is_empty());
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            assert_eq!(set.waiter.queued(), 1, "the member left, queued again");
+        }
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::channel::layout::{self as channel, Side};
 use crate::channel::ring::{Consumer, Producer};
-use crate::primitive::{fence, wait_many, AtomicU64, FutexWord, Ordering, Parkers};
+use crate::primitive::{fence, AtomicU64, FutexWord, ManyWaiter, Ordering, Parkers};
 use crate::pubsub::layout::{self as pubsub, WakeBlock};
 use crate::pubsub::ring::{PubView, Publishers, SubCore};
 
@@ -67,11 +67,14 @@ pub(crate) fn levels<W: Watch>(watches: &[W]) -> u128 {
 /// Parks on every member's word at once for at most `slice`, unless a
 /// member is ready once all the flags are set; returns the members found
 /// ready then (0 if none: it slept, or the wait returned at once because a
-/// word had moved). The flags are cleared before it returns.
-pub(crate) fn park<W: Watch>(watches: &[W], slice: Duration) -> u128 {
+/// word had moved). The flags are cleared before it returns. The sleep is
+/// `waiter`'s, whose waits on the words may stay queued from one park to
+/// the next (a wait queued before this park's snapshot sees every wake
+/// after it: the argument above holds for it as for a fresh one).
+pub(crate) fn park<W: Watch>(watches: &[W], slice: Duration, waiter: &mut ManyWaiter) -> u128 {
     let (ready, words) = prepare(watches);
     if ready == 0 && !slice.is_zero() {
-        wait_many(&words, slice);
+        waiter.wait(&words, slice);
     }
     for w in watches {
         w.disarm();

@@ -37,7 +37,9 @@ pub(crate) use share::{
 };
 #[cfg(feature = "async")]
 pub(crate) use sync::route_local;
-pub(crate) use sync::{wait, wait_many, wake, wake_waiters, ByteLock, WordRoute, WAIT_MANY_MAX};
+pub(crate) use sync::{
+    wait, wait_many, wake, wake_waiters, ByteLock, ManyWaiter, WordRoute, WAIT_MANY_MAX,
+};
 
 /// What a creator asks for beyond the size.
 #[derive(Clone, Copy, Debug, Default)]

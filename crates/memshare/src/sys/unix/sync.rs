@@ -98,6 +98,103 @@ fn wait_words<'a, I: ExactSizeIterator<Item = (&'a AtomicU32, u32)>>(
     many(words, timeout)
 }
 
+/// One thread's sleeps on many words, keeping what it can between them:
+/// on Linux 6.7 and later the words' waits stay queued in an `io_uring`
+/// of its own (`sync/queued_waits.rs`: a wake-up costs about a single
+/// futex wait's, not a walk of every word's queue as `futex_waitv`'s
+/// return does); elsewhere, or where `io_uring` is refused, each sleep is
+/// [`wait_many`]. Callers re-check their conditions after every return,
+/// and call [`ManyWaiter::forget`] before the memory of a word they waited
+/// on may be unmapped.
+#[derive(Default)]
+pub(crate) struct ManyWaiter {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    ring: RingState,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[derive(Default)]
+enum RingState {
+    /// Not tried yet: made at the first sleep, by the thread that sleeps.
+    #[default]
+    Untried,
+    Ready(Box<queued_waits::QueuedWaits>),
+    /// Refused or failed: every sleep is [`wait_many`].
+    Unavailable,
+}
+
+impl ManyWaiter {
+    /// A waiter that never uses a ring: every sleep is [`wait_many`].
+    #[cfg(test)]
+    pub(crate) fn without_ring() -> ManyWaiter {
+        ManyWaiter {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ring: RingState::Unavailable,
+        }
+    }
+
+    /// Sleeps while every word of `words` holds the value paired with it
+    /// (and no word waited on by an earlier sleep, not forgotten since, was
+    /// woken), for at most `timeout`: as [`wait_many`], whose returns it
+    /// has.
+    pub(crate) fn wait<'a>(
+        &mut self,
+        words: impl ExactSizeIterator<Item = (&'a AtomicU32, u32)> + Clone,
+        timeout: Duration,
+    ) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            if let RingState::Ready(ring) = &self.ring {
+                if !ring.usable_here() {
+                    self.ring = RingState::Untried;
+                }
+            }
+            if let RingState::Untried = self.ring {
+                self.ring = match queued_waits::QueuedWaits::new() {
+                    Some(ring) => RingState::Ready(Box::new(ring)),
+                    None => RingState::Unavailable,
+                };
+            }
+            if let RingState::Ready(ring) = &mut self.ring {
+                if ring.wait(words.clone(), timeout).is_ok() && !ring.failed() {
+                    return;
+                }
+                self.ring = RingState::Unavailable;
+            }
+        }
+        wait_many(words, timeout)
+    }
+
+    /// How many words' waits stay queued in the ring (tests).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let RingState::Ready(ring) = &self.ring {
+            return ring.queued();
+        }
+        0
+    }
+
+    /// Whether the sleeps go through a ring now (tests).
+    #[cfg(test)]
+    pub(crate) fn uses_ring(&self) -> bool {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return matches!(self.ring, RingState::Ready(_));
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        return false;
+    }
+
+    /// Stops every wait queued by earlier sleeps: the caller will not wait
+    /// on some of their words again, and their memory may go (a new
+    /// mapping at the same address must not pass for a word waited on).
+    pub(crate) fn forget(&mut self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let RingState::Ready(ring) = &mut self.ring {
+            ring.forget();
+        }
+    }
+}
+
 /// A write lock on one byte of an object, held through an open file
 /// description of its own. Dropping it releases the lock; so does the
 /// death of the process, however it dies.
@@ -269,6 +366,10 @@ mod imp {
     }
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[path = "sync/queued_waits.rs"]
+mod queued_waits;
+
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 #[path = "sync/address_wait.rs"]
 mod address_wait;
@@ -309,7 +410,7 @@ mod imp {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::{wait_many, wait_words, wake};
+    use super::{wait_many, wait_words, wake, ManyWaiter};
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::{Duration, Instant};
 
@@ -411,5 +512,173 @@ mod tests {
                 words.len()
             );
         }
+    }
+
+    /// The ring's sleep: a wake of a word whose wait an earlier sleep
+    /// queued (and left queued when it timed out) ends a later sleep, in
+    /// which nothing new is queued; a word that moved ends it at once;
+    /// sleeps with nothing woken last their timeout, again and again (no
+    /// stale completion makes them return at once). Planted, the waits
+    /// never queued again after a completion or never queued at all: the
+    /// sleep lasts its 10 s.
+    #[test]
+    fn many_waiter_is_woken_through_waits_an_earlier_sleep_queued() {
+        let words: Vec<AtomicU32> = (0..128).map(AtomicU32::new).collect();
+        let snapshot = |words: &[AtomicU32]| -> Vec<u32> {
+            words.iter().map(|w| w.load(Ordering::Relaxed)).collect()
+        };
+        let mut waiter = ManyWaiter::default();
+        for _ in 0..3 {
+            let now = snapshot(&words);
+            let started = Instant::now();
+            waiter.wait(
+                words.iter().zip(now.iter().copied()),
+                Duration::from_millis(30),
+            );
+            let slept = started.elapsed();
+            assert!(
+                slept >= Duration::from_millis(25),
+                "returned after {slept:?}"
+            );
+        }
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            assert!(
+                waiter.uses_ring(),
+                "no io_uring with futex waits on this machine (Linux 6.7, \
+                 kernel.io_uring_disabled = 0, no seccomp filter against it): \
+                 the wait set's sleep is futex_waitv here"
+            );
+        }
+        for round in 0..3 {
+            let now = snapshot(&words);
+            let woken = 100;
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    std::thread::sleep(Duration::from_millis(20));
+                    words[woken].fetch_add(1, Ordering::Release);
+                    wake(&words[woken], 1);
+                });
+                let started = Instant::now();
+                waiter.wait(
+                    words.iter().zip(now.iter().copied()),
+                    Duration::from_secs(10),
+                );
+                let slept = started.elapsed();
+                assert!(
+                    slept < Duration::from_secs(5),
+                    "round {round}: slept {slept:?}"
+                );
+            });
+        }
+        let mut stale = snapshot(&words);
+        stale[7] += 1;
+        let started = Instant::now();
+        waiter.wait(words.iter().zip(stale), Duration::from_secs(10));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A waiter made in one thread and moved to another sleeps there
+    /// through a ring again (one ring per thread: the ring takes its
+    /// requests from one task), and is woken there.
+    #[test]
+    fn many_waiter_moved_to_another_thread_still_wakes() {
+        let word = &AtomicU32::new(0);
+        let mut waiter = ManyWaiter::default();
+        waiter.wait([(word, 0)].into_iter(), Duration::from_millis(1));
+        let mut waiter = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                word.fetch_add(1, Ordering::Release);
+                wake(word, 1);
+            });
+            s.spawn(move || {
+                let started = Instant::now();
+                waiter.wait([(word, 0)].into_iter(), Duration::from_secs(10));
+                assert!(started.elapsed() < Duration::from_secs(5));
+                waiter
+            })
+            .join()
+            .unwrap()
+        });
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            assert!(
+                waiter.uses_ring(),
+                "the move made the waiter give up its ring"
+            );
+        }
+        // And back in this thread: the word moved, so at once.
+        let started = Instant::now();
+        waiter.wait([(word, 0)].into_iter(), Duration::from_secs(10));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// The fallback (`futex_waitv`) is woken as the ring is.
+    #[test]
+    fn many_waiter_without_a_ring_still_wakes() {
+        let words: Vec<AtomicU32> = (0..128).map(AtomicU32::new).collect();
+        let mut waiter = ManyWaiter::without_ring();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                words[5].fetch_add(1, Ordering::Release);
+                wake(&words[5], 1);
+            });
+            let started = Instant::now();
+            let now: Vec<u32> = words.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+            waiter.wait(words.iter().zip(now), Duration::from_secs(10));
+            assert!(started.elapsed() < Duration::from_secs(5));
+        });
+        assert!(!waiter.uses_ring());
+    }
+
+    /// After `forget`, a word in a new mapping at the address of a word
+    /// waited on before is waited on afresh: its wake ends the sleep.
+    /// Planted, `forget` a no-op: the queued wait is on the old object's
+    /// word, nothing waits on the new one, and the sleep lasts its 10 s.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn many_waiter_forgets_a_word_whose_mapping_was_replaced() {
+        use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+        let map = |at: *mut std::ffi::c_void, flags: MapFlags| {
+            // SAFETY: a new shared anonymous page, at `at` only with
+            // MAP_FIXED over the page this test mapped and unmapped itself.
+            unsafe {
+                mmap_anonymous(
+                    at,
+                    4096,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::SHARED | flags,
+                )
+            }
+            .expect("mmap")
+        };
+        let first = map(std::ptr::null_mut(), MapFlags::empty());
+        // SAFETY: the page is mapped, aligned, and lives until the munmap.
+        let word = unsafe { &*first.cast::<AtomicU32>() };
+        let mut waiter = ManyWaiter::default();
+        waiter.wait([(word, 0)].into_iter(), Duration::from_millis(5));
+        waiter.forget();
+        // SAFETY: the page this test mapped; `word` is not used after.
+        unsafe { munmap(first, 4096) }.expect("munmap");
+        let second = map(first, MapFlags::FIXED);
+        assert_eq!(second, first);
+        // SAFETY: the new page, mapped at the same address until the end.
+        let word = unsafe { &*second.cast::<AtomicU32>() };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                word.fetch_add(1, Ordering::Release);
+                wake(word, 1);
+            });
+            let started = Instant::now();
+            // One return may be the cancel's: sleep until the word moved.
+            while word.load(Ordering::Acquire) == 0 && started.elapsed() < Duration::from_secs(10) {
+                waiter.wait([(word, 0)].into_iter(), Duration::from_secs(10));
+            }
+            let slept = started.elapsed();
+            assert!(slept < Duration::from_secs(5), "slept {slept:?}");
+        });
+        // SAFETY: the page this test mapped; no reference to it is left.
+        unsafe { munmap(second, 4096) }.expect("munmap");
     }
 }

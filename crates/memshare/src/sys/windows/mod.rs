@@ -41,7 +41,9 @@ pub(crate) use reaper::{deaths, on_death, unwatch_pid, watch_pid};
 pub(crate) use share::{adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid};
 #[cfg(feature = "async")]
 pub(crate) use sync::route_local;
-pub(crate) use sync::{wait, wait_many, wake, wake_waiters, ByteLock, WordRoute, WAIT_MANY_MAX};
+pub(crate) use sync::{
+    wait, wait_many, wake, wake_waiters, ByteLock, ManyWaiter, WordRoute, WAIT_MANY_MAX,
+};
 
 /// What a creator asks for beyond the size.
 #[derive(Clone, Copy, Debug, Default)]

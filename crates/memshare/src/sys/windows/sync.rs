@@ -130,6 +130,31 @@ pub(crate) fn wake_waiters(word: &AtomicU32, waiters: u64) {
     }
 }
 
+/// One thread's sleeps on many words: each is [`wait_many`] (the events
+/// hold nothing between sleeps to keep).
+#[derive(Default)]
+pub(crate) struct ManyWaiter;
+
+impl ManyWaiter {
+    /// Nothing stays queued (tests).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        0
+    }
+
+    /// [`wait_many`].
+    pub(crate) fn wait<'a>(
+        &mut self,
+        words: impl ExactSizeIterator<Item = (&'a AtomicU32, u32)> + Clone,
+        timeout: Duration,
+    ) {
+        wait_many(words, timeout)
+    }
+
+    /// Nothing to stop.
+    pub(crate) fn forget(&mut self) {}
+}
+
 /// The most words [`wait_many`] waits on at once: what
 /// `WaitForMultipleObjects` takes (`MAXIMUM_WAIT_OBJECTS`).
 pub(crate) const WAIT_MANY_MAX: usize = MAXIMUM_WAIT_OBJECTS as usize;
