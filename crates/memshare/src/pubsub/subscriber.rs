@@ -185,8 +185,13 @@ impl Subscriber {
     }
 
     /// How many messages this subscriber lost because it fell more than
-    /// `depth` behind (overflow policy "drop oldest"); always 0 under
-    /// "block".
+    /// `depth` behind (overflow policy "drop oldest"). Under "block" a
+    /// publisher waits for an attached subscriber, so it is 0, except for
+    /// what a publisher overwrote while this subscriber attached: between
+    /// the subscriber's look at the publisher's head (where its history
+    /// starts) and its slot's state reaching the publisher, a publisher
+    /// that does not see it yet may lap the history it picked (at most a
+    /// ring's worth, and only if the attach was held up that long).
     pub fn missed(&self) -> u64 {
         self.core.borrow().missed
     }
