@@ -86,21 +86,11 @@ impl FutexWord {
     }
 }
 
-/// Sleeps while every word of `words` holds the value paired with it, for
-/// at most `timeout`; returns early on a wake of any of them, a signal, or
-/// spuriously (callers re-check). `futex_waitv` on Linux,
-/// `WaitForMultipleObjects` on the words' events on Windows (see `sys`).
-/// (The async notifier's sleep, whose words come and go from other
-/// threads; a wait set sleeps through a [`ManyWaiter`].)
-#[cfg(all(not(loom), feature = "async"))]
-pub(crate) fn wait_many(words: &[(&FutexWord, u32)], timeout: Duration) {
-    crate::sys::wait_many(words.iter().map(|&(w, v)| (&w.0, v)), timeout);
-}
-
-/// One thread's sleeps on many words (a wait set's), keeping what it can
-/// between them: on Linux 6.7 and later each word's wait stays queued in
-/// an `io_uring` until a wake completes it (see `sys::ManyWaiter`), so a
-/// wake-up costs about a single wait's whatever the number of words.
+/// One thread's sleeps on many words (a wait set's, the async notifier's),
+/// keeping what it can between them: on Linux 6.7 and later each word's
+/// wait stays queued in an `io_uring` until a wake completes it (see
+/// `sys::ManyWaiter`), so a wake-up costs about a single wait's whatever
+/// the number of words.
 /// [`ManyWaiter::forget`] before a word waited on may be unmapped.
 #[cfg(not(loom))]
 #[derive(Default)]

@@ -327,6 +327,52 @@ fn a_wait_set_future_is_woken_by_any_member() {
     ));
 }
 
+/// Endpoints made and dropped again and again: each new one's future is
+/// woken through the notifier at once. The notifier's sleep leaves its
+/// waits on the words queued from one round to the next, and a new
+/// endpoint's member is mapped where the dropped one's was (seen here:
+/// the same address every round). Planted, a completed wait never queued
+/// again: the second round's future hangs. (The forget at a freed slot is
+/// not what this shows: an endpoint's drop wakes its own word, which
+/// completes the wait left on it.)
+#[test]
+fn endpoints_made_again_and_again_are_each_woken_through_the_notifier() {
+    let mut lateness = Vec::new();
+    let mut senders = Vec::new();
+    for round in 0..30 {
+        let mut rx = Receiver::create(4096).unwrap();
+        let mut tx = Sender::attach(rx.segment()).unwrap();
+        let sending = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            let sent = Instant::now();
+            tx.send(b"hello").unwrap();
+            (tx, sent)
+        });
+        let received = current_thread(async {
+            let msg = rx.recv_async().await.unwrap();
+            assert_eq!(&*msg, b"hello", "round {round}");
+            Instant::now()
+        });
+        let (tx, sent) = sending.join().unwrap();
+        lateness.push(received.saturating_duration_since(sent));
+        // The receiver goes first, and its sender stays: no wake of the
+        // old word completes the wait left queued on it.
+        drop(rx);
+        senders.push(tx);
+        // The worker's round that frees the slot.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(senders);
+    lateness.sort();
+    let (median, worst) = (lateness[lateness.len() / 2], lateness[lateness.len() - 1]);
+    // A lost wake-up waits for the notifier's next round: a liveness
+    // interval, or 5 s where the peer's process is watched, as here.
+    assert!(
+        median < LIVENESS_INTERVAL / 2 && worst < Duration::from_secs(2),
+        "woken {median:?} after the send (median), {worst:?} at worst"
+    );
+}
+
 /// Cancel safety: receives raced against short timeouts (each lost race
 /// drops a pending `recv_async`) take every message exactly once, in
 /// order; sends raced the same way send each message once or not at all.

@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::primitive::{wait_many, FutexWord};
+use crate::primitive::{FutexWord, ManyWaiter};
 use crate::wait_set::member::Member;
 use crate::wait_set::watch::{prepare, Watch};
 use crate::waiting::LIVENESS_INTERVAL;
@@ -197,6 +197,13 @@ struct State {
     last_slow: Option<Instant>,
     /// `sys::deaths()` as of the last full round.
     deaths: u64,
+    /// Bumped at every slot freed (by the worker, or by a registration's
+    /// drop): the worker's sleep then forgets the waits it left queued
+    /// (a member mapped later at a freed one's address must not pass for
+    /// one waited on). In practice the endpoint's drop wakes its word,
+    /// which completes the wait first; this holds whatever the endpoint
+    /// does.
+    freed: u64,
 }
 
 /// How often the peers of endpoints whose peers' deaths the kernel tells
@@ -226,6 +233,12 @@ impl Worker {
 
     fn run(&self) {
         let mut fired: Vec<Listener> = Vec::new();
+        // The sleep, whose waits on the words may stay queued from one
+        // round to the next (see `primitive::ManyWaiter`): this thread is
+        // its only user.
+        let mut waiter = ManyWaiter::default();
+        // `State::freed` as of the last forget.
+        let mut forgotten = 0;
         loop {
             let mut guard = self.lock();
             let st = &mut *guard;
@@ -237,8 +250,13 @@ impl Worker {
                 if s.as_ref().is_some_and(|s| s.dead && !s.in_sleep) {
                     if let Some(mut slot) = s.take() {
                         slot.unwatch();
+                        st.freed += 1;
                     }
                 }
+            }
+            if st.freed != forgotten {
+                waiter.forget();
+                forgotten = st.freed;
             }
             st.taken = st.slots.iter().flatten().count();
             // Step 1: the peers: those no pid watch covers every liveness
@@ -370,7 +388,7 @@ impl Worker {
                     // `in_sleep` slot keeps, or the worker's control word.
                     .map(|&(w, seq)| (unsafe { &*w }, seq))
                     .collect();
-                wait_many(&words, slice);
+                waiter.wait(&words, slice);
             }
             // Step 4: take the flags back.
             let mut st = self.lock();
@@ -526,6 +544,7 @@ impl Drop for Registration {
                 slot.unwatch();
                 st.slots[self.index] = None;
                 st.taken -= 1;
+                st.freed += 1;
             }
         }
         drop(st);

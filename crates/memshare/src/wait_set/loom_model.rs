@@ -230,11 +230,12 @@ fn a_set_and_the_receivers_own_recv_parked_at_once_are_both_woken() {
 /// a futex word the worker bumps to wake it (a waker), snapshotted before
 /// each look, as an executor's wake before the next poll. A lost wake-up
 /// anywhere is a deadlock, which loom reports. (The worker's loop is a
-/// transcription of `run`; `prepare`, `wait_many` and the ring are the real
-/// code.)
+/// transcription of `run`, its sleep a `ManyWaiter` kept from round to
+/// round as there, whose waits stay queued; `prepare`, the waiter and the
+/// ring are the real code.)
 mod notifier {
     use super::*;
-    use crate::primitive::{wait_many, FutexWord};
+    use crate::primitive::{FutexWord, ManyWaiter};
 
     #[derive(Default)]
     struct State {
@@ -252,6 +253,7 @@ mod notifier {
     }
 
     fn worker(s: &Shared) {
+        let mut waiter = ManyWaiter::default();
         loop {
             let mut st = s.state.lock().unwrap();
             if st.stop {
@@ -261,7 +263,7 @@ mod notifier {
             if !st.listening {
                 st.sleeping = true;
                 drop(st);
-                wait_many(&[(&s.control, control)], Duration::MAX);
+                waiter.wait(&[(&s.control, control)], Duration::MAX);
                 s.state.lock().unwrap().sleeping = false;
                 continue;
             }
@@ -280,7 +282,7 @@ mod notifier {
             st.sleeping = true;
             drop(st);
             words.push((&s.control, control));
-            wait_many(&words, Duration::MAX);
+            waiter.wait(&words, Duration::MAX);
             let mut st = s.state.lock().unwrap();
             st.sleeping = false;
             if st.armed {
