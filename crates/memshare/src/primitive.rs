@@ -104,6 +104,12 @@ impl ManyWaiter {
         self.0.queued()
     }
 
+    /// Whether the sleeps' waits stay queued in a ring here (tests).
+    #[cfg(test)]
+    pub(crate) fn uses_ring(&self) -> bool {
+        self.0.uses_ring()
+    }
+
     /// Sleeps while every word of `words` holds the value paired with it
     /// (and no word a sleep before waited on, not forgotten since, was
     /// woken), for at most `timeout`; returns early on a wake of one of

@@ -142,6 +142,12 @@ impl ManyWaiter {
         0
     }
 
+    /// No ring here (tests).
+    #[cfg(test)]
+    pub(crate) fn uses_ring(&self) -> bool {
+        false
+    }
+
     /// [`wait_many`].
     pub(crate) fn wait<'a>(
         &mut self,
