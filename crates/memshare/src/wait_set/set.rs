@@ -498,7 +498,7 @@ mod tests {
             .wait_timeout(Duration::from_millis(2))
             .unwrap()
             .is_empty());
-        // (The ring is there on Linux 6.7+: `sys` tests assert it.)
+        // (Where the machine gives the ring: `sys`'s tests say whether.)
         if set.waiter.uses_ring() {
             assert_eq!(set.waiter.queued(), 2, "the sleep's waits, left queued");
         }

@@ -34,13 +34,14 @@
 //! a sleep from another thread (or process, after a `fork`) makes a new one.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::time::Duration;
 
 use io_uring::{opcode, types, IoUring, Probe};
 
-/// Entries of the submission queue: every word's wait (at most
-/// `WAIT_MANY_MAX`) and a cancel fit at once.
+/// Entries of the submission queue: a wait set's words (at most
+/// `WAIT_MANY_MAX`) and a cancel fit at once; a sleep that queues more (the
+/// async notifier's may) submits what is queued to make room (`push`).
 const ENTRIES: u32 = 256;
 
 /// `FUTEX2_SIZE_U32`: a 32-bit futex, shared (no `FUTEX2_PRIVATE`): the
@@ -55,6 +56,22 @@ const MATCH_ANY: u64 = 0xffff_ffff;
 /// architecture with `io_uring`'s futex operations).
 const ADDRESS_BITS: u32 = 48;
 
+/// Set once this process was refused a ring for good (a kernel before 6.7,
+/// `kernel.io_uring_disabled`, a seccomp filter): later sleeps do not ask
+/// again (a wait set made per request would otherwise pay an
+/// `io_uring_setup` each time). A refusal that may pass (no memory, no
+/// descriptor left) is not remembered.
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether `io_uring_setup`'s or the probe's error says the ring will never
+/// be had here.
+fn refused_for_good(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSYS | libc::EINVAL | libc::EPERM | libc::EACCES | libc::EOPNOTSUPP)
+    )
+}
+
 /// A ring and the words whose waits are queued in it.
 pub(crate) struct QueuedWaits {
     ring: IoUring,
@@ -66,7 +83,10 @@ pub(crate) struct QueuedWaits {
     /// Bumped by [`QueuedWaits::forget`]: completions of an older
     /// generation are of cancelled waits.
     generation: u64,
-    /// See [`QueuedWaits::failed`].
+    /// Whether a wait completed with an error other than "the word
+    /// differed" or "cancelled": the ring cannot wait on these words, and
+    /// the next sleep says so (the caller falls back to `futex_waitv`,
+    /// rather than return at once at every sleep).
     failed: bool,
 }
 
@@ -79,16 +99,30 @@ impl QueuedWaits {
     /// A ring, if this kernel has `io_uring` with futex waits (6.7) and
     /// lets this process use it (`kernel.io_uring_disabled`, seccomp).
     pub(crate) fn new() -> Option<QueuedWaits> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if REFUSED.load(Relaxed) {
+            return None;
+        }
+        let refused = |e: std::io::Error| {
+            if refused_for_good(&e) {
+                REFUSED.store(true, Relaxed);
+            }
+        };
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
             .build(ENTRIES)
+            .map_err(refused)
             .ok()?;
         let mut probe = Probe::new();
-        ring.submitter().register_probe(&mut probe).ok()?;
+        ring.submitter()
+            .register_probe(&mut probe)
+            .map_err(refused)
+            .ok()?;
         if !probe.is_supported(opcode::FutexWait::CODE)
             || !probe.is_supported(opcode::AsyncCancel2::CODE)
         {
+            REFUSED.store(true, Relaxed);
             return None;
         }
         Some(QueuedWaits {
@@ -111,14 +145,6 @@ impl QueuedWaits {
         self.owner == task()
     }
 
-    /// Whether a wait completed with an error other than "the word
-    /// differed" or "cancelled": the ring cannot wait on these words (the
-    /// caller falls back to `futex_waitv`, rather than return at once at
-    /// every sleep).
-    pub(crate) fn failed(&self) -> bool {
-        self.failed
-    }
-
     /// Sleeps until a wake of one of `words` (or of a word whose wait was
     /// queued by an earlier sleep and not forgotten), for at most
     /// `timeout`; at once if a word differs from its snapshot. `Err` if the
@@ -130,6 +156,11 @@ impl QueuedWaits {
     ) -> Result<(), rustix::io::Errno> {
         use std::sync::atomic::Ordering::Relaxed;
         self.reap();
+        if self.failed {
+            // Not a sleep here and another in the fallback: the caller
+            // falls back now.
+            return Err(rustix::io::Errno::IO);
+        }
         for (word, expected) in words.clone() {
             if word.load(Relaxed) != expected {
                 return Ok(());
@@ -177,7 +208,13 @@ impl QueuedWaits {
         }
         self.queued.clear();
         self.generation = (self.generation + 1) & ((1 << (64 - ADDRESS_BITS)) - 1);
-        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+        // Every request: with `any` alone the kernel stops at the first it
+        // matches, cancelled or not (`io_cancel_remove`), and the first is
+        // often a wait already woken whose completion is not posted yet
+        // (`DEFER_TASKRUN`): the others would stay queued. (The crate's
+        // docs say `all` changes nothing with `any`; the kernel's code says
+        // otherwise.)
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any().all())
             .build()
             .user_data(u64::MAX);
         // A ring that cannot take the cancel: the caller's next sleep
