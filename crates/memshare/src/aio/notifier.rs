@@ -237,8 +237,10 @@ impl Worker {
         // round to the next (see `primitive::ManyWaiter`): this thread is
         // its only user.
         let mut waiter = ManyWaiter::default();
-        // `State::freed` as of the last forget.
+        // `State::freed` as of the last look, and whether a slot was freed
+        // since the last forget (done before the next sleep, unlocked).
         let mut forgotten = 0;
+        let mut forget = false;
         loop {
             let mut guard = self.lock();
             let st = &mut *guard;
@@ -255,7 +257,7 @@ impl Worker {
                 }
             }
             if st.freed != forgotten {
-                waiter.forget();
+                forget = true;
                 forgotten = st.freed;
             }
             st.taken = st.slots.iter().flatten().count();
@@ -376,6 +378,9 @@ impl Worker {
             };
             drop(guard);
             // Step 3: sleep.
+            if std::mem::take(&mut forget) {
+                waiter.forget();
+            }
             sleep.push((&self.control as *const FutexWord, control));
             {
                 // SAFETY: each pointer is a member's word, in a mapping its
