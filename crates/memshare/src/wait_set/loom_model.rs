@@ -228,7 +228,11 @@ fn a_set_and_the_receivers_own_recv_parked_at_once_are_both_woken() {
 /// members, then a sleep on their words and the control word, unlocked;
 /// flags taken back under the lock); the sender sends. The task's park is
 /// a futex word the worker bumps to wake it (a waker), snapshotted before
-/// each look, as an executor's wake before the next poll. A lost wake-up
+/// each look, as an executor's wake before the next poll; the task polls
+/// once more right after it registers (as an executor may), so it may
+/// take a message and stop listening while the worker sleeps armed on the
+/// channel's word, which only the control word then ends (planted, the
+/// control word out of that sleep: loom reports the deadlock). A lost wake-up
 /// anywhere is a deadlock, which loom reports. (The worker's loop is a
 /// transcription of `run`, its sleep a `ManyWaiter` kept from round to
 /// round as there, whose waits stay queued; `prepare`, the waiter and the
@@ -315,6 +319,7 @@ mod notifier {
         // The task: recv_async's polls.
         let mut receiver = Consumer::default();
         for i in 0..messages {
+            let mut registered = false;
             loop {
                 let seq = s.task.load();
                 if let Some(frame) = receiver.poll(&s.ch.header, &s.ch.ring).expect("honest") {
@@ -322,6 +327,10 @@ mod notifier {
                     assert_eq!(msg, chan::message(i, 3));
                     receiver.release(&s.ch.header, frame.next);
                     break;
+                }
+                if registered {
+                    s.task.wait(seq, Duration::MAX); // Pending, until woken
+                    continue;
                 }
                 // Register: Registration::listen.
                 let mut st = s.state.lock().unwrap();
@@ -332,7 +341,11 @@ mod notifier {
                 if !was && sleeping {
                     s.control.bump_and_wake();
                 }
-                s.task.wait(seq, Duration::MAX); // Pending, until woken
+                // Polled once more before any wake (as an executor may):
+                // the message may be taken with the registration still
+                // listening, and the worker asleep on its word when the
+                // task stops listening below.
+                registered = true;
             }
         }
         sender.join().unwrap();
