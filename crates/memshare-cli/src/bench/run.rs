@@ -88,16 +88,23 @@ impl Peer {
         }
     }
 
-    /// Whether the peer has failed: exited unsuccessfully (it is reaped;
-    /// `finish` still reports how).
+    /// How the peer stands, for ranking failures: 0 ended by a signal
+    /// (killed: the root cause when several failed), 1 exited with an
+    /// error (often because another peer died), 2 succeeded, 3 running. A
+    /// peer that ended is reaped; `finish` still reports how.
+    fn standing(&mut self) -> u8 {
+        match self.child.as_mut().map(|child| child.try_wait()) {
+            Some(Ok(Some(status))) if status.code().is_none() => 0,
+            Some(Ok(Some(status))) if !status.success() => 1,
+            Some(Err(_)) => 1,
+            Some(Ok(None)) => 3,
+            _ => 2,
+        }
+    }
+
+    /// Whether the peer has failed: exited unsuccessfully or was killed.
     fn failed(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| match child.try_wait() {
-                Ok(Some(status)) => !status.success(),
-                Ok(None) => false,
-                Err(_) => true,
-            })
+        self.standing() < 2
     }
 }
 
@@ -110,12 +117,26 @@ impl Drop for Peer {
     }
 }
 
-/// The peers, failed ones first, finished in that order: a failed peer's
-/// failure is the case's error (the others may wait for what it no longer
-/// sends).
+/// How long, once a peer failed, the others get to end of it before the
+/// failures are ranked: a peer killed by a signal is why the others exit
+/// with "the server is gone", and its death may be reaped a moment after
+/// theirs.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// The peers, failed ones first (killed by a signal before exited with an
+/// error), finished in that order: a failed peer's failure is the case's
+/// error (the others may wait for what it no longer sends, or exit with an
+/// error because it died).
 fn finish_all(peers: Vec<Peer>) -> Result<(), Failure> {
-    let mut peers: Vec<(bool, Peer)> = peers.into_iter().map(|mut p| (!p.failed(), p)).collect();
-    peers.sort_by_key(|(ok, _)| *ok);
+    let mut peers = peers;
+    if peers.iter_mut().any(Peer::failed) {
+        let settled = Instant::now() + SETTLE;
+        while Instant::now() < settled && peers.iter_mut().any(|p| p.standing() == 3) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let mut peers: Vec<(u8, Peer)> = peers.into_iter().map(|mut p| (p.standing(), p)).collect();
+    peers.sort_by_key(|(standing, _)| *standing);
     for (_, peer) in peers {
         peer.finish(Duration::from_secs(30))?;
     }
@@ -850,4 +871,71 @@ pub fn peer(
         probe_answer([probe_ping, probe_pong, spare], true, deadline)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which child `child` makes: the test binary re-run on this test.
+    const CHILD: &str = "MEMSHARE_BENCH_RUN_TEST_CHILD";
+
+    /// Nothing when the suite runs it; as a child, exits with an error or
+    /// waits to be killed.
+    #[test]
+    fn child_of_finish_all_tests() {
+        match std::env::var(CHILD).as_deref() {
+            Ok("fail") => std::process::exit(1),
+            Ok("wait") => std::thread::sleep(Duration::from_secs(60)),
+            _ => {}
+        }
+    }
+
+    fn child(what: &str, name: &str) -> Peer {
+        let exe = std::env::current_exe().unwrap();
+        let child = Command::new(exe)
+            .args(["--exact", "bench::run::tests::child_of_finish_all_tests"])
+            .env(CHILD, what)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Peer {
+            child: Some(child),
+            name: name.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_killed_peer_is_the_error_before_one_that_exited_because_of_it() {
+        // Peer 0 exits with an error first (as a client does once its
+        // server is gone); peer 1 is killed after it and not yet reaped.
+        let mut exited = child("fail", "peer 0 of a case");
+        let mut killed = child("wait", "peer 1 of a case");
+        while exited.standing() == 3 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        killed.child.as_mut().unwrap().kill().unwrap();
+        let e = finish_all(vec![exited, killed]).unwrap_err().to_string();
+        assert!(
+            e.contains("peer 1 of a case") && e.contains("signal: 9"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_exited_with_an_error_is_the_error_when_none_was_killed() {
+        // The other peer still runs: it gets a moment to end, then goes
+        // after the failure (and is killed with the case).
+        let mut exited = child("fail", "peer 0 of a case");
+        let waits = child("wait", "peer 1 of a case");
+        while exited.standing() == 3 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let e = finish_all(vec![waits, exited]).unwrap_err().to_string();
+        assert!(
+            e.contains("peer 0 of a case") && e.contains("exit status: 1"),
+            "{e}"
+        );
+    }
 }
