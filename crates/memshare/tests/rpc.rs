@@ -223,6 +223,40 @@ fn max_clients_is_a_clear_error_and_a_leaving_client_makes_room() {
     assert_eq!(server.clients().unwrap().len(), 2);
 }
 
+/// A leaving client rings the server once its lock is free: the look
+/// that ring brings resets its region. (A server that waits through a
+/// wait set or `recv_async` looks only when rung while idle; its upkeep,
+/// which would find the region later, does not run then.)
+#[test]
+fn the_look_a_leaving_client_rings_for_resets_its_region() {
+    let name = unique_name("rpc-leave-ring");
+    let server = Server::create(&name, small().max_clients(1)).unwrap();
+    for round in 0..100 {
+        let client = Client::connect(&name).unwrap();
+        // An upkeep now: the next is not due for half a liveness interval
+        // (the server's looks below do not reach it).
+        server.clients().unwrap();
+        let gone = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                drop(client);
+                gone.store(true, Ordering::SeqCst);
+            });
+            // Looking as fast as it can, as a server rung awake does.
+            while !gone.load(Ordering::SeqCst) {
+                assert!(server.try_recv().unwrap().is_none());
+            }
+        });
+        // One more look, for a ring the loop may not have seen yet.
+        assert!(server.try_recv().unwrap().is_none());
+        match Client::connect(&name) {
+            Ok(next) => drop(next),
+            Err(e) => panic!("round {round}: the region of the client that left is not free: {e}"),
+        }
+        assert!(server.try_recv().unwrap().is_none());
+    }
+}
+
 #[test]
 fn a_server_that_leaves_disconnects_its_clients_and_a_new_one_takes_the_name() {
     let name = unique_name("rpc-restart");

@@ -80,7 +80,9 @@ pub struct Client {
     awaiting: u64,
     link: Arc<Link<AtomicU64>>,
     _routes: Routes,
-    _lock: ByteLock,
+    /// Held while this client lives (its process's liveness to the
+    /// server); released in `drop` before the server is rung.
+    lock: Option<ByteLock>,
 }
 
 /// A request in flight ([`Client::send_request`]): what
@@ -300,7 +302,7 @@ impl Client {
             awaiting: 0,
             link: Link::new(AtomicU64::new(0)),
             _routes: routes,
-            _lock: lock,
+            lock: Some(lock),
             service,
         })
     }
@@ -775,6 +777,11 @@ impl Drop for Client {
         self.link.set_dropped();
         let block = self.service.block(self.index);
         block.state.store(CLIENT_DETACHED, Ordering::Release);
+        // The lock first: the server resets a region only once its lock is
+        // free, and the look this ring brings may be the last it takes at
+        // the region for long (a server waiting through a wait set or
+        // `recv_async` looks only when rung).
+        drop(self.lock.take());
         // Ring: the server resets the region soon, not a liveness interval
         // later.
         let doorbell = self.service.doorbell(self.index);
