@@ -78,7 +78,6 @@ impl Liveness {
     /// Whether the endpoint in `slot`, instance `instance`, was found dead
     /// (its lock free) when last asked: final, as a dead process takes no
     /// lock again and a new endpoint in the slot writes a new instance.
-    #[cfg(feature = "async")]
     pub(crate) fn known_dead(&self, slot: u32, instance: u64) -> bool {
         matches!(self.known.get(slot as usize), Some(Some((known, false, _))) if *known == instance)
     }

@@ -1031,3 +1031,99 @@ fn an_endpoints_own_call_parked_beside_a_set_is_woken_at_once() {
         },
     );
 }
+
+/// The calling thread's voluntary context switches so far: each sleep it
+/// woke from.
+#[cfg(target_os = "linux")]
+fn voluntary_switches() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .expect("voluntary_ctxt_switches in /proc/thread-self/status")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The parked child of the test below: a set of one member of each kind
+/// whose peers are in the parent, parked for a second with nothing
+/// arriving. Prints how many times it asked about the peers and woke.
+#[cfg(target_os = "linux")]
+fn parked_set() {
+    let base = env("MST_NAME");
+    let rx = Receiver::open(&format!("{base}-ch")).unwrap();
+    let sub = Subscriber::open(&format!("{base}-ps")).unwrap();
+    let mut client = Client::connect_timeout(&format!("{base}-rpc"), TIMEOUT).unwrap();
+    let _pending = client.send_request(b"never answered").unwrap();
+    let server = Server::create(&format!("{base}-srv"), small_server(2)).unwrap();
+    println!("serving");
+    common::wait_for(TIMEOUT, || {
+        (server.clients().unwrap().len() == 1).then_some(())
+    });
+    let mut set = WaitSet::new().unwrap();
+    for token in [
+        set.add(&rx),
+        set.add(&sub),
+        set.add(&client),
+        set.add(&server),
+    ] {
+        token.unwrap();
+    }
+    // The first waits watch the peers' processes and ask their locks, to
+    // trust the watches.
+    assert!(set
+        .wait_timeout(Duration::from_millis(100))
+        .unwrap()
+        .is_empty());
+    let looks = memshare::wait_set::peer_looks();
+    let switches = voluntary_switches();
+    let cpu = common::thread_cpu_time();
+    assert!(set.wait_timeout(Duration::from_secs(1)).unwrap().is_empty());
+    println!(
+        "looks {} switches {} cpu_us {}",
+        memshare::wait_set::peer_looks() - looks,
+        voluntary_switches() - switches,
+        (common::thread_cpu_time() - cpu).as_micros()
+    );
+}
+
+/// A parked set whose members' peers are processes the kernel tells the
+/// deaths of (pidfds) costs nothing while nothing arrives: no lock query
+/// about the peers, no wake-up (a timer of the slow round's alone, 5 s),
+/// in a child process so that the deaths of other tests' peers (which
+/// wake every parked set of their process) do not count. Before, the set
+/// asked every member's peers every liveness interval (20 ms): about 50
+/// wake-ups and 200 lock queries in the second. A killed peer still wakes
+/// it at once: the test above.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_parked_set_whose_peers_are_watched_neither_wakes_nor_asks_about_them() {
+    const TEST: &str = "a_parked_set_whose_peers_are_watched_neither_wakes_nor_asks_about_them";
+    if role().is_some() {
+        parked_set();
+        return;
+    }
+    let base = unique_name("ws-idle");
+    let _tx = Sender::create_named(&format!("{base}-ch"), 256).unwrap();
+    let _publisher = Publisher::create(&format!("{base}-ps"), small_service()).unwrap();
+    let _server = Server::create(&format!("{base}-rpc"), small_server(2)).unwrap();
+    let (child, mut out) = spawn(TEST, "parked", &[("MST_NAME", base.clone())]);
+    out.after("serving");
+    let _client = Client::connect(&format!("{base}-srv")).unwrap();
+    let line = out.after("looks ");
+    child.wait_success(TIMEOUT);
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [looks, switches, cpu_us] = fields[..] else {
+        panic!("unexpected line {line:?}");
+    };
+    eprintln!("parked for 1 s: {looks} peer looks, {switches} wake-ups, {cpu_us} µs of CPU");
+    assert_eq!(looks, 0, "the set asked about its members' peers: {line}");
+    assert!(
+        switches <= 3,
+        "the set woke {switches} times in 1 s: {line}"
+    );
+}

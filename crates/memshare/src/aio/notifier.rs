@@ -39,6 +39,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::primitive::{FutexWord, ManyWaiter};
+use crate::wait_set::liveness::{PeerWatch, SLOW_ROUND};
 use crate::wait_set::member::Member;
 use crate::wait_set::watch::{prepare, Watch};
 use crate::waiting::LIVENESS_INTERVAL;
@@ -88,64 +89,18 @@ struct Slot {
     in_sleep: bool,
     /// Its registration was dropped: freed once not in a sleep.
     dead: bool,
-    /// The processes the member's words named as its peers at the last
-    /// look (sorted), or `None` if they could not all be named.
-    wanted: Option<Vec<u32>>,
-    /// Those of them watched (`sys::watch_pid`): all but the ones that
-    /// could not be (no such process, no pidfd here).
-    pids: Vec<u32>,
-    /// Whether those watches cover every peer (else the peers are polled
-    /// every liveness interval), as of the last look at the pids.
-    covered: bool,
+    /// The watches of its peers' processes.
+    peers: PeerWatch,
     /// Whether the pids were looked at since the slot became active.
     fresh: bool,
-    /// Whether the peers' locks were asked since the pids last changed (a
-    /// new watch is trusted only after that).
-    asked: bool,
 }
 
 impl Slot {
-    /// Watches the processes the member's words name as its peers (a new
-    /// watch is trusted only after the peers' locks are asked: `asked` is
-    /// cleared when anything changed, and the next round asks). Whether
-    /// anything changed.
-    ///
-    /// Compared with what the words named at the last look, not with what
-    /// is watched: a pid that cannot be watched is not tried again at every
-    /// round (which re-watched every other pid too, and a zombie's pidfd,
-    /// readable from the start, counted a death at each: the notifier
-    /// spun). Only the pids that came or went change watches.
+    /// Watches the processes the member's words name as its peers
+    /// (`PeerWatch::refresh`); whether anything changed.
     fn refresh_pids(&mut self) -> bool {
         self.fresh = true;
-        let mut named = self.member.peer_pids();
-        if let Some(now) = named.as_mut() {
-            now.sort_unstable();
-            now.dedup();
-        }
-        if named == self.wanted {
-            return false;
-        }
-        let now = named.as_deref().unwrap_or_default();
-        let mut watched = Vec::with_capacity(now.len());
-        // Every peer named and watched (none at all: nothing to poll).
-        let mut covered = named.is_some();
-        for &pid in now {
-            if self.pids.contains(&pid) || crate::sys::watch_pid(pid) {
-                watched.push(pid);
-            } else {
-                covered = false;
-            }
-        }
-        for &pid in &self.pids {
-            if !watched.contains(&pid) {
-                crate::sys::unwatch_pid(pid);
-            }
-        }
-        self.pids = watched;
-        self.wanted = named;
-        self.covered = covered;
-        self.asked = false;
-        true
+        self.peers.refresh(&self.member)
     }
 
     /// Hands its listeners to `fired`, after a look at the pids its words
@@ -161,11 +116,7 @@ impl Slot {
     }
 
     fn unwatch(&mut self) {
-        for pid in self.pids.drain(..) {
-            crate::sys::unwatch_pid(pid);
-        }
-        self.wanted = None;
-        self.covered = false;
+        self.peers.unwatch();
     }
 
     fn active(&self) -> bool {
@@ -205,12 +156,6 @@ struct State {
     /// does.
     freed: u64,
 }
-
-/// How often the peers of endpoints whose peers' deaths the kernel tells
-/// (a pidfd per peer process) are asked anyway: the safety net for a pid
-/// that is not the peer's (a peer in another pid namespace, or one that
-/// wrote a wrong pid).
-pub(crate) const SLOW_ROUND: Duration = Duration::from_secs(5);
 
 /// One notifier thread and what it watches.
 struct Worker {
@@ -284,17 +229,18 @@ impl Worker {
                 if slow || !s.fresh {
                     s.refresh_pids();
                 }
-                let ask = slow || !s.asked || (round && !s.covered) || s.member.gone();
+                let ask =
+                    slow || !s.peers.asked || (round && !s.peers.covered()) || s.member.gone();
                 // An error asking (the kernel refused a lock query) is
                 // reported too: the endpoint's own look says what.
                 if ask {
                     PEER_LOOKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                s.asked |= ask;
+                s.peers.asked |= ask;
                 if ask && s.member.check_peers().unwrap_or(true) {
                     s.fire(&mut fired);
                 }
-                any_uncovered |= !s.covered;
+                any_uncovered |= !s.peers.covered();
             }
             if !any_active {
                 // Nothing to watch, nothing to ask: no timer.
@@ -435,11 +381,8 @@ impl Registration {
             armed: false,
             in_sleep: false,
             dead: false,
-            wanted: None,
-            pids: Vec::new(),
-            covered: false,
+            peers: PeerWatch::default(),
             fresh: false,
-            asked: false,
         };
         // A watched process's death wakes every worker to ask at once.
         crate::sys::on_death(kick_all);

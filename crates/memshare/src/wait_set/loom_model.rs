@@ -87,7 +87,7 @@ fn run(per_waker: usize) {
     while received < per_waker || sampled < per_waker {
         let ready = levels(&members);
         if ready == 0 {
-            park(&members, Duration::MAX, &mut waiter);
+            park(&members, Duration::MAX, &mut waiter, || true);
             continue;
         }
         if ready & 1 != 0 {
@@ -201,7 +201,7 @@ fn a_set_and_the_receivers_own_recv_parked_at_once_are_both_woken() {
                 members.truncate(1);
                 continue;
             }
-            park(&members, Duration::MAX, &mut waiter);
+            park(&members, Duration::MAX, &mut waiter, || true);
         }
         for t in senders {
             t.join().unwrap();

@@ -230,7 +230,6 @@ impl Member {
     /// subscriber's publishers, a server's clients), so that the notifier
     /// looks at their pids at every round, not only when it starts
     /// watching.
-    #[cfg(feature = "async")]
     pub(crate) fn peers_come_and_go(&self) -> bool {
         matches!(self.kind, Kind::Subscriber(_) | Kind::Server(_))
     }
@@ -244,7 +243,6 @@ impl Member {
     /// notifier ([`Member::peers_come_and_go`]); a server with no client
     /// names none (`Some` of nothing: nothing to poll; a client that
     /// attaches wakes the server's word).
-    #[cfg(feature = "async")]
     pub(crate) fn peer_pids(&self) -> Option<Vec<u32>> {
         let pid = match &self.kind {
             Kind::Channel(m) => {
@@ -359,7 +357,6 @@ impl ChannelMember {
 }
 
 impl SubscriberMember {
-    #[cfg(feature = "async")]
     /// The process ids the attached publishers published (each once), if
     /// every attached publisher published one; `None` if one did not, or
     /// none is attached.
@@ -429,7 +426,6 @@ impl ServerMember {
     /// reset, but those the server saw dead and those found dead here (a
     /// reaped one cannot be watched, and would keep the others polled);
     /// `None` if one of them wrote no pid.
-    #[cfg(feature = "async")]
     fn client_pids(&self) -> Option<Vec<u32>> {
         named_pids(
             clients_not_seen_dead(&self.service, &self.link)
@@ -513,7 +509,6 @@ impl ServerMember {
 /// The pids the peers wrote, or `None` if one wrote none (0: an older
 /// writer; then the peers are polled). Duplicates are the notifier's to
 /// drop.
-#[cfg(feature = "async")]
 fn named_pids(pids: impl Iterator<Item = u32>) -> Option<Vec<u32>> {
     pids.map(|pid| (pid != 0).then_some(pid)).collect()
 }

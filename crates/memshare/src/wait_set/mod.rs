@@ -85,10 +85,21 @@
 //!   instead: waking from it costs more, because the kernel takes every
 //!   word's entry off its queue before the call returns (1.5–1.9x with
 //!   128 members).
-//! - Liveness: every [`LIVENESS_INTERVAL`](crate::channel::LIVENESS_INTERVAL)
-//!   (20 ms), whether parked or busy, the set asks the kernel whether the
-//!   peers of each member not ready are alive (one lock query per peer, as
-//!   the endpoints do), so that a peer that dies, however it dies, is
+//! - Liveness: the set asks the kernel whether each member's peers are
+//!   alive (one lock query per peer, as the endpoints do) when it first
+//!   waits on the member, and then as the kernel tells it to. On Linux
+//!   5.3 and later it watches the processes the peers' shared words name
+//!   (a pidfd each, in one `epoll` slept on by one thread of the process,
+//!   started at the first watch): a watched process's death wakes every
+//!   parked set of the process, which then asks about every member's
+//!   peers, so a peer that dies, however it dies, is reported at once;
+//!   and a parked set whose members' peers are all watched has no timer
+//!   but a safety net: every 5 s it asks anyway (for a pid that is not
+//!   the peer's, such as a peer in another pid namespace). A member whose
+//!   peers cannot all be watched (one wrote no pid, no pidfd, other
+//!   systems) has its peers asked every
+//!   [`LIVENESS_INTERVAL`](crate::channel::LIVENESS_INTERVAL) (20 ms),
+//!   whether the set is parked or busy, so that such a peer's death is
 //!   reported within about that interval.
 //!
 //! # The limit of members
@@ -127,9 +138,13 @@
 //! when it attached, copied into the member. A hostile peer can make a
 //! member reported when it has nothing (its endpoint then says so), or
 //! not reported while it breaks the protocol (as it can stall the endpoint
-//! itself); it cannot make the set read out of bounds, crash or sleep
-//! longer than a liveness interval without looking again.
+//! itself); it cannot make the set read out of bounds or crash. By writing
+//! the pid of another live process as its own, a peer can delay the report
+//! of its death to the set's next safety-net round (5 s); a pid that names
+//! no process makes its member's peers asked every liveness interval.
 
+#[cfg(not(loom))]
+pub(crate) mod liveness;
 #[cfg(not(loom))]
 pub(crate) mod member;
 #[cfg(not(loom))]
@@ -140,4 +155,4 @@ pub(crate) mod watch;
 mod loom_model;
 
 #[cfg(not(loom))]
-pub use set::{Ready, Token, WaitSet, Waitable, Writable, MAX_MEMBERS};
+pub use set::{peer_looks, Ready, Token, WaitSet, Waitable, Writable, MAX_MEMBERS};

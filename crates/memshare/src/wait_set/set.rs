@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::liveness::{Parked, PeerWatch, SLOW_ROUND};
 use super::member::Member;
-use super::watch::{levels, park};
+use super::watch::{levels, park, Watch};
 use crate::channel::{Receiver, Sender, TypedReceiver, TypedSender};
 use crate::primitive::ManyWaiter;
 use crate::pubsub::{Subscriber, TypedSubscriber};
@@ -233,10 +234,21 @@ impl<T: bytemuck::Pod> Writable for TypedSender<T> {}
 pub struct WaitSet {
     tokens: Vec<Token>,
     members: Vec<Member>,
+    /// Per member, the watches of its peers' processes.
+    watches: Vec<PeerWatch>,
+    /// The members the last wait reported (a bit each): their peers'
+    /// pids are looked at again at the next (a peer that left, often why
+    /// a member is reported, may be followed by another).
+    reported: u128,
     /// The next token's number.
     next: u64,
-    /// When the members' peers were last asked about (all at once).
+    /// When the peers of the members no watch covers were last asked
+    /// about (all at once).
     last_round: Option<Instant>,
+    /// When the peers of every member were last asked about.
+    last_slow: Option<Instant>,
+    /// `sys::deaths()` when they were.
+    deaths: u64,
     /// The sleep on the members' words (whose waits may stay queued from
     /// one park to the next: see `primitive::ManyWaiter`).
     waiter: ManyWaiter,
@@ -248,8 +260,12 @@ impl WaitSet {
         Ok(WaitSet {
             tokens: Vec::new(),
             members: Vec::new(),
+            watches: Vec::new(),
+            reported: 0,
             next: 0,
             last_round: None,
+            last_slow: None,
+            deaths: 0,
             waiter: ManyWaiter::default(),
         })
     }
@@ -303,6 +319,9 @@ impl WaitSet {
         self.next += 1;
         self.tokens.push(token);
         self.members.push(member);
+        self.watches.push(PeerWatch::default());
+        // Its peers' pids are looked at in the next wait.
+        self.reported |= 1 << (self.members.len() - 1);
         Ok(token)
     }
 
@@ -330,6 +349,9 @@ impl WaitSet {
                 self.waiter.forget();
                 self.tokens.remove(i);
                 self.members.remove(i);
+                self.watches.remove(i);
+                // (The bits after it moved: look at every member's pids.)
+                self.reported = u128::MAX;
                 true
             }
             None => false,
@@ -408,22 +430,52 @@ impl WaitSet {
 
     /// Looks at the members, asks about their peers when that is due,
     /// parks while none is ready.
+    ///
+    /// Asking about a member's peers is a lock query per peer. Those of a
+    /// member whose peers' processes are all watched (`PeerWatch`) are
+    /// asked when the watches change, after a watched process died
+    /// (anywhere in this process: the death wakes every parked set), and
+    /// every `SLOW_ROUND`; the others every liveness interval. So a set
+    /// whose members' peers are all watched sleeps without a timer of its
+    /// own but the slow round's.
     fn wait_until(&mut self, deadline: Option<Instant>, block: bool) -> Result<Ready> {
         loop {
             let mut ready = levels(&self.members);
             let now = Instant::now();
-            let round = self
-                .last_round
-                .is_none_or(|t| now.duration_since(t) >= LIVENESS_INTERVAL);
-            for (i, m) in self.members.iter_mut().enumerate() {
-                if ready & 1 << i == 0 && (round || m.gone()) && m.check_peers()? {
-                    ready |= 1 << i;
+            let due = |last: Option<Instant>, every: Duration| {
+                last.is_none_or(|t| now.duration_since(t) >= every)
+            };
+            let round = due(self.last_round, LIVENESS_INTERVAL);
+            let deaths = crate::sys::deaths();
+            let slow = due(self.last_slow, SLOW_ROUND) || deaths != self.deaths;
+            let mut uncovered = false;
+            let looks = std::mem::take(&mut self.reported) | if round { u128::MAX } else { 0 };
+            for (i, (m, w)) in self.members.iter_mut().zip(&mut self.watches).enumerate() {
+                if ready & 1 << i != 0 {
+                    continue;
                 }
+                if slow || looks & 1 << i != 0 {
+                    w.refresh(m);
+                }
+                let ask = slow || !w.asked || (round && !w.covered()) || m.gone();
+                if ask {
+                    w.asked = true;
+                    PEER_LOOKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if m.check_peers()? {
+                        ready |= 1 << i;
+                    }
+                }
+                uncovered |= !w.covered();
             }
             if round {
                 self.last_round = Some(now);
             }
+            if slow {
+                self.last_slow = Some(now);
+                self.deaths = deaths;
+            }
             if ready != 0 {
+                self.reported = ready;
                 return Ok(self.report(ready));
             }
             let left = match deadline {
@@ -433,17 +485,39 @@ impl WaitSet {
             if !block || left.is_zero() {
                 return Ok(Ready::empty());
             }
-            // Until the next round of questions is due, or the deadline.
-            let since = self.last_round.map_or(Duration::ZERO, |t| t.elapsed());
-            let slice = LIVENESS_INTERVAL
-                .saturating_sub(since)
-                .max(MIN_SLICE)
-                .min(left);
-            if self.members.is_empty() {
+            // Until the next round of questions is due (the members' no
+            // watch covers, or every member's), or the deadline.
+            let until = |last: Option<Instant>, every: Duration| {
+                every.saturating_sub(last.map_or(Duration::ZERO, |t| t.elapsed()))
+            };
+            let mut slice = until(self.last_slow, SLOW_ROUND);
+            if uncovered {
+                slice = slice.min(until(self.last_round, LIVENESS_INTERVAL));
+            }
+            let slice = slice.max(MIN_SLICE).min(left);
+            let Some(first) = self.members.first() else {
                 std::thread::sleep(slice);
                 continue;
-            }
-            park(&self.members, slice, &mut self.waiter);
+            };
+            // Registered before the snapshots, the count of deaths read
+            // after them (`Parked`): a death from here on wakes the sleep.
+            let parked = Parked::new(first.word());
+            let (members, watches, deaths) = (&self.members, &mut self.watches, self.deaths);
+            park(members, slice, &mut self.waiter, || {
+                // A server's clients (a subscriber's publishers) come and
+                // go: their pids are looked at with the flags set, so that
+                // one that came before (its connect rang while no flag was
+                // up) is watched before the sleep; a change makes another
+                // round, which asks about it.
+                let mut came = false;
+                for (m, w) in members.iter().zip(watches.iter_mut()) {
+                    if m.peers_come_and_go() {
+                        came |= w.refresh(m);
+                    }
+                }
+                !came && crate::sys::deaths() == deaths
+            });
+            drop(parked);
         }
     }
 
@@ -464,6 +538,18 @@ impl WaitSet {
         }
         out
     }
+}
+
+/// How many times this process's wait sets asked about a member's peers
+/// (each time, a lock query per peer).
+static PEER_LOOKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times this process's wait sets have asked about a member's
+/// peers (each time, a lock query per peer): for tests, which check that
+/// a parked set whose members' peers are watched does not poll them.
+#[doc(hidden)]
+pub fn peer_looks() -> u64 {
+    PEER_LOOKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl std::fmt::Debug for WaitSet {

@@ -65,15 +65,21 @@ pub(crate) fn levels<W: Watch>(watches: &[W]) -> u128 {
 }
 
 /// Parks on every member's word at once for at most `slice`, unless a
-/// member is ready once all the flags are set; returns the members found
-/// ready then (0 if none: it slept, or the wait returned at once because a
+/// member is ready once all the flags are set, or `may_sleep` (asked then,
+/// with the flags set) says no; returns the members found ready then (0
+/// if none: it slept, it did not, or the wait returned at once because a
 /// word had moved). The flags are cleared before it returns. The sleep is
 /// `waiter`'s, whose waits on the words may stay queued from one park to
 /// the next (a wait queued before this park's snapshot sees every wake
 /// after it: the argument above holds for it as for a fresh one).
-pub(crate) fn park<W: Watch>(watches: &[W], slice: Duration, waiter: &mut ManyWaiter) -> u128 {
+pub(crate) fn park<W: Watch>(
+    watches: &[W],
+    slice: Duration,
+    waiter: &mut ManyWaiter,
+    may_sleep: impl FnOnce() -> bool,
+) -> u128 {
     let (ready, words) = prepare(watches);
-    if ready == 0 && !slice.is_zero() {
+    if ready == 0 && !slice.is_zero() && may_sleep() {
         waiter.wait(&words, slice);
     }
     for w in watches {

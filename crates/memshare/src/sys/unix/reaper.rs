@@ -1,10 +1,10 @@
-//! Deaths of processes, told by the kernel: for the async notifier's
-//! liveness (`crate::aio`). A process id is watched through a pidfd
+//! Deaths of processes, told by the kernel: for the liveness of the wait
+//! sets and of the async notifier. A process id is watched through a pidfd
 //! (`pidfd_open`, Linux 5.3), which becomes readable when the process
 //! exits; one thread of this process (started with the first watch)
 //! sleeps in `epoll_wait` on every watched pidfd, without a timeout, and
-//! on a death counts it and calls the hook the notifier set (which wakes
-//! the notifier threads to ask about their peers now). Elsewhere (and
+//! on a death counts it and calls the hooks its users set (which wake
+//! their parked threads to ask about their peers now). Elsewhere (and
 //! where `pidfd_open` fails) nothing is watched: the callers poll.
 //!
 //! A pid says nothing by itself (it may be reused, or be what a peer
@@ -12,17 +12,24 @@
 //! trusts the watch only while the lock is held.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 /// Deaths seen so far (of watched processes).
 static DEATHS: AtomicU64 = AtomicU64::new(0);
 
-/// What to call on a death (set once, by the notifier).
-static HOOK: OnceLock<fn()> = OnceLock::new();
+/// What to call on a death (each hook once: the wait sets', the
+/// notifier's).
+static HOOKS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 
-/// Sets the hook called after each death (the first call wins).
+/// Adds `hook`, called after each death (from then on; adding it again
+/// changes nothing). It runs on the watching thread, after the count of
+/// deaths went up: a caller that reads [`deaths`] after the hook ran sees
+/// the new count.
 pub(crate) fn on_death(hook: fn()) {
-    let _ = HOOK.set(hook);
+    let mut hooks = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    if !hooks.iter().any(|&h| std::ptr::fn_addr_eq(h, hook)) {
+        hooks.push(hook);
+    }
 }
 
 /// How many watched processes have died so far.
@@ -34,7 +41,9 @@ pub(crate) fn deaths() -> u64 {
 #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 fn died() {
     DEATHS.fetch_add(1, Relaxed);
-    if let Some(hook) = HOOK.get() {
+    // Called unlocked (a hook may add another).
+    let hooks = HOOKS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for hook in hooks {
         hook();
     }
 }

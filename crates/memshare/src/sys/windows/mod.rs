@@ -10,7 +10,6 @@ mod broker;
 #[cfg(feature = "async")]
 mod event;
 mod handle;
-#[cfg(feature = "async")]
 mod reaper;
 mod security;
 mod share;
@@ -36,7 +35,6 @@ use super::{describe, Access, Meta, Owner, Prefault};
 #[cfg(feature = "async")]
 pub(crate) use event::Event;
 pub(crate) use handle::Handle;
-#[cfg(feature = "async")]
 pub(crate) use reaper::{deaths, on_death, unwatch_pid, watch_pid};
 pub(crate) use share::{adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid};
 #[cfg(feature = "async")]
