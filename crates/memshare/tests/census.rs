@@ -115,7 +115,30 @@ fn a_whole_session_leaves_no_descriptor_name_or_child_behind() {
     }
     let sweeper = NameSweeper::for_tag("cs");
     census::assert_no_children("at the start");
+    // memshare's one watcher of peers' deaths for the whole process (an
+    // epoll descriptor and a thread, made at the first wait of a wait set,
+    // or of the async notifier, on an endpoint whose peer published its
+    // pid, and kept for the process's life): made before the count, which
+    // then sees what each object leaves (the watches' pidfds among them).
+    let before_watcher = Descriptors::take();
+    {
+        use memshare::WaitSet;
+        let rx = Receiver::create(4096).unwrap();
+        let _tx = Sender::attach(rx.segment()).unwrap();
+        let mut set = WaitSet::new().unwrap();
+        set.add(&rx).unwrap();
+        assert!(set
+            .wait_timeout(Duration::from_millis(1))
+            .unwrap()
+            .is_empty());
+    }
     let start = Descriptors::take();
+    let made = start.opened_since(&before_watcher);
+    assert_eq!(
+        made,
+        ["anon_inode:[eventpoll]"],
+        "the watcher of deaths: one epoll, and nothing else left"
+    );
     let shm_before = census::dev_shm_names("");
 
     // Anonymous segments: create, map at offsets, clone, read-only handles.

@@ -52,6 +52,15 @@ impl Descriptors {
         self.0.len()
     }
 
+    /// What the descriptors opened since `earlier` refer to.
+    pub fn opened_since(&self, earlier: &Descriptors) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| !earlier.0.contains_key(k))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// Panics, naming the differences, unless this process holds exactly
     /// the descriptors it held when `self` was taken.
     pub fn assert_unchanged(&self, when: &str) {
