@@ -552,3 +552,76 @@ fn a_scribbling_receiver_makes_the_sender_fail_cleanly() {
     // The scribbler wrote the receiver's position: the sender saw it.
     assert!(corrupted > 0, "no corruption detected");
 }
+
+/// Sleeps until `at` (nanoseconds since the Unix epoch, this machine's
+/// clock, which both processes read).
+fn sleep_until_epoch_ns(at: u128) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    if let Some(left) = at.checked_sub(now) {
+        std::thread::sleep(Duration::from_nanos(left as u64));
+    }
+}
+
+/// The sender child of the test below: at `MST_AT`, `open_or_create`s the
+/// channel `MST_NAME`, sends one message, and stays until the receiver has
+/// attached (a channel whose last holder leaves goes with its name).
+fn open_or_create_sender() {
+    let name = common::env("MST_NAME");
+    sleep_until_epoch_ns(common::env("MST_AT").parse().unwrap());
+    let mut tx = Sender::open_or_create(&name, 4096).unwrap();
+    tx.send(format!("met on {name}").as_bytes()).unwrap();
+    wait_for(TIMEOUT, || {
+        let state = memshare::channel::inspect(tx.segment()).unwrap();
+        (state.receiver == memshare::channel::EndpointState::Attached).then_some(())
+    });
+}
+
+/// Two processes that start at the same moment meet on one channel with
+/// `open_or_create`, whichever comes first, with no retry loop of their
+/// own: each round the parent's receiver and the child's sender call it at
+/// one instant of the wall clock, the parent up to 2 ms earlier or later
+/// (four rounds) or at once (twelve), so either may create it, or both try
+/// at once and one finds the name taken, or finds the other's segment not
+/// formatted yet, and opens it instead. The message arrives, and the name
+/// is gone after.
+#[test]
+fn open_or_create_in_two_processes_started_at_once_meets_on_one_channel() {
+    const TEST: &str = "open_or_create_in_two_processes_started_at_once_meets_on_one_channel";
+    if role().is_some() {
+        open_or_create_sender();
+        return;
+    }
+    let mut pick = rng(0x00c);
+    for round in 0..16 {
+        let name = common::unique_name("ooc-procs");
+        let epoch_ns = |d: Duration| {
+            (std::time::SystemTime::now() + d)
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        };
+        // Far enough ahead for the child to start.
+        let at = epoch_ns(Duration::from_millis(150));
+        let mut cmd = child(TEST, "sender");
+        cmd.env("MST_NAME", &name).env("MST_AT", at.to_string());
+        let sender = Reaped::spawn(cmd);
+        // A few rounds up to 2 ms apart (either order), then at once
+        // (within 20 µs, before the sleeps' own jitter).
+        let spread: u64 = if round < 4 { 2_000_000 } else { 20_000 };
+        let skew = (pick() % (2 * spread)) as i128 - spread as i128;
+        sleep_until_epoch_ns((at as i128 + skew) as u128);
+        let mut rx = Receiver::open_or_create(&name, 4096).unwrap();
+        let msg = rx.recv_timeout(TIMEOUT).unwrap();
+        assert_eq!(&*msg, format!("met on {name}").as_bytes(), "round {round}");
+        drop(msg);
+        sender.wait_success(TIMEOUT);
+        drop(rx);
+        assert!(
+            !common::in_dev_shm(&name),
+            "round {round}: the name is left"
+        );
+    }
+}
