@@ -583,7 +583,7 @@ fn open_or_create_sender() {
 /// `open_or_create`, whichever comes first, with no retry loop of their
 /// own: each round the parent's receiver and the child's sender call it at
 /// one instant of the wall clock, the parent up to 2 ms earlier or later
-/// (four rounds) or at once (twelve), so either may create it, or both try
+/// (four rounds) or at once (24), so either may create it, or both try
 /// at once and one finds the name taken, or finds the other's segment not
 /// formatted yet, and opens it instead. The message arrives, and the name
 /// is gone after.
@@ -594,8 +594,10 @@ fn open_or_create_in_two_processes_started_at_once_meets_on_one_channel() {
         open_or_create_sender();
         return;
     }
+    // A failed round (its child killed holding the channel) leaves no name.
+    let _sweeper = common::census::NameSweeper::for_tag("ooc-procs");
     let mut pick = rng(0x00c);
-    for round in 0..16 {
+    for round in 0..28 {
         let name = common::unique_name("ooc-procs");
         let epoch_ns = |d: Duration| {
             (std::time::SystemTime::now() + d)
