@@ -370,6 +370,16 @@ fn peer() {
     let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
     match kind.as_str() {
         "sender" => keep.push(Box::new(Sender::open(&name).unwrap())),
+        "sender-of-3" => {
+            let mut tx = Sender::open(&name).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_millis(200));
+            for m in [b"one", b"two", b"and"] {
+                tx.send(m).unwrap();
+            }
+            println!("sent");
+            keep.push(Box::new(tx));
+        }
         "receiver" => keep.push(Box::new(Receiver::open(&name).unwrap())),
         "publisher" => {
             let mut publisher = Publisher::create(&name, small_service()).unwrap();
@@ -1126,4 +1136,69 @@ fn a_parked_set_whose_peers_are_watched_neither_wakes_nor_asks_about_them() {
         switches <= 3,
         "the set woke {switches} times in 1 s: {line}"
     );
+}
+
+/// The set's child of the test below (so that no other test's deaths,
+/// which wake every parked set of their process, come into it).
+#[cfg(target_os = "linux")]
+fn set_outliving_a_sender(test: &str) {
+    let name = unique_name("ws-ready-death");
+    let mut rx = Receiver::create_named(&name, 256).unwrap();
+    let (sender, mut out) = spawn(
+        test,
+        "peer",
+        &[
+            ("MST_NAME", name.clone()),
+            ("MST_KIND", "sender-of-3".into()),
+        ],
+    );
+    out.after("ready");
+    let mut set = WaitSet::new().unwrap();
+    let token = set.add(&rx).unwrap();
+    // Nothing yet: the sender's process is watched, and its lock asked
+    // (the watch trusted from now on).
+    assert!(set
+        .wait_timeout(Duration::from_millis(50))
+        .unwrap()
+        .is_empty());
+    out.after("sent");
+    sender.kill();
+    // The reaper counts the death while the member is ready (three
+    // messages): the set's round for that death cannot report it yet.
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..3 {
+        assert_eq!(reported(&mut set, TIMEOUT), [token]);
+        assert!(
+            rx.try_recv().unwrap().is_some(),
+            "a message sent before the kill"
+        );
+    }
+    let start = Instant::now();
+    assert_eq!(reported(&mut set, TIMEOUT), [token]);
+    let late = start.elapsed();
+    assert!(matches!(rx.try_recv(), Err(Error::Disconnected { .. })));
+    assert!(
+        late < LIVENESS_INTERVAL * 5,
+        "the drained member was reported {late:?} after its last message was taken"
+    );
+}
+
+/// A peer that dies while its member is ready (messages it sent before
+/// dying still to take) is reported as soon as they are taken, not at the
+/// safety net's round 5 s later: the round the death caused could not
+/// report a ready member, so the member is asked again once it is not
+/// ready. (Found by a review: the death was taken as seen to.)
+#[cfg(target_os = "linux")]
+#[test]
+fn a_peer_that_dies_while_its_member_is_ready_is_reported_once_its_messages_are_taken() {
+    const TEST: &str =
+        "a_peer_that_dies_while_its_member_is_ready_is_reported_once_its_messages_are_taken";
+    match role().as_deref() {
+        Some("set") => return set_outliving_a_sender(TEST),
+        Some(_) => return peer(),
+        None => {}
+    }
+    let mut cmd = common::child(TEST, "set");
+    cmd.stderr(std::process::Stdio::inherit());
+    common::Reaped::spawn(cmd).wait_success(TIMEOUT);
 }

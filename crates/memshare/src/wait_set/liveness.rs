@@ -39,6 +39,8 @@ pub(crate) struct PeerWatch {
     /// new watch is trusted only after that: the pid may name another
     /// process, or a peer that died before the watch began).
     pub(crate) asked: bool,
+    /// The pids named at this look (a buffer kept between looks).
+    scratch: Vec<u32>,
 }
 
 impl PeerWatch {
@@ -52,14 +54,15 @@ impl PeerWatch {
     /// readable from the start, counted a death at each: the notifier
     /// spun). Only the pids that came or went change watches.
     pub(crate) fn refresh(&mut self, member: &Member) -> bool {
-        let mut named = member.peer_pids();
-        if let Some(now) = named.as_mut() {
-            now.sort_unstable();
-            now.dedup();
-        }
-        if named == self.wanted {
+        let named = member.peer_pids_into(&mut self.scratch);
+        self.scratch.sort_unstable();
+        self.scratch.dedup();
+        if named == self.wanted.is_some()
+            && self.wanted.as_deref().is_none_or(|w| *w == *self.scratch)
+        {
             return false;
         }
+        let named = named.then(|| self.scratch.clone());
         let now = named.as_deref().unwrap_or_default();
         let mut watched = Vec::with_capacity(now.len());
         // Every peer named and watched (none at all: nothing to ask).

@@ -230,40 +230,44 @@ impl Member {
     /// subscriber's publishers, a server's clients), so that the notifier
     /// looks at their pids at every round, not only when it starts
     /// watching.
+    #[cfg(feature = "async")]
     pub(crate) fn peers_come_and_go(&self) -> bool {
         matches!(self.kind, Kind::Subscriber(_) | Kind::Server(_))
     }
 
     /// The processes whose deaths are all this member's peers' deaths, as
-    /// their shared words say (hints: see `sys::watch_pid`), or `None` if
-    /// they cannot be named (no peer attached yet, a peer that wrote no
-    /// pid): then the notifier polls the member's peers every liveness
-    /// interval. A subscriber's publishers and a server's clients are named
-    /// (every attached one), and looked at again at every round of the
-    /// notifier ([`Member::peers_come_and_go`]); a server with no client
-    /// names none (`Some` of nothing: nothing to poll; a client that
-    /// attaches wakes the server's word).
-    pub(crate) fn peer_pids(&self) -> Option<Vec<u32>> {
+    /// their shared words say (hints: see `sys::watch_pid`), put in `out`
+    /// (cleared first; a reused buffer, so that a look that finds the same
+    /// pids allocates nothing); `false` if they cannot be named (no peer
+    /// attached yet, a peer that wrote no pid): then the member's peers are
+    /// asked every liveness interval. A subscriber's publishers and a
+    /// server's clients are named (every attached one), and looked at
+    /// again before every sleep (the notifier's: `peers_come_and_go`); a server
+    /// with no client names none (`true` with nothing: nothing to ask; a
+    /// client that attaches wakes the server's word).
+    pub(crate) fn peer_pids_into(&self, out: &mut Vec<u32>) -> bool {
+        out.clear();
         let pid = match &self.kind {
             Kind::Channel(m) => {
                 let h = m.header();
                 let peer = m.side.peer();
                 if h.state(peer).load(Ordering::Acquire) != channel::STATE_ATTACHED {
-                    return None;
+                    return false;
                 }
                 h.pid(peer).load(Ordering::Relaxed)
             }
             Kind::Client(m) => {
                 let h = m.service.header();
                 if h.server.state.load(Ordering::Acquire) != rpc::SERVER_ATTACHED {
-                    return None;
+                    return false;
                 }
                 h.server.pid.load(Ordering::Relaxed)
             }
-            Kind::Subscriber(m) => return m.publisher_pids(),
-            Kind::Server(m) => return m.client_pids(),
+            Kind::Subscriber(m) => return m.publisher_pids(out),
+            Kind::Server(m) => return m.client_pids(out),
         };
-        (pid != 0).then(|| vec![pid])
+        out.push(pid);
+        pid != 0
     }
 
     /// Whether the member's endpoint was dropped.
@@ -360,18 +364,22 @@ impl SubscriberMember {
     /// The process ids the attached publishers published (each once), if
     /// every attached publisher published one; `None` if one did not, or
     /// none is attached.
-    fn publisher_pids(&self) -> Option<Vec<u32>> {
-        let pids = named_pids(self.service.publishers().iter().filter_map(|(p, pv)| {
-            if pv.block.state.load(Ordering::Acquire) != pubsub::STATE_ATTACHED {
-                return None;
-            }
-            // A publisher found dead stays dead (its instance is not
-            // reused): its process needs no watch (once reaped it cannot
-            // be watched, and would keep the others polled).
-            let instance = pv.block.instance.load(Ordering::Acquire);
-            (!self.publishers.known_dead(p, instance)).then(|| pv.block.pid.load(Ordering::Relaxed))
-        }))?;
-        (!pids.is_empty()).then_some(pids)
+    fn publisher_pids(&self, out: &mut Vec<u32>) -> bool {
+        let named = named_pids(
+            out,
+            self.service.publishers().iter().filter_map(|(p, pv)| {
+                if pv.block.state.load(Ordering::Acquire) != pubsub::STATE_ATTACHED {
+                    return None;
+                }
+                // A publisher found dead stays dead (its instance is not
+                // reused): its process needs no watch (once reaped it
+                // cannot be watched, and would keep the others polled).
+                let instance = pv.block.instance.load(Ordering::Acquire);
+                (!self.publishers.known_dead(p, instance))
+                    .then(|| pv.block.pid.load(Ordering::Relaxed))
+            }),
+        );
+        named && !out.is_empty()
     }
 
     fn watch(&self) -> SubscriberWatch<'_, crate::pubsub::service::AllPublishers<'_>> {
@@ -426,8 +434,9 @@ impl ServerMember {
     /// reset, but those the server saw dead and those found dead here (a
     /// reaped one cannot be watched, and would keep the others polled);
     /// `None` if one of them wrote no pid.
-    fn client_pids(&self) -> Option<Vec<u32>> {
+    fn client_pids(&self, out: &mut Vec<u32>) -> bool {
         named_pids(
+            out,
             clients_not_seen_dead(&self.service, &self.link)
                 .filter(|&(c, _, instance)| self.dead[c as usize] != instance)
                 .map(|(_, block, _)| block.pid.load(Ordering::Relaxed)),
@@ -506,11 +515,17 @@ impl ServerMember {
     }
 }
 
-/// The pids the peers wrote, or `None` if one wrote none (0: an older
-/// writer; then the peers are polled). Duplicates are the notifier's to
-/// drop.
-fn named_pids(pids: impl Iterator<Item = u32>) -> Option<Vec<u32>> {
-    pids.map(|pid| (pid != 0).then_some(pid)).collect()
+/// Puts the pids the peers wrote in `out`; `false` if one wrote none (0:
+/// an older writer; then the peers are polled). Duplicates are the
+/// caller's to drop.
+fn named_pids(out: &mut Vec<u32>, pids: impl Iterator<Item = u32>) -> bool {
+    for pid in pids {
+        if pid == 0 {
+            return false;
+        }
+        out.push(pid);
+    }
+    true
 }
 
 /// Whether the server saw client instance `instance` of region `c` dead,

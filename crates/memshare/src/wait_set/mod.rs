@@ -100,7 +100,12 @@
 //!   systems) has its peers asked every
 //!   [`LIVENESS_INTERVAL`](crate::channel::LIVENESS_INTERVAL) (20 ms),
 //!   whether the set is parked or busy, so that such a peer's death is
-//!   reported within about that interval.
+//!   reported within about that interval. The watches cost a descriptor
+//!   (a pidfd) per distinct peer process, shared by every set and the
+//!   async notifier of the process, held while a member names it, and
+//!   one `epoll` descriptor and one thread for the process's life. Where
+//!   descriptors run out, a peer that cannot be watched is asked every
+//!   liveness interval instead.
 //!
 //! # The limit of members
 //!

@@ -425,6 +425,9 @@ impl WaitSet {
     #[cfg(feature = "async")]
     pub(crate) fn try_wait_asking(&mut self) -> Result<Ready> {
         self.last_round = None;
+        // Every member, watched or not: the notifier may have found a
+        // peer dead that no watch told of (a wrong pid).
+        self.last_slow = None;
         self.wait_until(None, false)
     }
 
@@ -448,10 +451,16 @@ impl WaitSet {
             let round = due(self.last_round, LIVENESS_INTERVAL);
             let deaths = crate::sys::deaths();
             let slow = due(self.last_slow, SLOW_ROUND) || deaths != self.deaths;
-            let mut uncovered = false;
+            let (mut uncovered, mut covered) = (false, false);
             let looks = std::mem::take(&mut self.reported) | if round { u128::MAX } else { 0 };
             for (i, (m, w)) in self.members.iter_mut().zip(&mut self.watches).enumerate() {
                 if ready & 1 << i != 0 {
+                    if slow {
+                        // Not asked in this round, whose death count is
+                        // taken as seen to: asked once it is not ready
+                        // (a dead peer's last messages, being received).
+                        w.asked = false;
+                    }
                     continue;
                 }
                 if slow || looks & 1 << i != 0 {
@@ -459,13 +468,16 @@ impl WaitSet {
                 }
                 let ask = slow || !w.asked || (round && !w.covered()) || m.gone();
                 if ask {
-                    w.asked = true;
                     PEER_LOOKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if m.check_peers()? {
+                    let gone = m.check_peers()?;
+                    // (Trusted only once asked: an error asks again.)
+                    w.asked = true;
+                    if gone {
                         ready |= 1 << i;
                     }
                 }
                 uncovered |= !w.covered();
+                covered |= w.covered();
             }
             if round {
                 self.last_round = Some(now);
@@ -501,19 +513,21 @@ impl WaitSet {
             };
             // Registered before the snapshots, the count of deaths read
             // after them (`Parked`): a death from here on wakes the sleep.
-            let parked = Parked::new(first.word());
+            // (Only when a member relies on watches: the others are asked
+            // every round anyway.)
+            let parked = covered.then(|| Parked::new(first.word()));
             let (members, watches, deaths) = (&self.members, &mut self.watches, self.deaths);
             park(members, slice, &mut self.waiter, || {
-                // A server's clients (a subscriber's publishers) come and
-                // go: their pids are looked at with the flags set, so that
-                // one that came before (its connect rang while no flag was
-                // up) is watched before the sleep; a change makes another
-                // round, which asks about it.
+                // Peers come and go (a server's clients, a subscriber's
+                // publishers, a channel's peer replaced): the pids are
+                // looked at with the flags set, so that one that came
+                // before (a client's connect rang while no flag was up) is
+                // watched before the sleep; a change makes another round,
+                // which asks about it. (Loads, and no allocation when the
+                // pids are the same.)
                 let mut came = false;
                 for (m, w) in members.iter().zip(watches.iter_mut()) {
-                    if m.peers_come_and_go() {
-                        came |= w.refresh(m);
-                    }
+                    came |= w.refresh(m);
                 }
                 !came && crate::sys::deaths() == deaths
             });

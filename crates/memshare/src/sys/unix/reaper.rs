@@ -69,6 +69,9 @@ mod imp {
     use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
     struct Reaper {
+        /// The process that made it (a child forked since has the
+        /// statics but not the thread, and shares the epoll instance).
+        owner: u32,
         epoll: OwnedFd,
         /// Per pid: what is known of it.
         pids: Mutex<HashMap<u32, Watched>>,
@@ -85,6 +88,10 @@ mod imp {
 
     static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
 
+    /// The reaper of this process: `None` where none can be made, and in
+    /// a child forked after it was made (whose watches would be told to
+    /// the parent's thread, through the epoll instance they share: the
+    /// child's callers poll instead).
     fn reaper() -> Option<&'static Reaper> {
         REAPER
             .get_or_init(|| {
@@ -94,11 +101,13 @@ mod imp {
                     .spawn(run)
                     .ok()?;
                 Some(Reaper {
+                    owner: std::process::id(),
                     epoll,
                     pids: Mutex::new(HashMap::new()),
                 })
             })
             .as_ref()
+            .filter(|r| r.owner == std::process::id())
     }
 
     fn run() {
