@@ -594,11 +594,12 @@ fn open_or_create_in_two_processes_started_at_once_meets_on_one_channel() {
         open_or_create_sender();
         return;
     }
-    // A failed round (its child killed holding the channel) leaves no name.
-    let _sweeper = common::census::NameSweeper::for_tag("ooc-procs");
     let mut pick = rng(0x00c);
     for round in 0..28 {
         let name = common::unique_name("ooc-procs");
+        // A failed round (its child killed holding the channel) leaves no
+        // name (after a round that passed, there is none to remove).
+        let _sweep = common::OnDrop(|| drop(Segment::remove(&name)));
         let epoch_ns = |d: Duration| {
             (std::time::SystemTime::now() + d)
                 .duration_since(std::time::UNIX_EPOCH)
