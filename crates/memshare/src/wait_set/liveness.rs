@@ -162,10 +162,9 @@ fn lock() -> std::sync::MutexGuard<'static, Vec<(u64, usize)>> {
 /// A watched process died: wakes every parked set, by a word it sleeps on.
 fn wake_parked() {
     for &(_, addr) in lock().iter() {
-        // SAFETY: the word is in a mapping borrowed by the `Parked` that
-        // registered it, which removes it (under this lock) before the
-        // borrow ends; a `FutexWord` is an atomic, fine to bump from any
-        // thread.
+        // The word is in a mapping borrowed by the `Parked` that registered
+        // it, which removes it (under this lock) before the borrow ends.
+        // SAFETY: so it is mapped; a `FutexWord` is an atomic, bumped from any thread.
         let word = unsafe { &*(addr as *const FutexWord) };
         word.bump_and_wake();
     }

@@ -229,13 +229,14 @@ impl QueuedWaits {
     /// submission queue is full.
     fn push(&mut self, entry: &io_uring::squeue::Entry) -> Result<(), rustix::io::Errno> {
         for _ in 0..2 {
-            // SAFETY: the entries memshare queues hold no buffer: a futex
-            // wait's address is read while the request is issued (inside
-            // the `io_uring_enter` that submits it) and only its key is
-            // kept; the word's mapping outlives that call, and the caller
-            // forgets the waits before the mapping goes. A cancel holds no
-            // pointer.
-            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+            // The entries memshare queues hold no buffer: a futex wait's
+            // address is read while the request is issued (inside the
+            // `io_uring_enter` that submits it) and only its key is kept;
+            // the word's mapping outlives that call, and the caller forgets
+            // the waits before the mapping goes. A cancel holds no pointer.
+            // SAFETY: so no entry points at memory freed while queued.
+            let pushed = unsafe { self.ring.submission().push(entry) };
+            if pushed.is_ok() {
                 return Ok(());
             }
             self.ring.submit().map_err(|e| {
