@@ -8,7 +8,7 @@
 mod common;
 
 use std::os::fd::AsFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{child, role, unique_name, Reaped, TIMEOUT};
@@ -170,6 +170,154 @@ fn channel_ends_whose_segment_is_truncated_get_errors() {
             matches!(e, Error::Truncated { .. } | Error::Disconnected { .. }),
             "{end}: {e}"
         );
+    }
+}
+
+/// What an endpoint may say once its segment is cut: the memory is gone,
+/// or its peer is (which found the memory gone first).
+fn gone_or_peer_gone(end: &str, e: &Error) {
+    assert!(
+        matches!(e, Error::Truncated { .. } | Error::Disconnected { .. }),
+        "{end}: expected Truncated or Disconnected, got {e}"
+    );
+}
+
+/// Waits until a few messages went through (`progress` counts them), so
+/// that the cut comes in the middle of the traffic however slow the build.
+fn wait_for_progress(progress: &AtomicU64, deadline: Instant) {
+    while progress.load(Ordering::Relaxed) < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn rpc_server_and_client_whose_segment_is_truncated_get_errors() {
+    const TEST: &str = "rpc_server_and_client_whose_segment_is_truncated_get_errors";
+    if truncator() {
+        return;
+    }
+    use memshare::rpc::{Client, Server, ServerConfig};
+    let name = unique_name("trunc-rpc");
+    let config = ServerConfig::new()
+        .max_clients(2)
+        .max_in_flight(4)
+        .max_request_len(4096)
+        .max_response_len(4096);
+    let server = Server::create(&name, config).unwrap();
+    let mut client = Client::connect(&name).unwrap();
+    // Each side gives up at the deadline, so that a cut it misses fails
+    // the test instead of hanging it.
+    let deadline = Instant::now() + TIMEOUT;
+    let progress = AtomicU64::new(0);
+    let (served, called) = std::thread::scope(|s| {
+        let progress = &progress;
+        let serving = s.spawn(move || {
+            let mut answered = 0u64;
+            while Instant::now() < deadline {
+                match server.recv_timeout(Duration::from_millis(100)) {
+                    Ok(request) => {
+                        let echo = request.to_vec();
+                        if let Err(e) = request.respond(&echo) {
+                            return (answered, Some(e));
+                        }
+                        answered += 1;
+                        progress.store(answered, Ordering::Relaxed);
+                    }
+                    Err(Error::TimedOut { .. }) => {}
+                    Err(e) => return (answered, Some(e)),
+                }
+            }
+            (answered, None)
+        });
+        let calling = s.spawn(move || {
+            let request = [7u8; 3000];
+            let mut zeros_seen = false;
+            loop {
+                match client.call_timeout(&request, TIMEOUT) {
+                    Ok(reply) => {
+                        // A response held while the memory goes reads as
+                        // zeros from then on; the next call must say why.
+                        assert!(reply.iter().all(|&b| b == 7 || b == 0));
+                        assert!(!zeros_seen, "a call after zeros did not fail");
+                        zeros_seen = reply.contains(&0) || reply.len() != request.len();
+                    }
+                    Err(e) => return e,
+                }
+            }
+        });
+        wait_for_progress(progress, deadline);
+        // The header page (the first 4096 bytes, docs/rpc-layout.md §1)
+        // stays, every client region goes: the server's next look at the
+        // client's ring, and the client's at its slot, fault.
+        truncate_in_child(TEST, &name, 4096);
+        (serving.join().unwrap(), calling.join().unwrap())
+    });
+    assert!(served.0 > 0, "no call was answered before the cut");
+    match served.1 {
+        Some(e) => gone_or_peer_gone("server", &e),
+        None => panic!("server: no error within {TIMEOUT:?} of the truncation"),
+    }
+    gone_or_peer_gone("client", &called);
+}
+
+#[test]
+fn publisher_and_subscriber_whose_segment_is_truncated_get_errors() {
+    const TEST: &str = "publisher_and_subscriber_whose_segment_is_truncated_get_errors";
+    if truncator() {
+        return;
+    }
+    use memshare::pubsub::{Publisher, ServiceConfig, Subscriber};
+    let name = unique_name("trunc-pubsub");
+    let mut publisher = Publisher::create(&name, ServiceConfig::new().depth(64)).unwrap();
+    let subscriber = Subscriber::open(&name).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let progress = AtomicU64::new(0);
+    let (published, received) = std::thread::scope(|s| {
+        let progress = &progress;
+        let publishing = s.spawn(move || {
+            let mut sent = 0u64;
+            while Instant::now() < deadline {
+                if let Err(e) = publisher.publish_copy(&[9u8; 1000]) {
+                    return (sent, Some(e));
+                }
+                sent += 1;
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            (sent, None)
+        });
+        let receiving = s.spawn(move || {
+            let mut got = 0u64;
+            let mut zeros_seen = false;
+            while Instant::now() < deadline {
+                match subscriber.recv_timeout(Duration::from_millis(100)) {
+                    Ok(msg) => {
+                        assert!(msg.iter().all(|&b| b == 9 || b == 0));
+                        assert!(!zeros_seen, "a receive after zeros did not fail");
+                        zeros_seen = msg.contains(&0) || msg.len() != 1000;
+                        got += 1;
+                        progress.store(got, Ordering::Relaxed);
+                    }
+                    Err(Error::TimedOut { .. }) => {}
+                    Err(e) => return (got, Some(e)),
+                }
+            }
+            (got, None)
+        });
+        wait_for_progress(progress, deadline);
+        // The first page stays (the service's header begins there), the
+        // rest goes.
+        truncate_in_child(TEST, &name, 4096);
+        (publishing.join().unwrap(), receiving.join().unwrap())
+    });
+    assert!(
+        published.0 > 0 && received.0 > 0,
+        "nothing went through before the cut"
+    );
+    for (end, (_, e)) in [("publisher", published), ("subscriber", received)] {
+        match e {
+            Some(e) => gone_or_peer_gone(end, &e),
+            None => panic!("{end}: no error within {TIMEOUT:?} of the truncation"),
+        }
     }
 }
 
