@@ -25,22 +25,22 @@ use crate::primitive::{check, AtomicU32, AtomicU64};
 /// One client region, the pending mask and the server's wake words, in
 /// ordinary memory; a request and a response buffer per slot (one u32
 /// each).
-struct Model {
-    head: AtomicU64,
-    entries: Vec<AtomicU32>,
-    slots: Vec<Slot>,
-    client_wake: WakeWords,
-    pending: AtomicU64,
-    server_wake: WakeWords,
-    requests: Vec<UnsafeCell<u32>>,
-    responses: Vec<UnsafeCell<u32>>,
+pub(crate) struct Model {
+    pub(crate) head: AtomicU64,
+    pub(crate) entries: Vec<AtomicU32>,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) client_wake: WakeWords,
+    pub(crate) pending: AtomicU64,
+    pub(crate) server_wake: WakeWords,
+    pub(crate) requests: Vec<UnsafeCell<u32>>,
+    pub(crate) responses: Vec<UnsafeCell<u32>>,
 }
 
 // SAFETY: the cells are accessed by protocol only (loom checks it).
 unsafe impl Sync for Model {}
 
 impl Model {
-    fn new(slots: usize) -> Arc<Model> {
+    pub(crate) fn new(slots: usize) -> Arc<Model> {
         Arc::new(Model {
             head: AtomicU64::new(0),
             entries: (0..slots.next_power_of_two())
@@ -55,7 +55,7 @@ impl Model {
         })
     }
 
-    fn region(&self) -> Region<'_> {
+    pub(crate) fn region(&self) -> Region<'_> {
         Region {
             head: &self.head,
             entries: &self.entries,
@@ -64,7 +64,7 @@ impl Model {
         }
     }
 
-    fn doorbell(&self) -> Doorbell<'_> {
+    pub(crate) fn doorbell(&self) -> Doorbell<'_> {
         Doorbell {
             pending: &self.pending,
             bit: 1,
@@ -76,7 +76,7 @@ impl Model {
 /// One run of the model: how many requests the client sends through how
 /// many slots, and how each side behaves.
 #[derive(Clone, Copy)]
-struct Case {
+pub(crate) struct Case {
     /// Requests sent in all; request `i` (id 100 + i, value 10 + i) goes in
     /// slot `i % slots`, once the slot's earlier request is answered.
     requests: u32,
@@ -96,7 +96,7 @@ struct Case {
 /// The client: sends the case's requests, then waits for every answer,
 /// parking when there is none. A response must be its request's value
 /// plus 1000; a declined request must be one the server declines.
-fn client(m: &Model, case: Case) {
+pub(crate) fn client(m: &Model, case: Case) {
     // As the client's `Link`'s.
     let parkers = crate::primitive::Parkers::default();
     let mut head = 0;
@@ -166,7 +166,7 @@ enum Wait {
 /// bit is set (as `Server::poll`), waiting as the case says when it is
 /// not, and answers each (or declines it) at once, or all in reverse once
 /// all are taken.
-fn server(m: &Model, case: Case) {
+pub(crate) fn server(m: &Model, case: Case) {
     // As the server's `Link`'s.
     let parkers = crate::primitive::Parkers::default();
     let mut ring = protocol::Ring::default();
@@ -246,7 +246,7 @@ fn run(preemption_bound: usize, case: Case) {
 
 /// `requests` requests, one slot each, published one at a time, answered
 /// as taken, both sides parking: what the tests below vary.
-fn case(requests: u32) -> Case {
+pub(crate) fn case(requests: u32) -> Case {
     Case {
         requests,
         slots: requests,

@@ -65,7 +65,7 @@ mod config;
 mod inspect;
 pub mod layout;
 #[cfg(all(test, loom))]
-mod loom_model;
+pub(crate) mod loom_model;
 pub(crate) mod protocol;
 #[cfg(not(loom))]
 pub(crate) mod server;

@@ -9,8 +9,12 @@
 //! woken only by a wake of one of its words; no timeout, so a lost wake-up
 //! is a deadlock, which loom reports). The wakers are the protocols' own
 //! code, unchanged: a channel sender (`ring.rs`: commit, publish, its
-//! fence and its look at the receiver's flag) and a publisher
-//! (`pubsub/ring.rs`: publish, its fence, the swap of the parked bits).
+//! fence and its look at the receiver's flag), a channel receiver freeing
+//! room for a sender member (`add_writable`: release, the same fence and
+//! look at the sender's flag), a publisher (`pubsub/ring.rs`: publish, its
+//! fence, the swap of the parked bits), an rpc server answering a client
+//! member (`rpc/protocol.rs`: `finish`) and an rpc client calling a server
+//! member (`push` and `publish`).
 //!
 //! The set's thread does what `WaitSet::wait_until` does without the
 //! liveness questions and deadlines (left out: they only shorten a park):
@@ -219,6 +223,59 @@ fn a_set_and_the_receivers_own_recv_parked_at_once_are_both_woken() {
     });
 }
 
+/// A sender as a member (`WaitSet::add_writable`): the set's thread fills
+/// the ring with one message, then waits for room for the next; a
+/// receiver thread takes the first with the channel's own code, whose
+/// release (its fence and its look at the sender's flag) must wake the
+/// set, which then finds the room and sends the second. (Planted: a
+/// sender member that arms no flag deadlocks here.)
+#[test]
+fn a_set_waiting_for_room_is_woken_by_the_receivers_release() {
+    check(3, || {
+        let ch = Arc::new(Channel::new());
+        let first = chan::message(0, crate::channel::layout::max_message(CAPACITY) as usize);
+        let second = chan::message(1, 3);
+        let mut producer = Producer::default();
+        // The whole ring: the next frame has no room until it is taken.
+        chan::send(&ch, &mut producer, &first);
+        let receiver = {
+            let ch = ch.clone();
+            let (first, second) = (first.clone(), second.clone());
+            loom::thread::spawn(move || {
+                let mut consumer = Consumer::default();
+                assert_eq!(chan::recv(&ch, &mut consumer), first);
+                assert_eq!(chan::recv(&ch, &mut consumer), second);
+            })
+        };
+        let frame = crate::channel::layout::frame_len(second.len() as u64).unwrap();
+        let member = ChannelWatch {
+            header: &ch.header,
+            side: Side::Sender,
+            parkers: &ch.send_parkers,
+            capacity: CAPACITY,
+            frame,
+        };
+        let members = [member];
+        let mut waiter = ManyWaiter::default();
+        while levels(&members) == 0 {
+            park(&members, Duration::MAX, &mut waiter, || true);
+        }
+        let slot = producer
+            .poll_space(&ch.header, &ch.ring, frame)
+            .expect("an honest receiver")
+            .expect("the set reported room: the frame fits");
+        ch.ring
+            .write_bytes(slot.0 + crate::channel::layout::FRAME_HEADER, &second);
+        producer.commit(&ch.header, &ch.ring, slot, second.len() as u32);
+        receiver.join().unwrap();
+        // The set took its flag back.
+        assert_eq!(
+            ch.header.park(Side::Sender).waiting.load(Ordering::Relaxed),
+            0
+        );
+    });
+}
+
 /// The async notifier's registration handshake (`aio/notifier.rs`), with
 /// the wait set's own `prepare` and the channel's own sender: a task
 /// finds the ring empty and registers (under the worker's lock; it wakes
@@ -382,5 +439,163 @@ mod notifier {
     #[test]
     fn a_task_registered_again_is_woken_again() {
         check(2, || run(2));
+    }
+}
+
+/// Request/response endpoints as members, with the protocol's own wakers:
+/// the set's thread is the client of one service (its request answered by
+/// a server thread running `take` and `finish`, whose fence and look at
+/// the client's flag must wake the set) and the server of another (a
+/// client thread's request pushed and published by `push` and `publish`,
+/// whose fence and look at the server's flag must wake the set; the set
+/// then takes and answers it, and the client thread, parked on its own
+/// words, must be woken). The members' flags, words and readiness are the
+/// wait set's own (`RpcWatch`, `answered`, `pushed`); left out are the
+/// liveness questions (they only shorten a park) and the state words a
+/// server or client writes when it comes or goes.
+mod rpc_members {
+    use super::*;
+    use crate::rpc::loom_model::{self as rm, Model as Service};
+    use crate::rpc::protocol::{self, Answer, Ring, Take};
+    use crate::wait_set::watch::{answered, pushed, RpcWatch};
+
+    /// The set's client member: waits for the answers in `awaiting`.
+    struct ClientMember<'a> {
+        watch: RpcWatch<'a>,
+        service: &'a Service,
+        awaiting: u64,
+    }
+
+    impl Watch for ClientMember<'_> {
+        fn word(&self) -> &crate::primitive::FutexWord {
+            self.watch.word()
+        }
+        fn arm(&self) {
+            self.watch.arm()
+        }
+        fn disarm(&self) {
+            self.watch.disarm()
+        }
+        fn ready(&self) -> bool {
+            answered(&self.service.slots, self.awaiting)
+        }
+    }
+
+    /// The set's server member: one client, taken from up to `tail`.
+    struct ServerMember<'a> {
+        watch: RpcWatch<'a>,
+        service: &'a Service,
+        tail: u64,
+    }
+
+    impl Watch for ServerMember<'_> {
+        fn word(&self) -> &crate::primitive::FutexWord {
+            self.watch.word()
+        }
+        fn arm(&self) {
+            self.watch.arm()
+        }
+        fn disarm(&self) {
+            self.watch.disarm()
+        }
+        fn ready(&self) -> bool {
+            pushed(self.service.region(), self.service.doorbell(), self.tail)
+        }
+    }
+
+    fn run() {
+        // `called`: the set calls its server; `serving`: the set serves
+        // its client.
+        let called = Service::new(1);
+        let serving = Service::new(1);
+        let server = {
+            let called = called.clone();
+            loom::thread::spawn(move || rm::server(&called, rm::case(1)))
+        };
+        let client = {
+            let serving = serving.clone();
+            loom::thread::spawn(move || rm::client(&serving, rm::case(1)))
+        };
+        let (as_client, as_server) = (Parkers::default(), Parkers::default());
+        // The set's request, published before it waits.
+        called.requests[0].with_mut(|p| {
+            // SAFETY: the slot is the set's until it is pushed.
+            unsafe { *p = 10 }
+        });
+        let head = protocol::push(called.region(), 0, 0, 100, 4);
+        protocol::publish(called.region(), called.doorbell(), head);
+
+        let mut ring = Ring::default();
+        let (mut got_answer, mut served) = (false, false);
+        let mut waiter = ManyWaiter::default();
+        while !(got_answer && served) {
+            let client_member = ClientMember {
+                watch: RpcWatch {
+                    wake: &called.client_wake,
+                    parkers: &as_client,
+                },
+                service: &called,
+                awaiting: u64::from(!got_answer),
+            };
+            let server_member = ServerMember {
+                watch: RpcWatch {
+                    wake: &serving.server_wake,
+                    parkers: &as_server,
+                },
+                service: &serving,
+                tail: ring.tail,
+            };
+            let members: [&dyn Watch; 2] = [&client_member, &server_member];
+            let ready = levels(&members);
+            if ready == 0 {
+                park(&members, Duration::MAX, &mut waiter, || true);
+                continue;
+            }
+            if ready & 1 != 0 {
+                assert_eq!(
+                    protocol::answer(called.region(), 0, 100),
+                    Answer::Responded(8),
+                    "the set reported its client: the answer is there"
+                );
+                let value = called.responses[0].with(|p| {
+                    // SAFETY: answered: the server wrote it, and is done.
+                    unsafe { *p }
+                });
+                assert_eq!(value, 1010);
+                got_answer = true;
+            }
+            if ready & 2 != 0 {
+                let Take::Request { slot, id, len } =
+                    protocol::take(serving.region(), serving.doorbell(), &mut ring, 4)
+                else {
+                    panic!("the set reported its server: a request is there");
+                };
+                assert_eq!((slot, id, len), (0, 100, 4));
+                let value = serving.requests[0].with(|p| {
+                    // SAFETY: taken: the client wrote it, and is done.
+                    unsafe { *p }
+                });
+                serving.responses[0].with_mut(|p| {
+                    // SAFETY: the set owes this slot's answer.
+                    unsafe { *p = value + 1000 }
+                });
+                assert!(protocol::finish(serving.region(), 0, 100, Some(8)));
+                ring.release(0);
+                served = true;
+            }
+        }
+        server.join().unwrap();
+        client.join().unwrap();
+        // The set took its flags back.
+        assert_eq!(called.client_wake.waiting.load(Ordering::Relaxed), 0);
+        assert_eq!(serving.server_wake.waiting.load(Ordering::Relaxed), 0);
+    }
+
+    /// Whether the answer comes before the set looks, while it arms, or
+    /// once it sleeps, and the same for the request it serves, the set is
+    /// woken for each, and its client thread for the set's answer.
+    #[test]
+    fn a_set_of_an_rpc_client_and_an_rpc_server_is_woken_by_either() {
+        check(2, run);
     }
 }

@@ -7,14 +7,14 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use super::watch::{ChannelWatch, SubscriberWatch, Watch};
+use super::watch::{self, ChannelWatch, RpcWatch, SubscriberWatch, Watch};
 use crate::channel::layout::{self as channel, Side};
 use crate::channel::{Receiver, Sender};
 use crate::endpoint::{Link, Liveness, Routes};
 use crate::primitive::{FutexWord, Ordering};
 use crate::pubsub::layout as pubsub;
 use crate::pubsub::Subscriber;
-use crate::rpc::layout::{self as rpc, phase_of, SLOT_REQUESTED, SLOT_TAKEN};
+use crate::rpc::layout as rpc;
 use crate::rpc::server::Mirror;
 use crate::rpc::{Client, Server};
 use crate::{Result, Segment, ViewMut};
@@ -430,6 +430,14 @@ impl ServerMember {
         self.service.header()
     }
 
+    /// Its flag and word, as `protocol::park_server` uses them.
+    fn watch(&self) -> RpcWatch<'_> {
+        RpcWatch {
+            wake: &self.header().server_wake,
+            parkers: &self.link.parkers,
+        }
+    }
+
     /// The process ids of the clients attached, or evicted and not yet
     /// reset, but those the server saw dead and those found dead here (a
     /// reaped one cannot be watched, and would keep the others polled);
@@ -483,10 +491,7 @@ impl ServerMember {
                     } else {
                         0
                     };
-                    if crate::rpc::protocol::has_requests(self.service.region(c), tail) {
-                        doorbell.pending.fetch_or(doorbell.bit, Ordering::Relaxed);
-                        ready = true;
-                    }
+                    ready |= watch::pushed(self.service.region(c), doorbell, tail);
                 }
                 _ => {
                     // Detached (or a state no client writes): the server
@@ -554,8 +559,12 @@ fn clients_not_seen_dead<'a>(
 }
 
 impl ClientMember {
-    fn wake(&self) -> &rpc::WakeWords {
-        &self.service.header().client_wake[self.index as usize]
+    /// Its flag and word, as `protocol::park_client` uses them.
+    fn watch(&self) -> RpcWatch<'_> {
+        RpcWatch {
+            wake: &self.service.header().client_wake[self.index as usize],
+            parkers: &self.link.parkers,
+        }
     }
 
     /// A request the client waits for is answered (or its slot holds what
@@ -570,19 +579,9 @@ impl ClientMember {
         {
             return true;
         }
-        let mut awaiting =
+        let awaiting =
             self.link.state.load(Ordering::Relaxed) & !self.abandoned.load(Ordering::Relaxed);
-        let slots = self.service.region(self.index).slots;
-        while awaiting != 0 {
-            let s = awaiting.trailing_zeros() as usize;
-            awaiting &= awaiting - 1;
-            let Some(slot) = slots.get(s) else { break };
-            let phase = phase_of(slot.state.load(Ordering::Relaxed));
-            if phase != SLOT_REQUESTED && phase != SLOT_TAKEN {
-                return true;
-            }
-        }
-        false
+        watch::answered(self.service.region(self.index).slots, awaiting)
     }
 
     /// Whether the server's lock is free.
@@ -600,8 +599,8 @@ impl Watch for Member {
         match &self.kind {
             Kind::Channel(m) => m.watch().word(),
             Kind::Subscriber(m) => &m.service.header().wake.futex,
-            Kind::Server(m) => &m.header().server_wake.futex,
-            Kind::Client(m) => &m.wake().futex,
+            Kind::Server(m) => m.watch().word(),
+            Kind::Client(m) => m.watch().word(),
         }
     }
 
@@ -613,9 +612,8 @@ impl Watch for Member {
         match &self.kind {
             Kind::Channel(m) => m.watch().arm(),
             Kind::Subscriber(m) => m.watch().arm(),
-            // As `protocol::park_server` and `park_client`.
-            Kind::Server(m) => m.link.parkers.arm_flag(&m.header().server_wake.waiting),
-            Kind::Client(m) => m.link.parkers.arm_flag(&m.wake().waiting),
+            Kind::Server(m) => m.watch().arm(),
+            Kind::Client(m) => m.watch().arm(),
         }
     }
 
@@ -623,8 +621,8 @@ impl Watch for Member {
         match &self.kind {
             Kind::Channel(m) => m.watch().disarm(),
             Kind::Subscriber(m) => m.watch().disarm(),
-            Kind::Server(m) => m.link.parkers.disarm_flag(&m.header().server_wake.waiting),
-            Kind::Client(m) => m.link.parkers.disarm_flag(&m.wake().waiting),
+            Kind::Server(m) => m.watch().disarm(),
+            Kind::Client(m) => m.watch().disarm(),
         }
     }
 

@@ -3,8 +3,9 @@
 //! member's own park says it (so that the peers, unchanged, wake the set),
 //! what "ready" means for each kind, and the park on all the words at
 //! once. Written against `crate::primitive`, so that the loom model
-//! (`loom_model.rs`) runs this very code with a channel sender and a
-//! publisher as the wakers.
+//! (`loom_model.rs`) runs this very code with a channel sender, a
+//! publisher, an rpc server's answer and an rpc client's publish as the
+//! wakers.
 //!
 //! The argument, per member: the set snapshots the member's futex word,
 //! sets its flag (or bit), issues a SeqCst fence, then looks whether the
@@ -23,6 +24,8 @@ use crate::channel::ring::{Consumer, Producer};
 use crate::primitive::{fence, AtomicU64, FutexWord, ManyWaiter, Ordering, Parkers};
 use crate::pubsub::layout::{self as pubsub, WakeBlock};
 use crate::pubsub::ring::{PubView, Publishers, SubCore};
+use crate::rpc::layout::{phase_of, Slot, WakeWords, SLOT_REQUESTED, SLOT_TAKEN};
+use crate::rpc::protocol::{self as rpc, Doorbell, Region};
 
 /// What the set's park needs of each member.
 pub(crate) trait Watch {
@@ -259,5 +262,63 @@ impl<'a, P: Publishers<'a> + Copy> Watch for SubscriberWatch<'a, P> {
     }
     fn ready(&self) -> bool {
         SubscriberWatch::ready(self)
+    }
+}
+
+/// A request/response endpoint's wake words, as a member: its flag and
+/// word, as the endpoint's own park sets and sleeps on them
+/// (`protocol::park_client` on the client's words, `park_server` on the
+/// server's). Only the member's readiness differs: [`answered`] for a
+/// client, [`pushed`] per client for a server.
+#[derive(Clone, Copy)]
+pub(crate) struct RpcWatch<'a> {
+    pub(crate) wake: &'a WakeWords,
+    /// The endpoint's parkers in this process, which share its flag.
+    pub(crate) parkers: &'a Parkers,
+}
+
+impl<'a> RpcWatch<'a> {
+    /// The word the peer bumps (`protocol::finish` for a client's,
+    /// `protocol::publish` for the server's).
+    pub(crate) fn word(self) -> &'a FutexWord {
+        &self.wake.futex
+    }
+
+    pub(crate) fn arm(self) {
+        self.parkers.arm_flag(&self.wake.waiting);
+    }
+
+    pub(crate) fn disarm(self) {
+        self.parkers.disarm_flag(&self.wake.waiting);
+    }
+}
+
+/// Client: whether a slot whose answer it waits for (`awaiting`, a bit
+/// per slot) holds something other than its request, as taken or not: an
+/// answer (or what no honest server writes, which the client's own look
+/// then reports as `Corrupted`).
+pub(crate) fn answered(slots: &[Slot], mut awaiting: u64) -> bool {
+    while awaiting != 0 {
+        let s = awaiting.trailing_zeros() as usize;
+        awaiting &= awaiting - 1;
+        let Some(slot) = slots.get(s) else { break };
+        let phase = phase_of(slot.state.load(Ordering::Relaxed));
+        if phase != SLOT_REQUESTED && phase != SLOT_TAKEN {
+            return true;
+        }
+    }
+    false
+}
+
+/// Server: whether a client whose ring it has taken requests from up to
+/// `tail` pushed more; if so its pending bit is set (as
+/// `Server::nothing_pushed` sets it for a client that died between its
+/// head and its bit), so that the server's next poll takes them.
+pub(crate) fn pushed(region: Region<'_>, doorbell: Doorbell<'_>, tail: u64) -> bool {
+    if rpc::has_requests(region, tail) {
+        doorbell.pending.fetch_or(doorbell.bit, Ordering::Relaxed);
+        true
+    } else {
+        false
     }
 }
