@@ -459,14 +459,14 @@ mod rpc_members {
     use crate::rpc::protocol::{self, Answer, Ring, Take};
     use crate::wait_set::watch::{answered, pushed, RpcWatch};
 
-    /// The set's client member: waits for the answers in `awaiting`.
-    struct ClientMember<'a> {
+    /// An rpc member of the set: its endpoint's flag and word, and its
+    /// readiness (`answered` for a client, `pushed` for a server).
+    struct Member<'a, F: Fn() -> bool> {
         watch: RpcWatch<'a>,
-        service: &'a Service,
-        awaiting: u64,
+        ready: F,
     }
 
-    impl Watch for ClientMember<'_> {
+    impl<F: Fn() -> bool> Watch for Member<'_, F> {
         fn word(&self) -> &crate::primitive::FutexWord {
             self.watch.word()
         }
@@ -477,29 +477,7 @@ mod rpc_members {
             self.watch.disarm()
         }
         fn ready(&self) -> bool {
-            answered(&self.service.slots, self.awaiting)
-        }
-    }
-
-    /// The set's server member: one client, taken from up to `tail`.
-    struct ServerMember<'a> {
-        watch: RpcWatch<'a>,
-        service: &'a Service,
-        tail: u64,
-    }
-
-    impl Watch for ServerMember<'_> {
-        fn word(&self) -> &crate::primitive::FutexWord {
-            self.watch.word()
-        }
-        fn arm(&self) {
-            self.watch.arm()
-        }
-        fn disarm(&self) {
-            self.watch.disarm()
-        }
-        fn ready(&self) -> bool {
-            pushed(self.service.region(), self.service.doorbell(), self.tail)
+            (self.ready)()
         }
     }
 
@@ -529,21 +507,22 @@ mod rpc_members {
         let (mut got_answer, mut served) = (false, false);
         let mut waiter = ManyWaiter::default();
         while !(got_answer && served) {
-            let client_member = ClientMember {
+            // The client waits for its one answer until it has it; the
+            // server's one client has pushed past what it took.
+            let (awaiting, tail) = (u64::from(!got_answer), ring.tail);
+            let client_member = Member {
                 watch: RpcWatch {
                     wake: &called.client_wake,
                     parkers: &as_client,
                 },
-                service: &called,
-                awaiting: u64::from(!got_answer),
+                ready: || answered(&called.slots, awaiting),
             };
-            let server_member = ServerMember {
+            let server_member = Member {
                 watch: RpcWatch {
                     wake: &serving.server_wake,
                     parkers: &as_server,
                 },
-                service: &serving,
-                tail: ring.tail,
+                ready: || pushed(serving.region(), serving.doorbell(), tail),
             };
             let members: [&dyn Watch; 2] = [&client_member, &server_member];
             let ready = levels(&members);
