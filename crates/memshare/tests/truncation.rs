@@ -116,7 +116,7 @@ fn several_threads_faulting_at_once_all_get_the_error() {
             match t.join().unwrap() {
                 Some(Error::Truncated { len: 0, .. }) => {}
                 Some(e) => panic!("thread {i}: expected Truncated to 0 bytes, got {e}"),
-                None => panic!("thread {i}: no error within {TIMEOUT:?} of the truncation"),
+                None => panic!("thread {i}: no error within {TIMEOUT:?} of the start (the cut came after some traffic)"),
             }
         }
     });
@@ -255,7 +255,9 @@ fn rpc_server_and_client_whose_segment_is_truncated_get_errors() {
     assert!(served.0 > 0, "no call was answered before the cut");
     match served.1 {
         Some(e) => gone_or_peer_gone("server", &e),
-        None => panic!("server: no error within {TIMEOUT:?} of the truncation"),
+        None => panic!(
+            "server: no error within {TIMEOUT:?} of the start (the cut came after some traffic)"
+        ),
     }
     gone_or_peer_gone("client", &called);
 }
@@ -316,7 +318,9 @@ fn publisher_and_subscriber_whose_segment_is_truncated_get_errors() {
     for (end, (_, e)) in [("publisher", published), ("subscriber", received)] {
         match e {
             Some(e) => gone_or_peer_gone(end, &e),
-            None => panic!("{end}: no error within {TIMEOUT:?} of the truncation"),
+            None => panic!(
+                "{end}: no error within {TIMEOUT:?} of the start (the cut came after some traffic)"
+            ),
         }
     }
 }

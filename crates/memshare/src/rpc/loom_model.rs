@@ -332,8 +332,9 @@ fn a_declined_request_then_an_answered_one_in_its_slot() {
     );
 }
 
-/// Two slots, four calls: the client reuses each slot while the other's
-/// request is in flight (the server's held bits and the ring's wrap).
+/// Two slots, four calls, the odd ones declined: the client reuses each
+/// slot while the other's request is in flight (the server's held bits
+/// and the ring's wrap).
 #[test]
 fn two_slots_reused_while_the_other_is_in_flight() {
     run(

@@ -544,6 +544,14 @@ mod rpc_members {
                 got_answer = true;
             }
             if ready & 2 != 0 {
+                // As `Server::poll`, which takes from a client only when
+                // its pending bit is set: a report must find it set (the
+                // member sets it, for a client whose bit is not there yet).
+                assert_ne!(
+                    serving.pending.load(Ordering::Relaxed) & 1,
+                    0,
+                    "the set reported its server: the client's pending bit is set"
+                );
                 let Take::Request { slot, id, len } =
                     protocol::take(serving.region(), serving.doorbell(), &mut ring, 4)
                 else {
