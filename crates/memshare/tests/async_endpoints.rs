@@ -468,6 +468,40 @@ fn futures_dropped_while_waiting_lose_and_duplicate_nothing() {
     );
 }
 
+/// A pending future dropped takes its listener back from the notifier at
+/// once: the receiver's `recv_waiting` flag (bytes 260..264 of the
+/// channel's header, docs/channel-layout.md), which the notifier raised
+/// for the future, is down when the drop returns, so the sender's sends
+/// make no wake-up call for a future that is gone. (Planted, a `forget`
+/// that leaves the flag to the notifier's next round: it stays up.)
+#[test]
+fn a_dropped_pending_future_lowers_the_flag_the_notifier_raised_for_it() {
+    const RECV_WAITING: usize = 260;
+    let mut rx = Receiver::create(4096).unwrap();
+    let _tx = Sender::attach(rx.segment()).unwrap();
+    let header = rx.segment().map(..4096).unwrap();
+    let flag = header.atomic_u32(RECV_WAITING).unwrap();
+    for round in 0..5 {
+        let mut f = rx.recv_async();
+        assert!(poll_once(&mut f).is_pending());
+        // The notifier's worker arms the member in its next round.
+        let deadline = Instant::now() + TIMEOUT;
+        while flag.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the notifier never raised the flag for the pending future"
+            );
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        drop(f);
+        assert_eq!(
+            flag.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "round {round}: the flag stayed up after the future was dropped"
+        );
+    }
+}
+
 /// `reserve_async` dropped after it is ready (its guard dropped
 /// uncommitted) sends nothing; a `call_async` dropped after it sent is
 /// answered into the void and its slot comes back.
