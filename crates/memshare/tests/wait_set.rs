@@ -433,56 +433,42 @@ fn a_peer_killed_in_another_process_wakes_the_set_and_its_endpoint_says_disconne
         let mut server = None;
         let mut client = None;
         let mut pending = None;
+        // The peer in the child, once it says it is set up.
+        let start_peer = || {
+            let (c, mut out) = spawn(
+                TEST,
+                "peer",
+                &[("MST_NAME", name.clone()), ("MST_KIND", kind.into())],
+            );
+            out.after("ready");
+            c
+        };
         let child;
         let token = match kind {
             "sender" => {
                 let r = Receiver::create_named(&name, 256).unwrap();
-                let (c, mut out) = spawn(
-                    TEST,
-                    "peer",
-                    &[("MST_NAME", name.clone()), ("MST_KIND", kind.into())],
-                );
-                out.after("ready");
-                child = c;
+                child = start_peer();
                 let t = set.add(&r).unwrap();
                 rx = Some(r);
                 t
             }
             "receiver" => {
                 let mut s = Sender::create_named(&name, 64).unwrap();
-                let (c, mut out) = spawn(
-                    TEST,
-                    "peer",
-                    &[("MST_NAME", name.clone()), ("MST_KIND", kind.into())],
-                );
-                out.after("ready");
-                child = c;
+                child = start_peer();
                 fill(&mut s);
                 let t = set.add_writable(&s).unwrap();
                 tx = Some(s);
                 t
             }
             "publisher" => {
-                let (c, mut out) = spawn(
-                    TEST,
-                    "peer",
-                    &[("MST_NAME", name.clone()), ("MST_KIND", kind.into())],
-                );
-                out.after("ready");
-                child = c;
+                child = start_peer();
                 let s = Subscriber::open(&name).unwrap();
                 let t = set.add(&s).unwrap();
                 sub = Some(s);
                 t
             }
             "server" => {
-                let (c, mut out) = spawn(
-                    TEST,
-                    "peer",
-                    &[("MST_NAME", name.clone()), ("MST_KIND", kind.into())],
-                );
-                out.after("ready");
-                child = c;
+                child = start_peer();
                 let mut cl = Client::connect(&name).unwrap();
                 pending = Some(cl.send_request(b"never answered").unwrap());
                 let t = set.add(&cl).unwrap();
@@ -491,13 +477,7 @@ fn a_peer_killed_in_another_process_wakes_the_set_and_its_endpoint_says_disconne
             }
             _ => {
                 let sv = Server::create(&name, small_server(2)).unwrap();
-                let (c, mut out) = spawn(
-                    TEST,
-                    "peer",
-                    &[("MST_NAME", name.clone()), ("MST_KIND", kind.into())],
-                );
-                out.after("ready");
-                child = c;
+                child = start_peer();
                 // Its request is taken and answered, so that the server
                 // owes the client nothing when it dies.
                 sv.recv_timeout(TIMEOUT).unwrap().respond(b"ok").unwrap();
