@@ -6,7 +6,9 @@
 //! waiting for room freed by a receiver in another process; a park
 //! ping-pong between two processes through sets (a lost wake-up would show
 //! as a stall of a liveness interval); timeouts, removal, the limit, a
-//! dropped endpoint. The test binary re-runs itself as the peers.
+//! dropped endpoint; a set in a child forked without `exec` (it polls,
+//! not relying on its parent's watcher of deaths). The test binary re-runs
+//! itself as the peers.
 
 mod common;
 
@@ -1181,4 +1183,115 @@ fn a_peer_that_dies_while_its_member_is_ready_is_reported_once_its_messages_are_
     let mut cmd = common::child(TEST, "set");
     cmd.stderr(std::process::Stdio::inherit());
     common::Reaped::spawn(cmd).wait_success(TIMEOUT);
+}
+
+/// A child forked without `exec` after its parent's watcher of deaths
+/// exists (a parked set made it) has the watcher's statics but not its
+/// thread, and shares its epoll instance with the parent: deaths it
+/// registered there would be told to the parent. So its sets poll their
+/// members' peers instead: a peer killed while the forked child's set is
+/// parked is reported within the polling interval, not at the 5 s safety
+/// net. The fork happens in a process of its own (no other test's threads),
+/// and the forked child ends with `_exit`. (Planted, a watcher that serves
+/// a forked child too: the report comes after about 5 s, and the test
+/// fails.)
+#[cfg(target_os = "linux")]
+#[test]
+fn a_set_in_a_child_forked_after_the_death_watcher_exists_still_sees_deaths() {
+    const TEST: &str = "a_set_in_a_child_forked_after_the_death_watcher_exists_still_sees_deaths";
+    match role().as_deref() {
+        Some("sender") => {
+            let _tx = Sender::open(&env("MST_NAME")).unwrap();
+            println!("ready");
+            std::thread::sleep(TIMEOUT);
+        }
+        Some("forker") => fork_and_watch(TEST),
+        _ => spawn(TEST, "forker", &[]).0.wait_success(TIMEOUT * 2),
+    }
+}
+
+/// How long the forked child's set may take to report its peer's death
+/// (killed about 200 ms after the fork): polling asks every 20 ms; the
+/// safety net of watched peers is 5 s.
+#[cfg(target_os = "linux")]
+const FORKED_REPORT_WITHIN: Duration = Duration::from_millis(2000);
+
+#[cfg(target_os = "linux")]
+fn fork_and_watch(test: &str) {
+    // A set parked on a receiver whose sender lives in another process
+    // watches that process: the process's watcher of deaths now exists.
+    let first = unique_name("ws-fork-a");
+    let rx_first = Receiver::create_named(&first, 256).unwrap();
+    let (_first_peer, mut out) = spawn(test, "sender", &[("MST_NAME", first.clone())]);
+    out.after("ready");
+    let mut set = WaitSet::new().unwrap();
+    set.add(&rx_first).unwrap();
+    assert!(set
+        .wait_timeout(Duration::from_millis(50))
+        .unwrap()
+        .is_empty());
+
+    // The receiver the forked child will wait on, its sender in another
+    // process.
+    let second = unique_name("ws-fork-b");
+    let rx = Receiver::create_named(&second, 256).unwrap();
+    let (peer, mut out) = spawn(test, "sender", &[("MST_NAME", second.clone())]);
+    out.after("ready");
+
+    // SAFETY: the child below runs only memshare calls that allocate (glibc
+    // makes malloc safe across fork) and ends with `_exit`, running no
+    // destructor of the parent's state; the parent's other threads (the
+    // watcher, the output readers) hold no lock the child takes: the
+    // watcher's statics are left alone in a forked child, which is what
+    // this test shows.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let mut rx = rx;
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut set = WaitSet::new().unwrap();
+            let token = set.add(&rx).unwrap();
+            let start = Instant::now();
+            loop {
+                let ready: Vec<Token> = set.wait_timeout(TIMEOUT).unwrap().collect();
+                if ready.contains(&token) {
+                    if let Err(Error::Disconnected { .. }) = rx.try_recv() {
+                        return start.elapsed() < FORKED_REPORT_WITHIN;
+                    }
+                }
+                if start.elapsed() > TIMEOUT {
+                    return false;
+                }
+            }
+        }));
+        // SAFETY: `_exit` ends the forked child at once, as it must.
+        unsafe { libc::_exit(if matches!(code, Ok(true)) { 0 } else { 1 }) };
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    peer.kill();
+    let mut status = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        // SAFETY: waits for our own child, whose pid fork gave.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(r >= 0, "waitpid failed");
+        if r == pid {
+            break;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: kills and reaps our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the forked child did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked child's set did not report its peer's death within \
+         {FORKED_REPORT_WITHIN:?} (status {status:#x})"
+    );
+    drop(set);
 }
