@@ -1216,14 +1216,22 @@ fn a_set_in_a_child_forked_after_the_death_watcher_exists_still_sees_deaths() {
 #[cfg(target_os = "linux")]
 const FORKED_REPORT_WITHIN: Duration = Duration::from_millis(2000);
 
+/// A receiver of a new named channel, its sender in a child process
+/// (role "sender") that has attached.
+#[cfg(target_os = "linux")]
+fn receiver_with_a_sender_elsewhere(test: &str, tag: &str) -> (Receiver, common::Reaped) {
+    let name = unique_name(tag);
+    let rx = Receiver::create_named(&name, 256).unwrap();
+    let (peer, mut out) = spawn(test, "sender", &[("MST_NAME", name)]);
+    out.after("ready");
+    (rx, peer)
+}
+
 #[cfg(target_os = "linux")]
 fn fork_and_watch(test: &str) {
     // A set parked on a receiver whose sender lives in another process
     // watches that process: the process's watcher of deaths now exists.
-    let first = unique_name("ws-fork-a");
-    let rx_first = Receiver::create_named(&first, 256).unwrap();
-    let (_first_peer, mut out) = spawn(test, "sender", &[("MST_NAME", first.clone())]);
-    out.after("ready");
+    let (rx_first, _first_peer) = receiver_with_a_sender_elsewhere(test, "ws-fork-a");
     let mut set = WaitSet::new().unwrap();
     set.add(&rx_first).unwrap();
     assert!(set
@@ -1233,17 +1241,13 @@ fn fork_and_watch(test: &str) {
 
     // The receiver the forked child will wait on, its sender in another
     // process.
-    let second = unique_name("ws-fork-b");
-    let rx = Receiver::create_named(&second, 256).unwrap();
-    let (peer, mut out) = spawn(test, "sender", &[("MST_NAME", second.clone())]);
-    out.after("ready");
+    let (rx, peer) = receiver_with_a_sender_elsewhere(test, "ws-fork-b");
 
-    // SAFETY: the child below runs only memshare calls that allocate (glibc
-    // makes malloc safe across fork) and ends with `_exit`, running no
-    // destructor of the parent's state; the parent's other threads (the
-    // watcher, the output readers) hold no lock the child takes: the
-    // watcher's statics are left alone in a forked child, which is what
-    // this test shows.
+    // The parent's other threads (the watcher, the output readers) hold no
+    // lock the child takes: the watcher's statics are left alone in a
+    // forked child, which is what this test shows.
+    // SAFETY: the child only allocates (glibc makes malloc safe across
+    // fork), takes no lock another thread may hold, and ends with `_exit`.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {

@@ -266,8 +266,7 @@ impl Member {
             Kind::Subscriber(m) => return m.publisher_pids(out),
             Kind::Server(m) => return m.client_pids(out),
         };
-        out.push(pid);
-        pid != 0
+        named_pids(out, std::iter::once(pid))
     }
 
     /// Whether the member's endpoint was dropped.
@@ -361,9 +360,8 @@ impl ChannelMember {
 }
 
 impl SubscriberMember {
-    /// The process ids the attached publishers published (each once), if
-    /// every attached publisher published one; `None` if one did not, or
-    /// none is attached.
+    /// Puts the process ids the attached publishers published in `out`;
+    /// `false` if one did not publish one, or none is attached.
     fn publisher_pids(&self, out: &mut Vec<u32>) -> bool {
         let named = named_pids(
             out,
@@ -440,8 +438,8 @@ impl ServerMember {
 
     /// The process ids of the clients attached, or evicted and not yet
     /// reset, but those the server saw dead and those found dead here (a
-    /// reaped one cannot be watched, and would keep the others polled);
-    /// `None` if one of them wrote no pid.
+    /// reaped one cannot be watched, and would keep the others polled), put
+    /// in `out`; `false` if one of them wrote no pid.
     fn client_pids(&self, out: &mut Vec<u32>) -> bool {
         named_pids(
             out,
