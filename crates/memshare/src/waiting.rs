@@ -54,6 +54,28 @@ impl Default for WaitStrategy {
     }
 }
 
+/// A moment read from the coarse clock (`sys::coarse_clock`), for a
+/// throttle looked at on every call: a few nanoseconds a read, where
+/// [`Instant::now`] reads the time-stamp counter.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CoarseInstant(u64);
+
+impl CoarseInstant {
+    /// Now, as the coarse clock reads it.
+    pub(crate) fn now() -> CoarseInstant {
+        CoarseInstant(crate::sys::coarse_clock().0)
+    }
+
+    /// The time since this moment, never less than what really passed:
+    /// each of the two readings may be up to one resolution behind, so
+    /// the difference is rounded up by the resolution (it may then be up
+    /// to two resolutions more than what passed).
+    pub(crate) fn elapsed(self) -> Duration {
+        let (now, resolution) = crate::sys::coarse_clock();
+        Duration::from_nanos(now.saturating_sub(self.0).saturating_add(resolution))
+    }
+}
+
 /// The shortest park slice (unless the deadline is nearer).
 const MIN_SLICE: Duration = Duration::from_micros(100);
 
@@ -191,4 +213,37 @@ fn magic_unwritten(segment: &crate::Segment) -> bool {
             .map_readonly(..8)
             .and_then(|view| view.read_pod::<u64>(0))
             .is_ok_and(|magic| magic == 0)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::CoarseInstant;
+    use std::time::{Duration, Instant};
+
+    /// The coarse clock's elapsed time is never less than what passed (the
+    /// liveness throttle must not ask a peer later than every interval),
+    /// whatever the phase of the timer tick: over many short waits of
+    /// different lengths, some cross a tick and some do not.
+    #[test]
+    fn coarse_elapsed_is_never_less_than_what_passed() {
+        for n in 0..200u64 {
+            let coarse = CoarseInstant::now();
+            let precise = Instant::now();
+            let wait = Duration::from_micros(37 * (n % 97));
+            while precise.elapsed() < wait {
+                std::hint::spin_loop();
+            }
+            let passed = precise.elapsed();
+            let said = coarse.elapsed();
+            assert!(
+                said >= passed,
+                "round {n}: {said:?} said, {passed:?} passed"
+            );
+            // And not far more: two resolutions at most (a tick is 1-10 ms).
+            assert!(
+                said <= passed + Duration::from_millis(25),
+                "round {n}: {said:?} said, {passed:?} passed"
+            );
+        }
+    }
 }

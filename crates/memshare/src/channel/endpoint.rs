@@ -4,13 +4,12 @@
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::layout::{self, Header, Side};
 use super::ring::{self, Corruption, Ring};
 use crate::endpoint::{Link, Routes};
 use crate::sys::ByteLock;
-use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
+use crate::waiting::{CoarseInstant, Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
 use crate::{Error, Result, Segment, ViewMut};
 
 /// An attached end of a channel: the mapping, the header, the lock that
@@ -22,7 +21,7 @@ pub(crate) struct Endpoint {
     pub(crate) side: Side,
     pub(crate) strategy: WaitStrategy,
     /// When the peer's liveness was last asked with a system call.
-    last_liveness: Instant,
+    last_liveness: CoarseInstant,
     /// Whether this side has seen a peer: its state said attached, or it
     /// moved its position. From then on the peer's lock is asked whatever
     /// its state word says (a peer that zeroes it before dying must not
@@ -171,7 +170,7 @@ impl Endpoint {
             ring,
             side,
             strategy: WaitStrategy::default(),
-            last_liveness: Instant::now(),
+            last_liveness: CoarseInstant::now(),
             peer_seen,
             link: Link::new(std::sync::atomic::AtomicU64::new(0)),
             segment: segment.clone(),
@@ -297,7 +296,7 @@ impl Endpoint {
             layout::STATE_NEW if !self.peer_seen => {
                 // Nothing to ask: no peer yet. (Counts as an answer, so
                 // that a park is not cut short for one.)
-                self.last_liveness = Instant::now();
+                self.last_liveness = CoarseInstant::now();
                 Ok(false)
             }
             state => {
@@ -309,7 +308,7 @@ impl Endpoint {
                 if self.last_liveness.elapsed() < LIVENESS_INTERVAL && !self.link.take_recheck() {
                     return Ok(false);
                 }
-                self.last_liveness = Instant::now();
+                self.last_liveness = CoarseInstant::now();
                 Ok(!self.segment.object().byte_locked(layout::lock_byte(peer))?)
             }
         }

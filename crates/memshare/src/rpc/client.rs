@@ -18,7 +18,7 @@ use super::{ClientId, ServerConfig};
 use crate::endpoint::{new_instance, Link, Routes};
 use crate::primitive::Ordering;
 use crate::sys::ByteLock;
-use crate::waiting::{Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
+use crate::waiting::{CoarseInstant, Rounds, Step, WaitStrategy, LIVENESS_INTERVAL};
 use crate::{Error, Result, Segment};
 
 /// A client of a request/response service: sends requests to its
@@ -72,8 +72,10 @@ pub struct Client {
     /// wait for nothing).
     spare: Vec<Arc<AtomicU64>>,
     strategy: WaitStrategy,
-    /// When the server's lock was last asked about.
-    last_liveness: Instant,
+    /// When the server's lock was last asked about (the coarse clock:
+    /// looked at on every batch and every look for an answer that finds
+    /// none).
+    last_liveness: CoarseInstant,
     /// The slots whose answer this client waits for (sent, and the answer
     /// not looked at yet): a bit per slot, kept here and copied into the
     /// link for the wait sets this client is a member of.
@@ -298,7 +300,7 @@ impl Client {
             abandoned: Arc::new(AtomicU64::new(0)),
             spare: Vec::with_capacity(slots as usize),
             strategy: WaitStrategy::default(),
-            last_liveness: Instant::now(),
+            last_liveness: CoarseInstant::now(),
             awaiting: 0,
             link: Link::new(AtomicU64::new(0)),
             _routes: routes,
@@ -732,7 +734,7 @@ impl Client {
         // (A wait set that found the server's lock free asks for a fresh
         // answer: the client then reports what it did.)
         if fresh || self.link.take_recheck() || self.last_liveness.elapsed() >= LIVENESS_INTERVAL {
-            self.last_liveness = Instant::now();
+            self.last_liveness = CoarseInstant::now();
             if !self
                 .service
                 .segment()

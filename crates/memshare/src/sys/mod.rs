@@ -128,3 +128,41 @@ pub(crate) struct Claim {
     /// (inheritance). Windows: the broker's one-time token for the offer.
     pub identity: Option<(u64, u64)>,
 }
+
+/// A monotonic clock for throttles read on every call (a client's
+/// question whether its server lives): where the system has one, its coarse
+/// clock, which reads the time of the last timer tick without the
+/// time-stamp counter (Linux's `CLOCK_MONOTONIC_COARSE`: 6 ns a read
+/// against 25 for `CLOCK_MONOTONIC` on the benchmark machine; in
+/// `rpc-pipeline` the precise clock's reads were a fifth of the clients'
+/// CPU). Returns nanoseconds since an arbitrary start, and the clock's
+/// resolution in nanoseconds: a reading is up to one resolution behind the
+/// precise clock.
+pub(crate) fn coarse_clock() -> (u64, u64) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::time::{clock_getres, clock_gettime, ClockId, Timespec};
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        fn nanos(t: Timespec) -> u64 {
+            (t.tv_sec as u64)
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(t.tv_nsec as u64)
+        }
+        /// The resolution, asked once (0: not yet).
+        static RESOLUTION: AtomicU64 = AtomicU64::new(0);
+        let mut resolution = RESOLUTION.load(Relaxed);
+        if resolution == 0 {
+            resolution = nanos(clock_getres(ClockId::MonotonicCoarse)).max(1);
+            RESOLUTION.store(resolution, Relaxed);
+        }
+        (nanos(clock_gettime(ClockId::MonotonicCoarse)), resolution)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static START: OnceLock<Instant> = OnceLock::new();
+        let since = START.get_or_init(Instant::now).elapsed();
+        (u64::try_from(since.as_nanos()).unwrap_or(u64::MAX), 0)
+    }
+}
