@@ -43,6 +43,29 @@ impl Window {
     }
 }
 
+/// Reads the last of the `len` bytes at `ptr` (nothing if `len` is 0),
+/// so that memory another process truncated away under them faults now:
+/// an endpoint about to hand out a message asks this, then whether its
+/// windows are intact, and reports `Truncated` instead of handing out
+/// bytes that are gone (they read as zeros). A cut removes everything
+/// from a page boundary to the end, so if the last byte is there, every
+/// byte before it is. (A cut after the look is the documented race: the
+/// bytes held read as zeros from then on, and the next call says why.)
+///
+/// # Safety
+///
+/// The `len` bytes at `ptr` lie in one mapping that lives through the
+/// call.
+#[inline]
+pub(crate) unsafe fn touch_last(ptr: *const u8, len: usize) {
+    if let Some(last) = len.checked_sub(1) {
+        // A volatile read, so that it is not elided (its value does not
+        // matter).
+        // SAFETY: inside the bytes the caller vouches for.
+        unsafe { std::ptr::read_volatile(ptr.add(last)) };
+    }
+}
+
 /// What an endpoint last learnt of the other endpoints' liveness, so that
 /// it asks the kernel (a lock query) at most once per liveness interval per
 /// endpoint, and asks again at once when a slot changes hands.

@@ -458,3 +458,149 @@ fn sigbus_outside_memshare_still_kills_by_default() {
     let status = Reaped::spawn(cmd).wait(TIMEOUT);
     assert_eq!(status.signal(), Some(libc::SIGBUS), "{status}");
 }
+
+/// What an endpoint that only polls got after the cut: `Truncated` is the
+/// one right answer. (A message handed out after the memory under it went
+/// reads as zeros: the bug these tests guard.)
+fn polled_truncated<T: std::fmt::Debug>(what: &str, result: memshare::Result<T>, len: u64) {
+    match result {
+        Err(Error::Truncated { len: now, .. }) => assert_eq!(now, len, "{what}"),
+        other => panic!("{what}: expected Truncated to {len} bytes, got {other:?}"),
+    }
+}
+
+/// A receiver whose next message lies beyond a cut made before it looks
+/// gets `Truncated`, not the message's bytes read as zeros: the ring's
+/// first 20 KiB (the header and the messages already received) stay,
+/// the message it takes next crosses the cut.
+#[test]
+fn a_channel_receiver_gets_truncated_not_zeros_for_a_message_beyond_the_cut() {
+    const TEST: &str = "a_channel_receiver_gets_truncated_not_zeros_for_a_message_beyond_the_cut";
+    if truncator() {
+        return;
+    }
+    let name = unique_name("trunc-chan-poll");
+    let mut tx = Sender::create_named(&name, 64 << 10).unwrap();
+    let mut rx = Receiver::attach(tx.segment()).unwrap();
+    for _ in 0..40 {
+        tx.send(&[5u8; 1000]).unwrap();
+    }
+    for _ in 0..10 {
+        assert!(rx.try_recv().unwrap().unwrap().iter().all(|&b| b == 5));
+    }
+    truncate_in_child(TEST, &name, 20 << 10);
+    let result = loop {
+        match rx.try_recv() {
+            // Messages wholly before the cut are still good.
+            Ok(Some(m)) => assert!(m.iter().all(|&b| b == 5), "zeros handed out"),
+            other => break other.map(|m| m.map(|m| m.len())),
+        }
+    };
+    polled_truncated("receiver", result, 20 << 10);
+}
+
+/// A subscriber whose next message's buffer was cut away (its ring entry
+/// stays) gets `Truncated`, not the buffer read as zeros. With one
+/// publisher, one subscriber, messages of 4 KiB, depth 4, one sample held:
+/// the publisher region starts at 8192, its buffers 4096 bytes into it
+/// (`docs/pubsub-layout.md`, derived sizes): the cut at 12288 keeps the
+/// entries and removes every buffer.
+#[test]
+fn a_subscriber_gets_truncated_not_zeros_for_a_buffer_beyond_the_cut() {
+    const TEST: &str = "a_subscriber_gets_truncated_not_zeros_for_a_buffer_beyond_the_cut";
+    if truncator() {
+        return;
+    }
+    use memshare::pubsub::{Publisher, ServiceConfig, Subscriber};
+    let name = unique_name("trunc-sub-poll");
+    let config = ServiceConfig::new()
+        .max_publishers(1)
+        .max_subscribers(1)
+        .max_message_len(4096)
+        .depth(4)
+        .history(0)
+        .max_held(1);
+    let mut publisher = Publisher::create(&name, config).unwrap();
+    let subscriber = Subscriber::open(&name).unwrap();
+    publisher.publish_copy(&[9u8; 4096]).unwrap();
+    truncate_in_child(TEST, &name, 12288);
+    let result = subscriber.try_recv().map(|s| s.map(|s| s.len()));
+    polled_truncated("subscriber", result, 12288);
+}
+
+/// The request/response service with one client, 2 requests in flight, 4
+/// KiB requests and responses: client 0's region at 4096, its control part
+/// one page, its request buffers at 8192, its response buffers at 16384
+/// (`docs/rpc-layout.md`, derived sizes).
+fn small_service(name: &str) -> (memshare::rpc::Server, memshare::rpc::Client) {
+    use memshare::rpc::{Client, Server, ServerConfig};
+    let config = ServerConfig::new()
+        .max_clients(1)
+        .max_in_flight(2)
+        .max_request_len(4096)
+        .max_response_len(4096);
+    let server = Server::create(name, config).unwrap();
+    assert_eq!(server.segment().len(), 24576);
+    let client = Client::connect(name).unwrap();
+    (server, client)
+}
+
+/// A server taking a request whose buffer was cut away (the slot and ring
+/// stay) gets `Truncated`, not the request read as zeros.
+#[test]
+fn an_rpc_server_gets_truncated_not_zeros_for_a_request_beyond_the_cut() {
+    const TEST: &str = "an_rpc_server_gets_truncated_not_zeros_for_a_request_beyond_the_cut";
+    if truncator() {
+        return;
+    }
+    let name = unique_name("trunc-rpc-req");
+    let (server, mut client) = small_service(&name);
+    let _pending = client.send_request(&[3u8; 4096]).unwrap();
+    truncate_in_child(TEST, &name, 8192);
+    let result = server.try_recv().map(|r| r.map(|r| r.len()));
+    polled_truncated("server", result, 8192);
+}
+
+/// A client receiving a response whose buffer was cut away after the
+/// server wrote it (the slot says answered) gets `Truncated`, not the
+/// response read as zeros.
+#[test]
+fn an_rpc_client_gets_truncated_not_zeros_for_a_response_beyond_the_cut() {
+    const TEST: &str = "an_rpc_client_gets_truncated_not_zeros_for_a_response_beyond_the_cut";
+    if truncator() {
+        return;
+    }
+    let name = unique_name("trunc-rpc-resp");
+    let (server, mut client) = small_service(&name);
+    let pending = client.send_request(b"ask").unwrap();
+    server.recv().unwrap().respond(&[4u8; 4096]).unwrap();
+    truncate_in_child(TEST, &name, 16384);
+    let result = client
+        .try_receive_response(&pending)
+        .map(|r| r.map(|r| r.len()));
+    polled_truncated("client", result, 16384);
+}
+
+/// A server that only polls (`try_recv`, never parking) learns of the cut
+/// too: a request was published before it, the client regions are gone
+/// (the header page stays, its pending bit set), and `try_recv` says
+/// `Truncated` instead of `None` for ever.
+#[test]
+fn an_rpc_server_that_only_polls_gets_truncated_after_a_cut() {
+    const TEST: &str = "an_rpc_server_that_only_polls_gets_truncated_after_a_cut";
+    if truncator() {
+        return;
+    }
+    let name = unique_name("trunc-rpc-poll");
+    let (server, mut client) = small_service(&name);
+    let _pending = client.send_request(b"before the cut").unwrap();
+    truncate_in_child(TEST, &name, 4096);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let result = loop {
+        match server.try_recv() {
+            Ok(None) if Instant::now() < deadline => std::thread::yield_now(),
+            other => break other.map(|r| r.map(|r| r.len())),
+        }
+    };
+    polled_truncated("server", result, 4096);
+}

@@ -216,6 +216,11 @@ impl Receiver {
     /// zeros).
     fn poll(&mut self) -> Result<Option<Frame>> {
         let found = self.core.poll(self.ep.header(), &self.ep.ring);
+        if let Ok(Some(frame)) = &found {
+            // `poll` validated the frame: its payload lies inside the ring.
+            // SAFETY: inside the ring, mapped while `self` lives.
+            unsafe { crate::endpoint::touch_last(self.ep.ring.at(frame.offset), frame.len) };
+        }
         self.ep.check_intact()?;
         found.map_err(|c| self.ep.corrupted(c))
     }

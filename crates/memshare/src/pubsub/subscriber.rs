@@ -306,6 +306,14 @@ impl Subscriber {
         let sub = self.service.subscriber(self.index);
         let found = core.poll(&sub, pubs);
         drop(core);
+        if let Ok(Some(got)) = &found {
+            if let Some(pv) = self.service.publisher(got.publisher) {
+                // `poll` checked the buffer index against the pool and the
+                // length against the buffers' size.
+                // SAFETY: inside that buffer, mapped while `self` lives.
+                unsafe { crate::endpoint::touch_last(pv.buffers.at(got.buffer), got.len) };
+            }
+        }
         self.service.check_intact()?;
         let found = found.map_err(|c| self.service.corrupted(c))?;
         if found.is_some() && self.service.geometry.shape.overflow == layout::OVERFLOW_BLOCK {

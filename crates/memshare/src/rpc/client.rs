@@ -632,6 +632,14 @@ impl Client {
                 "the response to request {id} is {len} bytes, more than max_response_len {max}"
             )));
         }
+        // `len` is at most max_response_len (checked above).
+        // SAFETY: within the slot's response buffer, mapped while `self` lives.
+        unsafe {
+            crate::endpoint::touch_last(
+                self.service.response_buffer(self.index, slot),
+                len as usize,
+            )
+        };
         self.service.check_intact()?;
         Ok(Response {
             slot,

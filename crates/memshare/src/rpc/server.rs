@@ -381,6 +381,9 @@ impl Server {
         let doorbell = self.service.doorbell(c);
         let state = block.state.load(Ordering::Acquire);
         if state != CLIENT_ATTACHED {
+            // (Or the region's memory is gone, and the state read as zero:
+            // say so, not "nothing to serve" for ever.)
+            self.service.check_region_intact(c)?;
             // Detached, evicted or free: nothing to serve (requests it left
             // queued are dropped with its region).
             doorbell.pending.fetch_and(!doorbell.bit, Ordering::Relaxed);
@@ -427,7 +430,12 @@ impl Server {
         }
         self.mirror(c, k);
         match taken {
-            Take::Empty => Ok(None),
+            Take::Empty => {
+                drop(known);
+                // (A ring read from memory that is gone reads as empty.)
+                self.service.check_region_intact(c)?;
+                Ok(None)
+            }
             Take::Request { slot, id, len } => {
                 k.owed += 1;
                 drop(known);
@@ -438,6 +446,11 @@ impl Server {
                     id,
                     len: len as usize,
                     answered: false,
+                };
+                // `take` checked `len` against max_request_len.
+                // SAFETY: inside the slot's request buffer, mapped while `self` lives.
+                unsafe {
+                    crate::endpoint::touch_last(self.service.request_buffer(c, slot), len as usize)
                 };
                 if let Err(e) = self.service.check_region_intact(c) {
                     // Declined, and counted back.

@@ -260,10 +260,22 @@ impl Service {
 
     /// [`Service::check_intact`] for the header and client `c`'s region
     /// only (what one request or answer touches).
+    /// Inlined: the server calls it twice per call, and the common case is
+    /// one load (a call of its own, saving registers for the slow part,
+    /// cost 17 instructions each: `docs/benchmarks.md`).
+    #[inline]
     pub(crate) fn check_region_intact(&self, c: u32) -> Result<()> {
         if !crate::sys::any_mapping_faulted() {
             return Ok(());
         }
+        self.check_region_windows(c)
+    }
+
+    /// The slow part of [`Service::check_region_intact`]: some mapping of
+    /// this process lost its memory; is it one of these?
+    #[cold]
+    #[inline(never)]
+    fn check_region_windows(&self, c: u32) -> Result<()> {
         let (first, end) = self.parts(c).windows;
         Window::check_all(self.windows[..1].iter().chain(&self.windows[first..end]))
     }
