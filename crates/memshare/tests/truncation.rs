@@ -459,16 +459,6 @@ fn sigbus_outside_memshare_still_kills_by_default() {
     assert_eq!(status.signal(), Some(libc::SIGBUS), "{status}");
 }
 
-/// What an endpoint that only polls got after the cut: `Truncated` is the
-/// one right answer. (A message handed out after the memory under it went
-/// reads as zeros: the bug these tests guard.)
-fn polled_truncated<T: std::fmt::Debug>(what: &str, result: memshare::Result<T>, len: u64) {
-    match result {
-        Err(Error::Truncated { len: now, .. }) => assert_eq!(now, len, "{what}"),
-        other => panic!("{what}: expected Truncated to {len} bytes, got {other:?}"),
-    }
-}
-
 /// A receiver whose next message lies beyond a cut made before it looks
 /// gets `Truncated`, not the message's bytes read as zeros: the ring's
 /// first 20 KiB (the header and the messages already received) stay,
@@ -496,7 +486,7 @@ fn a_channel_receiver_gets_truncated_not_zeros_for_a_message_beyond_the_cut() {
             other => break other.map(|m| m.map(|m| m.len())),
         }
     };
-    polled_truncated("receiver", result, 20 << 10);
+    truncated(result, 20 << 10);
 }
 
 /// A subscriber whose next message's buffer was cut away (its ring entry
@@ -525,7 +515,7 @@ fn a_subscriber_gets_truncated_not_zeros_for_a_buffer_beyond_the_cut() {
     publisher.publish_copy(&[9u8; 4096]).unwrap();
     truncate_in_child(TEST, &name, 12288);
     let result = subscriber.try_recv().map(|s| s.map(|s| s.len()));
-    polled_truncated("subscriber", result, 12288);
+    truncated(result, 12288);
 }
 
 /// The request/response service with one client, 2 requests in flight, 4
@@ -558,7 +548,7 @@ fn an_rpc_server_gets_truncated_not_zeros_for_a_request_beyond_the_cut() {
     let _pending = client.send_request(&[3u8; 4096]).unwrap();
     truncate_in_child(TEST, &name, 8192);
     let result = server.try_recv().map(|r| r.map(|r| r.len()));
-    polled_truncated("server", result, 8192);
+    truncated(result, 8192);
 }
 
 /// A client receiving a response whose buffer was cut away after the
@@ -578,7 +568,7 @@ fn an_rpc_client_gets_truncated_not_zeros_for_a_response_beyond_the_cut() {
     let result = client
         .try_receive_response(&pending)
         .map(|r| r.map(|r| r.len()));
-    polled_truncated("client", result, 16384);
+    truncated(result, 16384);
 }
 
 /// A server that only polls (`try_recv`, never parking) learns of the cut
@@ -602,5 +592,5 @@ fn an_rpc_server_that_only_polls_gets_truncated_after_a_cut() {
             other => break other.map(|r| r.map(|r| r.len())),
         }
     };
-    polled_truncated("server", result, 4096);
+    truncated(result, 4096);
 }
