@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{in_dev_shm, unique_name};
+use common::{in_dev_shm, unique_name, write_publisher_head};
 use memshare::channel::EndpointState;
 use memshare::pubsub::{self, Overflow, Publisher, ServiceConfig, Subscriber};
 use memshare::{Error, Segment};
@@ -121,19 +121,10 @@ fn last_parked_subscriber_woken() -> (Duration, Vec<Duration>) {
 /// 0), and both go on with honest messages.
 #[test]
 fn a_hostile_head_in_a_free_publisher_slot_is_neither_a_panic_nor_a_message() {
-    use std::sync::atomic::Ordering::Relaxed;
     let name = unique_name("hostile-head");
     let config = ServiceConfig::new().max_publishers(2).max_subscribers(2);
     let mut first = Publisher::create(&name, config).unwrap();
-    // docs/pubsub-layout.md: publisher region 1 starts at publishers_at +
-    // publisher_region; its block's head is at byte 128 of it.
-    let view = first.segment().map(..).unwrap();
-    let subscribers = u64::from(view.atomic_u32(20).unwrap().load(Relaxed));
-    let subscriber_block = u64::from(view.atomic_u32(52).unwrap().load(Relaxed));
-    let publishers_at = (4096 + subscribers * subscriber_block).next_multiple_of(4096);
-    let region = view.atomic_u64(64).unwrap().load(Relaxed);
-    let head = (publishers_at + region + 128) as usize;
-    view.atomic_u64(head).unwrap().store(u64::MAX, Relaxed);
+    write_publisher_head(first.segment(), 1, u64::MAX);
 
     let sub = Subscriber::open(&name).unwrap();
     assert!(sub.try_recv().unwrap().is_none());
@@ -148,8 +139,45 @@ fn a_hostile_head_in_a_free_publisher_slot_is_neither_a_panic_nor_a_message() {
     got.sort();
     assert_eq!(got, [b"first".to_vec(), b"second".to_vec()]);
     assert!(sub.try_recv().unwrap().is_none());
-    drop((view, first, second, sub));
+    drop((first, second, sub));
     assert!(!in_dev_shm(&name));
+}
+
+/// A head that no message stands behind, written into a publisher slot
+/// nobody holds (a hostile process; or one that died after such a write),
+/// does not keep a subscriber from learning that the publishers are gone:
+/// once the last one leaves and its messages are received, `recv` says
+/// `Disconnected` (it used to wait for ever, `recv_timeout` said
+/// `TimedOut`), and a wait set holding the subscriber reports it.
+#[test]
+fn a_head_with_nothing_behind_it_does_not_hide_that_the_publishers_are_gone() {
+    for head in [u64::MAX, 1 << 61, 3] {
+        let name = unique_name("head-lie");
+        let config = ServiceConfig::new().max_publishers(2).max_subscribers(2);
+        let mut publisher = Publisher::create(&name, config).unwrap();
+        let sub = Subscriber::open(&name).unwrap();
+        write_publisher_head(publisher.segment(), 1, head);
+        let mut set = memshare::WaitSet::new().unwrap();
+        set.add(&sub).unwrap();
+        publisher.publish_copy(b"last words").unwrap();
+        drop(publisher);
+        assert_eq!(
+            &*sub.recv_timeout(Duration::from_secs(5)).unwrap(),
+            b"last words"
+        );
+        let started = Instant::now();
+        assert!(
+            !set.wait_timeout(Duration::from_secs(5)).unwrap().is_empty(),
+            "head {head}: the wait set did not report the subscriber"
+        );
+        match sub.recv_timeout(Duration::from_secs(5)) {
+            Err(Error::Disconnected { .. }) => {}
+            other => panic!("head {head}: expected Disconnected, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "head {head}");
+        drop((set, sub));
+        assert!(!in_dev_shm(&name));
+    }
 }
 
 #[test]

@@ -12,7 +12,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::chan::{message, rng};
-use common::{child, env, role, spawn, unique_name, Detections, Output, Reaped, TIMEOUT};
+use common::{
+    child, env, in_dev_shm, role, spawn, unique_name, write_publisher_head, Detections, Output,
+    Reaped, TIMEOUT,
+};
 use memshare::channel::LIVENESS_INTERVAL;
 use memshare::pubsub::{Overflow, Publisher, ServiceConfig, Subscriber};
 use memshare::{Error, Segment};
@@ -253,6 +256,49 @@ fn killed_publishers_leave_a_clean_prefix_and_the_next_continues() {
             "round {round}: Disconnected {noticed:?} after the kill"
         );
     }
+}
+
+/// A killed publisher, and a head with nothing behind it in the slot that
+/// no publisher holds (a hostile write): a wait set holding the subscriber
+/// reports it within the liveness interval, and the subscriber says
+/// `Disconnected` once it has the publisher's last message. (Deciding by
+/// the heads, the set never reported it and `recv` waited for ever.)
+#[test]
+fn a_killed_publisher_is_noticed_past_a_head_with_nothing_behind_it() {
+    const TEST: &str = "a_killed_publisher_is_noticed_past_a_head_with_nothing_behind_it";
+    if role().is_some() {
+        let mut publisher = Publisher::open(&env("MST_NAME")).unwrap();
+        publisher.publish_copy(b"last words").unwrap();
+        println!("slot={}", publisher.slot());
+        std::thread::sleep(TIMEOUT);
+        return;
+    }
+    let name = unique_name("ps-head-lie");
+    let config = ServiceConfig::new().max_publishers(2);
+    let creator = Publisher::create(&name, config).unwrap();
+    let sub = Subscriber::open(&name).unwrap();
+    let segment = Segment::open(&name).unwrap();
+    drop(creator);
+    let (kid, mut out) = spawn(TEST, "publisher", &[("MST_NAME", name.clone())]);
+    let slot: u64 = out.after("slot=").parse().unwrap();
+    write_publisher_head(&segment, 1 - slot, 1 << 40);
+    assert_eq!(&*sub.recv_timeout(TIMEOUT).unwrap(), b"last words");
+    let mut set = memshare::WaitSet::new().unwrap();
+    set.add(&sub).unwrap();
+    let killed_at = kid.kill();
+    let reported = set.wait_timeout(10 * LIVENESS_INTERVAL).unwrap();
+    assert!(
+        !reported.is_empty(),
+        "the wait set did not report the subscriber within {:?}",
+        10 * LIVENESS_INTERVAL
+    );
+    match sub.try_recv() {
+        Err(Error::Disconnected { .. }) => {}
+        other => panic!("expected Disconnected, got {other:?}"),
+    }
+    assert!(killed_at.elapsed() < 10 * LIVENESS_INTERVAL);
+    drop((set, sub, segment));
+    assert!(!in_dev_shm(&name), "{name} left behind");
 }
 
 /// A subscriber that writes garbage into its own block (hold words,

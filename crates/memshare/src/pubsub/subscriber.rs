@@ -352,10 +352,15 @@ impl Subscriber {
             )? {
                 return Ok(());
             }
-            // Acquire: the publisher's death (or detach) was seen after its
-            // last publication, so this head is final.
-            let head = pv.block.head.load(Ordering::Acquire);
-            drained &= core.cursors[p as usize] >= head;
+            // Everything it published is received when the entry at the
+            // cursor holds nothing past it (its death, or its detach seen
+            // with Acquire, came after its last publication). Not its
+            // head: a head is the publisher's word alone, and one that no
+            // entry stands behind (written by a hostile process, or into a
+            // slot nobody holds) would keep this subscriber waiting for
+            // ever.
+            let ring_len = self.service.geometry.ring_len;
+            drained &= !SubCore::news_at(&pv, core.cursors[p as usize], ring_len);
         }
         if drained {
             return Err(Error::Disconnected {

@@ -13,6 +13,7 @@ use crate::channel::{Receiver, Sender};
 use crate::endpoint::{Link, Liveness, Routes};
 use crate::primitive::{FutexWord, Ordering};
 use crate::pubsub::layout as pubsub;
+use crate::pubsub::ring::SubCore;
 use crate::pubsub::Subscriber;
 use crate::rpc::layout as rpc;
 use crate::rpc::server::Mirror;
@@ -416,8 +417,10 @@ impl SubscriberMember {
                 any_alive = true;
                 continue;
             }
-            let head = pv.block.head.load(Ordering::Acquire);
-            drained &= cursors[p as usize].load(Ordering::Relaxed) >= head;
+            // As the subscriber decides it: nothing at the cursor, not a
+            // cursor at the head.
+            let c = cursors[p as usize].load(Ordering::Relaxed);
+            drained &= !SubCore::news_at(&pv, c, self.service.geometry.ring_len);
         }
         Ok(!any_alive && drained)
     }

@@ -230,13 +230,12 @@ impl<'a, P: Publishers<'a> + Copy> SubscriberWatch<'a, P> {
 
     /// Some publisher's entry at the subscriber's cursor holds a message
     /// (or a lap), as `SubCore::nothing_new` decides; or no publisher slot
-    /// is attached and the subscriber has received everything (its
-    /// `try_recv` then says `Disconnected`; a publisher's drop wakes the
-    /// word whatever the bits say).
+    /// is attached, and with nothing at any cursor the subscriber has
+    /// received everything (its `try_recv` then says `Disconnected`; a
+    /// publisher's drop wakes the word whatever the bits say).
     pub(crate) fn ready(&self) -> bool {
         let count = self.publishers.count().min(self.cursors.len());
         let mut attached = false;
-        let mut drained = true;
         for p in 0..count {
             let c = self.cursors[p].load(Ordering::Relaxed);
             let pv: PubView<'a> = self.publishers.get(p);
@@ -244,9 +243,8 @@ impl<'a, P: Publishers<'a> + Copy> SubscriberWatch<'a, P> {
                 return true;
             }
             attached |= pv.block.state.load(Ordering::Relaxed) == pubsub::STATE_ATTACHED;
-            drained &= c >= pv.block.head.load(Ordering::Relaxed);
         }
-        !attached && drained
+        !attached
     }
 }
 

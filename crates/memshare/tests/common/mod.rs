@@ -173,6 +173,22 @@ pub fn break_the_protocol_of(server: &memshare::rpc::Server, slot: u32) {
         .unwrap();
 }
 
+/// Writes `head` into the block of publisher slot `slot` of the
+/// publish-subscribe service `service`, as a hostile process would
+/// (`docs/pubsub-layout.md`: publisher region `slot` starts at
+/// `publishers_at + slot * publisher_region`; its block's head is at byte
+/// 128 of it).
+pub fn write_publisher_head(service: &memshare::Segment, slot: u64, head: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let view = service.map(..).unwrap();
+    let subscribers = u64::from(view.atomic_u32(20).unwrap().load(Relaxed));
+    let subscriber_block = u64::from(view.atomic_u32(52).unwrap().load(Relaxed));
+    let publishers_at = (4096 + subscribers * subscriber_block).next_multiple_of(4096);
+    let region = view.atomic_u64(64).unwrap().load(Relaxed);
+    let at = (publishers_at + slot * region + 128) as usize;
+    view.atomic_u64(at).unwrap().store(head, Relaxed);
+}
+
 /// Polls `f` until it returns `Some`, for at most `timeout`.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
