@@ -296,11 +296,14 @@ fn malformed_values_are_clear_errors() {
     }
     let long = format!("v1;name={}", "x".repeat(600));
     assert!(invalid_handle(Segment::inherited_from("k", &long)).contains("too long"));
+    // A name no segment can have is a malformed value too (as the module
+    // says), not an invalid name of the caller's.
     let bad_name = value_for(3, None) + ";name=a/b";
-    assert!(matches!(
-        Segment::inherited_from("k", &bad_name),
-        Err(Error::InvalidName { .. })
-    ));
+    let err = invalid_handle(Segment::inherited_from("k", &bad_name));
+    assert!(
+        err.contains("field \"name\"") && err.contains("a/b"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -537,8 +540,21 @@ fn a_hostile_sender_is_refused_and_its_descriptors_closed() {
     let ro_lie = memshare::share::encode_message(&[entry("x", 4096, true)]).unwrap();
     send_raw(&a, &ro_lie, &[good.as_fd()]);
     assert!(recv_err(&b).contains("claimed read-only"));
-    send_raw(&a, b"GARBAGE-GARBAGE!", &[good.as_fd()]);
-    assert!(recv_err(&b).contains("magic"));
+    // A name no segment can have: a lie about the message, not a name of
+    // the receiver's.
+    let mut bad_name = b"MSHS\x01\x00\x01\x00\x00\x00\x00\x00\x01x\x03a/b\x00".to_vec();
+    bad_name.extend_from_slice(&4096u64.to_le_bytes());
+    let total = bad_name.len() as u32;
+    bad_name[8..12].copy_from_slice(&total.to_le_bytes());
+    send_raw(&a, &bad_name, &[good.as_fd()]);
+    let err = recv_err(&b);
+    assert!(err.contains("name \"a/b\""), "{err}");
+    // A header that is not one: the stream is out of step after it (the
+    // receiver reads no further than a header), so on a stream of its own.
+    let (garbage_a, garbage_b) = UnixStream::pair().unwrap();
+    send_raw(&garbage_a, b"GARBAGE-GARBAGE!", &[good.as_fd()]);
+    assert!(recv_err(&garbage_b).contains("magic"));
+    drop((garbage_a, garbage_b));
     // A memfd that is not sealed against shrinking.
     let unsealed = rustix::fs::memfd_create("hostile", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
     rustix::fs::ftruncate(&unsealed, 4096).unwrap();
@@ -550,6 +566,44 @@ fn a_hostile_sender_is_refused_and_its_descriptors_closed() {
         open_fd_count(&watched),
         before,
         "received descriptors were not all closed"
+    );
+}
+
+/// Messages queued back to back are received one by one, each whole, with
+/// its own descriptors: one without segments before one with (Linux hands
+/// both over in one read; the second was lost, its descriptor closed, and
+/// the first refused as carrying a descriptor it did not describe), two
+/// without, and one with before one without.
+#[test]
+fn messages_queued_back_to_back_are_received_one_by_one() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let segment = Segment::create(4096).unwrap();
+    segment.map(..).unwrap().write_at(0, b"mark").unwrap();
+    let keys = |received: &[(String, Segment)]| -> Vec<String> {
+        received.iter().map(|(k, _)| k.clone()).collect()
+    };
+    send_segments(&a, &[]).unwrap();
+    send_segments(&a, &[("one", &segment)]).unwrap();
+    send_segments(&a, &[]).unwrap();
+    send_segments(&a, &[]).unwrap();
+    send_segments(&a, &[("two", &segment), ("three", &segment)]).unwrap();
+    send_segments(&a, &[]).unwrap();
+    let expected: [&[&str]; 6] = [&[], &["one"], &[], &[], &["two", "three"], &[]];
+    for (n, expect) in expected.iter().enumerate() {
+        let received = recv_segments(&b).unwrap_or_else(|e| panic!("message {n}: {e}"));
+        assert_eq!(keys(&received), *expect, "message {n}");
+        for (key, got) in &received {
+            let mut buf = [0u8; 4];
+            got.map_readonly(..).unwrap().read_at(0, &mut buf).unwrap();
+            assert_eq!(&buf, b"mark", "message {n}, {key}");
+        }
+    }
+    // Nothing is left in the stream.
+    b.set_nonblocking(true).unwrap();
+    let mut rest = [0u8; 1];
+    assert_eq!(
+        (&b).read(&mut rest).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock)
     );
 }
 

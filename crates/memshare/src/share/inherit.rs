@@ -119,7 +119,9 @@ pub(crate) fn parse_inherit_value(origin: &str, value: &str) -> Result<InheritVa
         }
     };
     if let Some(name) = name {
-        validate_name(name)?;
+        // A malformed value, as any other field's: not a name this process
+        // chose.
+        validate_name(name).map_err(|e| bad(format!("field \"name\": {e}")))?;
     }
     Ok(InheritValue {
         handle: number("handle", handle)?,

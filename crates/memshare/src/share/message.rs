@@ -152,7 +152,9 @@ pub fn decode_message(buf: &[u8]) -> Result<Vec<MessageEntry>> {
         let name = if name.is_empty() {
             None
         } else {
-            validate_name(name)?;
+            // The sender's mistake, or a lie: about the message, not a name
+            // this process chose.
+            validate_name(name).map_err(|e| corrupt(format!("name {name:?}: {e}")))?;
             Some(name.to_owned())
         };
         let flags = take(1)?[0];

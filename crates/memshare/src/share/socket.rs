@@ -50,6 +50,13 @@ pub fn send_segments(stream: &UnixStream, segments: &[(&str, &Segment)]) -> Resu
 /// Receives the segments one [`send_segments`] call sent, with their keys,
 /// in the order they were sent. Every descriptor is checked (see the module
 /// docs); on any error, all received descriptors are closed.
+///
+/// Reads one message and nothing of the next, so messages queued back to
+/// back are received one per call. After an error about the message's
+/// header itself (not `MSHS`, or a length out of range), where the next
+/// message starts is unknown: the stream is out of step, close it. After
+/// any other error the whole message was read and the next call receives
+/// the next one.
 pub fn recv_segments(stream: &UnixStream) -> Result<Vec<(String, Segment)>> {
     let mut buf = Vec::new();
     let fds = sys::recv_with_fds(stream, &mut buf, MAX_ENTRIES, message_len)?;

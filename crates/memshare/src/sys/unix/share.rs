@@ -402,8 +402,10 @@ pub(crate) fn send_with_fds(stream: &UnixStream, payload: &[u8], objects: &[Obje
 }
 
 /// Receives one message: its payload (read until `wanted` says it is
-/// complete) and the descriptors that came with it (at most `max_fds`; more
-/// is truncated control data, refused), all close-on-exec.
+/// complete; `wanted(&[])` is the header's length, the most the first read
+/// takes) and the descriptors that came with it (at most `max_fds`; more is
+/// truncated control data, refused), all close-on-exec. Reads nothing of
+/// the next message.
 pub(crate) fn recv_with_fds(
     stream: &UnixStream,
     buf: &mut Vec<u8>,
@@ -412,8 +414,12 @@ pub(crate) fn recv_with_fds(
 ) -> Result<Vec<OwnedFd>> {
     let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(max_fds))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
+    // The first read takes no more than the header: a stream socket may
+    // hand over the next message's bytes with this one's (Linux joins a
+    // message without descriptors to the next one in one read), and what is
+    // read past this message would be lost. Nothing past `wanted` is read.
     buf.clear();
-    buf.resize(64 * 1024, 0);
+    buf.resize(wanted(&[])?, 0);
     let msg = rustix::net::recvmsg(
         stream,
         &mut [IoSliceMut::new(buf)],
