@@ -21,6 +21,8 @@ use memshare::pubsub::{Overflow, Publisher, ServiceConfig, Subscriber};
 use memshare::{Error, Segment};
 
 const MAX: usize = 1000;
+/// How many samples the honest subscriber of the scribbling test holds.
+const HELD: usize = 3;
 
 /// The subscriber child: receives until `Disconnected`, checking every
 /// message (sequence in order unless missed under drop-oldest; contents a
@@ -124,9 +126,50 @@ fn drop_oldest_counts_exactly_what_a_slow_subscriber_process_missed() {
     kid.wait_success(TIMEOUT);
 }
 
+/// A publish-subscribe header's u32 field at `at` (`docs/pubsub-layout.md`
+/// section 2).
+fn header_u32(service: &Segment, at: usize) -> u32 {
+    let view = service.map_readonly(..4096).unwrap();
+    view.read_pod::<u32>(at).unwrap()
+}
+
+/// How many buffers each publisher has (`pool_len`).
+fn pool_len(service: &Segment) -> u32 {
+    header_u32(service, 48)
+}
+
+/// The buffers of publisher 0 that subscriber `slot`'s hold words name
+/// (section 3: block `i` at `4096 + i·subscriber_block`, holds from byte
+/// 32; a hold is `p·pool_len + b + 1`).
+fn held_buffers(service: &Segment, slot: u64) -> Vec<u32> {
+    let (max_held, block) = (header_u32(service, 40), header_u32(service, 52));
+    let view = service.map_readonly(..).unwrap();
+    (0..u64::from(max_held))
+        .map(|h| view.read_pod::<u32>((4096 + slot * u64::from(block) + 32 + 4 * h) as usize))
+        .map(Result::unwrap)
+        .filter(|&word| word != 0 && word <= pool_len(service))
+        .map(|word| word - 1)
+        .collect()
+}
+
+/// The first 4 bytes of publisher 0's buffer `b` (section 4: buffers from
+/// `buffers_at = round_up(256 + 32·ring_len, 4096)` of its region, which
+/// starts at `publishers_at`).
+fn buffer_start(service: &Segment, b: u32) -> [u8; 4] {
+    let view = service.map_readonly(..).unwrap();
+    let (subscribers, block) = (header_u32(service, 20), header_u32(service, 52));
+    let publishers_at = (4096 + u64::from(subscribers) * u64::from(block)).next_multiple_of(4096);
+    let buffers_at = (256 + 32 * u64::from(header_u32(service, 44))).next_multiple_of(4096);
+    let stride = view.read_pod::<u64>(56).unwrap();
+    view.read_pod::<[u8; 4]>((publishers_at + buffers_at + u64::from(b) * stride) as usize)
+        .unwrap()
+}
+
 /// A subscriber that holds as many samples as it may and stops reading:
 /// killed, it must not block the publisher (overflow "block") nor keep its
-/// held buffers, beyond the liveness interval.
+/// held buffers, beyond the liveness interval: the buffers its hold words
+/// name are reused (read through a raw view: the pool is sized so that
+/// pinned buffers would never run it dry, so only their bytes tell).
 #[test]
 fn a_killed_subscriber_neither_blocks_the_publisher_nor_pins_buffers() {
     const TEST: &str = "a_killed_subscriber_neither_blocks_the_publisher_nor_pins_buffers";
@@ -134,6 +177,7 @@ fn a_killed_subscriber_neither_blocks_the_publisher_nor_pins_buffers() {
         let sub = Subscriber::open_timeout(&env("MST_NAME"), TIMEOUT).unwrap();
         println!("ready=1");
         let held: Vec<_> = (0..2).map(|_| sub.recv_timeout(TIMEOUT).unwrap()).collect();
+        println!("slot={}", sub.slot());
         println!("holding={}", held.len());
         loop {
             std::thread::sleep(Duration::from_secs(1));
@@ -155,6 +199,7 @@ fn a_killed_subscriber_neither_blocks_the_publisher_nor_pins_buffers() {
         for _ in 0..2 {
             publisher.publish_copy_timeout(b"held", TIMEOUT).unwrap();
         }
+        let slot: u64 = out.after("slot=").parse().unwrap();
         out.after("holding=");
         for _ in 0..4 {
             publisher.publish_copy_timeout(b"queued", TIMEOUT).unwrap();
@@ -177,10 +222,20 @@ fn a_killed_subscriber_neither_blocks_the_publisher_nor_pins_buffers() {
         let noticed = Instant::now();
         let killed = killer.join().unwrap();
         detections.record(round, noticed.saturating_duration_since(killed));
-        // Its held buffers come back too: the pool keeps going for many
-        // times its size.
-        for _ in 0..200 {
+        // Its held buffers come back too: the buffers its hold words name
+        // (read before the next child takes the slot and clears them) are
+        // reused once the pool has gone round twice.
+        let pinned = held_buffers(publisher.segment(), slot);
+        assert_eq!(pinned.len(), 2, "round {round}: its hold words {pinned:?}");
+        for _ in 0..2 * pool_len(publisher.segment()) {
             publisher.publish_copy(b"more").unwrap();
+        }
+        for &b in &pinned {
+            assert_eq!(
+                buffer_start(publisher.segment(), b),
+                *b"more",
+                "round {round}: buffer {b}, held by the killed subscriber, was never reused"
+            );
         }
     }
     // Promised: within the liveness interval.
@@ -302,8 +357,14 @@ fn a_killed_publisher_is_noticed_past_a_head_with_nothing_behind_it() {
 }
 
 /// A subscriber that writes garbage into its own block (hold words,
-/// cursors, counters) as fast as it can: the publisher and an honest
-/// subscriber go on, nothing lost, nothing corrupted.
+/// cursors, counters; not its state and instance, so that the publisher
+/// keeps taking it for a live subscriber and reads the garbage) as fast as
+/// it can: the publisher and an honest subscriber go on, nothing lost,
+/// nothing corrupted, and the samples the honest one holds across
+/// publications never change. Under "block" the garbage cursors may hold
+/// the publisher back (a live subscriber that is behind does, by policy):
+/// then a clean `TimedOut`, and once the scribbler is killed the publisher
+/// goes on.
 #[test]
 fn a_scribbling_subscriber_cannot_hurt_the_others() {
     const TEST: &str = "a_scribbling_subscriber_cannot_hurt_the_others";
@@ -331,9 +392,16 @@ fn a_scribbling_subscriber_cannot_hurt_the_others() {
             let _ = stdin.read(&mut stop);
             let _ = tx.send(());
         });
+        // From byte 16: missed, received, the hold words and the cursors.
         while rx.try_recv().is_err() {
-            let word = next();
-            let off = (next() % (block_len / 4)) as usize * 4;
+            // Any value; or a small one, which as a hold word names a real
+            // buffer and as a cursor's low half one behind the head; or 0.
+            let word = match next() % 3 {
+                0 => next(),
+                1 => next() % 64,
+                _ => 0,
+            };
+            let off = 16 + (next() % ((block_len - 16) / 4)) as usize * 4;
             view.atomic_u32(off)
                 .unwrap()
                 .store(word as u32, std::sync::atomic::Ordering::Relaxed);
@@ -345,9 +413,12 @@ fn a_scribbling_subscriber_cannot_hurt_the_others() {
         let config = ServiceConfig::new()
             .max_message_len(MAX as u64)
             .depth(8)
+            .max_held(HELD as u32 + 1)
             .overflow(overflow);
         let mut publisher = Publisher::create(&name, config).unwrap();
         let honest = Subscriber::open(&name).unwrap();
+        // Samples the honest subscriber holds while the publisher goes on.
+        let mut held = std::collections::VecDeque::new();
         let mut cmd = child(TEST, "scribbler");
         cmd.stdout(Stdio::piped())
             .stdin(Stdio::piped())
@@ -357,22 +428,61 @@ fn a_scribbling_subscriber_cannot_hurt_the_others() {
         let mut out = Output::new(out);
         out.after("ready=");
         let mut buf = Vec::new();
-        for seq in 0..20_000u64 {
+        let mut seq = 0u64;
+        let mut publish_and_check = |publisher: &mut Publisher, seq: u64| -> bool {
             message(seq, MAX, &mut buf);
             match publisher.publish_copy_timeout(&buf, Duration::from_secs(2)) {
                 Ok(()) => {}
                 // Under "block" a live subscriber whose cursor says it is
                 // behind holds the publisher back, as a slow one may: that
                 // is the policy, not harm. It must be a clean timeout.
-                Err(Error::TimedOut { .. }) if overflow == Overflow::Block => break,
+                Err(Error::TimedOut { .. }) if overflow == Overflow::Block => return false,
                 Err(e) => panic!("{overflow:?}: publisher: {e}"),
             }
             let msg = honest.recv_timeout(TIMEOUT).unwrap();
             assert_eq!(msg.sequence(), seq, "{overflow:?}");
             assert_eq!(&*msg, &buf[..], "{overflow:?}: message {seq}");
+            // Every 20th kept, for 60 messages: long after the publisher
+            // overwrote its ring entry (depth 8) and would reuse it but for
+            // the hold.
+            if seq % 20 == 0 {
+                held.push_back(msg);
+                if held.len() > HELD {
+                    held.pop_front();
+                }
+            }
+            for sample in &held {
+                message(sample.sequence(), MAX, &mut buf);
+                assert_eq!(
+                    &**sample,
+                    &buf[..],
+                    "{overflow:?}: held sample {} changed by message {seq}",
+                    sample.sequence()
+                );
+            }
+            true
+        };
+        while seq < 20_000 && publish_and_check(&mut publisher, seq) {
+            seq += 1;
         }
+        if seq < 20_000 {
+            // Held back under "block": the scribbler killed, the publisher
+            // goes on within the liveness interval's look.
+            assert_eq!(overflow, Overflow::Block);
+            kid.kill();
+            for _ in 0..1_000 {
+                assert!(
+                    publish_and_check(&mut publisher, seq),
+                    "{overflow:?}: still held back after the scribbler was killed"
+                );
+                seq += 1;
+            }
+        } else {
+            drop(kid.0.as_mut().unwrap().stdin.take());
+            kid.wait_success(TIMEOUT);
+        }
+        drop(held);
         assert_eq!(honest.missed(), 0, "{overflow:?}");
-        drop(kid.0.as_mut().unwrap().stdin.take());
-        kid.wait_success(TIMEOUT);
+        println!("{overflow:?}: {seq} messages");
     }
 }
