@@ -819,6 +819,82 @@ fn a_pending_subscriber_whose_cursor_a_peer_wrote_over_is_not_woken_again_and_ag
     assert_eq!(&*sub.try_recv().unwrap().unwrap(), b"after");
 }
 
+/// A call's future is woken for its own answer, not for another request's:
+/// with a request `a` sent first and answered at once but not read yet,
+/// and the call's `b` answered 300 ms later, the future is polled a few
+/// times, not at every round of the notifier (before: the notifier's
+/// member for the client was ready when any awaited request was answered,
+/// so it woke the future at every look, which found nothing for it and
+/// parked again, until `b`'s answer: the task and the notifier thread
+/// spun for 300 ms). A readiness descriptor on the client keeps its
+/// meaning, in an event loop of its own meanwhile: readable whenever any
+/// request in flight is answered, so again at each re-arm while `a`'s
+/// answer is unread; and those firings, on the same registration, do not
+/// wake the future either. So does a wait set.
+#[test]
+fn a_call_is_not_woken_again_and_again_by_the_answer_to_another_request() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let name = unique_name("aio-call-other");
+    let server = Server::create(&name, ServerConfig::new()).unwrap();
+    let mut client = Client::connect(&name).unwrap();
+    let ready = client.readiness().unwrap();
+    let mut set = WaitSet::new().unwrap();
+    let token = set.add(&client).unwrap();
+    let serving = std::thread::spawn(move || {
+        let a = server.recv_timeout(TIMEOUT).unwrap();
+        assert_eq!(&*a, b"a");
+        a.respond(b"answer a").unwrap();
+        let b = server.recv_timeout(TIMEOUT).unwrap();
+        assert_eq!(&*b, b"b");
+        std::thread::sleep(Duration::from_millis(300));
+        b.respond(b"answer b").unwrap();
+        server
+    });
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let event_loop = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut fired = 0;
+            while !stop.load(SeqCst) {
+                if readable(&ready, 10) {
+                    fired += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                    ready.rearm();
+                }
+            }
+            (ready, fired)
+        })
+    };
+    let first = client.send_request(b"a").unwrap();
+    let start = Instant::now();
+    let (out, polls) = poll_for(pin!(client.call_async(b"b")), TIMEOUT);
+    let took = start.elapsed();
+    stop.store(true, SeqCst);
+    let (ready, fired) = event_loop.join().unwrap();
+    assert_eq!(&*out.expect("b answered").unwrap(), b"answer b");
+    assert!(
+        took >= Duration::from_millis(300),
+        "b answered after {took:?}"
+    );
+    assert!(
+        polls <= 3,
+        "the call's future was polled {polls} times in {took:?} while another request's answer waited"
+    );
+    // `a`'s answer, unread: the descriptor fired again at each re-arm,
+    // and still does; the wait set reports it.
+    assert!(
+        fired >= 5,
+        "the descriptor fired {fired} times in {took:?} for a's answer"
+    );
+    assert!(readable(&ready, 1000), "the descriptor missed a's answer");
+    assert!(set.try_wait().unwrap().contains(token));
+    assert_eq!(&*client.receive_response(&first).unwrap(), b"answer a");
+    ready.rearm();
+    assert!(!readable(&ready, 50), "readable with nothing in flight");
+    assert!(set.try_wait().unwrap().is_empty());
+    drop(serving.join().unwrap());
+}
+
 /// A parked subscriber's future does not poll its publishers' liveness:
 /// each publisher publishes its pid, and the notifier watches that
 /// process's death instead of asking the publisher's lock every liveness

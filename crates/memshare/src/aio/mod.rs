@@ -162,15 +162,27 @@ impl Wait {
 
     /// Listens on `registration` with the task's waker (the endpoint found
     /// nothing): the task is woken when the notifier finds it has
-    /// something. Always `Pending`.
+    /// something. `Pending`, unless the registration failed.
     pub(crate) fn park<T>(
         &mut self,
         registration: Result<Arc<Registration>, crate::Error>,
         cx: &mut Context<'_>,
     ) -> Poll<crate::Result<T>> {
+        self.park_for(registration, None, cx)
+    }
+
+    /// As [`Wait::park`], for the answers in `answers` only (a bit per
+    /// slot; `None`: anything): an rpc client's call waits for its own
+    /// answer, not for the others in flight.
+    pub(crate) fn park_for<T>(
+        &mut self,
+        registration: Result<Arc<Registration>, crate::Error>,
+        answers: Option<u64>,
+        cx: &mut Context<'_>,
+    ) -> Poll<crate::Result<T>> {
         match registration {
             Ok(r) => {
-                r.listen(self.id(), Listener::Waker(cx.waker().clone()));
+                r.listen(self.id(), Listener::Waker(cx.waker().clone()), answers);
                 if !self.on.iter().any(|o| Arc::ptr_eq(o, &r)) {
                     self.on.push(r);
                 }
@@ -187,7 +199,7 @@ impl Wait {
     pub(crate) fn park_all(&mut self, all: Vec<Arc<Registration>>, cx: &mut Context<'_>) {
         let id = self.id();
         for r in &all {
-            r.listen(id, Listener::Waker(cx.waker().clone()));
+            r.listen(id, Listener::Waker(cx.waker().clone()), None);
         }
         for r in all {
             if !self.on.iter().any(|o| Arc::ptr_eq(o, &r)) {

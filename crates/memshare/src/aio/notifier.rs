@@ -19,7 +19,11 @@
 //! 2. (locked) `watch::prepare`: snapshot each member's word, set its flag
 //!    or bit as the endpoint's own park does, SeqCst fence, look. Report
 //!    the members found ready: their listeners are taken and woken (after
-//!    the lock), their flags cleared.
+//!    the lock), their flags cleared. A listener may wait for less than
+//!    anything its member reports (an rpc client's call, for its own
+//!    slot's answer: `Listening::answers`): the member is looked at for
+//!    what its listeners wait for together, and each is woken only if the
+//!    member is ready for what it waits for (the others listen on).
 //! 3. (unlocked) If none was ready, sleep on all the words and the control
 //!    word at once, until the next liveness round at most.
 //! 4. (locked) Clear the flags of the members armed in step 2; the next
@@ -78,9 +82,21 @@ pub(crate) fn listener_id() -> u64 {
     NEXT.fetch_add(1, Relaxed)
 }
 
+/// A listener in a slot: its id, what it is, and what it waits for.
+struct Listening {
+    id: u64,
+    listener: Listener,
+    /// `None`: anything the member reports. `Some`: an rpc client's call,
+    /// which waits for the answers in these slots (a bit each) only; the
+    /// answer to another request in flight, not read yet, would otherwise
+    /// wake it at every round, and it would find nothing for it and listen
+    /// again: a spin until its own answer came.
+    answers: Option<u64>,
+}
+
 struct Slot {
     member: Member,
-    listeners: Vec<(u64, Listener)>,
+    listeners: Vec<Listening>,
     /// The worker set the member's flag in its last step 2 and has not
     /// cleared it yet.
     armed: bool,
@@ -112,7 +128,39 @@ impl Slot {
     /// next slow round, 5 s later.
     fn fire(&mut self, fired: &mut Vec<Listener>) {
         self.refresh_pids();
-        fired.extend(self.listeners.drain(..).map(|(_, l)| l));
+        fired.extend(self.listeners.drain(..).map(|l| l.listener));
+    }
+
+    /// What the slot's listeners wait for, together: anything the member
+    /// reports if one of them does, else the answers any of them waits
+    /// for. The member is looked at for that in step 2.
+    fn answers(&self) -> Option<u64> {
+        self.listeners
+            .iter()
+            .try_fold(0, |all, l| l.answers.map(|a| all | a))
+    }
+
+    /// The member was found ready for what its listeners wait for
+    /// together: hands to `fired` those it is ready for (all of them
+    /// unless one waits for some answers only), as [`Slot::fire`]. A
+    /// listener left waits on: it is looked at again in the next round.
+    fn fire_ready(&mut self, fired: &mut Vec<Listener>) {
+        if self.listeners.iter().all(|l| l.answers.is_none()) {
+            return self.fire(fired);
+        }
+        let member = &self.member;
+        let before = fired.len();
+        let mut i = 0;
+        while i < self.listeners.len() {
+            if member.ready_for(self.listeners[i].answers) {
+                fired.push(self.listeners.swap_remove(i).listener);
+            } else {
+                i += 1;
+            }
+        }
+        if fired.len() != before {
+            self.refresh_pids();
+        }
     }
 
     fn unwatch(&mut self) {
@@ -260,9 +308,14 @@ impl Worker {
                 .filter(|&i| st.slots[i].as_ref().is_some_and(Slot::active))
                 .collect();
             let (ready, mut sleep) = {
-                let members: Vec<&Member> = active
+                let members: Vec<Awaited<'_>> = active
                     .iter()
-                    .filter_map(|&i| st.slots[i].as_ref().map(|s| &s.member))
+                    .filter_map(|&i| {
+                        st.slots[i].as_ref().map(|s| Awaited {
+                            member: &s.member,
+                            answers: s.answers(),
+                        })
+                    })
                     .collect();
                 let (ready, words) = prepare(&members);
                 // Raw pointers: the words stay valid through the sleep
@@ -289,7 +342,7 @@ impl Worker {
                 };
                 s.armed = true;
                 if ready & 1 << bit != 0 {
-                    s.fire(&mut fired);
+                    s.fire_ready(&mut fired);
                 } else if s.member.peers_come_and_go() {
                     came |= s.refresh_pids();
                 }
@@ -349,6 +402,28 @@ impl Worker {
                 s.disarm();
             }
         }
+    }
+}
+
+/// A slot's member as step 2 arms it and looks at it: for what the slot's
+/// listeners wait for (`Slot::answers`).
+struct Awaited<'a> {
+    member: &'a Member,
+    answers: Option<u64>,
+}
+
+impl Watch for Awaited<'_> {
+    fn word(&self) -> &FutexWord {
+        self.member.word()
+    }
+    fn arm(&self) {
+        self.member.arm()
+    }
+    fn disarm(&self) {
+        self.member.disarm()
+    }
+    fn ready(&self) -> bool {
+        self.member.ready_for(self.answers)
     }
 }
 
@@ -431,27 +506,41 @@ impl Registration {
     /// Adds (or replaces) listener `id`: it is fired the next time the
     /// worker finds the endpoint ready (at once if it is now), its peer
     /// gone, or it dropped. One-shot: add it again to wait again.
-    pub(crate) fn listen(&self, id: u64, listener: Listener) {
+    /// `answers`: `None` for anything the member reports; for an rpc
+    /// client's call, the slots whose answers it waits for (a bit each):
+    /// the answers to other requests do not fire it.
+    pub(crate) fn listen(&self, id: u64, listener: Listener, answers: Option<u64>) {
         let mut st = self.worker.lock();
         let sleeping = st.sleeping;
         let slot = st.slots[self.index]
             .as_mut()
             .expect("a live registration has its slot");
         let was_active = slot.active();
-        match slot.listeners.iter_mut().find(|(i, _)| *i == id) {
-            Some((_, l)) => {
-                if let (Listener::Waker(old), Listener::Waker(new)) = (&*l, &listener) {
-                    if old.will_wake(new) {
+        let before = slot.answers();
+        match slot.listeners.iter_mut().find(|l| l.id == id) {
+            Some(l) => {
+                if let (Listener::Waker(old), Listener::Waker(new)) = (&l.listener, &listener) {
+                    if old.will_wake(new) && l.answers == answers {
                         return;
                     }
                 }
-                *l = listener;
+                l.listener = listener;
+                l.answers = answers;
             }
-            None => slot.listeners.push((id, listener)),
+            None => slot.listeners.push(Listening {
+                id,
+                listener,
+                answers,
+            }),
         }
+        let changed = slot.answers() != before;
         drop(st);
-        if !was_active && sleeping {
-            // The worker sleeps without this slot's word: it must arm it.
+        if (!was_active || changed) && sleeping {
+            // The worker sleeps without this slot's word, or after a look
+            // for other answers than its listeners wait for now (a
+            // descriptor re-armed while a call waits for its own answer:
+            // another answer may be there already): it must arm the word,
+            // or look again.
             self.worker.kick();
         }
     }
@@ -466,7 +555,7 @@ impl Registration {
             .as_mut()
             .expect("a live registration has its slot");
         let before = slot.listeners.len();
-        slot.listeners.retain(|(i, _)| *i != id);
+        slot.listeners.retain(|l| l.id != id);
         if before == slot.listeners.len() || slot.active() {
             return;
         }

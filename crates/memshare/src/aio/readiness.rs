@@ -67,7 +67,7 @@ impl Readiness {
 
     fn watch(&self) {
         for r in &self.on {
-            r.listen(self.id, Listener::Event(Arc::clone(&self.event)));
+            r.listen(self.id, Listener::Event(Arc::clone(&self.event)), None);
         }
     }
 

@@ -121,6 +121,9 @@ impl Client {
     /// [`Error::NoResponse`](crate::Error::NoResponse) if the server
     /// dropped the request unanswered, [`Error::Disconnected`](crate::Error::Disconnected)
     /// if it went away first (within the liveness interval of its death).
+    /// The task is woken for this call's response only: responses to other
+    /// requests in flight ([`Client::send_request`]), come and not received
+    /// yet, do not wake it.
     ///
     /// Cancel safety: the request is sent at the first poll. Dropped after
     /// that, before the response came, the response is discarded when it
@@ -154,8 +157,9 @@ impl Client {
     }
 
     /// A descriptor that becomes readable when a response (or a decline)
-    /// to a request in flight came, the server is gone, or the client was
-    /// dropped: for event loops (see [`Readiness`]).
+    /// to any request in flight came (a call's included), the server is
+    /// gone, or the client was dropped: for event loops (see
+    /// [`Readiness`]).
     pub fn readiness(&self) -> Result<Readiness> {
         Readiness::new(vec![client_registration(self)?])
     }
@@ -204,7 +208,12 @@ impl<'a> Future for ResponseFuture<'a> {
                 Poll::Ready(Err(e))
             }
             None => {
-                let p = this.wait.park(client_registration(client), cx);
+                // Woken for this slot's answer only (or what ends every
+                // call): another request's answer, unread, would wake it
+                // at every round of the notifier.
+                let p = this
+                    .wait
+                    .park_for(client_registration(client), Some(1 << slot), cx);
                 if p.is_ready() {
                     // (The registration failed: the answer is discarded
                     // when it comes.)

@@ -568,10 +568,11 @@ impl ClientMember {
         }
     }
 
-    /// A request the client waits for is answered (or its slot holds what
-    /// no honest server writes: the client then says `Corrupted`); or the
+    /// A request the client waits for, among `only` (a bit per slot; all
+    /// of them for a wait set), is answered (or its slot holds what no
+    /// honest server writes: the client then says `Corrupted`); or the
     /// server is gone as the state words say, or it evicted this client.
-    fn ready(&self) -> bool {
+    fn ready(&self, only: u64) -> bool {
         let h = self.service.header();
         if h.server.state.load(Ordering::Acquire) != rpc::SERVER_ATTACHED
             || h.server.instance.load(Ordering::Acquire) != self.server_instance
@@ -580,8 +581,9 @@ impl ClientMember {
         {
             return true;
         }
-        let awaiting =
-            self.link.state.load(Ordering::Relaxed) & !self.abandoned.load(Ordering::Relaxed);
+        let awaiting = self.link.state.load(Ordering::Relaxed)
+            & !self.abandoned.load(Ordering::Relaxed)
+            & only;
         watch::answered(self.service.region(self.index).slots, awaiting)
     }
 
@@ -628,11 +630,25 @@ impl Watch for Member {
     }
 
     fn ready(&self) -> bool {
+        self.ready_for(None)
+    }
+}
+
+impl Member {
+    /// Whether the member is ready (`Watch::ready`) for a waiter that waits
+    /// for the answers in `answers` only (a bit per slot: an rpc client's
+    /// call, whose future waits for its own answer), or for anything the
+    /// member reports (`None`: a wait set, a readiness descriptor). An
+    /// answer to another request counts for the first only if it is in
+    /// `answers`; what ends every call (the server gone, this client
+    /// evicted, the endpoint dropped, its memory gone) counts for all.
+    /// Members of other kinds ignore `answers`.
+    pub(crate) fn ready_for(&self, answers: Option<u64>) -> bool {
         let found = match &self.kind {
             Kind::Channel(m) => m.watch().ready(),
             Kind::Subscriber(m) => m.watch().ready(),
             Kind::Server(m) => m.ready(),
-            Kind::Client(m) => m.ready(),
+            Kind::Client(m) => m.ready(answers.unwrap_or(u64::MAX)),
         };
         found || self.dropped() || self.faulted()
     }
