@@ -895,6 +895,96 @@ fn a_call_is_not_woken_again_and_again_by_the_answer_to_another_request() {
     drop(serving.join().unwrap());
 }
 
+/// Takes up to `max` items from `stream`, each ready at once or the
+/// stream `Pending` (then it stops): what it yielded, and whether it
+/// ended (`None`).
+fn drain<S: futures::Stream + Unpin>(stream: &mut S, max: usize) -> (Vec<S::Item>, bool) {
+    let mut items = Vec::new();
+    while items.len() < max {
+        match stream.poll_next_unpin(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Some(item)) => items.push(item),
+            Poll::Ready(None) => return (items, true),
+            Poll::Pending => break,
+        }
+    }
+    (items, false)
+}
+
+/// A receiver's stream whose sender wrote a position no honest sender
+/// writes yields `Corrupted` once, then ends: before, it yielded the same
+/// error at every poll, so `while let Some(r) = stream.next().await`
+/// spun at 100 % CPU for as long as the hostile peer let it. (The
+/// receiver itself still says `Corrupted`, at every call.)
+#[test]
+fn a_receivers_stream_ends_after_corrupted() {
+    use futures::stream::FusedStream;
+    const WRITE_POS: usize = 128;
+    let mut rx = Receiver::create(4096).unwrap();
+    let mut tx = Sender::attach(rx.segment()).unwrap();
+    tx.send(b"before").unwrap();
+    let view = tx.segment().map(..).unwrap();
+    {
+        let mut stream = rx.stream();
+        let (items, ended) = drain(&mut stream, 1);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].as_deref().unwrap(), b"before");
+        assert!(!ended && !stream.is_terminated());
+        // Past a whole ring ahead of the receiver.
+        let write = view.atomic_u64(WRITE_POS).unwrap();
+        write.fetch_add(8192, std::sync::atomic::Ordering::Relaxed);
+        let (items, ended) = drain(&mut stream, 100);
+        assert!(
+            matches!(items.as_slice(), [Err(Error::Corrupted { .. })]),
+            "{} items, ended {ended}: {:?}",
+            items.len(),
+            items.first()
+        );
+        assert!(ended, "the stream goes on after Corrupted");
+        assert!(stream.is_terminated());
+        assert!(drain(&mut stream, 1).1, "not ended for good");
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::Corrupted { .. })));
+    drop(tx);
+}
+
+/// A subscriber's stream whose publisher wrote an entry no honest
+/// publisher writes (a message longer than the service allows) yields
+/// `Corrupted` once, then ends (before: at every poll, a spin).
+#[test]
+fn a_subscribers_stream_ends_after_corrupted() {
+    use futures::stream::FusedStream;
+    let name = unique_name("aio-sample-stream");
+    let config = ServiceConfig::new().max_publishers(1).max_message_len(64);
+    let mut publisher = Publisher::create(&name, config).unwrap();
+    let mut sub = Subscriber::open(&name).unwrap();
+    publisher.publish_copy(b"first").unwrap();
+    publisher.publish_copy(b"second").unwrap();
+    // Entry 1 of publisher 0 (docs/pubsub-layout.md: the region at
+    // total_len - publisher_region with one publisher, entry e at
+    // 256 + 32e, its len at 12).
+    let view = publisher.segment().map(..).unwrap();
+    let mut word = [0; 8];
+    view.read_at(64, &mut word).unwrap();
+    let region = u64::from_le_bytes(word);
+    view.read_at(72, &mut word).unwrap();
+    let total = u64::from_le_bytes(word);
+    let len_at = usize::try_from(total - region).unwrap() + 256 + 32 + 12;
+    let mut len = [0; 4];
+    view.read_at(len_at, &mut len).unwrap();
+    assert_eq!(u32::from_le_bytes(len), 6, "entry 1's len (\"second\")");
+    view.write_at(len_at, &u32::MAX.to_le_bytes()).unwrap();
+    let mut stream = sub.stream();
+    let (items, ended) = drain(&mut stream, 100);
+    assert!(
+        matches!(items.as_slice(), [Ok(first), Err(Error::Corrupted { .. })] if first == b"first"),
+        "{} items, ended {ended}: {:?}",
+        items.len(),
+        items.iter().take(2).collect::<Vec<_>>()
+    );
+    assert!(ended, "the stream goes on after Corrupted");
+    assert!(stream.is_terminated());
+}
+
 /// A parked subscriber's future does not poll its publishers' liveness:
 /// each publisher publishes its pid, and the notifier watches that
 /// process's death instead of asking the publisher's lock every liveness

@@ -489,6 +489,54 @@ fn a_channel_receiver_gets_truncated_not_zeros_for_a_message_beyond_the_cut() {
     truncated(result, 20 << 10);
 }
 
+/// A receiver's stream whose segment a peer truncated yields `Truncated`
+/// once, then ends: the memory under the receiver is gone for good, and
+/// before, the stream yielded the error at every poll (a spin in
+/// `while let Some(r) = stream.next().await`).
+#[cfg(feature = "async")]
+#[test]
+fn a_receivers_stream_ends_after_truncated() {
+    const TEST: &str = "a_receivers_stream_ends_after_truncated";
+    if truncator() {
+        return;
+    }
+    use futures::stream::{FusedStream, StreamExt};
+    let name = unique_name("trunc-chan-stream");
+    let mut tx = Sender::create_named(&name, 64 << 10).unwrap();
+    let mut rx = Receiver::attach(tx.segment()).unwrap();
+    for _ in 0..40 {
+        tx.send(&[5u8; 1000]).unwrap();
+    }
+    truncate_in_child(TEST, &name, 20 << 10);
+    let mut stream = rx.stream();
+    let mut errors = Vec::new();
+    let ended = loop {
+        let next =
+            stream.poll_next_unpin(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+        match next {
+            // Messages wholly before the cut are still good.
+            std::task::Poll::Ready(Some(Ok(m))) => {
+                assert!(m.iter().all(|&b| b == 5), "zeros handed out")
+            }
+            std::task::Poll::Ready(Some(Err(e))) => {
+                errors.push(e);
+                if errors.len() > 100 {
+                    break false;
+                }
+            }
+            std::task::Poll::Ready(None) => break true,
+            std::task::Poll::Pending => panic!("pending after the cut"),
+        }
+    };
+    assert!(
+        ended && errors.len() == 1,
+        "{} errors, ended {ended}",
+        errors.len()
+    );
+    truncated(Err::<(), _>(errors.remove(0)), 20 << 10);
+    assert!(stream.is_terminated());
+}
+
 /// A subscriber whose next message's buffer was cut away (its ring entry
 /// stays) gets `Truncated`, not the buffer read as zeros. With one
 /// publisher, one subscriber, messages of 4 KiB, depth 4, one sample held:

@@ -69,7 +69,8 @@ impl Receiver {
     }
 
     /// The messages as a [`futures_core::Stream`] of owned copies, which
-    /// ends when the sender is gone and everything it sent was received.
+    /// ends when the sender is gone and everything it sent was received,
+    /// or after an error that stays (see [`RecvStream`]).
     /// (Zero-copy: loop on [`Receiver::recv_async`] instead.)
     ///
     /// Cancel safe: a `next()` dropped before it is ready has taken no
@@ -147,6 +148,18 @@ impl std::fmt::Debug for RecvFuture<'_> {
 }
 
 /// The stream of [`Receiver::stream`]: owned copies of the messages.
+///
+/// It ends (`None`, and [`is_terminated`](futures_core::FusedStream::is_terminated))
+/// when the sender is gone and everything it sent was received, and
+/// after yielding an error that stays, as tokio-util's `FramedRead` does:
+/// [`Error::Corrupted`] (the sender broke the protocol: nothing it sends
+/// can be trusted, and the receiver does not move past what it wrote),
+/// [`Error::Truncated`] and [`Error::NoSpace`] (the memory under the
+/// receiver is gone: it reads zeros for good). Each is yielded once, then the stream ends, so that
+/// `while let Some(r) = stream.next().await` does not spin on it. Other
+/// errors (an [`Error::Io`] asking the system whether the sender lives)
+/// are yielded and the stream goes on. The receiver itself still reports
+/// the error at every call.
 #[must_use = "streams do nothing unless polled"]
 pub struct RecvStream<'a> {
     rx: &'a mut Receiver,
@@ -168,7 +181,11 @@ impl futures_core::Stream for RecvStream<'_> {
                 this.ended = true;
                 Poll::Ready(None)
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Err(e)) => {
+                // Yielded once: an error that stays ends the stream.
+                this.ended = super::ends_stream(&e);
+                Poll::Ready(Some(Err(e)))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

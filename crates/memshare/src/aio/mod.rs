@@ -18,7 +18,10 @@
 //! `futures::executor`, or any other. Receivers and subscribers are also
 //! [`futures_core::Stream`]s of owned copies ([`Receiver::stream`](crate::channel::Receiver::stream),
 //! [`Subscriber::stream`](crate::pubsub::Subscriber::stream); the typed
-//! endpoints have no streams: loop on their `recv_async`). The futures
+//! endpoints have no streams: loop on their `recv_async`); a stream ends
+//! once its peers are gone and everything was received, and after
+//! yielding an error that stays (`Corrupted`, `Truncated`, `NoSpace`:
+//! [`RecvStream`], [`SampleStream`]). The futures
 //! borrow their endpoint mutably, so they are `Send` whenever the endpoint
 //! is (every endpoint is `Send`), and can be spawned on a multi-thread
 //! runtime.
@@ -231,6 +234,25 @@ impl Drop for Wait {
     fn drop(&mut self) {
         self.done();
     }
+}
+
+/// Whether a stream ends after yielding `e`: an error that stays, which
+/// its endpoint would report at every poll from now on (a stream yielding
+/// it again and again would make `while let Some(r) = stream.next().await`
+/// spin). `Corrupted`: the peer broke the protocol, nothing it sends can
+/// be trusted, and the endpoint does not move past what it wrote (it
+/// says the same at the next look, as a rule); `Truncated` and `NoSpace`: the memory under the
+/// endpoint is gone, its view reads zeros for good. (`Disconnected` ends a
+/// stream with no error.) Any other (an `Io` error asking about the peer,
+/// which is asked again only a liveness interval later) is yielded and the
+/// stream goes on.
+fn ends_stream(e: &crate::Error) -> bool {
+    matches!(
+        e,
+        crate::Error::Corrupted { .. }
+            | crate::Error::Truncated { .. }
+            | crate::Error::NoSpace { .. }
+    )
 }
 
 /// The registration of an endpoint whose link slot is `slot`, made with

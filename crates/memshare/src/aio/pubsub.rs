@@ -64,7 +64,7 @@ impl Subscriber {
 
     /// The messages as a [`futures_core::Stream`] of owned copies, which
     /// ends when every publisher is gone and everything they published was
-    /// received.
+    /// received, or after an error that stays (see [`SampleStream`]).
     ///
     /// Cancel safe: a `next()` dropped before it is ready has taken no
     /// message.
@@ -123,6 +123,18 @@ impl std::fmt::Debug for SubscriberRecvFuture<'_> {
 }
 
 /// The stream of [`Subscriber::stream`]: owned copies of the messages.
+///
+/// It ends (`None`, and [`is_terminated`](futures_core::FusedStream::is_terminated))
+/// when every publisher is gone and everything they published was
+/// received, and after yielding an error that stays, as tokio-util's
+/// `FramedRead` does: [`Error::Corrupted`] (a publisher broke the
+/// protocol: the subscriber does not move past what it wrote),
+/// [`Error::Truncated`] and [`Error::NoSpace`] (the memory under the
+/// subscriber is gone: it reads zeros for good). Each is yielded once,
+/// then the stream ends, so that `while let Some(r) = stream.next().await`
+/// does not spin on it. Other errors (an [`Error::Io`] asking the system
+/// whether the publishers live) are yielded and the stream goes on. The
+/// subscriber itself still reports the error at every call.
 #[must_use = "streams do nothing unless polled"]
 pub struct SampleStream<'a> {
     sub: &'a mut Subscriber,
@@ -144,7 +156,11 @@ impl futures_core::Stream for SampleStream<'_> {
                 this.ended = true;
                 Poll::Ready(None)
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Err(e)) => {
+                // Yielded once: an error that stays ends the stream.
+                this.ended = super::ends_stream(&e);
+                Poll::Ready(Some(Err(e)))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
