@@ -1458,7 +1458,12 @@ fn a_sender_in_another_process_wakes_a_parked_task() {
 /// A peer SIGKILLed in another process wakes the future waiting on it
 /// with `Disconnected` within about a liveness interval: a receiver's
 /// sender, a full sender's receiver, a subscriber's publisher, a client's
-/// server; and a readiness descriptor becomes readable.
+/// server; and a readiness descriptor of the same endpoint, made before
+/// the kill and not readable then, becomes readable as soon (the task
+/// hands the endpoint back with its result, so that the kill, not the
+/// endpoint's drop, is what the descriptor tells). Both are timed from
+/// the death, every round within five intervals (`Detections::record`)
+/// and the median within one (`Detections::check`).
 #[test]
 fn a_peer_killed_in_another_process_wakes_every_kind_of_future_with_disconnected() {
     const TEST: &str =
@@ -1477,6 +1482,10 @@ fn a_peer_killed_in_another_process_wakes_every_kind_of_future_with_disconnected
         })
         .collect();
     let mut detections = Detections::new("a killed peer, through a future", LIVENESS_INTERVAL);
+    let mut descriptors = Detections::new(
+        "a killed peer, through a readiness descriptor",
+        LIVENESS_INTERVAL,
+    );
     let rt = multi_thread();
     let kinds = ["sender", "receiver", "publisher", "server"];
     for round in 0..16 {
@@ -1498,35 +1507,64 @@ fn a_peer_killed_in_another_process_wakes_every_kind_of_future_with_disconnected
         let (child, mut out) = spawn(TEST, "peer", &vars);
         out.after("ready");
         let mut next = rng(round as u64 + 1);
-        let waiting: tokio::task::JoinHandle<(Result<(), Error>, Instant)> = match kind {
+        // The task's result: the future's, when it ended, and the endpoint.
+        type Waited = (Result<(), Error>, Instant, Box<dyn std::any::Any + Send>);
+        let (waiting, ready): (tokio::task::JoinHandle<Waited>, _) = match kind {
             "sender" => {
                 let mut rx = *mine.downcast::<Receiver>().unwrap();
-                rt.spawn(async move {
+                let ready = rx.readiness().unwrap();
+                let task = rt.spawn(async move {
                     let r = rx.recv_async().await.map(drop);
-                    (r, Instant::now())
-                })
+                    (
+                        r,
+                        Instant::now(),
+                        Box::new(rx) as Box<dyn std::any::Any + Send>,
+                    )
+                });
+                (task, ready)
             }
             "receiver" => {
                 let mut tx = *mine.downcast::<Sender>().unwrap();
+                // Full: no room for an empty message either (the
+                // descriptor's readiness while no future waits).
                 while tx.try_send(&[1; 16]).unwrap() {}
-                rt.spawn(async move {
+                while tx.try_send(&[]).unwrap() {}
+                let ready = tx.readiness().unwrap();
+                let task = rt.spawn(async move {
                     let r = tx.send_async(&[2; 16]).await;
-                    (r, Instant::now())
-                })
+                    (
+                        r,
+                        Instant::now(),
+                        Box::new(tx) as Box<dyn std::any::Any + Send>,
+                    )
+                });
+                (task, ready)
             }
             "publisher" => {
                 let mut sub = Subscriber::open(&name).unwrap();
-                rt.spawn(async move {
+                let ready = sub.readiness().unwrap();
+                let task = rt.spawn(async move {
                     let r = sub.recv_async().await.map(drop);
-                    (r, Instant::now())
-                })
+                    (
+                        r,
+                        Instant::now(),
+                        Box::new(sub) as Box<dyn std::any::Any + Send>,
+                    )
+                });
+                (task, ready)
             }
             _ => {
                 let mut client = Client::connect_timeout(&name, TIMEOUT).unwrap();
-                rt.spawn(async move {
+                let ready = client.readiness().unwrap();
+                let task = rt.spawn(async move {
                     let r = client.call_async(b"never answered").await.map(drop);
-                    (r, Instant::now())
-                })
+                    (
+                        r,
+                        Instant::now(),
+                        Box::new(client) as Box<dyn std::any::Any + Send>,
+                    )
+                });
+                (task, ready)
             }
         };
         let quiet_futures: Vec<_> = quiet
@@ -1538,8 +1576,18 @@ fn a_peer_killed_in_another_process_wakes_every_kind_of_future_with_disconnected
             })
             .collect();
         std::thread::sleep(Duration::from_millis(5 + next() % 30));
+        assert!(
+            !readable(&ready, 0),
+            "round {round} ({kind}): the descriptor is readable before the kill"
+        );
         let killed = child.kill();
-        let (result, at) = rt
+        let timeout = i32::try_from(TIMEOUT.as_millis()).unwrap();
+        assert!(
+            readable(&ready, timeout),
+            "round {round} ({kind}): the descriptor never became readable"
+        );
+        descriptors.record(format!("{round} ({kind})"), killed.elapsed());
+        let (result, at, endpoint) = rt
             .block_on(async { tokio::time::timeout(TIMEOUT, waiting).await })
             .expect("the future was never woken")
             .unwrap();
@@ -1552,9 +1600,12 @@ fn a_peer_killed_in_another_process_wakes_every_kind_of_future_with_disconnected
             at.saturating_duration_since(killed),
         );
         drop(quiet_futures);
-        // The endpoint the future held is gone with its task, and with it
-        // the last holder of the name: the notifier must not keep it (its
-        // registration holds a mapping of the segment).
+        drop(ready);
+        drop(endpoint);
+        // The endpoint the future held is gone with its task's result, and
+        // its descriptor, and with them the last holder of the name: the
+        // notifier must not keep it (its registration holds a mapping of
+        // the segment).
         let deadline = Instant::now() + TIMEOUT;
         while common::in_dev_shm(&name) {
             assert!(
@@ -1565,4 +1616,5 @@ fn a_peer_killed_in_another_process_wakes_every_kind_of_future_with_disconnected
         }
     }
     detections.check();
+    descriptors.check();
 }

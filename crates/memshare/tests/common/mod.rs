@@ -466,7 +466,8 @@ impl Detections {
         self.rounds.push((round.to_string(), late));
     }
 
-    /// Checks the median over the rounds recorded.
+    /// Checks the median over the rounds recorded (each round was held to
+    /// five intervals when it was recorded).
     pub fn check(mut self) {
         assert!(!self.rounds.is_empty(), "{}: no rounds", self.what);
         self.rounds.sort_by_key(|r| r.1);
