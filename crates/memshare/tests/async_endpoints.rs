@@ -1394,7 +1394,7 @@ fn a_wait_set_future_woken_for_a_peer_gone_completes_at_once() {
 
 /// The peer child: attaches to `MST_NAME` as `MST_KIND` says, says
 /// `ready`, then sends (a channel sender: `MST_COUNT` messages, one every
-/// 200 µs) or waits to be killed.
+/// 200 µs; `sender-on-cue`: one, when told) or waits to be killed.
 fn peer() {
     let name = env("MST_NAME");
     let kind = env("MST_KIND");
@@ -1409,6 +1409,16 @@ fn peer() {
                 tx.send(&seq.to_le_bytes()).unwrap();
             }
             keep.push(Box::new(tx));
+        }
+        "sender-on-cue" => {
+            // Sends "go" once the parent says so on the channel `MST_CUE`.
+            let mut tx = Sender::open(&name).unwrap();
+            let mut cue = Receiver::open(&env("MST_CUE")).unwrap();
+            println!("ready");
+            drop(cue.recv().unwrap());
+            tx.send(b"go").unwrap();
+            keep.push(Box::new(tx));
+            keep.push(Box::new(cue));
         }
         "receiver" => keep.push(Box::new(Receiver::open(&name).unwrap())),
         "publisher" => keep.push(Box::new(
@@ -1617,4 +1627,105 @@ fn a_peer_killed_in_another_process_wakes_every_kind_of_future_with_disconnected
     }
     detections.check();
     descriptors.check();
+}
+
+/// A peer SIGKILLed while its endpoint's task is between two polls (woken
+/// by a message and handling it: the endpoint's slot in the notifier has
+/// no listener) is told to the task's next wait at once. The notifier's
+/// round for the death skipped the slot (no listener) and yet took the
+/// death as seen to (another slot had one); the slot, active again with
+/// the same pids, asked nothing, and the receiver's own look trusted its
+/// answer younger than the liveness interval: `Disconnected` came at the
+/// notifier's 5 s safety-net round. Run in a child of its own, where no
+/// other test's deaths make the notifier ask. The receiver asks the kernel
+/// itself when its last answer is 20 ms old; an attempt whose kill and
+/// death round took longer (the first poll says `Disconnected` at once) is
+/// made again.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_peer_killed_while_its_task_is_between_polls_is_told_at_its_next_wait() {
+    const TEST: &str = "a_peer_killed_while_its_task_is_between_polls_is_told_at_its_next_wait";
+    match role().as_deref() {
+        Some("peer") => peer(),
+        Some(_) => killed_between_polls(TEST),
+        None => spawn(TEST, "task", &[]).0.wait_success(2 * TIMEOUT),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn killed_between_polls(test: &str) {
+    // Another endpoint waited on all along (its sender in this process):
+    // the notifier's round for the death has a slot with a listener, and
+    // asks about that slot's peer (counted).
+    let mut other = Receiver::create(256).unwrap();
+    let _other_tx = Sender::attach(other.segment()).unwrap();
+    let mut other_fut = Box::pin(other.recv_async());
+    assert!(poll_once(&mut other_fut).is_pending());
+    let wakes = std::sync::Arc::new(Wakes(Default::default()));
+    let waker = Waker::from(std::sync::Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    for _attempt in 0..20 {
+        let name = unique_name("aio-between");
+        let cue_name = unique_name("aio-cue");
+        let mut rx = Receiver::create_named(&name, 256).unwrap();
+        let mut cue = Sender::create_named(&cue_name, 64).unwrap();
+        let vars = [
+            ("MST_KIND", "sender-on-cue".to_string()),
+            ("MST_NAME", name),
+            ("MST_CUE", cue_name),
+        ];
+        let (child, mut out) = spawn(test, "peer", &vars);
+        out.after("ready");
+        {
+            let mut fut = pin!(rx.recv_async());
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            // The notifier's rounds with the slot: they watch the child
+            // and ask its lock once.
+            std::thread::sleep(Duration::from_millis(50));
+            let seen = wakes.count();
+            cue.send(b"go").unwrap();
+            wakes.after(seen, Instant::now());
+            match fut.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(msg)) => assert_eq!(&*msg, b"go"),
+                other => panic!("not the message: {other:?}"),
+            }
+        }
+        // The task handles the message, and looks for the next: its
+        // answer about the peer's lock is now fresh (asked: the last was
+        // older than the liveness interval).
+        std::thread::sleep(LIVENESS_INTERVAL + Duration::from_millis(5));
+        assert!(rx.try_recv().unwrap().is_none());
+        let looks = memshare::aio::notifier_peer_looks();
+        child.kill();
+        // The notifier's round for the death (it asks about the other
+        // endpoint's peer), while this slot has no listener.
+        let deadline = Instant::now() + TIMEOUT;
+        while memshare::aio::notifier_peer_looks() == looks {
+            assert!(Instant::now() < deadline, "no round for the death");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let mut fut = pin!(rx.recv_async());
+        let seen = wakes.count();
+        let polled = Instant::now();
+        match fut.as_mut().poll(&mut cx) {
+            // The receiver's answer was 20 ms old by now: it asked the
+            // kernel itself. Again.
+            Poll::Ready(Err(Error::Disconnected { .. })) => continue,
+            Poll::Pending => {}
+            other => panic!("{other:?}"),
+        }
+        let took = wakes.after(seen, polled);
+        let out = fut.as_mut().poll(&mut cx);
+        assert!(
+            matches!(out, Poll::Ready(Err(Error::Disconnected { .. }))),
+            "not Disconnected: {out:?}"
+        );
+        assert!(
+            took < Duration::from_secs(1),
+            "the peer's death was told {took:?} after the next wait began"
+        );
+        drop(other_fut);
+        return;
+    }
+    panic!("the kill and the notifier's round took a liveness interval, 20 times");
 }

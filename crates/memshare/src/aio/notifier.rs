@@ -269,6 +269,17 @@ impl Worker {
             for s in st.slots.iter_mut().flatten() {
                 if !s.active() {
                     s.fresh = false;
+                    if slow {
+                        // Not asked in this round, whose death count is
+                        // taken as seen to (another slot is active): asked
+                        // once it listens again. Else a peer that died
+                        // while its task handled a message (the slot
+                        // without listener), its pids unchanged and
+                        // watched, was told at the next slow round, 5 s
+                        // later, the endpoint's own look trusting an
+                        // answer younger than the liveness interval.
+                        s.peers.asked = false;
+                    }
                     continue;
                 }
                 any_active = true;
