@@ -274,6 +274,13 @@ impl<T> Link<T> {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether a recheck was requested, leaving the request for the
+    /// endpoint: a wait set's async wait asks about the member's peers
+    /// itself when the notifier found one gone (`WaitSet::try_wait_asking`).
+    pub(crate) fn recheck_requested(&self) -> bool {
+        self.recheck.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether a recheck was requested (and clears the request). One load
     /// when none was.
     pub(crate) fn take_recheck(&self) -> bool {

@@ -1729,3 +1729,107 @@ fn killed_between_polls(test: &str) {
     }
     panic!("the kill and the notifier's round took a liveness interval, 20 times");
 }
+
+/// A wait set's future woken by a message asks about no member's peers:
+/// the woken poll asked every member's (a lock query per peer: 63 system
+/// calls per wake for a set of 64, 1,260 over these 20 wakes), though no
+/// question was due and the notifier had found no peer gone. Counted by
+/// the sets' own count of questions, in a child of its own (other tests'
+/// deaths make every set of their process ask).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_woken_wait_set_future_asks_about_no_peer_the_notifier_did_not_find_gone() {
+    const TEST: &str = "a_woken_wait_set_future_asks_about_no_peer_the_notifier_did_not_find_gone";
+    const MEMBERS: u64 = 64;
+    if role().is_some() {
+        woken_set_looks(MEMBERS as usize);
+        return;
+    }
+    let (child, mut out) = spawn(TEST, "set", &[]);
+    let looks: u64 = out.after("looks ").parse().unwrap();
+    child.wait_success(TIMEOUT);
+    // (At most one round of questions of every member, were one due.)
+    assert!(
+        looks <= MEMBERS,
+        "the set asked about its members' peers {looks} times in 20 wakes"
+    );
+}
+
+/// The set child of the test above: a set of `members` receivers, their
+/// senders in this process; its future woken 20 times by a message to one
+/// of them. Prints how many questions about peers the sets asked.
+#[cfg(target_os = "linux")]
+fn woken_set_looks(members: usize) {
+    let mut ends: Vec<(Receiver, Sender)> = (0..members)
+        .map(|_| {
+            let rx = Receiver::create(256).unwrap();
+            let tx = Sender::attach(rx.segment()).unwrap();
+            (rx, tx)
+        })
+        .collect();
+    let mut set = WaitSet::new().unwrap();
+    let tokens: Vec<_> = ends.iter().map(|(rx, _)| set.add(rx).unwrap()).collect();
+    // The first wait watches the peers' process and asks their locks, to
+    // trust the watches.
+    assert!(set
+        .wait_timeout(Duration::from_millis(50))
+        .unwrap()
+        .is_empty());
+    let wakes = std::sync::Arc::new(Wakes(Default::default()));
+    let waker = Waker::from(std::sync::Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    let looks = memshare::wait_set::peer_looks();
+    for round in 0..20 {
+        let i = round * 7 % members;
+        let mut fut = pin!(set.wait_async());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        let seen = wakes.count();
+        ends[i].1.send(b"x").unwrap();
+        wakes.after(seen, Instant::now());
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(ready)) => assert_eq!(ready.collect::<Vec<_>>(), [tokens[i]]),
+            other => panic!("not the member sent to: {other:?}"),
+        }
+        assert_eq!(&*ends[i].0.try_recv().unwrap().unwrap(), b"x");
+    }
+    println!("looks {}", memshare::wait_set::peer_looks() - looks);
+}
+
+/// A wait set's future woken because the notifier found a member's peer
+/// gone (its lock free) asks about that member at once, though the set's
+/// own answer stands (asked, the peer's pid watched): else the future was
+/// woken at every round of the notifier until the set's own next round,
+/// 5 s later. Here the sender detached and a peer then wrote "attached"
+/// back into its state word; the set asked before, the notifier (its
+/// registration new) asks after. In a child of its own, where no other
+/// test's death makes the set ask.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_wait_set_future_woken_for_a_peer_the_notifier_found_gone_asks_about_it() {
+    const TEST: &str = "a_wait_set_future_woken_for_a_peer_the_notifier_found_gone_asks_about_it";
+    if role().is_some() {
+        let rx = Receiver::create(4096).unwrap();
+        let tx = Sender::attach(rx.segment()).unwrap();
+        let view = rx.segment().map(..).unwrap();
+        let mut set = WaitSet::new().unwrap();
+        let token = set.add(&rx).unwrap();
+        // The set asks the sender's lock (held), and watches its pid.
+        assert!(set.try_wait().unwrap().is_empty());
+        drop(tx);
+        view.write_at(64, &1u32.to_le_bytes()).unwrap();
+        // The set trusts its answer: the peer's pid is the same, and
+        // watched.
+        assert!(set.try_wait().unwrap().is_empty());
+        let start = Instant::now();
+        let (out, polls) = poll_for(pin!(set.wait_async()), Duration::from_secs(1));
+        let ready = out.expect("the set reports the member").unwrap();
+        assert!(ready.contains(token));
+        assert!(
+            polls <= 3,
+            "the wait set's future was polled {polls} times in {:?}",
+            start.elapsed()
+        );
+        return;
+    }
+    spawn(TEST, "set", &[]).0.wait_success(TIMEOUT);
+}

@@ -16,8 +16,11 @@ impl WaitSet {
     ///
     /// While it waits, the notifier sleeps on the members' words (each
     /// member's endpoint has one registration with the notifier, shared
-    /// with the endpoint's own futures), and asks about their peers every
-    /// liveness interval.
+    /// with the endpoint's own futures), and asks about their peers as a
+    /// blocking wait does (see the [wait set's cost](crate::wait_set#cost)).
+    /// Woken, the future asks about the peers of the members the notifier
+    /// found one of gone, and the others' only when that is due: no system
+    /// call when a message woke it.
     ///
     /// Cancel safe: a wait takes nothing from its members.
     ///

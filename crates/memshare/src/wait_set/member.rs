@@ -299,15 +299,18 @@ impl Member {
     /// Asks the kernel whether the member's peers live (one lock query per
     /// peer it relies on), and remembers the answer: `true` if they are
     /// gone, and then the endpoint is asked to look afresh too (its next
-    /// try_ form asks the kernel rather than trust an older answer).
+    /// try_ form asks the kernel rather than trust an older answer; so are
+    /// the wait sets' async waits on it, `WaitSet::try_wait_asking`). An
+    /// error asking (the kernel refused a lock query) asks them to look
+    /// afresh too: their own look says what.
     pub(crate) fn check_peers(&mut self) -> Result<bool> {
         let gone = match &mut self.kind {
-            Kind::Channel(m) => m.peer_gone()?,
-            Kind::Subscriber(m) => m.publishers_gone()?,
-            Kind::Server(m) => m.client_died()?,
-            Kind::Client(m) => m.server_gone()?,
+            Kind::Channel(m) => m.peer_gone(),
+            Kind::Subscriber(m) => m.publishers_gone(),
+            Kind::Server(m) => m.client_died(),
+            Kind::Client(m) => m.server_gone(),
         };
-        if gone {
+        if !matches!(gone, Ok(false)) {
             match &self.kind {
                 Kind::Channel(m) => m.link.request_recheck(),
                 Kind::Subscriber(m) => m.link.request_recheck(),
@@ -315,8 +318,21 @@ impl Member {
                 Kind::Client(m) => m.link.request_recheck(),
             }
         }
+        let gone = gone?;
         self.gone = gone && !matches!(self.kind, Kind::Server(_));
         Ok(gone)
+    }
+
+    /// Whether the endpoint was asked to look at its peers afresh (the
+    /// notifier's member, or another set's, found one gone) and has not
+    /// yet.
+    pub(crate) fn recheck_requested(&self) -> bool {
+        match &self.kind {
+            Kind::Channel(m) => m.link.recheck_requested(),
+            Kind::Subscriber(m) => m.link.recheck_requested(),
+            Kind::Server(m) => m.link.recheck_requested(),
+            Kind::Client(m) => m.link.recheck_requested(),
+        }
     }
 }
 

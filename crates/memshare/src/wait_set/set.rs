@@ -388,7 +388,7 @@ impl WaitSet {
                 reason: "it has no members: a wait would never return".into(),
             });
         }
-        self.wait_until(None, true)
+        self.wait_until(None, true, false)
     }
 
     /// Like [`WaitSet::wait`], for at most `timeout`: empty if no member
@@ -408,27 +408,28 @@ impl WaitSet {
     /// ```
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Ready> {
         let deadline = Instant::now().checked_add(timeout);
-        self.wait_until(deadline, true)
+        self.wait_until(deadline, true, false)
     }
 
     /// The members ready now, without waiting (empty if none).
     pub fn try_wait(&mut self) -> Result<Ready> {
-        self.wait_until(None, false)
+        self.wait_until(None, false, false)
     }
 
-    /// [`WaitSet::try_wait`], asking about the peers of every member not
-    /// ready whether or not a round of questions is due: the async wait,
-    /// woken by the notifier, whose own members may have found a peer gone
-    /// that this set has not asked about yet (it would otherwise report
-    /// nothing until its next round, up to a liveness interval later, and
-    /// the future would be woken again and again meanwhile).
+    /// [`WaitSet::try_wait`], asking also about the peers of the members
+    /// whose endpoint was asked to look afresh (the recheck request the
+    /// notifier's member sets when it finds a peer gone) whether or not a
+    /// question about them is due: the async wait, woken by the notifier,
+    /// whose own members may have found a peer gone that this set has not
+    /// asked about yet (a wrong pid, which no watch tells of: the set would
+    /// otherwise report nothing until its next round of questions, up to
+    /// 5 s later, and the future would be woken again and again
+    /// meanwhile). The other members' peers are asked only when due, as in
+    /// any wait: the woken poll asked every member's, one lock query per
+    /// peer (127 for a set of 128 woken by one message).
     #[cfg(feature = "async")]
     pub(crate) fn try_wait_asking(&mut self) -> Result<Ready> {
-        self.last_round = None;
-        // Every member, watched or not: the notifier may have found a
-        // peer dead that no watch told of (a wrong pid).
-        self.last_slow = None;
-        self.wait_until(None, false)
+        self.wait_until(None, false, true)
     }
 
     /// Looks at the members, asks about their peers when that is due,
@@ -440,8 +441,14 @@ impl WaitSet {
     /// (anywhere in this process: the death wakes every parked set), and
     /// every `SLOW_ROUND`; the others every liveness interval. So a set
     /// whose members' peers are all watched sleeps without a timer of its
-    /// own but the slow round's.
-    fn wait_until(&mut self, deadline: Option<Instant>, block: bool) -> Result<Ready> {
+    /// own but the slow round's. `asking`: those of the members whose
+    /// endpoint was asked to look afresh too (`try_wait_asking`).
+    fn wait_until(
+        &mut self,
+        deadline: Option<Instant>,
+        block: bool,
+        asking: bool,
+    ) -> Result<Ready> {
         loop {
             let mut ready = levels(&self.members);
             let now = Instant::now();
@@ -466,7 +473,11 @@ impl WaitSet {
                 if slow || looks & 1 << i != 0 {
                     w.refresh(m);
                 }
-                let ask = slow || !w.asked || (round && !w.covered()) || m.gone();
+                let ask = slow
+                    || !w.asked
+                    || (round && !w.covered())
+                    || m.gone()
+                    || (asking && m.recheck_requested());
                 if ask {
                     PEER_LOOKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let gone = m.check_peers()?;
