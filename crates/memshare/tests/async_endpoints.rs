@@ -1833,3 +1833,127 @@ fn a_wait_set_future_woken_for_a_peer_the_notifier_found_gone_asks_about_it() {
     }
     spawn(TEST, "set", &[]).0.wait_success(TIMEOUT);
 }
+
+/// Futures in a child forked (without exec) after the notifier started
+/// are woken: a new endpoint's (given a slot in the parent's worker, whose
+/// thread is not in the child), and an inherited endpoint's (whose
+/// registration with the notifier was the parent's); and a peer's death
+/// is told there too. Before, both hung: the child took the parent's
+/// workers and registrations as its own. The forker runs in a child of
+/// its own (a fork of the test binary's many threads would copy their
+/// locks); the forked child cues and kills the peer itself once its
+/// futures wait, and ends with `_exit`.
+#[cfg(target_os = "linux")]
+#[test]
+fn futures_in_a_child_forked_after_the_notifier_started_are_woken() {
+    const TEST: &str = "futures_in_a_child_forked_after_the_notifier_started_are_woken";
+    match role().as_deref() {
+        Some("peer") => peer(),
+        Some(_) => fork_and_await(TEST),
+        None => spawn(TEST, "forker", &[]).0.wait_success(2 * TIMEOUT),
+    }
+}
+
+/// Polls `fut` once (it must be pending), runs `then`, and polls it again
+/// at each wake only, for at most 2 s: its output, if it completed.
+#[cfg(target_os = "linux")]
+fn pending_then<F: Future>(fut: std::pin::Pin<&mut F>, then: impl FnOnce()) -> Option<F::Output> {
+    let wakes = std::sync::Arc::new(Wakes(Default::default()));
+    let waker = Waker::from(std::sync::Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = fut;
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    then();
+    let start = Instant::now();
+    let mut seen = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        let now = wakes.count();
+        if now != seen {
+            seen = now;
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return Some(out);
+            }
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn fork_and_await(test: &str) {
+    let name = unique_name("aio-fork");
+    let cue_name = unique_name("aio-fork-cue");
+    let mut rx = Receiver::create_named(&name, 256).unwrap();
+    let mut cue = Sender::create_named(&cue_name, 64).unwrap();
+    let vars = [
+        ("MST_KIND", "sender-on-cue".to_string()),
+        ("MST_NAME", name),
+        ("MST_CUE", cue_name),
+    ];
+    let (peer, mut out) = spawn(test, "peer", &vars);
+    out.after("ready");
+    let peer_pid = peer.pid() as i32;
+    // The notifier started, the receiver registered with it, and a future
+    // waiting on it at the fork.
+    let mut fut = Box::pin(rx.recv_async());
+    assert!(poll_once(&mut fut).is_pending());
+    std::thread::sleep(Duration::from_millis(50));
+    // SAFETY: the child only allocates (glibc makes malloc safe across
+    // fork), takes no lock another thread of this process may hold (the
+    // notifier's thread sleeps, the reaper's and the output reader's wait),
+    // and ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        drop(fut);
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut fresh = Receiver::create(256).unwrap();
+            let mut tx = Sender::attach(fresh.segment()).unwrap();
+            let out = pending_then(pin!(fresh.recv_async()), || {
+                tx.send(b"fresh").unwrap();
+            });
+            let msg = out.expect("a new receiver's future was not woken by a message");
+            assert_eq!(&*msg.unwrap(), b"fresh");
+            let out = pending_then(pin!(rx.recv_async()), || cue.send(b"go").unwrap());
+            let msg = out.expect("the inherited receiver's future was not woken by a message");
+            assert_eq!(&*msg.unwrap(), b"go");
+            let out = pending_then(pin!(rx.recv_async()), || {
+                // SAFETY: a signal to the peer process, alive (the parent
+                // reaps it after this process ended).
+                assert_eq!(unsafe { libc::kill(peer_pid, libc::SIGKILL) }, 0);
+            });
+            assert!(
+                matches!(out, Some(Err(Error::Disconnected { .. }))),
+                "not Disconnected within 2 s of the peer's kill: {out:?}"
+            );
+        }));
+        // SAFETY: `_exit` ends the forked child at once, as it must.
+        unsafe { libc::_exit(if code.is_ok() { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        // SAFETY: waits for our own child, whose pid fork gave.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(r >= 0, "waitpid failed");
+        if r == pid {
+            break;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: kills and reaps our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the forked child did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked child's futures were not woken (status {status:#x})"
+    );
+    drop(fut);
+    drop(peer);
+    drop(cue);
+}

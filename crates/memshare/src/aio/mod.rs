@@ -109,6 +109,31 @@
 //! reaches all of them (see the wait set's module docs for Windows). A wait
 //! set's future and its members' own futures share the endpoint's one
 //! registration with the notifier and are all woken.
+//!
+//! # Fork
+//!
+//! A child forked (without `exec`) from a process whose futures or
+//! descriptors waited has a copy of the parent's notifier, without its
+//! threads. The notifier counts forks (a `pthread_atfork` handler): the
+//! child starts notifier threads of its own at its first wait, and an
+//! endpoint it inherited gets a registration of its own there; what it
+//! copied of the parent's notifier it leaves alone (never freed: its
+//! mappings stay until the child exits). The thread that forks first waits
+//! for the notifier threads' rounds under way to end, so that none holds
+//! an endpoint's lock at the fork. What does not carry over:
+//!
+//! - a [`Readiness`] made before the fork: it listens on the parent's
+//!   notifier, whose eventfd the child shares; make new ones in the child;
+//! - the kernel's word of deaths: the child's notifier asks its peers'
+//!   locks every liveness interval (as where no pidfd exists);
+//! - a flag the parent's notifier had raised on an endpoint (a future
+//!   waited on it at the fork) stays raised for the child's copy: its
+//!   peer wakes it at every message, a system call each, correct but not
+//!   free;
+//! - as after any fork of a process with threads, a lock another thread
+//!   of the parent held at the fork (one of yours, in a call on an
+//!   endpoint) stays held in the child: fork while no other thread is in
+//!   a call on an endpoint the child uses.
 
 pub(crate) mod notifier;
 

@@ -37,8 +37,16 @@
 //! bumps the word the worker sleeps on. This is the wait set's argument
 //! (`wait_set/watch.rs`, loom-checked there and, with the registration, in
 //! `loom_model.rs` here).
+//!
+//! A forked child has a copy of the workers and of the endpoints'
+//! registrations, without the threads: each worker remembers the count of
+//! forks it was started under (`FORKS`, counted in the child by a
+//! `pthread_atfork` handler), and a child makes workers and registrations
+//! of its own, leaving the parent's alone (`Worker::here`). The forking
+//! thread holds every worker's lock across the fork (`fork`).
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -209,9 +217,19 @@ struct State {
 struct Worker {
     control: FutexWord,
     state: Mutex<State>,
+    /// The count of forks it was started under (see [`forks`]).
+    forks: u64,
 }
 
 impl Worker {
+    /// Whether its thread runs in this process: not in a child forked
+    /// since it started (the child has a copy of it, without the thread,
+    /// and with its lock taken: see `fork`). A child leaves such a worker,
+    /// and the registrations in it, alone.
+    fn here(&self) -> bool {
+        self.forks == forks()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in a worker's round (none is expected) must not make
         // every later future panic too: the state is consistent between
@@ -438,13 +456,140 @@ impl Watch for Awaited<'_> {
     }
 }
 
-/// The workers of this process.
-static WORKERS: OnceLock<Mutex<Vec<Arc<Worker>>>> = OnceLock::new();
+
+/// How many times a `fork` copied this process into the one running now
+/// (0 in a process started by `exec`), counted by a `pthread_atfork`
+/// handler set up before the first worker starts (`hook_once`): the
+/// workers, and the registrations in them, belong to the count they were
+/// made under.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+fn forks() -> u64 {
+    FORKS.load(Ordering::Relaxed)
+}
+
+/// Sets up, once per process (a forked child inherits both): the count
+/// of forks, and the wake of every worker at a watched process's death.
+fn hook_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(unix)]
+        // SAFETY: the handlers are plain functions that live as long as
+        // the process; the parent's take and release this module's locks,
+        // in the order its other code does (the list, then each worker's),
+        // and the child's does only what a forked child may (an atomic
+        // add). The call fails only for lack of memory: forks are then not
+        // told, as before the count existed.
+        unsafe {
+            libc::pthread_atfork(Some(fork::prepare), Some(fork::parent), Some(fork::child))
+        };
+        // (Once: `on_death` takes a lock the reaper's thread takes, which
+        // a child forked while it held it would wait on for ever.)
+        crate::sys::on_death(kick_all);
+    });
+}
+
+/// The `pthread_atfork` handlers. The thread that forks takes the workers'
+/// locks first, so that no worker is in a round at the fork: a round takes
+/// its endpoints' own locks (their `Parkers`), which the child's copy of
+/// an endpoint takes too, and would wait on for ever had a worker held
+/// one at the fork.
+#[cfg(unix)]
+mod fork {
+    use std::cell::RefCell;
+    use std::sync::MutexGuard;
+
+    use super::{lock_list, workers, State, Worker, FORKS};
+
+    /// The locks the forking thread holds across the fork.
+    struct Held {
+        _list: MutexGuard<'static, Vec<&'static Worker>>,
+        _states: Vec<MutexGuard<'static, State>>,
+    }
+
+    thread_local! {
+        static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+    }
+
+    /// Before the fork, in the parent: takes the list's lock, then every
+    /// worker's, waiting for a round under way to end.
+    pub(super) extern "C" fn prepare() {
+        let Some(workers) = workers(false) else {
+            return;
+        };
+        let list = lock_list(workers);
+        let states = list.iter().map(|&w| w.lock()).collect();
+        let held = Held {
+            _list: list,
+            _states: states,
+        };
+        // (A thread that is exiting has no thread-locals left: the locks
+        // are then released at once, as before these handlers.)
+        let _ = HELD.try_with(|h| *h.borrow_mut() = Some(held));
+    }
+
+    /// After the fork, in the parent: releases them.
+    pub(super) extern "C" fn parent() {
+        let _ = HELD.try_with(|h| drop(h.borrow_mut().take()));
+    }
+
+    /// After the fork, in the child, before `fork` returns there (on its
+    /// one thread): counts the fork, and nothing else (an atomic add,
+    /// async-signal-safe). The child's copies of the locks stay taken:
+    /// it never takes them (its workers are its own).
+    pub(super) extern "C" fn child() {
+        FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The workers of a process, and the count of forks it has.
+struct Workers {
+    forks: u64,
+    list: Mutex<Vec<&'static Worker>>,
+}
+
+/// The workers of this process: null until the first registration, then
+/// a `Workers` leaked when made (never freed). A child forked since has
+/// the parent's, whose threads it does not have (and whose locks its copy
+/// holds: see `fork`): it makes its own, and leaves the parent's (and the
+/// workers in it) alone for good.
+static WORKERS: AtomicPtr<Workers> = AtomicPtr::new(std::ptr::null_mut());
+
+/// This process's workers; made (empty) if there are none yet and `make`.
+fn workers(make: bool) -> Option<&'static Workers> {
+    let forks = forks();
+    let current = WORKERS.load(Ordering::Acquire);
+    // SAFETY: null, or a `Workers` leaked below, never freed.
+    if let Some(w) = unsafe { current.as_ref() } {
+        if w.forks == forks {
+            return Some(w);
+        }
+    }
+    if !make {
+        return None;
+    }
+    let made: &'static Workers = Box::leak(Box::new(Workers {
+        forks,
+        list: Mutex::new(Vec::new()),
+    }));
+    let made_ptr = made as *const Workers as *mut Workers;
+    match WORKERS.compare_exchange(current, made_ptr, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Some(made),
+        // Another thread of this process made them first (`made`, a few
+        // bytes, is lost).
+        // SAFETY: a `Workers` leaked above by that thread, never freed.
+        Err(theirs) => unsafe { theirs.as_ref() },
+    }
+}
+
+fn lock_list(workers: &Workers) -> MutexGuard<'_, Vec<&'static Worker>> {
+    workers.list.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// An endpoint's slot in a worker, for as long as the endpoint (or a wait
 /// set that has it as a member, or a readiness descriptor) lives.
 pub(crate) struct Registration {
-    worker: Arc<Worker>,
+    worker: &'static Worker,
     index: usize,
 }
 
@@ -459,8 +604,12 @@ impl std::fmt::Debug for Registration {
 impl Registration {
     /// Gives `member` a slot in a worker with room (started if none has).
     pub(crate) fn new(member: Member) -> Result<Registration> {
-        let workers = WORKERS.get_or_init(|| Mutex::new(Vec::new()));
-        let mut workers = workers.lock().unwrap_or_else(|e| e.into_inner());
+        // A watched process's death wakes every worker to ask at once;
+        // a fork is told to the child.
+        hook_once();
+        let workers = workers(true).expect("made if missing");
+        let forks = workers.forks;
+        let mut workers = lock_list(workers);
         let slot = Slot {
             member,
             listeners: Vec::new(),
@@ -470,9 +619,7 @@ impl Registration {
             peers: PeerWatch::default(),
             fresh: false,
         };
-        // A watched process's death wakes every worker to ask at once.
-        crate::sys::on_death(kick_all);
-        for worker in workers.iter() {
+        for &worker in workers.iter() {
             let mut st = worker.lock();
             if st.taken < SLOTS_PER_WORKER {
                 st.taken += 1;
@@ -484,33 +631,41 @@ impl Registration {
                     }
                 };
                 st.slots[index] = Some(slot);
-                return Ok(Registration {
-                    worker: Arc::clone(worker),
-                    index,
-                });
+                return Ok(Registration { worker, index });
             }
         }
-        let worker = Arc::new(Worker {
+        // Never freed: it lives as long as the process (and is left alone
+        // in a forked child, whose copy some registrations still name).
+        let worker: &'static Worker = Box::leak(Box::new(Worker {
             control: FutexWord::new(),
             state: Mutex::new(State {
                 slots: vec![Some(slot)],
                 taken: 1,
                 ..State::default()
             }),
-        });
-        let runs = Arc::clone(&worker);
-        // The control word's route (an event of its own on Windows;
-        // nothing on Unix), registered before any wait on it; the worker
-        // lives as long as the process, so does the route.
-        let route = worker.control.route_local()?;
-        std::thread::Builder::new()
-            .name("memshare-notifier".into())
-            .spawn(move || {
-                let _route = route;
-                runs.run()
-            })
-            .map_err(|e| crate::Error::from_io(None, "spawn the notifier thread", e))?;
-        workers.push(Arc::clone(&worker));
+            forks,
+        }));
+        let started = worker
+            .control
+            // The control word's route (an event of its own on Windows;
+            // nothing on Unix), registered before any wait on it; the
+            // worker lives as long as the process, so does the route.
+            .route_local()
+            .and_then(|route| {
+                std::thread::Builder::new()
+                    .name("memshare-notifier".into())
+                    .spawn(move || {
+                        let _route = route;
+                        worker.run()
+                    })
+                    .map_err(|e| crate::Error::from_io(None, "spawn the notifier thread", e))
+            });
+        if let Err(e) = started {
+            // (The member goes: a worker that never ran keeps nothing.)
+            worker.lock().slots.clear();
+            return Err(e);
+        }
+        workers.push(worker);
         Ok(Registration { worker, index: 0 })
     }
 
@@ -521,6 +676,11 @@ impl Registration {
     /// client's call, the slots whose answers it waits for (a bit each):
     /// the answers to other requests do not fire it.
     pub(crate) fn listen(&self, id: u64, listener: Listener, answers: Option<u64>) {
+        if !self.worker.here() {
+            // The parent's, in a forked child: nothing runs it (only a
+            // readiness descriptor made before the fork listens on one).
+            return;
+        }
         let mut st = self.worker.lock();
         let sleeping = st.sleeping;
         let slot = st.slots[self.index]
@@ -561,6 +721,9 @@ impl Registration {
     /// flag is cleared now, so that the endpoint's own blocking calls park
     /// alone, and the worker is woken to sleep without the member's word.
     pub(crate) fn forget(&self, id: u64) {
+        if !self.worker.here() {
+            return;
+        }
         let mut st = self.worker.lock();
         let slot = st.slots[self.index]
             .as_mut()
@@ -581,6 +744,11 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        if !self.worker.here() {
+            // The parent's, in a forked child: left as it is (its member,
+            // with the mapping and the name it holds, too).
+            return;
+        }
         let mut st = self.worker.lock();
         let mut in_sleep = false;
         if let Some(slot) = st.slots[self.index].as_mut() {
@@ -641,7 +809,8 @@ impl RegistrationSlot {
     ) -> crate::Result<Arc<Registration>> {
         let mut guard = self.lock();
         match &mut *guard {
-            Some(Some(r)) => Ok(Arc::clone(r)),
+            Some(Some(r)) if r.worker.here() => Ok(Arc::clone(r)),
+            // None yet, or the parent's in a forked child (replaced).
             Some(empty) => {
                 let r = Arc::new(make()?);
                 *empty = Some(Arc::clone(&r));
@@ -663,7 +832,9 @@ impl RegistrationSlot {
     pub(crate) fn close(&self) {
         let taken = self.lock().take();
         if let Some(Some(r)) = &taken {
-            r.worker.kick();
+            if r.worker.here() {
+                r.worker.kick();
+            }
         }
         drop(taken);
     }
@@ -672,8 +843,8 @@ impl RegistrationSlot {
 /// Wakes every worker (a watched process died: they ask about their
 /// peers now).
 fn kick_all() {
-    if let Some(workers) = WORKERS.get() {
-        for w in workers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    if let Some(workers) = workers(false) {
+        for w in lock_list(workers).iter() {
             w.kick();
         }
     }
@@ -683,9 +854,7 @@ fn kick_all() {
 /// idle measurement).
 #[doc(hidden)]
 pub fn notifier_threads() -> usize {
-    WORKERS
-        .get()
-        .map_or(0, |w| w.lock().unwrap_or_else(|e| e.into_inner()).len())
+    workers(false).map_or(0, |w| lock_list(w).len())
 }
 
 /// How many endpoint registrations this process's notifier threads hold
@@ -694,10 +863,8 @@ pub fn notifier_threads() -> usize {
 /// that dropped futures, descriptors and endpoints give theirs up.
 #[doc(hidden)]
 pub fn notifier_slots() -> usize {
-    WORKERS.get().map_or(0, |workers| {
-        workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    workers(false).map_or(0, |workers| {
+        lock_list(workers)
             .iter()
             .map(|w| w.lock().slots.iter().flatten().count())
             .sum()
