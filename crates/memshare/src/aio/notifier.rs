@@ -456,7 +456,6 @@ impl Watch for Awaited<'_> {
     }
 }
 
-
 /// How many times a `fork` copied this process into the one running now
 /// (0 in a process started by `exec`), counted by a `pthread_atfork`
 /// handler set up before the first worker starts (`hook_once`): the
@@ -473,16 +472,12 @@ fn forks() -> u64 {
 fn hook_once() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        #[cfg(unix)]
-        // SAFETY: the handlers are plain functions that live as long as
-        // the process; the parent's take and release this module's locks,
-        // in the order its other code does (the list, then each worker's),
-        // and the child's does only what a forked child may (an atomic
-        // add). The call fails only for lack of memory: forks are then not
-        // told, as before the count existed.
-        unsafe {
-            libc::pthread_atfork(Some(fork::prepare), Some(fork::parent), Some(fork::child))
-        };
+        // The parent's handlers take and release this module's locks, in
+        // the order its other code does (the list, then each worker's); the
+        // child's does only what a forked child may (an atomic add). If the
+        // handlers cannot be set (no memory), forks are not told, as
+        // before the count existed.
+        crate::sys::on_fork(fork::prepare, fork::parent, fork::child);
         // (Once: `on_death` takes a lock the reaper's thread takes, which
         // a child forked while it held it would wait on for ever.)
         crate::sys::on_death(kick_all);
@@ -493,8 +488,8 @@ fn hook_once() {
 /// locks first, so that no worker is in a round at the fork: a round takes
 /// its endpoints' own locks (their `Parkers`), which the child's copy of
 /// an endpoint takes too, and would wait on for ever had a worker held
-/// one at the fork.
-#[cfg(unix)]
+/// one at the fork. (Set on every system; Windows has no fork and never
+/// runs them.)
 mod fork {
     use std::cell::RefCell;
     use std::sync::MutexGuard;

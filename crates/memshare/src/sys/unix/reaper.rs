@@ -32,6 +32,20 @@ pub(crate) fn on_death(hook: fn()) {
     }
 }
 
+/// Sets fork handlers, as `pthread_atfork`: `prepare` runs in the forking
+/// thread before the fork, `parent` after it in the parent, `child` after it
+/// in the child (its one thread; only what a forked child may do).
+/// Handlers are never removed: set them once per process.
+pub(crate) fn on_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: the handlers are functions that live as long as the process;
+    // what they do at a fork is their caller's to make sound (it says so
+    // at theirs). pthread_atfork fails only for lack of memory: forks are
+    // then not told, which its caller tolerates.
+    unsafe {
+        libc::pthread_atfork(Some(prepare), Some(parent), Some(child));
+    }
+}
+
 /// How many watched processes have died so far.
 pub(crate) fn deaths() -> u64 {
     DEATHS.load(Relaxed)

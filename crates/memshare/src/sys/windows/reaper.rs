@@ -7,6 +7,14 @@
 /// Sets the hook called after each death: no death is ever told here.
 pub(crate) fn on_death(_hook: fn()) {}
 
+/// Sets fork handlers: Windows has no fork, so they never run.
+pub(crate) fn on_fork(
+    _prepare: extern "C" fn(),
+    _parent: extern "C" fn(),
+    _child: extern "C" fn(),
+) {
+}
+
 /// How many watched processes have died so far: none is watched.
 pub(crate) fn deaths() -> u64 {
     0
