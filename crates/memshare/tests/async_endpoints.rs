@@ -1012,6 +1012,51 @@ fn a_parked_subscriber_watches_its_publishers_process_instead_of_polling_it() {
     );
 }
 
+/// A stream whose wait cannot register with the notifier (its thread
+/// cannot start: the address space is full, `RLIMIT_AS` set in a child of
+/// its own, which binds root too) yields the error once and ends. It
+/// returned the error at every poll, at once (a `while let` loop over the
+/// stream spun), and each try leaked a worker that never ran.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stream_that_cannot_register_for_wake_ups_ends_after_the_error() {
+    const TEST: &str = "a_stream_that_cannot_register_for_wake_ups_ends_after_the_error";
+    if role().is_some() {
+        use futures::stream::FusedStream;
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let mut rx = Receiver::create(4096).unwrap();
+        let _tx = Sender::attach(rx.segment()).unwrap();
+        let mut stream = rx.stream();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        let old = getrlimit(Resource::As);
+        // The address space as it is, and 1 MiB: no room for a thread's
+        // stack (2 MiB), room for the rest.
+        let tight = Rlimit {
+            current: Some(kib * 1024 + (1 << 20)),
+            maximum: old.maximum,
+        };
+        setrlimit(Resource::As, tight).unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let first = stream.poll_next_unpin(&mut cx);
+        let second = stream.poll_next_unpin(&mut cx);
+        let ended = stream.is_terminated();
+        setrlimit(Resource::As, old).unwrap();
+        assert!(matches!(first, Poll::Ready(Some(Err(_)))), "{first:?}");
+        assert!(matches!(second, Poll::Ready(None)), "{second:?}");
+        assert!(ended);
+        println!("ended=1");
+        return;
+    }
+    let (child, mut out) = spawn(TEST, "stream", &[]);
+    out.after("ended=");
+    child.wait_success(TIMEOUT);
+}
+
 /// The subscriber child of the tests above and below: parks a future on
 /// `MST_NAME` and prints how many times the notifier asked about its
 /// publishers in the 400 ms after its first rounds.

@@ -155,11 +155,15 @@ impl std::fmt::Debug for RecvFuture<'_> {
 /// [`Error::Corrupted`] (the sender broke the protocol: nothing it sends
 /// can be trusted, and the receiver does not move past what it wrote),
 /// [`Error::Truncated`] and [`Error::NoSpace`] (the memory under the
-/// receiver is gone: it reads zeros for good). Each is yielded once, then the stream ends, so that
-/// `while let Some(r) = stream.next().await` does not spin on it. Other
-/// errors (an [`Error::Io`] asking the system whether the sender lives)
-/// are yielded and the stream goes on. The receiver itself still reports
-/// the error at every call.
+/// receiver is gone: it reads zeros for good), and any error in
+/// registering for wake-ups (the notifier's thread could not start, the
+/// receiver's header could not be mapped once more: the stream cannot
+/// wait; the receiver works on, and a new stream may be made). Each is
+/// yielded once, then the stream ends, so that `while let Some(r) =
+/// stream.next().await` does not spin on it. Other errors (an
+/// [`Error::Io`] asking the system whether the sender lives) are yielded
+/// and the stream goes on. The receiver itself still reports an error of
+/// its own at every call.
 #[must_use = "streams do nothing unless polled"]
 pub struct RecvStream<'a> {
     rx: &'a mut Receiver,
@@ -183,7 +187,7 @@ impl futures_core::Stream for RecvStream<'_> {
             }
             Poll::Ready(Err(e)) => {
                 // Yielded once: an error that stays ends the stream.
-                this.ended = super::ends_stream(&e);
+                this.ended = super::ends_stream(&e, &this.wait);
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Pending => Poll::Pending,

@@ -133,7 +133,13 @@
 //! - as after any fork of a process with threads, a lock another thread
 //!   of the parent held at the fork (one of yours, in a call on an
 //!   endpoint) stays held in the child: fork while no other thread is in
-//!   a call on an endpoint the child uses.
+//!   a call on an endpoint the child uses;
+//! - a fork from a signal handler that interrupted this library's own code
+//!   in the forking thread may wait for ever in that handler (it takes the
+//!   notifier's locks, which that thread may hold). `fork` is not
+//!   async-signal-safe in a process with threads for the same reason
+//!   (glibc's own handlers take locks); POSIX.1-2024's `_Fork`, which runs
+//!   no handlers, is the call for that.
 
 pub(crate) mod notifier;
 
@@ -165,6 +171,9 @@ pub(crate) struct Wait {
     /// 0 until the first park.
     id: u64,
     on: Vec<Arc<Registration>>,
+    /// Its last park could not register with the notifier (no thread, no
+    /// mapping): it cannot wait.
+    failed: bool,
 }
 
 impl Wait {
@@ -173,7 +182,14 @@ impl Wait {
         Wait {
             id: 0,
             on: Vec::new(),
+            failed: false,
         }
+    }
+
+    /// Whether its last park failed to register with the notifier (the
+    /// error it returned was about waiting, not about the endpoint).
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
     }
 
     /// Whether it listened on the notifier before (the future was pending).
@@ -208,6 +224,7 @@ impl Wait {
         answers: Option<u64>,
         cx: &mut Context<'_>,
     ) -> Poll<crate::Result<T>> {
+        self.failed = registration.is_err();
         match registration {
             Ok(r) => {
                 r.listen(self.id(), Listener::Waker(cx.waker().clone()), answers);
@@ -261,23 +278,27 @@ impl Drop for Wait {
     }
 }
 
-/// Whether a stream ends after yielding `e`: an error that stays, which
-/// its endpoint would report at every poll from now on (a stream yielding
-/// it again and again would make `while let Some(r) = stream.next().await`
-/// spin). `Corrupted`: the peer broke the protocol, nothing it sends can
-/// be trusted, and the endpoint does not move past what it wrote (it
-/// says the same at the next look, as a rule); `Truncated` and `NoSpace`: the memory under the
-/// endpoint is gone, its view reads zeros for good. (`Disconnected` ends a
-/// stream with no error.) Any other (an `Io` error asking about the peer,
-/// which is asked again only a liveness interval later) is yielded and the
-/// stream goes on.
-fn ends_stream(e: &crate::Error) -> bool {
-    matches!(
-        e,
-        crate::Error::Corrupted { .. }
-            | crate::Error::Truncated { .. }
-            | crate::Error::NoSpace { .. }
-    )
+/// Whether a stream ends after yielding `e`, which `wait` returned: an
+/// error that stays, which its endpoint would report at every poll from
+/// now on (a stream yielding it again and again would make `while let
+/// Some(r) = stream.next().await` spin). `Corrupted`: the peer broke the
+/// protocol, nothing it sends can be trusted, and the endpoint does not
+/// move past what it wrote (it says the same at the next look, as a rule);
+/// `Truncated` and `NoSpace`: the memory under the endpoint is gone, its
+/// view reads zeros for good. And any error in registering with the
+/// notifier (its thread could not start, the endpoint's header could not
+/// be mapped again): the stream cannot wait, and would return it at once
+/// at every poll. (`Disconnected` ends a stream with no error.) Any other
+/// (an `Io` error asking about the peer, which is asked again only a
+/// liveness interval later) is yielded and the stream goes on.
+fn ends_stream(e: &crate::Error, wait: &Wait) -> bool {
+    wait.failed()
+        || matches!(
+            e,
+            crate::Error::Corrupted { .. }
+                | crate::Error::Truncated { .. }
+                | crate::Error::NoSpace { .. }
+        )
 }
 
 /// The registration of an endpoint whose link slot is `slot`, made with

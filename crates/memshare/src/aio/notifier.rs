@@ -629,9 +629,10 @@ impl Registration {
                 return Ok(Registration { worker, index });
             }
         }
-        // Never freed: it lives as long as the process (and is left alone
-        // in a forked child, whose copy some registrations still name).
-        let worker: &'static Worker = Box::leak(Box::new(Worker {
+        // Never freed once its thread runs: it lives as long as the process
+        // (and is left alone in a forked child, whose copy some
+        // registrations still name).
+        let raw: *mut Worker = Box::into_raw(Box::new(Worker {
             control: FutexWord::new(),
             state: Mutex::new(State {
                 slots: vec![Some(slot)],
@@ -640,6 +641,9 @@ impl Registration {
             }),
             forks,
         }));
+        // SAFETY: made from a box just above, and freed only below, if no
+        // thread was started with it.
+        let worker: &'static Worker = unsafe { &*raw };
         let started = worker
             .control
             // The control word's route (an event of its own on Windows;
@@ -656,8 +660,12 @@ impl Registration {
                     .map_err(|e| crate::Error::from_io(None, "spawn the notifier thread", e))
             });
         if let Err(e) = started {
-            // (The member goes: a worker that never ran keeps nothing.)
-            worker.lock().slots.clear();
+            // A worker that never ran is freed, with its member (the thread
+            // limit reached again and again would leak one per try).
+            // SAFETY: made by `Box::into_raw` above; no thread got `worker`
+            // (a spawn that fails drops its closure unrun), and it is in no
+            // list: this was the only reference.
+            drop(unsafe { Box::from_raw(raw) });
             return Err(e);
         }
         workers.push(worker);

@@ -130,11 +130,15 @@ impl std::fmt::Debug for SubscriberRecvFuture<'_> {
 /// `FramedRead` does: [`Error::Corrupted`] (a publisher broke the
 /// protocol: the subscriber does not move past what it wrote),
 /// [`Error::Truncated`] and [`Error::NoSpace`] (the memory under the
-/// subscriber is gone: it reads zeros for good). Each is yielded once,
-/// then the stream ends, so that `while let Some(r) = stream.next().await`
-/// does not spin on it. Other errors (an [`Error::Io`] asking the system
-/// whether the publishers live) are yielded and the stream goes on. The
-/// subscriber itself still reports the error at every call.
+/// subscriber is gone: it reads zeros for good), and any error in
+/// registering for wake-ups (the notifier's thread could not start, the
+/// service's header could not be mapped once more: the stream cannot wait;
+/// the subscriber works on, and a new stream may be made). Each is yielded
+/// once, then the stream ends, so that `while let Some(r) =
+/// stream.next().await` does not spin on it. Other errors (an
+/// [`Error::Io`] asking the system whether the publishers live) are
+/// yielded and the stream goes on. The subscriber itself still reports an
+/// error of its own at every call.
 #[must_use = "streams do nothing unless polled"]
 pub struct SampleStream<'a> {
     sub: &'a mut Subscriber,
@@ -158,7 +162,7 @@ impl futures_core::Stream for SampleStream<'_> {
             }
             Poll::Ready(Err(e)) => {
                 // Yielded once: an error that stays ends the stream.
-                this.ended = super::ends_stream(&e);
+                this.ended = super::ends_stream(&e, &this.wait);
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Pending => Poll::Pending,

@@ -304,8 +304,12 @@ impl Endpoint {
                     self.peer_seen = self.link.peer_seen(true);
                 }
                 // (A wait set that found the peer's lock free asks for a
-                // fresh answer: the endpoint then reports what it did.)
-                if self.last_liveness.elapsed() < LIVENESS_INTERVAL && !self.link.take_recheck() {
+                // fresh answer: the endpoint then reports what it did. The
+                // request is taken whether or not the answer was due
+                // anyway: left standing, it would have a woken async wait
+                // set ask again at every wake.)
+                let recheck = self.link.take_recheck();
+                if self.last_liveness.elapsed() < LIVENESS_INTERVAL && !recheck {
                     return Ok(false);
                 }
                 self.last_liveness = CoarseInstant::now();

@@ -329,7 +329,11 @@ impl Subscriber {
     /// set saw the publishers gone) the publishers' liveness is asked
     /// afresh.
     pub(crate) fn check_disconnected(&self, after_park: bool) -> Result<()> {
-        let max_age = if after_park || self.link.take_recheck() {
+        // (The request is taken even after a park, which asks afresh
+        // anyway: left standing, it would have a woken async wait set ask
+        // again at every wake.)
+        let recheck = self.link.take_recheck();
+        let max_age = if after_park || recheck {
             Duration::ZERO
         } else {
             crate::waiting::LIVENESS_INTERVAL

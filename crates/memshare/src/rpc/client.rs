@@ -740,8 +740,11 @@ impl Client {
     pub(crate) fn check_server(&mut self, fresh: bool) -> Result<()> {
         self.check_server_words()?;
         // (A wait set that found the server's lock free asks for a fresh
-        // answer: the client then reports what it did.)
-        if fresh || self.link.take_recheck() || self.last_liveness.elapsed() >= LIVENESS_INTERVAL {
+        // answer: the client then reports what it did. The request is
+        // taken even when the answer is asked anyway: left standing, it
+        // would have a woken async wait set ask again at every wake.)
+        let recheck = self.link.take_recheck();
+        if fresh || recheck || self.last_liveness.elapsed() >= LIVENESS_INTERVAL {
             self.last_liveness = CoarseInstant::now();
             if !self
                 .service
