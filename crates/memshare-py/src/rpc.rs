@@ -1,6 +1,7 @@
 //! `memshare.Server` / `memshare.Client`: request/response, zero-copy both
 //! ways.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use crate::buffer::{BytesIn, Flags, Lent};
 use crate::errors::{FResult, Fail, IntoPyResult};
 use crate::lend::lender;
 use crate::segment::Segment;
-use crate::shared::{timeout_arg, Shared, State};
+use crate::shared::{closed, timeout_arg, Held, Shared, State};
 
 /// What the server holds for a Python `Request`: the request, or the
 /// response being written in place for it.
@@ -125,6 +126,7 @@ impl Server {
             id,
             client,
             request_id: rid,
+            stage: AtomicU8::new(OPEN),
             lent: Lent {
                 ptr,
                 len,
@@ -221,27 +223,99 @@ impl Server {
 /// going away unanswered) makes the client's call fail with `NoResponse`.
 /// As a context manager, a request still unanswered at the end of the
 /// block is declined. The buffer stays valid until the response is sent.
+///
+/// Once its response is on loan (`loan_response(n)`), the `ResponseLoan`
+/// answers it: `respond()` and `decline()` raise `ValueError` while the
+/// loan lives, the end of a `with` block of the request leaves it alone,
+/// and the loan keeps this object alive. A loan dropped unsent declines
+/// the request, or, if a buffer of the request is still exported, leaves
+/// that to `decline()` or to this object going away.
 #[pyclass(module = "memshare", frozen)]
 pub struct Request {
     shared: Arc<ServerShared>,
     id: u64,
     client: (u32, u64),
     request_id: u64,
+    /// Where the answer is (`OPEN`...), beside the flags: the flags say
+    /// whether the request's memory is gone, this who may end it.
+    stage: AtomicU8,
     lent: Lent,
 }
 
+/// Unanswered (the guard is `Owed::Request`).
+const OPEN: u8 = 0;
+/// A live `ResponseLoan` answers the request (the guard is `Owed::Loan`).
+const ON_LOAN: u8 = 1;
+/// Its loan went unsent while a buffer of the request was exported: only
+/// declining is left (the guard is still `Owed::Loan`).
+const LOAN_DROPPED: u8 = 2;
+/// Answered or declined (or being, by the call that set it).
+const DONE: u8 = 3;
+
+/// The outcome of [`Request::claim`].
+enum Claim {
+    /// The caller moved the stage from this one, and goes on (or puts it
+    /// back).
+    Claimed(u8),
+    /// Answered or declined already.
+    Answered,
+}
+
 impl Request {
-    fn release_impl(&self, _py: Python<'_>) -> PyResult<()> {
+    /// Moves the stage to `next` for the caller, from `OPEN` (or from
+    /// `LOAN_DROPPED` too, to decline). `ValueError` while the response is
+    /// on loan, or for `respond`/`loan_response` after a loan went unsent.
+    fn claim(&self, next: u8, to_decline: bool) -> PyResult<Claim> {
+        let mut cur = self.stage.load(Ordering::Acquire);
+        loop {
+            if !(cur == OPEN || (to_decline && cur == LOAN_DROPPED)) {
+                return match cur {
+                    // Released by the server's close, or by the loan.
+                    _ if self.lent.flags.released() => Ok(Claim::Answered),
+                    ON_LOAN => Err(self.on_loan()),
+                    LOAN_DROPPED => Err(PyValueError::new_err(format!(
+                        "{}: a response loaned for it was dropped unsent: decline() it",
+                        self.lent.what
+                    ))),
+                    _ => Ok(Claim::Answered),
+                };
+            }
+            match self
+                .stage
+                .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(Claim::Claimed(cur)),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// The error for answering a request whose response is on loan.
+    fn on_loan(&self) -> PyErr {
+        PyValueError::new_err(format!(
+            "{}: its response is on loan (loan_response): send() or discard() the ResponseLoan",
+            self.lent.what
+        ))
+    }
+
+    fn exit_impl(&self, _py: Python<'_>, _ok: bool) -> PyResult<()> {
+        if self.stage.load(Ordering::Acquire) == ON_LOAN {
+            return Ok(()); // the loan answers it
+        }
         self.decline()
     }
 
-    fn exit_impl(&self, py: Python<'_>, _ok: bool) -> PyResult<()> {
-        self.release_impl(py)
-    }
-
     fn decline(&self) -> PyResult<()> {
-        if self.lent.flags.try_release(&self.lent.what)? {
-            self.shared.release(self.id);
+        let Claim::Claimed(before) = self.claim(DONE, true)? else {
+            return Ok(());
+        };
+        match self.lent.flags.try_release(&self.lent.what) {
+            Ok(true) => self.shared.release(self.id),
+            Ok(false) => {} // released by the server's close
+            Err(e) => {
+                self.stage.store(before, Ordering::Release);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -249,6 +323,8 @@ impl Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
+        // A loan keeps its request alive: none lives now, and the guard
+        // (whatever it is) is this object's to decline.
         if self.lent.flags.force_release() {
             self.shared.release(self.id);
         }
@@ -257,15 +333,26 @@ impl Drop for Request {
 
 lender!(Request, "Request", {
     /// Answers with a copy of `data` (bytes-like). `TooLarge` (and the
-    /// request declined) if it is longer than `max_response_len`.
+    /// request declined) if it is longer than `max_response_len`;
+    /// `ValueError` if it was answered or declined, or while its response
+    /// is on loan; `BufferError` while a buffer of it is exported.
     fn respond(&self, py: Python<'_>, data: BytesIn) -> PyResult<()> {
-        if !self.lent.flags.try_release(&self.lent.what)? {
+        let Claim::Claimed(before) = self.claim(DONE, false)? else {
             return Err(PyValueError::new_err(format!(
                 "{}: already answered or declined",
                 self.lent.what
             )));
+        };
+        match self.lent.flags.try_release(&self.lent.what) {
+            Ok(true) => {}
+            Ok(false) => return Err(closed(&self.shared.what).into_py(py)),
+            Err(e) => {
+                self.stage.store(before, Ordering::Release);
+                return Err(e);
+            }
         }
         let id = self.id;
+        let what = &self.shared.what;
         let data = &data;
         self.shared
             .with(py, move |s| -> FResult<()> {
@@ -278,10 +365,8 @@ lender!(Request, "Request", {
                         unsafe { data.copy_to(out.as_mut_ptr()) };
                         Ok(out.send()?)
                     }
-                    Some(Owed::Loan(_)) => Err(Fail::Py(PyValueError::new_err(
-                        "a response is already being written for this request (loan_response)",
-                    ))),
-                    None => Err(Fail::Py(PyValueError::new_err("the server is closed"))),
+                    // The stage was OPEN: no loan was made.
+                    Some(Owed::Loan(_)) | None => Err(closed(what)),
                 }
             })
             .py_err(py)
@@ -290,57 +375,91 @@ lender!(Request, "Request", {
     /// Lends `n` bytes of the response buffer to write the response in
     /// place: a `ResponseLoan` (writable); `send()` answers. The request's
     /// own buffer stays valid until then (compute one from the other).
-    fn loan_response(&self, py: Python<'_>, n: usize) -> PyResult<ResponseLoan> {
-        self.lent.check()?;
-        let id = self.id;
+    /// `TooLarge` (and the request declined) if `n` is more than
+    /// `max_response_len`; `ValueError` if it was answered or declined, or
+    /// its response is on loan already.
+    fn loan_response(slf: &Bound<'_, Self>, n: usize) -> PyResult<ResponseLoan> {
+        let py = slf.py();
+        let this = slf.get();
+        if let Claim::Answered = this.claim(ON_LOAN, false)? {
+            this.lent.check()?;
+            return Err(PyValueError::new_err(format!(
+                "{}: already answered or declined",
+                this.lent.what
+            )));
+        }
+        let id = this.id;
         let flags = Flags::new();
         let loan_flags = Arc::clone(&flags);
-        let req_flags = Arc::clone(&self.lent.flags);
-        let r = self.shared.with(py, move |s| -> FResult<(usize, usize)> {
-            let Some(mut h) = s.take(id) else {
-                return Err(Fail::Py(PyValueError::new_err("the server is closed")));
-            };
-            match h.guard {
-                Owed::Request(r) => match r.loan_response(n) {
-                    Ok(mut l) => {
-                        let (ptr, len) = (l.as_mut_ptr() as usize, l.len());
-                        h.guard = Owed::Loan(l);
-                        h.flags.push(loan_flags);
-                        s.put_back(h);
-                        Ok((ptr, len))
-                    }
-                    Err(e) => {
-                        // The request was declined (too large): its bytes go.
-                        req_flags.force_release();
-                        Err(e.into())
-                    }
-                },
-                Owed::Loan(l) => {
-                    h.guard = Owed::Loan(l);
+        let what = this.shared.what.clone();
+        let req_flags = Arc::clone(&this.lent.flags);
+        let r = this.shared.with(py, move |s| -> FResult<(usize, usize)> {
+            // The stage was OPEN: the guard is the request (or gone with
+            // the server's close).
+            let (mut flags, r) = match s.take(id) {
+                Some(Held {
+                    flags,
+                    guard: Owed::Request(r),
+                    ..
+                }) => (flags, r),
+                Some(h) => {
                     s.put_back(h);
-                    Err(Fail::Py(PyValueError::new_err(
-                        "a response is already being written for this request",
-                    )))
+                    return Err(Fail::Py(PyValueError::new_err(
+                        "a response was loaned for this request already",
+                    )));
                 }
-            }
+                None => return Err(closed(&what)),
+            };
+            let mut l = match r.loan_response(n) {
+                Ok(l) => l,
+                Err(e) => {
+                    // The request was declined (too large): its bytes go.
+                    req_flags.force_release();
+                    return Err(e.into());
+                }
+            };
+            let (ptr, len) = (l.as_mut_ptr() as usize, l.len());
+            flags.push(loan_flags);
+            s.put_back(Held {
+                id,
+                flags,
+                guard: Owed::Loan(l),
+            });
+            Ok((ptr, len))
         });
-        let (ptr, len) = r.py_err(py)?;
+        let (ptr, len) = match r {
+            Ok(v) => v,
+            Err(e) => {
+                // Closed (the request is gone); or the guard was a loan
+                // already, which no loan object owns: as after a loan
+                // dropped unsent.
+                let back = if this.lent.flags.released() {
+                    DONE
+                } else {
+                    LOAN_DROPPED
+                };
+                this.stage.store(back, Ordering::Release);
+                return Err(e.into_py(py));
+            }
+        };
         Ok(ResponseLoan {
-            shared: Arc::clone(&self.shared),
+            shared: Arc::clone(&this.shared),
             id,
-            request_flags: Arc::clone(&self.lent.flags),
+            request: slf.clone().unbind(),
             lent: Lent {
                 ptr,
                 len,
                 readonly: false,
                 flags,
-                what: format!("response to {}", self.lent.what),
+                what: format!("response to {}", this.lent.what),
             },
         })
     }
 
     /// Declines the request: the client gets `NoResponse`. `BufferError`
-    /// while a buffer of it is exported; declining twice is nothing.
+    /// while a buffer of it is exported, `ValueError` while its response is
+    /// on loan (`ResponseLoan.discard()` declines then); declining twice, or
+    /// an answered request, is nothing.
     #[pyo3(name = "decline")]
     fn py_decline(&self) -> PyResult<()> {
         self.decline()
@@ -361,16 +480,21 @@ lender!(Request, "Request", {
 });
 
 /// A response being written in place (`Request.loan_response(n)`): a
-/// writable buffer; `send()` answers the request, `discard()` (or the
-/// object going away unsent) declines it. Both are refused with
-/// `BufferError` while a buffer of it or of its request is exported. As a
-/// context manager it sends at the end of the block, or declines if the
+/// writable buffer; `send()` answers the request, `discard()` declines it.
+/// Both are refused with `BufferError` while a buffer of it or of its
+/// request is exported. The loan answers the request whatever becomes of
+/// the `Request` object (it keeps it alive). Gone unsent, it declines the
+/// request, unless a buffer of the request is still exported: the request
+/// is declined when that `Request` is (`decline()`, or its going away). As
+/// a context manager it sends at the end of the block, or discards if the
 /// block raised.
 #[pyclass(module = "memshare", frozen)]
 pub struct ResponseLoan {
     shared: Arc<ServerShared>,
     id: u64,
-    request_flags: Arc<Flags>,
+    /// The request answered: alive as long as the loan, so that only the
+    /// loan ends the guard while it lives.
+    request: Py<Request>,
     lent: Lent,
 }
 
@@ -378,8 +502,9 @@ impl ResponseLoan {
     /// Marks both the response's and the request's memory released
     /// (refused while either is exported). False if already.
     fn mark(&self) -> PyResult<bool> {
+        let request = self.request.get();
         {
-            let r = self.request_flags.lock();
+            let r = request.lent.flags.lock();
             if r.exports > 0 && !r.released {
                 return Err(crate::buffer::exported(
                     &format!("the request behind {}", self.lent.what),
@@ -388,7 +513,8 @@ impl ResponseLoan {
             }
         }
         let first = self.lent.flags.try_release(&self.lent.what)?;
-        self.request_flags.force_release();
+        request.lent.flags.force_release();
+        request.stage.store(DONE, Ordering::Release);
         Ok(first)
     }
 
@@ -428,9 +554,24 @@ impl ResponseLoan {
 
 impl Drop for ResponseLoan {
     fn drop(&mut self) {
-        if self.lent.flags.force_release() {
-            self.request_flags.force_release();
+        if !self.lent.flags.force_release() {
+            return; // sent or discarded
+        }
+        let request = self.request.get();
+        let declined = {
+            let mut f = request.lent.flags.lock();
+            let now = !f.released && f.exports == 0;
+            f.released |= now;
+            now
+        };
+        if declined {
+            request.stage.store(DONE, Ordering::Release);
             self.shared.release(self.id);
+        } else if !request.lent.flags.released() {
+            // A buffer of the request is exported: its memory must stay,
+            // so the request is declined when its object is (`decline()`,
+            // or going away, which the buffer delays).
+            request.stage.store(LOAN_DROPPED, Ordering::Release);
         }
     }
 }

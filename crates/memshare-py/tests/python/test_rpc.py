@@ -1,5 +1,6 @@
 """Request/response: call, pipelining, zero-copy responses, declines."""
 
+import gc
 import threading
 
 import numpy as np
@@ -97,9 +98,113 @@ def test_declined_and_too_large(name):
     with pytest.raises(memshare.NoResponse):
         c.receive_response(p, timeout=5)
     p = c.send_request(b"loan discarded")
+    req = srv.recv(timeout=5)  # kept: its going away must not be what declines
     with pytest.raises(RuntimeError):
-        with srv.recv(timeout=5).loan_response(4) as out:
+        with req.loan_response(4) as out:
             raise RuntimeError("declined")
+    assert out.released and req.released
+    with pytest.raises(memshare.NoResponse):
+        c.receive_response(p, timeout=5)
+    del req
+
+
+def test_a_loan_outlives_its_request_object(name):
+    """A ResponseLoan owns the answer: the Request object going away (a
+    temporary, or dropped) neither declines nor invalidates it."""
+    n = name()
+    srv = memshare.Server.create(n, max_in_flight=1)
+    c = memshare.Client.connect(n)
+    p = c.send_request(b"temporary")
+    with srv.recv(timeout=5).loan_response(4) as out:
+        out.write(b"ok!!")
+    assert bytes(c.receive_response(p, timeout=5)) == b"ok!!"
+    p = c.send_request(b"dropped")
+    req = srv.recv(timeout=5)
+    loan = req.loan_response(4)
+    mv = memoryview(loan)
+    del req
+    gc.collect()
+    assert not loan.released
+    with pytest.raises(memshare.LimitReached):  # the request is still owed
+        c.send_request(b"second")
+    mv[:] = b"kept"
+    mv.release()
+    loan.send()
+    assert bytes(c.receive_response(p, timeout=5)) == b"kept"
+
+
+def test_a_request_whose_response_is_on_loan_is_answered_by_the_loan_only(name):
+    """decline() and respond() on a request whose response is on loan are
+    refused (they would pull the loan's memory from under its buffers);
+    the end of a `with` block of the request leaves the loan alone."""
+    n = name()
+    srv = memshare.Server.create(n, max_in_flight=1)
+    c = memshare.Client.connect(n)
+    p = c.send_request(b"first")
+    req = srv.recv(timeout=5)
+    loan = req.loan_response(4)
+    mv = memoryview(loan)
+    with pytest.raises(ValueError, match="on loan"):
+        req.decline()
+    with pytest.raises(ValueError, match="on loan"):
+        req.respond(b"GOOD")
+    with pytest.raises(ValueError, match="on loan"):
+        req.loan_response(4)
+    with req:
+        pass
+    assert not loan.released and not req.released and bytes(req) == b"first"
+    mv[:] = b"GOOD"
+    mv.release()
+    loan.send()
+    assert req.released
+    req.decline()  # answered: declining is nothing
+    with pytest.raises(ValueError, match="already answered"):
+        req.respond(b"again")
+    assert bytes(c.receive_response(p, timeout=5)) == b"GOOD"
+    # The next request gets its own answer, whatever the first one's
+    # objects do now.
+    p = c.send_request(b"second")
+    req2 = srv.recv(timeout=5)
+    req2.respond(b"NEXT")
+    with pytest.raises(ValueError):
+        loan.write(b"EVIL")
+    assert bytes(c.receive_response(p, timeout=5)) == b"NEXT"
+
+
+
+def test_a_loan_dropped_unsent_declines_but_never_under_the_requests_buffer(name):
+    """A loan gone unsent declines its request at once, unless a buffer of
+    the request is exported: then the request's memory stays, and declining
+    is left to the Request (respond/loan_response are refused)."""
+    n = name()
+    srv = memshare.Server.create(n, max_in_flight=1)
+    c = memshare.Client.connect(n)
+    p = c.send_request(b"one")
+    req = srv.recv(timeout=5)
+    loan = req.loan_response(4)
+    del loan
+    assert req.released
+    with pytest.raises(memshare.NoResponse):
+        c.receive_response(p, timeout=5)
+    p = c.send_request(b"two")
+    req = srv.recv(timeout=5)
+    mv = memoryview(req)
+    loan = req.loan_response(4)
+    del loan
+    gc.collect()
+    assert not req.released and bytes(mv) == b"two"
+    with pytest.raises(memshare.LimitReached):  # still owed: the slot is kept
+        c.send_request(b"three")
+    with pytest.raises(ValueError, match="dropped unsent"):
+        req.respond(b"TWO")
+    with pytest.raises(ValueError, match="dropped unsent"):
+        req.loan_response(4)
+    with pytest.raises(BufferError):
+        req.decline()
+    assert bytes(mv) == b"two"
+    mv.release()
+    req.decline()
+    assert req.released
     with pytest.raises(memshare.NoResponse):
         c.receive_response(p, timeout=5)
 
