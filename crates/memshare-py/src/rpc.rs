@@ -126,6 +126,8 @@ impl Server {
             id,
             client,
             request_id: rid,
+            max_response_len: usize::try_from(self.config.get_max_response_len())
+                .unwrap_or(usize::MAX),
             stage: AtomicU8::new(OPEN),
             lent: Lent {
                 ptr,
@@ -236,6 +238,9 @@ pub struct Request {
     id: u64,
     client: (u32, u64),
     request_id: u64,
+    /// The service's `max_response_len` (checked before the request is
+    /// touched: see `too_large`).
+    max_response_len: usize,
     /// Where the answer is (`OPEN`...), beside the flags: the flags say
     /// whether the request's memory is gone, this who may end it.
     stage: AtomicU8,
@@ -298,6 +303,24 @@ impl Request {
         ))
     }
 
+    /// `TooLarge` if a response of `n` bytes does not fit. Checked before
+    /// anything is done: the request is left as it was (the Rust
+    /// `Request::loan_response`, which takes the request, declines it).
+    fn too_large(&self, py: Python<'_>, n: usize) -> PyResult<()> {
+        if n <= self.max_response_len {
+            return Ok(());
+        }
+        Err(Fail::Ms(memshare::Error::TooLarge {
+            object: format!(
+                "service {:?}",
+                self.shared.name.as_deref().unwrap_or("(anonymous)")
+            ),
+            len: n,
+            max: self.max_response_len,
+        })
+        .into_py(py))
+    }
+
     fn exit_impl(&self, _py: Python<'_>, _ok: bool) -> PyResult<()> {
         if self.stage.load(Ordering::Acquire) == ON_LOAN {
             return Ok(()); // the loan answers it
@@ -332,11 +355,13 @@ impl Drop for Request {
 }
 
 lender!(Request, "Request", {
-    /// Answers with a copy of `data` (bytes-like). `TooLarge` (and the
-    /// request declined) if it is longer than `max_response_len`;
-    /// `ValueError` if it was answered or declined, or while its response
-    /// is on loan; `BufferError` while a buffer of it is exported.
+    /// Answers with a copy of `data` (bytes-like). `TooLarge` if it is
+    /// longer than `max_response_len` (the request is left unanswered:
+    /// answer it otherwise or decline it); `ValueError` if it was answered
+    /// or declined, or while its response is on loan; `BufferError` while a
+    /// buffer of it is exported.
     fn respond(&self, py: Python<'_>, data: BytesIn) -> PyResult<()> {
+        self.too_large(py, data.len())?;
         let Claim::Claimed(before) = self.claim(DONE, false)? else {
             return Err(PyValueError::new_err(format!(
                 "{}: already answered or declined",
@@ -375,12 +400,13 @@ lender!(Request, "Request", {
     /// Lends `n` bytes of the response buffer to write the response in
     /// place: a `ResponseLoan` (writable); `send()` answers. The request's
     /// own buffer stays valid until then (compute one from the other).
-    /// `TooLarge` (and the request declined) if `n` is more than
-    /// `max_response_len`; `ValueError` if it was answered or declined, or
+    /// `TooLarge` if `n` is more than `max_response_len` (the request is
+    /// left unanswered); `ValueError` if it was answered or declined, or
     /// its response is on loan already.
     fn loan_response(slf: &Bound<'_, Self>, n: usize) -> PyResult<ResponseLoan> {
         let py = slf.py();
         let this = slf.get();
+        this.too_large(py, n)?;
         if let Claim::Answered = this.claim(ON_LOAN, false)? {
             this.lent.check()?;
             return Err(PyValueError::new_err(format!(
@@ -392,7 +418,6 @@ lender!(Request, "Request", {
         let flags = Flags::new();
         let loan_flags = Arc::clone(&flags);
         let what = this.shared.what.clone();
-        let req_flags = Arc::clone(&this.lent.flags);
         let r = this.shared.with(py, move |s| -> FResult<(usize, usize)> {
             // The stage was OPEN: the guard is the request (or gone with
             // the server's close).
@@ -410,14 +435,12 @@ lender!(Request, "Request", {
                 }
                 None => return Err(closed(&what)),
             };
-            let mut l = match r.loan_response(n) {
-                Ok(l) => l,
-                Err(e) => {
-                    // The request was declined (too large): its bytes go.
-                    req_flags.force_release();
-                    return Err(e.into());
-                }
-            };
+            // The library's only check is the length, done above (so that
+            // a failure leaves the request as it was, which the library,
+            // taking the request, cannot).
+            let mut l = r
+                .loan_response(n)
+                .expect("n <= max_response_len, checked above");
             let (ptr, len) = (l.as_mut_ptr() as usize, l.len());
             flags.push(loan_flags);
             s.put_back(Held {

@@ -83,7 +83,7 @@ def test_declined_and_too_large(name):
     with pytest.raises(memshare.NoResponse):
         c.receive_response(p, timeout=5)
     p = c.send_request(b"big")
-    with pytest.raises(memshare.TooLarge):
+    with pytest.raises(memshare.TooLarge):  # left unanswered: the temporary declines it
         srv.recv(timeout=5).respond(bytes(9))
     with pytest.raises(memshare.NoResponse):
         c.receive_response(p, timeout=5)
@@ -207,6 +207,27 @@ def test_a_loan_dropped_unsent_declines_but_never_under_the_requests_buffer(name
     assert req.released
     with pytest.raises(memshare.NoResponse):
         c.receive_response(p, timeout=5)
+
+
+def test_a_too_large_response_leaves_the_request_unanswered(name):
+    """TooLarge from loan_response(n) or respond(data) changes nothing: the
+    request's buffer stays valid (even exported) and the request can
+    still be answered or declined."""
+    n = name()
+    srv = memshare.Server.create(n, max_in_flight=1, max_response_len=8)
+    c = memshare.Client.connect(n)
+    p = c.send_request(b"first")
+    req = srv.recv(timeout=5)
+    mv = memoryview(req)
+    with pytest.raises(memshare.TooLarge):
+        req.loan_response(9)
+    with pytest.raises(memshare.TooLarge):
+        req.respond(bytes(9))
+    assert not req.released and bytes(mv) == b"first"
+    assert c.try_receive_response(p) is None  # not declined
+    mv.release()
+    req.respond(b"FIRST")
+    assert bytes(c.receive_response(p, timeout=5)) == b"FIRST"
 
 
 def test_timeouts_limits_and_disconnection(name):
