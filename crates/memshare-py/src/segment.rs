@@ -359,6 +359,7 @@ lender!(View, "View", {
     }
 
     /// A copy of `length` bytes from `offset` (default: to the end).
+    /// `OutOfRange` if they are not all inside the view.
     #[pyo3(signature = (offset=0, length=None))]
     fn read<'py>(
         &self,
@@ -373,6 +374,22 @@ lender!(View, "View", {
             Some(ViewKind::Ro(v)) => v,
             Some(ViewKind::Rw(v)) => v,
         };
+        // The range first: `length` is the caller's, and may be more than
+        // any allocation can hold (an abort, not an error).
+        if offset
+            .checked_add(length)
+            .is_none_or(|end| end > self.lent.len)
+        {
+            return Err(memshare::Error::OutOfRange {
+                object: self.lent.what.clone(),
+                detail: format!(
+                    "bytes {offset}..{} are outside the view's {} bytes",
+                    offset as u128 + length as u128,
+                    self.lent.len
+                ),
+            })
+            .py_err(py);
+        }
         let mut out = vec![0u8; length];
         v.read_at(offset, &mut out).py_err(py)?;
         Ok(PyBytes::new(py, &out))

@@ -1,6 +1,8 @@
 """Segments and views: create, open, map, buffers, lifetimes."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -121,6 +123,28 @@ def test_map_ranges_and_errors(name):
         v.write(b"x" * 101)
     with pytest.raises(memshare.OutOfRange):
         memshare.Segment.create(0)
+
+
+def test_a_read_past_the_end_is_out_of_range_before_anything_is_allocated():
+    """View.read checks the range before it allocates the copy: a length no
+    memory can hold is OutOfRange, as any other, not an abort (run in a
+    child, so that an abort fails this test only)."""
+    code = """if 1:
+        import memshare
+        v = memshare.Segment.create(4096).map()
+        for offset, length in [(0, 10**15), (0, 2**64 - 1), (1, 2**64 - 1), (4096, 1),
+                               (0, 4097), (5000, None)]:
+            try:
+                v.read(offset, length)
+            except memshare.OutOfRange as e:
+                assert "outside the view's 4096 bytes" in str(e), e
+            else:
+                raise AssertionError(f"read({offset}, {length}) was not refused")
+        assert v.read(4096) == b"" and v.read(4000, 96) == bytes(96)
+        print("ok")
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
 
 
 def test_persist_and_remove(name):
