@@ -12,7 +12,7 @@ use crate::buffer::{BytesIn, Flags, Lent};
 use crate::errors::{FResult, Fail, IntoPyResult};
 use crate::lend::lender;
 use crate::segment::Segment;
-use crate::shared::{timeout_arg, Shared, State};
+use crate::shared::{timeout_arg, wait_for_service, Shared, State};
 
 type PubShared = Shared<pubsub::Publisher, RsLoan<'static>>;
 type SubShared = Shared<pubsub::Subscriber, RsSample<'static>>;
@@ -499,13 +499,15 @@ impl Subscriber {
     }
 
     /// Like `open`, but waits up to `timeout` seconds for the service to
-    /// appear (`TimedOut` after that).
+    /// appear (`TimedOut` after that), the interpreter released; Ctrl-C
+    /// interrupts the wait.
     #[staticmethod]
     fn open_timeout(py: Python<'_>, name: &str, timeout: f64) -> PyResult<Subscriber> {
-        let t = timeout_arg(Some(timeout))?.unwrap_or_default();
-        let name = name.to_owned();
-        let r = py.detach(move || pubsub::Subscriber::open_timeout(&name, t));
-        Subscriber::wrap(py, r)
+        let t = timeout_arg(Some(timeout))?;
+        let s = wait_for_service(py, t, &format!("service {name:?}"), |slice| {
+            pubsub::Subscriber::open_timeout(name, slice)
+        })?;
+        Subscriber::wrap(py, Ok(s))
     }
 
     /// Receives the next message, waiting up to `timeout` seconds (`None`:

@@ -16,7 +16,7 @@ use crate::buffer::{BytesIn, Flags, Lent};
 use crate::errors::{FResult, Fail, IntoPyResult};
 use crate::lend::lender;
 use crate::segment::Segment;
-use crate::shared::{closed, timeout_arg, Held, Shared, State};
+use crate::shared::{closed, timeout_arg, wait_for_service, Held, Shared, State};
 
 /// What the server holds for a Python `Request`: the request, or the
 /// response being written in place for it.
@@ -719,13 +719,16 @@ impl Client {
         Client::wrap(py, r)
     }
 
-    /// Like `connect`, but waits up to `timeout` seconds for a server.
+    /// Like `connect`, but waits up to `timeout` seconds for a server
+    /// (`TimedOut` after that), the interpreter released; Ctrl-C
+    /// interrupts the wait.
     #[staticmethod]
     fn connect_timeout(py: Python<'_>, name: &str, timeout: f64) -> PyResult<Client> {
-        let t = timeout_arg(Some(timeout))?.unwrap_or_default();
-        let name = name.to_owned();
-        let r = py.detach(move || rpc::Client::connect_timeout(&name, t));
-        Client::wrap(py, r)
+        let t = timeout_arg(Some(timeout))?;
+        let c = wait_for_service(py, t, &format!("service {name:?}"), |slice| {
+            rpc::Client::connect_timeout(name, slice)
+        })?;
+        Client::wrap(py, Ok(c))
     }
 
     /// Sends `data` (bytes-like) and waits up to `timeout` seconds for the

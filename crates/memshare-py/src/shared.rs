@@ -246,27 +246,16 @@ impl<T: Send, G> Shared<T, G> {
             return r;
         }
         let f = f.take().expect("not run yet");
-        py.detach(|| {
-            let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let r = f(&mut g);
-            self.unlock(g);
-            r
-        })
+        py.detach(|| self.locked(f))
     }
 
-    /// Runs `f` on the state detached (for calls that may block, or that
-    /// copy much): the lock is waited for and held detached.
-    pub(crate) fn detached<R: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&mut State<T, G>) -> R + Send,
-    ) -> R {
-        py.detach(|| {
-            let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let r = f(&mut g);
-            self.unlock(g);
-            r
-        })
+    /// Runs `f` on the state, waiting for the lock (the caller is
+    /// detached).
+    fn locked<R>(&self, f: impl FnOnce(&mut State<T, G>) -> R) -> R {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let r = f(&mut g);
+        self.unlock(g);
+        r
     }
 
     /// Releases guard `id` for a Python object that is done with it or
@@ -325,44 +314,94 @@ impl<T: Send, G> Shared<T, G> {
         self.with(py, |s| s.is_closed())
     }
 
-    /// Waits for `attempt` to give something, in slices of at most
-    /// [`SLICE`] detached, until `timeout` (forever if `None`). `attempt`
-    /// gets the state and the longest it may wait, and returns `Ok(None)`
-    /// (or memshare's `TimedOut`) if nothing came in that time. Between
-    /// slices, Python's signal handlers run (Ctrl-C raises
-    /// `KeyboardInterrupt`). The last slice's `TimedOut` is the error.
+    /// Waits for `attempt` to give something, in slices (see
+    /// [`in_slices`]); `attempt` gets the state, under the lock, and the
+    /// longest it may wait.
     pub(crate) fn wait<R: Send>(
         &self,
         py: Python<'_>,
         timeout: Option<Duration>,
         mut attempt: impl FnMut(&mut State<T, G>, Duration) -> FResult<Option<R>> + Send,
     ) -> PyResult<R> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            let now = Instant::now();
-            let (slice, last) = match deadline {
-                Some(d) => {
-                    let left = d.saturating_duration_since(now);
-                    (left.min(SLICE), left <= SLICE)
-                }
-                None => (SLICE, false),
-            };
-            let r = self.detached(py, |s| attempt(s, slice));
-            match r {
-                Ok(Some(v)) => return Ok(v),
-                Err(e) if e.is_timeout() && last => return Err(e.into_py(py)),
-                Ok(None) if last => {
-                    return Err(Fail::Ms(memshare::Error::TimedOut {
-                        object: self.what.clone(),
-                        op: "wait",
-                    })
-                    .into_py(py))
-                }
-                Err(e) if !e.is_timeout() => return Err(e.into_py(py)),
-                _ => py.check_signals()?,
+        in_slices(py, timeout, &self.what, |slice| {
+            self.locked(|s| attempt(s, slice))
+        })
+    }
+}
+
+/// Waits for `attempt` to give something, in slices of at most [`SLICE`]
+/// detached, until `timeout` (forever if `None`). `attempt` gets the
+/// longest it may wait, and returns `Ok(None)` (or memshare's `TimedOut`)
+/// if nothing came in that time. Between slices, Python's signal handlers
+/// run (Ctrl-C raises `KeyboardInterrupt`). The last slice's `TimedOut` is
+/// the error (`what` names the object in one of ours).
+pub(crate) fn in_slices<R: Send>(
+    py: Python<'_>,
+    timeout: Option<Duration>,
+    what: &str,
+    mut attempt: impl FnMut(Duration) -> FResult<Option<R>> + Send,
+) -> PyResult<R> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let now = Instant::now();
+        let (slice, last) = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(now);
+                (left.min(SLICE), left <= SLICE)
             }
+            None => (SLICE, false),
+        };
+        let r = py.detach(|| attempt(slice));
+        match r {
+            Ok(Some(v)) => return Ok(v),
+            Err(e) if e.is_timeout() && last => return Err(e.into_py(py)),
+            Ok(None) if last => {
+                return Err(Fail::Ms(memshare::Error::TimedOut {
+                    object: what.to_owned(),
+                    op: "wait",
+                })
+                .into_py(py))
+            }
+            Err(e) if !e.is_timeout() => return Err(e.into_py(py)),
+            _ => py.check_signals()?,
         }
     }
+}
+
+/// How long memshare waits for a segment just created to get its header
+/// (`waiting::FORMAT_GRACE` in the library, which does not export it).
+const FORMAT_GRACE: Duration = Duration::from_secs(2);
+
+/// Waits up to `timeout` (forever if `None`) for the service `what` to
+/// appear and attaches to it, Ctrl-C interrupting the wait:
+/// `attach_timeout` is the library's own waiting call
+/// (`Client::connect_timeout`, `Subscriber::open_timeout`), run one slice
+/// at a time. A slice that ends while the segment's header is still being
+/// written ends in `NotAService`/`NotAChannel` (the library's wait for it
+/// is bounded by the slice): that refusal, which took the whole slice, is
+/// waited out for [`FORMAT_GRACE`] as the library does, in further slices;
+/// one that comes sooner (a header that is not memshare's) is final.
+pub(crate) fn wait_for_service<T: Send>(
+    py: Python<'_>,
+    timeout: Option<Duration>,
+    what: &str,
+    attach_timeout: impl Fn(Duration) -> memshare::Result<T> + Sync,
+) -> PyResult<T> {
+    let mut unformatted_since: Option<Instant> = None;
+    in_slices(py, timeout, what, |slice| {
+        let start = Instant::now();
+        match attach_timeout(slice) {
+            Ok(v) => Ok(Some(v)),
+            Err(memshare::Error::NotAService { .. } | memshare::Error::NotAChannel { .. })
+                if !slice.is_zero()
+                    && start.elapsed() >= slice
+                    && unformatted_since.get_or_insert(start).elapsed() < FORMAT_GRACE =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
 }
 
 /// An endpoint taken out of its state by `close`, to drop detached.

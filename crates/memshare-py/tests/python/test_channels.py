@@ -253,3 +253,35 @@ def test_a_signal_interrupts_a_wait_without_timeout():
         signal.signal(signal.SIGUSR1, old)
     tx.send(b"still usable")
     assert rx.recv_bytes(timeout=5) == b"still usable"
+
+
+WAIT_FOR_A_SERVICE = """if 1:
+    import sys, time, memshare
+    which, name = sys.argv[1], sys.argv[2]
+    wait = {"connect": memshare.Client.connect_timeout,
+            "open": memshare.Subscriber.open_timeout}[which]
+    print("waiting", flush=True)
+    start = time.monotonic()
+    try:
+        wait(name, 30)
+        print("attached")
+    except KeyboardInterrupt:
+        print(f"interrupted after {time.monotonic() - start:.2f} s")
+"""
+
+
+@pytest.mark.parametrize("which", ["connect", "open"])
+def test_ctrl_c_interrupts_waiting_for_a_service(pychild, name, which):
+    """Client.connect_timeout and Subscriber.open_timeout wait in slices too:
+    SIGINT (Ctrl-C) raises KeyboardInterrupt at once, not when the timeout
+    is over."""
+    import signal
+    import time
+
+    child = pychild(WAIT_FOR_A_SERVICE, which, name())
+    assert child.line() == "waiting"
+    time.sleep(0.3)  # in the wait
+    start = time.monotonic()
+    child.p.send_signal(signal.SIGINT)
+    (out,) = child.finish(timeout=10)
+    assert out.startswith("interrupted") and time.monotonic() - start < 3, out
