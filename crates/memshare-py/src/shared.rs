@@ -330,7 +330,8 @@ impl<T: Send, G> Shared<T, G> {
 }
 
 /// Waits for `attempt` to give something, in slices of at most [`SLICE`]
-/// detached, until `timeout` (forever if `None`). `attempt` gets the
+/// detached, until `timeout` (forever if `None`, or too far to be an
+/// `Instant`). `attempt` gets the
 /// longest it may wait, and returns `Ok(None)` (or memshare's `TimedOut`)
 /// if nothing came in that time. Between slices, Python's signal handlers
 /// run (Ctrl-C raises `KeyboardInterrupt`). The last slice's `TimedOut` is
@@ -341,7 +342,8 @@ pub(crate) fn in_slices<R: Send>(
     what: &str,
     mut attempt: impl FnMut(Duration) -> FResult<Option<R>> + Send,
 ) -> PyResult<R> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A deadline past what an `Instant` holds is none.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let now = Instant::now();
         let (slice, last) = match deadline {
@@ -418,11 +420,14 @@ impl<T> Drop for ClosedEp<T> {
     }
 }
 
-/// A timeout argument in seconds (`None`: forever).
+/// A timeout argument in seconds: `None` for no deadline, which is also
+/// what a timeout too large for a `Duration` (about 584 billion years, or
+/// infinite) means. Negative or NaN: `ValueError`.
 pub(crate) fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     match timeout {
         None => Ok(None),
-        Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(Duration::from_secs_f64(t))),
+        // `try_from_secs_f64` refuses only what is too large, here.
+        Some(t) if t >= 0.0 => Ok(Duration::try_from_secs_f64(t).ok()),
         Some(t) => Err(PyValueError::new_err(format!(
             "timeout must be a number of seconds >= 0 or None, not {t}"
         ))),
