@@ -316,6 +316,66 @@ fn write_refuses_a_live_channel_unless_forced() {
     drop(tx);
 }
 
+#[test]
+fn write_refuses_a_live_service_unless_forced() {
+    use memshare::pubsub::{Publisher, ServiceConfig, Subscriber};
+    use memshare::rpc::{Client, Server, ServerConfig};
+    use std::time::Duration;
+
+    let rpc = Name::new("wrpc");
+    let server = Server::create(rpc.as_str(), ServerConfig::new()).unwrap();
+    let mut client = Client::connect(rpc.as_str()).unwrap();
+    let ps = Name::new("wpubs");
+    let mut publisher = Publisher::create(ps.as_str(), ServiceConfig::new()).unwrap();
+    let subscriber = Subscriber::open(ps.as_str()).unwrap();
+    for (name, kind) in [
+        (&rpc, "holds a request/response service"),
+        (&ps, "holds a publish-subscribe service"),
+    ] {
+        let n = name.as_str();
+        let before = cat(name, &[]);
+        // `head -c 4096 /dev/zero | memshare write SERVICE`
+        fails(
+            memshare().args(["write", n]).write_stdin(vec![0u8; 4096]),
+            USAGE,
+            kind,
+        );
+        fails(
+            memshare()
+                .args(["write", n, "--offset", "1K"])
+                .write_stdin("oops"),
+            USAGE,
+            "--force",
+        );
+        assert!(cat(name, &[]) == before, "{n} was written into");
+    }
+    // Both still work.
+    let pending = client.send_request(b"ping").unwrap();
+    server
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .respond(b"pong")
+        .unwrap();
+    let response = client
+        .receive_response_timeout(&pending, Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(&*response, b"pong");
+    drop(response);
+    publisher.publish_copy(b"tick").unwrap();
+    let sample = subscriber.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(&*sample, b"tick");
+    drop(sample);
+
+    // --force writes (into the last bytes of the segment).
+    let end = (cat(&ps, &[]).len() - 4).to_string();
+    memshare()
+        .args(["write", ps.as_str(), "--force", "--offset", &end])
+        .write_stdin("oops")
+        .assert()
+        .success();
+    assert_eq!(cat(&ps, &["--offset", &end]), b"oops");
+}
+
 /// Runs `memshare cat NAME extra...` with a pseudo-terminal as standard
 /// output; returns what it did and what reached the terminal.
 fn cat_to_terminal(name: &Name, extra: &[&str]) -> (std::process::Output, Vec<u8>) {

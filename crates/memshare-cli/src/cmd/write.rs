@@ -12,8 +12,9 @@ use crate::window::windows;
 ///
 /// Reads all of standard input first (holding it in memory) and writes
 /// nothing if it does not fit between --offset and the end of the segment.
-/// A segment that holds a channel is refused unless --force: its header
-/// and messages belong to the processes that use it.
+/// A segment that holds a channel, a publish-subscribe or a
+/// request/response service is refused unless --force: its header and
+/// messages belong to the processes that use it.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The segment's name
@@ -21,39 +22,57 @@ pub struct Args {
     /// Write from this byte on (units as for sizes: 4K, 1M…)
     #[arg(long, value_parser = parse_offset, default_value = "0")]
     offset: u64,
-    /// Write even into a segment that holds a channel (this overwrites its
-    /// header or messages under the processes that use it)
+    /// Write even into a segment that holds a channel or a service (this
+    /// overwrites its header or messages under the processes that use it)
     #[arg(long)]
     force: bool,
 }
 
-/// Whether the segment `name` holds a channel (as `memshare ls` tells;
-/// where there is no list of names, as the channel's own header tells).
+/// What the segment `name` holds whose header and messages belong to the
+/// processes that use it (a channel or a service), if anything: as
+/// `memshare ls` tells.
 #[cfg(unix)]
-fn holds_channel(segment: &Segment) -> Result<bool, Failure> {
+fn endpoints_kind(segment: &Segment) -> Result<Option<String>, Failure> {
     use memshare::inspect::SegmentKind;
     let name = segment.name().unwrap_or_default();
-    Ok(memshare::inspect::named_info(name)?.kind == Some(SegmentKind::Channel))
+    Ok(match memshare::inspect::named_info(name)?.kind {
+        Some(SegmentKind::Bytes) | None => None,
+        Some(SegmentKind::Channel) => Some("a channel".into()),
+        Some(SegmentKind::Pubsub) => Some("a publish-subscribe service".into()),
+        Some(SegmentKind::Rpc) => Some("a request/response service".into()),
+        // A kind added later is memshare's too.
+        Some(other) => Some(format!("a memshare {other}")),
+    })
 }
 
-/// Whether `segment` holds a channel (its header says so).
+/// As on Unix, where there is no list of names: as the segment's own
+/// header tells.
 #[cfg(not(unix))]
-fn holds_channel(segment: &Segment) -> Result<bool, Failure> {
-    Ok(!matches!(
-        memshare::channel::inspect(segment),
-        Err(memshare::Error::NotAChannel { .. })
-    ))
+fn endpoints_kind(segment: &Segment) -> Result<Option<String>, Failure> {
+    use memshare::Error::{NotAChannel, NotAService};
+    if !matches!(memshare::channel::inspect(segment), Err(NotAChannel { .. })) {
+        return Ok(Some("a channel".into()));
+    }
+    if !matches!(memshare::pubsub::inspect(segment), Err(NotAService { .. })) {
+        return Ok(Some("a publish-subscribe service".into()));
+    }
+    if !matches!(memshare::rpc::inspect(segment), Err(NotAService { .. })) {
+        return Ok(Some("a request/response service".into()));
+    }
+    Ok(None)
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let segment = Segment::open(&args.name)?;
     let size = segment.len();
     let name = &args.name;
-    if !args.force && holds_channel(&segment)? {
-        return Err(Failure::usage(format!(
-            "segment {name:?} holds a channel: writing would overwrite its header or messages \
-             under the processes that use it; nothing was written (--force writes anyway)"
-        )));
+    if !args.force {
+        if let Some(kind) = endpoints_kind(&segment)? {
+            return Err(Failure::usage(format!(
+                "segment {name:?} holds {kind}: writing would overwrite its header or messages \
+                 under the processes that use it; nothing was written (--force writes anyway)"
+            )));
+        }
     }
     let offset = args.offset;
     if offset > size {
