@@ -5,9 +5,9 @@
 
 /// Defines the `#[pymethods]` of a lending class: the common methods,
 /// then `$extra`. The class has a field `lent: Lent` and an inherent
-/// method `release_impl(&self, py) -> PyResult<()>` (what `release()` and
-/// a clean `__exit__` do), and `exit_impl(&self, py, ok: bool)` for
-/// `__exit__`.
+/// method `exit_impl(&self, py, ok: bool) -> PyResult<()>` for `__exit__`
+/// (most also have a `release_impl(&self, py)`, what their `release()`
+/// and a clean `__exit__` do; a `Request` declines instead).
 macro_rules! lender {
     ($ty:ident, $pyname:literal, { $($extra:tt)* }) => {
         // pyo3's wrappers of the buffer slots call the `unsafe fn`s below

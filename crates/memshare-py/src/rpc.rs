@@ -526,17 +526,18 @@ impl ResponseLoan {
     /// (refused while either is exported). False if already.
     fn mark(&self) -> PyResult<bool> {
         let request = self.request.get();
-        {
-            let r = request.lent.flags.lock();
-            if r.exports > 0 && !r.released {
-                return Err(crate::buffer::exported(
-                    &format!("the request behind {}", self.lent.what),
-                    r.exports,
-                ));
-            }
+        // Held throughout, so that no buffer of the request is taken
+        // between the look and the release.
+        let mut r = request.lent.flags.lock();
+        if r.exports > 0 && !r.released {
+            return Err(crate::buffer::exported(
+                &format!("the request behind {}", self.lent.what),
+                r.exports,
+            ));
         }
         let first = self.lent.flags.try_release(&self.lent.what)?;
-        request.lent.flags.force_release();
+        r.released = true;
+        drop(r);
         request.stage.store(DONE, Ordering::Release);
         Ok(first)
     }
