@@ -1975,25 +1975,7 @@ fn fork_and_await(test: &str) {
         // SAFETY: `_exit` ends the forked child at once, as it must.
         unsafe { libc::_exit(if code.is_ok() { 0 } else { 1 }) };
     }
-    let mut status = 0;
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        // SAFETY: waits for our own child, whose pid fork gave.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        assert!(r >= 0, "waitpid failed");
-        if r == pid {
-            break;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: kills and reaps our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            panic!("the forked child did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let status = common::wait_forked(pid, TIMEOUT);
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "the forked child's futures were not woken (status {status:#x})"

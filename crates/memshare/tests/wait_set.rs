@@ -1273,25 +1273,7 @@ fn fork_and_watch(test: &str) {
     }
     std::thread::sleep(Duration::from_millis(200));
     peer.kill();
-    let mut status = 0;
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        // SAFETY: waits for our own child, whose pid fork gave.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        assert!(r >= 0, "waitpid failed");
-        if r == pid {
-            break;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: kills and reaps our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            panic!("the forked child did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let status = common::wait_forked(pid, TIMEOUT);
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "the forked child's set did not report its peer's death within \

@@ -189,6 +189,32 @@ pub fn write_publisher_head(service: &memshare::Segment, slot: u64, head: u64) {
     view.atomic_u64(at).unwrap().store(head, Relaxed);
 }
 
+/// Waits for the child `pid` that this process forked itself (`fork`, not
+/// a `Command`) for at most `timeout`: its wait status. One that has not
+/// finished by then is killed and reaped, and the test panics.
+#[cfg(unix)]
+pub fn wait_forked(pid: libc::pid_t, timeout: Duration) -> libc::c_int {
+    let mut status = 0;
+    let deadline = Instant::now() + timeout;
+    loop {
+        // SAFETY: waits for our own child, whose pid fork gave.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(r >= 0, "waitpid failed");
+        if r == pid {
+            return status;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: kills and reaps our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the forked child did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Polls `f` until it returns `Some`, for at most `timeout`.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
