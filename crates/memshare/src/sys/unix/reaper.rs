@@ -36,6 +36,7 @@ pub(crate) fn on_death(hook: fn()) {
 /// thread before the fork, `parent` after it in the parent, `child` after it
 /// in the child (its one thread; only what a forked child may do).
 /// Handlers are never removed: set them once per process.
+#[cfg(feature = "async")]
 pub(crate) fn on_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
     // SAFETY: the handlers are functions that live as long as the process;
     // what they do at a fork is their caller's to make sound (it says so

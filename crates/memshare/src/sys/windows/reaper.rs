@@ -8,6 +8,7 @@
 pub(crate) fn on_death(_hook: fn()) {}
 
 /// Sets fork handlers: Windows has no fork, so they never run.
+#[cfg(feature = "async")]
 pub(crate) fn on_fork(
     _prepare: extern "C" fn(),
     _parent: extern "C" fn(),
