@@ -39,6 +39,25 @@ impl Ctx {
     }
 }
 
+#[cfg(test)]
+impl Ctx {
+    /// A context for unit tests: a Zenoh session that listens nowhere,
+    /// connects nowhere and scouts nowhere.
+    pub fn for_tests() -> Arc<Ctx> {
+        let mut config = Config::default();
+        config.zenoh.listen = Some(Vec::new());
+        let session = zenoh::open(config.zenoh_config().expect("a Zenoh configuration"))
+            .wait()
+            .expect("opening a Zenoh session");
+        Arc::new(Ctx {
+            session,
+            id: BridgeId::random(),
+            stop: AtomicBool::new(false),
+            verbose: false,
+        })
+    }
+}
+
 /// One carried service's counters.
 struct Counted {
     service: String,
@@ -156,7 +175,7 @@ impl Bridge {
         // Undeclare first, so that no callback publishes after this.
         self.declarations.clear();
         for inbound in &self.inbound {
-            inbound.lock().expect("not poisoned").release();
+            crate::lock(inbound).release();
         }
         if let Err(e) = self.ctx.session.close().wait() {
             self.ctx.warn(format!("closing the Zenoh session: {e}"));

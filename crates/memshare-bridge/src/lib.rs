@@ -58,3 +58,15 @@ pub use config::{Config, PubsubConfig, RpcConfig};
 pub use error::{Error, Result};
 #[cfg(unix)]
 pub use stats::Stats;
+
+/// Locks `mutex`, poisoned or not. A panic while it was held (a bug, or a
+/// hostile input that slipped past a check) must not make every later
+/// Zenoh callback, and the bridge's shutdown, panic too: the data it
+/// guards is counters, maps and an optional publisher, each consistent
+/// between statements.
+#[cfg(unix)]
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

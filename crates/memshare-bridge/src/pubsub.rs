@@ -32,7 +32,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -50,7 +50,7 @@ use crate::stats::Counters;
 use crate::wire::{
     push_record, Attachment, BridgeId, Origin, Records, ORIGIN_LEN, RECORD_HEADER_LEN,
 };
-use crate::{Error, Result};
+use crate::{lock, Error, Result};
 
 /// How long the out thread waits for a message before it looks at its
 /// publishers' liveness, and the stop flag.
@@ -118,10 +118,7 @@ pub(crate) fn start(ctx: &Arc<Ctx>, cfg: &PubsubConfig) -> Result<Carried> {
         if let Some(config) = cfg.create {
             // Create the service now, so that local subscribers can attach
             // before the first message comes.
-            inbound
-                .lock()
-                .expect("not poisoned")
-                .attach(config.service_config())?;
+            lock(&inbound).attach(config.service_config())?;
         }
         let data = Arc::clone(&inbound);
         let subscriber = ctx
@@ -129,7 +126,7 @@ pub(crate) fn start(ctx: &Arc<Ctx>, cfg: &PubsubConfig) -> Result<Carried> {
             .declare_subscriber(key.clone())
             .allowed_origin(Locality::Remote)
             .callback(move |sample: Sample| {
-                data.lock().expect("not poisoned").on_sample(&sample);
+                lock(&data).on_sample(&sample);
             })
             .wait()
             .map_err(|e| Error::zenoh(format!("declaring a subscriber on {key}"), e))?;
@@ -142,7 +139,7 @@ pub(crate) fn start(ctx: &Arc<Ctx>, cfg: &PubsubConfig) -> Result<Carried> {
             .callback(move |sample: Sample| {
                 if sample.kind() == SampleKind::Delete {
                     if let Some(bridge) = token_bridge(sample.key_expr().as_str()) {
-                        alive.lock().expect("not poisoned").origin_gone(bridge);
+                        lock(&alive).origin_gone(bridge);
                     }
                 }
             })
@@ -221,7 +218,7 @@ struct Gate {
 
 impl Gate {
     fn set(&self, open: bool) {
-        let _guard = self.lock.lock().expect("not poisoned");
+        let _guard = lock(&self.lock);
         self.open.store(open, Ordering::Relaxed);
         self.changed.notify_all();
     }
@@ -231,11 +228,11 @@ impl Gate {
         if self.open.load(Ordering::Relaxed) {
             return true;
         }
-        let guard = self.lock.lock().expect("not poisoned");
+        let guard = lock(&self.lock);
         let (_guard, _) = self
             .changed
             .wait_timeout_while(guard, timeout, |_| !self.open.load(Ordering::Relaxed))
-            .expect("not poisoned");
+            .unwrap_or_else(PoisonError::into_inner);
         self.open.load(Ordering::Relaxed)
     }
 }
@@ -469,10 +466,7 @@ impl Outbound {
     }
 
     fn is_own(&self, publisher: PublisherId) -> bool {
-        self.own
-            .lock()
-            .expect("not poisoned")
-            .contains(&publisher.0)
+        lock(&self.own).contains(&publisher.0)
     }
 
     /// Whether the local service has a live publisher other than the
@@ -548,7 +542,7 @@ impl Inbound {
             let mut p = Publisher::open_or_create(&self.service, config)
                 .map_err(|e| Error::memshare(&self.service, e))?;
             p.set_wait_strategy(WaitStrategy::Park);
-            self.own.lock().expect("not poisoned").insert(p.id().0);
+            lock(&self.own).insert(p.id().0);
             self.ctx.info(format!(
                 "{}: publishing into the local service as publisher {}",
                 self.service,
@@ -577,24 +571,28 @@ impl Inbound {
     }
 
     fn on_sample(&mut self, sample: &Sample) {
-        let attachment = match sample
-            .attachment()
-            .map(|a| Attachment::decode(&a.to_bytes()))
-        {
+        self.on_publication(
+            sample.key_expr().as_str(),
+            sample.attachment(),
+            sample.payload(),
+        );
+    }
+
+    /// Handles a publication on the key: `attachment` and `payload` are as
+    /// they came from the network, so nothing in them is trusted.
+    fn on_publication(&mut self, key: &str, attachment: Option<&ZBytes>, payload: &ZBytes) {
+        let attachment = match attachment.map(|a| Attachment::decode(&a.to_bytes())) {
             Some(Ok(a)) if a.bridge() != self.ctx.id => a,
             Some(Ok(_)) => return Counters::add(&self.counters.refused, 1),
             Some(Err(e)) => {
                 Counters::add(&self.counters.refused, 1);
-                return self
-                    .ctx
-                    .info(format!("{}: {e}: dropped", sample.key_expr()));
+                return self.ctx.info(format!("{key}: {e}: dropped"));
             }
             None => {
                 Counters::add(&self.counters.refused, 1);
-                return self.ctx.info(format!(
-                    "{}: a publication without attachment: dropped",
-                    sample.key_expr()
-                ));
+                return self
+                    .ctx
+                    .info(format!("{key}: a publication without attachment: dropped"));
             }
         };
         match attachment {
@@ -612,7 +610,6 @@ impl Inbound {
                     sequence,
                 };
                 // A large message comes in several slices: copied from each.
-                let payload = sample.payload();
                 self.publish(payload.len(), payload.slices(), origin, config);
             }
             Attachment::Messages {
@@ -621,7 +618,7 @@ impl Inbound {
                 config,
             } => {
                 self.origins.insert(bridge);
-                let payload = sample.payload().to_bytes();
+                let payload = payload.to_bytes();
                 // Runs of one publisher's records update `last` once.
                 let mut run: Option<(PublisherId, u64, u64)> = None;
                 for record in Records::new(&payload, count) {
@@ -629,13 +626,14 @@ impl Inbound {
                         Ok(r) => r,
                         Err(e) => {
                             Counters::add(&self.counters.refused, 1);
-                            self.ctx
-                                .info(format!("{}: {e}: the rest dropped", sample.key_expr()));
+                            self.ctx.info(format!("{key}: {e}: the rest dropped"));
                             break;
                         }
                     };
                     run = match run {
-                        Some((p, first, prev)) if p == publisher && sequence == prev + 1 => {
+                        Some((p, first, prev))
+                            if p == publisher && prev.checked_add(1) == Some(sequence) =>
+                        {
                             Some((p, first, sequence))
                         }
                         other => {
@@ -665,8 +663,11 @@ impl Inbound {
     /// came (in order), counting the gap before them as lost.
     fn received(&mut self, bridge: BridgeId, publisher: PublisherId, first: u64, last: u64) {
         if let Some(before) = self.last.insert((bridge, publisher.0), last) {
-            if first > before + 1 {
-                Counters::add(&self.counters.lost, first - before - 1);
+            // Wire values: a sequence at or below the last one (a restart,
+            // or a hostile peer) is no gap, and nothing here may overflow.
+            let gap = first.saturating_sub(before).saturating_sub(1);
+            if gap > 0 {
+                Counters::add(&self.counters.lost, gap);
             }
         }
     }
@@ -695,9 +696,23 @@ impl Inbound {
         config: ServiceConfig,
     ) -> Result<()> {
         let header = if self.origin_header { ORIGIN_LEN } else { 0 };
-        let config = self.create.unwrap_or_else(|| {
-            config.max_message_len(config.get_max_message_len() + header as u64)
-        });
+        let config = match self.create {
+            Some(create) => create,
+            // The origin's shape, from the wire: a length that leaves no
+            // room for the header is no shape (nor would the sum be).
+            None => match config.get_max_message_len().checked_add(header as u64) {
+                Some(max) => config.max_message_len(max),
+                None => {
+                    Counters::add(&self.counters.refused, 1);
+                    self.ctx.info(format!(
+                        "{}: a message whose service shape has max_message_len {}: dropped",
+                        self.service,
+                        config.get_max_message_len()
+                    ));
+                    return Ok(());
+                }
+            },
+        };
         let len = header + len;
         self.attach(config)?;
         let Inbound {
@@ -744,5 +759,94 @@ impl Inbound {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service name of this test process.
+    fn name(tag: &str) -> String {
+        format!("bu-{}-{tag}", std::process::id())
+    }
+
+    fn inbound(ctx: &Arc<Ctx>, service: &str, origin_header: bool) -> Inbound {
+        Inbound {
+            ctx: Arc::clone(ctx),
+            service: service.to_owned(),
+            origin_header,
+            create: None,
+            publisher: None,
+            origins: HashSet::new(),
+            last: HashMap::new(),
+            own: Own::default(),
+            counters: Arc::default(),
+            warned: false,
+        }
+    }
+
+    fn message(bridge: u64, publisher: u64, sequence: u64, config: ServiceConfig) -> ZBytes {
+        ZBytes::from(
+            Attachment::Message {
+                bridge: BridgeId(bridge),
+                publisher: PublisherId(publisher),
+                sequence,
+                config,
+            }
+            .encode(),
+        )
+    }
+
+    fn gone(service: &str) {
+        assert!(
+            matches!(
+                Segment::open(service),
+                Err(memshare::Error::NotFound { .. })
+            ),
+            "{service} left behind: {:?}",
+            Segment::open(service).map(|_| ())
+        );
+    }
+
+    #[test]
+    fn hostile_sequence_numbers_and_shapes_neither_panic_nor_count_garbage() {
+        let ctx = Ctx::for_tests();
+        let service = name("hostile");
+        let mut i = inbound(&ctx, &service, false);
+        let shape = ServiceConfig::new();
+        // A batch from one publisher: u64::MAX, then 0 (which follows it
+        // only if the sequence wrapped).
+        let mut records = Vec::new();
+        push_record(&mut records, PublisherId(7), u64::MAX, b"first");
+        push_record(&mut records, PublisherId(7), 0, b"second");
+        let batch = Attachment::Messages {
+            bridge: BridgeId(1),
+            count: 2,
+            config: shape,
+        };
+        let batch = ZBytes::from(batch.encode());
+        i.on_publication("k", Some(&batch), &ZBytes::from(records));
+        // Twice the last sequence number there is, alone.
+        for _ in 0..2 {
+            let one = message(1, 8, u64::MAX, shape);
+            i.on_publication("k", Some(&one), &ZBytes::from(b"third".to_vec()));
+        }
+        let stats = i.counters.snapshot(&service, "pubsub");
+        assert_eq!((stats.published, stats.lost, stats.refused), (4, 0, 0));
+        drop(i);
+        gone(&service);
+
+        // A shape whose max_message_len leaves no room for the origin
+        // header: dropped, and no service made of the wrapped sum.
+        let service = name("shape");
+        let mut i = inbound(&ctx, &service, true);
+        let huge = message(1, 9, 0, shape.max_message_len(u64::MAX - 8));
+        i.on_publication("k", Some(&huge), &ZBytes::from(b"x".to_vec()));
+        let stats = i.counters.snapshot(&service, "pubsub");
+        assert_eq!((stats.published, stats.refused), (0, 1));
+        assert!(i.publisher.is_none());
+        drop(i);
+        gone(&service);
     }
 }
