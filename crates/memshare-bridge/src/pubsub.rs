@@ -66,6 +66,18 @@ pub(crate) const BATCH_BYTES: usize = 16 << 10;
 /// nothing.
 const ALONE: usize = 8 << 10;
 
+/// The most remote bridges whose liveliness tokens an inbound side keeps
+/// (a token past it is ignored, and said once: that bridge's messages are
+/// published, but do not keep the local publisher attached). Zenoh peers
+/// decide how many tokens there are, so the set is bounded.
+pub(crate) const MAX_ORIGINS: usize = 1024;
+
+/// The most (origin bridge, origin publisher) pairs whose last sequence
+/// number an inbound side keeps, to count gaps as `lost`: a pair past it
+/// is not tracked (its gaps are not counted). A pair goes when its bridge
+/// says its publishers are gone or its liveliness token goes.
+pub(crate) const MAX_TRACKED: usize = 4096;
+
 /// The publisher ids of the bridge's own publishers of one service: what
 /// it published there came from Zenoh and must not go back out.
 pub(crate) type Own = Arc<Mutex<HashSet<u64>>>;
@@ -109,27 +121,22 @@ pub(crate) fn start(ctx: &Arc<Ctx>, cfg: &PubsubConfig) -> Result<Carried> {
             origin_header: cfg.origin_header,
             create: cfg.create.map(|c| c.service_config()),
             publisher: None,
+            held: cfg.create.is_some(),
+            alive: HashSet::new(),
             origins: HashSet::new(),
             last: HashMap::new(),
             own: Arc::clone(&own),
             counters: Arc::clone(&counters),
             warned: false,
+            warned_origins: false,
         }));
         if let Some(config) = cfg.create {
             // Create the service now, so that local subscribers can attach
             // before the first message comes.
             lock(&inbound).attach(config.service_config())?;
         }
-        let data = Arc::clone(&inbound);
-        let subscriber = ctx
-            .session
-            .declare_subscriber(key.clone())
-            .allowed_origin(Locality::Remote)
-            .callback(move |sample: Sample| {
-                lock(&data).on_sample(&sample);
-            })
-            .wait()
-            .map_err(|e| Error::zenoh(format!("declaring a subscriber on {key}"), e))?;
+        // Tokens first: an origin's token is then known before the
+        // messages it sends once it sees this bridge's subscriber.
         let alive = Arc::clone(&inbound);
         let tokens = ctx
             .session
@@ -137,9 +144,11 @@ pub(crate) fn start(ctx: &Arc<Ctx>, cfg: &PubsubConfig) -> Result<Carried> {
             .declare_subscriber(format!("{key}/bridge/*"))
             .history(true)
             .callback(move |sample: Sample| {
-                if sample.kind() == SampleKind::Delete {
-                    if let Some(bridge) = token_bridge(sample.key_expr().as_str()) {
-                        lock(&alive).origin_gone(bridge);
+                if let Some(bridge) = token_bridge(sample.key_expr().as_str()) {
+                    let mut inbound = lock(&alive);
+                    match sample.kind() {
+                        SampleKind::Put => inbound.token_seen(bridge),
+                        SampleKind::Delete => inbound.token_gone(bridge),
                     }
                 }
             })
@@ -150,6 +159,16 @@ pub(crate) fn start(ctx: &Arc<Ctx>, cfg: &PubsubConfig) -> Result<Carried> {
                     e,
                 )
             })?;
+        let data = Arc::clone(&inbound);
+        let subscriber = ctx
+            .session
+            .declare_subscriber(key.clone())
+            .allowed_origin(Locality::Remote)
+            .callback(move |sample: Sample| {
+                lock(&data).on_sample(&sample);
+            })
+            .wait()
+            .map_err(|e| Error::zenoh(format!("declaring a subscriber on {key}"), e))?;
         carried.declarations.push(Box::new(subscriber));
         carried.declarations.push(Box::new(tokens));
         carried.inbound = Some(inbound);
@@ -524,14 +543,24 @@ pub(crate) struct Inbound {
     /// The configured shape of the local service.
     create: Option<ServiceConfig>,
     publisher: Option<Publisher>,
-    /// The remote bridges whose publishers are live, as far as known.
+    /// The publisher was attached from the start (`[pubsub.create]`) and
+    /// is kept until every origin is gone for the first time.
+    held: bool,
+    /// The remote bridges whose liveliness token is up (at most
+    /// [`MAX_ORIGINS`]).
+    alive: HashSet<BridgeId>,
+    /// Those of `alive` whose publishers are live, as far as known: the
+    /// local publisher is kept while there is one.
     origins: HashSet<BridgeId>,
-    /// The last sequence number seen of each (bridge, publisher).
+    /// The last sequence number seen of each (bridge, publisher) of an
+    /// origin in `alive` (at most [`MAX_TRACKED`]).
     last: HashMap<(BridgeId, u64), u64>,
     own: Own,
     counters: Arc<Counters>,
     /// A "too large" was reported already.
     warned: bool,
+    /// "Too many origins" was reported already.
+    warned_origins: bool,
 }
 
 impl Inbound {
@@ -556,6 +585,7 @@ impl Inbound {
     /// Lets go of the local publisher (its subscribers see `Disconnected`
     /// once they have everything).
     pub(crate) fn release(&mut self) {
+        self.held = false;
         if self.publisher.take().is_some() {
             self.ctx.info(format!(
                 "{}: no remote publisher left: detached from the local service",
@@ -564,8 +594,55 @@ impl Inbound {
         }
     }
 
+    /// The liveliness token of `bridge` is up.
+    fn token_seen(&mut self, bridge: BridgeId) {
+        if bridge == self.ctx.id || self.alive.contains(&bridge) {
+            return;
+        }
+        if self.alive.len() >= MAX_ORIGINS {
+            if !std::mem::replace(&mut self.warned_origins, true) {
+                self.ctx.warn(format!(
+                    "{}: more than {MAX_ORIGINS} remote bridges: the messages of those past it \
+                     are published but do not keep the local publisher attached",
+                    self.service
+                ));
+            }
+            return;
+        }
+        self.alive.insert(bridge);
+    }
+
+    /// The liveliness token of `bridge` went: it stopped, died, or the link
+    /// to it dropped.
+    fn token_gone(&mut self, bridge: BridgeId) {
+        self.alive.remove(&bridge);
+        self.origin_gone(bridge);
+    }
+
+    /// `bridge` has no live publisher: what is known of its publishers
+    /// goes, and the local publisher with the last origin.
     fn origin_gone(&mut self, bridge: BridgeId) {
+        self.last.retain(|&(b, _), _| b != bridge);
         if self.origins.remove(&bridge) && self.origins.is_empty() {
+            self.release();
+        }
+    }
+
+    /// A message of `bridge` came: it counts as an origin if its token is
+    /// up. Whether it does.
+    fn origin_active(&mut self, bridge: BridgeId) -> bool {
+        let alive = self.alive.contains(&bridge);
+        if alive {
+            self.origins.insert(bridge);
+        }
+        alive
+    }
+
+    /// After publishing what a bridge without a token sent: with no origin
+    /// left to end it, the local publisher goes at once (local subscribers
+    /// see `Disconnected` once they have it), rather than never.
+    fn release_if_no_origin(&mut self) {
+        if self.origins.is_empty() && !self.held {
             self.release();
         }
     }
@@ -602,8 +679,10 @@ impl Inbound {
                 sequence,
                 config,
             } => {
-                self.origins.insert(bridge);
-                self.received(bridge, publisher, sequence, sequence);
+                let alive = self.origin_active(bridge);
+                if alive {
+                    self.received(bridge, publisher, sequence, sequence);
+                }
                 let origin = Origin {
                     bridge,
                     publisher,
@@ -611,13 +690,16 @@ impl Inbound {
                 };
                 // A large message comes in several slices: copied from each.
                 self.publish(payload.len(), payload.slices(), origin, config);
+                if !alive {
+                    self.release_if_no_origin();
+                }
             }
             Attachment::Messages {
                 bridge,
                 count,
                 config,
             } => {
-                self.origins.insert(bridge);
+                let alive = self.origin_active(bridge);
                 let payload = payload.to_bytes();
                 // Runs of one publisher's records update `last` once.
                 let mut run: Option<(PublisherId, u64, u64)> = None;
@@ -637,7 +719,7 @@ impl Inbound {
                             Some((p, first, sequence))
                         }
                         other => {
-                            if let Some((p, first, prev)) = other {
+                            if let Some((p, first, prev)) = other.filter(|_| alive) {
                                 self.received(bridge, p, first, prev);
                             }
                             Some((publisher, sequence, sequence))
@@ -650,8 +732,11 @@ impl Inbound {
                     };
                     self.publish(message.len(), std::iter::once(message), origin, config);
                 }
-                if let Some((p, first, prev)) = run {
+                if let Some((p, first, prev)) = run.filter(|_| alive) {
                     self.received(bridge, p, first, prev);
+                }
+                if !alive {
+                    self.release_if_no_origin();
                 }
             }
             Attachment::PublishersGone { bridge } => self.origin_gone(bridge),
@@ -662,7 +747,11 @@ impl Inbound {
     /// Notes that messages `first..=last` of `publisher` behind `bridge`
     /// came (in order), counting the gap before them as lost.
     fn received(&mut self, bridge: BridgeId, publisher: PublisherId, first: u64, last: u64) {
-        if let Some(before) = self.last.insert((bridge, publisher.0), last) {
+        let key = (bridge, publisher.0);
+        if self.last.len() >= MAX_TRACKED && !self.last.contains_key(&key) {
+            return;
+        }
+        if let Some(before) = self.last.insert(key, last) {
             // Wire values: a sequence at or below the last one (a restart,
             // or a hostile peer) is no gap, and nothing here may overflow.
             let gap = first.saturating_sub(before).saturating_sub(1);
@@ -778,11 +867,14 @@ mod tests {
             origin_header,
             create: None,
             publisher: None,
+            held: false,
+            alive: HashSet::new(),
             origins: HashSet::new(),
             last: HashMap::new(),
             own: Own::default(),
             counters: Arc::default(),
             warned: false,
+            warned_origins: false,
         }
     }
 
@@ -814,6 +906,7 @@ mod tests {
         let ctx = Ctx::for_tests();
         let service = name("hostile");
         let mut i = inbound(&ctx, &service, false);
+        i.token_seen(BridgeId(1));
         let shape = ServiceConfig::new();
         // A batch from one publisher: u64::MAX, then 0 (which follows it
         // only if the sequence wrapped).
@@ -847,6 +940,60 @@ mod tests {
         assert_eq!((stats.published, stats.refused), (0, 1));
         assert!(i.publisher.is_none());
         drop(i);
+        gone(&service);
+    }
+
+    #[test]
+    fn what_is_kept_of_origins_is_bounded_and_pruned() {
+        let ctx = Ctx::for_tests();
+        let service = name("bounded");
+        let mut i = inbound(&ctx, &service, false);
+        let shape = ServiceConfig::new();
+        let payload = ZBytes::from(b"m".to_vec());
+        i.token_seen(BridgeId(1));
+        // One origin with ever new publisher ids, and bridges without a
+        // token: what is kept stays bounded.
+        for n in 0..(MAX_TRACKED as u64 + 500) {
+            let one = message(1, n + 1, 0, shape);
+            i.on_publication("k", Some(&one), &payload);
+            let other = message(1000 + n, 1, 0, shape);
+            i.on_publication("k", Some(&other), &payload);
+        }
+        assert_eq!(i.last.len(), MAX_TRACKED);
+        assert_eq!(i.origins.len(), 1);
+        for n in 0..(MAX_ORIGINS as u64 + 10) {
+            i.token_seen(BridgeId(5000 + n));
+        }
+        assert_eq!(i.alive.len(), MAX_ORIGINS);
+        // The origin goes: so does what was known of its publishers.
+        i.token_gone(BridgeId(1));
+        assert!(i.last.is_empty() && i.origins.is_empty());
+        assert!(i.publisher.is_none());
+        drop(i);
+        gone(&service);
+    }
+
+    #[test]
+    fn a_message_from_a_bridge_without_a_token_does_not_keep_subscribers_waiting() {
+        let ctx = Ctx::for_tests();
+        let service = name("tokenless");
+        let local = Publisher::create(&service, ServiceConfig::new()).expect("a service");
+        let subscriber = Subscriber::open(&service).expect("a subscriber");
+        drop(local);
+        let mut i = inbound(&ctx, &service, false);
+        let fake = message(77, 1, 0, ServiceConfig::new());
+        i.on_publication("k", Some(&fake), &ZBytes::from(b"fake".to_vec()));
+        let sample = subscriber
+            .recv_timeout(Duration::from_secs(1))
+            .expect("the message");
+        assert_eq!(&*sample, b"fake");
+        drop(sample);
+        let next = subscriber.recv_timeout(Duration::from_secs(1)).map(|_| ());
+        assert!(
+            matches!(next, Err(memshare::Error::Disconnected { .. })),
+            "{next:?}"
+        );
+        drop((i, subscriber));
         gone(&service);
     }
 }
