@@ -21,6 +21,11 @@ pub const DEFAULT_LISTEN: &str = "tcp/127.0.0.1:7447";
 /// configured.
 pub const DEFAULT_KEY_PREFIX: &str = "memshare";
 
+/// The longest `timeout_ms` of a request/response service: 10 minutes.
+/// (A stopping bridge does not wait for it: a call in the local server is
+/// given up within 20 ms.)
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+
 /// A bridge's whole configuration.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -354,8 +359,12 @@ impl Config {
                     r.clients()
                 ));
             }
-            if r.timeout().is_zero() {
-                return bad(format!("service {:?}: timeout_ms = 0", r.service));
+            let timeout = r.timeout().as_millis();
+            if timeout == 0 || timeout > u128::from(MAX_TIMEOUT_MS) {
+                return bad(format!(
+                    "service {:?}: timeout_ms = {timeout} (1 to {MAX_TIMEOUT_MS})",
+                    r.service
+                ));
             }
             if r.create.is_some() && r.server == ServerSide::Local {
                 return bad(format!(
@@ -509,6 +518,14 @@ max_clients = 4
             (
                 "[[rpc]]\nservice = \"a\"\nserver = \"local\"\n[rpc.create]\nmax_clients = 1",
                 "stand-in",
+            ),
+            (
+                "[[rpc]]\nservice = \"a\"\nserver = \"local\"\ntimeout_ms = 0",
+                "timeout_ms = 0 (1 to 600000)",
+            ),
+            (
+                "[[rpc]]\nservice = \"a\"\nserver = \"remote\"\ntimeout_ms = 600001",
+                "timeout_ms = 600001 (1 to 600000)",
             ),
         ];
         for (text, needle) in cases {

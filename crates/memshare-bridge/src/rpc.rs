@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memshare::channel::WaitStrategy;
 use memshare::rpc::{Client, Request, Server, ServerConfig};
@@ -102,6 +102,22 @@ pub(crate) fn start(ctx: &Arc<Ctx>, cfg: &RpcConfig) -> Result<Carried> {
     Ok(carried)
 }
 
+/// Why a call into the local server gave no response.
+enum Failed {
+    /// What the local server or the client said.
+    Memshare(memshare::Error),
+    /// No response within the timeout.
+    TimedOut(Duration),
+    /// The bridge is stopping: the call is given up.
+    Stopping,
+}
+
+impl From<memshare::Error> for Failed {
+    fn from(e: memshare::Error) -> Failed {
+        Failed::Memshare(e)
+    }
+}
+
 /// One worker answering queries by calling the local server.
 struct Caller {
     ctx: Arc<Ctx>,
@@ -148,30 +164,59 @@ impl Caller {
                 }
                 Counters::add(&self.counters.calls, 1);
             }
-            Err(e) => {
-                // A server that went away: connect afresh next time.
-                if matches!(
-                    e,
-                    memshare::Error::Disconnected { .. } | memshare::Error::Corrupted { .. }
-                ) {
-                    *client = None;
-                }
+            Err(failed) => {
+                let why = match failed {
+                    Failed::Memshare(e) => {
+                        // A server that went away: connect afresh next time.
+                        if matches!(
+                            e,
+                            memshare::Error::Disconnected { .. }
+                                | memshare::Error::Corrupted { .. }
+                        ) {
+                            *client = None;
+                        }
+                        e.to_string()
+                    }
+                    Failed::TimedOut(t) => format!("no response within {} ms", t.as_millis()),
+                    Failed::Stopping => "the bridge is stopping".into(),
+                };
                 Counters::add(&self.counters.declined, 1);
-                self.refuse(query, format!("service {:?}: {e}", self.service));
+                self.refuse(query, format!("service {:?}: {why}", self.service));
             }
         }
     }
 
     /// Calls the local server with `request`, connecting first if needed.
-    fn call(&self, client: &mut Option<Client>, request: &[u8]) -> memshare::Result<ZBytes> {
+    /// It waits in slices of [`IDLE`], so that a stopping bridge gives the
+    /// call up within one (dropping the request in flight abandons it: its
+    /// response is discarded when it comes).
+    fn call(
+        &self,
+        client: &mut Option<Client>,
+        request: &[u8],
+    ) -> std::result::Result<ZBytes, Failed> {
         if client.is_none() {
             let mut c = Client::connect(&self.service)?;
             c.set_wait_strategy(WaitStrategy::Park);
             *client = Some(c);
         }
         let c = client.as_mut().expect("just connected");
-        let response = c.call_timeout(request, self.timeout)?;
-        Ok(ZBytes::from(&*response))
+        let deadline = Instant::now() + self.timeout;
+        let pending = c.send_request(request)?;
+        loop {
+            if self.ctx.stopped() {
+                return Err(Failed::Stopping);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Failed::TimedOut(self.timeout));
+            }
+            match c.receive_response_timeout(&pending, left.min(IDLE)) {
+                Ok(response) => return Ok(ZBytes::from(&*response)),
+                Err(memshare::Error::TimedOut { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn refuse(&self, query: &Query, why: String) {
