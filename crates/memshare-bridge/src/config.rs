@@ -11,6 +11,7 @@ use memshare::pubsub::{Overflow, ServiceConfig};
 use memshare::rpc::ServerConfig;
 use serde::Deserialize;
 
+use crate::wire::ORIGIN_LEN;
 use crate::{Error, Result};
 
 /// The endpoint a bridge listens on unless told otherwise: loopback only,
@@ -351,7 +352,47 @@ impl Config {
                 return bad(format!("key {key:?} is given to two services"));
             }
         }
+        for p in &self.pubsub {
+            let service = &p.service;
+            if p.direction == Direction::Out {
+                if p.create.is_some() {
+                    return bad(format!(
+                        "service {service:?}: [pubsub.create] shapes the service the bridge \
+                         publishes into, but direction = \"out\" publishes nothing here"
+                    ));
+                }
+                if p.origin_header {
+                    return bad(format!(
+                        "service {service:?}: origin_header heads the messages the bridge \
+                         publishes here, but direction = \"out\" publishes nothing here"
+                    ));
+                }
+            }
+            if let Some(shape) = p.create.map(|c| c.service_config()) {
+                let publishers = shape.get_max_publishers();
+                if p.direction == Direction::Both && publishers < 2 {
+                    return bad(format!(
+                        "service {service:?}: [pubsub.create] max_publishers = {publishers}, \
+                         but direction = \"both\" needs 2 (the bridge's publisher and a local one)"
+                    ));
+                }
+                let max = shape.get_max_message_len();
+                if p.origin_header && max < ORIGIN_LEN as u64 {
+                    return bad(format!(
+                        "service {service:?}: [pubsub.create] max_message_len = {max} leaves no \
+                         room for the {ORIGIN_LEN}-byte origin header"
+                    ));
+                }
+            }
+        }
         for r in &self.rpc {
+            if r.clients.is_some() && r.server == ServerSide::Remote {
+                return bad(format!(
+                    "service {:?}: clients is how many calls go into a local server at once, \
+                     but its server is remote",
+                    r.service
+                ));
+            }
             if r.clients() == 0 || r.clients() > 256 {
                 return bad(format!(
                     "service {:?}: clients = {} (1 to 256)",
@@ -447,7 +488,7 @@ connect = ["tcp/127.0.0.1:7451"]
 [[pubsub]]
 service = "camera"
 key = "site/camera"
-direction = "out"
+direction = "in"
 origin_header = true
 
 [pubsub.create]
@@ -468,7 +509,7 @@ max_clients = 4
     fn the_documented_example_reads() {
         let c = Config::from_toml(EXAMPLE, "example").unwrap();
         assert_eq!(c.pubsub[0].key(), "site/camera");
-        assert_eq!(c.pubsub[0].direction, Direction::Out);
+        assert_eq!(c.pubsub[0].direction, Direction::In);
         let shape = c.pubsub[0].create.unwrap().service_config();
         assert_eq!(shape.get_depth(), 64);
         assert_eq!(shape.get_overflow(), Overflow::Block);
@@ -518,6 +559,26 @@ max_clients = 4
             (
                 "[[rpc]]\nservice = \"a\"\nserver = \"local\"\n[rpc.create]\nmax_clients = 1",
                 "stand-in",
+            ),
+            (
+                "[[pubsub]]\nservice = \"a\"\n[pubsub.create]\nmax_publishers = 1",
+                "service \"a\": [pubsub.create] max_publishers = 1",
+            ),
+            (
+                "[[pubsub]]\nservice = \"a\"\ndirection = \"in\"\norigin_header = true\n[pubsub.create]\nmax_message_len = 31",
+                "service \"a\": [pubsub.create] max_message_len = 31 leaves no room",
+            ),
+            (
+                "[[rpc]]\nservice = \"a\"\nserver = \"remote\"\nclients = 2",
+                "service \"a\": clients is how many",
+            ),
+            (
+                "[[pubsub]]\nservice = \"a\"\ndirection = \"out\"\n[pubsub.create]\ndepth = 4",
+                "service \"a\": [pubsub.create] shapes",
+            ),
+            (
+                "[[pubsub]]\nservice = \"a\"\ndirection = \"out\"\norigin_header = true",
+                "service \"a\": origin_header heads",
             ),
             (
                 "[[rpc]]\nservice = \"a\"\nserver = \"local\"\ntimeout_ms = 0",

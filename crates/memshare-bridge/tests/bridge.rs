@@ -468,7 +468,8 @@ fn a_killed_publisher_is_disconnected_on_the_far_side_once_the_bridges_notice() 
     let bridge_a = a.bridge(&pair.a("[[pubsub]]\nservice = \"feed\"\n"));
     let bridge_b = b.bridge(&pair.b(&format!(
         "[[pubsub]]\nservice = \"feed\"\n{}",
-        blocking_shape(64, 1)
+        // Both directions (the default): room for a local publisher too.
+        blocking_shape(64, 2)
     )));
     let subscriber = b.role(
         TEST,
