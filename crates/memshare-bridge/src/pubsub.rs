@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memshare::channel::{EndpointState, WaitStrategy};
 use memshare::pubsub::{self, Publisher, PublisherId, ServiceConfig, Subscriber};
@@ -77,6 +77,18 @@ pub(crate) const MAX_ORIGINS: usize = 1024;
 /// is not tracked (its gaps are not counted). A pair goes when its bridge
 /// says its publishers are gone or its liveliness token goes.
 pub(crate) const MAX_TRACKED: usize = 4096;
+
+/// The first wait before publishing into the local service again after it
+/// failed (attaching or publishing); it doubles with each failure in a row
+/// up to [`RETRY_MAX`]. Messages that come meanwhile are dropped (counted
+/// as refused).
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest wait between tries to publish into a failing local service.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// At most one warning about a failing local service per this long.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The publisher ids of the bridge's own publishers of one service: what
 /// it published there came from Zenoh and must not go back out.
@@ -129,6 +141,7 @@ pub(crate) fn start(ctx: &Arc<Ctx>, cfg: &PubsubConfig) -> Result<Carried> {
             counters: Arc::clone(&counters),
             warned: false,
             warned_origins: false,
+            failing: None,
         }));
         if let Some(config) = cfg.create {
             // Create the service now, so that local subscribers can attach
@@ -561,6 +574,22 @@ pub(crate) struct Inbound {
     warned: bool,
     /// "Too many origins" was reported already.
     warned_origins: bool,
+    /// Publishing into the local service fails: since when it waits.
+    failing: Option<Failing>,
+}
+
+/// A local service that failed: when to try again, and what to say.
+struct Failing {
+    /// Failures in a row.
+    failures: u64,
+    /// Messages dropped while waiting to try again, since the last warning.
+    dropped: u64,
+    /// The wait after the last failure.
+    backoff: Duration,
+    /// When to try again.
+    retry_at: Instant,
+    /// When a warning was last said, if one was.
+    warned_at: Option<Instant>,
 }
 
 impl Inbound {
@@ -771,9 +800,47 @@ impl Inbound {
         origin: Origin,
         config: ServiceConfig,
     ) {
-        if let Err(e) = self.try_publish(len, parts, origin, config) {
-            self.ctx.warn(e.to_string());
-            self.publisher = None;
+        let now = Instant::now();
+        if let Some(f) = self.failing.as_mut().filter(|f| now < f.retry_at) {
+            f.dropped += 1;
+            return Counters::add(&self.counters.refused, 1);
+        }
+        match self.try_publish(len, parts, origin, config) {
+            Ok(()) => {
+                if let Some(f) = self.failing.take() {
+                    self.ctx.info(format!(
+                        "{}: publishing again after {} failures",
+                        self.service, f.failures
+                    ));
+                }
+            }
+            Err(e) => {
+                self.publisher = None;
+                Counters::add(&self.counters.refused, 1);
+                let f = self.failing.get_or_insert(Failing {
+                    failures: 0,
+                    dropped: 0,
+                    backoff: RETRY_FIRST / 2,
+                    retry_at: now,
+                    warned_at: None,
+                });
+                f.failures += 1;
+                f.backoff = (f.backoff * 2).min(RETRY_MAX);
+                f.retry_at = now + f.backoff;
+                if f.warned_at
+                    .is_none_or(|at| now.duration_since(at) >= WARN_EVERY)
+                {
+                    f.warned_at = Some(now);
+                    let dropped = std::mem::take(&mut f.dropped);
+                    self.ctx.warn(format!(
+                        "{e} ({} failures in a row; {dropped} messages dropped since the last \
+                         warning; trying again in {} ms, at most every {} s)",
+                        f.failures,
+                        f.backoff.as_millis(),
+                        RETRY_MAX.as_secs()
+                    ));
+                }
+            }
         }
     }
 
@@ -875,6 +942,7 @@ mod tests {
             counters: Arc::default(),
             warned: false,
             warned_origins: false,
+            failing: None,
         }
     }
 
@@ -995,5 +1063,26 @@ mod tests {
         );
         drop((i, subscriber));
         gone(&service);
+    }
+
+    #[test]
+    fn a_failing_local_service_is_tried_again_with_a_backoff_not_per_message() {
+        let ctx = Ctx::for_tests();
+        // A name no service can have: every attach fails.
+        let mut i = inbound(&ctx, "a-name-longer-than-thirty-bytes-long", false);
+        i.token_seen(BridgeId(1));
+        for n in 0..100 {
+            let one = message(1, 1, n, ServiceConfig::new());
+            i.on_publication("k", Some(&one), &ZBytes::from(b"m".to_vec()));
+        }
+        let f = i.failing.as_ref().expect("failing");
+        assert_eq!((f.failures, f.dropped), (1, 99));
+        assert_eq!(i.counters.snapshot("x", "pubsub").refused, 100);
+        // Once the wait is over, it tries again, and waits twice as long.
+        i.failing.as_mut().expect("failing").retry_at = Instant::now();
+        let one = message(1, 1, 100, ServiceConfig::new());
+        i.on_publication("k", Some(&one), &ZBytes::from(b"m".to_vec()));
+        let f = i.failing.as_ref().expect("failing");
+        assert_eq!((f.failures, f.backoff), (2, RETRY_FIRST * 2));
     }
 }
