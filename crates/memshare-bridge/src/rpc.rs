@@ -4,7 +4,10 @@
 //! key. `clients` worker threads take its queries in turn, each with its
 //! own `rpc::Client` of the local server: the query's payload is the
 //! request, the reply's the response. A failed call (no server, declined,
-//! too long, timed out) is an error reply naming why.
+//! too long, timed out) is an error reply naming why. The queryable's
+//! callback hands queries over without waiting (at most [`QUEUED`] wait;
+//! one more is answered "busy" at once): it runs in Zenoh's receive
+//! thread, which every service on the link shares.
 //!
 //! **Server elsewhere** (`server = "remote"`): the bridge is the local
 //! server of the name (a stand-in), and forwards each request it receives
@@ -14,15 +17,16 @@
 //! declines the request: the client gets `NoResponse`.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use memshare::channel::WaitStrategy;
 use memshare::rpc::{Client, Request, Server, ServerConfig};
 use zenoh::bytes::ZBytes;
-use zenoh::handlers::{CallbackDrop, FifoChannel, FifoChannelHandler};
+use zenoh::handlers::CallbackDrop;
 use zenoh::query::{ConsolidationMode, Query, QueryTarget, Reply};
 use zenoh::sample::Locality;
 use zenoh::Wait;
@@ -31,10 +35,15 @@ use crate::bridge::Ctx;
 use crate::config::{RpcConfig, ServerSide};
 use crate::stats::Counters;
 use crate::wire::Attachment;
-use crate::{Error, Result};
+use crate::{lock, Error, Result};
 
 /// How long an idle thread waits before it looks at the stop flag.
 const IDLE: Duration = Duration::from_millis(20);
+
+/// How many queries may wait for a worker of a served service. One more
+/// is answered at once with an error reply ("busy"): the handoff never
+/// blocks Zenoh's receive thread, which every service on the link shares.
+pub(crate) const QUEUED: usize = 256;
 
 /// How often the stand-in looks for replies while requests are waiting
 /// for theirs.
@@ -58,11 +67,20 @@ pub(crate) fn start(ctx: &Arc<Ctx>, cfg: &RpcConfig) -> Result<Carried> {
     let key = cfg.key();
     match cfg.server {
         ServerSide::Local => {
+            let (handoff, queries) = mpsc::sync_channel(QUEUED);
+            let queries = Arc::new(Mutex::new(queries));
+            let busy = Busy {
+                ctx: Arc::clone(ctx),
+                service: cfg.service.clone(),
+                handoff,
+                counters: Arc::clone(&counters),
+                warned: AtomicBool::new(false),
+            };
             let queryable = ctx
                 .session
                 .declare_queryable(key.clone())
                 .allowed_origin(Locality::Remote)
-                .with(FifoChannel::new(256))
+                .callback(move |query| busy.hand_off(query))
                 .wait()
                 .map_err(|e| Error::zenoh(format!("declaring a queryable on {key}"), e))?;
             for worker in 0..cfg.clients() {
@@ -70,7 +88,7 @@ pub(crate) fn start(ctx: &Arc<Ctx>, cfg: &RpcConfig) -> Result<Carried> {
                     ctx: Arc::clone(ctx),
                     service: cfg.service.clone(),
                     timeout: cfg.timeout(),
-                    queries: queryable.handler().clone(),
+                    queries: Arc::clone(&queries),
                     counters: Arc::clone(&counters),
                 };
                 carried.threads.push(
@@ -118,12 +136,49 @@ impl From<memshare::Error> for Failed {
     }
 }
 
+/// The queryable's side of the handoff to the workers (in Zenoh's
+/// receive thread: it never waits).
+struct Busy {
+    ctx: Arc<Ctx>,
+    service: String,
+    handoff: SyncSender<Query>,
+    counters: Arc<Counters>,
+    /// "Busy" was said already (on stderr; each such query is answered).
+    warned: AtomicBool,
+}
+
+impl Busy {
+    fn hand_off(&self, query: Query) {
+        let query = match self.handoff.try_send(query) {
+            Ok(()) => return,
+            Err(TrySendError::Full(query) | TrySendError::Disconnected(query)) => query,
+        };
+        Counters::add(&self.counters.declined, 1);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            self.ctx.warn(format!(
+                "{}: {QUEUED} queries are waiting for the local server: \
+                 more are answered at once with an error reply",
+                self.service
+            ));
+        }
+        let why = format!(
+            "memshare-bridge: service {:?}: busy ({QUEUED} queries waiting)",
+            self.service
+        );
+        if let Err(e) = query.reply_err(why).wait() {
+            self.ctx
+                .info(format!("{}: replying: {e}", query.key_expr()));
+        }
+    }
+}
+
 /// One worker answering queries by calling the local server.
 struct Caller {
     ctx: Arc<Ctx>,
     service: String,
     timeout: Duration,
-    queries: FifoChannelHandler<Query>,
+    /// The workers of a service take turns waiting here.
+    queries: Arc<Mutex<Receiver<Query>>>,
     counters: Arc<Counters>,
 }
 
@@ -131,10 +186,11 @@ impl Caller {
     fn run(self) {
         let mut client = None;
         while !self.ctx.stopped() {
-            match self.queries.recv_timeout(IDLE) {
-                Ok(Some(query)) => self.answer(&query, &mut client),
-                Ok(None) => {}
-                Err(_) => return, // the queryable is gone
+            let next = lock(&self.queries).recv_timeout(IDLE);
+            match next {
+                Ok(query) => self.answer(&query, &mut client),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return, // the queryable is gone
             }
         }
     }

@@ -4,12 +4,17 @@
 //! gone when it ends.
 #![cfg(target_os = "linux")]
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use memshare::rpc::{Server, ServerConfig};
 use memshare_bridge::config::ServerSide;
 use memshare_bridge::{Bridge, Config, RpcConfig};
 use zenoh::Wait;
+
+/// How many queries may wait for a served service's workers (the
+/// bridge's, documented in docs/bridge.md).
+const QUEUED: usize = 256;
 
 /// A TCP port free on 127.0.0.1 a moment ago.
 fn free_port() -> u16 {
@@ -69,4 +74,87 @@ fn stopping_does_not_wait_for_a_call_the_local_server_sits_on() {
     drop(server);
     other.close().wait().unwrap();
     assert!(!std::path::Path::new(&format!("/dev/shm/{service}")).exists());
+}
+
+#[test]
+fn a_flood_of_queries_for_a_slow_server_is_answered_busy_and_stalls_no_other_service() {
+    let pid = std::process::id();
+    let (slow, echo) = (format!("bip-{pid}-slow"), format!("bip-{pid}-echo"));
+    let slow_server = Server::create(&slow, ServerConfig::new()).unwrap();
+    let echo_server = Server::create(&echo, ServerConfig::new()).unwrap();
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let mut config = Config::default();
+    config.zenoh.listen = Some(vec![endpoint.clone()]);
+    let mut rpc = RpcConfig::new(&slow, ServerSide::Local);
+    rpc.clients = Some(1);
+    config.rpc.push(rpc);
+    config.rpc.push(RpcConfig::new(&echo, ServerSide::Local));
+    let bridge = Bridge::start(&config, false).unwrap();
+    let other = peer(&endpoint);
+    // The slow server takes one request and sits on it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        assert!(Instant::now() < deadline, "no query reached the server");
+        other
+            .get(format!("memshare/{slow}"))
+            .timeout(Duration::from_secs(30))
+            .callback(|_| {})
+            .wait()
+            .unwrap();
+        if let Ok(request) = slow_server.recv_timeout(Duration::from_millis(200)) {
+            break request;
+        }
+    };
+    // The flood: more than can wait.
+    let flood = 2 * QUEUED;
+    let (busy, said_busy) = mpsc::channel();
+    for _ in 0..flood {
+        let busy = busy.clone();
+        other
+            .get(format!("memshare/{slow}"))
+            .timeout(Duration::from_secs(30))
+            .callback(move |reply| {
+                if let Err(e) = reply.result() {
+                    let text = e.payload().try_to_string().unwrap_or_default().into_owned();
+                    if text.contains("busy") {
+                        let _ = busy.send(());
+                    }
+                }
+            })
+            .wait()
+            .unwrap();
+    }
+    // Another service on the link still works.
+    let (echoed, got_echo) = mpsc::channel();
+    other
+        .get(format!("memshare/{echo}"))
+        .payload("ping")
+        .timeout(Duration::from_secs(10))
+        .callback(move |reply| {
+            if let Ok(sample) = reply.result() {
+                let _ = echoed.send(sample.payload().to_bytes().into_owned());
+            }
+        })
+        .wait()
+        .unwrap();
+    let request = echo_server
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the other service's query reaches its server");
+    request.respond(b"pong").unwrap();
+    let response = got_echo.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(response, b"pong");
+    // What could not wait was answered at once.
+    let answered = (0..flood - QUEUED)
+        .take_while(|_| said_busy.recv_timeout(Duration::from_secs(10)).is_ok())
+        .count();
+    assert!(answered >= flood - QUEUED - 1, "{answered} busy replies");
+    let started = Instant::now();
+    drop(bridge);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(held);
+    drop((slow_server, echo_server));
+    other.close().wait().unwrap();
+    for name in [slow, echo] {
+        assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+    }
 }
