@@ -28,10 +28,10 @@ pub(crate) use event::Event;
 pub(crate) use inspect::{holder_pids, list_named, named_capacity, stat_named};
 pub use inspect::{NamedInfo, NamedLifetime, SegmentKind};
 pub(crate) use names::{reclaim_if_stale, remove_named, Reclaim};
-pub(crate) use reaper::{deaths, on_death, unwatch_pid, watch_pid};
 /// The notifier's (`crate::aio`) only.
 #[cfg(feature = "async")]
 pub(crate) use reaper::on_fork;
+pub(crate) use reaper::{deaths, on_death, unwatch_pid, watch_pid};
 pub(crate) use share::{
     adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid, recv_with_fds,
     send_with_fds,

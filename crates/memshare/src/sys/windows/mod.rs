@@ -35,10 +35,10 @@ use super::{describe, Access, Meta, Owner, Prefault};
 #[cfg(feature = "async")]
 pub(crate) use event::Event;
 pub(crate) use handle::Handle;
-pub(crate) use reaper::{deaths, on_death, unwatch_pid, watch_pid};
 /// The notifier's (`crate::aio`) only.
 #[cfg(feature = "async")]
 pub(crate) use reaper::on_fork;
+pub(crate) use reaper::{deaths, on_death, unwatch_pid, watch_pid};
 pub(crate) use share::{adopt_duplicated, adopt_inherited, fail_share, offer_to_child, parent_pid};
 #[cfg(feature = "async")]
 pub(crate) use sync::route_local;
