@@ -186,7 +186,17 @@ impl Caller {
     fn run(self) {
         let mut client = None;
         while !self.ctx.stopped() {
-            let next = lock(&self.queries).recv_timeout(IDLE);
+            let next = {
+                let queries = lock(&self.queries);
+                // Looked at again once the lock is ours: the workers take
+                // turns here, and each would otherwise wait out a whole
+                // `IDLE` after a stop (`clients` of them in a row: 5 s at
+                // 256).
+                if self.ctx.stopped() {
+                    return;
+                }
+                queries.recv_timeout(IDLE)
+            };
             match next {
                 Ok(query) => self.answer(&query, &mut client),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}

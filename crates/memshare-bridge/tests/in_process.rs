@@ -33,6 +33,32 @@ fn peer(endpoint: &str) -> zenoh::Session {
     zenoh::open(config.zenoh_config().unwrap()).wait().unwrap()
 }
 
+/// Stopping a served service with many idle workers takes about one idle
+/// wait (20 ms), not one per worker: they took turns at the queue's lock,
+/// each waiting out a whole idle wait after the stop (256 workers: 5 s).
+#[test]
+fn stopping_many_idle_workers_takes_one_idle_wait_not_one_each() {
+    let service = format!("bip-{}-idle", std::process::id());
+    let server = Server::create(&service, ServerConfig::new().max_clients(256)).unwrap();
+    let mut config = Config::default();
+    config.zenoh.listen = Some(vec![format!("tcp/127.0.0.1:{}", free_port())]);
+    let mut rpc = RpcConfig::new(&service, ServerSide::Local);
+    rpc.clients = Some(256);
+    config.rpc.push(rpc);
+    let bridge = Bridge::start(&config, false).unwrap();
+    // The workers up and idle, taking turns at the queue.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    drop(bridge.stop());
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "stopping 256 idle workers took {took:?}"
+    );
+    drop(server);
+    assert!(!std::path::Path::new(&format!("/dev/shm/{service}")).exists());
+}
+
 #[test]
 fn stopping_does_not_wait_for_a_call_the_local_server_sits_on() {
     let service = format!("bip-{}-calc", std::process::id());
@@ -69,7 +95,11 @@ fn stopping_does_not_wait_for_a_call_the_local_server_sits_on() {
         took < Duration::from_secs(2),
         "stopping took {took:?} (timeout_ms = 10000)"
     );
-    assert_eq!(stats[0].declined, 1, "{}", stats[0]);
+    // Each query the loop sent that a worker was calling with when the
+    // bridge stopped is declined: one at least (more if a query took over
+    // 200 ms to reach the server on a loaded machine and the loop sent
+    // another).
+    assert!(stats[0].declined >= 1, "{}", stats[0]);
     drop(request);
     drop(server);
     other.close().wait().unwrap();
