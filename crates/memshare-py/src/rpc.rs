@@ -356,8 +356,9 @@ impl Drop for Request {
 
 lender!(Request, "Request", {
     /// Answers with a copy of `data` (bytes-like). `TooLarge` if it is
-    /// longer than `max_response_len` (the request is left unanswered:
-    /// answer it otherwise or decline it); `ValueError` if it was answered
+    /// longer than `max_response_len`, looked at first (the request is
+    /// left as it was: answer it otherwise or decline it); `ValueError` if
+    /// it was answered
     /// or declined, or while its response is on loan; `BufferError` while a
     /// buffer of it is exported.
     fn respond(&self, py: Python<'_>, data: BytesIn) -> PyResult<()> {

@@ -256,13 +256,17 @@ def test_a_signal_interrupts_a_wait_without_timeout():
 
 
 WAIT_FOR_A_SERVICE = """if 1:
-    import sys, time, memshare
+    import signal, sys, time, memshare
+    # Python's own handler, whatever was inherited: a shell runs background
+    # jobs with SIGINT ignored, and Python then keeps it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     which, name = sys.argv[1], sys.argv[2]
     wait = {"connect": memshare.Client.connect_timeout,
             "open": memshare.Subscriber.open_timeout}[which]
-    print("waiting", flush=True)
-    start = time.monotonic()
     try:
+        # (In the try: a SIGINT that comes before the wait is caught too.)
+        start = time.monotonic()
+        print("waiting", flush=True)
         wait(name, 30)
         print("attached")
     except KeyboardInterrupt:
