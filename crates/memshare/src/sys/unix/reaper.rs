@@ -99,7 +99,16 @@ mod imp {
         watchers: usize,
         /// Its process died (the pidfd was readable).
         died: bool,
+        /// Which pidfd of this pid it is (its epoll event carries it): an
+        /// event read before the lock, of a pidfd since dropped and
+        /// replaced by a new one for the same number (unwatched, then
+        /// watched again: maybe a new process), is not the new one's.
+        generation: u32,
     }
+
+    /// The generation of the next pidfd opened (wraps; two pidfds of one
+    /// pid 2^32 opens apart never meet in one epoll wait).
+    static GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
     static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
 
@@ -152,8 +161,9 @@ mod imp {
             }
             let mut pids = reaper.pids.lock().unwrap_or_else(|e| e.into_inner());
             for event in &events {
-                let pid = event.data.u64() as u32;
-                if let Some(w) = pids.get_mut(&pid) {
+                let data = event.data.u64();
+                let (pid, generation) = (data as u32, (data >> 32) as u32);
+                if let Some(w) = pids.get_mut(&pid).filter(|w| w.generation == generation) {
                     // Readable for good: out of the set.
                     let _ = epoll::delete(&reaper.epoll, w.fd.as_fd());
                     w.died = true;
@@ -183,7 +193,8 @@ mod imp {
             Some(w) => w.watchers,
             None => 0,
         };
-        let Some(fd) = open(reaper, pid) else {
+        let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(fd) = open(reaper, pid, generation) else {
             return false;
         };
         pids.insert(
@@ -192,19 +203,21 @@ mod imp {
                 fd,
                 watchers: watchers + 1,
                 died: false,
+                generation,
             },
         );
         true
     }
 
-    /// A pidfd of `pid`, in the reaper's epoll set.
-    fn open(reaper: &Reaper, pid: u32) -> Option<OwnedFd> {
+    /// A pidfd of `pid`, in the reaper's epoll set, its events carrying
+    /// the pid and `generation`.
+    fn open(reaper: &Reaper, pid: u32, generation: u32) -> Option<OwnedFd> {
         let p = i32::try_from(pid).ok().and_then(Pid::from_raw)?;
         let fd = pidfd_open(p, PidfdFlags::empty()).ok()?;
         epoll::add(
             &reaper.epoll,
             &fd,
-            epoll::EventData::new_u64(u64::from(pid)),
+            epoll::EventData::new_u64(u64::from(generation) << 32 | u64::from(pid)),
             epoll::EventFlags::IN,
         )
         .ok()?;
