@@ -1943,10 +1943,11 @@ fn fork_and_await(test: &str) {
     let mut fut = Box::pin(rx.recv_async());
     assert!(poll_once(&mut fut).is_pending());
     std::thread::sleep(Duration::from_millis(50));
-    // SAFETY: the child only allocates (glibc makes malloc safe across
-    // fork), takes no lock another thread of this process may hold (the
-    // notifier's thread sleeps, the reaper's and the output reader's wait),
-    // and ends with `_exit`.
+    // The child only allocates (glibc makes malloc safe across fork), takes
+    // no lock another thread of this process may hold (the notifier's
+    // thread sleeps, the reaper's and the output reader's wait), and ends
+    // with `_exit`.
+    // SAFETY: the child does only what a forked child of a threaded process may (above).
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {

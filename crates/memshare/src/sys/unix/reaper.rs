@@ -38,10 +38,10 @@ pub(crate) fn on_death(hook: fn()) {
 /// Handlers are never removed: set them once per process.
 #[cfg(feature = "async")]
 pub(crate) fn on_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
-    // SAFETY: the handlers are functions that live as long as the process;
-    // what they do at a fork is their caller's to make sound (it says so
-    // at theirs). pthread_atfork fails only for lack of memory: forks are
-    // then not told, which its caller tolerates.
+    // What the handlers do at a fork is their caller's to make sound (it
+    // says so at theirs). pthread_atfork fails only for lack of memory:
+    // forks are then not told, which its caller tolerates.
+    // SAFETY: the handlers are functions that live as long as the process.
     unsafe {
         libc::pthread_atfork(Some(prepare), Some(parent), Some(child));
     }
